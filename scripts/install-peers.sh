@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests run against. Idempotent: built binaries are cached
+# in $SPANSIEVE_PEERS_DIR (default ~/.cache/spansieve/peers) and reused between runs.
+set -euo pipefail
+
+PEERS_DIR="${SPANSIEVE_PEERS_DIR:-$HOME/.cache/spansieve/peers}"
+mkdir -p "$PEERS_DIR/bin"
+
+# Jaeger's module path lacks /v2, so its v2 binary (cmd/jaeger) ships inside the v1.x module
+# versions. The module proxy reachable here serves tagged versions only (not arbitrary commits),
+# and v1.76.0's go.mod has a replace line, which `go install pkg@version` refuses. So we build
+# it from a throwaway main module that requires jaeger and repeats that replace line.
+JAEGER_MODULE_VERSION=v1.76.0
+TELEMETRYGEN_VERSION=v0.161.0
+
+install_jaeger() {
+  local stamp="$PEERS_DIR/bin/.jaeger-$JAEGER_MODULE_VERSION"
+  if [[ -x "$PEERS_DIR/bin/jaeger" && -f "$stamp" ]]; then return; fi
+  echo "install-peers: building jaeger (module $JAEGER_MODULE_VERSION; first run only, takes minutes)" >&2
+  local work
+  work=$(mktemp -d)
+  # The checksum database is not reachable for every module through the proxy here.
+  export GOSUMDB=off GOFLAGS=-mod=mod
+  (
+    cd "$work"
+    go mod init spansieve.local/jaeger-build >/dev/null 2>&1
+    go mod edit -require="github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION" \
+      -replace=github.com/Shopify/sarama=github.com/Shopify/sarama@v1.33.0
+    go mod download github.com/jaegertracing/jaeger
+    go get "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_MODULE_VERSION"
+    go build -o "$PEERS_DIR/bin/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+  )
+  rm -rf "$work"
+  touch "$stamp"
+}
+
+install_telemetrygen() {
+  local stamp="$PEERS_DIR/bin/.telemetrygen-$TELEMETRYGEN_VERSION"
+  if [[ -x "$PEERS_DIR/bin/telemetrygen" && -f "$stamp" ]]; then return; fi
+  echo "install-peers: building telemetrygen@$TELEMETRYGEN_VERSION" >&2
+  GOBIN="$PEERS_DIR/bin" go install \
+    "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$TELEMETRYGEN_VERSION"
+  touch "$stamp"
+}
+
+install_prometheus() {
+  if command -v prometheus >/dev/null 2>&1; then return; fi
+  echo "install-peers: apt-get install prometheus" >&2
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Debian starts the packaged service; the tests run their own instances.
+  $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+}
+
+want="${*:-jaeger}"
+for peer in $want; do
+  case "$peer" in
+    jaeger) install_jaeger ;;
+    telemetrygen) install_telemetrygen ;;
+    prometheus) install_prometheus ;;
+    all) install_jaeger; install_telemetrygen; install_prometheus ;;
+    *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
+  esac
+done
+echo "$PEERS_DIR/bin"

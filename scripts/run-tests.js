@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// `npm test`: installs the real peers the tests need (cached), then runs every compiled
+// *.test.js under dist/test with node's test runner. Extra arguments filter test files by
+// substring: `npm test -- filter` runs only dist/test/**/*filter*.test.js.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+
+function testFiles(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return testFiles(full);
+    return entry.name.endsWith('.test.js') ? [full] : [];
+  });
+}
+
+const filters = process.argv.slice(2);
+const files = testFiles(path.join(root, 'dist', 'test'))
+  .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
+  .sort();
+if (files.length === 0) {
+  console.error('run-tests: no test files found (did the build run?)');
+  process.exit(1);
+}
+
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger'], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+  encoding: 'utf8',
+});
+if (install.status !== 0) {
+  console.error('run-tests: installing the test peers failed');
+  process.exit(1);
+}
+const binDir = install.stdout.trim().split('\n').pop();
+
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  cwd: root,
+  env: { ...process.env, SPANSIEVE_JAEGER_BIN: path.join(binDir, 'jaeger') },
+});
+process.exit(result.status ?? 1);

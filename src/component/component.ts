@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import type { Node } from '../config/reader';
+import type { Batch, Signal } from '../pdata/batch';
+import type { SelfTelemetry } from '../service/telemetry';
+
+export type ComponentKind = 'receiver' | 'processor' | 'exporter' | 'connector' | 'extension';
+
+/** The one data contract: every receiver, processor, connector and exporter hands on batches through it. */
+export interface Consumer {
+  consume(batch: Batch): Promise<void>;
+}
+
+/** One lifecycle for every component; shutdown must be safe without a prior start. */
+export interface Component {
+  start(host: Host): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+export interface Host {
+  /** Extensions that react to the service's state (health_check). */
+  readonly reportStatus: (status: ServiceStatus) => void;
+}
+
+export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';
+
+export interface CreateSettings {
+  /** `type[/name]` as written in the config. */
+  readonly id: string;
+  readonly logger: Logger;
+  readonly telemetry: SelfTelemetry;
+}
+
+export interface Factory<C> {
+  readonly type: string;
+  readonly kind: ComponentKind;
+  /** Reads and validates this component's config, merged over its defaults; problems go to `node.issues`. */
+  parseConfig(node: Node): C;
+}
+
+export interface ReceiverFactory<C> extends Factory<C> {
+  readonly kind: 'receiver';
+  readonly signals: readonly Signal[];
+  create(settings: CreateSettings, config: C, next: ReadonlyMap<Signal, Consumer>): Component;
+}
+
+export interface ProcessorFactory<C> extends Factory<C> {
+  readonly kind: 'processor';
+  readonly signals: readonly Signal[];
+  create(settings: CreateSettings, config: C, signal: Signal, next: Consumer): Component & Consumer;
+}
+
+export interface ExporterFactory<C> extends Factory<C> {
+  readonly kind: 'exporter';
+  readonly signals: readonly Signal[];
+  create(settings: CreateSettings, config: C): Component & Consumer;
+}
+
+/** A connector is an exporter in one pipeline and a receiver in another. */
+export interface ConnectorFactory<C> extends Factory<C> {
+  readonly kind: 'connector';
+  /** Supported [from, to] signal pairs. */
+  readonly routes: ReadonlyArray<readonly [Signal, Signal]>;
+  create(settings: CreateSettings, config: C, from: Signal, next: ReadonlyMap<Signal, Consumer>): Component & Consumer;
+}
+
+export interface ExtensionFactory<C> extends Factory<C> {
+  readonly kind: 'extension';
+  create(settings: CreateSettings, config: C): Component & { onStatus?(status: ServiceStatus): void };
+}
+
+export type AnyFactory =
+  | ReceiverFactory<unknown>
+  | ProcessorFactory<unknown>
+  | ExporterFactory<unknown>
+  | ConnectorFactory<unknown>
+  | ExtensionFactory<unknown>;

@@ -1,0 +1,27 @@
+import type { AnyFactory, ComponentKind } from './component/component';
+import { debugExporterFactory } from './exporters/debug/debug-exporter';
+import { otlpExporterFactory } from './exporters/otlp/otlp-exporter';
+import { otlpHttpExporterFactory } from './exporters/otlphttp/otlphttp-exporter';
+import { healthCheckFactory } from './extensions/healthcheck/health-check';
+import { forwardConnectorFactory } from './connectors/forward/forward-connector';
+import { filterFactory } from './processors/filter/filter';
+import { otlpReceiverFactory } from './receivers/otlp/otlp-receiver';
+
+/** Every component spansieve can build, by kind and type. Adding a component = adding its factory here. */
+export const FACTORIES: readonly AnyFactory[] = [
+  otlpReceiverFactory,
+  filterFactory,
+  otlpExporterFactory,
+  otlpHttpExporterFactory,
+  debugExporterFactory,
+  forwardConnectorFactory,
+  healthCheckFactory,
+] as readonly AnyFactory[];
+
+export function findFactory(kind: ComponentKind, type: string): AnyFactory | undefined {
+  return FACTORIES.find((factory) => factory.kind === kind && factory.type === type);
+}
+
+export function knownTypes(kind: ComponentKind): string[] {
+  return FACTORIES.filter((factory) => factory.kind === kind).map((factory) => factory.type);
+}

@@ -1,0 +1,199 @@
+import type { AnyFactory, ComponentKind, ConnectorFactory } from '../component/component';
+import { findFactory, knownTypes } from '../components';
+import type { Signal } from '../pdata/batch';
+import { ConfigIssues, ConfigValidationError, Node } from './reader';
+
+// The whole configuration, validated into one frozen model: every component's config parsed by
+// its factory, every pipeline's references resolved. All problems are collected, each with its path.
+
+export interface ComponentConfig {
+  readonly id: string;
+  readonly kind: ComponentKind;
+  readonly factory: AnyFactory;
+  readonly config: unknown;
+}
+
+export interface PipelineConfig {
+  readonly id: string;
+  readonly signal: Signal;
+  readonly receivers: readonly string[];
+  readonly processors: readonly string[];
+  readonly exporters: readonly string[];
+}
+
+export interface TelemetryConfig {
+  readonly metricsAddress: string | undefined;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface ServiceConfig {
+  readonly receivers: ReadonlyMap<string, ComponentConfig>;
+  readonly processors: ReadonlyMap<string, ComponentConfig>;
+  readonly exporters: ReadonlyMap<string, ComponentConfig>;
+  readonly connectors: ReadonlyMap<string, ComponentConfig>;
+  readonly extensions: ReadonlyMap<string, ComponentConfig>;
+  readonly serviceExtensions: readonly string[];
+  readonly pipelines: readonly PipelineConfig[];
+  readonly telemetry: TelemetryConfig;
+  /** The raw (env-expanded) document, kept so the config can be written back. */
+  readonly raw: Record<string, unknown>;
+}
+
+const SECTIONS = [
+  ['receivers', 'receiver'],
+  ['processors', 'processor'],
+  ['exporters', 'exporter'],
+  ['connectors', 'connector'],
+  ['extensions', 'extension'],
+] as const;
+
+const ID_PATTERN = /^([a-z][a-z0-9_]*)(?:\/([^\s/]+))?$/;
+
+/** Validates a parsed document; throws ConfigValidationError listing every problem. */
+export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): ServiceConfig {
+  const root = new Node(doc, '', issues);
+  const top = root.struct(['receivers', 'processors', 'exporters', 'connectors', 'extensions', 'service']);
+  const sections = {} as Record<(typeof SECTIONS)[number][0], Map<string, ComponentConfig>>;
+  for (const [section, kind] of SECTIONS) {
+    const components = new Map<string, ComponentConfig>();
+    for (const [id, node] of Object.entries(top(section).object())) {
+      const parsed = parseComponent(kind, id, node);
+      if (parsed) components.set(id, parsed);
+    }
+    sections[section] = components;
+  }
+
+  const service = top('service').struct(['extensions', 'pipelines', 'telemetry']);
+  const serviceExtensions = service('extensions')
+    .list()
+    .map((node) => {
+      const id = node.string('');
+      if (!sections.extensions.has(id)) node.report(`references extension "${id}" which is not configured`);
+      return id;
+    })
+    .filter((id) => sections.extensions.has(id));
+
+  const pipelines: PipelineConfig[] = [];
+  const pipelinesNode = service('pipelines');
+  if (pipelinesNode.isAbsent) pipelinesNode.report('at least one pipeline is required (service::pipelines::traces)');
+  for (const [id, node] of Object.entries(pipelinesNode.object())) {
+    const pipeline = parsePipeline(id, node, sections);
+    if (pipeline) pipelines.push(pipeline);
+  }
+  checkConnectors(pipelines, sections.connectors, pipelinesNode);
+
+  const telemetry = service('telemetry').struct(['metrics', 'logs']);
+  const metrics = telemetry('metrics').struct(['address', 'level']);
+  const level = metrics('level').oneOf('normal', ['none', 'basic', 'normal', 'detailed']);
+  const logs = telemetry('logs').struct(['level']);
+  const config: ServiceConfig = {
+    ...sections,
+    serviceExtensions,
+    pipelines,
+    telemetry: {
+      metricsAddress: level === 'none' ? undefined : metrics('address').endpoint('127.0.0.1:8888'),
+      logLevel: logs('level').oneOf('info', ['debug', 'info', 'warn', 'error']),
+    },
+    raw: (doc ?? {}) as Record<string, unknown>,
+  };
+  if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);
+  return config;
+}
+
+function parseComponent(kind: ComponentKind, id: string, node: Node): ComponentConfig | undefined {
+  const match = ID_PATTERN.exec(id);
+  if (!match) {
+    node.report(`invalid component id "${id}": expected type or type/name`);
+    return undefined;
+  }
+  const type = match[1]!;
+  const factory = findFactory(kind, type);
+  if (!factory) {
+    node.report(`unknown ${kind} type "${type}" (known: ${knownTypes(kind).join(', ') || 'none'})`);
+    return undefined;
+  }
+  return { id, kind, factory, config: factory.parseConfig(node) };
+}
+
+function parsePipeline(id: string, node: Node, sections: Record<string, Map<string, ComponentConfig>>): PipelineConfig | undefined {
+  const match = /^(traces|metrics|logs)(?:\/[^\s/]+)?$/.exec(id);
+  if (!match) {
+    node.report(`invalid pipeline id "${id}": expected traces[/name] or metrics[/name]`);
+    return undefined;
+  }
+  if (match[1] === 'logs') {
+    node.report('logs pipelines are not supported; spansieve handles traces and metrics');
+    return undefined;
+  }
+  const signal = match[1] as Signal;
+  const at = node.struct(['receivers', 'processors', 'exporters']);
+  const refs = (key: 'receivers' | 'processors' | 'exporters', required: boolean): string[] => {
+    const listNode = at(key);
+    const ids: string[] = [];
+    const items = listNode.list();
+    if (required && items.length === 0) listNode.report(`a pipeline needs at least one ${key.slice(0, -1)}`);
+    for (const item of items) {
+      const ref = item.string('');
+      const connectorAllowed = key !== 'processors';
+      const component = sections[key]!.get(ref) ?? (connectorAllowed ? sections.connectors!.get(ref) : undefined);
+      if (!component) {
+        item.report(`references ${key.slice(0, -1)} "${ref}" which is not configured`);
+        continue;
+      }
+      if (component.kind !== 'connector' && 'signals' in component.factory && !component.factory.signals.includes(signal)) {
+        item.report(`${component.kind} "${ref}" does not support ${signal}`);
+        continue;
+      }
+      if (ids.includes(ref)) {
+        item.report(`"${ref}" is listed twice`);
+        continue;
+      }
+      ids.push(ref);
+    }
+    return ids;
+  };
+  return { id, signal, receivers: refs('receivers', true), processors: refs('processors', false), exporters: refs('exporters', true) };
+}
+
+/** A connector must be an exporter in one pipeline and a receiver in another, on a route it supports. */
+function checkConnectors(pipelines: readonly PipelineConfig[], connectors: ReadonlyMap<string, ComponentConfig>, at: Node): void {
+  for (const [id, connector] of connectors) {
+    const factory = connector.factory as ConnectorFactory<unknown>;
+    const from = pipelines.filter((p) => p.exporters.includes(id));
+    const to = pipelines.filter((p) => p.receivers.includes(id));
+    if (from.length === 0 && to.length === 0) continue;
+    if (from.length === 0 || to.length === 0) {
+      at.report(`connector "${id}" must be used as an exporter in one pipeline and as a receiver in another`);
+      continue;
+    }
+    for (const f of from) {
+      const routes = to.filter((t) => factory.routes.some(([a, b]) => a === f.signal && b === t.signal));
+      if (routes.length === 0) at.report(`connector "${id}" cannot connect ${f.signal} (pipeline ${f.id}) to ${to.map((t) => `${t.signal} (pipeline ${t.id})`).join(', ')}`);
+    }
+  }
+  // A pipeline reaching itself through connectors would loop forever.
+  const edges = new Map<string, string[]>();
+  for (const p of pipelines) {
+    edges.set(
+      p.id,
+      pipelines.filter((q) => q.receivers.some((r) => connectors.has(r) && p.exporters.includes(r))).map((q) => q.id),
+    );
+  }
+  const visiting = new Set<string>();
+  const done = new Set<string>();
+  const visit = (id: string): boolean => {
+    if (visiting.has(id)) return true;
+    if (done.has(id)) return false;
+    visiting.add(id);
+    const cyclic = (edges.get(id) ?? []).some(visit);
+    visiting.delete(id);
+    done.add(id);
+    return cyclic;
+  };
+  for (const p of pipelines) {
+    if (visit(p.id)) {
+      at.report(`pipelines form a cycle through connectors starting at "${p.id}"`);
+      break;
+    }
+  }
+}

@@ -1,0 +1,212 @@
+import type { Logger } from 'pino';
+import type { Component, Consumer, CreateSettings } from '../../component/component';
+import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
+import type { Node } from '../../config/reader';
+import type { Batch, Signal } from '../../pdata/batch';
+
+// What every network exporter shares, as in the Collector's exporterhelper: the exporter only
+// implements `push`; timeout, retry with backoff and a bounded sending queue wrap it.
+
+export interface TimeoutConfig {
+  readonly timeoutMs: number;
+}
+
+export interface RetryConfig {
+  readonly enabled: boolean;
+  readonly initialIntervalMs: number;
+  readonly maxIntervalMs: number;
+  /** 0 means retry forever. */
+  readonly maxElapsedTimeMs: number;
+  readonly multiplier: number;
+  readonly randomizationFactor: number;
+}
+
+export interface QueueConfig {
+  readonly enabled: boolean;
+  readonly numConsumers: number;
+  /** Capacity in batches (requests), as in the Collector. */
+  readonly queueSize: number;
+}
+
+export interface HelperConfig {
+  readonly timeout: TimeoutConfig;
+  readonly retry: RetryConfig;
+  readonly queue: QueueConfig;
+}
+
+export const HELPER_KEYS = ['timeout', 'retry_on_failure', 'sending_queue'] as const;
+
+/** Reads timeout, retry_on_failure and sending_queue from an exporter's config (keys checked by the caller). */
+export function parseHelperConfig(at: (key: string) => Node): HelperConfig {
+  const retry = at('retry_on_failure').struct(['enabled', 'initial_interval', 'max_interval', 'max_elapsed_time', 'multiplier', 'randomization_factor']);
+  const queue = at('sending_queue').struct(['enabled', 'num_consumers', 'queue_size']);
+  return {
+    timeout: { timeoutMs: at('timeout').duration(5000) },
+    retry: {
+      enabled: retry('enabled').boolean(true),
+      initialIntervalMs: retry('initial_interval').duration(5000),
+      maxIntervalMs: retry('max_interval').duration(30_000),
+      maxElapsedTimeMs: retry('max_elapsed_time').duration(300_000),
+      multiplier: retry('multiplier').number(1.5, 1, 100),
+      randomizationFactor: retry('randomization_factor').number(0.5, 0, 1),
+    },
+    queue: {
+      enabled: queue('enabled').boolean(true),
+      numConsumers: queue('num_consumers').integer(10, 1, 1000),
+      queueSize: queue('queue_size').integer(1000, 1, 10_000_000),
+    },
+  };
+}
+
+export type PushFn = (batch: Batch, signal: AbortSignal) => Promise<void>;
+
+interface SignalCounters {
+  sent: { inc(n: number): void };
+  failed: { inc(n: number): void };
+  enqueueFailed: { inc(n: number): void };
+}
+
+export class ExporterHelper implements Component, Consumer {
+  private readonly queue: Batch[] = [];
+  private readonly counters = new Map<Signal, SignalCounters>();
+  private readonly queueSizeGauge: { set(n: number): void };
+  private readonly logger: Logger;
+  private activeWorkers = 0;
+  private stopping = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly settings: CreateSettings,
+    private readonly config: HelperConfig,
+    private readonly push: PushFn,
+  ) {
+    this.logger = settings.logger;
+    const labels = { exporter: settings.id };
+    this.queueSizeGauge = settings.telemetry.gauge('otelcol_exporter_queue_size', 'Current size of the retry queue (in batches)', labels);
+    settings.telemetry
+      .gauge('otelcol_exporter_queue_capacity', 'Fixed capacity of the retry queue (in batches)', labels)
+      .set(config.queue.enabled ? config.queue.queueSize : 0);
+  }
+
+  async start(): Promise<void> {}
+
+  async consume(batch: Batch): Promise<void> {
+    const counters = this.countersFor(batch.signal);
+    if (this.stopping) {
+      counters.enqueueFailed.inc(batch.itemCount);
+      throw new RetryableError(`exporter ${this.settings.id} is shutting down`);
+    }
+    if (!this.config.queue.enabled) {
+      await this.sendWithRetry(batch);
+      return;
+    }
+    if (this.queue.length >= this.config.queue.queueSize) {
+      counters.enqueueFailed.inc(batch.itemCount);
+      throw new RetryableError(`sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} batches)`);
+    }
+    this.queue.push(batch);
+    this.queueSizeGauge.set(this.queue.length);
+    this.pump();
+  }
+
+  /** Stops accepting batches and waits until every queued batch was sent or given up on. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    if (this.queue.length === 0 && this.activeWorkers === 0) return;
+    this.logger.info({ queued: this.queue.length }, 'draining the sending queue before shutdown');
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  get queueLength(): number {
+    return this.queue.length;
+  }
+
+  private pump(): void {
+    while (this.activeWorkers < this.config.queue.numConsumers && this.queue.length > 0) {
+      const batch = this.queue.shift()!;
+      this.queueSizeGauge.set(this.queue.length);
+      this.activeWorkers++;
+      this.sendWithRetry(batch)
+        .catch(() => {
+          // Already counted and logged: a queued batch has no caller to return the error to.
+        })
+        .finally(() => {
+          this.activeWorkers--;
+          this.pump();
+          if (this.activeWorkers === 0 && this.queue.length === 0) {
+            for (const resolve of this.idleWaiters.splice(0)) resolve();
+          }
+        });
+    }
+  }
+
+  private async sendWithRetry(batch: Batch): Promise<void> {
+    const counters = this.countersFor(batch.signal);
+    const retry = this.config.retry;
+    const startedAt = Date.now();
+    let interval = retry.initialIntervalMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.pushWithTimeout(batch);
+        counters.sent.inc(batch.itemCount);
+        return;
+      } catch (err) {
+        const permanent = err instanceof PermanentError;
+        let delay = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : jitter(interval, retry.randomizationFactor);
+        const elapsed = Date.now() - startedAt;
+        const outOfTime = retry.maxElapsedTimeMs > 0 && elapsed + delay > retry.maxElapsedTimeMs;
+        if (permanent || !retry.enabled || outOfTime) {
+          counters.failed.inc(batch.itemCount);
+          this.logger.error(
+            { err: errorMessage(err), items: batch.itemCount, signal: batch.signal, attempts: attempt, permanent },
+            permanent ? 'export failed with a permanent error; dropping the data' : 'export failed and retries are exhausted; dropping the data',
+          );
+          throw err;
+        }
+        this.logger.warn({ err: errorMessage(err), attempt, retryInMs: Math.round(delay) }, 'export failed; will retry');
+        delay = Math.max(0, delay);
+        await this.sleep(delay);
+        interval = Math.min(interval * retry.multiplier, retry.maxIntervalMs);
+      }
+    }
+  }
+
+  private async pushWithTimeout(batch: Batch): Promise<void> {
+    const timeoutMs = this.config.timeout.timeoutMs;
+    if (timeoutMs <= 0) return this.push(batch, new AbortController().signal);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new RetryableError(`export timed out after ${timeoutMs}ms`)), timeoutMs);
+    try {
+      return await this.push(batch, controller.signal);
+    } catch (err) {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  private countersFor(signal: Signal): SignalCounters {
+    let counters = this.counters.get(signal);
+    if (!counters) {
+      const labels = { exporter: this.settings.id };
+      const t = this.settings.telemetry;
+      counters = {
+        sent: t.signalCounter('exporter_sent', signal, 'Number of items successfully sent to destination', labels),
+        failed: t.signalCounter('exporter_send_failed', signal, 'Number of items the exporter failed to send and dropped', labels),
+        enqueueFailed: t.signalCounter('exporter_enqueue_failed', signal, 'Number of items refused because the sending queue was full', labels),
+      };
+      this.counters.set(signal, counters);
+    }
+    return counters;
+  }
+}
+
+function jitter(interval: number, factor: number): number {
+  const delta = interval * factor;
+  return interval - delta + Math.random() * 2 * delta;
+}

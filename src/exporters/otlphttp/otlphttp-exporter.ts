@@ -1,0 +1,183 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
+import type { Component, Consumer, CreateSettings, ExporterFactory } from '../../component/component';
+import { PermanentError, RetryableError } from '../../component/errors';
+import type { Node } from '../../config/reader';
+import type { Batch, Signal } from '../../pdata/batch';
+import { toOtlpJson, types } from '../../pdata/codec';
+import { ExporterHelper } from '../exporterhelper/exporterhelper';
+import { OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+
+const gzip = promisify(zlib.gzip);
+
+export interface OtlpHttpExporterConfig extends OtlpClientConfig {
+  readonly urls: Readonly<Record<Signal, URL | undefined>>;
+  readonly encoding: 'proto' | 'json';
+}
+
+function parseUrl(node: Node, fallback: string | undefined): URL | undefined {
+  const text = node.string(fallback ?? '');
+  if (!text) return undefined;
+  try {
+    const url = new URL(text);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme must be http or https');
+    return url;
+  } catch (err) {
+    node.report(`expected an http(s) URL such as http://127.0.0.1:4318, got ${JSON.stringify(text)} (${(err as Error).message})`);
+    return undefined;
+  }
+}
+
+export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig {
+  const at = node.struct(['endpoint', 'traces_endpoint', 'metrics_endpoint', 'encoding', ...OTLP_CLIENT_KEYS]);
+  const base = parseUrl(at('endpoint'), undefined);
+  const under = (path: string) => (base ? new URL(base.pathname.replace(/\/$/, '') + path, base).toString() : undefined);
+  const urls = {
+    traces: parseUrl(at('traces_endpoint'), under('/v1/traces')),
+    metrics: parseUrl(at('metrics_endpoint'), under('/v1/metrics')),
+  };
+  if (!urls.traces && !urls.metrics) at('endpoint').report('required: base URL of the OTLP/HTTP server, e.g. http://127.0.0.1:4318');
+  return { urls, encoding: at('encoding').oneOf<'proto' | 'json'>('proto', ['proto', 'json']), ...parseOtlpClientConfig(at) };
+}
+
+const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
+
+export class OtlpHttpExporter implements Component, Consumer {
+  private readonly helper: ExporterHelper;
+  private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+  constructor(
+    private readonly settings: CreateSettings,
+    private readonly config: OtlpHttpExporterConfig,
+  ) {
+    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal));
+  }
+
+  async start(): Promise<void> {
+    await this.helper.start();
+  }
+
+  consume(batch: Batch): Promise<void> {
+    return this.helper.consume(batch);
+  }
+
+  async shutdown(): Promise<void> {
+    await this.helper.shutdown();
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+
+  private async push(batch: Batch, signal: AbortSignal): Promise<void> {
+    const url = this.config.urls[batch.signal];
+    if (!url) throw new PermanentError(`no ${batch.signal} URL is configured for ${this.settings.id}`);
+    const json = this.config.encoding === 'json';
+    const requestType = batch.signal === 'traces' ? types.ExportTraceServiceRequest : types.ExportMetricsServiceRequest;
+    const raw = batch.toRequestBytes();
+    let body: Buffer = json ? Buffer.from(toOtlpJson(requestType, raw)) : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    const headers: Record<string, string> = {
+      ...this.config.headers,
+      'content-type': json ? 'application/json' : 'application/x-protobuf',
+    };
+    if (this.config.compression === 'gzip') {
+      body = await gzip(body);
+      headers['content-encoding'] = 'gzip';
+    }
+    const response = await this.send(url, headers, body, signal);
+    if (response.status >= 200 && response.status < 300) {
+      this.logPartialSuccess(batch.signal, response.body, json);
+      return;
+    }
+    const message = `HTTP ${response.status} from ${url.toString()}: ${describeBody(response.body, response.contentType)}`;
+    if (RETRYABLE_STATUS.has(response.status)) throw new RetryableError(message, parseRetryAfter(response.retryAfter));
+    throw new PermanentError(message);
+  }
+
+  private send(
+    url: URL,
+    headers: Record<string, string>,
+    body: Buffer,
+    signal: AbortSignal,
+  ): Promise<{ status: number; body: Buffer; contentType: string; retryAfter: string | undefined }> {
+    const secure = url.protocol === 'https:';
+    const tls = this.config.tls;
+    return new Promise((resolve, reject) => {
+      const request = (secure ? https : http).request(
+        url,
+        {
+          method: 'POST',
+          headers: { ...headers, 'content-length': String(body.length) },
+          agent: secure ? this.agents.https : this.agents.http,
+          signal,
+          ...(secure ? { ca: tls.caPem, rejectUnauthorized: !tls.insecureSkipVerify } : {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks),
+              contentType: String(res.headers['content-type'] ?? ''),
+              retryAfter: res.headers['retry-after'],
+            }),
+          );
+          res.on('error', (err) => reject(new RetryableError(`reading the response from ${url.toString()} failed: ${err.message}`)));
+        },
+      );
+      request.on('error', (err) => {
+        if (signal.aborted) reject(signal.reason);
+        else reject(new RetryableError(`POST ${url.toString()} failed: ${err.message}`));
+      });
+      request.end(body);
+    });
+  }
+
+  private logPartialSuccess(signal: Signal, body: Buffer, json: boolean): void {
+    if (body.length === 0) return;
+    let partial: { rejectedSpans?: unknown; rejectedDataPoints?: unknown; errorMessage?: string } | undefined;
+    try {
+      if (json) {
+        partial = (JSON.parse(body.toString('utf8')) as { partialSuccess?: typeof partial }).partialSuccess;
+      } else {
+        const type = signal === 'traces' ? types.ExportTraceServiceResponse : types.ExportMetricsServiceResponse;
+        partial = (type.toObject(type.decode(body), { longs: Number }) as { partialSuccess?: typeof partial }).partialSuccess;
+      }
+    } catch {
+      return;
+    }
+    const rejected = Number(partial?.rejectedSpans ?? partial?.rejectedDataPoints ?? 0);
+    if (rejected > 0 || partial?.errorMessage) {
+      this.settings.logger.warn({ rejected, message: partial?.errorMessage }, 'the server accepted the export only partially');
+    }
+  }
+}
+
+/** Retry-After is either delay-seconds or an HTTP date. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** The message of a google.rpc.Status error body, or the body's text. */
+function describeBody(body: Buffer, contentType: string): string {
+  if (body.length === 0) return '(empty body)';
+  try {
+    if (contentType.includes('json')) return String((JSON.parse(body.toString('utf8')) as { message?: string }).message ?? body.toString('utf8'));
+    if (contentType.includes('protobuf')) return String((types.Status.toObject(types.Status.decode(body)) as { message?: string }).message);
+  } catch {
+    // fall through to the raw text
+  }
+  return body.toString('utf8').slice(0, 500);
+}
+
+export const otlpHttpExporterFactory: ExporterFactory<OtlpHttpExporterConfig> = {
+  type: 'otlphttp',
+  kind: 'exporter',
+  signals: ['traces', 'metrics'],
+  parseConfig: parseOtlpHttpExporterConfig,
+  create: (settings, config) => new OtlpHttpExporter(settings, config),
+};

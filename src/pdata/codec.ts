@@ -1,0 +1,92 @@
+import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
+
+// Full decoding and encoding through protobufjs reflection over spansieve's own .proto files.
+// Used off the fast path: JSON bodies, the debug exporter, JSON export, and repairing a resource
+// from which invalid items were rejected.
+
+const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
+
+const root = new protobuf.Root();
+root.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
+root.loadSync(['collector.proto', 'status.proto'], { keepCase: false });
+root.resolveAll();
+
+export const types = {
+  ExportTraceServiceRequest: root.lookupType('opentelemetry.proto.collector.v1.ExportTraceServiceRequest'),
+  ExportTraceServiceResponse: root.lookupType('opentelemetry.proto.collector.v1.ExportTraceServiceResponse'),
+  ExportMetricsServiceRequest: root.lookupType('opentelemetry.proto.collector.v1.ExportMetricsServiceRequest'),
+  ExportMetricsServiceResponse: root.lookupType('opentelemetry.proto.collector.v1.ExportMetricsServiceResponse'),
+  ResourceSpans: root.lookupType('opentelemetry.proto.trace.v1.ResourceSpans'),
+  ResourceMetrics: root.lookupType('opentelemetry.proto.metrics.v1.ResourceMetrics'),
+  Status: root.lookupType('google.rpc.Status'),
+  RetryInfo: root.lookupType('google.rpc.RetryInfo'),
+} as const;
+
+/** Fields that OTLP/JSON writes as hex rather than protobuf JSON's base64. */
+const HEX_ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
+
+const TO_OBJECT_OPTIONS: protobuf.IConversionOptions = { longs: String, enums: Number, bytes: String, defaults: false };
+
+export class JsonShapeError extends Error {}
+
+/** Decoded OTLP message as plain JS (camelCase keys, int64 as decimal strings, ids as hex). */
+export type PlainMessage = Record<string, unknown>;
+
+export function decodeToPlain(type: protobuf.Type, bytes: Uint8Array): PlainMessage {
+  const message = type.decode(bytes);
+  return idsToHex(type.toObject(message, TO_OBJECT_OPTIONS)) as PlainMessage;
+}
+
+/** Encodes an OTLP/JSON object (as parsed from a request body) to protobuf bytes. */
+export function encodeFromOtlpJson(type: protobuf.Type, json: unknown): Uint8Array {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new JsonShapeError('the body must be a JSON object');
+  }
+  const prepared = idsFromHex(json, '');
+  let message: protobuf.Message;
+  try {
+    message = type.fromObject(prepared as Record<string, unknown>);
+  } catch (err) {
+    throw new JsonShapeError(`does not match ${type.name}: ${(err as Error).message.replace(/^\./, '')}`);
+  }
+  return type.encode(message).finish();
+}
+
+/** Renders decoded bytes as OTLP/JSON (hex ids, lowerCamelCase keys, enums as integers). */
+export function toOtlpJson(type: protobuf.Type, bytes: Uint8Array): string {
+  return JSON.stringify(decodeToPlain(type, bytes));
+}
+
+function idsToHex(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(idsToHex);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+      out[key] = HEX_ID_FIELDS.has(key) && typeof v === 'string' ? Buffer.from(v, 'base64').toString('hex') : idsToHex(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+function idsFromHex(value: unknown, where: string): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => idsFromHex(v, `${where}[${i}]`));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+      const at = where ? `${where}.${key}` : key;
+      if (HEX_ID_FIELDS.has(key)) {
+        if (v === '' || v === null || v === undefined) continue;
+        if (typeof v !== 'string' || !/^(?:[0-9a-fA-F]{2})*$/.test(v)) {
+          throw new JsonShapeError(`${at}: must be a hex string, got ${JSON.stringify(v)}`);
+        }
+        out[key] = Buffer.from(v, 'hex');
+      } else {
+        out[key] = idsFromHex(v, at);
+      }
+    }
+    return out;
+  }
+  return value;
+}

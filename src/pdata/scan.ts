@@ -1,0 +1,330 @@
+import { decodeKeyValues, isValidUtf8, type AttrValue } from './attributes';
+import { Batch, type ResourceBlock, type Signal } from './batch';
+import { types } from './codec';
+import {
+  ExponentialHistogramDataPointSpec,
+  HistogramDataPointSpec,
+  InstrumentationScopeSpec,
+  KeyValueSpec,
+  NumberDataPointSpec,
+  SpanSpec,
+  SummaryDataPointSpec,
+  checkField,
+  checkMessage,
+  type MessageSpec,
+} from './schema';
+import { WIRE_LEN, WireFormatError, WireReader } from './wire';
+
+// Splits an export request into resource blocks straight from the wire: checks every byte that
+// will be forwarded, decodes only resource attributes, counts spans / points. Items that are well
+// formed but invalid (spans without valid ids, metrics without a name) are rejected, and only then
+// is their resource decoded and re-encoded without them.
+
+export interface ParsedRequest {
+  readonly batch: Batch;
+  /** Items refused as invalid: reported to the client as partial success. */
+  readonly rejected: number;
+  readonly rejectMessage: string;
+}
+
+const EMPTY_ATTRIBUTES: ReadonlyMap<string, AttrValue> = new Map();
+
+export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
+  const scanResource = signal === 'traces' ? scanResourceSpans : scanResourceMetrics;
+  const container = signal === 'traces' ? 'resource_spans' : 'resource_metrics';
+  const blocks: ResourceBlock[] = [];
+  const reasons: string[] = [];
+  let rejected = 0;
+  const reader = new WireReader(buf, 0, buf.length);
+  let index = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== 1 * 8 + WIRE_LEN) {
+      if (Math.floor(tag / 8) === 1) throw new WireFormatError(`${container}: wrong wire type ${tag & 7}`);
+      reader.skip(tag & 7);
+      continue;
+    }
+    const start = reader.lengthDelimited();
+    const at = `${container}[${index++}]`;
+    let scanned: ScannedResource;
+    try {
+      scanned = scanResource(buf, start, reader.pos);
+    } catch (err) {
+      throw err instanceof WireFormatError ? err.at(at) : err;
+    }
+    if (scanned.invalid.length === 0) {
+      blocks.push({ bytes: buf.subarray(start, reader.pos), attributes: scanned.attributes, itemCount: scanned.items });
+      continue;
+    }
+    const repaired = signal === 'traces' ? repairSpans(buf.subarray(start, reader.pos)) : repairMetrics(buf.subarray(start, reader.pos));
+    rejected += scanned.items - repaired.items;
+    reasons.push(...scanned.invalid.map((reason) => `${at}.${reason}`));
+    blocks.push({ bytes: repaired.bytes, attributes: scanned.attributes, itemCount: repaired.items });
+  }
+  const noun = signal === 'traces' ? 'spans' : 'data points';
+  const rejectMessage =
+    rejected === 0
+      ? ''
+      : `${rejected} ${noun} rejected: ${reasons.slice(0, 3).join('; ')}${reasons.length > 3 ? `; and ${reasons.length - 3} more` : ''}`;
+  return { batch: new Batch(signal, blocks), rejected, rejectMessage };
+}
+
+interface ScannedResource {
+  attributes: ReadonlyMap<string, AttrValue>;
+  items: number;
+  /** One reason per invalid item, with its location inside the resource. */
+  invalid: string[];
+}
+
+type ItemScanner = (buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource) => void;
+
+function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeName: string, itemName: string, scanItem: ItemScanner): ScannedResource {
+  const result: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [] };
+  const reader = new WireReader(buf, start, end);
+  let scopeIndex = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    const field = Math.floor(tag / 8);
+    if (field === 1) {
+      expectLen(tag, 'resource');
+      const s = reader.lengthDelimited();
+      try {
+        result.attributes = decodeKeyValues(buf, s, reader.pos, 1);
+        checkMessage(buf, s, reader.pos, ResourceSpec);
+      } catch (err) {
+        throw err instanceof WireFormatError ? err.at('resource') : err;
+      }
+    } else if (field === 2) {
+      const at = `${scopeName}[${scopeIndex++}]`;
+      expectLen(tag, at);
+      const s = reader.lengthDelimited();
+      try {
+        scanScope(buf, s, reader.pos, at, itemName, scanItem, result);
+      } catch (err) {
+        throw err instanceof WireFormatError ? err.at(at) : err;
+      }
+    } else if (field === 3) {
+      checkField(reader, SchemaUrlHolder, 3, tag & 7);
+    } else {
+      reader.skip(tag & 7);
+    }
+  }
+  return result;
+}
+
+function scanScope(buf: Uint8Array, start: number, end: number, at: string, itemName: string, scanItem: ItemScanner, result: ScannedResource): void {
+  const reader = new WireReader(buf, start, end);
+  let itemIndex = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    const field = Math.floor(tag / 8);
+    if (field === 2) {
+      const itemAt = `${itemName}[${itemIndex++}]`;
+      expectLen(tag, itemAt);
+      const s = reader.lengthDelimited();
+      try {
+        scanItem(buf, s, reader.pos, `${at}.${itemAt}`, result);
+      } catch (err) {
+        throw err instanceof WireFormatError ? err.at(itemAt) : err;
+      }
+    } else {
+      checkField(reader, ScopeHolder, field, tag & 7);
+    }
+  }
+}
+
+const ResourceSpec: MessageSpec = {
+  name: 'Resource',
+  fields: [undefined, { name: 'attributes', kind: 'msg', message: KeyValueSpec }, { name: 'dropped_attributes_count', kind: 'varint' }],
+};
+/** Fields 1 (scope) and 3 (schema_url) shared by ScopeSpans and ScopeMetrics. */
+const ScopeHolder: MessageSpec = {
+  name: 'Scope',
+  fields: [undefined, { name: 'scope', kind: 'msg', message: InstrumentationScopeSpec }, undefined, { name: 'schema_url', kind: 'string' }],
+};
+const SchemaUrlHolder: MessageSpec = ScopeHolder;
+
+function expectLen(tag: number, name: string): void {
+  if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`).at(name);
+}
+
+const ZERO_ID = /^0*$/;
+
+function scanSpan(buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource): void {
+  result.items++;
+  const reader = new WireReader(buf, start, end);
+  let traceIdLen = 0;
+  let spanIdLen = 0;
+  let traceIdZero = true;
+  let spanIdZero = true;
+  while (!reader.done) {
+    const tag = reader.tag();
+    const field = Math.floor(tag / 8);
+    if (field === 1 || field === 2) {
+      expectLen(tag, field === 1 ? 'trace_id' : 'span_id');
+      const s = reader.lengthDelimited();
+      const zero = allZero(buf, s, reader.pos);
+      if (field === 1) {
+        traceIdLen = reader.pos - s;
+        traceIdZero = zero;
+      } else {
+        spanIdLen = reader.pos - s;
+        spanIdZero = zero;
+      }
+    } else {
+      checkField(reader, SpanSpec, field, tag & 7);
+    }
+  }
+  if (traceIdLen !== 16 || traceIdZero) result.invalid.push(`${at}: trace_id ${describeId(traceIdLen, traceIdZero, 16)}`);
+  else if (spanIdLen !== 8 || spanIdZero) result.invalid.push(`${at}: span_id ${describeId(spanIdLen, spanIdZero, 8)}`);
+}
+
+function describeId(len: number, zero: boolean, want: number): string {
+  if (len === 0) return 'is missing';
+  if (len !== want) return `has ${len} bytes, expected ${want}`;
+  return zero ? 'is all zeros' : 'is invalid';
+}
+
+function allZero(buf: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+export function isValidSpanIds(traceIdHex: unknown, spanIdHex: unknown): boolean {
+  return (
+    typeof traceIdHex === 'string' &&
+    traceIdHex.length === 32 &&
+    !ZERO_ID.test(traceIdHex) &&
+    typeof spanIdHex === 'string' &&
+    spanIdHex.length === 16 &&
+    !ZERO_ID.test(spanIdHex)
+  );
+}
+
+/** Metric.data fields and the point message each holds. */
+const METRIC_DATA: Record<number, { name: string; point: MessageSpec }> = {
+  5: { name: 'gauge', point: NumberDataPointSpec },
+  7: { name: 'sum', point: NumberDataPointSpec },
+  9: { name: 'histogram', point: HistogramDataPointSpec },
+  10: { name: 'exponential_histogram', point: ExponentialHistogramDataPointSpec },
+  11: { name: 'summary', point: SummaryDataPointSpec },
+};
+
+const MetricSpec: MessageSpec = {
+  name: 'Metric',
+  fields: [
+    undefined,
+    { name: 'name', kind: 'string' },
+    { name: 'description', kind: 'string' },
+    { name: 'unit', kind: 'string' },
+    ...new Array<undefined>(8),
+    { name: 'metadata', kind: 'msg', message: KeyValueSpec },
+  ],
+};
+
+function scanMetric(buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource): void {
+  const reader = new WireReader(buf, start, end);
+  let nameLen = 0;
+  let points = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    const field = Math.floor(tag / 8);
+    const data = METRIC_DATA[field];
+    if (data !== undefined) {
+      expectLen(tag, data.name);
+      const s = reader.lengthDelimited();
+      try {
+        points += scanMetricData(buf, s, reader.pos, data.point);
+      } catch (err) {
+        throw err instanceof WireFormatError ? err.at(data.name) : err;
+      }
+    } else if (field === 1) {
+      expectLen(tag, 'name');
+      const s = reader.lengthDelimited();
+      if (!isValidUtf8(buf, s, reader.pos)) throw new WireFormatError('string is not valid UTF-8').at('name');
+      nameLen = reader.pos - s;
+    } else {
+      checkField(reader, MetricSpec, field, tag & 7);
+    }
+  }
+  result.items += points;
+  if (nameLen <= 0) result.invalid.push(`${at}: metric name is empty`);
+}
+
+function scanMetricData(buf: Uint8Array, start: number, end: number, point: MessageSpec): number {
+  const reader = new WireReader(buf, start, end);
+  let points = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    const field = Math.floor(tag / 8);
+    if (field === 1) {
+      expectLen(tag, `data_points[${points}]`);
+      const s = reader.lengthDelimited();
+      try {
+        checkMessage(buf, s, reader.pos, point);
+      } catch (err) {
+        throw err instanceof WireFormatError ? err.at(`data_points[${points}]`) : err;
+      }
+      points++;
+    } else {
+      // aggregation_temporality (2) and is_monotonic (3) are varints.
+      if ((field === 2 || field === 3) && (tag & 7) !== 0) throw new WireFormatError(`field ${field}: wire type ${tag & 7}, expected 0`);
+      reader.skip(tag & 7);
+    }
+  }
+  return points;
+}
+
+function scanResourceSpans(buf: Uint8Array, start: number, end: number): ScannedResource {
+  return scanResourceLevel(buf, start, end, 'scope_spans', 'spans', scanSpan);
+}
+
+function scanResourceMetrics(buf: Uint8Array, start: number, end: number): ScannedResource {
+  return scanResourceLevel(buf, start, end, 'scope_metrics', 'metrics', scanMetric);
+}
+
+interface Repaired {
+  bytes: Uint8Array;
+  items: number;
+}
+
+interface PlainScope<T> {
+  spans?: T[];
+  metrics?: T[];
+}
+
+function repairSpans(bytes: Uint8Array): Repaired {
+  const message = types.ResourceSpans.toObject(types.ResourceSpans.decode(bytes), { bytes: String, longs: String, enums: Number }) as {
+    scopeSpans?: PlainScope<{ traceId?: string; spanId?: string }>[];
+  };
+  let items = 0;
+  for (const scope of message.scopeSpans ?? []) {
+    scope.spans = (scope.spans ?? []).filter((span) =>
+      isValidSpanIds(Buffer.from(span.traceId ?? '', 'base64').toString('hex'), Buffer.from(span.spanId ?? '', 'base64').toString('hex')),
+    );
+    items += scope.spans.length;
+  }
+  return { bytes: types.ResourceSpans.encode(types.ResourceSpans.fromObject(message)).finish(), items };
+}
+
+type PlainMetric = { name?: string } & Record<string, { dataPoints?: unknown[] } | string | undefined>;
+
+function repairMetrics(bytes: Uint8Array): Repaired {
+  const message = types.ResourceMetrics.toObject(types.ResourceMetrics.decode(bytes), { bytes: String, longs: String, enums: Number }) as {
+    scopeMetrics?: PlainScope<PlainMetric>[];
+  };
+  let items = 0;
+  for (const scope of message.scopeMetrics ?? []) {
+    scope.metrics = (scope.metrics ?? []).filter((metric) => typeof metric.name === 'string' && metric.name.length > 0);
+    for (const metric of scope.metrics) items += countPlainPoints(metric);
+  }
+  return { bytes: types.ResourceMetrics.encode(types.ResourceMetrics.fromObject(message)).finish(), items };
+}
+
+function countPlainPoints(metric: PlainMetric): number {
+  for (const key of ['gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary']) {
+    const data = metric[key];
+    if (data !== undefined && typeof data === 'object') return data.dataPoints?.length ?? 0;
+  }
+  return 0;
+}

@@ -1,0 +1,165 @@
+import { attrValueToString, type Attributes } from '../../pdata/attributes';
+import type { Node } from '../../config/reader';
+
+// Selectors choose resources by their attributes. Each is a mapping whose keys must all match:
+//   "text"       exact
+//   "a*b?"       glob (* any run, ? one character), whole value
+//   "/re/flags"  regular expression (unanchored, as written)
+//   pid: 4242    host-form service.instance.id "<host>:4242" (split on the last ':')
+// A resource without an attribute does not match a condition on it.
+
+export const INSTANCE_ID = 'service.instance.id';
+
+type ValueTest = (value: string) => boolean;
+
+interface Condition {
+  readonly key: string;
+  readonly test: ValueTest;
+}
+
+export interface Selector {
+  /** The selector as the user wrote it, for listings and the admin API. */
+  readonly source: Readonly<Record<string, unknown>>;
+  readonly text: string;
+  readonly conditions: readonly Condition[];
+  /** Set when the selector is a single exact condition: indexed in a hash map instead of scanned. */
+  readonly exact?: { key: string; value: string };
+}
+
+/** Reads one selector, reporting problems under its path; undefined when it is unusable. */
+export function parseSelector(node: Node): Selector | undefined {
+  const entries = node.object();
+  if (node.isAbsent || Object.keys(entries).length === 0) {
+    node.report('a selector needs at least one attribute condition, e.g. { service.instance.id: "host:1234" }');
+    return undefined;
+  }
+  const conditions: Condition[] = [];
+  let exact: Selector['exact'];
+  let ok = true;
+  for (const [key, valueNode] of Object.entries(entries)) {
+    const condition = key === 'pid' ? parsePidCondition(valueNode) : parseValueCondition(key, valueNode);
+    if (!condition) {
+      ok = false;
+      continue;
+    }
+    conditions.push(condition.condition);
+    if (condition.exactValue !== undefined && Object.keys(entries).length === 1) exact = { key: condition.condition.key, value: condition.exactValue };
+  }
+  if (!ok) return undefined;
+  const source = node.value as Record<string, unknown>;
+  return { source, text: selectorText(source), conditions, ...(exact ? { exact } : {}) };
+}
+
+function parsePidCondition(node: Node): { condition: Condition; exactValue?: string } | undefined {
+  const raw = node.value;
+  const pid = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(pid) || pid <= 0) {
+    node.report(`pid must be a positive integer, got ${JSON.stringify(raw)}`);
+    return undefined;
+  }
+  const suffix = String(pid);
+  return { condition: { key: INSTANCE_ID, test: (id) => pidOfInstanceId(id) === suffix } };
+}
+
+/** The PID of a host-form instance id (`host:pid`), or undefined for Kubernetes/Docker forms. */
+export function pidOfInstanceId(instanceId: string): string | undefined {
+  const colon = instanceId.lastIndexOf(':');
+  if (colon < 0) return undefined;
+  const pid = instanceId.slice(colon + 1);
+  return /^\d+$/.test(pid) ? pid : undefined;
+}
+
+function parseValueCondition(key: string, node: Node): { condition: Condition; exactValue?: string } | undefined {
+  const raw = node.value;
+  if (typeof raw === 'number' || typeof raw === 'boolean') {
+    const want = String(raw);
+    return { condition: { key, test: (v) => v === want }, exactValue: want };
+  }
+  if (typeof raw !== 'string') {
+    node.report(`expected a string, number or boolean to match, got ${raw === null ? 'null' : Array.isArray(raw) ? 'a list' : typeof raw}`);
+    return undefined;
+  }
+  const regex = /^\/(.*)\/([a-z]*)$/s.exec(raw);
+  if (regex) {
+    try {
+      const re = new RegExp(regex[1]!, regex[2]!.replace(/[gy]/g, ''));
+      return { condition: { key, test: (v) => re.test(v) } };
+    } catch (err) {
+      node.report(`invalid regular expression ${raw}: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+  if (/[*?]/.test(raw)) {
+    const re = globToRegExp(raw);
+    return { condition: { key, test: (v) => re.test(v) } };
+  }
+  return { condition: { key, test: (v) => v === raw }, exactValue: raw };
+}
+
+export function globToRegExp(glob: string): RegExp {
+  let pattern = '';
+  for (const ch of glob) {
+    if (ch === '*') pattern += '.*';
+    else if (ch === '?') pattern += '.';
+    else pattern += ch.replace(/[\\^$.|+()[\]{}/-]/g, '\\$&');
+  }
+  return new RegExp(`^${pattern}$`, 's');
+}
+
+function selectorText(source: Record<string, unknown>): string {
+  return Object.entries(source)
+    .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
+    .join(', ');
+}
+
+/**
+ * An ordered list of selectors compiled for lookup: single exact conditions are found through a
+ * hash map (cost independent of their number); the rest are tried in order.
+ */
+export class SelectorList {
+  private readonly exactByKey = new Map<string, Map<string, number>>();
+  private readonly scanned: { index: number; selector: Selector }[] = [];
+
+  constructor(readonly selectors: readonly Selector[]) {
+    selectors.forEach((selector, index) => {
+      if (selector.exact) {
+        let values = this.exactByKey.get(selector.exact.key);
+        if (!values) this.exactByKey.set(selector.exact.key, (values = new Map()));
+        if (!values.has(selector.exact.value)) values.set(selector.exact.value, index);
+      } else {
+        this.scanned.push({ index, selector });
+      }
+    });
+  }
+
+  get isEmpty(): boolean {
+    return this.selectors.length === 0;
+  }
+
+  /** The first selector (in written order) matching these attributes, or undefined. */
+  match(attributes: Attributes): Selector | undefined {
+    let best = Infinity;
+    for (const [key, values] of this.exactByKey) {
+      const value = attributes.get(key);
+      if (value === undefined) continue;
+      const index = values.get(attrValueToString(value));
+      if (index !== undefined && index < best) best = index;
+    }
+    for (const { index, selector } of this.scanned) {
+      if (index > best) break;
+      if (matchesAll(selector, attributes)) {
+        best = index;
+        break;
+      }
+    }
+    return best === Infinity ? undefined : this.selectors[best];
+  }
+}
+
+function matchesAll(selector: Selector, attributes: Attributes): boolean {
+  for (const condition of selector.conditions) {
+    const value = attributes.get(condition.key);
+    if (value === undefined || !condition.test(attrValueToString(value))) return false;
+  }
+  return true;
+}

@@ -1,0 +1,98 @@
+import type { Logger } from 'pino';
+import type { Consumer, CreateSettings } from '../../component/component';
+import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
+import type { Signal } from '../../pdata/batch';
+import { JsonShapeError, encodeFromOtlpJson, types } from '../../pdata/codec';
+import { parseRequest } from '../../pdata/scan';
+import { WireFormatError } from '../../pdata/wire';
+
+export type Transport = 'grpc' | 'http';
+export type BodyEncoding = 'protobuf' | 'json';
+
+/** What a transport must answer, independent of gRPC or HTTP. */
+export type ExportOutcome =
+  | { kind: 'ok'; rejected: number; message: string }
+  | { kind: 'invalid'; message: string }
+  | { kind: 'unavailable'; message: string; retryAfterMs: number }
+  | { kind: 'unimplemented'; message: string };
+
+/** Per-signal, per-transport handling of one export request: parse, hand on, count, classify. */
+export class ExportHandler {
+  private readonly accepted: { inc(n: number): void };
+  private readonly refused: { inc(n: number): void };
+  private readonly logger: Logger;
+
+  constructor(
+    settings: CreateSettings,
+    transport: Transport,
+    private readonly signal: Signal,
+    private readonly next: Consumer | undefined,
+  ) {
+    const labels = { receiver: settings.id, transport };
+    this.accepted = settings.telemetry.signalCounter('receiver_accepted', signal, 'Number of items successfully pushed into the pipeline', labels);
+    this.refused = settings.telemetry.signalCounter('receiver_refused', signal, 'Number of items that could not be pushed into the pipeline', labels);
+    this.logger = settings.logger;
+  }
+
+  async export(body: Uint8Array, encoding: BodyEncoding): Promise<ExportOutcome> {
+    if (!this.next) {
+      return { kind: 'unimplemented', message: `no ${this.signal} pipeline uses this receiver` };
+    }
+    let parsed;
+    try {
+      const bytes = encoding === 'json' ? encodeFromOtlpJson(this.requestType(), parseJson(body)) : body;
+      parsed = parseRequest(this.signal, bytes);
+    } catch (err) {
+      if (err instanceof WireFormatError || err instanceof JsonShapeError) {
+        const what = encoding === 'json' ? 'OTLP/JSON' : 'OTLP protobuf';
+        return { kind: 'invalid', message: `invalid ${what} ${this.signal} request: ${err.message}` };
+      }
+      throw err;
+    }
+    const { batch } = parsed;
+    if (parsed.rejected > 0) this.refused.inc(parsed.rejected);
+    if (batch.resources.length > 0) {
+      try {
+        await this.next.consume(batch);
+      } catch (err) {
+        this.refused.inc(batch.itemCount);
+        if (err instanceof PermanentError) return { kind: 'invalid', message: err.message };
+        this.logger.warn({ err: errorMessage(err), items: batch.itemCount }, 'refused export request; the client should retry');
+        const retryAfterMs = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : 1000;
+        return { kind: 'unavailable', message: errorMessage(err), retryAfterMs };
+      }
+    }
+    this.accepted.inc(batch.itemCount);
+    return { kind: 'ok', rejected: parsed.rejected, message: parsed.rejectMessage };
+  }
+
+  /** The Export response for a success, partial or whole. */
+  responseBytes(outcome: { rejected: number; message: string }, encoding: BodyEncoding): Uint8Array {
+    const type = this.signal === 'traces' ? types.ExportTraceServiceResponse : types.ExportMetricsServiceResponse;
+    const partial =
+      outcome.rejected === 0
+        ? {}
+        : {
+            partialSuccess:
+              this.signal === 'traces'
+                ? { rejectedSpans: outcome.rejected, errorMessage: outcome.message }
+                : { rejectedDataPoints: outcome.rejected, errorMessage: outcome.message },
+          };
+    if (encoding === 'json') {
+      return Buffer.from(JSON.stringify(type.toObject(type.fromObject(partial), { longs: String, defaults: false })));
+    }
+    return type.encode(type.fromObject(partial)).finish();
+  }
+
+  private requestType() {
+    return this.signal === 'traces' ? types.ExportTraceServiceRequest : types.ExportMetricsServiceRequest;
+  }
+}
+
+function parseJson(body: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new JsonShapeError(`body is not valid JSON (${(err as Error).message})`);
+  }
+}

@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePorts, waitFor } from './ports';
+
+// A real Jaeger v2 (all-in-one, memory storage) on free loopback ports. scripts/run-tests.js
+// installs it and passes its path in SPANSIEVE_JAEGER_BIN.
+
+export interface JaegerTag {
+  key: string;
+  type: string;
+  value: unknown;
+}
+
+export interface JaegerSpan {
+  traceID: string;
+  spanID: string;
+  operationName: string;
+  startTime: number;
+  duration: number;
+  tags: JaegerTag[];
+  processID: string;
+  references: { refType: string; traceID: string; spanID: string }[];
+  logs: { timestamp: number; fields: JaegerTag[] }[];
+}
+
+export interface JaegerTrace {
+  traceID: string;
+  spans: JaegerSpan[];
+  processes: Record<string, { serviceName: string; tags: JaegerTag[] }>;
+}
+
+export function jaegerBinary(): string {
+  const bin = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'jaeger');
+  if (!fs.existsSync(bin)) throw new Error(`Jaeger is not installed at ${bin}; run bash scripts/install-peers.sh jaeger (npm test does)`);
+  return bin;
+}
+
+export class Jaeger {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly otlpGrpcPort: number,
+    readonly otlpHttpPort: number,
+    readonly queryPort: number,
+    private readonly dir: string,
+    readonly output: string[],
+  ) {}
+
+  static async start(): Promise<Jaeger> {
+    const [grpcPort, httpPort, queryPort, queryGrpcPort, healthPort] = await freePorts(5);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-jaeger-'));
+    const config = `
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_query:
+    # Jaeger would otherwise trace itself to the default OTLP port, where spansieve may listen.
+    enable_tracing: false
+    storage:
+      traces: memstore
+    http:
+      endpoint: 127.0.0.1:${queryPort}
+    grpc:
+      endpoint: 127.0.0.1:${queryGrpcPort}
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: 127.0.0.1:${healthPort}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:${grpcPort}
+      http:
+        endpoint: 127.0.0.1:${httpPort}
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+`;
+    const configFile = path.join(dir, 'jaeger.yaml');
+    fs.writeFileSync(configFile, config);
+    const output: string[] = [];
+    const child = spawn(jaegerBinary(), ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    const jaeger = new Jaeger(child, grpcPort!, httpPort!, queryPort!, dir, output);
+    try {
+      await waitFor(
+        'Jaeger to answer on its query API',
+        async () => {
+          if (child.exitCode !== null) throw new Error(`jaeger exited with ${child.exitCode}: ${output.join('').slice(-2000)}`);
+          const res = await fetch(`http://127.0.0.1:${queryPort}/api/services`);
+          return res.ok;
+        },
+        60_000,
+        200,
+      );
+    } catch (err) {
+      await jaeger.stop();
+      throw err;
+    }
+    return jaeger;
+  }
+
+  async services(): Promise<string[]> {
+    const res = await fetch(`http://127.0.0.1:${this.queryPort}/api/services`);
+    return ((await res.json()) as { data: string[] | null }).data ?? [];
+  }
+
+  async traces(service: string, limit = 1000): Promise<JaegerTrace[]> {
+    const res = await fetch(`http://127.0.0.1:${this.queryPort}/api/traces?service=${encodeURIComponent(service)}&limit=${limit}&lookback=2h`);
+    if (!res.ok) throw new Error(`jaeger /api/traces: HTTP ${res.status}: ${await res.text()}`);
+    return ((await res.json()) as { data: JaegerTrace[] | null }).data ?? [];
+  }
+
+  async trace(traceIdHex: string): Promise<JaegerTrace | undefined> {
+    const res = await fetch(`http://127.0.0.1:${this.queryPort}/api/traces/${traceIdHex}`);
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw new Error(`jaeger /api/traces/${traceIdHex}: HTTP ${res.status}`);
+    return ((await res.json()) as { data: JaegerTrace[] }).data[0];
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The tag value by key, from a span's tags or its process's tags. */
+export function tagValue(tags: readonly JaegerTag[], key: string): unknown {
+  return tags.find((tag) => tag.key === key)?.value;
+}

@@ -108,7 +108,7 @@ export class Graph {
         try {
           await component.start(host);
         } catch (err) {
-          throw new Error(`failed to start ${id}: ${(err as Error).message}`);
+          throw new Error(`failed to start ${id}: ${(err as Error).message}`, { cause: err });
         }
       }
     }

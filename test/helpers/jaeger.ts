@@ -96,8 +96,8 @@ exporters:
     fs.writeFileSync(configFile, config);
     const output: string[] = [];
     const child = spawn(jaegerBinary(), ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     const jaeger = new Jaeger(child, grpcPort!, httpPort!, queryPort!, dir, output);
     try {
       await waitFor(

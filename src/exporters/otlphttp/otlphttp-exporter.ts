@@ -127,7 +127,7 @@ export class OtlpHttpExporter implements Component, Consumer {
         },
       );
       request.on('error', (err) => {
-        if (signal.aborted) reject(signal.reason);
+        if (signal.aborted) reject(signal.reason instanceof Error ? signal.reason : new RetryableError('export aborted'));
         else reject(new RetryableError(`POST ${url.toString()} failed: ${err.message}`));
       });
       request.end(body);

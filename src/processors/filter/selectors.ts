@@ -124,7 +124,10 @@ export class SelectorList {
     selectors.forEach((selector, index) => {
       if (selector.exact) {
         let values = this.exactByKey.get(selector.exact.key);
-        if (!values) this.exactByKey.set(selector.exact.key, (values = new Map()));
+        if (!values) {
+          values = new Map<string, number>();
+          this.exactByKey.set(selector.exact.key, values);
+        }
         if (!values.has(selector.exact.value)) values.set(selector.exact.value, index);
       } else {
         this.scanned.push({ index, selector });

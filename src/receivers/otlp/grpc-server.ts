@@ -80,7 +80,7 @@ export class OtlpGrpcServer {
 
   private unaryHandler(handler: ExportHandler): grpc.handleUnaryCall<Buffer, Buffer> {
     return (call, callback) => {
-      const reply = (err: Partial<grpc.StatusObject> | null, value?: Buffer) => callback(err as grpc.ServerErrorResponse | null, value);
+      const reply = (err: Partial<grpc.StatusObject> | null, value?: Buffer) => callback(err, value);
       handler.export(call.request, 'protobuf').then(
         (outcome) => {
           switch (outcome.kind) {

@@ -46,8 +46,8 @@ export function parseOtlpReceiverConfig(node: Node): OtlpReceiverConfig {
   const protocols = fields.protocols.object(['grpc', 'http']);
   if (!('grpc' in protocols) && !('http' in protocols)) fields.protocols.report('enable at least one of grpc, http');
   return {
-    grpc: 'grpc' in protocols ? parseGrpc(protocols.grpc!) : undefined,
-    http: 'http' in protocols ? parseHttp(protocols.http!) : undefined,
+    grpc: 'grpc' in protocols ? parseGrpc(protocols.grpc) : undefined,
+    http: 'http' in protocols ? parseHttp(protocols.http) : undefined,
   };
 }
 

@@ -25,6 +25,8 @@ Options for the file-less form:
   --debug         also print every kept span
   --grpc H:P      OTLP/gRPC listen address (default 127.0.0.1:4317)
   --http H:P      OTLP/HTTP listen address (default 127.0.0.1:4318)
+  --health H:P    health_check address (default 127.0.0.1:13133)
+  --metrics H:P   self-metrics address (default 127.0.0.1:8888)
 `;
 
 interface CliArgs {
@@ -43,7 +45,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     return { command: 'help', configFile: undefined, zero: undefined };
   }
   let configFile: string | undefined;
-  const zero: { keep?: string; drop?: string; jaeger?: string; debug?: boolean; grpc?: string; http?: string } = {};
+  const zero: { -readonly [K in keyof ZeroConfigOptions]: ZeroConfigOptions[K] } = {};
   let usesZero = false;
   while (args.length > 0) {
     const flag = args.shift()!;
@@ -62,7 +64,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--jaeger':
       case '--grpc':
       case '--http':
-        zero[name.slice(2) as 'keep' | 'drop' | 'jaeger' | 'grpc' | 'http'] = value();
+      case '--health':
+      case '--metrics':
+        zero[name.slice(2) as 'keep' | 'drop' | 'jaeger' | 'grpc' | 'http' | 'health' | 'metrics'] = value();
         usesZero = true;
         break;
       case '--debug':
@@ -73,7 +77,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         throw new UsageError(`unknown argument ${JSON.stringify(flag)}`);
     }
   }
-  if (usesZero && configFile) throw new UsageError('--config cannot be combined with --keep/--drop/--jaeger/--debug/--grpc/--http');
+  if (usesZero && configFile) throw new UsageError('--config cannot be combined with the file-less options (--keep, --drop, --jaeger, --debug, --grpc, --http, --health, --metrics)');
   if (usesZero && !zero.jaeger && !zero.debug) throw new UsageError('the file-less form needs --jaeger HOST:PORT (or --debug to print spans)');
   return { command, configFile: usesZero ? undefined : (configFile ?? DEFAULT_CONFIG), zero: usesZero ? zero : undefined };
 }

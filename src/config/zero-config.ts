@@ -7,6 +7,8 @@ export interface ZeroConfigOptions {
   readonly debug?: boolean;
   readonly grpc?: string;
   readonly http?: string;
+  readonly health?: string;
+  readonly metrics?: string;
 }
 
 /**
@@ -50,9 +52,10 @@ export function zeroConfig(options: ZeroConfigOptions): Record<string, unknown> 
     },
     processors: { 'filter/cli': filter },
     exporters,
-    extensions: { health_check: {} },
+    extensions: { health_check: options.health ? { endpoint: options.health } : {} },
     service: {
       extensions: ['health_check'],
+      ...(options.metrics ? { telemetry: { metrics: { address: options.metrics } } } : {}),
       pipelines: {
         traces: { receivers: ['otlp'], processors: ['filter/cli'], exporters: Object.keys(exporters) },
       },

@@ -12,13 +12,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function freePorts(n: number): Promise<number[]> {
+type Ports<N extends number, T extends number[] = []> = T['length'] extends N ? T : Ports<N, [...T, number]>;
+
+/** `n` distinct free ports, typed as a tuple so they destructure without checks. */
+export async function freePorts<N extends number>(n: N): Promise<Ports<N>> {
   const ports: number[] = [];
   while (ports.length < n) {
     const port = await freePort();
     if (!ports.includes(port)) ports.push(port);
   }
-  return ports;
+  return ports as Ports<N>;
 }
 
 /** Polls `check` until it resolves true or the deadline passes. */

@@ -1,0 +1,248 @@
+import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
+import assert from 'node:assert/strict';
+import { after, afterEach, describe, test } from 'node:test';
+import pino from 'pino';
+import type { Component, Consumer, ExporterFactory } from '../../src/component/component';
+import { PermanentError, RetryableError } from '../../src/component/errors';
+import { ConfigIssues, ConfigValidationError, Node } from '../../src/config/reader';
+import { otlpExporterFactory } from '../../src/exporters/otlp/otlp-exporter';
+import { otlpHttpExporterFactory, parseRetryAfter } from '../../src/exporters/otlphttp/otlphttp-exporter';
+import type { Batch } from '../../src/pdata/batch';
+import { types } from '../../src/pdata/codec';
+import { parseRequest } from '../../src/pdata/scan';
+import { SelfTelemetry } from '../../src/service/telemetry';
+import { GrpcSink, HttpSink } from '../helpers/sink';
+import { hostInstance, obiTraceRequest } from '../helpers/obi';
+
+const noop = { reportStatus: () => undefined };
+
+function makeExporter(factory: ExporterFactory<unknown>, raw: Record<string, unknown>, telemetry = new SelfTelemetry()): Component & Consumer {
+  const issues = new ConfigIssues();
+  const config = factory.parseConfig(new Node(raw, 'exporters::test', issues));
+  if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);
+  return factory.create({ id: `${factory.type}/test`, logger: pino({ level: 'silent' }), telemetry }, config);
+}
+
+function batchOf(instances: number, spans: number): Batch {
+  return parseRequest(
+    'traces',
+    obiTraceRequest(
+      Array.from({ length: instances }, (_, i) => hostInstance('h', 1000 + i)),
+      spans,
+    ),
+  ).batch;
+}
+
+const fastRetry = { initial_interval: '20ms', max_interval: '50ms', max_elapsed_time: '5s', randomization_factor: 0 };
+
+async function counterValue(telemetry: SelfTelemetry, name: string): Promise<number> {
+  const metric = (await telemetry.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  return (metric?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0);
+}
+
+describe('otlp (gRPC) exporter', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function setup(raw: Record<string, unknown>) {
+    const sink = new GrpcSink();
+    await sink.start();
+    const telemetry = new SelfTelemetry();
+    const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true }, ...raw }, telemetry);
+    await exporter.start(noop);
+    cleanups.push(
+      () => sink.stop(),
+      () => exporter.shutdown(),
+    );
+    return { sink, exporter, telemetry };
+  }
+
+  test('forwards kept resources byte-for-byte, with headers', async () => {
+    const { sink, exporter, telemetry } = await setup({ headers: { 'x-tenant': 'blue' }, sending_queue: { enabled: false } });
+    const batch = batchOf(3, 4);
+    await exporter.consume(batch);
+    assert.equal(sink.requests.length, 1);
+    assert.deepEqual(sink.requests[0]!.body, Buffer.from(batch.toRequestBytes()));
+    assert.equal(sink.requests[0]!.headers['x-tenant'], 'blue');
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 12);
+  });
+
+  for (const compression of ['gzip', 'none'] as const) {
+    test(`compression: ${compression} is what goes on the wire`, async () => {
+      // A bare HTTP/2 server, to see the grpc-encoding header and the message's compressed flag.
+      const seen: { encoding: string | undefined; compressedFlag: number | undefined }[] = [];
+      const server = http2.createServer();
+      server.on('stream', (stream, headers) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          seen.push({ encoding: headers['grpc-encoding'] as string | undefined, compressedFlag: Buffer.concat(chunks)[0] });
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+          stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+          stream.end(Buffer.from([0, 0, 0, 0, 0]));
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+      const port = (server.address() as { port: number }).port;
+      const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, {
+        endpoint: `127.0.0.1:${port}`,
+        tls: { insecure: true },
+        compression,
+        sending_queue: { enabled: false },
+      });
+      await exporter.start(noop);
+      try {
+        await exporter.consume(batchOf(2, 2));
+      } finally {
+        await exporter.shutdown();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+      assert.equal(seen.length, 1);
+      if (compression === 'gzip') {
+        assert.equal(seen[0]!.encoding, 'gzip');
+        assert.equal(seen[0]!.compressedFlag, 1);
+      } else {
+        assert.equal(seen[0]!.compressedFlag, 0);
+      }
+    });
+  }
+
+  test('retries retryable codes with backoff until success', async () => {
+    const { sink, exporter, telemetry } = await setup({ retry_on_failure: fastRetry, sending_queue: { enabled: false } });
+    sink.reply = (_r, i) => (i < 2 ? { kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'busy' } : { kind: 'ok' });
+    await exporter.consume(batchOf(1, 5));
+    assert.equal(sink.requests.length, 3);
+    assert.ok(sink.requests[1]!.at - sink.requests[0]!.at >= 15, 'the retry waited for the backoff');
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 5);
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_send_failed_spans'), 0);
+  });
+
+  test('does not retry INVALID_ARGUMENT, and counts the spans as failed', async () => {
+    const { sink, exporter, telemetry } = await setup({ retry_on_failure: fastRetry, sending_queue: { enabled: false } });
+    sink.reply = () => ({ kind: 'grpc-error', code: grpc.status.INVALID_ARGUMENT, message: 'bad span' });
+    await assert.rejects(exporter.consume(batchOf(1, 2)), (err: Error) => err instanceof PermanentError && /INVALID_ARGUMENT: bad span/.test(err.message));
+    assert.equal(sink.requests.length, 1);
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_send_failed_spans'), 2);
+  });
+
+  test('RESOURCE_EXHAUSTED is retried only with RetryInfo, after the delay the server asked for', async () => {
+    const { sink, exporter } = await setup({ retry_on_failure: { ...fastRetry, initial_interval: '1ms' }, sending_queue: { enabled: false } });
+    sink.reply = (_r, i) => (i === 0 ? { kind: 'grpc-error', code: grpc.status.RESOURCE_EXHAUSTED, message: 'slow down', retryAfterMs: 300 } : { kind: 'ok' });
+    await exporter.consume(batchOf(1, 1));
+    assert.equal(sink.requests.length, 2);
+    assert.ok(sink.requests[1]!.at - sink.requests[0]!.at >= 280, `retried after ${sink.requests[1]!.at - sink.requests[0]!.at}ms, not the 300ms asked for`);
+
+    sink.reply = () => ({ kind: 'grpc-error', code: grpc.status.RESOURCE_EXHAUSTED, message: 'no retry info' });
+    await assert.rejects(exporter.consume(batchOf(1, 1)), PermanentError);
+    assert.equal(sink.requests.length, 3);
+  });
+
+  test('gives up when max_elapsed_time has passed', async () => {
+    const { sink, exporter, telemetry } = await setup({ retry_on_failure: { ...fastRetry, max_elapsed_time: '200ms' }, sending_queue: { enabled: false } });
+    sink.reply = () => ({ kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'down' });
+    await assert.rejects(exporter.consume(batchOf(1, 3)), RetryableError);
+    assert.ok(sink.requests.length >= 3, `only ${sink.requests.length} attempts`);
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_send_failed_spans'), 3);
+  });
+
+  test('a timed-out call is cancelled and retried', async () => {
+    const { sink, exporter } = await setup({ timeout: '150ms', retry_on_failure: fastRetry, sending_queue: { enabled: false } });
+    sink.reply = (_r, i) => (i === 0 ? { kind: 'hang' } : { kind: 'ok' });
+    await exporter.consume(batchOf(1, 1));
+    assert.equal(sink.requests.length, 2);
+  });
+
+  test('a full sending queue refuses with a retryable error; shutdown drains what was queued', async () => {
+    const { sink, exporter, telemetry } = await setup({
+      retry_on_failure: fastRetry,
+      sending_queue: { enabled: true, queue_size: 2, num_consumers: 1 },
+    });
+    let release: (() => void) | undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // The first request fails until released, holding the only consumer busy.
+    let open = false;
+    void gate.then(() => (open = true));
+    sink.reply = () => (open ? { kind: 'ok' } : { kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'hold' });
+    await exporter.consume(batchOf(1, 1)); // taken by the consumer
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await exporter.consume(batchOf(1, 1)); // queued
+    await exporter.consume(batchOf(1, 1)); // queued
+    await assert.rejects(exporter.consume(batchOf(1, 7)), (err: Error) => err instanceof RetryableError && /queue .* is full/.test(err.message));
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_enqueue_failed_spans'), 7);
+    release!();
+    await exporter.shutdown();
+    await assert.rejects(exporter.consume(batchOf(1, 1)), /shutting down/);
+    const delivered = new Set(sink.requests.map((r) => r.body.toString('hex')));
+    assert.equal(delivered.size, 3, 'all three accepted batches were delivered before shutdown returned');
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 3);
+  });
+});
+
+describe('otlphttp exporter', () => {
+  const sink = new HttpSink();
+  after(() => sink.stop());
+
+  async function exporterFor(raw: Record<string, unknown>, telemetry = new SelfTelemetry()) {
+    if (sink.port === 0) await sink.start();
+    const exporter = makeExporter(otlpHttpExporterFactory as ExporterFactory<unknown>, { endpoint: `http://127.0.0.1:${sink.port}`, ...raw }, telemetry);
+    await exporter.start(noop);
+    return exporter;
+  }
+
+  test('protobuf, gzip: the request body is the batch, byte-for-byte', async () => {
+    sink.requests.length = 0;
+    sink.reply = () => ({ kind: 'ok' });
+    const exporter = await exporterFor({ sending_queue: { enabled: false } });
+    const batch = batchOf(2, 3);
+    await exporter.consume(batch);
+    await exporter.shutdown();
+    assert.equal(sink.requests.length, 1);
+    assert.equal(sink.requests[0]!.headers['content-encoding'], 'gzip');
+    assert.equal(sink.requests[0]!.headers['content-type'], 'application/x-protobuf');
+    assert.deepEqual(sink.requests[0]!.body, Buffer.from(batch.toRequestBytes()));
+  });
+
+  test('encoding: json sends OTLP/JSON with hex ids that decodes to the same spans', async () => {
+    sink.requests.length = 0;
+    const exporter = await exporterFor({ encoding: 'json', compression: 'none', sending_queue: { enabled: false } });
+    const batch = batchOf(1, 2);
+    await exporter.consume(batch);
+    await exporter.shutdown();
+    const json = JSON.parse(sink.requests[0]!.body.toString('utf8'));
+    const expected = types.ExportTraceServiceRequest.toObject(types.ExportTraceServiceRequest.decode(batch.toRequestBytes()), { bytes: String, longs: String });
+    const firstSpan = json.resourceSpans[0].scopeSpans[0].spans[0];
+    const expectedSpan = expected.resourceSpans[0].scopeSpans[0].spans[0];
+    assert.equal(firstSpan.traceId, Buffer.from(expectedSpan.traceId, 'base64').toString('hex'));
+    assert.match(firstSpan.traceId, /^[0-9a-f]{32}$/);
+    assert.equal(firstSpan.name, expectedSpan.name);
+    assert.equal(firstSpan.startTimeUnixNano, expectedSpan.startTimeUnixNano);
+    assert.equal(json.resourceSpans[0].scopeSpans.length, 2);
+  });
+
+  test('503 with Retry-After is retried after the given delay; 400 is not retried', async () => {
+    sink.requests.length = 0;
+    const telemetry = new SelfTelemetry();
+    const exporter = await exporterFor({ retry_on_failure: { ...fastRetry, initial_interval: '1ms' }, sending_queue: { enabled: false } }, telemetry);
+    sink.reply = (_r, i) => (i === 0 ? { kind: 'http-error', status: 503, message: 'later', retryAfter: '1' } : { kind: 'ok' });
+    await exporter.consume(batchOf(1, 1));
+    assert.equal(sink.requests.length, 2);
+    assert.ok(sink.requests[1]!.at - sink.requests[0]!.at >= 950, 'waited the Retry-After second');
+
+    sink.reply = () => ({ kind: 'http-error', status: 400, message: 'broken payload' });
+    await assert.rejects(exporter.consume(batchOf(1, 4)), (err: Error) => err instanceof PermanentError && /HTTP 400.*broken payload/.test(err.message));
+    assert.equal(sink.requests.length, 3);
+    assert.equal(await counterValue(telemetry, 'otelcol_exporter_send_failed_spans'), 4);
+    await exporter.shutdown();
+  });
+
+  test('Retry-After accepts seconds and HTTP dates', () => {
+    assert.equal(parseRetryAfter('3'), 3000);
+    const inFive = new Date(Date.now() + 5000).toUTCString();
+    const ms = parseRetryAfter(inFive)!;
+    assert.ok(ms > 3000 && ms <= 5000, String(ms));
+    assert.equal(parseRetryAfter('soon'), undefined);
+  });
+});

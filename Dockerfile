@@ -1,0 +1,30 @@
+# spansieve beside OBI: build with `docker build -t spansieve .`, run with the host network or
+# publish 4317/4318. In a container the listeners bind 0.0.0.0 (set below); outside they default
+# to 127.0.0.1.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY test ./test
+COPY bench ./bench
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production \
+    SPANSIEVE_OTLP_GRPC_ENDPOINT=0.0.0.0:4317 \
+    SPANSIEVE_OTLP_HTTP_ENDPOINT=0.0.0.0:4318 \
+    SPANSIEVE_HEALTH_ENDPOINT=0.0.0.0:13133 \
+    SPANSIEVE_METRICS_ADDRESS=0.0.0.0:8888
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY package.json ./
+COPY proto ./proto
+COPY config ./config
+EXPOSE 4317 4318 13133 8888
+USER node
+HEALTHCHECK CMD node -e "fetch('http://127.0.0.1:13133/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["--config", "config/default.yaml"]

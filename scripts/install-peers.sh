@@ -53,13 +53,24 @@ install_prometheus() {
   $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 }
 
+# Debian's chromium, for the admin page's browser test (driven by playwright-core, which brings no
+# browser of its own). The tests find it through SPANSIEVE_CHROMIUM_BIN (default /usr/bin/chromium).
+install_chromium() {
+  if [[ -x /usr/bin/chromium ]]; then return; fi
+  echo "install-peers: apt-get install chromium" >&2
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+}
+
 want="${*:-jaeger}"
 for peer in $want; do
   case "$peer" in
     jaeger) install_jaeger ;;
     telemetrygen) install_telemetrygen ;;
     prometheus) install_prometheus ;;
-    all) install_jaeger; install_telemetrygen; install_prometheus ;;
+    chromium) install_chromium ;;
+    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

@@ -27,7 +27,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger'], {
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'prometheus', 'chromium'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   encoding: 'utf8',
 });
@@ -37,9 +37,23 @@ if (install.status !== 0) {
 }
 const binDir = install.stdout.trim().split('\n').pop();
 
+// Prometheus comes from the distribution's package (install-peers.sh prometheus): on PATH.
+function onPath(name) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const full = path.join(dir, name);
+    if (dir && fs.existsSync(full)) return full;
+  }
+  return name;
+}
+
 const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
   cwd: root,
-  env: { ...process.env, SPANSIEVE_JAEGER_BIN: path.join(binDir, 'jaeger') },
+  env: {
+    ...process.env,
+    SPANSIEVE_JAEGER_BIN: path.join(binDir, 'jaeger'),
+    SPANSIEVE_PROMETHEUS_BIN: process.env.SPANSIEVE_PROMETHEUS_BIN || onPath('prometheus'),
+    SPANSIEVE_CHROMIUM_BIN: process.env.SPANSIEVE_CHROMIUM_BIN || '/usr/bin/chromium',
+  },
 });
 process.exit(result.status ?? 1);

@@ -5,7 +5,8 @@ import { readConfigFile } from './config/load';
 import { ConfigIssues, ConfigValidationError } from './config/reader';
 import { buildServiceConfig, type ServiceConfig } from './config/service-config';
 import { zeroConfig, type ZeroConfigOptions } from './config/zero-config';
-import { Service } from './service/service';
+import type { InstanceView } from './service/inventory';
+import { Supervisor } from './service/supervisor';
 
 export const DEFAULT_CONFIG = path.resolve(__dirname, '..', '..', 'config', 'default.yaml');
 
@@ -14,6 +15,10 @@ const USAGE = `spansieve: keep only the processes you chose from OTLP traffic an
 Usage:
   spansieve [--config FILE]                 run (default config: config/default.yaml)
   spansieve validate [--config FILE]        check a config, print every error, exit 1 if any
+  spansieve instances [--admin URL] [--token T] [--json]
+                                            list the instances a running spansieve has seen
+                                            (admin API, default http://127.0.0.1:13180;
+                                            token also from SPANSIEVE_ADMIN_TOKEN)
   spansieve --keep LIST --jaeger HOST:PORT  run without a file: receive OTLP on the defaults,
                                             keep LIST, send traces to Jaeger over OTLP/gRPC
 
@@ -27,17 +32,25 @@ Options for the file-less form:
   --http H:P      OTLP/HTTP listen address (default 127.0.0.1:4318)
   --health H:P    health_check address (default 127.0.0.1:13133)
   --metrics H:P   self-metrics address (default 127.0.0.1:8888)
+  --admin H:P     admin API and page (default 127.0.0.1:13180)
+
+While running: SIGHUP or an edit of the config file reloads it (an invalid file is rejected
+and the running config stays); SIGTERM/SIGINT drain the queues and exit.
 `;
 
 interface CliArgs {
-  command: 'run' | 'validate' | 'help';
+  command: 'run' | 'validate' | 'help' | 'instances';
   configFile: string | undefined;
   zero: ZeroConfigOptions | undefined;
+  instances?: { admin: string; token: string | undefined; json: boolean };
 }
 
 export function parseArgs(argv: readonly string[]): CliArgs {
   const args = [...argv];
   let command: CliArgs['command'] = 'run';
+  if (args[0] === 'instances') {
+    return { command: 'instances', configFile: undefined, zero: undefined, instances: parseInstancesArgs(args.slice(1)) };
+  }
   if (args[0] === 'validate') {
     command = 'validate';
     args.shift();
@@ -66,7 +79,8 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--http':
       case '--health':
       case '--metrics':
-        zero[name.slice(2) as 'keep' | 'drop' | 'jaeger' | 'grpc' | 'http' | 'health' | 'metrics'] = value();
+      case '--admin':
+        zero[name.slice(2) as 'keep' | 'drop' | 'jaeger' | 'grpc' | 'http' | 'health' | 'metrics' | 'admin'] = value();
         usesZero = true;
         break;
       case '--debug':
@@ -82,18 +96,33 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   return { command, configFile: usesZero ? undefined : (configFile ?? DEFAULT_CONFIG), zero: usesZero ? zero : undefined };
 }
 
+function parseInstancesArgs(args: string[]): { admin: string; token: string | undefined; json: boolean } {
+  const out = { admin: 'http://127.0.0.1:13180', token: process.env.SPANSIEVE_ADMIN_TOKEN || undefined, json: false };
+  while (args.length > 0) {
+    const flag = args.shift()!;
+    if (flag === '--json') out.json = true;
+    else if (flag === '--admin' || flag === '--token') {
+      const v = args.shift();
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      if (flag === '--admin') out.admin = /^https?:\/\//.test(v) ? v : `http://${v}`;
+      else out.token = v;
+    } else throw new UsageError(`unknown argument ${JSON.stringify(flag)}`);
+  }
+  return out;
+}
+
 export class UsageError extends Error {}
 
 /** Loads and validates the config the arguments name; throws ConfigValidationError with every problem. */
 export function loadConfig(args: CliArgs): ServiceConfig {
   const issues = new ConfigIssues();
   const doc = args.zero ? zeroConfig(args.zero) : readConfigFile(args.configFile!, issues);
-  if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);
+  // Unreadable or unparsable: nothing to validate further. Env errors are reported with the rest.
+  if (doc === undefined) throw new ConfigValidationError(issues.errors);
   return buildServiceConfig(doc, issues);
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  const log = pino({ name: 'spansieve', base: undefined });
   let args: CliArgs;
   try {
     args = parseArgs(argv);
@@ -108,6 +137,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
+  if (args.command === 'instances') return listInstances(args.instances!);
   let config: ServiceConfig;
   try {
     config = loadConfig(args);
@@ -123,27 +153,40 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
-  const service = new Service(config);
+  const logger = pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
+  // The first load was validated above; reloads read the file again.
+  let first: ServiceConfig | undefined = config;
+  const supervisor = new Supervisor(
+    (): ServiceConfig => {
+      const loaded = first ?? loadConfig(args);
+      first = undefined;
+      return loaded;
+    },
+    logger,
+    args.configFile,
+  );
   try {
-    await service.start();
+    await supervisor.start();
   } catch (err) {
-    service.logger.fatal({ err: (err as Error).message }, 'spansieve failed to start');
+    logger.fatal({ err: (err as Error).message }, 'spansieve failed to start');
     return 1;
   }
+  supervisor.watchConfigFile();
+  process.on('SIGHUP', () => void supervisor.reload('SIGHUP'));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) {
-        log.warn({ signal }, 'second signal: exiting without waiting for queues to drain');
+        logger.warn({ signal }, 'second signal: exiting without waiting for queues to drain');
         resolve(1);
         return;
       }
       stopping = true;
-      service.logger.info({ signal }, 'shutting down: draining queues');
-      service.shutdown().then(
+      logger.info({ signal }, 'shutting down: draining queues');
+      supervisor.shutdown().then(
         () => resolve(0),
         (err: unknown) => {
-          service.logger.error({ err }, 'error while shutting down');
+          logger.error({ err }, 'error while shutting down');
           resolve(1);
         },
       );
@@ -151,6 +194,45 @@ async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+/** `spansieve instances`: the admin API's inventory as a terminal table. */
+async function listInstances(options: { admin: string; token: string | undefined; json: boolean }): Promise<number> {
+  let res: Response;
+  try {
+    res = await fetch(new URL('/api/v1/instances', options.admin), { headers: options.token ? { authorization: `Bearer ${options.token}` } : {} });
+  } catch (err) {
+    process.stderr.write(`spansieve: cannot reach the admin API at ${options.admin}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    process.stderr.write(`spansieve: admin API answered ${res.status}: ${await res.text()}\n`);
+    return 1;
+  }
+  const instances = (await res.json()) as InstanceView[];
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(instances, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write(formatInstances(instances));
+  return 0;
+}
+
+export function formatInstances(instances: readonly InstanceView[]): string {
+  const header = ['INSTANCE', 'SERVICE', 'PID', 'KEPT', 'SELECTOR', 'SPANS/S', 'POINTS/S', 'LAST SEEN'];
+  const rows = instances.map((i) => [
+    i.id || '(no service.instance.id)',
+    i.service ?? '',
+    i.pid === null ? '' : String(i.pid),
+    i.kept === null ? '?' : i.kept ? 'yes' : 'no',
+    i.selector ?? '',
+    i.spansPerSecond.toFixed(1),
+    i.metricPointsPerSecond.toFixed(1),
+    i.lastSeen.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+  ]);
+  const widths = header.map((h, col) => Math.max(h.length, ...rows.map((r) => r[col]!.length)));
+  const line = (cells: string[]) => `${cells.map((c, col) => c.padEnd(widths[col]!)).join('  ').trimEnd()}\n`;
+  return [line(header), ...rows.map(line)].join('') + (rows.length === 0 ? '(no instances seen yet)\n' : '');
 }
 
 if (require.main === module) {

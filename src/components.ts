@@ -2,6 +2,7 @@ import type { AnyFactory, ComponentKind } from './component/component';
 import { debugExporterFactory } from './exporters/debug/debug-exporter';
 import { otlpExporterFactory } from './exporters/otlp/otlp-exporter';
 import { otlpHttpExporterFactory } from './exporters/otlphttp/otlphttp-exporter';
+import { adminExtensionFactory } from './extensions/admin/admin';
 import { healthCheckFactory } from './extensions/healthcheck/health-check';
 import { forwardConnectorFactory } from './connectors/forward/forward-connector';
 import { filterFactory } from './processors/filter/filter';
@@ -16,6 +17,7 @@ export const FACTORIES: readonly AnyFactory[] = [
   debugExporterFactory,
   forwardConnectorFactory,
   healthCheckFactory,
+  adminExtensionFactory,
 ] as readonly AnyFactory[];
 
 export function findFactory(kind: ComponentKind, type: string): AnyFactory | undefined {

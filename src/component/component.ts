@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Node } from '../config/reader';
 import type { Batch, Signal } from '../pdata/batch';
+import type { Inventory, InstanceView } from '../service/inventory';
 import type { SelfTelemetry } from '../service/telemetry';
 
 export type ComponentKind = 'receiver' | 'processor' | 'exporter' | 'connector' | 'extension';
@@ -19,6 +20,23 @@ export interface Component {
 export interface Host {
   /** Extensions that react to the service's state (health_check). */
   readonly reportStatus: (status: ServiceStatus) => void;
+  /** Run-time control of the running service, for the admin extension. */
+  readonly control?: ServiceControl;
+}
+
+/** The filter lists of one filter processor as written (selectors as plain objects). */
+export interface FilterLists {
+  readonly keep: readonly Record<string, unknown>[] | undefined;
+  readonly drop: readonly Record<string, unknown>[];
+}
+
+export interface ServiceControl {
+  instances(): InstanceView[];
+  filters(): Map<string, FilterLists>;
+  /** Replaces a filter processor's lists; returns validation errors (nothing changed) or []. */
+  setFilter(id: string, lists: unknown): string[];
+  /** Writes a filter processor's current lists into the config file. */
+  saveFilter(id: string): Promise<void>;
 }
 
 export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';
@@ -28,6 +46,8 @@ export interface CreateSettings {
   readonly id: string;
   readonly logger: Logger;
   readonly telemetry: SelfTelemetry;
+  /** Where receivers record the instances they see and filters their decisions. */
+  readonly inventory?: Inventory;
 }
 
 export interface Factory<C> {

@@ -61,10 +61,11 @@ function expandString(text: string, path: string, issues: ConfigIssues, env: Nod
   const whole = WHOLE_REFERENCE.exec(text);
   if (whole) {
     // A value that is only a reference takes the type its text has in YAML (ports become numbers).
+    // Text stays exactly as set: YAML would cut "abc #1" to "abc" and unquote '"x"'.
     const expanded = lookup(whole[1]!, whole[2], path, issues, env);
     try {
       const typed: unknown = YAML.parse(expanded);
-      return typed === null || typeof typed === 'object' ? expanded : typed;
+      return typeof typed === 'number' || typeof typed === 'boolean' ? typed : expanded;
     } catch {
       return expanded;
     }

@@ -50,7 +50,10 @@ export class Node {
     const out: Record<string, Node> = {};
     for (const key of Object.keys(this.value)) {
       if (allowed && !allowed.includes(key)) {
-        this.issues.report(this.path ? `${this.path}::${key}` : key, `unknown key (allowed: ${allowed.join(', ')})`);
+        this.issues.report(
+          this.path ? `${this.path}::${key}` : key,
+          allowed.length > 0 ? `unknown key (allowed: ${allowed.join(', ')})` : 'unknown key (this component takes no options)',
+        );
         continue;
       }
       out[key] = this.child(key);

@@ -9,6 +9,7 @@ export interface ZeroConfigOptions {
   readonly http?: string;
   readonly health?: string;
   readonly metrics?: string;
+  readonly admin?: string;
 }
 
 /**
@@ -52,9 +53,12 @@ export function zeroConfig(options: ZeroConfigOptions): Record<string, unknown> 
     },
     processors: { 'filter/cli': filter },
     exporters,
-    extensions: { health_check: options.health ? { endpoint: options.health } : {} },
+    extensions: {
+      health_check: options.health ? { endpoint: options.health } : {},
+      admin: options.admin ? { endpoint: options.admin } : {},
+    },
     service: {
-      extensions: ['health_check'],
+      extensions: ['health_check', 'admin'],
       ...(options.metrics ? { telemetry: { metrics: { address: options.metrics } } } : {}),
       pipelines: {
         traces: { receivers: ['otlp'], processors: ['filter/cli'], exporters: Object.keys(exporters) },

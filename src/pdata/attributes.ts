@@ -131,7 +131,8 @@ export function decodeAnyValue(buf: Uint8Array, start: number, end: number): Att
       case 7: {
         expectWireType(field, wireType, WIRE_LEN);
         const s = reader.lengthDelimited();
-        value = buf.slice(s, reader.pos);
+        // A copy: a view would keep the whole request buffer alive.
+        value = Uint8Array.prototype.slice.call(buf, s, reader.pos);
         break;
       }
       default:

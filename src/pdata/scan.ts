@@ -1,6 +1,5 @@
 import { decodeKeyValues, isValidUtf8, type AttrValue } from './attributes';
 import { Batch, type ResourceBlock, type Signal } from './batch';
-import { types } from './codec';
 import {
   ExponentialHistogramDataPointSpec,
   HistogramDataPointSpec,
@@ -13,12 +12,12 @@ import {
   checkMessage,
   type MessageSpec,
 } from './schema';
-import { WIRE_LEN, WireFormatError, WireReader } from './wire';
+import { WIRE_LEN, WireFormatError, WireReader, encodeRepeatedField } from './wire';
 
 // Splits an export request into resource blocks straight from the wire: checks every byte that
 // will be forwarded, decodes only resource attributes, counts spans / points. Items that are well
 // formed but invalid (spans without valid ids, metrics without a name) are rejected, and only then
-// is their resource decoded and re-encoded without them.
+// is their resource rebuilt without them (on the wire: every other byte is kept as it arrived).
 
 export interface ParsedRequest {
   readonly batch: Batch;
@@ -31,6 +30,7 @@ const EMPTY_ATTRIBUTES: ReadonlyMap<string, AttrValue> = new Map();
 
 export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
   const scanResource = signal === 'traces' ? scanResourceSpans : scanResourceMetrics;
+  const scanItem = signal === 'traces' ? scanSpan : scanMetric;
   const container = signal === 'traces' ? 'resource_spans' : 'resource_metrics';
   const blocks: ResourceBlock[] = [];
   const reasons: string[] = [];
@@ -44,10 +44,11 @@ export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
       reader.skip(tag & 7);
       continue;
     }
-    const start = reader.lengthDelimited();
     const at = `${container}[${index++}]`;
+    let start: number;
     let scanned: ScannedResource;
     try {
+      start = reader.lengthDelimited();
       scanned = scanResource(buf, start, reader.pos);
     } catch (err) {
       throw err instanceof WireFormatError ? err.at(at) : err;
@@ -56,7 +57,7 @@ export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
       blocks.push({ bytes: buf.subarray(start, reader.pos), attributes: scanned.attributes, itemCount: scanned.items });
       continue;
     }
-    const repaired = signal === 'traces' ? repairSpans(buf.subarray(start, reader.pos)) : repairMetrics(buf.subarray(start, reader.pos));
+    const repaired = repairResource(buf.subarray(start, reader.pos), scanItem);
     rejected += scanned.items - repaired.items;
     reasons.push(...scanned.invalid.map((reason) => `${at}.${reason}`));
     blocks.push({ bytes: repaired.bytes, attributes: scanned.attributes, itemCount: repaired.items });
@@ -97,8 +98,8 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
     } else if (field === 2) {
       const at = `${scopeName}[${scopeIndex++}]`;
       expectLen(tag, at);
-      const s = reader.lengthDelimited();
       try {
+        const s = reader.lengthDelimited();
         scanScope(buf, s, reader.pos, at, itemName, scanItem, result);
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(at) : err;
@@ -121,8 +122,8 @@ function scanScope(buf: Uint8Array, start: number, end: number, at: string, item
     if (field === 2) {
       const itemAt = `${itemName}[${itemIndex++}]`;
       expectLen(tag, itemAt);
-      const s = reader.lengthDelimited();
       try {
+        const s = reader.lengthDelimited();
         scanItem(buf, s, reader.pos, `${at}.${itemAt}`, result);
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(itemAt) : err;
@@ -288,43 +289,40 @@ interface Repaired {
   items: number;
 }
 
-interface PlainScope<T> {
-  spans?: T[];
-  metrics?: T[];
-}
-
-function repairSpans(bytes: Uint8Array): Repaired {
-  const message = types.ResourceSpans.toObject(types.ResourceSpans.decode(bytes), { bytes: String, longs: String, enums: Number }) as {
-    scopeSpans?: PlainScope<{ traceId?: string; spanId?: string }>[];
-  };
+/**
+ * Rebuilds an already scanned ResourceSpans / ResourceMetrics without its invalid items: only the
+ * length prefixes of its scopes are rewritten; every other field, known or not, keeps its bytes.
+ */
+function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
+  const parts: Uint8Array[] = [];
   let items = 0;
-  for (const scope of message.scopeSpans ?? []) {
-    scope.spans = (scope.spans ?? []).filter((span) =>
-      isValidSpanIds(Buffer.from(span.traceId ?? '', 'base64').toString('hex'), Buffer.from(span.spanId ?? '', 'base64').toString('hex')),
-    );
-    items += scope.spans.length;
+  const reader = new WireReader(bytes, 0, bytes.length);
+  while (!reader.done) {
+    const fieldStart = reader.pos;
+    const tag = reader.tag();
+    if (tag !== 2 * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      parts.push(bytes.subarray(fieldStart, reader.pos));
+      continue;
+    }
+    const scopeStart = reader.lengthDelimited();
+    const kept: Uint8Array[] = [];
+    const scope = new WireReader(bytes, scopeStart, reader.pos);
+    while (!scope.done) {
+      const itemFieldStart = scope.pos;
+      const itemTag = scope.tag();
+      if (itemTag === 2 * 8 + WIRE_LEN) {
+        const s = scope.lengthDelimited();
+        const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [] };
+        scanItem(bytes, s, scope.pos, '', verdict);
+        if (verdict.invalid.length > 0) continue;
+        items += verdict.items;
+      } else {
+        scope.skip(itemTag & 7);
+      }
+      kept.push(bytes.subarray(itemFieldStart, scope.pos));
+    }
+    parts.push(encodeRepeatedField(2, [Buffer.concat(kept)]));
   }
-  return { bytes: types.ResourceSpans.encode(types.ResourceSpans.fromObject(message)).finish(), items };
-}
-
-type PlainMetric = { name?: string } & Record<string, { dataPoints?: unknown[] } | string | undefined>;
-
-function repairMetrics(bytes: Uint8Array): Repaired {
-  const message = types.ResourceMetrics.toObject(types.ResourceMetrics.decode(bytes), { bytes: String, longs: String, enums: Number }) as {
-    scopeMetrics?: PlainScope<PlainMetric>[];
-  };
-  let items = 0;
-  for (const scope of message.scopeMetrics ?? []) {
-    scope.metrics = (scope.metrics ?? []).filter((metric) => typeof metric.name === 'string' && metric.name.length > 0);
-    for (const metric of scope.metrics) items += countPlainPoints(metric);
-  }
-  return { bytes: types.ResourceMetrics.encode(types.ResourceMetrics.fromObject(message)).finish(), items };
-}
-
-function countPlainPoints(metric: PlainMetric): number {
-  for (const key of ['gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary']) {
-    const data = metric[key];
-    if (data !== undefined && typeof data === 'object') return data.dataPoints?.length ?? 0;
-  }
-  return 0;
+  return { bytes: Buffer.concat(parts), items };
 }

@@ -12,6 +12,7 @@ import type {
 import { RetryableError } from '../component/errors';
 import type { ComponentConfig, PipelineConfig, ServiceConfig } from '../config/service-config';
 import type { Batch, Signal } from '../pdata/batch';
+import type { Inventory } from '../service/inventory';
 import type { SelfTelemetry } from '../service/telemetry';
 
 /** Hands a batch to several consumers at once; fails if any failed, preferring a retryable error. */
@@ -56,6 +57,7 @@ export class Graph {
     private readonly config: ServiceConfig,
     private readonly logger: Logger,
     private readonly telemetry: SelfTelemetry,
+    private readonly inventory?: Inventory,
   ) {
     const entries = new Map<string, PipelineEntry>(config.pipelines.map((p) => [p.id, new PipelineEntry()]));
 
@@ -152,6 +154,6 @@ export class Graph {
   private settings(component: ComponentConfig, pipeline?: PipelineConfig): CreateSettings {
     const bindings: Record<string, string> = { 'otelcol.component.kind': component.kind, 'otelcol.component.id': component.id };
     if (pipeline) bindings['otelcol.pipeline.id'] = pipeline.id;
-    return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry };
+    return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry, ...(this.inventory ? { inventory: this.inventory } : {}) };
   }
 }

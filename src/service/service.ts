@@ -1,28 +1,49 @@
+import * as fs from 'node:fs';
 import pino, { type Logger } from 'pino';
-import type { Host, ServiceStatus } from '../component/component';
+import * as YAML from 'yaml';
+import type { FilterLists, Host, ServiceControl, ServiceStatus } from '../component/component';
+import { ConfigIssues, Node, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
+import { FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
 import { Graph } from '../pipeline/graph';
+import { Inventory, type InstanceView } from './inventory';
 import { SelfTelemetry, TelemetryServer } from './telemetry';
 
 export interface ServiceOptions {
   /** Defaults to pino JSON lines on stdout at the configured level. */
   readonly logger?: Logger;
+  /** Kept across reloads by the caller; a fresh one otherwise. */
+  readonly inventory?: Inventory;
+  /** The file the config came from, where filter lists can be saved back. */
+  readonly configFile?: string;
 }
 
 /** One running configuration: its own telemetry, its component graph and their lifecycle. */
-export class Service {
+export class Service implements ServiceControl {
   readonly telemetry = new SelfTelemetry();
   readonly logger: Logger;
   readonly graph: Graph;
+  readonly inventory: Inventory;
   private readonly telemetryServer: TelemetryServer | undefined;
+  private readonly configFile: string | undefined;
   private status: ServiceStatus = 'stopped';
+  /** Each filter processor's raw config as currently applied (config file or admin API). */
+  private readonly filterSources = new Map<string, Record<string, unknown>>();
+  /** Filters changed through the admin API and not saved to the config file. */
+  private readonly unsaved = new Set<string>();
 
   constructor(
     readonly config: ServiceConfig,
     options: ServiceOptions = {},
   ) {
     this.logger = options.logger ?? pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
-    this.graph = new Graph(config, this.logger, this.telemetry);
+    this.inventory = options.inventory ?? new Inventory();
+    this.configFile = options.configFile;
+    this.graph = new Graph(config, this.logger, this.telemetry, this.inventory);
+    for (const id of this.filterIds()) {
+      const raw = isRecord(config.raw.processors) ? config.raw.processors[id] : undefined;
+      this.filterSources.set(id, isRecord(raw) ? { ...raw } : {});
+    }
     this.telemetryServer = config.telemetry.metricsAddress ? new TelemetryServer(this.telemetry, config.telemetry.metricsAddress) : undefined;
   }
 
@@ -31,7 +52,7 @@ export class Service {
   }
 
   async start(): Promise<void> {
-    const host: Host = { reportStatus: (status) => this.setStatus(status) };
+    const host: Host = { reportStatus: (status) => this.setStatus(status), control: this };
     this.setStatus('starting');
     try {
       await this.telemetryServer?.start();
@@ -64,5 +85,73 @@ export class Service {
   private setStatus(status: ServiceStatus): void {
     this.status = status;
     for (const extension of this.graph.extensions.values()) extension.onStatus?.(status);
+  }
+
+  instances(): InstanceView[] {
+    return this.inventory.list();
+  }
+
+  filters(): Map<string, FilterLists> {
+    const out = new Map<string, FilterLists>();
+    for (const id of this.filterIds()) {
+      const processor = this.filterProcessors(id)[0];
+      if (processor) out.set(id, filterLists(processor.config));
+    }
+    return out;
+  }
+
+  setFilter(id: string, lists: unknown): string[] {
+    const issues = new ConfigIssues();
+    const body = new Node(lists, '', issues);
+    const at = body.struct(['keep', 'drop']);
+    if (!isRecord(lists)) return issues.errors.length > 0 ? issues.errors : ['the body must be a JSON object with "keep" and/or "drop"'];
+    const raw: Record<string, unknown> = { ...this.filterSources.get(id) };
+    delete raw.keep;
+    delete raw.drop;
+    if (!at('keep').isAbsent) raw.keep = lists.keep;
+    if (!at('drop').isAbsent) raw.drop = lists.drop;
+    const config = parseFilterConfig(new Node(raw, `processors::${id}`, issues));
+    if (issues.errors.length > 0) return issues.errors;
+    this.applyFilter(id, config, raw);
+    this.unsaved.add(id);
+    this.logger.info({ filter: id, keep: raw.keep ?? null, drop: raw.drop ?? [] }, 'filter lists replaced through the admin API');
+    return [];
+  }
+
+  /** Swaps a filter processor's rules in every pipeline; receivers and queues are untouched. */
+  applyFilter(id: string, config: FilterConfig, raw: Record<string, unknown>): void {
+    for (const processor of this.filterProcessors(id)) processor.setConfig(config);
+    this.filterSources.set(id, raw);
+    this.unsaved.delete(id);
+  }
+
+  /** True when the admin API changed this filter's lists and they were not saved. */
+  hasUnsavedChanges(id: string): boolean {
+    return this.unsaved.has(id);
+  }
+
+  async saveFilter(id: string): Promise<void> {
+    if (!this.configFile) throw new Error('spansieve was started without a config file; there is nothing to save to');
+    const raw = this.filterSources.get(id);
+    if (!raw) throw new Error(`no filter processor "${id}"`);
+    const doc = YAML.parseDocument(await fs.promises.readFile(this.configFile, 'utf8'));
+    for (const key of ['keep', 'drop'] as const) {
+      if (raw[key] === undefined) doc.deleteIn(['processors', id, key]);
+      else doc.setIn(['processors', id, key], doc.createNode(raw[key]));
+    }
+    // Write beside and rename, so a reader (or the file watcher) never sees half a file.
+    const temporary = `${this.configFile}.${process.pid}.tmp`;
+    await fs.promises.writeFile(temporary, doc.toString());
+    await fs.promises.rename(temporary, this.configFile);
+    this.unsaved.delete(id);
+    this.logger.info({ filter: id, file: this.configFile }, 'filter lists saved to the config file');
+  }
+
+  filterIds(): string[] {
+    return [...this.config.processors.values()].filter((p) => p.factory.type === 'filter').map((p) => p.id);
+  }
+
+  private filterProcessors(id: string): FilterProcessor[] {
+    return this.graph.processors.filter((p) => p.id === id && p.component instanceof FilterProcessor).map((p) => p.component as FilterProcessor);
   }
 }

@@ -178,7 +178,7 @@ describe('spansieve -> real Jaeger v2', () => {
 describe('the file-less command line, run as a process', () => {
   test('spansieve --keep ... --jaeger ... keeps the listed ids and drains its queue on SIGTERM', async () => {
     const jaeger = await Jaeger.start();
-    const [grpcPort, httpPort, healthPort, metricsPort] = await freePorts(4);
+    const [grpcPort, httpPort, healthPort, metricsPort, adminPort] = await freePorts(5);
     const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
     const child = spawn(
       process.execPath,
@@ -196,6 +196,8 @@ describe('the file-less command line, run as a process', () => {
         `127.0.0.1:${healthPort}`,
         '--metrics',
         `127.0.0.1:${metricsPort}`,
+        '--admin',
+        `127.0.0.1:${adminPort}`,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

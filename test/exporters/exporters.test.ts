@@ -51,7 +51,7 @@ describe('otlp (gRPC) exporter', () => {
     const sink = new GrpcSink();
     await sink.start();
     const telemetry = new SelfTelemetry();
-    const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true }, ...raw }, telemetry);
+    const exporter = makeExporter(otlpExporterFactory, { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true }, ...raw }, telemetry);
     await exporter.start(noop);
     cleanups.push(
       () => sink.stop(),
@@ -87,7 +87,7 @@ describe('otlp (gRPC) exporter', () => {
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
       const port = (server.address() as { port: number }).port;
-      const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, {
+      const exporter = makeExporter(otlpExporterFactory, {
         endpoint: `127.0.0.1:${port}`,
         tls: { insecure: true },
         compression,
@@ -187,7 +187,7 @@ describe('otlphttp exporter', () => {
 
   async function exporterFor(raw: Record<string, unknown>, telemetry = new SelfTelemetry()) {
     if (sink.port === 0) await sink.start();
-    const exporter = makeExporter(otlpHttpExporterFactory as ExporterFactory<unknown>, { endpoint: `http://127.0.0.1:${sink.port}`, ...raw }, telemetry);
+    const exporter = makeExporter(otlpHttpExporterFactory, { endpoint: `http://127.0.0.1:${sink.port}`, ...raw }, telemetry);
     await exporter.start(noop);
     return exporter;
   }
@@ -211,15 +211,17 @@ describe('otlphttp exporter', () => {
     const batch = batchOf(1, 2);
     await exporter.consume(batch);
     await exporter.shutdown();
-    const json = JSON.parse(sink.requests[0]!.body.toString('utf8'));
-    const expected = types.ExportTraceServiceRequest.toObject(types.ExportTraceServiceRequest.decode(batch.toRequestBytes()), { bytes: String, longs: String });
-    const firstSpan = json.resourceSpans[0].scopeSpans[0].spans[0];
-    const expectedSpan = expected.resourceSpans[0].scopeSpans[0].spans[0];
+    type Span = { traceId: string; name: string; startTimeUnixNano: string };
+    type Request = { resourceSpans: { scopeSpans: { spans: Span[] }[] }[] };
+    const json = JSON.parse(sink.requests[0]!.body.toString('utf8')) as Request;
+    const expected = types.ExportTraceServiceRequest.toObject(types.ExportTraceServiceRequest.decode(batch.toRequestBytes()), { bytes: String, longs: String }) as Request;
+    const firstSpan = json.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
+    const expectedSpan = expected.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
     assert.equal(firstSpan.traceId, Buffer.from(expectedSpan.traceId, 'base64').toString('hex'));
     assert.match(firstSpan.traceId, /^[0-9a-f]{32}$/);
     assert.equal(firstSpan.name, expectedSpan.name);
     assert.equal(firstSpan.startTimeUnixNano, expectedSpan.startTimeUnixNano);
-    assert.equal(json.resourceSpans[0].scopeSpans.length, 2);
+    assert.equal(json.resourceSpans[0]!.scopeSpans.length, 2);
   });
 
   test('503 with Retry-After is retried after the given delay; 400 is not retried', async () => {

@@ -98,7 +98,7 @@ exporters:
     const child = spawn(jaegerBinary(), ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    const jaeger = new Jaeger(child, grpcPort!, httpPort!, queryPort!, dir, output);
+    const jaeger = new Jaeger(child, grpcPort, httpPort, queryPort, dir, output);
     try {
       await waitFor(
         'Jaeger to answer on its query API',

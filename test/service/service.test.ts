@@ -114,7 +114,7 @@ describe('service', () => {
       const lines = logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('span '));
       assert.equal(lines.length, 2);
       assert.deepEqual(
-        lines.map((l) => [l.service, l.instance, l.name, l.kind, l.durationMs, l.status, l.traceId]),
+        lines.map((l) => [l.service, l.instance, l.span, l.kind, l.durationMs, l.status, l.traceId]),
         [
           ['backend', 'web-1:4242', 'GET /a', 'SERVER', 2.5, 'UNSET', traceId.toString('hex')],
           ['backend', 'web-1:4242', 'SELECT users', 'CLIENT', 1, 'ERROR', traceId.toString('hex')],

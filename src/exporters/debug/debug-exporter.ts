@@ -59,9 +59,9 @@ export class DebugExporter implements Component, Consumer {
         const durationMs = (Number(BigInt(span.endTimeUnixNano ?? '0') - BigInt(span.startTimeUnixNano ?? '0')) / 1e6).toFixed(3);
         const kind = SPAN_KINDS[span.kind ?? 0] ?? String(span.kind);
         const status = STATUS_CODES[span.status?.code ?? 0] ?? String(span.status?.code);
-        const line = { service, instance, name: span.name ?? '', kind, durationMs: Number(durationMs), status, traceId: span.traceId, spanId: span.spanId };
+        const line = { service, instance, span: span.name ?? '', kind, durationMs: Number(durationMs), status, traceId: span.traceId, spanId: span.spanId };
         const detail = this.config.verbosity === 'detailed' ? { ...line, attributes: span.attributes } : line;
-        this.logger.info(detail, `span ${service} ${instance} "${line.name}" ${kind} ${durationMs}ms ${status} trace=${span.traceId ?? ''}`);
+        this.logger.info(detail, `span ${service} ${instance} "${line.span}" ${kind} ${durationMs}ms ${status} trace=${span.traceId ?? ''}`);
       }
     }
   }

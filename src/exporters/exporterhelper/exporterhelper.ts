@@ -40,12 +40,17 @@ export const HELPER_KEYS = ['timeout', 'retry_on_failure', 'sending_queue'] as c
 export function parseHelperConfig(at: (key: string) => Node): HelperConfig {
   const retry = at('retry_on_failure').struct(['enabled', 'initial_interval', 'max_interval', 'max_elapsed_time', 'multiplier', 'randomization_factor']);
   const queue = at('sending_queue').struct(['enabled', 'num_consumers', 'queue_size']);
+  const interval = (key: string, fallbackMs: number) => {
+    const ms = retry(key).duration(fallbackMs);
+    if (ms <= 0) retry(key).report('must be greater than 0 (retries would run back to back)');
+    return ms;
+  };
   return {
     timeout: { timeoutMs: at('timeout').duration(5000) },
     retry: {
       enabled: retry('enabled').boolean(true),
-      initialIntervalMs: retry('initial_interval').duration(5000),
-      maxIntervalMs: retry('max_interval').duration(30_000),
+      initialIntervalMs: interval('initial_interval', 5000),
+      maxIntervalMs: interval('max_interval', 30_000),
       maxElapsedTimeMs: retry('max_elapsed_time').duration(300_000),
       multiplier: retry('multiplier').number(1.5, 1, 100),
       randomizationFactor: retry('randomization_factor').number(0.5, 0, 1),

@@ -18,11 +18,14 @@ export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig 
   const endpointNode = at('endpoint');
   if (endpointNode.isAbsent) endpointNode.report('required: host:port of the OTLP/gRPC server, e.g. 127.0.0.1:4317');
   // Accept the URL forms people paste from other tools, but dial host:port.
-  const endpoint = endpointNode.string('').replace(/^(?:https?|dns):\/\/\/?/, '');
+  const written = endpointNode.string('');
+  const endpoint = written.replace(/^(?:https?|dns):\/\/\/?/, '');
   if (!endpointNode.isAbsent && !parseHostPort(endpoint)) {
     endpointNode.report(`expected host:port (e.g. 127.0.0.1:4317), got ${JSON.stringify(endpointNode.value)}`);
   }
-  return { endpoint, ...parseOtlpClientConfig(at) };
+  const client = parseOtlpClientConfig(at);
+  // As in the Collector: an http:// endpoint means plaintext, whatever tls says.
+  return { endpoint, ...client, tls: written.startsWith('http://') ? { ...client.tls, insecure: true } : client.tls };
 }
 
 /** gRPC status codes the OTLP spec lets a client retry (RESOURCE_EXHAUSTED only with RetryInfo). */
@@ -54,7 +57,7 @@ export class OtlpGrpcExporter implements Component, Consumer {
     const tls = this.config.tls;
     const credentials = tls.insecure
       ? grpc.credentials.createInsecure()
-      : grpc.credentials.createSsl(tls.caPem ?? null, null, null, tls.insecureSkipVerify ? { checkServerIdentity: () => undefined } : undefined);
+      : grpc.credentials.createSsl(tls.caPem ?? null, null, null, tls.insecureSkipVerify ? { checkServerIdentity: () => undefined, rejectUnauthorized: false } : undefined);
     this.client = new grpc.Client(this.config.endpoint, credentials, {
       // grpc-js: 2 = gzip, 0 = identity.
       'grpc.default_compression_algorithm': this.config.compression === 'gzip' ? 2 : 0,

@@ -1,12 +1,17 @@
-import type { Component, Consumer, CreateSettings, ProcessorFactory } from '../../component/component';
+import * as os from 'node:os';
+import type { Component, Consumer, CreateSettings, FilterLists, ProcessorFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import { itemNoun, type Batch, type ResourceBlock, type Signal } from '../../pdata/batch';
-import { parseSelector, SelectorList, type Selector } from './selectors';
+import type { Inventory } from '../../service/inventory';
+import { sharedProcessTable, type ProcessTable } from './process-table';
+import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
 
 export interface FilterConfig {
   /** Absent means keep everything (then `drop` alone decides). */
   readonly keep: SelectorList | undefined;
   readonly drop: SelectorList;
+  /** Set when a `process:` selector needs /proc kept fresh while the processor runs. */
+  readonly processTable: ProcessTable | undefined;
 }
 
 export interface FilterDecision {
@@ -27,26 +32,48 @@ export function decide(config: FilterConfig, block: ResourceBlock): FilterDecisi
   return { kept: true, selector: keptBy };
 }
 
-export function parseSelectorList(node: Node): SelectorList | undefined {
+export function parseSelectorList(node: Node, processes?: ProcessContext): SelectorList | undefined {
   if (node.isAbsent) return undefined;
   const selectors: Selector[] = [];
   for (const item of node.list()) {
-    const selector = parseSelector(item);
+    const selector = parseSelector(item, processes);
     if (selector) selectors.push(selector);
   }
   return new SelectorList(selectors);
 }
 
+export const FILTER_KEYS = ['keep', 'drop', 'host_names', 'process_refresh_interval'] as const;
+
 export function parseFilterConfig(node: Node): FilterConfig {
-  const at = node.struct(['keep', 'drop']);
-  const keep = parseSelectorList(at('keep'));
-  const drop = parseSelectorList(at('drop')) ?? new SelectorList([]);
-  return { keep, drop };
+  const at = node.struct(FILTER_KEYS);
+  const hostNamesNode = at('host_names');
+  const hostNames = hostNamesNode.isAbsent ? [os.hostname()] : hostNamesNode.list().map((n) => n.string(''));
+  const refreshMs = at('process_refresh_interval').duration(5000);
+  if (refreshMs < 100) at('process_refresh_interval').report('must be at least 100ms');
+  const processes: ProcessContext = { table: sharedProcessTable('/proc', Math.max(refreshMs, 100)), hostNames: new Set(hostNames) };
+  const keep = parseSelectorList(at('keep'), processes);
+  const keepValue = at('keep').value;
+  if (keep?.isEmpty && Array.isArray(keepValue) && keepValue.length === 0) {
+    at('keep').report('an empty keep list drops everything; remove `keep` to keep all, or list what to keep');
+  }
+  const drop = parseSelectorList(at('drop'), processes) ?? new SelectorList([]);
+  const usesProcesses = [...(keep?.selectors ?? []), ...drop.selectors].some((selector) => selector.usesProcesses);
+  return { keep, drop, processTable: usesProcesses ? processes.table : undefined };
+}
+
+/** The lists as written, for the admin API and for saving back to the config file. */
+export function filterLists(config: FilterConfig): FilterLists {
+  return {
+    keep: config.keep?.selectors.map((selector) => selector.source),
+    drop: config.drop.selectors.map((selector) => selector.source),
+  };
 }
 
 export class FilterProcessor implements Component, Consumer {
   private readonly filtered: { inc(n: number): void };
+  private readonly inventory: Inventory | undefined;
   private rules: FilterConfig;
+  private started = false;
 
   constructor(
     settings: CreateSettings,
@@ -55,6 +82,7 @@ export class FilterProcessor implements Component, Consumer {
     private readonly next: Consumer,
   ) {
     this.rules = config;
+    this.inventory = settings.inventory;
     const noun = itemNoun(signal) === 'spans' ? 'spans' : 'datapoints';
     this.filtered = settings.telemetry.counter(
       `otelcol_processor_filter_${noun}_filtered`,
@@ -69,19 +97,34 @@ export class FilterProcessor implements Component, Consumer {
 
   /** Replaces the rules; takes effect from the next batch. */
   setConfig(config: FilterConfig): void {
+    const previous = this.rules;
     this.rules = config;
+    if (this.started) {
+      config.processTable?.acquire();
+      previous.processTable?.release();
+    }
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    this.started = true;
+    this.rules.processTable?.acquire();
+  }
 
-  async shutdown(): Promise<void> {}
+  async shutdown(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    this.rules.processTable?.release();
+  }
 
   async consume(batch: Batch): Promise<void> {
     const rules = this.rules;
     let kept: ResourceBlock[] | undefined;
     let dropped = 0;
+    const inventory = this.inventory;
     batch.resources.forEach((block, i) => {
-      if (decide(rules, block).kept) {
+      const decision = decide(rules, block);
+      inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null);
+      if (decision.kept) {
         kept?.push(block);
       } else {
         kept ??= batch.resources.slice(0, i);

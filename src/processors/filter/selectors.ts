@@ -1,11 +1,16 @@
 import { attrValueToString, type Attributes } from '../../pdata/attributes';
 import type { Node } from '../../config/reader';
+import type { PortRange, ProcessCriteria, ProcessTable } from './process-table';
+import { processMatches } from './process-table';
 
 // Selectors choose resources by their attributes. Each is a mapping whose keys must all match:
 //   "text"       exact
 //   "a*b?"       glob (* any run, ? one character), whole value
 //   "/re/flags"  regular expression (unanchored, as written)
 //   pid: 4242    host-form service.instance.id "<host>:4242" (split on the last ':')
+//   process: {exe_path, cmd_args, open_ports, pid}
+//                a live local process, looked up in /proc by the PID of a host-form instance id
+//                whose host part is one of this host's names
 // A resource without an attribute does not match a condition on it.
 
 export const INSTANCE_ID = 'service.instance.id';
@@ -24,10 +29,18 @@ export interface Selector {
   readonly conditions: readonly Condition[];
   /** Set when the selector is a single exact condition: indexed in a hash map instead of scanned. */
   readonly exact?: { key: string; value: string };
+  /** True when it has a `process:` condition, which needs the process table refreshed. */
+  readonly usesProcesses: boolean;
+}
+
+/** What `process:` conditions need: where to look processes up and which hosts are local. */
+export interface ProcessContext {
+  readonly table: ProcessTable;
+  readonly hostNames: ReadonlySet<string>;
 }
 
 /** Reads one selector, reporting problems under its path; undefined when it is unusable. */
-export function parseSelector(node: Node): Selector | undefined {
+export function parseSelector(node: Node, processes?: ProcessContext): Selector | undefined {
   const entries = node.object();
   if (node.isAbsent || Object.keys(entries).length === 0) {
     node.report('a selector needs at least one attribute condition, e.g. { service.instance.id: "host:1234" }');
@@ -37,7 +50,8 @@ export function parseSelector(node: Node): Selector | undefined {
   let exact: Selector['exact'];
   let ok = true;
   for (const [key, valueNode] of Object.entries(entries)) {
-    const condition = key === 'pid' ? parsePidCondition(valueNode) : parseValueCondition(key, valueNode);
+    const condition =
+      key === 'pid' ? parsePidCondition(valueNode) : key === 'process' ? parseProcessCondition(valueNode, processes) : parseValueCondition(key, valueNode);
     if (!condition) {
       ok = false;
       continue;
@@ -47,7 +61,64 @@ export function parseSelector(node: Node): Selector | undefined {
   }
   if (!ok) return undefined;
   const source = node.value as Record<string, unknown>;
-  return { source, text: selectorText(source), conditions, ...(exact ? { exact } : {}) };
+  return { source, text: selectorText(source), conditions, usesProcesses: 'process' in entries, ...(exact ? { exact } : {}) };
+}
+
+const PROCESS_KEYS = ['exe_path', 'cmd_args', 'open_ports', 'pid'];
+const YOUNG_PROCESS_MS = 10_000;
+const RECHECK_MS = 10;
+
+function parseProcessCondition(node: Node, processes: ProcessContext | undefined): { condition: Condition; exactValue?: string } | undefined {
+  const at = node.struct(PROCESS_KEYS);
+  if (node.isAbsent || typeof node.value !== 'object' || Object.keys(node.value as object).length === 0) {
+    node.report(`a process selector needs at least one of ${PROCESS_KEYS.join(', ')}`);
+    return undefined;
+  }
+  const criteria: { -readonly [K in keyof ProcessCriteria]: ProcessCriteria[K] } = {};
+  const before = node.issues.errors.length;
+  if (!at('exe_path').isAbsent) criteria.exePath = globToRegExp(at('exe_path').string(''));
+  if (!at('cmd_args').isAbsent) criteria.cmdArgs = globToRegExp(at('cmd_args').string(''));
+  if (!at('pid').isAbsent) criteria.pid = at('pid').integer(0, 1);
+  if (!at('open_ports').isAbsent) criteria.openPorts = at('open_ports').list().map(parsePortRange).filter((r): r is PortRange => r !== undefined);
+  if (node.issues.errors.length > before) return undefined;
+  if (!processes) {
+    node.report('process selectors are not available here');
+    return undefined;
+  }
+  const { table, hostNames } = processes;
+  return {
+    condition: {
+      key: INSTANCE_ID,
+      test: (instanceId) => {
+        const colon = instanceId.lastIndexOf(':');
+        if (colon < 0 || !hostNames.has(instanceId.slice(0, colon))) return false;
+        const pid = pidOfInstanceId(instanceId);
+        if (pid === undefined) return false;
+        const facts = table.get(Number(pid));
+        if (facts === undefined) return false;
+        if (processMatches(criteria, facts)) return true;
+        // A process read just after it started may not have exec'd or opened its listener yet:
+        // while it is young, look again on a miss instead of waiting for the periodic refresh.
+        const young = facts.startedAt === undefined || facts.readAt - facts.startedAt < YOUNG_PROCESS_MS;
+        if (!young) return false;
+        const fresh = table.get(Number(pid), RECHECK_MS);
+        return fresh !== undefined && fresh !== facts && processMatches(criteria, fresh);
+      },
+    },
+  };
+}
+
+function parsePortRange(node: Node): PortRange | undefined {
+  const raw = node.value;
+  const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw.trim() : '';
+  const match = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text);
+  const from = match ? Number(match[1]) : NaN;
+  const to = match ? Number(match[2] ?? match[1]) : NaN;
+  if (!match || from < 1 || to > 65535 || from > to) {
+    node.report(`expected a port (8000) or a range ("9000-9010") within 1-65535, got ${JSON.stringify(raw)}`);
+    return undefined;
+  }
+  return { from, to };
 }
 
 function parsePidCondition(node: Node): { condition: Condition; exactValue?: string } | undefined {
@@ -85,7 +156,7 @@ function parseValueCondition(key: string, node: Node): { condition: Condition; e
       const re = new RegExp(regex[1]!, regex[2]!.replace(/[gy]/g, ''));
       return { condition: { key, test: (v) => re.test(v) } };
     } catch (err) {
-      node.report(`invalid regular expression ${raw}: ${(err as Error).message}`);
+      node.report(`invalid regular expression ${raw}: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}`);
       return undefined;
     }
   }

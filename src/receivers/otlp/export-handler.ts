@@ -5,6 +5,7 @@ import type { Signal } from '../../pdata/batch';
 import { JsonShapeError, encodeFromOtlpJson, types } from '../../pdata/codec';
 import { parseRequest } from '../../pdata/scan';
 import { WireFormatError } from '../../pdata/wire';
+import type { Inventory } from '../../service/inventory';
 
 export type Transport = 'grpc' | 'http';
 export type BodyEncoding = 'protobuf' | 'json';
@@ -21,6 +22,7 @@ export class ExportHandler {
   private readonly accepted: { inc(n: number): void };
   private readonly refused: { inc(n: number): void };
   private readonly logger: Logger;
+  private readonly inventory: Inventory | undefined;
 
   constructor(
     settings: CreateSettings,
@@ -32,6 +34,7 @@ export class ExportHandler {
     this.accepted = settings.telemetry.signalCounter('receiver_accepted', signal, 'Number of items successfully pushed into the pipeline', labels);
     this.refused = settings.telemetry.signalCounter('receiver_refused', signal, 'Number of items that could not be pushed into the pipeline', labels);
     this.logger = settings.logger;
+    this.inventory = settings.inventory;
   }
 
   async export(body: Uint8Array, encoding: BodyEncoding): Promise<ExportOutcome> {
@@ -50,6 +53,7 @@ export class ExportHandler {
       throw err;
     }
     const { batch } = parsed;
+    if (this.inventory) for (const block of batch.resources) this.inventory.observe(block, this.signal);
     if (parsed.rejected > 0) this.refused.inc(parsed.rejected);
     if (batch.resources.length > 0) {
       try {

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { decodeToPlain, types } from '../../../src/pdata/codec';
 import { EXPORT_METHOD, rawExportMethod } from '../../../src/receivers/otlp/grpc-server';
@@ -38,6 +39,34 @@ function exportCall(client: grpc.Client, path: string, body: Buffer): Promise<Ca
   });
 }
 
+/** What a grpc-js channel with these options puts on the wire for one call, seen by a bare HTTP/2 server. */
+async function firstMessageOnTheWire(options: grpc.ChannelOptions, body: Buffer): Promise<{ encoding: string | undefined; compressedFlag: number | undefined; length: number }> {
+  const seen: { encoding: string | undefined; compressedFlag: number | undefined; length: number }[] = [];
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      const frame = Buffer.concat(chunks);
+      seen.push({ encoding: headers['grpc-encoding'] as string | undefined, compressedFlag: frame[0], length: frame.length > 5 ? frame.readUInt32BE(1) : 0 });
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const c = newClient((server.address() as { port: number }).port, options);
+  try {
+    const result = await exportCall(c, EXPORT_METHOD.traces, body);
+    assert.equal(result.err, null);
+  } finally {
+    c.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  assert.equal(seen.length, 1);
+  return seen[0]!;
+}
+
 function newClient(port: number, options: grpc.ChannelOptions = {}): grpc.Client {
   return new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options);
 }
@@ -63,7 +92,7 @@ function sinkExporter(sinkPort: number, extra: Record<string, unknown> = {}): Re
   };
 }
 
-describe('OTLP/gRPC receiver', () => {
+void describe('OTLP/gRPC receiver', () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let client: grpc.Client | undefined;
@@ -108,7 +137,7 @@ describe('OTLP/gRPC receiver', () => {
     return sink.requests.slice(before).map((r) => r.body);
   }
 
-  test('valid request: OK with an empty response; only the kept process reaches the sink, byte for byte', async () => {
+  void test('valid request: OK with an empty response; only the kept process reaches the sink, byte for byte', async () => {
     const kept = obiResourceSpans(KEPT, [obiSpan({ name: 'GET /users/*' }), obiSpan({ name: 'POST /orders' })]);
     let result: CallResult | undefined;
     const forwarded = await newSinkRequests(async () => {
@@ -116,11 +145,11 @@ describe('OTLP/gRPC receiver', () => {
     });
     assert.equal(result?.err, null);
     assert.equal(result.response?.length, 0);
-    assert.deepEqual(types.ExportTraceServiceResponse.toObject(types.ExportTraceServiceResponse.decode(result.response!)), {});
+    assert.deepEqual(types.ExportTraceServiceResponse.toObject(types.ExportTraceServiceResponse.decode(result.response)), {});
     assert.equal(forwarded.length, 1);
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
     assert.deepEqual(
-      spansOf(forwarded[0]!).map((s) => [s.name, s.spanId]),
+      spansOf(forwarded[0]).map((s) => [s.name, s.spanId]),
       [
         ['GET /users/*', kept.scopeSpans[0]!.spans[0]!.spanId.toString('hex')],
         ['POST /orders', kept.scopeSpans[1]!.spans[0]!.spanId.toString('hex')],
@@ -128,11 +157,17 @@ describe('OTLP/gRPC receiver', () => {
     );
   });
 
-  test('gzip-compressed call: decompressed and forwarded', async () => {
+  void test('gzip-compressed call: decompressed and forwarded', async () => {
     // Compressible: many similar spans, still under the 64 KiB limit once compressed and uncompressed.
     const kept = obiResourceSpans(KEPT, Array.from({ length: 20 }, (_, i) => obiSpan({ name: `gzip-${i}` })));
     const body = encodeTraces([kept, obiResourceSpans(DROPPED, [obiSpan()])]);
     assert.ok(body.length < MAX_RECV_MIB * 1024 * 1024);
+    // The premise: a channel with these options really sends gzip (header and compressed flag).
+    const onTheWire = await firstMessageOnTheWire({ 'grpc.default_compression_algorithm': 2 }, body);
+    assert.equal(onTheWire.encoding, 'gzip');
+    assert.equal(onTheWire.compressedFlag, 1);
+    assert.ok(onTheWire.length < body.length, 'the message was compressed');
+
     let result: CallResult | undefined;
     const forwarded = await newSinkRequests(async () => {
       result = await exportCall(gzipClient!, EXPORT_METHOD.traces, body);
@@ -141,10 +176,10 @@ describe('OTLP/gRPC receiver', () => {
     assert.equal(result.response?.length, 0);
     assert.equal(forwarded.length, 1);
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
-    assert.equal(spansOf(forwarded[0]!).length, 20);
+    assert.equal(spansOf(forwarded[0]).length, 20);
   });
 
-  test('partial success: a span with an all-zero trace id is rejected and named, the rest arrive', async () => {
+  void test('partial success: a span with an all-zero trace id is rejected and named, the rest arrive', async () => {
     const good = obiSpan({ name: 'good' });
     const kept = obiResourceSpans(KEPT, [obiSpan({ name: 'bad', traceId: Buffer.alloc(16) }), good]);
     let result: CallResult | undefined;
@@ -164,7 +199,7 @@ describe('OTLP/gRPC receiver', () => {
     );
   });
 
-  test('malformed protobuf: INVALID_ARGUMENT naming the problem, nothing exported', async () => {
+  void test('malformed protobuf: INVALID_ARGUMENT naming the problem, nothing exported', async () => {
     let result: CallResult | undefined;
     const forwarded = await newSinkRequests(async () => {
       result = await exportCall(client!, EXPORT_METHOD.traces, Buffer.from([0x0a, 0xff, 0x01, 0x00]));
@@ -180,7 +215,7 @@ describe('OTLP/gRPC receiver', () => {
     assert.match(wrongType.err.details, /resource_spans: wrong wire type 0/);
   });
 
-  test('a message over max_recv_msg_size_mib: RESOURCE_EXHAUSTED', async () => {
+  void test('a message over max_recv_msg_size_mib: RESOURCE_EXHAUSTED', async () => {
     const big = encodeTraces([obiResourceSpans(KEPT, Array.from({ length: 300 }, () => obiSpan()))]);
     assert.ok(big.length > MAX_RECV_MIB * 1024 * 1024, `${big.length} bytes is over the limit`);
     let result: CallResult | undefined;
@@ -193,14 +228,14 @@ describe('OTLP/gRPC receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('MetricsService/Export without a metrics pipeline: UNIMPLEMENTED', async () => {
+  void test('MetricsService/Export without a metrics pipeline: UNIMPLEMENTED', async () => {
     const body = Buffer.from(types.ExportMetricsServiceRequest.encode(types.ExportMetricsServiceRequest.fromObject({})).finish());
     const result = await exportCall(client!, EXPORT_METHOD.metrics, body);
     assert.equal(result.err?.code, grpc.status.UNIMPLEMENTED);
     assert.match(result.err.details, /MetricsService\/Export/);
   });
 
-  test('after all of that, the service still serves valid requests on both channels', async () => {
+  void test('after all of that, the service still serves valid requests on both channels', async () => {
     for (const c of [client!, gzipClient!]) {
       const kept = obiResourceSpans(KEPT, [obiSpan({ name: 'still-alive' })]);
       let result: CallResult | undefined;
@@ -214,7 +249,7 @@ describe('OTLP/gRPC receiver', () => {
   });
 });
 
-describe('OTLP/gRPC receiver when the exporter queue is full', () => {
+void describe('OTLP/gRPC receiver when the exporter queue is full', () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let client: grpc.Client | undefined;
@@ -245,7 +280,7 @@ describe('OTLP/gRPC receiver when the exporter queue is full', () => {
     await sink.stop();
   });
 
-  test('UNAVAILABLE with a RetryInfo in grpc-status-details-bin', async () => {
+  void test('UNAVAILABLE with a RetryInfo in grpc-status-details-bin', async () => {
     let refused: grpc.ServiceError | undefined;
     let accepted = 0;
     // One batch in flight + one queued fill it; keep sending until a request is refused (a slow

@@ -109,7 +109,7 @@ function metricValue(text: string, name: string, labels: Record<string, string>)
   return undefined;
 }
 
-describe('OTLP/HTTP receiver', () => {
+void describe('OTLP/HTTP receiver', () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let httpPort = 0;
@@ -164,7 +164,7 @@ describe('OTLP/HTTP receiver', () => {
     return res.body.toString('utf8');
   }
 
-  test('valid protobuf: 200, empty ExportTraceServiceResponse, only the kept process reaches the sink, byte for byte', async () => {
+  void test('valid protobuf: 200, empty ExportTraceServiceResponse, only the kept process reaches the sink, byte for byte', async () => {
     const kept = obiResourceSpans(KEPT, [obiSpan({ name: 'GET /users/*' }), obiSpan({ name: 'POST /orders' })]);
     const dropped = obiResourceSpans(DROPPED, [obiSpan(), obiSpan(), obiSpan()]);
     const droppedK8s = obiResourceSpans(DROPPED_K8S, [obiSpan()]);
@@ -180,7 +180,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 1);
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
     assert.deepEqual(
-      spansOf(forwarded[0]!).map((s) => [s.name, s.spanId]),
+      spansOf(forwarded[0]).map((s) => [s.name, s.spanId]),
       [
         ['GET /users/*', kept.scopeSpans[0]!.spans[0]!.spanId.toString('hex')],
         ['POST /orders', kept.scopeSpans[1]!.spans[0]!.spanId.toString('hex')],
@@ -188,7 +188,7 @@ describe('OTLP/HTTP receiver', () => {
     );
   });
 
-  test('a request in which every process is filtered out: 200 and nothing exported', async () => {
+  void test('a request in which every process is filtered out: 200 and nothing exported', async () => {
     let res: HttpResult | undefined;
     const forwarded = await newSinkRequests(async () => {
       res = await request(httpPort, protobuf(encodeTraces([obiResourceSpans(DROPPED, [obiSpan()])])));
@@ -197,7 +197,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('gzip-compressed protobuf (Content-Encoding: gzip) is decompressed and forwarded', async () => {
+  void test('gzip-compressed protobuf (Content-Encoding: gzip) is decompressed and forwarded', async () => {
     const kept = obiResourceSpans(KEPT, [obiSpan({ name: 'gzip-span' })]);
     let res: HttpResult | undefined;
     const forwarded = await newSinkRequests(async () => {
@@ -209,7 +209,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
   });
 
-  test('OTLP/JSON with hex ids arrives at the sink byte-faithful', async () => {
+  void test('OTLP/JSON with hex ids arrives at the sink byte-faithful', async () => {
     const traceId = randomBytes(16).toString('hex');
     const linkedTraceId = randomBytes(16).toString('hex');
     const keptJson = {
@@ -270,8 +270,8 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 1);
     // Exactly the protobuf encoding of the kept resource, and decoding it gives back the JSON sent.
     assert.deepEqual(forwarded[0], Buffer.from(encodeFromOtlpJson(types.ExportTraceServiceRequest, { resourceSpans: [keptJson] })));
-    assert.deepEqual(decodeToPlain(types.ExportTraceServiceRequest, forwarded[0]!), { resourceSpans: [keptJson] });
-    const spans = spansOf(forwarded[0]!);
+    assert.deepEqual(decodeToPlain(types.ExportTraceServiceRequest, forwarded[0]), { resourceSpans: [keptJson] });
+    const spans = spansOf(forwarded[0]);
     assert.deepEqual(
       spans.map((s) => [s.traceId, s.spanId, s.name]),
       [
@@ -281,7 +281,7 @@ describe('OTLP/HTTP receiver', () => {
     );
   });
 
-  test('partial success: a span with an all-zero trace id is rejected and named, the valid spans still arrive', async () => {
+  void test('partial success: a span with an all-zero trace id is rejected and named, the valid spans still arrive', async () => {
     const good1 = obiSpan({ name: 'good-1' });
     const bad = obiSpan({ name: 'bad', traceId: Buffer.alloc(16) });
     const good2 = obiSpan({ name: 'good-2' });
@@ -309,7 +309,7 @@ describe('OTLP/HTTP receiver', () => {
     );
   });
 
-  test('partial success over OTLP/JSON: the response is JSON naming the rejected span', async () => {
+  void test('partial success over OTLP/JSON: the response is JSON naming the rejected span', async () => {
     const body = {
       resourceSpans: [
         {
@@ -341,7 +341,7 @@ describe('OTLP/HTTP receiver', () => {
     );
   });
 
-  test('malformed protobuf: 400 with a google.rpc.Status protobuf naming the problem, nothing exported', async () => {
+  void test('malformed protobuf: 400 with a google.rpc.Status protobuf naming the problem, nothing exported', async () => {
     let res: HttpResult | undefined;
     const forwarded = await newSinkRequests(async () => {
       // resource_spans says 255 bytes follow; one does.
@@ -355,7 +355,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('malformed protobuf deep inside a span: 400 and the message gives its location', async () => {
+  void test('malformed protobuf deep inside a span: 400 and the message gives its location', async () => {
     // ExportTraceServiceRequest{resource_spans{scope_spans{spans{name: <invalid UTF-8>}}}}
     const span = [0x2a, 0x01, 0xff];
     const scopeSpans = [0x12, span.length, ...span];
@@ -369,7 +369,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(status.message, /UTF-8/);
   });
 
-  test('malformed JSON: 400 with a JSON Status naming the problem', async () => {
+  void test('malformed JSON: 400 with a JSON Status naming the problem', async () => {
     let res: HttpResult | undefined;
     const forwarded = await newSinkRequests(async () => {
       res = await request(httpPort, json('{"resourceSpans": ['));
@@ -382,7 +382,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('JSON of the wrong shape: 400 naming the field', async () => {
+  void test('JSON of the wrong shape: 400 naming the field', async () => {
     for (const [body, pattern] of [
       [{ resourceSpans: 5 }, /resourceSpans: array expected/],
       [[1, 2, 3], /must be a JSON object/],
@@ -397,7 +397,7 @@ describe('OTLP/HTTP receiver', () => {
     }
   });
 
-  test('JSON with a trace id that is not hex: 400 naming traceId and where it is', async () => {
+  void test('JSON with a trace id that is not hex: 400 naming traceId and where it is', async () => {
     const body = {
       resourceSpans: [
         {
@@ -418,7 +418,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('corrupt gzip: 400 naming the encoding', async () => {
+  void test('corrupt gzip: 400 naming the encoding', async () => {
     const res = await request(httpPort, protobuf(Buffer.from('this is not gzip at all'), { 'content-encoding': 'gzip' }));
     assert.equal(res.status, 400);
     const status = protobufStatus(res);
@@ -433,7 +433,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(protobufStatus(res2).message, /^invalid gzip body: /);
   });
 
-  test('unsupported Content-Encoding: 415 naming it', async () => {
+  void test('unsupported Content-Encoding: 415 naming it', async () => {
     const res = await request(httpPort, protobuf(encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]), { 'content-encoding': 'br' }));
     assert.equal(res.status, 415);
     const status = protobufStatus(res);
@@ -441,7 +441,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(status.message, /unsupported Content-Encoding "br"/);
   });
 
-  test('oversize body declared by Content-Length: 413 naming the limit', async () => {
+  void test('oversize body declared by Content-Length: 413 naming the limit', async () => {
     let res: HttpResult | undefined;
     const forwarded = await newSinkRequests(async () => {
       res = await request(httpPort, protobuf(Buffer.alloc(LIMIT + 1)));
@@ -453,7 +453,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('oversize body sent chunked (no Content-Length): 413 once the limit is passed', async () => {
+  void test('oversize body sent chunked (no Content-Length): 413 once the limit is passed', async () => {
     const pieces = Array.from({ length: 5 }, () => Buffer.alloc(LIMIT / 4));
     const res = await request(httpPort, { headers: { 'content-type': 'application/x-protobuf' }, body: pieces });
     assert.equal(res.status, 413);
@@ -462,7 +462,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(status.message, new RegExp(`request body exceeds the limit of ${LIMIT} bytes`));
   });
 
-  test('gzip bomb decompressing beyond the limit: 413 naming the decompressed size limit', async () => {
+  void test('gzip bomb decompressing beyond the limit: 413 naming the decompressed size limit', async () => {
     const bomb = gzip(Buffer.alloc(1024 * 1024));
     assert.ok(bomb.length < LIMIT, 'the compressed body itself is under the limit');
     let res: HttpResult | undefined;
@@ -476,7 +476,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 0);
   });
 
-  test('wrong Content-Type: 415 naming it (plain-text answer)', async () => {
+  void test('wrong Content-Type: 415 naming it (plain-text answer)', async () => {
     const res = await request(httpPort, { headers: { 'content-type': 'text/plain' }, body: encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]) });
     assert.equal(res.status, 415);
     const text = textBody(res);
@@ -488,7 +488,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(textBody(missing), /unsupported Content-Type ""/);
   });
 
-  test('unknown path: 404 naming the path', async () => {
+  void test('unknown path: 404 naming the path', async () => {
     const res = await request(httpPort, { ...protobuf(encodeTraces([obiResourceSpans(KEPT, [obiSpan()])])), path: '/v1/logs' });
     assert.equal(res.status, 404);
     const status = protobufStatus(res);
@@ -496,14 +496,14 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(status.message, /unknown path \/v1\/logs/);
   });
 
-  test('GET on /v1/traces: 405 with Allow: POST', async () => {
+  void test('GET on /v1/traces: 405 with Allow: POST', async () => {
     const res = await request(httpPort, { method: 'GET', path: '/v1/traces' });
     assert.equal(res.status, 405);
     assert.equal(res.headers.allow, 'POST');
     assert.match(textBody(res), /method GET is not allowed on \/v1\/traces; use POST/);
   });
 
-  test('metrics path without a metrics pipeline: 404 saying so', async () => {
+  void test('metrics path without a metrics pipeline: 404 saying so', async () => {
     const body = Buffer.from(types.ExportMetricsServiceRequest.encode(types.ExportMetricsServiceRequest.fromObject({})).finish());
     const res = await request(httpPort, { ...protobuf(body), path: '/v1/metrics' });
     assert.equal(res.status, 404);
@@ -516,7 +516,29 @@ describe('OTLP/HTTP receiver', () => {
     assert.match(jsonStatus(resJson).message, /no metrics pipeline uses this receiver/);
   });
 
-  test('self-metrics: accepted / refused spans for transport="http" and spans filtered', async () => {
+  void test('downstream failures: a retryable one is 503 with Retry-After, a permanent one 400, both naming the cause', async () => {
+    const body = encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]);
+    try {
+      sink.reply = () => ({ kind: 'grpc-error', code: 14, message: 'sink is busy', retryAfterMs: 3000 });
+      const busy = await request(httpPort, protobuf(body));
+      assert.equal(busy.status, 503);
+      assert.equal(busy.headers['retry-after'], '3');
+      const busyStatus = protobufStatus(busy);
+      assert.equal(busyStatus.code, 14);
+      assert.match(busyStatus.message, /UNAVAILABLE: sink is busy/);
+
+      sink.reply = () => ({ kind: 'grpc-error', code: 3, message: 'sink dislikes this span' });
+      const refused = await request(httpPort, json(decodeToPlain(types.ExportTraceServiceRequest, body)));
+      assert.equal(refused.status, 400);
+      const refusedStatus = jsonStatus(refused);
+      assert.equal(refusedStatus.code, 3);
+      assert.match(refusedStatus.message, /INVALID_ARGUMENT: sink dislikes this span/);
+    } finally {
+      sink.reply = () => ({ kind: 'ok' });
+    }
+  });
+
+  void test('self-metrics: accepted / refused spans for transport="http" and spans filtered', async () => {
     const labels = { receiver: 'otlp', transport: 'http' };
     const before = await metricsText();
     const accepted0 = metricValue(before, 'otelcol_receiver_accepted_spans', labels) ?? 0;
@@ -542,7 +564,7 @@ describe('OTLP/HTTP receiver', () => {
     assert.equal(metricValue(after, 'otelcol_exporter_sent_spans', { exporter: 'otlp/sink' }), (metricValue(before, 'otelcol_exporter_sent_spans', { exporter: 'otlp/sink' }) ?? 0) + 3);
   });
 
-  test('after all of that, the service still serves a valid request', async () => {
+  void test('after all of that, the service still serves a valid request', async () => {
     const kept = obiResourceSpans(KEPT, [obiSpan({ name: 'still-alive' })]);
     let res: HttpResult | undefined;
     const forwarded = await newSinkRequests(async () => {

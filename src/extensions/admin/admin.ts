@@ -1,0 +1,164 @@
+import { timingSafeEqual } from 'node:crypto';
+import * as http from 'node:http';
+import type { Logger } from 'pino';
+import type { Component, ExtensionFactory, Host, ServiceControl } from '../../component/component';
+import { parseHostPort, type Node } from '../../config/reader';
+import { closeServer, listen } from '../../util/net';
+import { ADMIN_PAGE_HTML } from './page';
+
+export interface AdminConfig {
+  readonly endpoint: string;
+  /** Bearer token for /api; required when the endpoint is not loopback. */
+  readonly token: string | undefined;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly errors?: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Run-time control over HTTP: the instance inventory, the filter lists (read, replace, save to
+ * the config file) and a page that shows both. Changes apply from the next request; receivers and
+ * queues are not touched.
+ */
+export class AdminExtension implements Component {
+  private server: http.Server | undefined;
+  private control: ServiceControl | undefined;
+
+  constructor(
+    private readonly config: AdminConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(host: Host): Promise<void> {
+    if (!host.control) throw new Error('the admin extension needs a service that offers run-time control');
+    this.control = host.control;
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        const apiError = err instanceof ApiError ? err : undefined;
+        if (!apiError) this.logger.error({ err }, 'admin API request failed');
+        sendJson(res, apiError?.status ?? 500, {
+          error: apiError?.message ?? (err as Error).message,
+          ...(apiError?.errors ? { errors: apiError.errors } : {}),
+        });
+      });
+    });
+    await listen(this.server, this.config.endpoint);
+  }
+
+  async shutdown(): Promise<void> {
+    await closeServer(this.server);
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const control = this.control!;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (path === '/' || path === '/index.html') {
+      if (method !== 'GET') throw new ApiError(405, 'use GET');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(ADMIN_PAGE_HTML);
+      return;
+    }
+    if (!path.startsWith('/api/')) throw new ApiError(404, `no such page: ${path}`);
+    this.authorize(req);
+
+    if (path === '/api/v1/instances') {
+      if (method !== 'GET') throw new ApiError(405, 'use GET');
+      sendJson(res, 200, control.instances());
+      return;
+    }
+    if (path === '/api/v1/filters') {
+      if (method !== 'GET') throw new ApiError(405, 'use GET');
+      sendJson(res, 200, Object.fromEntries(control.filters()));
+      return;
+    }
+    const filterPath = /^\/api\/v1\/filters\/(.+?)(\/save)?$/.exec(path);
+    if (filterPath) {
+      const id = decodeURIComponent(filterPath[1]!);
+      const filters = control.filters();
+      if (!filters.has(id)) throw new ApiError(404, `no filter processor "${id}" runs in a pipeline (known: ${[...filters.keys()].join(', ') || 'none'})`);
+      if (filterPath[2]) {
+        if (method !== 'POST') throw new ApiError(405, 'use POST to save');
+        try {
+          await control.saveFilter(id);
+        } catch (err) {
+          throw new ApiError(409, (err as Error).message);
+        }
+        sendJson(res, 200, { saved: id });
+        return;
+      }
+      if (method === 'GET') {
+        sendJson(res, 200, filters.get(id));
+        return;
+      }
+      if (method !== 'PUT') throw new ApiError(405, 'use GET or PUT');
+      const body = await readJson(req);
+      const errors = control.setFilter(id, body);
+      if (errors.length > 0) throw new ApiError(400, `invalid filter lists for ${id}`, errors);
+      sendJson(res, 200, control.filters().get(id));
+      return;
+    }
+    throw new ApiError(404, `no such API: ${method} ${path}`);
+  }
+
+  private authorize(req: http.IncomingMessage): void {
+    const token = this.config.token;
+    if (!token) return;
+    const header = req.headers.authorization ?? '';
+    const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    const ok = given.length === token.length && timingSafeEqual(Buffer.from(given), Buffer.from(token));
+    if (!ok) throw new ApiError(401, 'a valid bearer token is required (Authorization: Bearer <token>)');
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+  if (status === 401) headers['www-authenticate'] = 'Bearer';
+  res.writeHead(status, headers).end(text);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new ApiError(413, `body larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    throw new ApiError(400, `body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export const adminExtensionFactory: ExtensionFactory<AdminConfig> = {
+  type: 'admin',
+  kind: 'extension',
+  parseConfig(node: Node): AdminConfig {
+    const at = node.struct(['endpoint', 'token']);
+    const endpoint = at('endpoint').endpoint('127.0.0.1:13180');
+    const token = at('token').string('') || undefined;
+    const host = parseHostPort(endpoint)?.host ?? '';
+    if (!isLoopbackHost(host) && !token) {
+      at('token').report(`required when the admin endpoint (${endpoint}) is not bound to loopback: anyone who can reach it could change the filters`);
+    }
+    return { endpoint, token };
+  },
+  create: (settings, config) => new AdminExtension(config, settings.logger),
+};

@@ -1,0 +1,199 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+// What /proc says about local processes, for `process:` selectors. spansieve runs beside OBI with
+// the host's PID namespace, so a host-form instance id "<host>:<pid>" names a PID it can look at.
+
+export interface ProcessFacts {
+  readonly pid: number;
+  readonly exePath: string | undefined;
+  /** The command line, arguments joined by single spaces. */
+  readonly cmdline: string;
+  /** TCP ports (v4 and v6) on which the process holds a listening socket. */
+  readonly listeningPorts: ReadonlySet<number>;
+  /** When these facts were read (ms since the epoch). */
+  readonly readAt: number;
+  /** When the process started (ms since the epoch), if known. */
+  readonly startedAt: number | undefined;
+}
+
+export interface PortRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** A `process:` selector: every given criterion must hold. */
+export interface ProcessCriteria {
+  readonly exePath?: RegExp;
+  readonly cmdArgs?: RegExp;
+  readonly openPorts?: readonly PortRange[];
+  readonly pid?: number;
+}
+
+export function processMatches(criteria: ProcessCriteria, facts: ProcessFacts): boolean {
+  if (criteria.pid !== undefined && criteria.pid !== facts.pid) return false;
+  if (criteria.exePath && (facts.exePath === undefined || !criteria.exePath.test(facts.exePath))) return false;
+  if (criteria.cmdArgs && !criteria.cmdArgs.test(facts.cmdline)) return false;
+  if (criteria.openPorts) {
+    let listening = false;
+    for (const port of facts.listeningPorts) {
+      if (criteria.openPorts.some((range) => port >= range.from && port <= range.to)) {
+        listening = true;
+        break;
+      }
+    }
+    if (!listening) return false;
+  }
+  return true;
+}
+
+/**
+ * Facts about live processes, cached per PID and re-read every refresh. A PID not seen before is
+ * read on first use, so a restarted process (new PID) is recognised from its first span.
+ */
+export class ProcessTable {
+  private facts = new Map<number, ProcessFacts | null>();
+  private timer: NodeJS.Timeout | undefined;
+  private users = 0;
+
+  constructor(
+    readonly procRoot = '/proc',
+    private readonly refreshMs = 5000,
+  ) {}
+
+  /**
+   * Facts for a PID, or undefined when no such process is alive (or it cannot be read). With
+   * `maxAgeMs`, cached facts older than that are read again.
+   */
+  get(pid: number, maxAgeMs = Infinity): ProcessFacts | undefined {
+    let facts = this.facts.get(pid);
+    if (facts === undefined || (facts !== null && Date.now() - facts.readAt > maxAgeMs)) {
+      facts = this.read(pid, this.listeningSockets());
+      this.facts.set(pid, facts);
+    }
+    return facts ?? undefined;
+  }
+
+  /** Every live process's facts, read afresh. */
+  refresh(): ProcessFacts[] {
+    const sockets = this.listeningSockets();
+    const next = new Map<number, ProcessFacts | null>();
+    for (const pid of this.pids()) next.set(pid, this.read(pid, sockets));
+    this.facts = next;
+    return [...next.values()].filter((f): f is ProcessFacts => f !== null);
+  }
+
+  /** Starts periodic refreshes while at least one processor uses the table. */
+  acquire(): void {
+    if (this.users++ === 0) {
+      this.refresh();
+      this.timer = setInterval(() => this.refresh(), this.refreshMs);
+      this.timer.unref();
+    }
+  }
+
+  release(): void {
+    if (this.users > 0 && --this.users === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private pids(): number[] {
+    try {
+      return fs
+        .readdirSync(this.procRoot)
+        .filter((name) => /^\d+$/.test(name))
+        .map(Number);
+    } catch {
+      return [];
+    }
+  }
+
+  private read(pid: number, sockets: ReadonlyMap<string, number>): ProcessFacts | null {
+    const dir = path.join(this.procRoot, String(pid));
+    let cmdline: string;
+    try {
+      cmdline = fs.readFileSync(path.join(dir, 'cmdline'), 'latin1').replace(/\0+$/, '').split('\0').join(' ');
+    } catch {
+      return null;
+    }
+    let exePath: string | undefined;
+    try {
+      exePath = fs.readlinkSync(path.join(dir, 'exe'));
+    } catch {
+      exePath = undefined;
+    }
+    const listeningPorts = new Set<number>();
+    if (sockets.size > 0) {
+      try {
+        for (const fd of fs.readdirSync(path.join(dir, 'fd'))) {
+          let target: string;
+          try {
+            target = fs.readlinkSync(path.join(dir, 'fd', fd));
+          } catch {
+            continue;
+          }
+          const port = target.startsWith('socket:[') ? sockets.get(target.slice(8, -1)) : undefined;
+          if (port !== undefined) listeningPorts.add(port);
+        }
+      } catch {
+        // No access to its descriptors: it matches no port selector.
+      }
+    }
+    return { pid, exePath, cmdline, listeningPorts, readAt: Date.now(), startedAt: this.startTime(dir) };
+  }
+
+  private bootTimeMs: number | undefined;
+
+  /** Start time from /proc/PID/stat (field 22, clock ticks after boot; 100 per second on Linux). */
+  private startTime(dir: string): number | undefined {
+    try {
+      if (this.bootTimeMs === undefined) {
+        const btime = /^btime (\d+)$/m.exec(fs.readFileSync(path.join(this.procRoot, 'stat'), 'latin1'));
+        if (!btime) return undefined;
+        this.bootTimeMs = Number(btime[1]) * 1000;
+      }
+      const stat = fs.readFileSync(path.join(dir, 'stat'), 'latin1');
+      // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return this.bootTimeMs + Number(fields[19]) * 10;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Socket inode -> port for every listening TCP socket, from /proc/net/tcp and tcp6. */
+  private listeningSockets(): Map<string, number> {
+    const sockets = new Map<string, number>();
+    for (const file of ['tcp', 'tcp6']) {
+      let text: string;
+      try {
+        text = fs.readFileSync(path.join(this.procRoot, 'net', file), 'latin1');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n').slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        // local_address is fields[1] ("0100007F:1F90"), st is fields[3] (0A = LISTEN), inode fields[9].
+        if (fields.length < 10 || fields[3] !== '0A') continue;
+        const port = parseInt(fields[1]!.slice(fields[1]!.lastIndexOf(':') + 1), 16);
+        sockets.set(fields[9]!, port);
+      }
+    }
+    return sockets;
+  }
+}
+
+/** One table per /proc root, shared by every filter processor of the process. */
+const tables = new Map<string, ProcessTable>();
+
+export function sharedProcessTable(procRoot = '/proc', refreshMs = 5000): ProcessTable {
+  const key = `${procRoot}|${refreshMs}`;
+  let table = tables.get(key);
+  if (!table) {
+    table = new ProcessTable(procRoot, refreshMs);
+    tables.set(key, table);
+  }
+  return table;
+}

@@ -1,0 +1,131 @@
+import * as fs from 'node:fs';
+import type { Logger } from 'pino';
+import { ConfigValidationError, isRecord } from '../config/reader';
+import type { ServiceConfig } from '../config/service-config';
+import type { FilterConfig } from '../processors/filter/filter';
+import { Inventory } from './inventory';
+import { Service } from './service';
+
+export type ReloadOutcome =
+  | { kind: 'unchanged' }
+  | { kind: 'filters'; ids: string[] }
+  | { kind: 'restarted' }
+  | { kind: 'rejected'; errors: readonly string[] };
+
+/**
+ * Runs the service and reloads it on demand (SIGHUP, a change of the config file). A new config
+ * is validated first and an invalid one leaves the running service alone. When only filter lists
+ * changed they are swapped in place: receivers, queues and connections are untouched, so nothing
+ * in flight is lost. Any other change restarts the service: receivers stop, queues drain, and the
+ * new service starts (clients see refused connections for that moment and retry).
+ */
+export class Supervisor {
+  private current: Service | undefined;
+  /** The document the running service was built or last reloaded from. */
+  private appliedRaw: Record<string, unknown> = {};
+  private readonly inventory = new Inventory();
+  private reloading: Promise<ReloadOutcome> | undefined;
+  private watching = false;
+
+  constructor(
+    private readonly load: () => ServiceConfig,
+    private readonly logger: Logger,
+    private readonly configFile: string | undefined,
+  ) {}
+
+  get service(): Service | undefined {
+    return this.current;
+  }
+
+  async start(): Promise<void> {
+    const config = this.load();
+    const service = this.create(config);
+    await service.start();
+    this.current = service;
+    this.appliedRaw = config.raw;
+  }
+
+  /** Reloads when the config file changes on disk (polled, so editors that replace files work too). */
+  watchConfigFile(intervalMs = 1000): void {
+    if (!this.configFile || this.watching) return;
+    this.watching = true;
+    fs.watchFile(this.configFile, { interval: intervalMs }, (now, before) => {
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void this.reload('config file changed');
+    });
+  }
+
+  /** Serialised: a reload requested during another runs after it. */
+  reload(reason: string): Promise<ReloadOutcome> {
+    const previous = this.reloading ?? Promise.resolve<ReloadOutcome>({ kind: 'unchanged' });
+    const next = previous.then(() => this.doReload(reason));
+    this.reloading = next;
+    return next;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.configFile && this.watching) fs.unwatchFile(this.configFile);
+    this.watching = false;
+    await this.reloading;
+    await this.current?.shutdown();
+  }
+
+  private async doReload(reason: string): Promise<ReloadOutcome> {
+    const running = this.current;
+    if (!running) return { kind: 'unchanged' };
+    let next: ServiceConfig;
+    try {
+      next = this.load();
+    } catch (err) {
+      if (!(err instanceof ConfigValidationError)) throw err;
+      this.logger.error({ reason, errors: err.errors }, 'new configuration rejected; the running one stays');
+      return { kind: 'rejected', errors: err.errors };
+    }
+    const filterIds = running.filterIds();
+    if (JSON.stringify(withoutFilters(this.appliedRaw, filterIds)) === JSON.stringify(withoutFilters(next.raw, filterIds))) {
+      const changed: string[] = [];
+      for (const id of filterIds) {
+        const raw = processorsOf(next.raw)[id];
+        const before = processorsOf(this.appliedRaw)[id];
+        if (running.hasUnsavedChanges(id)) {
+          this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the config file');
+          changed.push(id);
+        }
+        running.applyFilter(id, next.processors.get(id)!.config as FilterConfig, isRecord(raw) ? { ...raw } : {});
+        if (JSON.stringify(raw) !== JSON.stringify(before) && !changed.includes(id)) changed.push(id);
+      }
+      this.appliedRaw = next.raw;
+      this.logger.info({ reason, filters: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');
+      return changed.length > 0 ? { kind: 'filters', ids: changed } : { kind: 'unchanged' };
+    }
+    this.logger.warn({ reason }, 'configuration changed beyond filter lists: restarting the service (queues drain first)');
+    await running.shutdown();
+    const replacement = this.create(next);
+    try {
+      await replacement.start();
+      this.current = replacement;
+      this.appliedRaw = next.raw;
+      return { kind: 'restarted' };
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'the new configuration failed to start; restarting the previous one');
+      const restored = this.create(running.config);
+      await restored.start();
+      this.current = restored;
+      return { kind: 'rejected', errors: [(err as Error).message] };
+    }
+  }
+
+  private create(config: ServiceConfig): Service {
+    return new Service(config, { logger: this.logger, inventory: this.inventory, ...(this.configFile ? { configFile: this.configFile } : {}) });
+  }
+}
+
+function processorsOf(raw: Record<string, unknown>): Record<string, unknown> {
+  return isRecord(raw.processors) ? raw.processors : {};
+}
+
+/** The document with the bodies of the given filter processors blanked, for comparison. */
+function withoutFilters(raw: Record<string, unknown>, ids: readonly string[]): Record<string, unknown> {
+  const processors = { ...processorsOf(raw) };
+  for (const id of ids) if (id in processors) processors[id] = null;
+  return { ...raw, processors };
+}

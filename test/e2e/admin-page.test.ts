@@ -1,0 +1,445 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vm from 'node:vm';
+import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import * as YAML from 'yaml';
+import { readConfigFile } from '../../src/config/load';
+import { ConfigIssues, ConfigValidationError } from '../../src/config/reader';
+import { buildServiceConfig } from '../../src/config/service-config';
+import { ADMIN_PAGE_HTML } from '../../src/extensions/admin/page';
+import type { InstanceView } from '../../src/service/inventory';
+import { Service } from '../../src/service/service';
+import { hostInstance, obiTraceRequest, type ObiInstance } from '../helpers/obi';
+import { freePorts, waitFor } from '../helpers/ports';
+import { startService } from '../helpers/service';
+import { GrpcSink } from '../helpers/sink';
+
+// The admin page end to end in Debian's headless Chromium (driven by playwright-core): it lists
+// the instances that arrived, a click drops one through the admin API, and that instance's spans
+// stop reaching the exporter. Screenshots land in test-artifacts/.
+
+const CHROMIUM = process.env.SPANSIEVE_CHROMIUM_BIN || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const UI_TIMEOUT_MS = 10_000;
+
+function repoRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = parent;
+  }
+  return dir;
+}
+const ARTIFACTS = path.join(repoRoot(), 'test-artifacts');
+
+interface Browser {
+  readonly context: BrowserContext;
+  readonly userDataDir: string;
+  /** Uncaught exceptions and console errors of every page, for a final check. */
+  readonly pageErrors: string[];
+}
+
+/** Chromium with a fresh profile directory (playwright takes it as launchPersistentContext's first argument). */
+async function launchBrowser(): Promise<Browser> {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`no chromium at ${CHROMIUM}: run scripts/install-peers.sh chromium (or set SPANSIEVE_CHROMIUM_BIN)`);
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: 1440, height: 900 },
+  });
+  // A disabled button or a missing row fails the test in seconds, not after playwright's 30 s default.
+  context.setDefaultTimeout(UI_TIMEOUT_MS);
+  const pageErrors: string[] = [];
+  context.on('page', (page) => watchPage(page, pageErrors));
+  for (const page of context.pages()) watchPage(page, pageErrors);
+  return { context, userDataDir, pageErrors };
+}
+
+function watchPage(page: Page, errors: string[]): void {
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+  page.on('console', (message) => {
+    // Chromium logs every API answer >= 400 as a failed resource load; the tests provoke 400, 401 and 409 on purpose.
+    if (message.type() === 'error' && !/Failed to load resource: .*status of (400|401|409)/.test(message.text())) errors.push(`console: ${message.text()}`);
+  });
+}
+
+async function closeBrowser(browser: Browser | undefined): Promise<void> {
+  if (!browser) return;
+  await browser.context.close().catch(() => undefined);
+  fs.rmSync(browser.userDataDir, { recursive: true, force: true });
+}
+
+async function screenshot(page: Page, name: string): Promise<string> {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, name);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function sendTraces(httpPort: number, instances: readonly ObiInstance[], spansPerInstance: number): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-protobuf' },
+    body: obiTraceRequest(instances, spansPerInstance),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+async function getJson(url: string, token?: string): Promise<unknown> {
+  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  return JSON.parse(text);
+}
+
+const row = (id: string) => `tr.instance[data-instance="${id}"]`;
+
+/** Waits until the page shows the instance with the given kept state ("yes", "no", "unknown"). */
+async function waitForRow(page: Page, id: string, kept: 'yes' | 'no' | 'unknown'): Promise<void> {
+  await page.waitForSelector(`${row(id)}[data-kept="${kept}"]`, { timeout: UI_TIMEOUT_MS });
+}
+
+async function rowCells(page: Page, id: string): Promise<string[]> {
+  return (await page.locator(`${row(id)} > *`).allTextContents()).map((text) => text.trim());
+}
+
+async function statusText(page: Page): Promise<string> {
+  return (await page.textContent('#status')) ?? '';
+}
+
+describe('admin page markup', () => {
+  test('its script compiles, and it loads nothing from elsewhere', () => {
+    const scripts = [...ADMIN_PAGE_HTML.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+    assert.equal(scripts.length, 1);
+    assert.doesNotThrow(() => new vm.Script(scripts[0]!, { filename: 'admin-page.js' }));
+    assert.doesNotMatch(ADMIN_PAGE_HTML, /<script[^>]+src=|<link[^>]+href="(?!data:)|url\(|@import|https?:\/\//);
+    // A backslash in the template literal would have been interpreted by TypeScript, not kept.
+    assert.doesNotMatch(ADMIN_PAGE_HTML, /\\/);
+  });
+});
+
+describe('admin page in headless Chromium', () => {
+  const sink = new GrpcSink();
+  let service: Service | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let httpPort: number;
+  let adminUrl: string;
+
+  const web1 = hostInstance('web-1', 1001, 'backend');
+  const web1b = hostInstance('web-1', 1002, 'backend');
+  const web2 = hostInstance('web-2', 2001, 'frontend');
+  const all = [web1, web1b, web2];
+
+  before(async () => {
+    await sink.start();
+    let adminPort: number;
+    [httpPort, adminPort] = await freePorts(2);
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+    service = await startService({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+      processors: {
+        // No keep list: everything is kept until something is dropped.
+        'filter/obi': {},
+        // A second filter processor, so the page offers a choice (and must default to the first).
+        'filter/metrics': { drop: [{ 'service.name': 'noisy' }] },
+      },
+      exporters: {
+        otlp: { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true }, sending_queue: { enabled: false } },
+      },
+      extensions: { admin: { endpoint: adminUrl.slice('http://'.length) } },
+      service: {
+        extensions: ['admin'],
+        pipelines: {
+          traces: { receivers: ['otlp'], processors: ['filter/obi'], exporters: ['otlp'] },
+          metrics: { receivers: ['otlp'], processors: ['filter/metrics'], exporters: ['otlp'] },
+        },
+        telemetry: { metrics: { level: 'none' } },
+      },
+    });
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    await closeBrowser(browser);
+    await service?.shutdown();
+    await sink.stop();
+  });
+
+  test('lists the instances that arrived, all kept', async () => {
+    await sendTraces(httpPort, all, 3);
+    assert.deepEqual(new Set(sink.instanceIds()), new Set(all.map((i) => i.instanceId)), 'first round: everything is kept');
+
+    await page.goto(`${adminUrl}/`);
+    for (const instance of all) await waitForRow(page, instance.instanceId, 'yes');
+    assert.equal(await page.locator('tr.instance').count(), 3);
+
+    const cells = await rowCells(page, 'web-1:1002');
+    assert.equal(cells[0], 'web-1:1002');
+    assert.equal(cells[1], 'backend');
+    assert.equal(cells[2], 'web-1');
+    assert.equal(cells[3], '1002');
+    assert.match(cells[4]!, /kept/);
+    assert.match(cells[5]!, /no keep list: kept/);
+    assert.ok(Number(cells[6]) > 0, `spans/s ${cells[6]}`);
+
+    // Grouped by service: a header row per service with its own buttons.
+    const groupHeaders = (await page.locator('tr.group-row th').allTextContents()).map((text) => text.trim());
+    assert.deepEqual(groupHeaders, ['backend2 instances, 2 kept', 'frontend1 instance, 1 kept']);
+    assert.equal(await page.getByRole('button', { name: 'Drop service frontend', exact: true }).isEnabled(), true);
+
+    // Two filter processors: a choice, defaulting to the first.
+    assert.deepEqual(await page.locator('#filter option').allTextContents(), ['filter/obi', 'filter/metrics']);
+    assert.equal(await page.inputValue('#filter'), 'filter/obi');
+    assert.match((await page.textContent('#keep-list')) ?? '', /absent/);
+
+    // Keeping an instance that is already kept (no keep list, nothing dropped) has nothing to do.
+    assert.equal(await page.getByRole('button', { name: 'Keep web-1:1002', exact: true }).isDisabled(), true);
+
+    console.log(`screenshot: ${await screenshot(page, 'admin-page-before-drop.png')}`);
+  });
+
+  test('a click on Drop drops the instance in the page and in the filter lists', async () => {
+    await page.getByRole('button', { name: 'Drop web-1:1002', exact: true }).click();
+    await waitForRow(page, 'web-1:1002', 'no');
+    await waitForRow(page, 'web-1:1001', 'yes');
+    await waitForRow(page, 'web-2:2001', 'yes');
+    assert.match(await statusText(page), /Drop instance web-1:1002 \(filter\/obi\): added \{"service\.instance\.id":"web-1:1002"\} to drop/);
+    // No data has arrived since: the page says the change applies from the next request.
+    assert.match((await rowCells(page, 'web-1:1002'))[4]!, /dropped.*from the next request \(last data: kept\)/s);
+
+    const filters = (await getJson(`${adminUrl}/api/v1/filters`)) as Record<string, { keep?: unknown; drop: unknown }>;
+    assert.deepEqual(filters['filter/obi'], { drop: [{ 'service.instance.id': 'web-1:1002' }] });
+    assert.deepEqual(filters['filter/metrics'], { drop: [{ 'service.name': 'noisy' }] }, 'the other filter processor is untouched');
+    assert.match((await page.textContent('#drop-list')) ?? '', /\{"service\.instance\.id":"web-1:1002"\}/);
+    assert.equal(await page.getByRole('button', { name: 'Drop web-1:1002', exact: true }).isDisabled(), true);
+    assert.equal(await page.getByRole('button', { name: 'Keep web-1:1002', exact: true }).isEnabled(), true);
+
+    console.log(`screenshot: ${await screenshot(page, 'admin-page-after-drop.png')}`);
+  });
+
+  test('Drop service and Keep service change the lists for that service', async () => {
+    await page.getByRole('button', { name: 'Drop service frontend', exact: true }).click();
+    await waitForRow(page, 'web-2:2001', 'no');
+    let filters = (await getJson(`${adminUrl}/api/v1/filters/filter%2Fobi`)) as { keep?: unknown; drop: unknown };
+    assert.deepEqual(filters, { drop: [{ 'service.instance.id': 'web-1:1002' }, { 'service.name': 'frontend' }] });
+    assert.match(await statusText(page), /Drop service frontend \(filter\/obi\): added \{"service\.name":"frontend"\} to drop/);
+
+    await page.getByRole('button', { name: 'Keep service frontend', exact: true }).click();
+    await waitForRow(page, 'web-2:2001', 'yes');
+    filters = (await getJson(`${adminUrl}/api/v1/filters/filter%2Fobi`)) as { keep?: unknown; drop: unknown };
+    assert.deepEqual(filters, { drop: [{ 'service.instance.id': 'web-1:1002' }] }, 'no keep list is added: without one everything not dropped is kept');
+    assert.match(await statusText(page), /Keep service frontend \(filter\/obi\): removed \{"service\.name":"frontend"\} from drop/);
+    await waitForRow(page, 'web-1:1002', 'no');
+  });
+
+  test("the dropped instance's spans stop reaching the exporter", async () => {
+    const before = sink.requests.length;
+    await sendTraces(httpPort, all, 3);
+    // sending_queue is disabled: the export finished before the receiver answered.
+    const secondRound = sink.requests.slice(before);
+    assert.ok(secondRound.length > 0, 'the exporter sent the second round');
+    const ids: string[] = [];
+    let spans = 0;
+    for (const request of secondRound) {
+      const probe = new GrpcSink();
+      probe.requests.push(request);
+      ids.push(...probe.instanceIds());
+      spans += probe.spanCount();
+    }
+    assert.deepEqual(new Set(ids), new Set(['web-1:1001', 'web-2:2001']));
+    assert.equal(spans, 6);
+
+    // With new data, the server's own decision shows: dropped, by the exact selector, nothing pending.
+    await waitFor('the inventory to record the drop', async () => {
+      const instances = (await getJson(`${adminUrl}/api/v1/instances`)) as InstanceView[];
+      return instances.find((i) => i.id === 'web-1:1002')?.kept === false;
+    });
+    await waitFor(
+      'the page to show the decision of the new data',
+      async () => {
+        const cells = await rowCells(page, 'web-1:1002');
+        return !/next request/.test(cells[4]!) && /dropped by: service\.instance\.id="web-1:1002"/.test(cells[5]!);
+      },
+      UI_TIMEOUT_MS,
+    );
+  });
+
+  test("a refused change shows the server's errors verbatim and changes nothing", async () => {
+    const invalid = { keep: [{}], drop: [{ 'service.name': '/[unclosed/' }] };
+    const res = await fetch(`${adminUrl}/api/v1/filters/filter%2Fobi`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(invalid) });
+    assert.equal(res.status, 400);
+    const refused = (await res.json()) as { error: string; errors: string[] };
+    assert.ok(refused.errors.length >= 2, JSON.stringify(refused));
+
+    await page.click('#editor summary');
+    await page.fill('#lists-json', JSON.stringify(invalid));
+    await page.getByRole('button', { name: 'Apply', exact: true }).click();
+    await page.waitForSelector('#errors:not([hidden]) li', { timeout: UI_TIMEOUT_MS });
+    assert.deepEqual(await page.locator('#errors li').allTextContents(), refused.errors);
+    assert.match((await page.textContent('#errors strong')) ?? '', new RegExp(`HTTP 400: ${refused.error.replace(/[/()]/g, '.')}`));
+    assert.match(await statusText(page), /refused; the running lists are unchanged/);
+    assert.deepEqual(await getJson(`${adminUrl}/api/v1/filters/filter%2Fobi`), { drop: [{ 'service.instance.id': 'web-1:1002' }] });
+    console.log(`screenshot: ${await screenshot(page, 'admin-page-refused-change.png')}`);
+  });
+
+  test('Save to config file shows why it cannot save without a config file (409)', async () => {
+    await page.getByRole('button', { name: 'Save to config file' }).click();
+    await waitFor('the save to be refused', async () => /Not saved/.test(await statusText(page)), UI_TIMEOUT_MS);
+    assert.match(await statusText(page), /Not saved: spansieve was started without a config file/);
+    assert.match((await page.textContent('#errors')) ?? '', /HTTP 409/);
+  });
+
+  test('the page raised no script errors', () => {
+    assert.deepEqual(browser?.pageErrors, []);
+  });
+});
+
+describe('admin page with a bearer token and a config file', () => {
+  const sink = new GrpcSink();
+  const TOKEN = 'e2e-admin-token-5f1c';
+  const TOKEN_ENV = 'SPANSIEVE_E2E_ADMIN_TOKEN';
+  let service: Service | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let httpPort: number;
+  let adminUrl: string;
+  let configDir: string;
+  let configFile: string;
+
+  const backend = hostInstance('web-1', 3001, 'backend');
+  const frontend = hostInstance('web-2', 4001, 'frontend');
+
+  before(async () => {
+    await sink.start();
+    let adminPort: number;
+    [httpPort, adminPort] = await freePorts(2);
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+    process.env[TOKEN_ENV] = TOKEN;
+    configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-admin-page-'));
+    configFile = path.join(configDir, 'spansieve.yaml');
+    fs.writeFileSync(
+      configFile,
+      [
+        '# spansieve config for the admin page test',
+        'receivers:',
+        '  otlp:',
+        '    protocols:',
+        `      http: { endpoint: "127.0.0.1:${httpPort}" }`,
+        'processors:',
+        '  filter/obi:',
+        '    keep:',
+        '      - service.name: backend   # the backend only',
+        'exporters:',
+        '  otlp:',
+        `    endpoint: "127.0.0.1:${sink.port}"`,
+        '    tls: { insecure: true }',
+        '    sending_queue: { enabled: false }',
+        'extensions:',
+        '  admin:',
+        `    endpoint: "127.0.0.1:${adminPort}"`,
+        `    token: "\${env:${TOKEN_ENV}}"`,
+        'service:',
+        '  extensions: [admin]',
+        '  telemetry: { metrics: { level: none } }',
+        '  pipelines:',
+        '    traces: { receivers: [otlp], processors: [filter/obi], exporters: [otlp] }',
+        '',
+      ].join('\n'),
+    );
+    const issues = new ConfigIssues();
+    const doc = readConfigFile(configFile, issues);
+    const config = buildServiceConfig(doc, issues);
+    if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);
+    service = new Service(config, { logger: pino({ level: 'silent' }), configFile });
+    await service.start();
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    await closeBrowser(browser);
+    await service?.shutdown();
+    await sink.stop();
+    delete process.env[TOKEN_ENV];
+    if (configDir) fs.rmSync(configDir, { recursive: true, force: true });
+  });
+
+  test('asks for the token on 401, then shows the instances with it', async () => {
+    await sendTraces(httpPort, [backend, frontend], 2);
+    await page.goto(`${adminUrl}/`);
+    await page.waitForSelector('#token[aria-invalid="true"]', { timeout: UI_TIMEOUT_MS });
+    assert.match(await statusText(page), /needs a token/);
+    assert.equal(await page.locator('tr.instance').count(), 0);
+
+    await page.fill('#token', TOKEN);
+    await page.getByRole('button', { name: 'Use token' }).click();
+    await waitForRow(page, 'web-1:3001', 'yes');
+    await waitForRow(page, 'web-2:4001', 'no');
+    assert.match((await rowCells(page, 'web-2:4001'))[5]!, /matches no keep selector/);
+    assert.equal(await page.evaluate<string | null>("sessionStorage.getItem('spansieve.adminToken')"), TOKEN);
+    assert.equal(await page.getAttribute('#token', 'aria-invalid'), null);
+  });
+
+  test('Keep adds the instance to the keep list, and Save writes it to the config file', async () => {
+    await page.getByRole('button', { name: 'Keep web-2:4001', exact: true }).click();
+    await waitForRow(page, 'web-2:4001', 'yes');
+    const lists = await getJson(`${adminUrl}/api/v1/filters/filter/obi`, TOKEN);
+    assert.deepEqual(lists, { keep: [{ 'service.name': 'backend' }, { 'service.instance.id': 'web-2:4001' }], drop: [] });
+
+    await page.getByRole('button', { name: 'Save to config file' }).click();
+    await waitFor('the save to succeed', async () => /Saved the lists/.test(await statusText(page)), UI_TIMEOUT_MS);
+    const text = fs.readFileSync(configFile, 'utf8');
+    const saved = YAML.parse(text) as { processors: Record<string, { keep: unknown }> };
+    assert.deepEqual(saved.processors['filter/obi']!.keep, [{ 'service.name': 'backend' }, { 'service.instance.id': 'web-2:4001' }]);
+    assert.match(text, /\$\{env:SPANSIEVE_E2E_ADMIN_TOKEN\}/, 'the rest of the file is kept as written');
+    console.log(`screenshot: ${await screenshot(page, 'admin-page-token-saved.png')}`);
+
+    // And the change is live: the frontend's spans now reach the exporter.
+    const before = sink.requests.length;
+    await sendTraces(httpPort, [backend, frontend], 1);
+    const probe = new GrpcSink();
+    probe.requests.push(...sink.requests.slice(before));
+    assert.deepEqual(new Set(probe.instanceIds()), new Set(['web-1:3001', 'web-2:4001']));
+  });
+
+  test('drops never empty the keep list (the server refuses an empty one)', async () => {
+    await page.getByRole('button', { name: 'Drop web-2:4001', exact: true }).click();
+    await waitForRow(page, 'web-2:4001', 'no');
+    assert.deepEqual(await getJson(`${adminUrl}/api/v1/filters/filter%2Fobi`, TOKEN), {
+      keep: [{ 'service.name': 'backend' }],
+      drop: [{ 'service.instance.id': 'web-2:4001' }],
+    });
+
+    // Removing the last keep selector would leave `keep: []`: it stays, and the drop entry does the work.
+    await page.getByRole('button', { name: 'Drop service backend', exact: true }).click();
+    await waitForRow(page, 'web-1:3001', 'no');
+    assert.deepEqual(await getJson(`${adminUrl}/api/v1/filters/filter%2Fobi`, TOKEN), {
+      keep: [{ 'service.name': 'backend' }],
+      drop: [{ 'service.instance.id': 'web-2:4001' }, { 'service.name': 'backend' }],
+    });
+    assert.equal(await page.locator('#errors').isHidden(), true, 'no refused change');
+    assert.equal(await page.getByRole('button', { name: 'Remove keep selector 1: service.name="backend"' }).isDisabled(), true);
+  });
+
+  test('the page raised no script errors', () => {
+    assert.deepEqual(browser?.pageErrors, []);
+  });
+});

@@ -46,7 +46,10 @@ function onPath(name) {
   return name;
 }
 
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], {
+// The spec report goes to the terminal; a TAP copy is read back for the closing summary line.
+const tapFile = path.join(require('node:os').tmpdir(), `spansieve-tests-${process.pid}.tap`);
+const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tapFile}`];
+const result = spawnSync(process.execPath, ['--test', ...reporters, ...files], {
   stdio: 'inherit',
   cwd: root,
   env: {
@@ -56,4 +59,14 @@ const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ..
     SPANSIEVE_CHROMIUM_BIN: process.env.SPANSIEVE_CHROMIUM_BIN || '/usr/bin/chromium',
   },
 });
+let summary = '';
+try {
+  const tap = fs.readFileSync(tapFile, 'utf8');
+  const count = (name) => Number((new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap) || [])[1] || 0);
+  summary = `${count('pass')} passed, ${count('fail') + count('cancelled')} failed, ${count('skipped')} skipped`;
+  fs.rmSync(tapFile, { force: true });
+} catch {
+  summary = '';
+}
+if (summary) console.log(`\ntests: ${summary}`);
 process.exit(result.status ?? 1);

@@ -14,6 +14,7 @@ import { parseRequest } from '../../src/pdata/scan';
 import { SelfTelemetry } from '../../src/service/telemetry';
 import { GrpcSink, HttpSink } from '../helpers/sink';
 import { hostInstance, obiTraceRequest } from '../helpers/obi';
+import { waitFor } from '../helpers/ports';
 
 const noop = { reportStatus: () => undefined };
 
@@ -179,6 +180,40 @@ describe('otlp (gRPC) exporter', () => {
     assert.equal(delivered.size, 3, 'all three accepted batches were delivered before shutdown returned');
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 3);
   });
+});
+
+describe('sending queue sizers', () => {
+  for (const [sizer, capacity, unit] of [
+    ['items', 10, (spans: number) => spans],
+    ['bytes', 0, (spans: number) => batchOf(1, spans).resources[0]!.bytes.length],
+  ] as const) {
+    test(`sizer: ${sizer} bounds the queue by ${sizer}`, async () => {
+      const sink = new GrpcSink();
+      await sink.start();
+      let open = false;
+      sink.reply = () => (open ? { kind: 'ok' } : { kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'hold' });
+      const size = capacity || unit(6) + unit(4);
+      const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, {
+        endpoint: `127.0.0.1:${sink.port}`,
+        tls: { insecure: true },
+        retry_on_failure: fastRetry,
+        sending_queue: { num_consumers: 1, queue_size: size, sizer },
+      });
+      await exporter.start(noop);
+      try {
+        await exporter.consume(batchOf(1, 1)); // taken by the only consumer, which keeps retrying
+        await waitFor('the consumer to take the first batch', () => sink.requests.length > 0);
+        await exporter.consume(batchOf(1, 6));
+        await assert.rejects(exporter.consume(batchOf(1, 6)), new RegExp(`is full \\(${size} ${sizer}\\)`));
+        await exporter.consume(batchOf(1, 4));
+      } finally {
+        open = true;
+        await exporter.shutdown();
+        await sink.stop();
+      }
+      assert.equal(new Set(sink.requests.map((r) => r.body.toString('hex'))).size, 3);
+    });
+  }
 });
 
 describe('otlphttp exporter', () => {

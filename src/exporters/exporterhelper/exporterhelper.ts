@@ -24,8 +24,10 @@ export interface RetryConfig {
 export interface QueueConfig {
   readonly enabled: boolean;
   readonly numConsumers: number;
-  /** Capacity in batches (requests), as in the Collector. */
+  /** Capacity, in units of `sizer`. */
   readonly queueSize: number;
+  /** What queue_size counts, as in the Collector: requests (batches), items (spans/points) or bytes. */
+  readonly sizer: 'requests' | 'items' | 'bytes';
 }
 
 export interface HelperConfig {
@@ -39,7 +41,7 @@ export const HELPER_KEYS = ['timeout', 'retry_on_failure', 'sending_queue'] as c
 /** Reads timeout, retry_on_failure and sending_queue from an exporter's config (keys checked by the caller). */
 export function parseHelperConfig(at: (key: string) => Node): HelperConfig {
   const retry = at('retry_on_failure').struct(['enabled', 'initial_interval', 'max_interval', 'max_elapsed_time', 'multiplier', 'randomization_factor']);
-  const queue = at('sending_queue').struct(['enabled', 'num_consumers', 'queue_size']);
+  const queue = at('sending_queue').struct(['enabled', 'num_consumers', 'queue_size', 'sizer']);
   const interval = (key: string, fallbackMs: number) => {
     const ms = retry(key).duration(fallbackMs);
     if (ms <= 0) retry(key).report('must be greater than 0 (retries would run back to back)');
@@ -58,7 +60,8 @@ export function parseHelperConfig(at: (key: string) => Node): HelperConfig {
     queue: {
       enabled: queue('enabled').boolean(true),
       numConsumers: queue('num_consumers').integer(10, 1, 1000),
-      queueSize: queue('queue_size').integer(1000, 1, 10_000_000),
+      queueSize: queue('queue_size').integer(1000, 1, Number.MAX_SAFE_INTEGER),
+      sizer: queue('sizer').oneOf<QueueConfig['sizer']>('requests', ['requests', 'items', 'bytes']),
     },
   };
 }
@@ -73,6 +76,8 @@ interface SignalCounters {
 
 export class ExporterHelper implements Component, Consumer {
   private readonly queue: Batch[] = [];
+  /** Size of what is queued, in `sizer` units. */
+  private queued = 0;
   private readonly counters = new Map<Signal, SignalCounters>();
   private readonly queueSizeGauge: { set(n: number): void };
   private readonly logger: Logger;
@@ -87,9 +92,10 @@ export class ExporterHelper implements Component, Consumer {
   ) {
     this.logger = settings.logger;
     const labels = { exporter: settings.id };
-    this.queueSizeGauge = settings.telemetry.gauge('otelcol_exporter_queue_size', 'Current size of the retry queue (in batches)', labels);
+    const unit = config.queue.sizer === 'requests' ? 'batches' : config.queue.sizer;
+    this.queueSizeGauge = settings.telemetry.gauge('otelcol_exporter_queue_size', 'Current size of the sending queue (in queue_size units)', labels);
     settings.telemetry
-      .gauge('otelcol_exporter_queue_capacity', 'Fixed capacity of the retry queue (in batches)', labels)
+      .gauge('otelcol_exporter_queue_capacity', `Fixed capacity of the sending queue (in queue_size units; here ${unit})`, labels)
       .set(config.queue.enabled ? config.queue.queueSize : 0);
   }
 
@@ -105,12 +111,16 @@ export class ExporterHelper implements Component, Consumer {
       await this.sendWithRetry(batch);
       return;
     }
-    if (this.queue.length >= this.config.queue.queueSize) {
+    const size = this.sizeOf(batch);
+    // An empty queue takes any one batch, so a batch larger than the whole queue is not refused forever.
+    if (this.queue.length > 0 && this.queued + size > this.config.queue.queueSize) {
       counters.enqueueFailed.inc(batch.itemCount);
-      throw new RetryableError(`sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} batches)`);
+      const unit = this.config.queue.sizer === 'requests' ? 'batches' : this.config.queue.sizer;
+      throw new RetryableError(`sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} ${unit})`);
     }
     this.queue.push(batch);
-    this.queueSizeGauge.set(this.queue.length);
+    this.queued += size;
+    this.queueSizeGauge.set(this.queued);
     this.pump();
   }
 
@@ -129,7 +139,8 @@ export class ExporterHelper implements Component, Consumer {
   private pump(): void {
     while (this.activeWorkers < this.config.queue.numConsumers && this.queue.length > 0) {
       const batch = this.queue.shift()!;
-      this.queueSizeGauge.set(this.queue.length);
+      this.queued -= this.sizeOf(batch);
+      this.queueSizeGauge.set(this.queued);
       this.activeWorkers++;
       this.sendWithRetry(batch)
         .catch(() => {
@@ -188,6 +199,20 @@ export class ExporterHelper implements Component, Consumer {
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  private sizeOf(batch: Batch): number {
+    switch (this.config.queue.sizer) {
+      case 'requests':
+        return 1;
+      case 'items':
+        return batch.itemCount;
+      case 'bytes': {
+        let bytes = 0;
+        for (const block of batch.resources) bytes += block.bytes.length;
+        return bytes;
+      }
     }
   }
 

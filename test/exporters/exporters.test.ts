@@ -193,7 +193,7 @@ describe('sending queue sizers', () => {
       let open = false;
       sink.reply = () => (open ? { kind: 'ok' } : { kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'hold' });
       const size = capacity || unit(6) + unit(4);
-      const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, {
+      const exporter = makeExporter(otlpExporterFactory, {
         endpoint: `127.0.0.1:${sink.port}`,
         tls: { insecure: true },
         retry_on_failure: fastRetry,

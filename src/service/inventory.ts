@@ -43,6 +43,8 @@ class Rate {
 
 interface InstanceRecord {
   readonly id: string;
+  /** As decoded from the first resource seen, for deciding again when filter lists change. */
+  readonly source: Attributes;
   readonly attributes: Record<string, unknown>;
   readonly firstSeen: number;
   lastSeen: number;
@@ -50,6 +52,8 @@ interface InstanceRecord {
   readonly points: Rate;
   kept: boolean | null;
   selector: string | null;
+  /** The filter processor whose decision `kept` is. */
+  decidedBy: string | null;
 }
 
 /** The admin API's shape of one instance. */
@@ -81,10 +85,21 @@ export class Inventory {
   }
 
   /** Records a filter decision for a resource's instance. */
-  decide(attributes: Attributes, kept: boolean, selector: string | null): void {
+  decide(attributes: Attributes, kept: boolean, selector: string | null, filterId: string | null = null): void {
     const record = this.recordFor(attributes);
     record.kept = kept;
     record.selector = selector;
+    record.decidedBy = filterId;
+  }
+
+  /** Decides again, for the instances last decided by `filterId`, after its lists changed. */
+  redecide(filterId: string, decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): void {
+    for (const record of this.records.values()) {
+      if (record.decidedBy !== filterId) continue;
+      const decision = decide(record.source);
+      record.kept = decision.kept;
+      record.selector = decision.selector;
+    }
   }
 
   list(): InstanceView[] {
@@ -119,6 +134,7 @@ export class Inventory {
       const now = this.clock();
       record = {
         id,
+        source: attributes,
         attributes: Object.fromEntries([...attributes].map(([k, v]) => [k, toJson(v)])),
         firstSeen: now,
         lastSeen: now,
@@ -126,6 +142,7 @@ export class Inventory {
         points: new Rate(now),
         kept: null,
         selector: null,
+        decidedBy: null,
       };
       this.records.set(id, record);
     }

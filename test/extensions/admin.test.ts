@@ -143,6 +143,16 @@ service:
     const ok = await api('/api/v1/filters/filter/obi', { method: 'PUT', body: JSON.stringify({ keep: [{ pid: 4243 }, { 'k8s.namespace.name': 'shop' }] }) });
     assert.equal(ok.status, 200);
     assert.deepEqual(await ok.json(), { keep: [{ pid: 4243 }, { 'k8s.namespace.name': 'shop' }], drop: [] });
+    // The inventory reflects the new lists at once, before any new data arrives.
+    const now = (await (await api('/api/v1/instances')).json()) as InstanceView[];
+    assert.deepEqual(
+      now.map((i) => [i.id, i.kept, i.selector]),
+      [
+        [pod.instanceId, true, 'k8s.namespace.name="shop"'],
+        [web.instanceId, false, null],
+        [other.instanceId, true, 'pid=4243'],
+      ],
+    );
     assert.deepEqual(await sendAll(), [other.instanceId, pod.instanceId].sort());
 
     const instances = (await (await api('/api/v1/instances')).json()) as InstanceView[];

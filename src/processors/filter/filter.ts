@@ -42,6 +42,8 @@ export function parseSelectorList(node: Node, processes?: ProcessContext): Selec
   return new SelectorList(selectors);
 }
 
+const EMPTY = new Uint8Array(0);
+
 export const FILTER_KEYS = ['keep', 'drop', 'host_names', 'process_refresh_interval'] as const;
 
 export function parseFilterConfig(node: Node): FilterConfig {
@@ -74,6 +76,7 @@ export class FilterProcessor implements Component, Consumer {
   private readonly inventory: Inventory | undefined;
   private rules: FilterConfig;
   private started = false;
+  private readonly id: string;
 
   constructor(
     settings: CreateSettings,
@@ -82,6 +85,7 @@ export class FilterProcessor implements Component, Consumer {
     private readonly next: Consumer,
   ) {
     this.rules = config;
+    this.id = settings.id;
     this.inventory = settings.inventory;
     const noun = itemNoun(signal) === 'spans' ? 'spans' : 'datapoints';
     this.filtered = settings.telemetry.counter(
@@ -95,10 +99,14 @@ export class FilterProcessor implements Component, Consumer {
     return this.rules;
   }
 
-  /** Replaces the rules; takes effect from the next batch. */
+  /** Replaces the rules; takes effect from the next batch (and at once in the inventory). */
   setConfig(config: FilterConfig): void {
     const previous = this.rules;
     this.rules = config;
+    this.inventory?.redecide(this.id, (attributes) => {
+      const decision = decide(config, { attributes, bytes: EMPTY, itemCount: 0 });
+      return { kept: decision.kept, selector: decision.selector?.text ?? null };
+    });
     if (this.started) {
       config.processTable?.acquire();
       previous.processTable?.release();
@@ -123,7 +131,7 @@ export class FilterProcessor implements Component, Consumer {
     const inventory = this.inventory;
     batch.resources.forEach((block, i) => {
       const decision = decide(rules, block);
-      inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null);
+      inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null, this.id);
       if (decision.kept) {
         kept?.push(block);
       } else {

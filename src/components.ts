@@ -5,6 +5,10 @@ import { otlpHttpExporterFactory } from './exporters/otlphttp/otlphttp-exporter'
 import { adminExtensionFactory } from './extensions/admin/admin';
 import { healthCheckFactory } from './extensions/healthcheck/health-check';
 import { forwardConnectorFactory } from './connectors/forward/forward-connector';
+import { serviceGraphConnectorFactory } from './connectors/servicegraph/servicegraph-connector';
+import { spanMetricsConnectorFactory } from './connectors/spanmetrics/spanmetrics-connector';
+import { prometheusExporterFactory } from './exporters/prometheus/prometheus-exporter';
+import { prometheusRemoteWriteExporterFactory } from './exporters/prometheusremotewrite/prometheusremotewrite-exporter';
 import { filterFactory } from './processors/filter/filter';
 import { otlpReceiverFactory } from './receivers/otlp/otlp-receiver';
 
@@ -16,6 +20,10 @@ export const FACTORIES: readonly AnyFactory[] = [
   otlpHttpExporterFactory,
   debugExporterFactory,
   forwardConnectorFactory,
+  spanMetricsConnectorFactory,
+  serviceGraphConnectorFactory,
+  prometheusExporterFactory,
+  prometheusRemoteWriteExporterFactory,
   healthCheckFactory,
   adminExtensionFactory,
 ] as readonly AnyFactory[];

@@ -286,7 +286,11 @@ service:
     assert.deepEqual(errors, []);
     assert.deepEqual(
       config!.pipelines.map((p) => [p.id, p.exporters]),
-      [['traces', ['otlp/jaeger', 'debug']]],
+      [
+        ['traces', ['otlp/jaeger', 'debug', 'spanmetrics', 'servicegraph']],
+        ['metrics', ['prometheus']],
+        ['metrics/traces', ['prometheus']],
+      ],
     );
     const filter = config!.processors.get('filter/obi')!.config as FilterConfig;
     assert.equal(filter.keep, undefined);
@@ -296,7 +300,7 @@ service:
     // Through the CLI's own loader as well (the real environment).
     assert.deepEqual(
       loadConfig(parseArgs(['validate'])).pipelines.map((p) => p.id),
-      ['traces'],
+      ['traces', 'metrics', 'metrics/traces'],
     );
   });
 });
@@ -441,7 +445,7 @@ void describe('the command line', () => {
     assert.equal(run('validate', '--config', REPO_DEFAULT_CONFIG).code, 0);
     const implied = run('validate');
     assert.equal(implied.code, 0);
-    assert.match(implied.stdout, /default\.yaml is valid: pipelines traces\n$/);
+    assert.match(implied.stdout, /default\.yaml is valid: pipelines traces, metrics, metrics\/traces\n$/);
   });
 
   void test('validate: a missing file and a file-less config with a bad endpoint exit 1', () => {

@@ -1,0 +1,93 @@
+import type { AttrValue } from '../pdata/attributes';
+import type { Batch } from '../pdata/batch';
+import { types } from '../pdata/codec';
+import { parseRequest } from '../pdata/scan';
+import { encodeRepeatedField } from '../pdata/wire';
+
+// What the trace -> metrics connectors share: OTLP metric messages as protobufjs plain objects,
+// encoded and turned into a metrics Batch the same way a receiver builds one (parseRequest), so
+// everything downstream (filter, exporters) sees an ordinary metrics batch.
+
+export interface PlainAnyValue {
+  stringValue?: string;
+  boolValue?: boolean;
+  intValue?: string | number;
+  doubleValue?: number;
+  bytesValue?: Uint8Array;
+  arrayValue?: { values: PlainAnyValue[] };
+  kvlistValue?: { values: PlainKeyValue[] };
+}
+
+export interface PlainKeyValue {
+  key: string;
+  value: PlainAnyValue;
+}
+
+export interface PlainNumberPoint {
+  attributes: PlainKeyValue[];
+  startTimeUnixNano: string;
+  timeUnixNano: string;
+  asInt?: string | number;
+  asDouble?: number;
+}
+
+export interface PlainHistogramPoint {
+  attributes: PlainKeyValue[];
+  startTimeUnixNano: string;
+  timeUnixNano: string;
+  count: number;
+  sum: number;
+  bucketCounts: number[];
+  explicitBounds: readonly number[];
+}
+
+export interface PlainMetric {
+  name: string;
+  description?: string;
+  unit?: string;
+  sum?: { dataPoints: PlainNumberPoint[]; aggregationTemporality: number; isMonotonic: boolean };
+  histogram?: { dataPoints: PlainHistogramPoint[]; aggregationTemporality: number };
+}
+
+export interface OutputResource {
+  /** The encoded `Resource` message to emit these metrics under (copied from the spans' resource); none for an empty resource. */
+  readonly resource: Uint8Array | undefined;
+  readonly scope: { name: string; version?: string };
+  readonly metrics: PlainMetric[];
+}
+
+export const TEMPORALITY_DELTA = 1;
+export const TEMPORALITY_CUMULATIVE = 2;
+
+/** Encodes ResourceMetrics and splits them into a metrics Batch with decoded resource attributes. */
+export function buildMetricsBatch(resources: readonly OutputResource[]): Batch {
+  const parts = resources.map((r) => {
+    const body = types.ResourceMetrics.encode(types.ResourceMetrics.fromObject({ scopeMetrics: [{ scope: r.scope, metrics: r.metrics }] })).finish();
+    if (!r.resource) return body;
+    // `resource` is field 1 in ResourceMetrics as in ResourceSpans: the span resource's bytes are reused as they are.
+    return Buffer.concat([encodeRepeatedField(1, [r.resource]), body]);
+  });
+  return parseRequest('metrics', encodeRepeatedField(1, parts)).batch;
+}
+
+export function toAnyValue(value: AttrValue): PlainAnyValue {
+  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (typeof value === 'bigint') return { intValue: value.toString() };
+  if (typeof value === 'number') return Number.isInteger(value) ? { intValue: value } : { doubleValue: value };
+  if (value === null) return {};
+  if (value instanceof Uint8Array) return { bytesValue: value };
+  if (Array.isArray(value)) return { arrayValue: { values: (value as readonly AttrValue[]).map(toAnyValue) } };
+  return { kvlistValue: { values: Object.entries(value as Record<string, AttrValue>).map(([key, v]) => ({ key, value: toAnyValue(v) })) } };
+}
+
+export function toKeyValues(entries: Iterable<readonly [string, AttrValue]>): PlainKeyValue[] {
+  const out: PlainKeyValue[] = [];
+  for (const [key, value] of entries) out.push({ key, value: toAnyValue(value) });
+  return out;
+}
+
+/** Wall-clock milliseconds as OTLP nanoseconds (decimal string, exact for fixed64). */
+export function msToNanos(ms: number): string {
+  return (BigInt(Math.round(ms)) * 1_000_000n).toString();
+}

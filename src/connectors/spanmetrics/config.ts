@@ -1,0 +1,154 @@
+import type { Node } from '../../config/reader';
+
+// The spanmetrics connector's options, named as in the Collector's spanmetrics connector
+// (connector/spanmetricsconnector). See docs/spanmetrics-connector.md.
+
+export interface Dimension {
+  readonly name: string;
+  /** Used when neither the span nor its resource has the attribute; without it the dimension is left out. */
+  readonly default: string | undefined;
+}
+
+export type HistogramUnit = 'ms' | 's';
+
+export interface SpanMetricsConfig {
+  readonly dimensions: readonly Dimension[];
+  /** Extra dimensions for the calls metric only. */
+  readonly callsDimensions: readonly Dimension[];
+  /** Extra dimensions for the duration histogram only. */
+  readonly histogramDimensions: readonly Dimension[];
+  /** Built-in dimensions to leave out (service.name, span.name, span.kind, status.code). */
+  readonly excludeDimensions: readonly string[];
+  readonly histogram: {
+    readonly disable: boolean;
+    readonly unit: HistogramUnit;
+    /** Upper bounds in `unit`, strictly increasing. */
+    readonly bounds: readonly number[];
+  };
+  readonly namespace: string;
+  readonly temporality: 'cumulative' | 'delta';
+  readonly flushIntervalMs: number;
+  /** 0: series never expire. */
+  readonly expirationMs: number;
+  /** 0: no limit. */
+  readonly cardinalityLimit: number;
+  /** Resource attributes that identify a resource; empty means all of them. */
+  readonly resourceMetricsKeyAttributes: readonly string[];
+  readonly resourceMetricsCacheSize: number;
+  /** For delta temporality: how many series' last flush times are remembered. */
+  readonly timestampCacheSize: number;
+}
+
+export const DEFAULT_BUCKETS_MS: readonly number[] = [2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10_000, 15_000];
+export const DEFAULT_NAMESPACE = 'traces.span.metrics';
+/** The Collector flushes every 60s; spansieve every 15s, so a 15s scrape sees fresh values (see the docs). */
+export const DEFAULT_FLUSH_INTERVAL_MS = 15_000;
+export const BUILTIN_DIMENSIONS = ['service.name', 'span.name', 'span.kind', 'status.code'] as const;
+
+const TEMPORALITIES = ['AGGREGATION_TEMPORALITY_CUMULATIVE', 'AGGREGATION_TEMPORALITY_DELTA'] as const;
+
+export function parseDimensions(node: Node, taken: Set<string>): Dimension[] {
+  const out: Dimension[] = [];
+  for (const item of node.list()) {
+    const at = item.struct(['name', 'default']);
+    const name = at('name').string('');
+    if (!name) {
+      at('name').report('required: the span or resource attribute to use, e.g. http.response.status_code');
+      continue;
+    }
+    if (taken.has(name)) {
+      at('name').report(`duplicate dimension name ${JSON.stringify(name)}`);
+      continue;
+    }
+    taken.add(name);
+    const def = at('default');
+    out.push({ name, default: def.isAbsent ? undefined : def.string('') });
+  }
+  return out;
+}
+
+/** Reads a list of durations ("2ms", "1s") as bounds in `unit`, checking that they increase. */
+export function parseBuckets(node: Node, unit: HistogramUnit): number[] {
+  const divider = unit === 'ms' ? 1 : 1000;
+  const bounds: number[] = [];
+  for (const item of node.list()) {
+    if (typeof item.value === 'number' && item.value !== 0) {
+      item.report(`expected a duration such as "100ms" or "2s", got ${item.value} (a bare number has no unit)`);
+      continue;
+    }
+    const ms = item.duration(-1);
+    if (ms < 0) continue;
+    const bound = ms / divider;
+    if (bounds.length > 0 && bound <= bounds[bounds.length - 1]!) {
+      item.report('bucket bounds must be strictly increasing');
+      continue;
+    }
+    bounds.push(bound);
+  }
+  return bounds;
+}
+
+export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
+  const at = node.struct([
+    'dimensions',
+    'calls_dimensions',
+    'exclude_dimensions',
+    'histogram',
+    'namespace',
+    'aggregation_temporality',
+    'metrics_flush_interval',
+    'metrics_expiration',
+    'aggregation_cardinality_limit',
+    'resource_metrics_key_attributes',
+    'resource_metrics_cache_size',
+    'metric_timestamp_cache_size',
+  ]);
+  const builtins = new Set<string>(BUILTIN_DIMENSIONS);
+  const dimensions = parseDimensions(at('dimensions'), new Set(builtins));
+  const common = new Set<string>([...builtins, ...dimensions.map((d) => d.name)]);
+  const callsDimensions = parseDimensions(at('calls_dimensions'), new Set(common));
+
+  const histogram = at('histogram').struct(['disable', 'unit', 'explicit', 'exponential', 'dimensions']);
+  if (!histogram('exponential').isAbsent) {
+    histogram('exponential').report('exponential histograms are not supported by spansieve; use explicit buckets');
+  }
+  const unitNode = histogram('unit');
+  const unitText = unitNode.isAbsent ? 'ms' : unitNode.string('ms').toLowerCase();
+  let unit: HistogramUnit = 'ms';
+  if (unitText === 'ms' || unitText === 's') unit = unitText;
+  else unitNode.report(`unknown unit ${JSON.stringify(unitText)}, allowed units are "ms" and "s"`);
+  const explicit = histogram('explicit').struct(['buckets']);
+  const defaultBounds = unit === 'ms' ? [...DEFAULT_BUCKETS_MS] : DEFAULT_BUCKETS_MS.map((b) => b / 1000);
+  const bounds = explicit('buckets').isAbsent ? defaultBounds : parseBuckets(explicit('buckets'), unit);
+  const histogramDimensions = parseDimensions(histogram('dimensions'), new Set(common));
+
+  const excludeDimensions = at('exclude_dimensions')
+    .list()
+    .map((item) => {
+      const name = item.string('');
+      if (!(BUILTIN_DIMENSIONS as readonly string[]).includes(name)) item.report(`can only exclude ${BUILTIN_DIMENSIONS.join(', ')}`);
+      return name;
+    });
+
+  const temporality = at('aggregation_temporality').oneOf<(typeof TEMPORALITIES)[number]>('AGGREGATION_TEMPORALITY_CUMULATIVE', TEMPORALITIES);
+  const flushIntervalMs = at('metrics_flush_interval').duration(DEFAULT_FLUSH_INTERVAL_MS);
+  if (flushIntervalMs <= 0) at('metrics_flush_interval').report('must be a positive duration, e.g. 15s');
+
+  return {
+    dimensions,
+    callsDimensions,
+    histogramDimensions,
+    excludeDimensions,
+    histogram: { disable: histogram('disable').boolean(false), unit, bounds },
+    namespace: at('namespace').string(DEFAULT_NAMESPACE),
+    temporality: temporality === 'AGGREGATION_TEMPORALITY_DELTA' ? 'delta' : 'cumulative',
+    flushIntervalMs: flushIntervalMs > 0 ? flushIntervalMs : DEFAULT_FLUSH_INTERVAL_MS,
+    expirationMs: at('metrics_expiration').duration(0),
+    cardinalityLimit: at('aggregation_cardinality_limit').integer(0, 0),
+    resourceMetricsKeyAttributes: at('resource_metrics_key_attributes')
+      .list()
+      .map((item) => item.string('')),
+    resourceMetricsCacheSize: at('resource_metrics_cache_size').integer(1000, 1),
+    timestampCacheSize: at('metric_timestamp_cache_size').integer(1000, 1),
+  };
+}

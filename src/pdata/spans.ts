@@ -1,0 +1,306 @@
+import { decodeAnyValue, decodeKeyValues, readString, type AttrValue, type Attributes } from './attributes';
+import { WIRE_LEN, WireReader } from './wire';
+
+// Reads the few span fields that trace-derived metrics need (ids, name, kind, times, status)
+// straight from an encoded ResourceSpans, without building span objects. Attributes are decoded
+// only when a caller asks for them, and then only the ones it named. Used by the spanmetrics and
+// servicegraph connectors.
+
+export const SPAN_KIND_NAMES = [
+  'SPAN_KIND_UNSPECIFIED',
+  'SPAN_KIND_INTERNAL',
+  'SPAN_KIND_SERVER',
+  'SPAN_KIND_CLIENT',
+  'SPAN_KIND_PRODUCER',
+  'SPAN_KIND_CONSUMER',
+] as const;
+export const STATUS_CODE_NAMES = ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'] as const;
+
+export const SPAN_KIND_SERVER = 2;
+export const SPAN_KIND_CLIENT = 3;
+export const SPAN_KIND_PRODUCER = 4;
+export const SPAN_KIND_CONSUMER = 5;
+export const STATUS_CODE_ERROR = 2;
+
+/** One span, valid only inside the callback that received it (the object is reused). */
+export class SpanView {
+  buf: Uint8Array = new Uint8Array(0);
+  start = 0;
+  end = 0;
+  traceIdStart = 0;
+  traceIdLen = 0;
+  spanIdStart = 0;
+  spanIdLen = 0;
+  parentIdStart = 0;
+  parentIdLen = 0;
+  name = '';
+  kind = 0;
+  statusCode = 0;
+  /** end - start in nanoseconds; 0 when the end precedes the start. */
+  durationNs = 0;
+  scopeName = '';
+  private startHi = 0;
+  private startLo = 0;
+  private endHi = 0;
+  private endLo = 0;
+  private attrs: Attributes | undefined;
+
+  constructor(private readonly wanted?: WantedAttributes) {}
+
+  get kindName(): string {
+    return SPAN_KIND_NAMES[this.kind] ?? 'SPAN_KIND_UNSPECIFIED';
+  }
+
+  get statusName(): string {
+    return STATUS_CODE_NAMES[this.statusCode] ?? 'STATUS_CODE_UNSET';
+  }
+
+  /** Trace id as 32 hex characters. */
+  traceIdHex(): string {
+    return hex(this.buf, this.traceIdStart, this.traceIdLen);
+  }
+
+  spanIdHex(): string {
+    return hex(this.buf, this.spanIdStart, this.spanIdLen);
+  }
+
+  /** Parent span id as hex; '' for a root span. */
+  parentSpanIdHex(): string {
+    return hex(this.buf, this.parentIdStart, this.parentIdLen);
+  }
+
+  /** The span's attributes, decoded on first use: only the wanted ones if forEachSpan was given a list. */
+  attributes(): Attributes {
+    this.attrs ??= this.wanted ? pickKeyValues(this.buf, this.start, this.end, 9, this.wanted) : decodeKeyValues(this.buf, this.start, this.end, 9);
+    return this.attrs;
+  }
+
+  /** @internal */
+  reset(buf: Uint8Array, start: number, end: number, scopeName: string): void {
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    this.traceIdStart = this.traceIdLen = this.spanIdStart = this.spanIdLen = this.parentIdStart = this.parentIdLen = 0;
+    this.name = '';
+    this.kind = 0;
+    this.statusCode = 0;
+    this.durationNs = 0;
+    this.startHi = this.startLo = this.endHi = this.endLo = 0;
+    this.attrs = undefined;
+    this.scopeName = scopeName;
+  }
+
+  /** @internal */
+  setTimes(startLo: number, startHi: number, endLo: number, endHi: number): void {
+    this.startLo = startLo;
+    this.startHi = startHi;
+    this.endLo = endLo;
+    this.endHi = endHi;
+  }
+
+  /** @internal Exact as long as the duration is below 2^53 ns (104 days). */
+  computeDuration(): void {
+    const diff = (this.endHi - this.startHi) * 4294967296 + (this.endLo - this.startLo);
+    this.durationNs = diff > 0 ? diff : 0;
+  }
+}
+
+function hex(buf: Uint8Array, start: number, len: number): string {
+  return len === 0 ? '' : Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('hex');
+}
+
+/** The encoded `Resource` message (field 1) of a ResourceSpans / ResourceMetrics, if present. */
+export function resourceMessage(bytes: Uint8Array): Uint8Array | undefined {
+  const reader = new WireReader(bytes, 0, bytes.length);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 1 * 8 + WIRE_LEN) {
+      const s = reader.lengthDelimited();
+      return bytes.subarray(s, reader.pos);
+    }
+    reader.skip(tag & 7);
+  }
+  return undefined;
+}
+
+/** Attribute keys a caller needs, encoded once, so spans' other attributes are skipped unread. */
+export class WantedAttributes {
+  readonly keys: ReadonlyArray<{ readonly name: string; readonly bytes: Buffer }>;
+
+  constructor(names: Iterable<string>) {
+    this.keys = [...new Set(names)].map((name) => ({ name, bytes: Buffer.from(name, 'utf8') }));
+  }
+}
+
+/**
+ * Calls `visit` for every span of an encoded ResourceSpans. The bytes were checked by the
+ * receiver (parseRequest), so malformed input only raises WireFormatError here. With `wanted`,
+ * SpanView.attributes() holds only those keys.
+ */
+export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, wanted?: WantedAttributes): void {
+  const view = new SpanView(wanted);
+  const reader = new WireReader(bytes, 0, bytes.length);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== 2 * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const scopeStart = reader.lengthDelimited();
+    visitScope(bytes, scopeStart, reader.pos, view, visit);
+  }
+}
+
+function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView, visit: (span: SpanView) => void): void {
+  // The scope (field 1) normally precedes the spans; read it first so every span knows its scope.
+  let scopeName = '';
+  const first = new WireReader(buf, start, end);
+  while (!first.done) {
+    const tag = first.tag();
+    if (tag === 1 * 8 + WIRE_LEN) {
+      const s = first.lengthDelimited();
+      scopeName = scopeNameOf(buf, s, first.pos);
+    } else first.skip(tag & 7);
+  }
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== 2 * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const s = reader.lengthDelimited();
+    readSpan(buf, s, reader.pos, view, scopeName);
+    visit(view);
+  }
+}
+
+function scopeNameOf(buf: Uint8Array, start: number, end: number): string {
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 1 * 8 + WIRE_LEN) {
+      const s = reader.lengthDelimited();
+      return readString(buf, s, reader.pos);
+    }
+    reader.skip(tag & 7);
+  }
+  return '';
+}
+
+function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, scopeName: string): void {
+  view.reset(buf, start, end, scopeName);
+  const reader = new WireReader(buf, start, end);
+  let startLo = 0;
+  let startHi = 0;
+  let endLo = 0;
+  let endHi = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    switch (tag) {
+      case 1 * 8 + WIRE_LEN: {
+        view.traceIdStart = reader.lengthDelimited();
+        view.traceIdLen = reader.pos - view.traceIdStart;
+        break;
+      }
+      case 2 * 8 + WIRE_LEN: {
+        view.spanIdStart = reader.lengthDelimited();
+        view.spanIdLen = reader.pos - view.spanIdStart;
+        break;
+      }
+      case 4 * 8 + WIRE_LEN: {
+        view.parentIdStart = reader.lengthDelimited();
+        view.parentIdLen = reader.pos - view.parentIdStart;
+        break;
+      }
+      case 5 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        view.name = readString(buf, s, reader.pos);
+        break;
+      }
+      case 6 * 8 + 0:
+        view.kind = reader.varint();
+        break;
+      case 7 * 8 + 1: {
+        const pos = reader.pos;
+        reader.advance(8);
+        startLo = readUint32LE(buf, pos);
+        startHi = readUint32LE(buf, pos + 4);
+        break;
+      }
+      case 8 * 8 + 1: {
+        const pos = reader.pos;
+        reader.advance(8);
+        endLo = readUint32LE(buf, pos);
+        endHi = readUint32LE(buf, pos + 4);
+        break;
+      }
+      case 15 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        view.statusCode = statusCodeOf(buf, s, reader.pos);
+        break;
+      }
+      default:
+        reader.skip(tag & 7);
+    }
+  }
+  view.setTimes(startLo, startHi, endLo, endHi);
+  view.computeDuration();
+}
+
+function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
+  const reader = new WireReader(buf, start, end);
+  let code = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 3 * 8 + 0) code = reader.varint();
+    else reader.skip(tag & 7);
+  }
+  return code;
+}
+
+/** Like decodeKeyValues, but reads the value of a key only if it is wanted (first occurrence wins). */
+function pickKeyValues(buf: Uint8Array, start: number, end: number, field: number, wanted: WantedAttributes): Map<string, AttrValue> {
+  const out = new Map<string, AttrValue>();
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done && out.size < wanted.keys.length) {
+    const tag = reader.tag();
+    if (tag !== field * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kvEnd = reader.pos;
+    const kv = new WireReader(buf, kvStart, kvEnd);
+    let name: string | undefined;
+    let valueStart = -1;
+    let valueEnd = -1;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === 1 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        name = matchKey(buf, s, kv.pos, wanted);
+        if (name === undefined || out.has(name)) break;
+      } else if (t === 2 * 8 + WIRE_LEN) {
+        valueStart = kv.lengthDelimited();
+        valueEnd = kv.pos;
+      } else kv.skip(t & 7);
+    }
+    if (name !== undefined && !out.has(name)) out.set(name, valueStart < 0 ? null : decodeAnyValue(buf, valueStart, valueEnd));
+  }
+  return out;
+}
+
+function matchKey(buf: Uint8Array, start: number, end: number, wanted: WantedAttributes): string | undefined {
+  const len = end - start;
+  outer: for (const key of wanted.keys) {
+    if (key.bytes.length !== len) continue;
+    for (let i = 0; i < len; i++) if (buf[start + i] !== key.bytes[i]) continue outer;
+    return key.name;
+  }
+  return undefined;
+}
+
+function readUint32LE(buf: Uint8Array, pos: number): number {
+  return (buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16)) + buf[pos + 3]! * 0x1000000;
+}

@@ -38,7 +38,7 @@ While running: SIGHUP or an edit of the config file reloads it (an invalid file 
 and the running config stays); SIGTERM/SIGINT drain the queues and exit.
 `;
 
-interface CliArgs {
+export interface CliArgs {
   command: 'run' | 'validate' | 'help' | 'instances';
   configFile: string | undefined;
   zero: ZeroConfigOptions | undefined;

@@ -18,17 +18,35 @@ export interface TlsConfig {
 
 export const OTLP_CLIENT_KEYS = ['headers', 'compression', 'tls', ...HELPER_KEYS] as const;
 
+/** Reads the PEM file a `ca_file` option names (at config time, so a missing file is a config error). */
+export function readCaFile(node: Node): Buffer | undefined {
+  const file = node.string('');
+  if (!file) return undefined;
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    node.report(`cannot read ${file}: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/** An http(s) URL option; undefined (with an error naming `example`) when it is not one. */
+export function parseHttpUrl(node: Node, example: string, fallback = ''): URL | undefined {
+  const text = node.string(fallback);
+  if (!text) return undefined;
+  try {
+    const url = new URL(text);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme must be http or https');
+    return url;
+  } catch (err) {
+    node.report(`expected an http(s) URL such as ${example}, got ${JSON.stringify(text)} (${(err as Error).message})`);
+    return undefined;
+  }
+}
+
 export function parseOtlpClientConfig(at: (key: string) => Node): OtlpClientConfig {
   const tls = at('tls').struct(['insecure', 'ca_file', 'insecure_skip_verify']);
-  let caPem: Buffer | undefined;
-  const caFile = tls('ca_file').string('');
-  if (caFile) {
-    try {
-      caPem = fs.readFileSync(caFile);
-    } catch (err) {
-      tls('ca_file').report(`cannot read ${caFile}: ${(err as Error).message}`);
-    }
-  }
+  const caPem = readCaFile(tls('ca_file'));
   return {
     headers: at('headers').stringMap(),
     compression: at('compression').oneOf<'gzip' | 'none'>('gzip', ['gzip', 'none']),

@@ -6,9 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import * as YAML from 'yaml';
-import { readConfigFile } from '../../src/config/load';
-import { ConfigIssues, ConfigValidationError } from '../../src/config/reader';
-import { buildServiceConfig } from '../../src/config/service-config';
+import { loadConfig } from '../../src/cli';
 import type { InstanceView } from '../../src/service/inventory';
 import { Supervisor } from '../../src/service/supervisor';
 import { encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
@@ -68,16 +66,7 @@ service:
   telemetry: { metrics: { level: none } }
 `,
     );
-    supervisor = new Supervisor(
-      () => {
-        const issues = new ConfigIssues();
-        const doc = readConfigFile(file, issues);
-        if (doc === undefined) throw new ConfigValidationError(issues.errors);
-        return buildServiceConfig(doc, issues);
-      },
-      pino({ level: 'silent' }),
-      file,
-    );
+    supervisor = new Supervisor(() => loadConfig({ command: 'run', configFile: file, zero: undefined }), pino({ level: 'silent' }), file);
     await supervisor.start();
   });
 

@@ -5,9 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import * as YAML from 'yaml';
-import { readConfigFile } from '../../src/config/load';
-import { ConfigIssues, ConfigValidationError } from '../../src/config/reader';
-import { buildServiceConfig } from '../../src/config/service-config';
+import { loadConfig } from '../../src/cli';
 import { Supervisor } from '../../src/service/supervisor';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
@@ -16,13 +14,9 @@ import { GrpcSink } from '../helpers/sink';
 // Live changes under steady load: filter lists change through the config file (watched) and
 // SIGHUP-style reloads while requests keep flowing; none may fail and no accepted span be lost.
 
+/** The CLI's own loader for a config file, as reloads use it. */
 function loader(file: string) {
-  return () => {
-    const issues = new ConfigIssues();
-    const doc = readConfigFile(file, issues);
-    if (doc === undefined) throw new ConfigValidationError(issues.errors);
-    return buildServiceConfig(doc, issues);
-  };
+  return () => loadConfig({ command: 'run', configFile: file, zero: undefined });
 }
 
 describe('reload', () => {

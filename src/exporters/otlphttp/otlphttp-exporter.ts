@@ -8,7 +8,7 @@ import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
 import { toOtlpJson, types } from '../../pdata/codec';
 import { ExporterHelper } from '../exporterhelper/exporterhelper';
-import { OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { OTLP_CLIENT_KEYS, parseHttpUrl, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
 
 const gzip = promisify(zlib.gzip);
 
@@ -18,16 +18,7 @@ export interface OtlpHttpExporterConfig extends OtlpClientConfig {
 }
 
 function parseUrl(node: Node, fallback: string | undefined): URL | undefined {
-  const text = node.string(fallback ?? '');
-  if (!text) return undefined;
-  try {
-    const url = new URL(text);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme must be http or https');
-    return url;
-  } catch (err) {
-    node.report(`expected an http(s) URL such as http://127.0.0.1:4318, got ${JSON.stringify(text)} (${(err as Error).message})`);
-    return undefined;
-  }
+  return parseHttpUrl(node, 'http://127.0.0.1:4318', fallback);
 }
 
 export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig {

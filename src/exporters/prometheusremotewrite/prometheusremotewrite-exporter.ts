@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as protobuf from 'protobufjs';
@@ -9,6 +8,7 @@ import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
 import { encodeRepeatedField } from '../../pdata/wire';
 import { ExporterHelper, HELPER_KEYS, parseHelperConfig, type HelperConfig } from '../exporterhelper/exporterhelper';
+import { parseHttpUrl, readCaFile } from '../otlp-common';
 import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
 import { Accumulator, samplesOf, type Series } from '../prometheus/accumulator';
 import { parseLabelMap } from '../prometheus/prometheus-exporter';
@@ -49,29 +49,11 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
     'max_batch_size_bytes',
     ...HELPER_KEYS,
   ]);
-  let endpoint: URL | undefined;
-  const text = at('endpoint').string('');
-  if (!text) {
-    at('endpoint').report('required: the remote-write URL, e.g. http://127.0.0.1:9090/api/v1/write');
-  } else {
-    try {
-      endpoint = new URL(text);
-      if (endpoint.protocol !== 'http:' && endpoint.protocol !== 'https:') throw new Error('scheme must be http or https');
-    } catch (err) {
-      at('endpoint').report(`expected an http(s) URL such as http://127.0.0.1:9090/api/v1/write, got ${JSON.stringify(text)} (${(err as Error).message})`);
-      endpoint = undefined;
-    }
-  }
+  const example = 'http://127.0.0.1:9090/api/v1/write';
+  if (at('endpoint').isAbsent || at('endpoint').value === '') at('endpoint').report(`required: the remote-write URL, e.g. ${example}`);
+  const endpoint = parseHttpUrl(at('endpoint'), example);
   const tls = at('tls').struct(['ca_file', 'insecure_skip_verify']);
-  let caPem: Buffer | undefined;
-  const caFile = tls('ca_file').string('');
-  if (caFile) {
-    try {
-      caPem = fs.readFileSync(caFile);
-    } catch (err) {
-      tls('ca_file').report(`cannot read ${caFile}: ${(err as Error).message}`);
-    }
-  }
+  const caPem = readCaFile(tls('ca_file'));
   const helper = parseHelperConfig(at);
   // Remote write needs each series' samples in time order: one sender unless told otherwise.
   const oneConsumer = at('sending_queue').child('num_consumers').isAbsent;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: installs the real peers the tests need (cached), then runs every compiled
-// *.test.js under dist/test with node's test runner. Extra arguments filter test files by
-// substring: `npm test -- filter` runs only dist/test/**/*filter*.test.js.
+// *.test.js under dist/test with node's test runner. Extra arguments filter test files by a
+// substring of their path: `npm test -- filter` runs every test file whose path contains "filter".
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');

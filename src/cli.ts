@@ -91,7 +91,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         throw new UsageError(`unknown argument ${JSON.stringify(flag)}`);
     }
   }
-  if (usesZero && configFile) throw new UsageError('--config cannot be combined with the file-less options (--keep, --drop, --jaeger, --debug, --grpc, --http, --health, --metrics)');
+  if (usesZero && configFile) throw new UsageError('--config cannot be combined with the file-less options (--keep, --drop, --jaeger, --debug, --grpc, --http, --health, --metrics, --admin)');
   if (usesZero && !zero.jaeger && !zero.debug) throw new UsageError('the file-less form needs --jaeger HOST:PORT (or --debug to print spans)');
   return { command, configFile: usesZero ? undefined : (configFile ?? DEFAULT_CONFIG), zero: usesZero ? zero : undefined };
 }

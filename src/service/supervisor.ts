@@ -81,23 +81,26 @@ export class Supervisor {
       return { kind: 'rejected', errors: err.errors };
     }
     const filterIds = running.filterIds();
-    if (JSON.stringify(withoutFilters(this.appliedRaw, filterIds)) === JSON.stringify(withoutFilters(next.raw, filterIds))) {
+    if (canonical(withoutFilters(this.appliedRaw, filterIds)) === canonical(withoutFilters(next.raw, filterIds))) {
       const changed: string[] = [];
       for (const id of filterIds) {
         const raw = processorsOf(next.raw)[id];
         const before = processorsOf(this.appliedRaw)[id];
         if (running.hasUnsavedChanges(id)) {
-          this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the config file');
+          this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
           changed.push(id);
         }
         running.applyFilter(id, next.processors.get(id)!.config as FilterConfig, isRecord(raw) ? { ...raw } : {});
-        if (JSON.stringify(raw) !== JSON.stringify(before) && !changed.includes(id)) changed.push(id);
+        if (canonical(raw) !== canonical(before) && !changed.includes(id)) changed.push(id);
       }
       this.appliedRaw = next.raw;
       this.logger.info({ reason, filters: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');
       return changed.length > 0 ? { kind: 'filters', ids: changed } : { kind: 'unchanged' };
     }
     this.logger.warn({ reason }, 'configuration changed beyond filter lists: restarting the service (queues drain first)');
+    for (const id of filterIds) {
+      if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
+    }
     await running.shutdown();
     const replacement = this.create(next);
     try {
@@ -128,4 +131,11 @@ function withoutFilters(raw: Record<string, unknown>, ids: readonly string[]): R
   const processors = { ...processorsOf(raw) };
   for (const id of ids) if (id in processors) processors[id] = null;
   return { ...raw, processors };
+}
+
+/** JSON with mapping keys sorted: reordering keys in the file is not a change. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    isRecord(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v,
+  );
 }

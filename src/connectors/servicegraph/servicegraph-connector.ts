@@ -95,8 +95,11 @@ export class ServiceGraphConnector implements Component, Consumer {
     }
   }
 
+  /** Stops the timers and flushes what was counted since the last flush, so it is not lost. */
   async shutdown(): Promise<void> {
+    const wasStarted = this.timers.length > 0;
     for (const timer of this.timers.splice(0)) clearInterval(timer);
+    if (wasStarted) await this.flush();
   }
 
   async consume(batch: Batch): Promise<void> {

@@ -8,8 +8,13 @@ import {
   NumberDataPointSpec,
   SpanSpec,
   SummaryDataPointSpec,
+  captured,
   checkField,
   checkMessage,
+  spec,
+  str,
+  sub,
+  varint,
   type MessageSpec,
 } from './schema';
 import { WIRE_LEN, WireFormatError, WireReader, encodeRepeatedField } from './wire';
@@ -134,48 +139,25 @@ function scanScope(buf: Uint8Array, start: number, end: number, at: string, item
   }
 }
 
-const ResourceSpec: MessageSpec = {
-  name: 'Resource',
-  fields: [undefined, { name: 'attributes', kind: 'msg', message: KeyValueSpec }, { name: 'dropped_attributes_count', kind: 'varint' }],
-};
+const ResourceSpec: MessageSpec = spec('Resource', { 1: sub('attributes', KeyValueSpec), 2: varint('dropped_attributes_count') });
 /** Fields 1 (scope) and 3 (schema_url) shared by ScopeSpans and ScopeMetrics. */
-const ScopeHolder: MessageSpec = {
-  name: 'Scope',
-  fields: [undefined, { name: 'scope', kind: 'msg', message: InstrumentationScopeSpec }, undefined, { name: 'schema_url', kind: 'string' }],
-};
+const ScopeHolder: MessageSpec = spec('Scope', { 1: sub('scope', InstrumentationScopeSpec), 3: str('schema_url') });
 const SchemaUrlHolder: MessageSpec = ScopeHolder;
 
 function expectLen(tag: number, name: string): void {
   if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`).at(name);
 }
 
-const ZERO_ID = /^0*$/;
-
 function scanSpan(buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource): void {
   result.items++;
-  const reader = new WireReader(buf, start, end);
-  let traceIdLen = 0;
-  let spanIdLen = 0;
-  let traceIdZero = true;
-  let spanIdZero = true;
-  while (!reader.done) {
-    const tag = reader.tag();
-    const field = Math.floor(tag / 8);
-    if (field === 1 || field === 2) {
-      expectLen(tag, field === 1 ? 'trace_id' : 'span_id');
-      const s = reader.lengthDelimited();
-      const zero = allZero(buf, s, reader.pos);
-      if (field === 1) {
-        traceIdLen = reader.pos - s;
-        traceIdZero = zero;
-      } else {
-        spanIdLen = reader.pos - s;
-        spanIdZero = zero;
-      }
-    } else {
-      checkField(reader, SpanSpec, field, tag & 7);
-    }
-  }
+  // checkMessage leaves where trace_id (slot 0) and span_id (slot 1) were in `captured`.
+  captured[1] = 0;
+  captured[3] = 0;
+  checkMessage(buf, start, end, SpanSpec);
+  const traceIdLen = captured[1]!;
+  const spanIdLen = captured[3]!;
+  const traceIdZero = allZero(buf, captured[0]!, captured[0]! + traceIdLen);
+  const spanIdZero = allZero(buf, captured[2]!, captured[2]! + spanIdLen);
   if (traceIdLen !== 16 || traceIdZero) result.invalid.push(`${at}: trace_id ${describeId(traceIdLen, traceIdZero, 16)}`);
   else if (spanIdLen !== 8 || spanIdZero) result.invalid.push(`${at}: span_id ${describeId(spanIdLen, spanIdZero, 8)}`);
 }
@@ -191,17 +173,6 @@ function allZero(buf: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
-export function isValidSpanIds(traceIdHex: unknown, spanIdHex: unknown): boolean {
-  return (
-    typeof traceIdHex === 'string' &&
-    traceIdHex.length === 32 &&
-    !ZERO_ID.test(traceIdHex) &&
-    typeof spanIdHex === 'string' &&
-    spanIdHex.length === 16 &&
-    !ZERO_ID.test(spanIdHex)
-  );
-}
-
 /** Metric.data fields and the point message each holds. */
 const METRIC_DATA: Record<number, { name: string; point: MessageSpec }> = {
   5: { name: 'gauge', point: NumberDataPointSpec },
@@ -211,17 +182,7 @@ const METRIC_DATA: Record<number, { name: string; point: MessageSpec }> = {
   11: { name: 'summary', point: SummaryDataPointSpec },
 };
 
-const MetricSpec: MessageSpec = {
-  name: 'Metric',
-  fields: [
-    undefined,
-    { name: 'name', kind: 'string' },
-    { name: 'description', kind: 'string' },
-    { name: 'unit', kind: 'string' },
-    ...new Array<undefined>(8),
-    { name: 'metadata', kind: 'msg', message: KeyValueSpec },
-  ],
-};
+const MetricSpec: MessageSpec = spec('Metric', { 1: str('name'), 2: str('description'), 3: str('unit'), 12: sub('metadata', KeyValueSpec) });
 
 function scanMetric(buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource): void {
   const reader = new WireReader(buf, start, end);

@@ -1,18 +1,32 @@
-import { isValidUtf8 } from './attributes';
-import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireFormatError, WireReader } from './wire';
+import { isUtf8 } from 'node:buffer';
+import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireFormatError, type WireReader } from './wire';
 
 // A table of the OTLP messages below the resource level, used to check that forwarded bytes are
 // well formed without building objects: right wire types, lengths in bounds, valid UTF-8, ids of
-// the right size. Field numbers are the protocol's (opentelemetry-proto v1).
+// the right size. Field numbers are the protocol's (opentelemetry-proto v1). This runs over every
+// byte spansieve forwards, so checkMessage reads the wire inline and allocates nothing.
 
-type Kind = 'msg' | 'string' | 'bytes' | 'varint' | 'i64' | 'i32' | 'packedI64' | 'packedVarint';
+export const KIND_MSG = 0;
+export const KIND_STRING = 1;
+export const KIND_BYTES = 2;
+export const KIND_VARINT = 3;
+export const KIND_I64 = 4;
+export const KIND_I32 = 5;
+export const KIND_PACKED_I64 = 6;
+export const KIND_PACKED_VARINT = 7;
+
+/** The wire type each kind is written with (packed kinds: their unpacked form). */
+const WIRE_OF = [WIRE_LEN, WIRE_LEN, WIRE_LEN, WIRE_VARINT, WIRE_I64, WIRE_I32, WIRE_I64, WIRE_VARINT];
 
 export interface FieldSpec {
   readonly name: string;
-  readonly kind: Kind;
-  readonly message?: MessageSpec;
+  readonly kind: number;
+  /** Set for KIND_MSG (resolved once the whole table is built). */
+  message: MessageSpec | undefined;
   /** Allowed byte lengths for a bytes field (ids). */
-  readonly lengths?: readonly number[];
+  readonly lengths: readonly number[] | undefined;
+  /** For KIND_BYTES: a slot of `captured` that receives the field's start and length. */
+  readonly capture: number | undefined;
 }
 
 export interface MessageSpec {
@@ -20,24 +34,39 @@ export interface MessageSpec {
   readonly fields: ReadonlyArray<FieldSpec | undefined>;
 }
 
-function spec(name: string, fields: Record<number, FieldSpec>): MessageSpec {
+/** Start and length of captured bytes fields from the last checkMessage: [start0, len0, start1, len1, ...]. */
+export const captured = new Int32Array(8);
+
+const lazyMessages: { field: FieldSpec; resolve: () => MessageSpec }[] = [];
+
+function field(name: string, kind: number, extra: Partial<Pick<FieldSpec, 'lengths' | 'capture'>> = {}): FieldSpec {
+  return { name, kind, message: undefined, lengths: extra.lengths, capture: extra.capture };
+}
+
+export function spec(name: string, fields: Record<number, FieldSpec>): MessageSpec {
   const table: (FieldSpec | undefined)[] = [];
-  for (const [num, field] of Object.entries(fields)) table[Number(num)] = field;
+  for (const [num, f] of Object.entries(fields)) table[Number(num)] = f;
   return { name, fields: table };
 }
 
-const msg = (name: string, message: () => MessageSpec): FieldSpec => ({
-  name,
-  kind: 'msg',
-  get message() {
-    return message();
-  },
-});
-const str = (name: string): FieldSpec => ({ name, kind: 'string' });
-const varint = (name: string): FieldSpec => ({ name, kind: 'varint' });
-const i64 = (name: string): FieldSpec => ({ name, kind: 'i64' });
-const i32 = (name: string): FieldSpec => ({ name, kind: 'i32' });
-const bytes = (name: string, lengths?: readonly number[]): FieldSpec => (lengths ? { name, kind: 'bytes', lengths } : { name, kind: 'bytes' });
+/** A submessage field; `message` may name a spec defined later in the file. */
+export const msg = (name: string, message: () => MessageSpec): FieldSpec => {
+  const f = field(name, KIND_MSG);
+  lazyMessages.push({ field: f, resolve: message });
+  return f;
+};
+/** A submessage field whose spec already exists. */
+export const sub = (name: string, message: MessageSpec): FieldSpec => {
+  // Assigned, not spread, so every FieldSpec has one hidden class and the checker stays monomorphic.
+  const f = field(name, KIND_MSG);
+  f.message = message;
+  return f;
+};
+export const str = (name: string): FieldSpec => field(name, KIND_STRING);
+export const varint = (name: string): FieldSpec => field(name, KIND_VARINT);
+const i64 = (name: string): FieldSpec => field(name, KIND_I64);
+const i32 = (name: string): FieldSpec => field(name, KIND_I32);
+const bytes = (name: string, lengths?: readonly number[], capture?: number): FieldSpec => field(name, KIND_BYTES, { lengths, capture });
 
 export const AnyValueSpec: MessageSpec = spec('AnyValue', {
   1: str('string_value'),
@@ -83,8 +112,8 @@ const StatusSpec = spec('Status', { 2: str('message'), 3: varint('code') });
 
 /** Span fields 1 and 2 (ids) are checked by the span scanner itself, which also needs their values. */
 export const SpanSpec: MessageSpec = spec('Span', {
-  1: bytes('trace_id'),
-  2: bytes('span_id'),
+  1: bytes('trace_id', undefined, 0),
+  2: bytes('span_id', undefined, 1),
   3: str('trace_state'),
   4: bytes('parent_span_id', [0, 8]),
   5: str('name'),
@@ -124,14 +153,14 @@ export const HistogramDataPointSpec = spec('HistogramDataPoint', {
   3: i64('time_unix_nano'),
   4: i64('count'),
   5: i64('sum'),
-  6: { name: 'bucket_counts', kind: 'packedI64' },
-  7: { name: 'explicit_bounds', kind: 'packedI64' },
+  6: field('bucket_counts', KIND_PACKED_I64),
+  7: field('explicit_bounds', KIND_PACKED_I64),
   8: msg('exemplars', () => ExemplarSpec),
   10: varint('flags'),
   11: i64('min'),
   12: i64('max'),
 });
-const BucketsSpec = spec('Buckets', { 1: varint('offset'), 2: { name: 'bucket_counts', kind: 'packedVarint' } });
+const BucketsSpec = spec('Buckets', { 1: varint('offset'), 2: field('bucket_counts', KIND_PACKED_VARINT) });
 export const ExponentialHistogramDataPointSpec = spec('ExponentialHistogramDataPoint', {
   1: attributes(),
   2: i64('start_time_unix_nano'),
@@ -159,71 +188,140 @@ export const SummaryDataPointSpec = spec('SummaryDataPoint', {
   8: varint('flags'),
 });
 
-const WIRE_TYPE_OF: Record<Kind, number> = {
-  msg: WIRE_LEN,
-  string: WIRE_LEN,
-  bytes: WIRE_LEN,
-  varint: WIRE_VARINT,
-  i64: WIRE_I64,
-  i32: WIRE_I32,
-  packedI64: WIRE_I64,
-  packedVarint: WIRE_VARINT,
-};
+for (const { field: f, resolve } of lazyMessages.splice(0)) f.message = resolve();
 
 /** Checks one field whose tag was just read; unknown fields are skipped, as protobuf requires. */
 export function checkField(reader: WireReader, spec: MessageSpec, field: number, wireType: number): void {
-  const fieldSpec = spec.fields[field];
-  if (fieldSpec === undefined) {
-    reader.skip(wireType);
-    return;
-  }
-  const packable = fieldSpec.kind === 'packedI64' || fieldSpec.kind === 'packedVarint';
-  if (packable && wireType === WIRE_LEN) {
+  const f = spec.fields[field];
+  if (f !== undefined && wireType === WIRE_LEN) {
     const start = reader.lengthDelimited();
-    if (fieldSpec.kind === 'packedI64' && (reader.pos - start) % 8 !== 0) {
-      throw new WireFormatError('packed fixed64 length is not a multiple of 8').at(fieldSpec.name);
-    }
-    if (fieldSpec.kind === 'packedVarint') {
-      const inner = new WireReader(reader.buf, start, reader.pos);
-      while (!inner.done) inner.varint();
-    }
+    checkValue(reader.buf, start, reader.pos, f, WIRE_LEN);
     return;
   }
-  if (wireType !== WIRE_TYPE_OF[fieldSpec.kind]) {
-    throw new WireFormatError(`wire type ${wireType}, expected ${WIRE_TYPE_OF[fieldSpec.kind]}`).at(fieldSpec.name);
-  }
-  switch (fieldSpec.kind) {
-    case 'msg': {
-      const start = reader.lengthDelimited();
-      try {
-        checkMessage(reader.buf, start, reader.pos, fieldSpec.message!);
-      } catch (err) {
-        throw err instanceof WireFormatError ? err.at(fieldSpec.name) : err;
+  reader.skip(wireType);
+  if (f !== undefined) checkValue(reader.buf, reader.pos, reader.pos, f, wireType);
+}
+
+function fail(detail: string, name: string): never {
+  throw new WireFormatError(detail).at(name);
+}
+
+/** Checks a message's fields in [start, end) against its spec, recursing into submessages. */
+export function checkMessage(buf: Uint8Array, start: number, end: number, spec: MessageSpec): void {
+  const fields = spec.fields;
+  let pos = start;
+  while (pos < end) {
+    // Tag: field numbers up to 2^28 fit in 5 bytes.
+    let tag = buf[pos++]!;
+    if (tag >= 0x80) {
+      tag &= 0x7f;
+      let multiplier = 128;
+      for (;;) {
+        if (pos >= end) throw new WireFormatError('truncated varint');
+        const b = buf[pos++]!;
+        tag += (b & 0x7f) * multiplier;
+        if (b < 0x80) break;
+        multiplier *= 128;
+        if (multiplier > 2 ** 35) throw new WireFormatError('tag varint too long');
       }
-      return;
     }
-    case 'string': {
-      const start = reader.lengthDelimited();
-      if (!isValidUtf8(reader.buf, start, reader.pos)) throw new WireFormatError('string is not valid UTF-8').at(fieldSpec.name);
-      return;
-    }
-    case 'bytes': {
-      const start = reader.lengthDelimited();
-      const len = reader.pos - start;
-      if (fieldSpec.lengths && !fieldSpec.lengths.includes(len)) {
-        throw new WireFormatError(`${len} bytes, expected ${fieldSpec.lengths.filter((n) => n > 0).join(' or ')}`).at(fieldSpec.name);
+    const fieldNumber = Math.floor(tag / 8);
+    const wireType = tag & 7;
+    if (fieldNumber === 0) throw new WireFormatError('field number 0 is not allowed');
+    const f = fields[fieldNumber];
+    switch (wireType) {
+      case WIRE_VARINT: {
+        let n = 0;
+        while (pos < end && buf[pos]! >= 0x80) {
+          pos++;
+          if (++n >= 10) throw new WireFormatError('varint longer than 10 bytes');
+        }
+        if (pos >= end) throw new WireFormatError('truncated varint');
+        pos++;
+        if (f !== undefined && WIRE_OF[f.kind] !== WIRE_VARINT) fail(`wire type 0, expected ${WIRE_OF[f.kind]}`, f.name);
+        break;
       }
-      return;
+      case WIRE_I64:
+        pos += 8;
+        if (pos > end) throw new WireFormatError('truncated fixed-width field');
+        if (f !== undefined && WIRE_OF[f.kind] !== WIRE_I64) fail(`wire type 1, expected ${WIRE_OF[f.kind]}`, f.name);
+        break;
+      case WIRE_I32:
+        pos += 4;
+        if (pos > end) throw new WireFormatError('truncated fixed-width field');
+        if (f !== undefined && WIRE_OF[f.kind] !== WIRE_I32) fail(`wire type 5, expected ${WIRE_OF[f.kind]}`, f.name);
+        break;
+      case WIRE_LEN: {
+        let len = buf[pos++]!;
+        if (len >= 0x80) {
+          len &= 0x7f;
+          let multiplier = 128;
+          for (;;) {
+            if (pos >= end) throw new WireFormatError('truncated varint');
+            const b = buf[pos++]!;
+            len += (b & 0x7f) * multiplier;
+            if (b < 0x80) break;
+            multiplier *= 128;
+            if (multiplier > 2 ** 35) throw new WireFormatError('length varint too long');
+          }
+        }
+        if (pos > end || len > end - pos) throw new WireFormatError(`length ${len} runs past the end of the message`);
+        const valueStart = pos;
+        pos += len;
+        if (f !== undefined) checkValue(buf, valueStart, pos, f, WIRE_LEN);
+        break;
+      }
+      default:
+        if (wireType === 3 || wireType === 4) throw new WireFormatError(`field ${fieldNumber}: groups are not used by OTLP`);
+        throw new WireFormatError(`field ${fieldNumber}: invalid wire type ${wireType}`);
     }
-    default:
-      reader.skip(wireType);
   }
 }
 
-export function checkMessage(buf: Uint8Array, start: number, end: number, spec: MessageSpec): void {
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const tag = reader.tag();
-    checkField(reader, spec, Math.floor(tag / 8), tag & 7);
+/** Checks one known field's value in [start, end) (for LEN fields: the payload). */
+function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, wireType: number): void {
+  if (wireType !== WIRE_LEN) {
+    if (WIRE_OF[f.kind] !== wireType) fail(`wire type ${wireType}, expected ${WIRE_OF[f.kind]}`, f.name);
+    return;
+  }
+  switch (f.kind) {
+    case KIND_MSG:
+      try {
+        checkMessage(buf, start, end, f.message!);
+      } catch (err) {
+        throw err instanceof WireFormatError ? err.at(f.name) : err;
+      }
+      return;
+    case KIND_STRING:
+      for (let i = start; i < end; i++) {
+        if (buf[i]! >= 0x80) {
+          if (!isUtf8(buf.subarray(start, end))) fail('string is not valid UTF-8', f.name);
+          return;
+        }
+      }
+      return;
+    case KIND_BYTES:
+      if (f.lengths !== undefined && !f.lengths.includes(end - start)) {
+        fail(`${end - start} bytes, expected ${f.lengths.filter((n) => n > 0).join(' or ')}`, f.name);
+      }
+      if (f.capture !== undefined) {
+        captured[f.capture * 2] = start;
+        captured[f.capture * 2 + 1] = end - start;
+      }
+      return;
+    case KIND_PACKED_I64:
+      if ((end - start) % 8 !== 0) fail('packed fixed64 length is not a multiple of 8', f.name);
+      return;
+    case KIND_PACKED_VARINT: {
+      let n = 0;
+      for (let i = start; i < end; i++) {
+        if (buf[i]! < 0x80) n = 0;
+        else if (++n >= 10) fail('varint longer than 10 bytes', f.name);
+      }
+      if (end > start && buf[end - 1]! >= 0x80) fail('truncated varint', f.name);
+      return;
+    }
+    default:
+      fail(`wire type 2, expected ${WIRE_OF[f.kind]}`, f.name);
   }
 }

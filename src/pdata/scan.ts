@@ -154,8 +154,8 @@ function scanSpan(buf: Uint8Array, start: number, end: number, at: string, resul
   captured[1] = 0;
   captured[3] = 0;
   checkMessage(buf, start, end, SpanSpec);
-  const traceIdLen = captured[1]!;
-  const spanIdLen = captured[3]!;
+  const traceIdLen = captured[1];
+  const spanIdLen = captured[3];
   const traceIdZero = allZero(buf, captured[0]!, captured[0]! + traceIdLen);
   const spanIdZero = allZero(buf, captured[2]!, captured[2]! + spanIdLen);
   if (traceIdLen !== 16 || traceIdZero) result.invalid.push(`${at}: trace_id ${describeId(traceIdLen, traceIdZero, 16)}`);

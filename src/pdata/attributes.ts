@@ -27,7 +27,16 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 
 /** Decodes a protobuf string field, refusing invalid UTF-8 as proto3 requires. */
 export function readString(buf: Uint8Array, start: number, end: number): string {
-  if (!isValidUtf8(buf, start, end)) throw new WireFormatError('string field is not valid UTF-8');
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    if (buf[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  // Attribute keys and values are nearly always ASCII: latin1 decoding is then exact and much cheaper.
+  if (ascii) return buf instanceof Buffer ? buf.toString('latin1', start, end) : String.fromCharCode(...buf.subarray(start, end));
+  if (!isUtf8(buf.subarray(start, end))) throw new WireFormatError('string field is not valid UTF-8');
   return utf8Decoder.decode(buf.subarray(start, end));
 }
 

@@ -28,8 +28,8 @@ export class Batch {
     this.itemCount = items;
   }
 
-  /** The batch as an ExportTraceServiceRequest / ExportMetricsServiceRequest (field 1 both). */
-  toRequestBytes(): Uint8Array {
+  /** The batch as an ExportTraceServiceRequest / ExportMetricsServiceRequest (field 1 both); a Buffer. */
+  toRequestBytes(): Buffer {
     return encodeRepeatedField(1, this.resources.map((block) => block.bytes));
   }
 

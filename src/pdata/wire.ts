@@ -151,7 +151,7 @@ export function writeVarint(out: Uint8Array, pos: number, value: number): number
  * Concatenates already-encoded submessages as repeated field `field` of a new message:
  * how a request is rebuilt from kept resources without re-encoding them.
  */
-export function encodeRepeatedField(field: number, parts: readonly Uint8Array[]): Uint8Array {
+export function encodeRepeatedField(field: number, parts: readonly Uint8Array[]): Buffer {
   const tag = field * 8 + WIRE_LEN;
   const tagSize = varintSize(tag);
   let total = 0;

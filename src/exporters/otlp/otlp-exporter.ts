@@ -78,7 +78,7 @@ export class OtlpGrpcExporter implements Component, Consumer {
   private push(batch: Batch, signal: AbortSignal): Promise<void> {
     const client = this.client;
     if (!client) return Promise.reject(new RetryableError('exporter not started'));
-    const body = Buffer.from(batch.toRequestBytes());
+    const body = batch.toRequestBytes();
     return new Promise<void>((resolve, reject) => {
       const call = client.makeUnaryRequest<Buffer, Buffer>(
         EXPORT_METHOD[batch.signal],

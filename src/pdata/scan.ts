@@ -82,11 +82,31 @@ interface ScannedResource {
   invalid: string[];
 }
 
-type ItemScanner = (buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource) => void;
+/**
+ * Where an item is inside its resource. One instance is reused while scanning; its text is built
+ * only when an item is invalid, since building it per span costs more than checking the span.
+ */
+class ItemLocation {
+  scopeName = '';
+  scopeIndex = 0;
+  itemName = '';
+  itemIndex = 0;
+
+  toString(): string {
+    return this.scopeName ? `${this.scopeName}[${this.scopeIndex}].${this.itemName}[${this.itemIndex}]` : '';
+  }
+}
+
+const NOWHERE = new ItemLocation();
+
+type ItemScanner = (buf: Uint8Array, start: number, end: number, at: ItemLocation, result: ScannedResource) => void;
 
 function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeName: string, itemName: string, scanItem: ItemScanner): ScannedResource {
   const result: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [] };
   const reader = new WireReader(buf, start, end);
+  const location = new ItemLocation();
+  location.scopeName = scopeName;
+  location.itemName = itemName;
   let scopeIndex = 0;
   while (!reader.done) {
     const tag = reader.tag();
@@ -101,13 +121,13 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
         throw err instanceof WireFormatError ? err.at('resource') : err;
       }
     } else if (field === 2) {
-      const at = `${scopeName}[${scopeIndex++}]`;
-      expectLen(tag, at);
+      location.scopeIndex = scopeIndex++;
       try {
+        if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`);
         const s = reader.lengthDelimited();
-        scanScope(buf, s, reader.pos, at, itemName, scanItem, result);
+        scanScope(buf, s, reader.pos, location, scanItem, result);
       } catch (err) {
-        throw err instanceof WireFormatError ? err.at(at) : err;
+        throw err instanceof WireFormatError ? err.at(`${scopeName}[${location.scopeIndex}]`) : err;
       }
     } else if (field === 3) {
       checkField(reader, SchemaUrlHolder, 3, tag & 7);
@@ -118,20 +138,23 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
   return result;
 }
 
-function scanScope(buf: Uint8Array, start: number, end: number, at: string, itemName: string, scanItem: ItemScanner, result: ScannedResource): void {
-  const reader = new WireReader(buf, start, end);
+/** Reused for every scope: scanScope does not nest. */
+const scopeReader = new WireReader(new Uint8Array(0), 0, 0);
+
+function scanScope(buf: Uint8Array, start: number, end: number, at: ItemLocation, scanItem: ItemScanner, result: ScannedResource): void {
+  const reader = scopeReader.reset(buf, start, end);
   let itemIndex = 0;
   while (!reader.done) {
     const tag = reader.tag();
     const field = Math.floor(tag / 8);
     if (field === 2) {
-      const itemAt = `${itemName}[${itemIndex++}]`;
-      expectLen(tag, itemAt);
+      at.itemIndex = itemIndex++;
       try {
+        if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`);
         const s = reader.lengthDelimited();
-        scanItem(buf, s, reader.pos, `${at}.${itemAt}`, result);
+        scanItem(buf, s, reader.pos, at, result);
       } catch (err) {
-        throw err instanceof WireFormatError ? err.at(itemAt) : err;
+        throw err instanceof WireFormatError ? err.at(`${at.itemName}[${at.itemIndex}]`) : err;
       }
     } else {
       checkField(reader, ScopeHolder, field, tag & 7);
@@ -148,7 +171,7 @@ function expectLen(tag: number, name: string): void {
   if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`).at(name);
 }
 
-function scanSpan(buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource): void {
+function scanSpan(buf: Uint8Array, start: number, end: number, at: ItemLocation, result: ScannedResource): void {
   result.items++;
   // checkMessage leaves where trace_id (slot 0) and span_id (slot 1) were in `captured`.
   captured[1] = 0;
@@ -184,7 +207,7 @@ const METRIC_DATA: Record<number, { name: string; point: MessageSpec }> = {
 
 const MetricSpec: MessageSpec = spec('Metric', { 1: str('name'), 2: str('description'), 3: str('unit'), 12: sub('metadata', KeyValueSpec) });
 
-function scanMetric(buf: Uint8Array, start: number, end: number, at: string, result: ScannedResource): void {
+function scanMetric(buf: Uint8Array, start: number, end: number, at: ItemLocation, result: ScannedResource): void {
   const reader = new WireReader(buf, start, end);
   let nameLen = 0;
   let points = 0;
@@ -275,7 +298,7 @@ function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
       if (itemTag === 2 * 8 + WIRE_LEN) {
         const s = scope.lengthDelimited();
         const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [] };
-        scanItem(bytes, s, scope.pos, '', verdict);
+        scanItem(bytes, s, scope.pos, NOWHERE, verdict);
         if (verdict.invalid.length > 0) continue;
         items += verdict.items;
       } else {

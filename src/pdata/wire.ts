@@ -27,11 +27,19 @@ export class WireReader {
   pos: number;
 
   constructor(
-    readonly buf: Uint8Array,
+    public buf: Uint8Array,
     start: number,
-    readonly end: number,
+    public end: number,
   ) {
     this.pos = start;
+  }
+
+  /** Points the reader at another range, so a hot loop can reuse one reader. */
+  reset(buf: Uint8Array, start: number, end: number): this {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+    return this;
   }
 
   get done(): boolean {

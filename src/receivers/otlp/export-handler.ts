@@ -8,6 +8,9 @@ import { WireFormatError } from '../../pdata/wire';
 import type { Inventory } from '../../service/inventory';
 
 export type Transport = 'grpc' | 'http';
+
+const EMPTY_PROTOBUF_RESPONSE = Buffer.alloc(0);
+const EMPTY_JSON_RESPONSE = Buffer.from('{}');
 export type BodyEncoding = 'protobuf' | 'json';
 
 /** What a transport must answer, independent of gRPC or HTTP. */
@@ -71,7 +74,9 @@ export class ExportHandler {
   }
 
   /** The Export response for a success, partial or whole. */
-  responseBytes(outcome: { rejected: number; message: string }, encoding: BodyEncoding): Uint8Array {
+  responseBytes(outcome: { rejected: number; message: string }, encoding: BodyEncoding): Buffer {
+    // A full success is the empty message: zero bytes in protobuf, {} in JSON. No need to encode it.
+    if (outcome.rejected === 0) return encoding === 'json' ? EMPTY_JSON_RESPONSE : EMPTY_PROTOBUF_RESPONSE;
     const type = this.signal === 'traces' ? types.ExportTraceServiceResponse : types.ExportMetricsServiceResponse;
     const partial =
       outcome.rejected === 0
@@ -85,7 +90,8 @@ export class ExportHandler {
     if (encoding === 'json') {
       return Buffer.from(JSON.stringify(type.toObject(type.fromObject(partial), { longs: String, defaults: false })));
     }
-    return type.encode(type.fromObject(partial)).finish();
+    const bytes = type.encode(type.fromObject(partial)).finish();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   private requestType() {

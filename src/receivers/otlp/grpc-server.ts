@@ -85,7 +85,7 @@ export class OtlpGrpcServer {
         (outcome) => {
           switch (outcome.kind) {
             case 'ok':
-              reply(null, Buffer.from(handler.responseBytes(outcome, 'protobuf')));
+              reply(null, handler.responseBytes(outcome, 'protobuf'));
               return;
             case 'invalid':
               reply({ code: grpc.status.INVALID_ARGUMENT, details: outcome.message });

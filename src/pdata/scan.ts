@@ -181,8 +181,8 @@ function scanSpan(buf: Uint8Array, start: number, end: number, at: ItemLocation,
   const spanIdLen = captured[3];
   const traceIdZero = allZero(buf, captured[0]!, captured[0]! + traceIdLen);
   const spanIdZero = allZero(buf, captured[2]!, captured[2]! + spanIdLen);
-  if (traceIdLen !== 16 || traceIdZero) result.invalid.push(`${at}: trace_id ${describeId(traceIdLen, traceIdZero, 16)}`);
-  else if (spanIdLen !== 8 || spanIdZero) result.invalid.push(`${at}: span_id ${describeId(spanIdLen, spanIdZero, 8)}`);
+  if (traceIdLen !== 16 || traceIdZero) result.invalid.push(`${at.toString()}: trace_id ${describeId(traceIdLen, traceIdZero, 16)}`);
+  else if (spanIdLen !== 8 || spanIdZero) result.invalid.push(`${at.toString()}: span_id ${describeId(spanIdLen, spanIdZero, 8)}`);
 }
 
 function describeId(len: number, zero: boolean, want: number): string {
@@ -233,7 +233,7 @@ function scanMetric(buf: Uint8Array, start: number, end: number, at: ItemLocatio
     }
   }
   result.items += points;
-  if (nameLen <= 0) result.invalid.push(`${at}: metric name is empty`);
+  if (nameLen <= 0) result.invalid.push(`${at.toString()}: metric name is empty`);
 }
 
 function scanMetricData(buf: Uint8Array, start: number, end: number, point: MessageSpec): number {

@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import type { Component, Consumer, CreateSettings, ExporterFactory } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import { parseHostPort, type Node } from '../../config/reader';
@@ -6,6 +5,7 @@ import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
 import { ExporterHelper } from '../exporterhelper/exporterhelper';
+import { GRPC_STATUS_NAMES, GrpcStatus, GrpcUnaryClient, type UnaryResult } from './grpc-client';
 import { OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
 
 export interface OtlpGrpcExporterConfig extends OtlpClientConfig {
@@ -29,39 +29,36 @@ export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig 
 }
 
 /** gRPC status codes the OTLP spec lets a client retry (RESOURCE_EXHAUSTED only with RetryInfo). */
-const RETRYABLE_CODES = new Set([
-  grpc.status.CANCELLED,
-  grpc.status.DEADLINE_EXCEEDED,
-  grpc.status.ABORTED,
-  grpc.status.OUT_OF_RANGE,
-  grpc.status.UNAVAILABLE,
-  grpc.status.DATA_LOSS,
+const RETRYABLE_CODES = new Set<number>([
+  GrpcStatus.CANCELLED,
+  GrpcStatus.DEADLINE_EXCEEDED,
+  GrpcStatus.ABORTED,
+  GrpcStatus.OUT_OF_RANGE,
+  GrpcStatus.UNAVAILABLE,
+  GrpcStatus.DATA_LOSS,
 ]);
-
-const passThrough = (value: Buffer): Buffer => value;
 
 export class OtlpGrpcExporter implements Component, Consumer {
   private readonly helper: ExporterHelper;
-  private client: grpc.Client | undefined;
-  private readonly metadata = new grpc.Metadata();
+  private client: GrpcUnaryClient | undefined;
+  private readonly metadata: Record<string, string> = {};
 
   constructor(
     private readonly settings: CreateSettings,
     private readonly config: OtlpGrpcExporterConfig,
   ) {
-    for (const [name, value] of Object.entries(config.headers)) this.metadata.set(name.toLowerCase(), value);
+    for (const [name, value] of Object.entries(config.headers)) this.metadata[name.toLowerCase()] = value;
     this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal));
   }
 
   async start(): Promise<void> {
     const tls = this.config.tls;
-    const credentials = tls.insecure
-      ? grpc.credentials.createInsecure()
-      : grpc.credentials.createSsl(tls.caPem ?? null, null, null, tls.insecureSkipVerify ? { checkServerIdentity: () => undefined, rejectUnauthorized: false } : undefined);
-    this.client = new grpc.Client(this.config.endpoint, credentials, {
-      // grpc-js: 2 = gzip, 0 = identity.
-      'grpc.default_compression_algorithm': this.config.compression === 'gzip' ? 2 : 0,
-      'grpc.max_send_message_length': -1,
+    this.client = new GrpcUnaryClient(this.config.endpoint, {
+      tls: !tls.insecure,
+      ca: tls.caPem,
+      rejectUnauthorized: !tls.insecureSkipVerify,
+      gzip: this.config.compression === 'gzip',
+      metadata: this.metadata,
     });
     await this.helper.start();
   }
@@ -75,31 +72,12 @@ export class OtlpGrpcExporter implements Component, Consumer {
     this.client?.close();
   }
 
-  private push(batch: Batch, signal: AbortSignal): Promise<void> {
+  private async push(batch: Batch, signal: AbortSignal): Promise<void> {
     const client = this.client;
-    if (!client) return Promise.reject(new RetryableError('exporter not started'));
-    const body = batch.toRequestBytes();
-    return new Promise<void>((resolve, reject) => {
-      const call = client.makeUnaryRequest<Buffer, Buffer>(
-        EXPORT_METHOD[batch.signal],
-        passThrough,
-        passThrough,
-        body,
-        this.metadata,
-        {},
-        (err, response) => {
-          signal.removeEventListener('abort', onAbort);
-          if (err) {
-            reject(classify(err));
-            return;
-          }
-          this.logPartialSuccess(batch, response);
-          resolve();
-        },
-      );
-      const onAbort = () => call.cancel();
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    if (!client) throw new RetryableError('exporter not started');
+    const result = await client.call(EXPORT_METHOD[batch.signal], batch.toRequestBytes(), signal, this.config.helper.timeout.timeoutMs);
+    if (result.code !== GrpcStatus.OK) throw classify(result);
+    this.logPartialSuccess(batch, result.response);
   }
 
   private logPartialSuccess(batch: Batch, response: Buffer | undefined): void {
@@ -115,18 +93,17 @@ export class OtlpGrpcExporter implements Component, Consumer {
   }
 }
 
-function classify(err: grpc.ServiceError): Error {
-  const message = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
-  const retryAfterMs = retryInfoDelay(err.metadata);
-  if (RETRYABLE_CODES.has(err.code)) return new RetryableError(message, retryAfterMs);
-  if (err.code === grpc.status.RESOURCE_EXHAUSTED && retryAfterMs !== undefined) return new RetryableError(message, retryAfterMs);
+function classify(result: UnaryResult): Error {
+  const message = `${GRPC_STATUS_NAMES[result.code] ?? result.code}: ${result.message}`;
+  const retryAfterMs = retryInfoDelay(result.details);
+  if (RETRYABLE_CODES.has(result.code)) return new RetryableError(message, retryAfterMs);
+  if (result.code === GrpcStatus.RESOURCE_EXHAUSTED && retryAfterMs !== undefined) return new RetryableError(message, retryAfterMs);
   return new PermanentError(message);
 }
 
 /** The server-requested backoff from a google.rpc.RetryInfo in grpc-status-details-bin. */
-export function retryInfoDelay(metadata: grpc.Metadata | undefined): number | undefined {
-  const raw = metadata?.get('grpc-status-details-bin')[0];
-  if (!(raw instanceof Buffer)) return undefined;
+export function retryInfoDelay(raw: Buffer | undefined): number | undefined {
+  if (raw === undefined) return undefined;
   try {
     const status = types.Status.toObject(types.Status.decode(raw), { longs: Number }) as { details?: { typeUrl?: string; value?: Uint8Array }[] };
     for (const detail of status.details ?? []) {

@@ -1,0 +1,383 @@
+import * as grpc from '@grpc/grpc-js';
+import * as http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import * as zlib from 'node:zlib';
+import { attrValueToString } from '../src/pdata/attributes';
+import { parseRequest } from '../src/pdata/scan';
+import { buildPool, findMarkers, type Pool, type PooledRequest } from './obi';
+import type { Command, Hello, PoolInfo, Reply, Snapshot, Target } from './protocol';
+
+// The load generator and the sink, in one child process pinned to its own core (run.ts starts it
+// under `taskset -c 1`). It sends pre-encoded requests to the server under test and receives what
+// that server forwards, so both ends of a request's trip are timed on one clock. Driven over IPC.
+
+const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+const passThrough = (value: Buffer): Buffer => value;
+const EMPTY = Buffer.alloc(0);
+const now = (): number => performance.now();
+
+let pool: Pool | undefined;
+let target: Target | undefined;
+let client: Sender | undefined;
+
+// Per pool index: when it was last sent, and whether its sink arrival is still awaited.
+let sentAt = new Float64Array(0);
+let awaitingSink = new Uint8Array(0);
+let cursor = 0;
+const probeWaiters = new Map<number, () => void>();
+
+const counters = {
+  sentRequests: 0,
+  sentSpans: 0,
+  ackedRequests: 0,
+  ackedSpans: 0,
+  failedRequests: 0,
+  skippedRequests: 0,
+  inFlight: 0,
+  sinkRequests: 0,
+  sinkSpans: 0,
+  sinkUnmatched: 0,
+  verified: 0,
+};
+let sinkLatencyMs: number[] = [];
+let rttMs: number[] = [];
+let verifyErrors: string[] = [];
+let verifyBudget = 0;
+let lastError = '';
+let stopLoad: (() => void) | undefined;
+
+// ---------------------------------------------------------------- sink
+
+const markers: number[] = [];
+
+function onForwarded(body: Buffer): void {
+  const t = now();
+  counters.sinkRequests++;
+  const p = pool;
+  if (!p) return;
+  findMarkers(body, markers);
+  if (markers.length === 0) counters.sinkUnmatched++;
+  let expectedSpans = 0;
+  for (const index of markers) {
+    const request = p.requests[index];
+    if (!request) {
+      counters.sinkUnmatched++;
+      continue;
+    }
+    expectedSpans += request.keptSpans;
+    if (awaitingSink[index] === 1) {
+      awaitingSink[index] = 0;
+      sinkLatencyMs.push(t - sentAt[index]!);
+    } else {
+      counters.sinkUnmatched++;
+    }
+    const waiter = probeWaiters.get(index);
+    if (waiter) {
+      probeWaiters.delete(index);
+      waiter();
+    }
+  }
+  counters.sinkSpans += expectedSpans;
+  if (verifyBudget > 0) {
+    verifyBudget--;
+    verify(body, p, expectedSpans);
+  }
+}
+
+/** Full check of a sample of forwarded requests: only kept processes, every kept span present. */
+function verify(body: Buffer, p: Pool, expectedSpans: number): void {
+  try {
+    const { batch } = parseRequest('traces', body);
+    for (const block of batch.resources) {
+      const id = block.attributes.get('service.instance.id');
+      const text = id === undefined ? '<none>' : attrValueToString(id);
+      if (!p.keepIds.has(text)) throw new Error(`forwarded a resource that should be dropped: ${text}`);
+    }
+    if (batch.itemCount !== expectedSpans) throw new Error(`forwarded ${batch.itemCount} spans, expected ${expectedSpans}`);
+    counters.verified++;
+  } catch (err) {
+    if (verifyErrors.length < 5) verifyErrors.push((err as Error).message);
+  }
+}
+
+async function startSink(): Promise<{ grpcPort: number; httpPort: number }> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': -1 });
+  server.register(
+    EXPORT_PATH,
+    (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      onForwarded(call.request);
+      callback(null, EMPTY);
+    },
+    passThrough,
+    passThrough,
+    'unary',
+  );
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+  const httpServer = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+      onForwarded(body);
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end();
+    });
+  });
+  httpServer.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', () => resolve()));
+  const httpPort = (httpServer.address() as { port: number }).port;
+  return { grpcPort, httpPort };
+}
+
+// ---------------------------------------------------------------- clients
+
+type Done = (err: string | undefined) => void;
+
+interface Sender {
+  send(request: PooledRequest, done: Done): void;
+  close(): void;
+}
+
+function grpcSender(address: string, gzip: boolean): Sender {
+  const c = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    // grpc-js: 2 = gzip. The client compresses each message (on this core, not the server's).
+    'grpc.default_compression_algorithm': gzip ? 2 : 0,
+    'grpc.max_send_message_length': -1,
+    'grpc.max_receive_message_length': -1,
+  });
+  const metadata = new grpc.Metadata();
+  return {
+    send(request, done) {
+      c.makeUnaryRequest<Buffer, Buffer>(EXPORT_PATH, passThrough, passThrough, request.body, metadata, { deadline: Date.now() + 30_000 }, (err) =>
+        done(err ? `${grpc.status[err.code] ?? err.code}: ${err.details}` : undefined),
+      );
+    },
+    close: () => c.close(),
+  };
+}
+
+function httpSender(address: string, gzip: boolean): Sender {
+  const [host, port] = splitHostPort(address);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  return {
+    send(request, done) {
+      const body = gzip ? request.gzipped : request.body;
+      const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/x-protobuf', 'content-length': body.length };
+      if (gzip) headers['content-encoding'] = 'gzip';
+      const req = http.request({ host, port, method: 'POST', path: '/v1/traces', agent, headers }, (res) => {
+        const status = res.statusCode ?? 0;
+        res.on('data', () => undefined);
+        res.on('end', () => done(status === 200 ? undefined : `HTTP ${status}`));
+        res.on('error', (err) => done(err.message));
+      });
+      req.on('error', (err) => done(err.message));
+      req.end(body);
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+function splitHostPort(address: string): [string, number] {
+  const colon = address.lastIndexOf(':');
+  return [address.slice(0, colon), Number(address.slice(colon + 1))];
+}
+
+// ---------------------------------------------------------------- load
+
+function nextRequest(): PooledRequest {
+  const requests = pool!.requests;
+  const request = requests[cursor]!;
+  cursor = (cursor + 1) % requests.length;
+  return request;
+}
+
+function sendOne(onDone?: (ok: boolean) => void): PooledRequest {
+  const request = nextRequest();
+  const t = now();
+  sentAt[request.index] = t;
+  if (target!.expectSink) awaitingSink[request.index] = 1;
+  counters.sentRequests++;
+  counters.sentSpans += request.spans;
+  counters.inFlight++;
+  client!.send(request, (err) => {
+    counters.inFlight--;
+    if (err === undefined) {
+      counters.ackedRequests++;
+      counters.ackedSpans += request.spans;
+      rttMs.push(now() - t);
+    } else {
+      counters.failedRequests++;
+      lastError = err;
+      awaitingSink[request.index] = 0;
+    }
+    onDone?.(err === undefined);
+  });
+  return request;
+}
+
+function startFixed(spansPerSecond: number, maxInFlight: number): void {
+  const spansPerRequest = pool!.requests[0]!.spans;
+  const requestsPerMs = spansPerSecond / spansPerRequest / 1000;
+  const start = now();
+  let scheduled = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    if (stopped) return;
+    const due = Math.floor((now() - start) * requestsPerMs) + 1;
+    while (scheduled < due) {
+      scheduled++;
+      if (counters.inFlight >= maxInFlight) counters.skippedRequests++;
+      else sendOne();
+    }
+    const nextAt = start + scheduled / requestsPerMs;
+    timer = setTimeout(tick, Math.max(0, nextAt - now()));
+  };
+  tick();
+  stopLoad = () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
+}
+
+function startClosed(concurrency: number): void {
+  let stopped = false;
+  const loop = (ok: boolean) => {
+    if (stopped) return;
+    // A refused request (e.g. a full queue) is retried after a pause rather than spun on.
+    if (ok) sendOne(loop);
+    else setTimeout(() => !stopped && sendOne(loop), 5);
+  };
+  for (let i = 0; i < concurrency; i++) sendOne(loop);
+  stopLoad = () => {
+    stopped = true;
+  };
+}
+
+async function stop(drainMs: number): Promise<void> {
+  stopLoad?.();
+  stopLoad = undefined;
+  const deadline = now() + drainMs;
+  while (counters.inFlight > 0 && now() < deadline) await sleep(10);
+  // Let the last forwards reach the sink.
+  await sleep(Math.min(200, drainMs));
+}
+
+async function probe(timeoutMs: number): Promise<void> {
+  const deadline = now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<{ ok: boolean; index: number; seen: Promise<void> }>((resolve) => {
+      let seen: Promise<void> = Promise.resolve();
+      const request = sendOne((acked) => resolve({ ok: acked, index: request.index, seen }));
+      if (target!.expectSink) seen = new Promise<void>((r) => probeWaiters.set(request.index, r));
+    });
+    if (ok.ok) {
+      const arrived = await Promise.race([ok.seen.then(() => true), sleep(3000).then(() => false)]);
+      probeWaiters.delete(ok.index);
+      if (arrived) return;
+      lastError = 'acknowledged but not forwarded to the sink within 3 s';
+    }
+    if (now() > deadline) throw new Error(`server not ready: ${lastError}`);
+    await sleep(200);
+  }
+}
+
+function snapshot(): Snapshot {
+  // verifyErrors stay until the next load starts (the sample is checked during warm-up).
+  const s: Snapshot = { at: now(), ...counters, sinkLatencyMs, rttMs, verifyErrors: [...verifyErrors], lastError };
+  sinkLatencyMs = [];
+  rttMs = [];
+  return s;
+}
+
+function resetCounters(): void {
+  for (const key of Object.keys(counters) as (keyof typeof counters)[]) if (key !== 'inFlight') counters[key] = 0;
+  sinkLatencyMs = [];
+  rttMs = [];
+  verifyErrors = [];
+  lastError = '';
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------- IPC
+
+async function handle(command: Command): Promise<unknown> {
+  switch (command.type) {
+    case 'pool': {
+      const t = now();
+      pool = buildPool(command.spec);
+      sentAt = new Float64Array(pool.requests.length);
+      awaitingSink = new Uint8Array(pool.requests.length);
+      cursor = 0;
+      const first = pool.requests[0]!;
+      const info: PoolInfo = {
+        requests: pool.requests.length,
+        spansPerRequest: first.spans,
+        keptSpansPerRequest: pool.requests.reduce((n, r) => n + r.keptSpans, 0) / pool.requests.length,
+        bytesPerRequest: Math.round(pool.requests.reduce((n, r) => n + r.body.length, 0) / pool.requests.length),
+        gzipBytesPerRequest: Math.round(pool.requests.reduce((n, r) => n + r.gzipped.length, 0) / pool.requests.length),
+        buildMs: Math.round(now() - t),
+      };
+      return info;
+    }
+    case 'target':
+      client?.close();
+      target = command.target;
+      client = target.transport.startsWith('grpc')
+        ? grpcSender(target.grpcAddress, target.transport === 'grpc-gzip')
+        : httpSender(target.httpAddress, target.transport === 'http-protobuf-gzip');
+      awaitingSink.fill(0);
+      resetCounters();
+      return undefined;
+    case 'probe':
+      await probe(command.timeoutMs);
+      resetCounters();
+      awaitingSink.fill(0);
+      return undefined;
+    case 'fixed':
+      resetCounters();
+      verifyBudget = target!.expectSink ? 3 : 0;
+      startFixed(command.spansPerSecond, command.maxInFlight);
+      return undefined;
+    case 'closed':
+      resetCounters();
+      verifyBudget = 0;
+      startClosed(command.concurrency);
+      return undefined;
+    case 'snapshot':
+      return snapshot();
+    case 'stop':
+      await stop(command.drainMs);
+      return snapshot();
+    case 'exit':
+      setImmediate(() => process.exit(0));
+      return undefined;
+  }
+}
+
+function reply(message: Reply): void {
+  process.send?.(message);
+}
+
+process.on('message', (raw: { id: number; command: Command }) => {
+  handle(raw.command).then(
+    (result) => reply({ id: raw.id, ok: true, result }),
+    (err: unknown) => reply({ id: raw.id, ok: false, error: (err as Error).message }),
+  );
+});
+// The orchestrator is gone (killed, crashed): nothing left to do.
+process.on('disconnect', () => process.exit(0));
+
+startSink().then(
+  ({ grpcPort, httpPort }) => {
+    const hello: Hello = { type: 'hello', sinkGrpcPort: grpcPort, sinkHttpPort: httpPort };
+    process.send?.(hello);
+  },
+  (err: unknown) => {
+    process.stderr.write(`loadgen: cannot start the sink: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);

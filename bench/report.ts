@@ -1,0 +1,212 @@
+import type { Transport } from './protocol';
+import type { SystemName } from './systems';
+
+// Result records, percentiles, the targets, and the stdout tables.
+
+export interface Result {
+  readonly system: SystemName;
+  readonly transport: Transport;
+  readonly offered_spans_per_second: number;
+  readonly achieved_spans_per_second: number;
+  readonly cpu_seconds_per_million_spans: number;
+  readonly max_spans_per_second_one_core: number | null;
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  readonly peak_rss_mb: number;
+  // Details beyond the required fields.
+  readonly target_spans_per_second: number;
+  /** What p50/p99 measure: send -> arrival at the sink, or (floor) the request's round trip. */
+  readonly latency: 'request-in-to-request-out' | 'round-trip';
+  readonly rtt_p50_ms: number;
+  readonly rtt_p99_ms: number;
+  readonly server_cpu_cores: number;
+  /** The same split by thread name (live threads): "main" vs V8/libuv helper threads. */
+  readonly server_cpu_cores_by_thread: Record<string, number>;
+  readonly window_seconds: number;
+  readonly forwarded_spans_per_second: number | null;
+  readonly forwarded_ratio: number | null;
+  readonly forwarded_requests_per_second: number | null;
+  readonly acked_requests_per_second: number;
+  readonly failed_requests: number;
+  readonly verified_requests: number;
+  readonly loadgen_cpu_cores: number;
+  /** Other processes' CPU use on the server's core (0) and the load generator's (1), in cores: noise. */
+  readonly other_load_server_core: number;
+  readonly other_load_loadgen_core: number;
+  readonly max_server_cpu_cores: number | null;
+  /** Closed-loop spans acknowledged and forwarded per second of server CPU. */
+  readonly max_spans_per_cpu_second: number | null;
+  /** Closed-loop spans acknowledged per second (max_spans_per_second_one_core also needs them forwarded). */
+  readonly max_acked_spans_per_second: number | null;
+  /** Closed-loop kept spans arriving at the sink per second. */
+  readonly max_forwarded_spans_per_second: number | null;
+  readonly max_loadgen_cpu_cores: number | null;
+  readonly max_other_load_server_core: number | null;
+  readonly max_failed_requests: number | null;
+  readonly max_concurrency: number | null;
+  readonly peak_rss_mb_after_max: number | null;
+  /** RSS once started and probed, before any load. */
+  readonly idle_rss_mb: number;
+  readonly load_average: number[];
+  /** Empty when the measurement is clean; otherwise why it should be read with care. */
+  readonly flags: string[];
+}
+
+export interface ScalingResult {
+  readonly dimension: 'selectors' | 'resource_attributes';
+  readonly value: number;
+  readonly system: 'spansieve';
+  readonly transport: Transport;
+  readonly selectors: number;
+  readonly resource_attributes: number;
+  readonly bytes_per_request: number;
+  readonly offered_spans_per_second: number;
+  readonly achieved_spans_per_second: number;
+  readonly cpu_seconds_per_million_spans: number;
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+  readonly peak_rss_mb: number;
+  readonly flags: string[];
+}
+
+export interface TargetCheck {
+  readonly target: string;
+  readonly transport: Transport;
+  readonly value: number | null;
+  readonly limit: string;
+  readonly met: boolean | null;
+}
+
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export function round(n: number, digits = 2): number {
+  if (!Number.isFinite(n)) return n;
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+export function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  if (a === null || a === undefined || b === null || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return null;
+  return round(a / b, 3);
+}
+
+export interface Ratios {
+  readonly transport: Transport;
+  /** spansieve CPU/span ÷ collector CPU/span (target ≤ 0.5). */
+  readonly cpu_vs_collector: number | null;
+  /** spansieve max ÷ collector max (target ≥ 2). */
+  readonly max_vs_collector: number | null;
+  /** The same on closed-loop spans per server CPU-second: robust when the core was shared. */
+  readonly max_per_cpu_second_vs_collector: number | null;
+  /** spansieve CPU/span ÷ floor CPU/span (target ≤ 1.5). */
+  readonly cpu_vs_floor: number | null;
+  /** collector CPU/span ÷ floor CPU/span (context). */
+  readonly collector_cpu_vs_floor: number | null;
+}
+
+export function ratios(results: readonly Result[], transports: readonly Transport[]): Ratios[] {
+  return transports.map((transport) => {
+    const of = (system: SystemName) => results.find((r) => r.system === system && r.transport === transport);
+    const s = of('spansieve');
+    const c = of('collector');
+    const f = of('floor');
+    return {
+      transport,
+      cpu_vs_collector: ratio(s?.cpu_seconds_per_million_spans, c?.cpu_seconds_per_million_spans),
+      max_vs_collector: ratio(s?.max_spans_per_second_one_core, c?.max_spans_per_second_one_core),
+      max_per_cpu_second_vs_collector: ratio(s?.max_spans_per_cpu_second, c?.max_spans_per_cpu_second),
+      cpu_vs_floor: ratio(s?.cpu_seconds_per_million_spans, f?.cpu_seconds_per_million_spans),
+      collector_cpu_vs_floor: ratio(c?.cpu_seconds_per_million_spans, f?.cpu_seconds_per_million_spans),
+    };
+  });
+}
+
+export function targetChecks(results: readonly Result[], rs: readonly Ratios[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const check = (target: string, transport: Transport, value: number | null, limit: string, ok: (v: number) => boolean) =>
+    checks.push({ target, transport, value, limit, met: value === null || !Number.isFinite(value) ? null : ok(value) });
+  for (const r of rs) {
+    check('CPU per span vs Collector', r.transport, r.cpu_vs_collector, '<= 0.5x', (v) => v <= 0.5);
+    check('one-core max throughput vs Collector', r.transport, r.max_vs_collector, '>= 2x', (v) => v >= 2);
+    check('  same, per server CPU-second', r.transport, r.max_per_cpu_second_vs_collector, '>= 2x', (v) => v >= 2);
+    check('CPU per span vs floor', r.transport, r.cpu_vs_floor, '<= 1.5x', (v) => v <= 1.5);
+    const s = results.find((x) => x.system === 'spansieve' && x.transport === r.transport);
+    check('p99 latency at the fixed rate (ms)', r.transport, s ? round(s.p99_ms) : null, '<= 5', (v) => v <= 5);
+    check('peak RSS at the fixed rate (MiB)', r.transport, s ? round(s.peak_rss_mb, 1) : null, '<= 100', (v) => v <= 100);
+  }
+  return checks;
+}
+
+// ---------------------------------------------------------------- tables
+
+function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(headers), rule, ...rows.map(line)].join('\n');
+}
+
+const fmt = (n: number | null | undefined, digits = 2): string => (n === null || n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
+const int = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? '-' : Math.round(n).toLocaleString('en-US'));
+
+export function resultsTable(results: readonly Result[]): string {
+  return table(
+    ['system', 'transport', 'offered/s', 'achieved/s', 'CPU s / M spans', 'max spans/s (1 core)', 'p50 ms', 'p99 ms', 'peak RSS MiB', 'flags'],
+    results.map((r) => [
+      r.system,
+      r.transport,
+      int(r.offered_spans_per_second),
+      int(r.achieved_spans_per_second),
+      fmt(r.cpu_seconds_per_million_spans, 2),
+      int(r.max_spans_per_second_one_core),
+      fmt(r.p50_ms),
+      fmt(r.p99_ms),
+      fmt(r.peak_rss_mb, 1),
+      r.flags.join(', '),
+    ]),
+  );
+}
+
+export function ratiosTable(rs: readonly Ratios[]): string {
+  return table(
+    ['transport', 'spansieve/collector CPU per span', 'spansieve/collector max', 'same, per CPU-second', 'spansieve/floor CPU per span', 'collector/floor CPU per span'],
+    rs.map((r) => [
+      r.transport,
+      fmt(r.cpu_vs_collector, 3),
+      fmt(r.max_vs_collector, 3),
+      fmt(r.max_per_cpu_second_vs_collector, 3),
+      fmt(r.cpu_vs_floor, 3),
+      fmt(r.collector_cpu_vs_floor, 3),
+    ]),
+  );
+}
+
+export function scalingTable(rows: readonly ScalingResult[], dimension: ScalingResult['dimension']): string {
+  return table(
+    [dimension === 'selectors' ? 'keep selectors' : 'resource attributes', 'bytes/request', 'achieved/s', 'CPU s / M spans', 'p50 ms', 'p99 ms', 'peak RSS MiB', 'flags'],
+    rows
+      .filter((r) => r.dimension === dimension)
+      .map((r) => [
+        String(r.value),
+        int(r.bytes_per_request),
+        int(r.achieved_spans_per_second),
+        fmt(r.cpu_seconds_per_million_spans),
+        fmt(r.p50_ms),
+        fmt(r.p99_ms),
+        fmt(r.peak_rss_mb, 1),
+        r.flags.join(', '),
+      ]),
+  );
+}
+
+export function targetsTable(checks: readonly TargetCheck[]): string {
+  return table(
+    ['target', 'transport', 'value', 'limit', 'met'],
+    checks.map((c) => [c.target, c.transport, fmt(c.value, 3), c.limit, c.met === null ? 'n/a' : c.met ? 'yes' : 'NO']),
+  );
+}

@@ -1,0 +1,651 @@
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_POOL, keptInstanceIds, type PoolSpec } from './obi';
+import { allowedCpus, cpuBusySeconds, cpuSeconds, threadCpuSeconds, installCleanup, loadAverage, peakRssMb, rssMb, spawnPinned, stopChild, taskset } from './proc';
+import { TRANSPORTS, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
+import {
+  percentile,
+  ratios,
+  ratiosTable,
+  resultsTable,
+  round,
+  scalingTable,
+  targetChecks,
+  targetsTable,
+  type Result,
+  type ScalingResult,
+} from './report';
+import { LOADGEN_CPU, SERVER_CPU, SYSTEMS, jaegerBinary, startServer, tail, type RunningServer, type SystemName } from './systems';
+
+// `npm run bench [-- --quick]`: spansieve vs the Collector (the Jaeger v2 binary) vs a bare Node
+// floor, per OTLP transport, then spansieve's cost against keep-list size and resource size.
+// Writes bench/results/latest.json, prints one JSON line per measurement and the tables.
+// Method: docs/performance.md.
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
+
+interface Options {
+  quick: boolean;
+  rate: number;
+  systems: SystemName[];
+  transports: Transport[];
+  scaling: boolean;
+  profile: boolean;
+  out: string;
+  concurrency: number;
+}
+
+interface Timing {
+  warmupS: number;
+  windowS: number;
+  maxWarmupS: number;
+  maxWindowS: number;
+  scalingWarmupS: number;
+  scalingWindowS: number;
+  selectorPoints: number[];
+  attributePoints: number[];
+}
+
+const FULL: Timing = {
+  warmupS: 5,
+  windowS: 20,
+  maxWarmupS: 3,
+  maxWindowS: 12,
+  scalingWarmupS: 4,
+  scalingWindowS: 12,
+  selectorPoints: [1, 10, 100, 1000],
+  attributePoints: [10, 40, 160],
+};
+
+const QUICK: Timing = {
+  warmupS: 2,
+  windowS: 5,
+  maxWarmupS: 1,
+  maxWindowS: 4,
+  scalingWarmupS: 1.5,
+  scalingWindowS: 4,
+  selectorPoints: [1, 1000],
+  attributePoints: [10, 160],
+};
+
+const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
+                      [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
+                      [--concurrency N] [--profile] [--out FILE]`;
+
+function parseOptions(argv: readonly string[]): Options {
+  const options: Options = {
+    quick: false,
+    rate: 20_000,
+    systems: [...SYSTEMS],
+    transports: [...TRANSPORTS],
+    scaling: true,
+    profile: false,
+    out: path.join(RESULTS_DIR, 'latest.json'),
+    concurrency: 16,
+  };
+  const args = [...argv];
+  while (args.length > 0) {
+    const arg = args.shift()!;
+    const value = () => {
+      const v = args.shift();
+      if (v === undefined) throw new Error(`${arg} needs a value\n${USAGE}`);
+      return v;
+    };
+    const list = <T extends string>(allowed: readonly T[]) =>
+      value()
+        .split(',')
+        .map((item) => {
+          if (!allowed.includes(item as T)) throw new Error(`${arg}: unknown ${JSON.stringify(item)}; one of ${allowed.join(', ')}`);
+          return item as T;
+        });
+    switch (arg) {
+      case '--quick':
+        options.quick = true;
+        break;
+      case '--rate':
+        options.rate = Number(value());
+        if (!(options.rate > 0)) throw new Error('--rate must be a positive number of spans per second');
+        break;
+      case '--systems':
+        options.systems = list(SYSTEMS);
+        break;
+      case '--transports':
+        options.transports = list(TRANSPORTS);
+        break;
+      case '--no-scaling':
+        options.scaling = false;
+        break;
+      case '--concurrency':
+        options.concurrency = Number(value());
+        break;
+      case '--profile':
+        options.profile = true;
+        break;
+      case '--out':
+        options.out = path.resolve(value());
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
+    }
+  }
+  return options;
+}
+
+// ---------------------------------------------------------------- the load generator child
+
+class LoadGen {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly ready: Promise<Hello>;
+
+  constructor(readonly child: ChildProcess) {
+    let hello: (h: Hello) => void = () => undefined;
+    let failed: (e: Error) => void = () => undefined;
+    this.ready = new Promise<Hello>((resolve, reject) => {
+      hello = resolve;
+      failed = reject;
+    });
+    child.on('message', (message: Reply | Hello) => {
+      if ('type' in message) {
+        hello(message);
+        return;
+      }
+      const waiter = this.pending.get(message.id);
+      if (!waiter) return;
+      this.pending.delete(message.id);
+      if (message.ok) waiter.resolve(message.result);
+      else waiter.reject(new Error(message.error));
+    });
+    child.once('exit', (code, signal) => {
+      const err = new Error(`the load generator exited (${code ?? signal})`);
+      failed(err);
+      for (const waiter of this.pending.values()) waiter.reject(err);
+      this.pending.clear();
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  call<T>(command: Command): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ id, command });
+    });
+  }
+}
+
+// ---------------------------------------------------------------- measuring
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const log = (text: string) => process.stderr.write(`bench: ${text}\n`);
+
+interface Window {
+  readonly seconds: number;
+  readonly serverCpu: number;
+  readonly loadgenCpu: number;
+  /** Cores' worth of CPU used by other processes on the server's core and on the load generator's. */
+  readonly otherLoadServerCore: number;
+  readonly otherLoadLoadgenCore: number;
+  /** Server CPU cores by thread name ("main", V8 and libuv helpers; Go: all threads share one name). */
+  readonly serverThreads: Record<string, number>;
+  readonly a: Snapshot;
+  readonly b: Snapshot;
+  /** Latency samples gathered during the window. */
+  readonly latency: number[];
+  readonly rtt: number[];
+  readonly verified: number;
+  readonly verifyErrors: string[];
+}
+
+/** Reads CPU and counters at both ends of a `seconds` window while the load runs. */
+async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Promise<Window> {
+  await loadgen.call<Snapshot>({ type: 'snapshot' }); // drop warm-up samples
+  const threadsA = threadCpuSeconds(pid);
+  const cpuA = cpuSeconds(pid);
+  const lgA = cpuSeconds(loadgen.pid);
+  const core0A = cpuBusySeconds(SERVER_CPU);
+  const core1A = cpuBusySeconds(LOADGEN_CPU);
+  const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
+  await sleep(seconds * 1000);
+  const cpuB = cpuSeconds(pid);
+  const threadsB = threadCpuSeconds(pid);
+  const lgB = cpuSeconds(loadgen.pid);
+  const core0B = cpuBusySeconds(SERVER_CPU);
+  const core1B = cpuBusySeconds(LOADGEN_CPU);
+  const b = await loadgen.call<Snapshot>({ type: 'snapshot' });
+  const wall = (b.at - a.at) / 1000;
+  const serverThreads: Record<string, number> = {};
+  for (const [name, seconds] of threadsB) {
+    const used = (seconds - (threadsA.get(name) ?? 0)) / wall;
+    if (used >= 0.001) serverThreads[name] = round(used, 3);
+  }
+  return {
+    serverThreads,
+    seconds: wall,
+    serverCpu: cpuB - cpuA,
+    loadgenCpu: lgB - lgA,
+    otherLoadServerCore: Math.max(0, (core0B - core0A - (cpuB - cpuA)) / wall),
+    otherLoadLoadgenCore: Math.max(0, (core1B - core1A - (lgB - lgA)) / wall),
+    a,
+    b,
+    latency: b.sinkLatencyMs,
+    rtt: b.rttMs,
+    verified: b.verified,
+    verifyErrors: b.verifyErrors,
+  };
+}
+
+interface MeasureOptions {
+  readonly system: SystemName;
+  readonly transport: Transport;
+  readonly keepIds: readonly string[];
+  readonly rate: number;
+  readonly warmupS: number;
+  readonly windowS: number;
+  /** Closed-loop max throughput after the fixed-rate window. */
+  readonly max?: { warmupS: number; windowS: number; concurrency: number };
+  readonly label: string;
+}
+
+interface Measurement {
+  readonly fixed: Window;
+  readonly peakRssMb: number;
+  readonly max: Window | undefined;
+  readonly peakRssAfterMaxMb: number | undefined;
+  readonly flags: string[];
+  readonly loadAverage: number[];
+  readonly concurrency: number | undefined;
+  readonly idleRssMb: number;
+}
+
+async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
+  const flags: string[] = [];
+  const expectSink = o.system !== 'floor';
+  let server: RunningServer | undefined;
+  const start = async (label: string, sendingQueue: boolean): Promise<RunningServer> => {
+    server = await startServer({
+      system: o.system,
+      keepIds: o.keepIds,
+      sinkGrpcPort: ctx.hello.sinkGrpcPort,
+      workDir: ctx.workDir,
+      label,
+      sendingQueue,
+      nodeFlags: o.system === 'spansieve' ? spansieveNodeFlags(ctx.options.profile, label) : [],
+    });
+    const pinned = allowedCpus(server.pid);
+    if (pinned !== String(SERVER_CPU)) flags.push(`server-not-pinned(${pinned})`);
+    await ctx.loadgen.call({
+      type: 'target',
+      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink },
+    });
+    await ctx.loadgen.call({ type: 'probe', timeoutMs: 30_000 });
+    return server;
+  };
+  try {
+    // Fixed rate: the components' default configs (sending queue on).
+    const fixedServer = await start(o.label, true);
+    const idleRss = rssMb(fixedServer.pid);
+    await ctx.loadgen.call({ type: 'fixed', spansPerSecond: o.rate, maxInFlight: 64 });
+    await sleep(o.warmupS * 1000);
+    const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
+    await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
+    const peakRss = peakRssMb(fixedServer.pid);
+    const loadAvg = loadAverage();
+    await fixedServer.stop();
+    server = undefined;
+
+    // Closed loop on a fresh server whose exporter has no sending queue, so that an
+    // acknowledgement means "forwarded" and `concurrency` really bounds the work in flight.
+    let max: Window | undefined;
+    let peakAfterMax: number | undefined;
+    if (o.max) {
+      const maxServer = await start(`${o.label}-max`, false);
+      await ctx.loadgen.call({ type: 'closed', concurrency: o.max.concurrency });
+      await sleep(o.max.warmupS * 1000);
+      max = await measureWindow(ctx.loadgen, maxServer.pid, o.max.windowS);
+      await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 10_000 });
+      peakAfterMax = peakRssMb(maxServer.pid);
+    }
+    return { fixed, peakRssMb: peakRss, max, peakRssAfterMaxMb: peakAfterMax, flags, loadAverage: loadAvg, concurrency: o.max?.concurrency, idleRssMb: idleRss };
+  } catch (err) {
+    const failed: RunningServer | undefined = server;
+    const logText = failed ? tail(failed.logFile) : '';
+    throw new Error(`${o.label}: ${(err as Error).message}${failed ? `\n--- server log (${failed.logFile}) ---\n${logText}` : ''}`, { cause: err });
+  } finally {
+    await server?.stop();
+  }
+}
+
+/** --profile adds --cpu-prof; BENCH_SPANSIEVE_NODE_FLAGS adds flags for experiments (e.g. V8 heap sizes). */
+function spansieveNodeFlags(profile: boolean, label: string): string[] {
+  const extra = (process.env.BENCH_SPANSIEVE_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const prof = profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS_DIR, 'profiles')}`, `--cpu-prof-name=${label}.cpuprofile`] : [];
+  return [...extra, ...prof];
+}
+
+/** Flags for a fixed-rate window: the generator kept up, the server kept up, the filter was right. */
+function fixedFlags(w: Window, rate: number, expectSink: boolean, keptFraction: number): string[] {
+  const flags: string[] = [];
+  const offered = (w.b.sentSpans - w.a.sentSpans) / w.seconds;
+  const achieved = (w.b.ackedSpans - w.a.ackedSpans) / w.seconds;
+  if (offered < rate * 0.95) flags.push(`loadgen-behind(${round((100 * offered) / rate, 1)}%)`);
+  if (achieved < rate * 0.95) flags.push(`server-behind(${round((100 * achieved) / rate, 1)}%)`);
+  const failed = w.b.failedRequests - w.a.failedRequests;
+  if (failed > 0) flags.push(`failed-requests(${failed}: ${w.b.lastError})`);
+  if (w.loadgenCpu / w.seconds > 0.9) flags.push('loadgen-cpu-saturated');
+  if (w.otherLoadServerCore > 0.2) flags.push(`shared-core(${round(w.otherLoadServerCore, 2)})`);
+  if (expectSink) {
+    const forwarded = (w.b.sinkSpans - w.a.sinkSpans) / w.seconds;
+    const expected = achieved * keptFraction;
+    if (expected > 0 && Math.abs(forwarded - expected) / expected > 0.05) flags.push(`forwarded-${round((100 * forwarded) / expected, 1)}%-of-kept`);
+    if (w.verifyErrors.length > 0) flags.push(`filter-wrong(${w.verifyErrors[0]})`);
+  }
+  return flags;
+}
+
+function maxFlags(w: Window): string[] {
+  const flags: string[] = [];
+  const serverCores = w.serverCpu / w.seconds;
+  const loadgenCores = w.loadgenCpu / w.seconds;
+  if (serverCores < 0.9) flags.push(`max:server-at-${round(serverCores * 100, 0)}%-cpu`);
+  if (loadgenCores > 0.9) flags.push(`max:loadgen-at-${round(loadgenCores * 100, 0)}%-cpu`);
+  const failed = w.b.failedRequests - w.a.failedRequests;
+  if (failed > 0) flags.push(`max:refused(${failed}: ${w.b.lastError})`);
+  return flags;
+}
+
+// ---------------------------------------------------------------- context, machine, versions
+
+interface Context {
+  readonly options: Options;
+  readonly timing: Timing;
+  readonly loadgen: LoadGen;
+  readonly hello: Hello;
+  readonly workDir: string;
+}
+
+function machineInfo(): Record<string, unknown> {
+  const cpus = os.cpus();
+  let goVersion = 'unknown';
+  try {
+    goVersion = execFileSync('go', ['version'], { encoding: 'utf8' }).trim();
+  } catch {
+    // no go toolchain on PATH
+  }
+  return {
+    cpu_model: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memory_gb: round(os.totalmem() / 1024 ** 3, 1),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    go: goVersion,
+    load_average_at_start: loadAverage(),
+    server_cpu: SERVER_CPU,
+    loadgen_cpu: LOADGEN_CPU,
+  };
+}
+
+function versions(includeCollector: boolean): Record<string, unknown> {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  let git = 'unknown';
+  try {
+    git = execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    // not a git checkout
+  }
+  const grpcJs = (JSON.parse(fs.readFileSync(require.resolve('@grpc/grpc-js/package.json'), 'utf8')) as { version: string }).version;
+  const out: Record<string, unknown> = { spansieve: pkg.version, spansieve_git: git, grpc_js: grpcJs };
+  if (includeCollector) {
+    const bin = jaegerBinary();
+    const modules: Record<string, string> = {};
+    try {
+      const text = execFileSync('go', ['version', '-m', bin], { encoding: 'utf8' });
+      modules.go = /:\s+(go\S+)/.exec(text)?.[1] ?? 'unknown';
+      for (const [key, module] of [
+        ['jaeger', 'github.com/jaegertracing/jaeger'],
+        ['filterprocessor', 'github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor'],
+        ['otlpreceiver', 'go.opentelemetry.io/collector/receiver/otlpreceiver'],
+        ['otlpexporter', 'go.opentelemetry.io/collector/exporter/otlpexporter'],
+      ] as const) {
+        const m = new RegExp(`\\s(?:mod|dep)\\s+${module.replace(/[.]/g, '\\.')}\\s+(\\S+)`).exec(text);
+        if (m) modules[key] = m[1]!;
+      }
+    } catch {
+      // go not installed: fall back to what install-peers.sh builds
+      const script = fs.readFileSync(path.join(ROOT, 'scripts', 'install-peers.sh'), 'utf8');
+      modules.jaeger = /JAEGER_MODULE_VERSION=(\S+)/.exec(script)?.[1] ?? 'unknown';
+    }
+    out.jaeger = modules.jaeger ?? 'unknown';
+    out.jaeger_binary = bin;
+    out.jaeger_built_with = modules.go ?? 'unknown';
+    out.collector_filterprocessor = modules.filterprocessor ?? 'unknown';
+    out.collector_otlpreceiver = modules.otlpreceiver ?? 'unknown';
+    out.collector_otlpexporter = modules.otlpexporter ?? 'unknown';
+  }
+  return out;
+}
+
+function commandLine(argv: readonly string[]): string {
+  if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  return `node dist/bench/run.js${argv.length ? ` ${argv.join(' ')}` : ''}`;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(argv: readonly string[]): Promise<void> {
+  const options = parseOptions(argv);
+  const timing = options.quick ? QUICK : FULL;
+  taskset();
+  if (os.cpus().length < 2) throw new Error('the benchmark needs 2 cores: the server on core 0, the load generator and sink on core 1');
+  if (options.systems.includes('collector')) jaegerBinary();
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-'));
+  // Every child (servers, load generator) is killed on exit, error and signals; see proc.ts.
+  installCleanup(() => fs.rmSync(workDir, { recursive: true, force: true }));
+  const started = performance.now();
+
+  const loadgenChild = spawnPinned(LOADGEN_CPU, process.execPath, [path.join(__dirname, 'loadgen.js')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const loadgen = new LoadGen(loadgenChild);
+  const hello = await loadgen.ready;
+  const ctx: Context = { options, timing, loadgen, hello, workDir };
+
+  const machine = machineInfo();
+  const vers = versions(options.systems.includes('collector'));
+  log(`${options.quick ? 'quick' : 'full'} run: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
+    `; server on core ${SERVER_CPU}, load generator + sink on core ${LOADGEN_CPU}; load average ${loadAverage().join(' ')}`);
+
+  const setPool = async (spec: PoolSpec): Promise<PoolInfo> => {
+    const info = await loadgen.call<PoolInfo>({ type: 'pool', spec });
+    log(`pool: ${info.requests} requests x ${info.spansPerRequest} spans (${info.keptSpansPerRequest} kept), ` +
+      `${info.bytesPerRequest} bytes (${info.gzipBytesPerRequest} gzipped), ${spec.resourceAttributes} resource attributes, ` +
+      `${spec.keptInstances} keep selectors; built in ${info.buildMs} ms`);
+    return info;
+  };
+
+  // ---- systems x transports at the fixed rate, then closed loop
+  const poolInfo = await setPool(DEFAULT_POOL);
+  const keepIds = keptInstanceIds(DEFAULT_POOL);
+  const keptFraction = poolInfo.keptSpansPerRequest / poolInfo.spansPerRequest;
+  const results: Result[] = [];
+  for (const transport of options.transports) {
+    for (const system of options.systems) {
+      const label = `${system}-${transport}`;
+      log(`${label}: starting`);
+      const m = await measure(ctx, {
+        system,
+        transport,
+        keepIds,
+        rate: options.rate,
+        warmupS: timing.warmupS,
+        windowS: timing.windowS,
+        max: { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency },
+        label,
+      });
+      const result = toResult(system, transport, options.rate, m, keptFraction);
+      results.push(result);
+      process.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+    }
+  }
+
+  // ---- scaling: spansieve's CPU per span against keep-list size and resource size
+  const scaling: ScalingResult[] = [];
+  if (options.scaling && options.systems.includes('spansieve')) {
+    const points: { dimension: ScalingResult['dimension']; value: number; spec: PoolSpec }[] = [
+      ...timing.selectorPoints.map((k) => ({ dimension: 'selectors' as const, value: k, spec: { ...DEFAULT_POOL, keptInstances: k } })),
+      ...timing.attributePoints.map((n) => ({ dimension: 'resource_attributes' as const, value: n, spec: { ...DEFAULT_POOL, resourceAttributes: n } })),
+    ];
+    for (const point of points) {
+      const info = await setPool(point.spec);
+      const label = `scaling-${point.dimension}-${point.value}`;
+      log(`${label}: starting`);
+      const m = await measure(ctx, {
+        system: 'spansieve',
+        transport: 'grpc',
+        keepIds: keptInstanceIds(point.spec),
+        rate: options.rate,
+        warmupS: timing.scalingWarmupS,
+        windowS: timing.scalingWindowS,
+        label,
+      });
+      const r = toResult('spansieve', 'grpc', options.rate, m, info.keptSpansPerRequest / info.spansPerRequest);
+      const row: ScalingResult = {
+        dimension: point.dimension,
+        value: point.value,
+        system: 'spansieve',
+        transport: 'grpc',
+        selectors: point.spec.keptInstances,
+        resource_attributes: point.spec.resourceAttributes,
+        bytes_per_request: info.bytesPerRequest,
+        offered_spans_per_second: r.offered_spans_per_second,
+        achieved_spans_per_second: r.achieved_spans_per_second,
+        cpu_seconds_per_million_spans: r.cpu_seconds_per_million_spans,
+        p50_ms: r.p50_ms,
+        p99_ms: r.p99_ms,
+        peak_rss_mb: r.peak_rss_mb,
+        flags: r.flags,
+      };
+      scaling.push(row);
+      process.stdout.write(`${JSON.stringify({ type: 'scaling', ...row })}\n`);
+    }
+  }
+
+  await loadgen.call({ type: 'exit' }).catch(() => undefined);
+  await stopChild(loadgenChild, 2000);
+
+  const rs = ratios(results, options.transports);
+  const checks = targetChecks(results, rs);
+  const report = {
+    command: commandLine(argv),
+    date: new Date().toISOString(),
+    duration_seconds: round((performance.now() - started) / 1000, 1),
+    machine: { ...machine, load_average_at_end: loadAverage() },
+    versions: vers,
+    settings: {
+      quick: options.quick,
+      fixed_rate_spans_per_second: options.rate,
+      closed_loop_concurrency: options.concurrency,
+      timing,
+      pool: { ...DEFAULT_POOL, ...poolInfo },
+    },
+    results,
+    ratios: rs,
+    targets: checks,
+    scaling,
+  };
+  fs.mkdirSync(path.dirname(options.out), { recursive: true });
+  fs.writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
+
+  const out: string[] = [
+    '',
+    `spansieve benchmark (${report.command}); ${String(machine.cpu_model)}, ${String(machine.cores)} cores; server pinned to core ${SERVER_CPU}, load generator + sink to core ${LOADGEN_CPU}`,
+    `fixed rate ${options.rate} spans/s for CPU, latency and RSS; closed loop with ${options.concurrency} requests in flight for max throughput`,
+    '',
+    resultsTable(results),
+    '',
+    'Ratios (same run):',
+    ratiosTable(rs),
+    '',
+    'Targets:',
+    targetsTable(checks),
+  ];
+  if (scaling.length > 0) {
+    out.push('', 'Scaling, spansieve over grpc at the fixed rate: keep-list size', scalingTable(scaling, 'selectors'));
+    out.push('', 'Scaling, spansieve over grpc at the fixed rate: attributes per resource', scalingTable(scaling, 'resource_attributes'));
+  }
+  out.push('', `written to ${path.relative(process.cwd(), options.out) || options.out} in ${report.duration_seconds} s`, '');
+  process.stdout.write(out.join('\n'));
+}
+
+function toResult(system: SystemName, transport: Transport, rate: number, m: Measurement, keptFraction: number): Result {
+  const w = m.fixed;
+  const spans = w.b.ackedSpans - w.a.ackedSpans;
+  const expectSink = system !== 'floor';
+  const latency = expectSink ? w.latency : w.rtt;
+  const flags = [...m.flags, ...fixedFlags(w, rate, expectSink, keptFraction), ...(m.max ? maxFlags(m.max) : [])];
+  const max = m.max;
+  // Max throughput counts what was acknowledged AND forwarded: with an exporter queue, a server can
+  // acknowledge faster than it forwards for a while (until its queue is full).
+  const maxAcked = max ? max.b.ackedSpans - max.a.ackedSpans : 0;
+  const maxForwardedInput = max && expectSink && keptFraction > 0 ? (max.b.sinkSpans - max.a.sinkSpans) / keptFraction : Infinity;
+  const maxSpans = Math.min(maxAcked, maxForwardedInput);
+  if (maxForwardedInput < maxAcked * 0.95) flags.push(`max:forwarded-${round((100 * maxForwardedInput) / maxAcked, 0)}%-of-acked`);
+  return {
+    system,
+    transport,
+    offered_spans_per_second: round((w.b.sentSpans - w.a.sentSpans) / w.seconds, 0),
+    achieved_spans_per_second: round(spans / w.seconds, 0),
+    cpu_seconds_per_million_spans: round(w.serverCpu / (spans / 1e6), 3),
+    max_spans_per_second_one_core: max ? round(maxSpans / max.seconds, 0) : null,
+    p50_ms: round(percentile(latency, 50), 3),
+    p99_ms: round(percentile(latency, 99), 3),
+    peak_rss_mb: round(m.peakRssMb, 1),
+    target_spans_per_second: rate,
+    latency: expectSink ? 'request-in-to-request-out' : 'round-trip',
+    rtt_p50_ms: round(percentile(w.rtt, 50), 3),
+    rtt_p99_ms: round(percentile(w.rtt, 99), 3),
+    server_cpu_cores: round(w.serverCpu / w.seconds, 3),
+    server_cpu_cores_by_thread: w.serverThreads,
+    window_seconds: round(w.seconds, 2),
+    forwarded_spans_per_second: expectSink ? round((w.b.sinkSpans - w.a.sinkSpans) / w.seconds, 0) : null,
+    forwarded_requests_per_second: expectSink ? round((w.b.sinkRequests - w.a.sinkRequests) / w.seconds, 1) : null,
+    acked_requests_per_second: round((w.b.ackedRequests - w.a.ackedRequests) / w.seconds, 1),
+    forwarded_ratio: expectSink && spans > 0 ? round((w.b.sinkSpans - w.a.sinkSpans) / spans, 3) : null,
+    failed_requests: w.b.failedRequests - w.a.failedRequests,
+    verified_requests: w.verified,
+    loadgen_cpu_cores: round(w.loadgenCpu / w.seconds, 3),
+    other_load_server_core: round(w.otherLoadServerCore, 2),
+    other_load_loadgen_core: round(w.otherLoadLoadgenCore, 2),
+    max_server_cpu_cores: max ? round(max.serverCpu / max.seconds, 3) : null,
+    max_spans_per_cpu_second: max && max.serverCpu > 0 ? round(maxSpans / max.serverCpu, 0) : null,
+    max_acked_spans_per_second: max ? round(maxAcked / max.seconds, 0) : null,
+    max_forwarded_spans_per_second: max && expectSink ? round((max.b.sinkSpans - max.a.sinkSpans) / max.seconds, 0) : null,
+    max_loadgen_cpu_cores: max ? round(max.loadgenCpu / max.seconds, 3) : null,
+    max_other_load_server_core: max ? round(max.otherLoadServerCore, 2) : null,
+    max_failed_requests: max ? max.b.failedRequests - max.a.failedRequests : null,
+    max_concurrency: m.concurrency ?? null,
+    peak_rss_mb_after_max: m.peakRssAfterMaxMb === undefined ? null : round(m.peakRssAfterMaxMb, 1),
+    idle_rss_mb: round(m.idleRssMb, 1),
+    load_average: m.loadAverage,
+    flags,
+  };
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);

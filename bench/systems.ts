@@ -1,0 +1,178 @@
+import type { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
+
+// The three servers under test, each started fresh per measurement and pinned to core 0:
+//   spansieve  node dist/src/cli.js: otlp receiver -> filter (keep list) -> otlp exporter -> sink
+//   collector  the Jaeger v2 binary (a Collector distribution with contrib's filter processor):
+//              otlp receiver -> filter (OTTL keep-only) -> otlp exporter -> sink
+//   floor      bench/floor.ts: reads each request and answers an empty success; no sink leg
+
+export type SystemName = 'spansieve' | 'collector' | 'floor';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'collector', 'floor'];
+
+export const SERVER_CPU = 0;
+export const LOADGEN_CPU = 1;
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+export function jaegerBinary(): string {
+  const bin = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'jaeger');
+  if (!fs.existsSync(bin)) throw new Error(`Jaeger is not installed at ${bin}; run: bash scripts/install-peers.sh jaeger`);
+  return bin;
+}
+
+export interface ServerOptions {
+  readonly system: SystemName;
+  readonly keepIds: readonly string[];
+  readonly sinkGrpcPort: number;
+  readonly workDir: string;
+  /** Extra node flags for spansieve (e.g. --cpu-prof). */
+  readonly nodeFlags?: readonly string[];
+  readonly label: string;
+  /**
+   * false: the exporter's sending_queue is disabled, so the receiver answers only once the batch
+   * was forwarded (used for the closed-loop max, on both systems). Default: the component defaults.
+   */
+  readonly sendingQueue?: boolean;
+}
+
+export interface RunningServer {
+  readonly system: SystemName;
+  readonly pid: number;
+  readonly grpcAddress: string;
+  readonly httpAddress: string;
+  readonly configFile: string | undefined;
+  readonly logFile: string;
+  stop(): Promise<void>;
+}
+
+/** The exporter both systems use: OTLP/gRPC to the sink, plaintext, uncompressed. */
+function sinkExporter(sinkGrpcPort: number, sendingQueue: boolean): Record<string, unknown> {
+  return {
+    endpoint: `127.0.0.1:${sinkGrpcPort}`,
+    compression: 'none',
+    tls: { insecure: true },
+    ...(sendingQueue ? {} : { sending_queue: { enabled: false } }),
+  };
+}
+
+export function spansieveConfig(
+  grpcPort: number,
+  httpPort: number,
+  sinkGrpcPort: number,
+  keepIds: readonly string[],
+  sendingQueue = true,
+): Record<string, unknown> {
+  return {
+    receivers: {
+      otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } },
+    },
+    processors: {
+      'filter/keep': { keep: keepIds.map((id) => ({ 'service.instance.id': id })) },
+    },
+    exporters: {
+      'otlp/sink': sinkExporter(sinkGrpcPort, sendingQueue),
+    },
+    service: {
+      pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
+      telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+    },
+  };
+}
+
+/** The OTTL keep-only condition for contrib's filter processor. */
+export function ottlKeepOnly(keepIds: readonly string[]): string {
+  return `not ContainsValue([${keepIds.map((id) => JSON.stringify(id)).join(', ')}], resource.attributes["service.instance.id"])`;
+}
+
+export function collectorConfig(
+  grpcPort: number,
+  httpPort: number,
+  sinkGrpcPort: number,
+  keepIds: readonly string[],
+  sendingQueue = true,
+): Record<string, unknown> {
+  return {
+    receivers: {
+      otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } },
+    },
+    processors: {
+      // traces.resource (filterprocessor v0.140 config.go: TraceFilters.ResourceConditions): the
+      // condition is evaluated once per ResourceSpans, the cheapest form for a per-process choice.
+      'filter/keep': { error_mode: 'ignore', traces: { resource: [ottlKeepOnly(keepIds)] } },
+    },
+    exporters: {
+      'otlp/sink': sinkExporter(sinkGrpcPort, sendingQueue),
+    },
+    service: {
+      pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
+      telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+    },
+  };
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const [grpcPort, httpPort] = (await freePorts(2)) as [number, number];
+  const logFile = path.join(options.workDir, `${options.label}.log`);
+  const log = fs.openSync(logFile, 'w');
+  let child: ChildProcess;
+  let configFile: string | undefined;
+  switch (options.system) {
+    case 'spansieve': {
+      configFile = path.join(options.workDir, `${options.label}.yaml`);
+      fs.writeFileSync(configFile, stringify(spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true)));
+      child = spawnPinned(SERVER_CPU, process.execPath, [...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
+        stdio: ['ignore', log, log],
+        cwd: options.workDir,
+      });
+      break;
+    }
+    case 'collector': {
+      configFile = path.join(options.workDir, `${options.label}.yaml`);
+      fs.writeFileSync(configFile, stringify(collectorConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true), { lineWidth: 0 }));
+      child = spawnPinned(SERVER_CPU, jaegerBinary(), ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
+      break;
+    }
+    case 'floor':
+      child = spawnPinned(SERVER_CPU, process.execPath, [path.join(ROOT, 'dist', 'bench', 'floor.js'), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`], {
+        stdio: ['ignore', log, log],
+      });
+      break;
+  }
+  fs.closeSync(log);
+  const alive = () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${options.system} exited (${child.exitCode ?? child.signalCode}); log ${logFile}:\n${tail(logFile)}`);
+    }
+  };
+  const server: RunningServer = {
+    system: options.system,
+    pid: child.pid!,
+    grpcAddress: `127.0.0.1:${grpcPort}`,
+    httpAddress: `127.0.0.1:${httpPort}`,
+    configFile,
+    logFile,
+    stop: () => stopChild(child, 10_000),
+  };
+  try {
+    await waitForPort(grpcPort, 60_000, alive);
+    await waitForPort(httpPort, 60_000, alive);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return server;
+}
+
+export function tail(file: string, bytes = 3000): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text.slice(-bytes);
+  } catch {
+    return '';
+  }
+}

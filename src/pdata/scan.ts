@@ -33,6 +33,30 @@ export interface ParsedRequest {
 
 const EMPTY_ATTRIBUTES: ReadonlyMap<string, AttrValue> = new Map();
 
+/**
+ * Decoded attributes by the exact bytes of their Resource message. OBI sends the same resource
+ * bytes for a process in every batch, so after the first request a resource costs one lookup
+ * instead of a check and a decode of every attribute. Bounded: cleared when full.
+ */
+const resourceCache = new Map<string, ReadonlyMap<string, AttrValue>>();
+const RESOURCE_CACHE_MAX = 4096;
+/** Larger resources are decoded each time: a long key would cost about what it saves. */
+const RESOURCE_CACHE_MAX_BYTES = 2048;
+
+function resourceAttributes(buf: Uint8Array, start: number, end: number): ReadonlyMap<string, AttrValue> {
+  const cacheable = end - start <= RESOURCE_CACHE_MAX_BYTES;
+  const key = cacheable ? Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1') : '';
+  const cached = cacheable ? resourceCache.get(key) : undefined;
+  if (cached) return cached;
+  const attributes = decodeKeyValues(buf, start, end, 1);
+  checkMessage(buf, start, end, ResourceSpec);
+  if (cacheable) {
+    if (resourceCache.size >= RESOURCE_CACHE_MAX) resourceCache.clear();
+    resourceCache.set(key, attributes);
+  }
+  return attributes;
+}
+
 export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
   const scanResource = signal === 'traces' ? scanResourceSpans : scanResourceMetrics;
   const scanItem = signal === 'traces' ? scanSpan : scanMetric;
@@ -115,8 +139,7 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
       expectLen(tag, 'resource');
       const s = reader.lengthDelimited();
       try {
-        result.attributes = decodeKeyValues(buf, s, reader.pos, 1);
-        checkMessage(buf, s, reader.pos, ResourceSpec);
+        result.attributes = resourceAttributes(buf, s, reader.pos);
       } catch (err) {
         throw err instanceof WireFormatError ? err.at('resource') : err;
       }

@@ -39,9 +39,12 @@ const EMPTY_ATTRIBUTES: ReadonlyMap<string, AttrValue> = new Map();
  * instead of a check and a decode of every attribute. Bounded: cleared when full.
  */
 const resourceCache = new Map<string, ReadonlyMap<string, AttrValue>>();
-const RESOURCE_CACHE_MAX = 4096;
-/** Larger resources are decoded each time: a long key would cost about what it saves. */
-const RESOURCE_CACHE_MAX_BYTES = 2048;
+const RESOURCE_CACHE_MAX_ENTRIES = 4096;
+/** Bound on the keys' total size (the maps are about as large again). */
+const RESOURCE_CACHE_MAX_TOTAL_BYTES = 8 * 1024 * 1024;
+/** Larger resources are decoded each time. */
+const RESOURCE_CACHE_MAX_BYTES = 64 * 1024;
+let resourceCacheBytes = 0;
 
 function resourceAttributes(buf: Uint8Array, start: number, end: number): ReadonlyMap<string, AttrValue> {
   const cacheable = end - start <= RESOURCE_CACHE_MAX_BYTES;
@@ -51,8 +54,12 @@ function resourceAttributes(buf: Uint8Array, start: number, end: number): Readon
   const attributes = decodeKeyValues(buf, start, end, 1);
   checkMessage(buf, start, end, ResourceSpec);
   if (cacheable) {
-    if (resourceCache.size >= RESOURCE_CACHE_MAX) resourceCache.clear();
+    if (resourceCache.size >= RESOURCE_CACHE_MAX_ENTRIES || resourceCacheBytes + key.length > RESOURCE_CACHE_MAX_TOTAL_BYTES) {
+      resourceCache.clear();
+      resourceCacheBytes = 0;
+    }
     resourceCache.set(key, attributes);
+    resourceCacheBytes += key.length;
   }
   return attributes;
 }

@@ -1,4 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as http2 from 'node:http2';
 import assert from 'node:assert/strict';
 import { after, afterEach, describe, test } from 'node:test';
@@ -11,6 +15,7 @@ import { otlpHttpExporterFactory, parseRetryAfter } from '../../src/exporters/ot
 import type { Batch } from '../../src/pdata/batch';
 import { types } from '../../src/pdata/codec';
 import { parseRequest } from '../../src/pdata/scan';
+import { EXPORT_METHOD, rawExportMethod } from '../../src/receivers/otlp/grpc-server';
 import { SelfTelemetry } from '../../src/service/telemetry';
 import { GrpcSink, HttpSink } from '../helpers/sink';
 import { hostInstance, obiTraceRequest } from '../helpers/obi';
@@ -179,6 +184,56 @@ describe('otlp (gRPC) exporter', () => {
     const delivered = new Set(sink.requests.map((r) => r.body.toString('hex')));
     assert.equal(delivered.size, 3, 'all three accepted batches were delivered before shutdown returned');
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 3);
+  });
+});
+
+describe('otlp (gRPC) exporter over TLS', () => {
+  test('verifies the server against ca_file; insecure_skip_verify accepts an unknown CA; neither refuses it', async () => {
+    // A self-signed certificate for 127.0.0.1, made for this test.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-tls-'));
+    const key = path.join(dir, 'key.pem');
+    const cert = path.join(dir, 'cert.pem');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const received: number[] = [];
+    const server = new grpc.Server();
+    const method = rawExportMethod('traces');
+    server.register(
+      EXPORT_METHOD.traces,
+      (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        received.push(call.request.length);
+        callback(null, Buffer.alloc(0));
+      },
+      method.responseSerialize,
+      method.requestDeserialize,
+      'unary',
+    );
+    const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: fs.readFileSync(key), cert_chain: fs.readFileSync(cert) }]);
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
+    const send = async (tls: Record<string, unknown>) => {
+      const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, {
+        endpoint: `127.0.0.1:${port}`,
+        tls,
+        sending_queue: { enabled: false },
+        retry_on_failure: { enabled: false },
+      });
+      await exporter.start(noop);
+      try {
+        await exporter.consume(batchOf(1, 1));
+      } finally {
+        await exporter.shutdown();
+      }
+    };
+    try {
+      await send({ ca_file: cert });
+      await send({ insecure_skip_verify: true });
+      assert.equal(received.length, 2);
+      await assert.rejects(send({}), (err: Error) => err instanceof RetryableError && /UNAVAILABLE: .*(self-signed|self signed|certificate)/i.test(err.message));
+      assert.equal(received.length, 2);
+    } finally {
+      server.forceShutdown();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

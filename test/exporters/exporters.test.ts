@@ -211,7 +211,7 @@ describe('otlp (gRPC) exporter over TLS', () => {
     const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: fs.readFileSync(key), cert_chain: fs.readFileSync(cert) }]);
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
     const send = async (tls: Record<string, unknown>) => {
-      const exporter = makeExporter(otlpExporterFactory as ExporterFactory<unknown>, {
+      const exporter = makeExporter(otlpExporterFactory, {
         endpoint: `127.0.0.1:${port}`,
         tls,
         sending_queue: { enabled: false },

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
@@ -195,6 +196,32 @@ describe('admin API access', () => {
       const save = await fetch(`http://127.0.0.1:${adminPort}/api/v1/filters/filter/save`, { method: 'POST', headers: { authorization: 'Bearer s3cret' } });
       assert.equal(save.status, 409);
       assert.match(((await save.json()) as { error: string }).error, /without a config file/);
+    } finally {
+      await service.shutdown();
+    }
+  });
+
+  test('without a token, requests addressed to a non-loopback host name are refused (DNS rebinding)', async () => {
+    const [httpPort, adminPort] = await freePorts(2);
+    const service = await startService({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+      processors: { filter: {} },
+      exporters: { debug: { verbosity: 'basic' } },
+      extensions: { admin: { endpoint: `127.0.0.1:${adminPort}` } },
+      service: { extensions: ['admin'], pipelines: { traces: { receivers: ['otlp'], processors: ['filter'], exporters: ['debug'] } }, telemetry: { metrics: { level: 'none' } } },
+    });
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: adminPort, path: '/api/v1/filters', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+    try {
+      assert.equal(await get(`127.0.0.1:${adminPort}`), 200);
+      assert.equal(await get(`localhost:${adminPort}`), 200);
+      assert.equal(await get(`[::1]:${adminPort}`), 200);
+      assert.equal(await get(`attacker.example:${adminPort}`), 403);
     } finally {
       await service.shutdown();
     }

@@ -116,7 +116,13 @@ export class AdminExtension implements Component {
 
   private authorize(req: http.IncomingMessage): void {
     const token = this.config.token;
-    if (!token) return;
+    if (!token) {
+      // Without a token the API trusts loopback only. A web page elsewhere could still reach it
+      // through a DNS name that resolves to 127.0.0.1 (DNS rebinding); its Host header gives it away.
+      const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+      if (!isLoopbackHost(host)) throw new ApiError(403, `the admin API answers requests addressed to a loopback name only (Host: ${req.headers.host ?? ''})`);
+      return;
+    }
     const header = req.headers.authorization ?? '';
     const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     const ok = given.length === token.length && timingSafeEqual(Buffer.from(given), Buffer.from(token));

@@ -72,6 +72,8 @@ export interface ProcessorFactory<C> extends Factory<C> {
 export interface ExporterFactory<C> extends Factory<C> {
   readonly kind: 'exporter';
   readonly signals: readonly Signal[];
+  /** Why this config cannot export `signal` (e.g. no URL for it), or undefined when it can. */
+  cannotExport?(config: C, signal: Signal): string | undefined;
   create(settings: CreateSettings, config: C): Component & Consumer;
 }
 

@@ -1,4 +1,4 @@
-import type { AnyFactory, ComponentKind, ConnectorFactory } from '../component/component';
+import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory } from '../component/component';
 import { findFactory, knownTypes } from '../components';
 import type { Signal } from '../pdata/batch';
 import { ConfigIssues, ConfigValidationError, Node } from './reader';
@@ -142,6 +142,11 @@ function parsePipeline(id: string, node: Node, sections: Record<string, Map<stri
       }
       if (component.kind !== 'connector' && 'signals' in component.factory && !component.factory.signals.includes(signal)) {
         item.report(`${component.kind} "${ref}" does not support ${signal}`);
+        continue;
+      }
+      const cannot = component.kind === 'exporter' ? (component.factory as ExporterFactory<unknown>).cannotExport?.(component.config, signal) : undefined;
+      if (cannot !== undefined) {
+        item.report(`exporter "${ref}" cannot export ${signal}: ${cannot}`);
         continue;
       }
       if (ids.includes(ref)) {

@@ -23,13 +23,13 @@ export class SelfTelemetry {
         this.set(process.memoryUsage.rss());
       },
     });
-    const started = Date.now();
     new Gauge({
       name: 'otelcol_process_uptime',
       help: 'Uptime of the process, in seconds',
       registers: [this.registry],
       collect() {
-        this.set((Date.now() - started) / 1000);
+        // The process's, not this service generation's: a reload that restarts the service keeps it.
+        this.set(process.uptime());
       },
     });
     void rss;

@@ -506,3 +506,20 @@ void describe('the file-less form', () => {
     assert.equal(matchOf('shop.pod.4243'), -1);
   });
 });
+
+void describe('exporters that cannot serve a signal they are wired to', () => {
+  void test('otlphttp with only traces_endpoint in a metrics pipeline is a config error naming the key to set', () => {
+    const base = `
+receivers: { otlp: {} }
+exporters: { otlphttp: { traces_endpoint: "http://127.0.0.1:4318/v1/traces" } }
+service:
+  pipelines:
+    traces: { receivers: [otlp], exporters: [otlphttp] }
+`;
+    assert.deepEqual(validate(base).errors, []);
+    const withMetrics = `${base}    metrics: { receivers: [otlp], exporters: [otlphttp] }\n`;
+    assert.deepEqual(validate(withMetrics).errors, [
+      'service::pipelines::metrics::exporters[0]: exporter "otlphttp" cannot export metrics: no URL for it (set endpoint, or metrics_endpoint)',
+    ]);
+  });
+});

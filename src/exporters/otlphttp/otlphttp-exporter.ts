@@ -170,5 +170,7 @@ export const otlpHttpExporterFactory: ExporterFactory<OtlpHttpExporterConfig> = 
   kind: 'exporter',
   signals: ['traces', 'metrics'],
   parseConfig: parseOtlpHttpExporterConfig,
+  cannotExport: (config, signal) =>
+    config.urls[signal] ? undefined : `no URL for it (set endpoint, or ${signal === 'traces' ? 'traces_endpoint' : 'metrics_endpoint'})`,
   create: (settings, config) => new OtlpHttpExporter(settings, config),
 };

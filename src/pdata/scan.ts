@@ -160,7 +160,7 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
         throw err instanceof WireFormatError ? err.at(`${scopeName}[${location.scopeIndex}]`) : err;
       }
     } else if (field === 3) {
-      checkField(reader, SchemaUrlHolder, 3, tag & 7);
+      checkField(reader, ScopeHolder, 3, tag & 7);
     } else {
       reader.skip(tag & 7);
     }
@@ -193,9 +193,8 @@ function scanScope(buf: Uint8Array, start: number, end: number, at: ItemLocation
 }
 
 const ResourceSpec: MessageSpec = spec('Resource', { 1: sub('attributes', KeyValueSpec), 2: varint('dropped_attributes_count') });
-/** Fields 1 (scope) and 3 (schema_url) shared by ScopeSpans and ScopeMetrics. */
+/** Fields 1 (scope) and 3 (schema_url) of ScopeSpans / ScopeMetrics; field 3 (schema_url) of ResourceSpans / ResourceMetrics too. */
 const ScopeHolder: MessageSpec = spec('Scope', { 1: sub('scope', InstrumentationScopeSpec), 3: str('schema_url') });
-const SchemaUrlHolder: MessageSpec = ScopeHolder;
 
 function expectLen(tag: number, name: string): void {
   if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`).at(name);

@@ -15,7 +15,8 @@ export class SelfTelemetry {
   private readonly gauges = new Map<string, Gauge<string>>();
 
   constructor() {
-    const rss = new Gauge({
+    // Registered for their collect() callbacks, read on every scrape.
+    new Gauge({
       name: 'otelcol_process_memory_rss',
       help: 'Total physical memory (resident set size) of the process, in bytes',
       registers: [this.registry],
@@ -32,7 +33,6 @@ export class SelfTelemetry {
         this.set(process.uptime());
       },
     });
-    void rss;
   }
 
   counter(name: string, help: string, labels: Record<string, string>): { inc(n: number): void } {

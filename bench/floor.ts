@@ -1,34 +1,21 @@
-import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as zlib from 'node:zlib';
+import { createGrpcSink } from './grpc-sink';
 
-// The floor: the least a Node OTLP server on the same stack can do. grpc-js with raw Buffer
-// (de)serializers (grpc-js itself inflates grpc-gzip messages) and node:http reading the whole body
-// (gunzipped when Content-Encoding: gzip), each answered with an empty success. No parsing, no
-// filtering, no forwarding: the lower bound for spansieve's receive path.
+// The floor: the least a Node OTLP server on the same stack as spansieve can do. node:http2 with
+// gRPC framing (the whole stream read, a compressed message inflated) and node:http reading the
+// whole body (gunzipped when Content-Encoding: gzip), each answered with an empty success. No
+// parsing, filtering or forwarding: the lower bound for spansieve's receive path.
 //
 // Usage: node dist/bench/floor.js GRPC_HOST:PORT HTTP_HOST:PORT
 
-const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
-const passThrough = (value: Buffer): Buffer => value;
-const EMPTY = Buffer.alloc(0);
-
 async function main(grpcAddress: string, httpAddress: string): Promise<void> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   let bytes = 0;
-  server.register(
-    EXPORT_PATH,
-    (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      bytes += call.request.length;
-      callback(null, EMPTY);
-    },
-    passThrough,
-    passThrough,
-    'unary',
-  );
-  await new Promise<number>((resolve, reject) =>
-    server.bindAsync(grpcAddress, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-  );
+  const grpcServer = createGrpcSink((message) => {
+    bytes += message.length;
+  });
+  await listenOn(grpcServer, grpcAddress);
 
   const httpServer = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -41,11 +28,10 @@ async function main(grpcAddress: string, httpAddress: string): Promise<void> {
     });
   });
   httpServer.keepAliveTimeout = 60_000;
-  const colon = httpAddress.lastIndexOf(':');
-  await new Promise<void>((resolve) => httpServer.listen(Number(httpAddress.slice(colon + 1)), httpAddress.slice(0, colon), () => resolve()));
+  await listenOn(httpServer, httpAddress);
 
   const stop = () => {
-    server.forceShutdown();
+    grpcServer.close();
     httpServer.closeAllConnections();
     httpServer.close();
     process.stderr.write(`floor: received ${bytes} bytes\n`);
@@ -53,6 +39,11 @@ async function main(grpcAddress: string, httpAddress: string): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+function listenOn(server: http.Server | http2.Http2Server, address: string): Promise<void> {
+  const colon = address.lastIndexOf(':');
+  return new Promise<void>((resolve) => server.listen(Number(address.slice(colon + 1)), address.slice(0, colon), () => resolve()));
 }
 
 const [grpcAddress, httpAddress] = process.argv.slice(2);

@@ -1,9 +1,10 @@
-import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import * as zlib from 'node:zlib';
 import { attrValueToString } from '../src/pdata/attributes';
 import { parseRequest } from '../src/pdata/scan';
+import { createGrpcSink } from './grpc-sink';
 import { buildPool, findMarkers, type Pool, type PooledRequest } from './obi';
 import type { Command, Hello, PoolInfo, Reply, Snapshot, Target } from './protocol';
 
@@ -12,8 +13,6 @@ import type { Command, Hello, PoolInfo, Reply, Snapshot, Target } from './protoc
 // that server forwards, so both ends of a request's trip are timed on one clock. Driven over IPC.
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
-const passThrough = (value: Buffer): Buffer => value;
-const EMPTY = Buffer.alloc(0);
 const now = (): number => performance.now();
 
 let pool: Pool | undefined;
@@ -101,20 +100,9 @@ function verify(body: Buffer, p: Pool, expectedSpans: number): void {
 }
 
 async function startSink(): Promise<{ grpcPort: number; httpPort: number }> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': -1 });
-  server.register(
-    EXPORT_PATH,
-    (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      onForwarded(call.request);
-      callback(null, EMPTY);
-    },
-    passThrough,
-    passThrough,
-    'unary',
-  );
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-  );
+  const grpcServer = createGrpcSink(onForwarded);
+  await new Promise<void>((resolve) => grpcServer.listen(0, '127.0.0.1', () => resolve()));
+  const grpcPort = (grpcServer.address() as { port: number }).port;
   const httpServer = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -140,21 +128,37 @@ interface Sender {
   close(): void;
 }
 
+/** OTLP/gRPC with pre-framed (and for grpc-gzip pre-compressed) messages on one HTTP/2 session. */
 function grpcSender(address: string, gzip: boolean): Sender {
-  const c = new grpc.Client(address, grpc.credentials.createInsecure(), {
-    // grpc-js: 2 = gzip. The client compresses each message (on this core, not the server's).
-    'grpc.default_compression_algorithm': gzip ? 2 : 0,
-    'grpc.max_send_message_length': -1,
-    'grpc.max_receive_message_length': -1,
-  });
-  const metadata = new grpc.Metadata();
+  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 1024 * 1024 } });
+  session.on('error', (err) => (lastError = `gRPC session: ${err.message}`));
+  const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': EXPORT_PATH, 'content-type': 'application/grpc', te: 'trailers' };
+  if (gzip) headers['grpc-encoding'] = 'gzip';
   return {
     send(request, done) {
-      c.makeUnaryRequest<Buffer, Buffer>(EXPORT_PATH, passThrough, passThrough, request.body, metadata, { deadline: Date.now() + 30_000 }, (err) =>
-        done(err ? `${grpc.status[err.code] ?? err.code}: ${err.details}` : undefined),
-      );
+      const frame = gzip ? request.grpcGzipFrame : request.grpcFrame;
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request(headers);
+      } catch (err) {
+        done((err as Error).message);
+        return;
+      }
+      let status: string | undefined;
+      stream.on('response', (h) => {
+        if (h['grpc-status'] !== undefined) status = `${String(h['grpc-status'])}: ${String(h['grpc-message'])}`;
+      });
+      stream.on('trailers', (t) => {
+        status = t['grpc-status'] === '0' ? '0' : `${String(t['grpc-status'])}: ${String(t['grpc-message'])}`;
+      });
+      stream.on('error', (err: Error) => {
+        status = err.message;
+      });
+      stream.on('close', () => done(status === '0' ? undefined : (status ?? `stream reset ${stream.rstCode}`)));
+      stream.resume();
+      stream.end(frame);
     },
-    close: () => c.close(),
+    close: () => session.close(),
   };
 }
 

@@ -144,6 +144,9 @@ export interface PooledRequest {
   readonly index: number;
   readonly body: Buffer;
   readonly gzipped: Buffer;
+  /** The body as one gRPC message (5-byte prefix + body), and gzipped with the compressed flag. */
+  readonly grpcFrame: Buffer;
+  readonly grpcGzipFrame: Buffer;
   readonly spans: number;
   /** Spans the filter should keep (what the sink should receive from this request). */
   readonly keptSpans: number;
@@ -197,15 +200,26 @@ export function buildPool(spec: PoolSpec): Pool {
     });
     const type = types.ExportTraceServiceRequest;
     const body = Buffer.from(type.encode(type.fromObject({ resourceSpans })).finish());
+    const gzipped = zlib.gzipSync(body);
     requests.push({
       index,
       body,
-      gzipped: zlib.gzipSync(body),
+      gzipped,
+      grpcFrame: grpcMessage(body, false),
+      grpcGzipFrame: grpcMessage(gzipped, true),
       spans: spec.resourcesPerRequest * spec.spansPerResource,
       keptSpans,
     });
   }
   return { spec, requests, keepIds: new Set(kept) };
+}
+
+function grpcMessage(message: Buffer, compressed: boolean): Buffer {
+  const frame = Buffer.allocUnsafe(5 + message.length);
+  frame[0] = compressed ? 1 : 0;
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  return frame;
 }
 
 function u32(n: number): Buffer {

@@ -405,8 +405,7 @@ function versions(includeCollector: boolean): Record<string, unknown> {
   } catch {
     // not a git checkout
   }
-  const grpcJs = (JSON.parse(fs.readFileSync(require.resolve('@grpc/grpc-js/package.json'), 'utf8')) as { version: string }).version;
-  const out: Record<string, unknown> = { spansieve: pkg.version, spansieve_git: git, grpc_js: grpcJs };
+  const out: Record<string, unknown> = { spansieve: pkg.version, spansieve_git: git, node: process.version };
   if (includeCollector) {
     const bin = jaegerBinary();
     const modules: Record<string, string> = {};

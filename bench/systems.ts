@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
+import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
 import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 
 // The three servers under test, each started fresh per measurement and pinned to core 0:
@@ -125,7 +126,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     case 'spansieve': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
       fs.writeFileSync(configFile, stringify(spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true)));
-      child = spawnPinned(SERVER_CPU, process.execPath, [...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
+      child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],
         cwd: options.workDir,
       });

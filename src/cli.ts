@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 import * as path from 'node:path';
 import pino from 'pino';
 import { readConfigFile } from './config/load';

@@ -27,25 +27,25 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 
 /** Decodes a protobuf string field, refusing invalid UTF-8 as proto3 requires. */
 export function readString(buf: Uint8Array, start: number, end: number): string {
-  let ascii = true;
-  for (let i = start; i < end; i++) {
-    if (buf[i]! >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
+  const ascii = isAscii(buf, start, end);
   // Attribute keys and values are nearly always ASCII: latin1 decoding is then exact and much cheaper.
   if (ascii) return buf instanceof Buffer ? buf.toString('latin1', start, end) : String.fromCharCode(...buf.subarray(start, end));
   if (!isUtf8(buf.subarray(start, end))) throw new WireFormatError('string field is not valid UTF-8');
   return utf8Decoder.decode(buf.subarray(start, end));
 }
 
+/** Whether [start, end) has no byte >= 0x80; ORs four bytes per step (this runs over every string forwarded). */
+export function isAscii(buf: Uint8Array, start: number, end: number): boolean {
+  let high = 0;
+  let i = start;
+  for (const stop = end - 3; i < stop; i += 4) high |= buf[i]! | buf[i + 1]! | buf[i + 2]! | buf[i + 3]!;
+  for (; i < end; i++) high |= buf[i]!;
+  return high < 0x80;
+}
+
 /** ASCII is checked inline; only strings with high bytes pay for the native check. */
 export function isValidUtf8(buf: Uint8Array, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) {
-    if (buf[i]! >= 0x80) return isUtf8(buf.subarray(start, end));
-  }
-  return true;
+  return isAscii(buf, start, end) || isUtf8(buf.subarray(start, end));
 }
 
 /** Decodes `repeated KeyValue` occurrences of `field` inside [start, end) into a map (first key wins). */

@@ -1,4 +1,4 @@
-import { isUtf8 } from 'node:buffer';
+import { isValidUtf8 } from './attributes';
 import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireFormatError, type WireReader } from './wire';
 
 // A table of the OTLP messages below the resource level, used to check that forwarded bytes are
@@ -293,12 +293,7 @@ function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, w
       }
       return;
     case KIND_STRING:
-      for (let i = start; i < end; i++) {
-        if (buf[i]! >= 0x80) {
-          if (!isUtf8(buf.subarray(start, end))) fail('string is not valid UTF-8', f.name);
-          return;
-        }
-      }
+      if (!isValidUtf8(buf, start, end)) fail('string is not valid UTF-8', f.name);
       return;
     case KIND_BYTES:
       if (f.lengths !== undefined && !f.lengths.includes(end - start)) {

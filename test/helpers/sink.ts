@@ -2,7 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
 import * as zlib from 'node:zlib';
 import { types } from '../../src/pdata/codec';
-import { EXPORT_METHOD, rawExportMethod } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { rawExportMethod } from './grpc';
 
 // A downstream OTLP server for exporter tests: records every request's raw bytes and can be told
 // to fail. (Where a real peer exists for the test's purpose - Jaeger - the tests use that instead.)

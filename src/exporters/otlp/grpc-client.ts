@@ -1,6 +1,7 @@
 import * as http2 from 'node:http2';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
+import { GrpcStatus, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
 
 // A unary gRPC client on node:http2, for the otlp exporter. OTLP export is one request, one
 // response: the framing is five bytes and the status comes in trailers, so this costs a third of
@@ -8,27 +9,6 @@ import * as zlib from 'node:zlib';
 
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
-
-/** gRPC status codes used here (the full list is in the gRPC spec). */
-export const GrpcStatus = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const;
-
-export const GRPC_STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
 
 export interface UnaryResult {
   readonly code: number;
@@ -82,9 +62,7 @@ export class GrpcUnaryClient {
   /** Calls `path` with one message; resolves with the status (never rejects for a gRPC error). */
   async call(path: string, message: Buffer, signal: AbortSignal, timeoutMs: number): Promise<UnaryResult> {
     const payload = this.options.gzip ? await gzip(message) : message;
-    const frameHeader = Buffer.allocUnsafe(5);
-    frameHeader[0] = this.options.gzip ? 1 : 0;
-    frameHeader.writeUInt32BE(payload.length, 1);
+    const frameHeader = messagePrefix(this.options.gzip, payload.length);
     const headers: http2.OutgoingHttpHeaders = {
       ...this.options.metadata,
       ':method': 'POST',
@@ -144,7 +122,7 @@ export class GrpcUnaryClient {
           return;
         }
         const code = Number(status['grpc-status']);
-        const text = decodeMessage(status['grpc-message']);
+        const text = decodeGrpcMessage(status['grpc-message']);
         const detailsHeader = status['grpc-status-details-bin'];
         const details = typeof detailsHeader === 'string' ? Buffer.from(detailsHeader, 'base64') : undefined;
         if (code !== GrpcStatus.OK) {
@@ -184,16 +162,6 @@ export class GrpcUnaryClient {
   private drop(session: http2.ClientHttp2Session): void {
     if (this.session === session) this.session = undefined;
     if (!session.destroyed) session.destroy();
-  }
-}
-
-/** grpc-message is percent-encoded. */
-function decodeMessage(value: string | string[] | undefined): string {
-  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
   }
 }
 

@@ -5,7 +5,8 @@ import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
 import { ExporterHelper } from '../exporterhelper/exporterhelper';
-import { GRPC_STATUS_NAMES, GrpcStatus, GrpcUnaryClient, type UnaryResult } from './grpc-client';
+import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
+import { GrpcUnaryClient, type UnaryResult } from './grpc-client';
 import { OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
 
 export interface OtlpGrpcExporterConfig extends OtlpClientConfig {

@@ -1,8 +1,15 @@
-import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
+import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
+import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage } from '../../util/grpc';
+import { boundPort, listen } from '../../util/net';
 import type { ExportHandler } from './export-handler';
+
+// OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
+// gRPC framing and status trailers; a general gRPC stack cost about twice as much CPU per request
+// here (docs/performance.md).
 
 export interface GrpcProtocolConfig {
   readonly endpoint: string;
@@ -14,50 +21,57 @@ export const EXPORT_METHOD: Record<Signal, string> = {
   metrics: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
 };
 
-const passThrough = (value: Buffer): Buffer => value;
+const ACCEPTED_ENCODINGS = 'identity,gzip,deflate';
+/** An empty response message (a full success), with its prefix. */
+const EMPTY_RESPONSE_FRAME = Buffer.alloc(MESSAGE_PREFIX_LENGTH);
+const OK_TRAILERS = { 'grpc-status': '0' };
+/** How long shutdown waits for in-flight calls before closing their connections. */
+const SHUTDOWN_GRACE_MS = 10_000;
 
-/** A unary method whose request stays raw bytes, so the receiver can scan it without decoding. */
-export function rawExportMethod(signal: Signal): grpc.MethodDefinition<Buffer, Buffer> {
-  return {
-    path: EXPORT_METHOD[signal],
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: passThrough,
-    requestDeserialize: passThrough,
-    responseSerialize: passThrough,
-    responseDeserialize: passThrough,
-  };
+/** A call that cannot go on: answered with this status, then the stream ends. */
+class CallError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** OTLP/gRPC: TraceService/Export and MetricsService/Export for the signals that have pipelines. */
 export class OtlpGrpcServer {
-  private server: grpc.Server | undefined;
-  private boundPort = 0;
+  private server: http2.Http2Server | undefined;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly routes: ReadonlyMap<string, ExportHandler>;
+  private readonly maxMessageBytes: number;
 
   constructor(
     private readonly config: GrpcProtocolConfig,
-    private readonly handlers: ReadonlyMap<Signal, ExportHandler>,
+    handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.routes = new Map([...handlers].map(([signal, handler]) => [EXPORT_METHOD[signal], handler] as const));
+    this.maxMessageBytes = Math.floor(config.maxRecvMsgSizeMiB * 1024 * 1024);
+  }
 
   get port(): number {
-    return this.boundPort;
+    return this.server ? boundPort(this.server) : 0;
   }
 
   async start(): Promise<void> {
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': Math.floor(this.config.maxRecvMsgSizeMiB * 1024 * 1024),
+    const server = http2.createServer({
+      // Requests are bounded by max_recv_msg_size_mib, not by nghttp2's per-session default (10 MB).
+      maxSessionMemory: Math.max(10, Math.ceil((4 * this.maxMessageBytes) / (1024 * 1024))),
+      // A window as large as a typical OTLP request saves a WINDOW_UPDATE round trip per call.
+      settings: { initialWindowSize: 1024 * 1024 },
     });
-    for (const [signal, handler] of this.handlers) {
-      const method = rawExportMethod(signal);
-      server.register(method.path, this.unaryHandler(handler), method.responseSerialize, method.requestDeserialize, 'unary');
-    }
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(this.config.endpoint, grpc.ServerCredentials.createInsecure(), (err, port) => {
-        if (err) reject(new Error(`cannot listen on ${this.config.endpoint}: ${err.message}`));
-        else resolve(port);
-      });
+    server.on('session', (session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC connection error'));
     });
+    server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    await listen(server, this.config.endpoint);
     this.server = server;
   }
 
@@ -65,62 +79,183 @@ export class OtlpGrpcServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    // Let in-flight calls finish; new ones are refused from now on.
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 10_000);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
+    // GOAWAY: clients stop starting calls here, calls in flight finish.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const session of this.sessions) session.close();
+    const force = setTimeout(() => {
+      for (const session of this.sessions) session.destroy();
+    }, SHUTDOWN_GRACE_MS);
+    await closed;
+    clearTimeout(force);
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    // A client that resets its call (deadline, cancel) must not take the server down.
+    stream.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC stream error'));
+    const contentType = headers['content-type'] ?? '';
+    if (!contentType.startsWith('application/grpc')) {
+      // The gRPC spec: a request that is not gRPC gets HTTP 415.
+      respondHttpError(stream, 415, `unsupported content-type ${JSON.stringify(contentType)}; this port serves OTLP/gRPC (application/grpc)`);
+      return;
+    }
+    if (headers[':method'] !== 'POST') {
+      respondHttpError(stream, 405, `method ${String(headers[':method'])} is not allowed; gRPC calls are POST`);
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    const handler = this.routes.get(path);
+    if (!handler) {
+      const served = [...this.routes.keys()].join(', ');
+      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${path}; this receiver serves ${served || 'no method'}`);
+      return;
+    }
+    const encoding = String(headers['grpc-encoding'] ?? 'identity');
+    if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
+      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${JSON.stringify(encoding)} is not supported; use ${ACCEPTED_ENCODINGS}`);
+      return;
+    }
+
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let prefixChecked = false;
+    let refused = false;
+    stream.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      chunks.push(chunk);
+      received += chunk.length;
+      // Refuse an oversized message from its prefix, before reading it.
+      if (!prefixChecked && received >= MESSAGE_PREFIX_LENGTH) {
+        prefixChecked = true;
+        const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+        const declared = head.readUInt32BE(1);
+        if (declared > this.maxMessageBytes) {
+          refused = true;
+          chunks.length = 0;
+          respondStatus(stream, GrpcStatus.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+        }
+      }
+    });
+    stream.on('end', () => {
+      if (refused) return;
+      let message: Buffer;
+      try {
+        message = this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding);
+      } catch (err) {
+        if (err instanceof CallError) {
+          respondStatus(stream, err.code, err.message);
+        } else {
+          this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
+          respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+        }
+        return;
+      }
+      this.export(stream, handler, message);
     });
   }
 
-  private unaryHandler(handler: ExportHandler): grpc.handleUnaryCall<Buffer, Buffer> {
-    return (call, callback) => {
-      const reply = (err: Partial<grpc.StatusObject> | null, value?: Buffer) => callback(err, value);
-      handler.export(call.request, 'protobuf').then(
-        (outcome) => {
-          switch (outcome.kind) {
-            case 'ok':
-              reply(null, handler.responseBytes(outcome, 'protobuf'));
-              return;
-            case 'invalid':
-              reply({ code: grpc.status.INVALID_ARGUMENT, details: outcome.message });
-              return;
-            case 'unimplemented':
-              reply({ code: grpc.status.UNIMPLEMENTED, details: outcome.message });
-              return;
-            case 'unavailable':
-              reply({ code: grpc.status.UNAVAILABLE, details: outcome.message, metadata: retryInfoMetadata(outcome.message, outcome.retryAfterMs) });
-              return;
-          }
-        },
-        (err: unknown) => {
-          this.logger.error({ err }, 'unexpected error handling an OTLP/gRPC request');
-          reply({ code: grpc.status.INTERNAL, details: 'internal error' });
-        },
-      );
-    };
+  /** The one request message of a unary call, decompressed. */
+  private unframe(body: Buffer, encoding: string): Buffer {
+    if (body.length === 0) throw new CallError(GrpcStatus.INTERNAL, 'no request message: a unary call sends exactly one');
+    if (body.length < MESSAGE_PREFIX_LENGTH) throw new CallError(GrpcStatus.INTERNAL, `truncated message prefix (${body.length} bytes)`);
+    const flag = body[0];
+    const length = body.readUInt32BE(1);
+    const end = MESSAGE_PREFIX_LENGTH + length;
+    if (body.length < end) throw new CallError(GrpcStatus.INTERNAL, `truncated request message: prefix says ${length} bytes, ${body.length - MESSAGE_PREFIX_LENGTH} arrived`);
+    if (body.length > end) throw new CallError(GrpcStatus.INTERNAL, 'more than one request message: a unary call sends exactly one');
+    const message = body.subarray(MESSAGE_PREFIX_LENGTH, end);
+    if (flag === 0) return message;
+    if (flag !== 1) throw new CallError(GrpcStatus.INTERNAL, `invalid compressed-flag byte ${String(flag)} in the message prefix`);
+    if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
+    try {
+      const options = { maxOutputLength: this.maxMessageBytes };
+      return encoding === 'gzip' ? zlib.gunzipSync(message, options) : zlib.inflateSync(message, options);
+    } catch (err) {
+      const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger');
+      if (tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+      throw new CallError(GrpcStatus.INVALID_ARGUMENT, `invalid ${encoding} message: ${(err as Error).message}`);
+    }
+  }
+
+  private export(stream: http2.ServerHttp2Stream, handler: ExportHandler, message: Buffer): void {
+    handler.export(message, 'protobuf').then(
+      (outcome) => {
+        switch (outcome.kind) {
+          case 'ok':
+            respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
+            return;
+          case 'invalid':
+            respondStatus(stream, GrpcStatus.INVALID_ARGUMENT, outcome.message);
+            return;
+          case 'unimplemented':
+            respondStatus(stream, GrpcStatus.UNIMPLEMENTED, outcome.message);
+            return;
+          case 'unavailable':
+            respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
+            return;
+        }
+      },
+      (err: unknown) => {
+        this.logger.error({ err }, 'unexpected error handling an OTLP/gRPC request');
+        respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+      },
+    );
   }
 }
 
-/** grpc-status-details-bin carrying a RetryInfo, so clients know how long to back off. */
-function retryInfoMetadata(message: string, retryAfterMs: number): grpc.Metadata {
+function isOpen(stream: http2.ServerHttp2Stream): boolean {
+  return !stream.destroyed && !stream.closed && !stream.headersSent;
+}
+
+/** A response message (undefined: the empty one), then status OK in trailers. */
+function respondMessage(stream: http2.ServerHttp2Stream, response: Buffer | undefined): void {
+  if (!isOpen(stream)) return;
+  stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': ACCEPTED_ENCODINGS }, { waitForTrailers: true });
+  stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+  if (response === undefined || response.length === 0) {
+    stream.end(EMPTY_RESPONSE_FRAME);
+    return;
+  }
+  const frame = Buffer.allocUnsafe(MESSAGE_PREFIX_LENGTH + response.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(response.length, 1);
+  response.copy(frame, MESSAGE_PREFIX_LENGTH);
+  stream.end(frame);
+}
+
+/** A status without a message: gRPC's trailers-only response. */
+function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array): void {
+  if (!isOpen(stream)) return;
+  const headers: http2.OutgoingHttpHeaders = {
+    ':status': 200,
+    'content-type': 'application/grpc',
+    'grpc-accept-encoding': ACCEPTED_ENCODINGS,
+    'grpc-status': String(code),
+    'grpc-message': encodeGrpcMessage(message),
+  };
+  if (details) headers['grpc-status-details-bin'] = Buffer.from(details).toString('base64').replace(/=+$/, '');
+  stream.respond(headers, { endStream: true });
+  // Whatever the client still sends is not wanted; NO_ERROR tells it to stop.
+  if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
+
+function respondHttpError(stream: http2.ServerHttp2Stream, status: number, message: string): void {
+  if (!isOpen(stream)) return;
+  stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+  stream.end(`${message}\n`);
+  stream.resume();
+}
+
+/** A google.rpc.Status with a RetryInfo, so clients know how long to back off. */
+function retryInfoDetails(message: string, retryAfterMs: number): Uint8Array {
   const seconds = Math.floor(retryAfterMs / 1000);
   const retryInfo = types.RetryInfo.encode(
     types.RetryInfo.fromObject({ retryDelay: { seconds, nanos: (retryAfterMs % 1000) * 1e6 } }),
   ).finish();
-  const status = types.Status.encode(
+  return types.Status.encode(
     types.Status.fromObject({
-      code: grpc.status.UNAVAILABLE,
+      code: GrpcStatus.UNAVAILABLE,
       message,
       details: [{ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: retryInfo }],
     }),
   ).finish();
-  const metadata = new grpc.Metadata();
-  metadata.set('grpc-status-details-bin', Buffer.from(status));
-  return metadata;
 }

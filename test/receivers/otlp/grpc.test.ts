@@ -1,9 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
+import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { decodeToPlain, types } from '../../../src/pdata/codec';
-import { EXPORT_METHOD, rawExportMethod } from '../../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { rawExportMethod } from '../../helpers/grpc';
 import type { Service } from '../../../src/service/service';
 import { encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
@@ -223,8 +225,7 @@ void describe('OTLP/gRPC receiver', () => {
       result = await exportCall(client!, EXPORT_METHOD.traces, big);
     });
     assert.equal(result?.err?.code, grpc.status.RESOURCE_EXHAUSTED);
-    assert.match(result.err.details, /larger than max/i);
-    assert.match(result.err.details, new RegExp(`${MAX_RECV_MIB * 1024 * 1024}`));
+    assert.match(result.err.details, new RegExp(`request message of ${big.length} bytes exceeds max_recv_msg_size_mib \\(${MAX_RECV_MIB * 1024 * 1024} bytes\\)`));
     assert.equal(forwarded.length, 0);
   });
 
@@ -315,5 +316,190 @@ void describe('OTLP/gRPC receiver when the exporter queue is full', () => {
     sink.reply = () => ({ kind: 'ok' });
     await waitFor(`all ${accepted} accepted batches to reach the sink`, () => sink.requests.length === accepted, 30_000);
     assert.equal(sink.spanCount(), accepted);
+  });
+});
+
+interface RawResponse {
+  readonly status: number;
+  readonly headers: http2.IncomingHttpHeaders;
+  /** Trailers; for a trailers-only response, the headers. */
+  readonly trailers: http2.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** One HTTP/2 request with exactly these headers and body bytes: what a non-grpc-js client could send. */
+function rawCall(port: number, headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<RawResponse> {
+  return new Promise<RawResponse>((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const requestHeaders = { ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers', ...headers };
+    const bodyless = requestHeaders[':method'] === 'GET';
+    const stream = session.request(requestHeaders, { endStream: bodyless });
+    let responseHeaders: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    stream.on('response', (h) => {
+      responseHeaders = h;
+      if (h['grpc-status'] !== undefined) trailers = h;
+    });
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      trailers = t;
+    });
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('error', reject);
+    stream.on('close', () => {
+      session.close();
+      resolve({ status: Number(responseHeaders[':status']), headers: responseHeaders, trailers, body: Buffer.concat(chunks) });
+    });
+    if (!bodyless) stream.end(body);
+  });
+}
+
+function framed(message: Buffer, compressedFlag = 0): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix[0] = compressedFlag;
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', () => {
+  const sink = new GrpcSink();
+  let service: Service | undefined;
+  let grpcPort = 0;
+
+  before(async () => {
+    await sink.start();
+    [grpcPort = 0] = await freePorts(1);
+    service = await startService({
+      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, max_recv_msg_size_mib: MAX_RECV_MIB } } } },
+      processors: { 'filter/web': { keep: [{ 'service.instance.id': KEPT.instanceId }] } },
+      exporters: { 'otlp/sink': sinkExporter(sink.port) },
+      service: {
+        pipelines: { traces: { receivers: ['otlp'], processors: ['filter/web'], exporters: ['otlp/sink'] } },
+        telemetry: { metrics: { level: 'none' } },
+      },
+    });
+  });
+
+  after(async () => {
+    await service?.shutdown();
+    await sink.stop();
+  });
+
+  const keptRequest = () => encodeTraces([obiResourceSpans(KEPT, [obiSpan({ name: 'raw' })]), obiResourceSpans(DROPPED, [obiSpan()])]);
+
+  void test('a plain call: headers, one empty message, grpc-status 0 in trailers; deflate and gzip messages too', async () => {
+    const plain = await rawCall(grpcPort, {}, framed(keptRequest()));
+    assert.equal(plain.status, 200);
+    assert.equal(plain.headers['content-type'], 'application/grpc');
+    assert.equal(plain.trailers['grpc-status'], '0');
+    assert.deepEqual(plain.body, Buffer.alloc(5), 'one uncompressed empty message');
+
+    const before = sink.requests.length;
+    for (const [encoding, compress] of [['deflate', zlib.deflateSync], ['gzip', zlib.gzipSync]] as const) {
+      const result = await rawCall(grpcPort, { 'grpc-encoding': encoding }, framed(compress(keptRequest()), 1));
+      assert.equal(result.trailers['grpc-status'], '0', `${encoding}: ${String(result.trailers['grpc-message'])}`);
+    }
+    // grpc-encoding names the algorithm; a message may still be sent uncompressed (flag 0).
+    const uncompressedOnGzipCall = await rawCall(grpcPort, { 'grpc-encoding': 'gzip' }, framed(keptRequest()));
+    assert.equal(uncompressedOnGzipCall.trailers['grpc-status'], '0');
+    await waitFor('three forwarded requests', () => sink.requests.length === before + 3);
+    for (const r of sink.requests.slice(before)) assert.deepEqual(spansOf(r.body).map((s) => s.name), ['raw']);
+  });
+
+  void test('framing errors get a status naming the problem, and nothing is forwarded', async () => {
+    const before = sink.requests.length;
+    const message = keptRequest();
+    const cases: [string, http2.OutgoingHttpHeaders, Buffer, number, RegExp][] = [
+      ['no message', {}, Buffer.alloc(0), grpc.status.INTERNAL, /no request message/],
+      ['short prefix', {}, Buffer.from([0, 0, 0]), grpc.status.INTERNAL, /truncated message prefix \(3 bytes\)/],
+      ['truncated', {}, framed(message).subarray(0, 50), grpc.status.INTERNAL, new RegExp(`prefix says ${message.length} bytes, 45 arrived`)],
+      ['two messages', {}, Buffer.concat([framed(message), framed(message)]), grpc.status.INTERNAL, /more than one request message/],
+      ['bad flag', {}, framed(message, 7), grpc.status.INTERNAL, /invalid compressed-flag byte 7/],
+      ['compressed without encoding', {}, framed(zlib.gzipSync(message), 1), grpc.status.INTERNAL, /marked compressed but the call has no grpc-encoding/],
+      ['corrupt gzip', { 'grpc-encoding': 'gzip' }, framed(Buffer.from('not gzip at all'), 1), grpc.status.INVALID_ARGUMENT, /invalid gzip message/],
+      ['unknown encoding', { 'grpc-encoding': 'snappy' }, framed(message), grpc.status.UNIMPLEMENTED, /grpc-encoding "snappy" is not supported; use identity,gzip,deflate/],
+      ['unknown method', { ':path': '/opentelemetry.proto.collector.logs.v1.LogsService/Export' }, framed(message), grpc.status.UNIMPLEMENTED, /unknown method \/opentelemetry\.proto\.collector\.logs\.v1\.LogsService\/Export; this receiver serves \/opentelemetry\.proto\.collector\.trace\.v1\.TraceService\/Export/],
+    ];
+    for (const [name, headers, body, code, message] of cases) {
+      const result = await rawCall(grpcPort, headers, body);
+      assert.equal(result.status, 200, name);
+      assert.equal(result.trailers['grpc-status'], String(code), `${name}: ${String(result.trailers['grpc-message'])}`);
+      assert.match(decodeURIComponent(String(result.trailers['grpc-message'])), message, name);
+    }
+    // A bomb: 10 MiB of zeros gzip to ~10 KiB, well under the 64 KiB limit until inflated.
+    const bomb = zlib.gzipSync(Buffer.alloc(10 * 1024 * 1024));
+    const bombed = await rawCall(grpcPort, { 'grpc-encoding': 'gzip' }, framed(bomb, 1));
+    assert.equal(bombed.trailers['grpc-status'], String(grpc.status.RESOURCE_EXHAUSTED));
+    assert.match(decodeURIComponent(String(bombed.trailers['grpc-message'])), /decompressed request message exceeds max_recv_msg_size_mib \(65536 bytes\)/);
+    assert.equal(sink.requests.length, before);
+  });
+
+  void test('not gRPC: HTTP 415 for another content-type, 405 for GET', async () => {
+    const json = await rawCall(grpcPort, { 'content-type': 'application/json' }, Buffer.from('{}'));
+    assert.equal(json.status, 415);
+    assert.match(json.body.toString(), /unsupported content-type "application\/json"; this port serves OTLP\/gRPC/);
+    const get = await rawCall(grpcPort, { ':method': 'GET' }, Buffer.alloc(0));
+    assert.equal(get.status, 405);
+  });
+
+  void test('a status message with non-ASCII text is percent-encoded and arrives intact', async () => {
+    // A span name is not in the message; the located error is. Use a bad UTF-8 key to get one.
+    const result = await rawCall(grpcPort, {}, framed(Buffer.from([0x0a, 0x03, 0x0a, 0x01, 0xff])));
+    assert.equal(result.trailers['grpc-status'], String(grpc.status.INVALID_ARGUMENT));
+    const text = String(result.trailers['grpc-message']);
+    assert.doesNotMatch(text, /[^\x20-\x7e]/, 'only printable ASCII on the wire');
+    assert.match(decodeURIComponent(text), /^invalid OTLP protobuf traces request: /);
+  });
+
+  void test('a call the client cancels does not disturb the server', async () => {
+    const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+    const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => undefined);
+    stream.write(framed(keptRequest()).subarray(0, 20));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    session.destroy();
+    const after = await rawCall(grpcPort, {}, framed(keptRequest()));
+    assert.equal(after.trailers['grpc-status'], '0');
+  });
+});
+
+void describe('OTLP/gRPC receiver shutdown', () => {
+  void test('a call in flight when shutdown starts is answered; new connections are refused', async () => {
+    const sink = new GrpcSink();
+    await sink.start();
+    const [grpcPort = 0] = await freePorts(1);
+    const service = await startService({
+      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` } } } },
+      exporters: { 'otlp/sink': sinkExporter(sink.port, { sending_queue: { enabled: false } }) },
+      service: { pipelines: { traces: { receivers: ['otlp'], exporters: ['otlp/sink'] } }, telemetry: { metrics: { level: 'none' } } },
+    });
+    let stopped: Promise<void> | undefined;
+    try {
+      const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+      await new Promise<void>((resolve) => session.once('connect', () => resolve()));
+      // Start the call but hold back its last byte until shutdown has begun.
+      const body = framed(encodeTraces([obiResourceSpans(KEPT, [obiSpan({ name: 'in-flight' })])]));
+      const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+      let trailers: http2.IncomingHttpHeaders = {};
+      stream.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = t));
+      stream.resume();
+      const closed = new Promise<void>((resolve) => stream.on('close', () => resolve()));
+      stream.write(body.subarray(0, body.length - 1));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      stopped = service.shutdown();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      stream.end(body.subarray(body.length - 1));
+      await closed;
+      assert.equal(trailers['grpc-status'], '0', 'the in-flight call completed');
+      await stopped;
+      assert.deepEqual(sink.requests.map((r) => spansOf(r.body).map((s) => s.name)), [['in-flight']]);
+      session.destroy();
+      await assert.rejects(rawCall(grpcPort, {}, framed(encodeTraces([]))), /ECONNREFUSED/);
+    } finally {
+      await (stopped ?? service.shutdown());
+      await sink.stop();
+    }
   });
 });

@@ -1,0 +1,28 @@
+import * as http2 from 'node:http2';
+import * as zlib from 'node:zlib';
+
+const EMPTY_RESPONSE_FRAME = Buffer.alloc(5);
+const OK_TRAILERS = { 'grpc-status': '0' };
+
+/**
+ * The least an OTLP/gRPC server can do on node:http2: read each call's one message (inflated when
+ * its compressed flag is set), hand it to `onMessage`, answer an empty success. Used by the floor
+ * and by the load generator's sink.
+ */
+export function createGrpcSink(onMessage: (message: Buffer) => void): http2.Http2Server {
+  const server = http2.createServer({ maxSessionMemory: 1024, settings: { initialWindowSize: 1024 * 1024 } });
+  server.on('stream', (stream) => {
+    const chunks: Buffer[] = [];
+    stream.on('error', () => undefined);
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => {
+      const frame = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      const message = frame.subarray(5, 5 + frame.readUInt32BE(1));
+      onMessage(frame[0] === 1 ? zlib.gunzipSync(message) : message);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+      stream.end(EMPTY_RESPONSE_FRAME);
+    });
+  });
+  return server;
+}

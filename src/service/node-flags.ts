@@ -1,0 +1,9 @@
+// Node flags spansieve runs with: `npm start`, the `spansieve` bin (its shebang), the Dockerfile and
+// the benchmark all pass these (a test keeps them in step).
+//
+// --max-semi-space-size=2 (MiB): spansieve's old generation is small (about 10 MiB live), and V8
+// lets the young generation grow to 16 MiB semi-spaces; when the old generation's headroom is no
+// larger than the young generation, V8 starts a full mark-compact every few hundred milliseconds
+// instead of scavenging. Capping the young generation restores cheap scavenges and cuts peak RSS
+// (docs/performance.md).
+export const SPANSIEVE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];

@@ -1,5 +1,5 @@
 import type { Attributes } from './attributes';
-import { encodeRepeatedField } from './wire';
+import { WIRE_LEN, encodeRepeatedField, varintSize } from './wire';
 
 export type Signal = 'traces' | 'metrics';
 
@@ -18,6 +18,8 @@ export interface ResourceBlock {
 /** The one data contract between components: a batch of resources of one signal. */
 export class Batch {
   readonly itemCount: number;
+  /** The export request, when compact() has built it already. */
+  private encoded: Buffer | undefined;
 
   constructor(
     readonly signal: Signal,
@@ -30,7 +32,29 @@ export class Batch {
 
   /** The batch as an ExportTraceServiceRequest / ExportMetricsServiceRequest (field 1 both); a Buffer. */
   toRequestBytes(): Buffer {
-    return encodeRepeatedField(1, this.resources.map((block) => block.bytes));
+    return this.encoded ?? encodeRepeatedField(1, this.resources.map((block) => block.bytes));
+  }
+
+  /**
+   * The same batch with its blocks copied into one new buffer laid out as its export request.
+   * Received blocks are views into the whole request they came in; a batch that waits in a queue
+   * would keep all of that request alive, dropped resources included. After compact() it holds
+   * only its own bytes, and toRequestBytes() is free.
+   */
+  compact(): Batch {
+    if (this.encoded) return this;
+    const encoded = this.toRequestBytes();
+    const tagSize = varintSize(1 * 8 + WIRE_LEN);
+    let pos = 0;
+    const resources = this.resources.map((block): ResourceBlock => {
+      pos += tagSize + varintSize(block.bytes.length);
+      const bytes = encoded.subarray(pos, pos + block.bytes.length);
+      pos += block.bytes.length;
+      return { ...block, bytes };
+    });
+    const compacted = new Batch(this.signal, resources);
+    compacted.encoded = encoded;
+    return compacted;
   }
 
   withResources(resources: readonly ResourceBlock[]): Batch {

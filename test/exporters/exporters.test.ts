@@ -272,6 +272,33 @@ describe('sending queue sizers', () => {
   }
 });
 
+describe('sending queue copies what it holds', () => {
+  for (const factory of [otlpExporterFactory, otlpHttpExporterFactory]) {
+    test(`${factory.type}: a queued batch no longer depends on the received request's buffer`, async () => {
+      const sink = factory === otlpExporterFactory ? new GrpcSink() : new HttpSink();
+      await sink.start();
+      let open = false;
+      sink.reply = () => (open ? { kind: 'ok' } : factory === otlpExporterFactory ? { kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'hold' } : { kind: 'http-error', status: 503, message: 'hold' });
+      const endpoint = factory === otlpExporterFactory ? { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true } } : { endpoint: `http://127.0.0.1:${sink.port}` };
+      const exporter = makeExporter(factory, { ...endpoint, compression: 'none', retry_on_failure: fastRetry, sending_queue: { num_consumers: 1, queue_size: 10 } });
+      await exporter.start(noop);
+      const received = Buffer.from(obiTraceRequest([hostInstance('h', 7)], 3));
+      const expected = Buffer.from(received);
+      try {
+        await exporter.consume(batchOf(1, 1)); // holds the only consumer until the sink opens
+        await waitFor('the consumer to take the first batch', () => sink.requests.length > 0);
+        await exporter.consume(parseRequest('traces', received).batch);
+        received.fill(0); // what a reused or freed receive buffer would look like
+      } finally {
+        open = true;
+        await exporter.shutdown();
+        await sink.stop();
+      }
+      assert.deepEqual(sink.requests.at(-1)?.body, expected);
+    });
+  }
+});
+
 describe('otlphttp exporter', () => {
   const sink = new HttpSink();
   after(() => sink.stop());

@@ -89,6 +89,8 @@ export class ExporterHelper implements Component, Consumer {
     private readonly settings: CreateSettings,
     private readonly config: HelperConfig,
     private readonly push: PushFn,
+    /** The push function sends batch.toRequestBytes(): build those bytes when queuing (Batch.compact). */
+    private readonly sendsRequestBytes = false,
   ) {
     this.logger = settings.logger;
     const labels = { exporter: settings.id };
@@ -118,7 +120,7 @@ export class ExporterHelper implements Component, Consumer {
       const unit = this.config.queue.sizer === 'requests' ? 'batches' : this.config.queue.sizer;
       throw new RetryableError(`sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} ${unit})`);
     }
-    this.queue.push(batch);
+    this.queue.push(this.sendsRequestBytes ? batch.compact() : batch);
     this.queued += size;
     this.queueSizeGauge.set(this.queued);
     this.pump();

@@ -49,7 +49,7 @@ export class OtlpGrpcExporter implements Component, Consumer {
     private readonly config: OtlpGrpcExporterConfig,
   ) {
     for (const [name, value] of Object.entries(config.headers)) this.metadata[name.toLowerCase()] = value;
-    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal));
+    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal), true);
   }
 
   async start(): Promise<void> {

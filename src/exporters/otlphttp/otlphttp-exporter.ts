@@ -43,7 +43,7 @@ export class OtlpHttpExporter implements Component, Consumer {
     private readonly settings: CreateSettings,
     private readonly config: OtlpHttpExporterConfig,
   ) {
-    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal));
+    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal), true);
   }
 
   async start(): Promise<void> {

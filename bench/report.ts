@@ -19,6 +19,10 @@ export interface Result {
   readonly latency: 'request-in-to-request-out' | 'round-trip';
   readonly rtt_p50_ms: number;
   readonly rtt_p99_ms: number;
+  readonly p90_ms: number;
+  readonly p999_ms: number;
+  /** Share of requests whose latency was over 5 ms (the p99 target). */
+  readonly slow_request_share: number | null;
   readonly server_cpu_cores: number;
   /** The same split by thread name (live threads): "main" vs V8/libuv helper threads. */
   readonly server_cpu_cores_by_thread: Record<string, number>;

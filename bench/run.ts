@@ -614,6 +614,10 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
     latency: expectSink ? 'request-in-to-request-out' : 'round-trip',
     rtt_p50_ms: round(percentile(w.rtt, 50), 3),
     rtt_p99_ms: round(percentile(w.rtt, 99), 3),
+    // The shape of the tail: p99 alone cannot tell a few stalls from a slow everything.
+    p90_ms: round(percentile(latency, 90), 3),
+    p999_ms: round(percentile(latency, 99.9), 3),
+    slow_request_share: latency.length > 0 ? round(latency.filter((ms) => ms > 5).length / latency.length, 4) : null,
     server_cpu_cores: round(w.serverCpu / w.seconds, 3),
     server_cpu_cores_by_thread: w.serverThreads,
     window_seconds: round(w.seconds, 2),

@@ -25,6 +25,7 @@ const ACCEPTED_ENCODINGS = 'identity,gzip,deflate';
 /** An empty response message (a full success), with its prefix. */
 const EMPTY_RESPONSE_FRAME = Buffer.alloc(MESSAGE_PREFIX_LENGTH);
 const OK_TRAILERS = { 'grpc-status': '0' };
+const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 /** How long shutdown waits for in-flight calls before closing their connections. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -66,6 +67,9 @@ export class OtlpGrpcServer {
       settings: { initialWindowSize: 1024 * 1024 },
     });
     server.on('session', (session) => {
+      // The connection-level window starts at 64 KiB whatever the settings say; a larger one lets a
+      // client send a whole request (or several) without waiting for WINDOW_UPDATEs.
+      session.on('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC connection error'));

@@ -435,6 +435,15 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
     assert.equal(sink.requests.length, before);
   });
 
+  void test('the connection window is opened to 16 MiB, so a client can send whole requests without waiting', async () => {
+    const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+    try {
+      await waitFor('the server to open its connection window', () => session.state.remoteWindowSize === 16 * 1024 * 1024, 3000, 20);
+    } finally {
+      session.destroy();
+    }
+  });
+
   void test('not gRPC: HTTP 415 for another content-type, 405 for GET', async () => {
     const json = await rawCall(grpcPort, { 'content-type': 'application/json' }, Buffer.from('{}'));
     assert.equal(json.status, 415);

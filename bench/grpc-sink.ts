@@ -10,7 +10,9 @@ const OK_TRAILERS = { 'grpc-status': '0' };
  * and by the load generator's sink.
  */
 export function createGrpcSink(onMessage: (message: Buffer) => void): http2.Http2Server {
-  const server = http2.createServer({ maxSessionMemory: 1024, settings: { initialWindowSize: 1024 * 1024 } });
+  // The same HTTP/2 settings as spansieve's receiver (src/receivers/otlp/grpc-server.ts).
+  const server = http2.createServer({ maxSessionMemory: 1024, settings: { initialWindowSize: 1024 * 1024, maxFrameSize: 1024 * 1024 } });
+  server.on('session', (session) => session.on('connect', () => session.setLocalWindowSize(16 * 1024 * 1024)));
   server.on('stream', (stream) => {
     const chunks: Buffer[] = [];
     stream.on('error', () => undefined);

@@ -17,7 +17,7 @@ import {
   varint,
   type MessageSpec,
 } from './schema';
-import { WIRE_LEN, WireFormatError, WireReader, encodeRepeatedField } from './wire';
+import { WIRE_LEN, WireFormatError, WireReader, encodeRepeatedField, hashBytes } from './wire';
 
 // Splits an export request into resource blocks straight from the wire: checks every byte that
 // will be forwarded, decodes only resource attributes, counts spans / points. Items that are well
@@ -35,31 +35,52 @@ const EMPTY_ATTRIBUTES: ReadonlyMap<string, AttrValue> = new Map();
 
 /**
  * Decoded attributes by the exact bytes of their Resource message. OBI sends the same resource
- * bytes for a process in every batch, so after the first request a resource costs one lookup
- * instead of a check and a decode of every attribute. Bounded: cleared when full.
+ * bytes for a process in every batch, so after the first request a resource costs a hash, one
+ * native compare and no allocation, instead of a check and a decode of every attribute. Keyed by
+ * a hash of the bytes; an entry matches only when its bytes are equal. Bounded: cleared when full.
  */
-const resourceCache = new Map<string, ReadonlyMap<string, AttrValue>>();
+interface CachedResource {
+  readonly bytes: Buffer;
+  readonly attributes: ReadonlyMap<string, AttrValue>;
+  /** Another resource whose bytes have the same hash. */
+  readonly next: CachedResource | undefined;
+}
+const resourceCache = new Map<number, CachedResource>();
+let resourceCacheEntries = 0;
 const RESOURCE_CACHE_MAX_ENTRIES = 4096;
-/** Bound on the keys' total size (the maps are about as large again). */
+/** Entries kept per hash value; beyond that the newest replaces the chain. */
+const RESOURCE_CACHE_MAX_CHAIN = 4;
+/** Bound on the cached bytes' total size (the maps are about as large again). */
 const RESOURCE_CACHE_MAX_TOTAL_BYTES = 8 * 1024 * 1024;
 /** Larger resources are decoded each time. */
 const RESOURCE_CACHE_MAX_BYTES = 64 * 1024;
 let resourceCacheBytes = 0;
 
 function resourceAttributes(buf: Uint8Array, start: number, end: number): ReadonlyMap<string, AttrValue> {
-  const cacheable = end - start <= RESOURCE_CACHE_MAX_BYTES;
-  const key = cacheable ? Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1') : '';
-  const cached = cacheable ? resourceCache.get(key) : undefined;
-  if (cached) return cached;
+  const length = end - start;
+  const cacheable = length <= RESOURCE_CACHE_MAX_BYTES;
+  const hash = cacheable ? hashBytes(buf, start, end) : 0;
+  let chain = 0;
+  if (cacheable) {
+    for (let entry = resourceCache.get(hash); entry !== undefined; entry = entry.next, chain++) {
+      if (entry.bytes.length === length && entry.bytes.compare(buf, start, end) === 0) return entry.attributes;
+    }
+  }
   const attributes = decodeKeyValues(buf, start, end, 1);
   checkMessage(buf, start, end, ResourceSpec);
   if (cacheable) {
-    if (resourceCache.size >= RESOURCE_CACHE_MAX_ENTRIES || resourceCacheBytes + key.length > RESOURCE_CACHE_MAX_TOTAL_BYTES) {
+    if (resourceCacheEntries >= RESOURCE_CACHE_MAX_ENTRIES || resourceCacheBytes + length > RESOURCE_CACHE_MAX_TOTAL_BYTES) {
       resourceCache.clear();
+      resourceCacheEntries = 0;
       resourceCacheBytes = 0;
     }
-    resourceCache.set(key, attributes);
-    resourceCacheBytes += key.length;
+    // A copy: the request's buffer must not be kept alive (or seen changed) by the cache.
+    const bytes = Buffer.from(buf.subarray(start, end));
+    // Chains stay short whatever the input, so a lookup costs a few compares at most.
+    const next = chain < RESOURCE_CACHE_MAX_CHAIN ? resourceCache.get(hash) : undefined;
+    resourceCache.set(hash, { bytes, attributes, next });
+    resourceCacheEntries++;
+    resourceCacheBytes += length;
   }
   return attributes;
 }

@@ -174,3 +174,21 @@ export function encodeRepeatedField(field: number, parts: readonly Uint8Array[])
   }
   return out;
 }
+
+/** Per process, so hash collisions cannot be precomputed. */
+const HASH_SEED = (Math.random() * 0x100000000) >>> 0;
+
+/**
+ * A cheap hash for cache keys (a collision only costs a compare): FNV-1a over four bytes per step,
+ * with a shift after each multiply so every input bit reaches the low bits. Seeded per process.
+ */
+export function hashBytes(buf: Uint8Array, start: number, end: number): number {
+  let h = (0x811c9dc5 ^ HASH_SEED ^ (end - start)) | 0;
+  let i = start;
+  for (const stop = end - 3; i < stop; i += 4) {
+    h = Math.imul(h ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24)), 0x01000193);
+    h ^= h >>> 15;
+  }
+  for (; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  return h;
+}

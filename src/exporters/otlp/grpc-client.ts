@@ -10,6 +10,19 @@ import { GrpcStatus, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
 
+/** How long a connection has to answer a PING after a call on it timed out. */
+const PING_TIMEOUT_MS = 5000;
+/** An Export response is a few bytes; anything this large is not one. */
+const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+
+/** grpc-timeout: at most 8 digits, so long timeouts go in seconds or minutes. */
+function grpcTimeout(ms: number): string {
+  const millis = Math.ceil(ms);
+  if (millis < 1e8) return `${millis}m`;
+  const seconds = Math.ceil(millis / 1000);
+  return seconds < 1e8 ? `${seconds}S` : `${Math.min(99_999_999, Math.ceil(seconds / 60))}M`;
+}
+
 export interface UnaryResult {
   readonly code: number;
   readonly message: string;
@@ -17,6 +30,8 @@ export interface UnaryResult {
   readonly details: Buffer | undefined;
   /** The response message (decompressed), when the call succeeded. */
   readonly response: Buffer | undefined;
+  /** Why a successful call's response could not be read. */
+  readonly responseError?: string;
 }
 
 export interface GrpcClientOptions {
@@ -73,11 +88,17 @@ export class GrpcUnaryClient {
       'grpc-accept-encoding': 'identity,gzip',
     };
     if (this.options.gzip) headers['grpc-encoding'] = 'gzip';
-    if (timeoutMs > 0) headers['grpc-timeout'] = `${Math.ceil(timeoutMs)}m`;
+    if (timeoutMs > 0) headers['grpc-timeout'] = grpcTimeout(timeoutMs);
 
     const session = this.connect();
     return new Promise<UnaryResult>((resolve) => {
       let settled = false;
+      let stream: http2.ClientHttp2Stream | undefined;
+      const onAbort = () => {
+        stream?.close(http2.constants.NGHTTP2_CANCEL);
+        this.checkAlive(session);
+        fail(GrpcStatus.DEADLINE_EXCEEDED, `call to ${this.origin} cancelled: ${String((signal.reason as Error | undefined)?.message ?? 'aborted')}`);
+      };
       const finish = (result: UnaryResult) => {
         if (settled) return;
         settled = true;
@@ -85,40 +106,46 @@ export class GrpcUnaryClient {
         resolve(result);
       };
       const fail = (code: number, text: string) => finish({ code, message: text, details: undefined, response: undefined });
-      let stream: http2.ClientHttp2Stream;
+      if (signal.aborted) {
+        fail(GrpcStatus.DEADLINE_EXCEEDED, `call to ${this.origin} cancelled before it started`);
+        return;
+      }
       try {
         stream = session.request(headers);
       } catch (err) {
-        this.drop(session);
-        fail(GrpcStatus.UNAVAILABLE, `cannot start a call to ${this.origin}: ${(err as Error).message}`);
+        const code = (err as NodeJS.ErrnoException).code ?? '';
+        if (code.startsWith('ERR_HTTP2_INVALID_HEADER') || code === 'ERR_INVALID_CHAR' || code === 'ERR_HTTP2_INVALID_CONNECTION_HEADERS') {
+          // A header the config supplied cannot be sent: the session is fine, the call never will be.
+          fail(GrpcStatus.INVALID_ARGUMENT, `cannot send the configured headers to ${this.origin}: ${(err as Error).message}`);
+        } else {
+          this.drop(session);
+          fail(GrpcStatus.UNAVAILABLE, `cannot start a call to ${this.origin}: ${(err as Error).message}`);
+        }
         return;
       }
-      const onAbort = () => {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        fail(GrpcStatus.DEADLINE_EXCEEDED, `call to ${this.origin} cancelled: ${String((signal.reason as Error | undefined)?.message ?? 'aborted')}`);
-      };
+      const call = stream;
       signal.addEventListener('abort', onAbort, { once: true });
 
       let httpStatus = 0;
       let status: http2.IncomingHttpHeaders = {};
       let compressed = false;
       const chunks: Buffer[] = [];
-      stream.on('response', (responseHeaders) => {
+      call.on('response', (responseHeaders) => {
         httpStatus = Number(responseHeaders[':status']);
         compressed = responseHeaders['grpc-encoding'] === 'gzip';
         // A trailers-only response carries the status in its headers.
         if (responseHeaders['grpc-status'] !== undefined) status = responseHeaders;
       });
-      stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
+      call.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
         status = trailers;
       });
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('error', (err: Error) => fail(GrpcStatus.UNAVAILABLE, `call to ${this.origin} failed: ${err.message}`));
-      stream.on('close', () => {
+      call.on('data', (chunk: Buffer) => chunks.push(chunk));
+      call.on('error', (err: Error) => fail(GrpcStatus.UNAVAILABLE, `call to ${this.origin} failed: ${err.message}`));
+      call.on('close', () => {
         if (settled) return;
         if (status['grpc-status'] === undefined) {
           if (httpStatus !== 0 && httpStatus !== 200) fail(codeForHttpStatus(httpStatus), `HTTP ${httpStatus} from ${this.origin} (not a gRPC server?)`);
-          else fail(GrpcStatus.UNAVAILABLE, `call to ${this.origin} ended without a status (stream reset ${stream.rstCode})`);
+          else fail(GrpcStatus.UNAVAILABLE, `call to ${this.origin} ended without a status (stream reset ${call.rstCode})`);
           return;
         }
         const code = Number(status['grpc-status']);
@@ -129,13 +156,14 @@ export class GrpcUnaryClient {
           finish({ code, message: text, details, response: undefined });
           return;
         }
+        // The server accepted the request: an unreadable response must not make it a failure (a retry would duplicate it).
         readResponse(Buffer.concat(chunks), compressed).then(
           (response) => finish({ code, message: text, details, response }),
-          (err: Error) => fail(GrpcStatus.INTERNAL, `unreadable response from ${this.origin}: ${err.message}`),
+          (err: Error) => finish({ code, message: text, details, response: undefined, responseError: `unreadable response from ${this.origin}: ${err.message}` }),
         );
       });
-      stream.write(frameHeader);
-      stream.end(payload);
+      call.write(frameHeader);
+      call.end(payload);
     });
   }
 
@@ -159,6 +187,22 @@ export class GrpcUnaryClient {
     return session;
   }
 
+  /** After a call timed out: if the connection does not answer a PING either, replace it. */
+  private checkAlive(session: http2.ClientHttp2Session): void {
+    if (session.destroyed || session.closed) return;
+    const timer = setTimeout(() => this.drop(session), PING_TIMEOUT_MS);
+    timer.unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(timer);
+        if (err) this.drop(session);
+      });
+    } catch {
+      clearTimeout(timer);
+      this.drop(session);
+    }
+  }
+
   private drop(session: http2.ClientHttp2Session): void {
     if (this.session === session) this.session = undefined;
     if (!session.destroyed) session.destroy();
@@ -166,9 +210,13 @@ export class GrpcUnaryClient {
 }
 
 async function readResponse(body: Buffer, compressedStream: boolean): Promise<Buffer | undefined> {
-  if (body.length < 5) return undefined;
+  if (body.length === 0) return undefined;
+  if (body.length < 5) throw new Error(`truncated message prefix (${body.length} bytes)`);
   const flag = body[0];
   const length = body.readUInt32BE(1);
-  const message = body.subarray(5, 5 + length);
-  return flag === 1 && compressedStream ? gunzip(message) : message;
+  if (body.length !== 5 + length) throw new Error(`response framing: prefix says ${length} bytes, ${body.length - 5} arrived`);
+  const message = body.subarray(5);
+  if (flag === 0) return message;
+  if (flag !== 1 || !compressedStream) throw new Error('compressed response without grpc-encoding: gzip');
+  return gunzip(message, { maxOutputLength: MAX_RESPONSE_BYTES });
 }

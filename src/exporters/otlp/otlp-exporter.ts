@@ -78,15 +78,21 @@ export class OtlpGrpcExporter implements Component, Consumer {
     if (!client) throw new RetryableError('exporter not started');
     const result = await client.call(EXPORT_METHOD[batch.signal], batch.toRequestBytes(), signal, this.config.helper.timeout.timeoutMs);
     if (result.code !== GrpcStatus.OK) throw classify(result);
+    if (result.responseError) this.settings.logger.warn({ err: result.responseError }, 'the server accepted the export but its response could not be read');
     this.logPartialSuccess(batch, result.response);
   }
 
   private logPartialSuccess(batch: Batch, response: Buffer | undefined): void {
     if (!response || response.length === 0) return;
     const type = batch.signal === 'traces' ? types.ExportTraceServiceResponse : types.ExportMetricsServiceResponse;
-    const decoded = type.toObject(type.decode(response), { longs: Number }) as {
-      partialSuccess?: { rejectedSpans?: number; rejectedDataPoints?: number; errorMessage?: string };
-    };
+    let decoded: { partialSuccess?: { rejectedSpans?: number; rejectedDataPoints?: number; errorMessage?: string } };
+    try {
+      decoded = type.toObject(type.decode(response), { longs: Number });
+    } catch (err) {
+      // Accepted all the same: log, do not retry.
+      this.settings.logger.warn({ err: (err as Error).message }, 'the server accepted the export but its response is not an Export response');
+      return;
+    }
     const rejected = decoded.partialSuccess?.rejectedSpans ?? decoded.partialSuccess?.rejectedDataPoints ?? 0;
     if (rejected > 0 || decoded.partialSuccess?.errorMessage) {
       this.settings.logger.warn({ rejected, message: decoded.partialSuccess?.errorMessage }, 'the server accepted the export only partially');

@@ -26,6 +26,7 @@ const ACCEPTED_ENCODINGS = 'identity,gzip,deflate';
 const EMPTY_RESPONSE_FRAME = Buffer.alloc(MESSAGE_PREFIX_LENGTH);
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
+const MAX_FRAME_BYTES = 1024 * 1024;
 /** How long shutdown waits for in-flight calls before closing their connections. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -63,13 +64,16 @@ export class OtlpGrpcServer {
     const server = http2.createServer({
       // Requests are bounded by max_recv_msg_size_mib, not by nghttp2's per-session default (10 MB).
       maxSessionMemory: Math.max(10, Math.ceil((4 * this.maxMessageBytes) / (1024 * 1024))),
-      // A window as large as a typical OTLP request saves a WINDOW_UPDATE round trip per call.
-      settings: { initialWindowSize: 1024 * 1024 },
+      // A window as large as a typical OTLP request saves a WINDOW_UPDATE round trip per call;
+      // larger frames mean fewer, larger chunks to collect per request.
+      settings: { initialWindowSize: 1024 * 1024, maxFrameSize: MAX_FRAME_BYTES },
     });
     server.on('session', (session) => {
       // The connection-level window starts at 64 KiB whatever the settings say; a larger one lets a
       // client send a whole request (or several) without waiting for WINDOW_UPDATEs.
-      session.on('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+      session.on('connect', () => {
+        if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+      });
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC connection error'));
@@ -97,7 +101,7 @@ export class OtlpGrpcServer {
     // A client that resets its call (deadline, cancel) must not take the server down.
     stream.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC stream error'));
     const contentType = headers['content-type'] ?? '';
-    if (!contentType.startsWith('application/grpc')) {
+    if (!isGrpcContentType(contentType)) {
       // The gRPC spec: a request that is not gRPC gets HTTP 415.
       respondHttpError(stream, 415, `unsupported content-type ${JSON.stringify(contentType)}; this port serves OTLP/gRPC (application/grpc)`);
       return;
@@ -121,23 +125,30 @@ export class OtlpGrpcServer {
 
     const chunks: Buffer[] = [];
     let received = 0;
-    let prefixChecked = false;
+    /** Bytes the call may send: one prefix and the message it declares (known once the prefix is in). */
+    let expected = -1;
     let refused = false;
+    const refuse = (code: number, message: string) => {
+      refused = true;
+      chunks.length = 0;
+      respondStatus(stream, code, message);
+    };
     stream.on('data', (chunk: Buffer) => {
       if (refused) return;
       chunks.push(chunk);
       received += chunk.length;
-      // Refuse an oversized message from its prefix, before reading it.
-      if (!prefixChecked && received >= MESSAGE_PREFIX_LENGTH) {
-        prefixChecked = true;
+      if (expected < 0 && received >= MESSAGE_PREFIX_LENGTH) {
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
         const declared = head.readUInt32BE(1);
+        // Refuse an oversized message from its prefix, before reading it.
         if (declared > this.maxMessageBytes) {
-          refused = true;
-          chunks.length = 0;
-          respondStatus(stream, GrpcStatus.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+          refuse(GrpcStatus.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+          return;
         }
+        expected = MESSAGE_PREFIX_LENGTH + declared;
       }
+      // Whatever comes after the one message is not buffered: a unary call has no second one.
+      if (expected >= 0 && received > expected) refuse(GrpcStatus.INTERNAL, 'more than one request message: a unary call sends exactly one');
     });
     stream.on('end', () => {
       if (refused) return;
@@ -181,7 +192,9 @@ export class OtlpGrpcServer {
   }
 
   private export(stream: http2.ServerHttp2Stream, handler: ExportHandler, message: Buffer): void {
-    handler.export(message, 'protobuf').then(
+    handler
+      .export(message, 'protobuf')
+      .then(
       (outcome) => {
         switch (outcome.kind) {
           case 'ok':
@@ -202,8 +215,20 @@ export class OtlpGrpcServer {
         this.logger.error({ err }, 'unexpected error handling an OTLP/gRPC request');
         respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
       },
-    );
+      )
+      .catch((err: unknown) => {
+        // Answering failed: end the call rather than leave an unhandled rejection.
+        this.logger.error({ err }, 'cannot answer an OTLP/gRPC request');
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      });
   }
+}
+
+/** application/grpc, optionally +proto or with parameters; not gRPC-Web, whose framing differs. */
+function isGrpcContentType(contentType: string): boolean {
+  if (!contentType.startsWith('application/grpc')) return false;
+  const rest = contentType.slice('application/grpc'.length);
+  return rest === '' || rest.startsWith(';') || rest === '+proto' || rest.startsWith('+proto;');
 }
 
 function isOpen(stream: http2.ServerHttp2Stream): boolean {

@@ -444,10 +444,16 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
     }
   });
 
-  void test('not gRPC: HTTP 415 for another content-type, 405 for GET', async () => {
+  void test('not gRPC: HTTP 415 for another content-type (gRPC-Web included), 405 for GET', async () => {
     const json = await rawCall(grpcPort, { 'content-type': 'application/json' }, Buffer.from('{}'));
     assert.equal(json.status, 415);
     assert.match(json.body.toString(), /unsupported content-type "application\/json"; this port serves OTLP\/gRPC/);
+    const grpcWeb = await rawCall(grpcPort, { 'content-type': 'application/grpc-web+proto' }, framed(keptRequest()));
+    assert.equal(grpcWeb.status, 415);
+    for (const contentType of ['application/grpc+proto', 'application/grpc; charset=utf-8']) {
+      const accepted = await rawCall(grpcPort, { 'content-type': contentType }, framed(keptRequest()));
+      assert.equal(accepted.trailers['grpc-status'], '0', contentType);
+    }
     const get = await rawCall(grpcPort, { ':method': 'GET' }, Buffer.alloc(0));
     assert.equal(get.status, 405);
   });
@@ -459,6 +465,23 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
     const text = String(result.trailers['grpc-message']);
     assert.doesNotMatch(text, /[^\x20-\x7e]/, 'only printable ASCII on the wire');
     assert.match(decodeURIComponent(text), /^invalid OTLP protobuf traces request: /);
+  });
+
+  void test('bytes beyond the declared message are refused as they arrive, not buffered until the end', async () => {
+    const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => undefined);
+      const answered = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on('response', resolve));
+      // A 0-byte message, then more and more data, and the stream never ends.
+      stream.write(framed(Buffer.alloc(0)));
+      stream.write(Buffer.alloc(256 * 1024));
+      const headers = await answered;
+      assert.equal(headers['grpc-status'], String(grpc.status.INTERNAL));
+      assert.match(decodeURIComponent(String(headers['grpc-message'])), /more than one request message/);
+    } finally {
+      session.destroy();
+    }
   });
 
   void test('a call the client cancels does not disturb the server', async () => {

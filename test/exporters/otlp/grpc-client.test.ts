@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
+import { after, before, describe, test } from 'node:test';
+import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { GrpcStatus } from '../../../src/util/grpc';
+
+// The exporter's gRPC client against a bare HTTP/2 server whose answers each test chooses.
+
+type Answer = (stream: http2.ServerHttp2Stream) => void;
+
+void describe('GrpcUnaryClient', () => {
+  const server = http2.createServer();
+  let answer: Answer = () => undefined;
+  let sessions = 0;
+  let port = 0;
+
+  before(async () => {
+    server.on('session', () => sessions++);
+    server.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.resume();
+      stream.on('end', () => answer(stream));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    port = (server.address() as { port: number }).port;
+  });
+
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const client = (metadata: Record<string, string> = {}) =>
+    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: false, ca: undefined, rejectUnauthorized: true, gzip: false, metadata });
+  const call = (c: GrpcUnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
+  const ok: Answer = (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(Buffer.alloc(5));
+  };
+
+  void test('a header the config supplies that HTTP/2 forbids: INVALID_ARGUMENT naming it, and the connection stays usable', async () => {
+    answer = ok;
+    const c = client({ connection: 'keep-alive' });
+    try {
+      const result = await call(c);
+      assert.equal(result.code, GrpcStatus.INVALID_ARGUMENT);
+      assert.match(result.message, /cannot send the configured headers/);
+    } finally {
+      c.close();
+    }
+    const good = client();
+    try {
+      assert.equal((await call(good)).code, GrpcStatus.OK);
+    } finally {
+      good.close();
+    }
+  });
+
+  void test('status OK with an unreadable body stays a success, with the reason (no retry, no duplicate)', async () => {
+    answer = (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(Buffer.from([0, 0, 0, 0, 9, 1, 2])); // says 9 bytes, sends 2
+    };
+    const c = client();
+    try {
+      const result = await call(c);
+      assert.equal(result.code, GrpcStatus.OK);
+      assert.equal(result.response, undefined);
+      assert.match(result.responseError ?? '', /prefix says 9 bytes, 2 arrived/);
+    } finally {
+      c.close();
+    }
+  });
+
+  void test('an HTTP error without gRPC status maps by the gRPC spec (503 -> UNAVAILABLE)', async () => {
+    answer = (stream) => {
+      stream.respond({ ':status': 503 });
+      stream.end();
+    };
+    const c = client();
+    try {
+      const result = await call(c);
+      assert.equal(result.code, GrpcStatus.UNAVAILABLE);
+      assert.match(result.message, /HTTP 503/);
+    } finally {
+      c.close();
+    }
+  });
+
+  void test('a call that times out is cancelled; a connection that still answers PING is kept', async () => {
+    answer = () => undefined; // never answers the call
+    const c = client();
+    try {
+      const before = sessions;
+      const controller = new AbortController();
+      const pending = c.call('/x.Y/Export', Buffer.from('hello'), controller.signal, 100);
+      setTimeout(() => controller.abort(new Error('export timed out after 100ms')), 100);
+      const result = await pending;
+      assert.equal(result.code, GrpcStatus.DEADLINE_EXCEEDED);
+      assert.match(result.message, /timed out after 100ms/);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the PING's round trip
+      answer = ok;
+      assert.equal((await call(c)).code, GrpcStatus.OK);
+      assert.equal(sessions, before + 1, 'the same connection served both calls');
+    } finally {
+      c.close();
+    }
+  });
+});

@@ -14,6 +14,9 @@ export interface OtlpGrpcExporterConfig extends OtlpClientConfig {
   readonly endpoint: string;
 }
 
+/** Headers HTTP/2 forbids (RFC 9113 8.2.2); node:http2 refuses to send them. */
+const HTTP2_FORBIDDEN_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
 export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig {
   const at = node.struct(['endpoint', ...OTLP_CLIENT_KEYS]);
   const endpointNode = at('endpoint');
@@ -25,6 +28,11 @@ export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig 
     endpointNode.report(`expected host:port (e.g. 127.0.0.1:4317), got ${JSON.stringify(endpointNode.value)}`);
   }
   const client = parseOtlpClientConfig(at);
+  for (const name of Object.keys(client.headers)) {
+    if (HTTP2_FORBIDDEN_HEADERS.has(name.toLowerCase()) || name.startsWith(':')) {
+      at('headers').child(name).report('is a connection-level header, which HTTP/2 (and so gRPC) does not allow');
+    }
+  }
   // As in the Collector: an http:// endpoint means plaintext, whatever tls says.
   return { endpoint, ...client, tls: written.startsWith('http://') ? { ...client.tls, insecure: true } : client.tls };
 }

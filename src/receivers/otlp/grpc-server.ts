@@ -8,7 +8,7 @@ import { boundPort, listen } from '../../util/net';
 import type { ExportHandler } from './export-handler';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
-// gRPC framing and status trailers; a general gRPC stack cost about twice as much CPU per request
+// gRPC framing and status trailers; grpc-js's server cost a third to a half more CPU per request
 // here (docs/performance.md).
 
 export interface GrpcProtocolConfig {

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { otlpExporterFactory } from '../../../src/exporters/otlp/otlp-exporter';
 import { GrpcStatus } from '../../../src/util/grpc';
+import { configErrors } from '../../helpers/components';
 
 // The exporter's gRPC client against a bare HTTP/2 server whose answers each test chooses.
 
@@ -106,5 +108,19 @@ void describe('GrpcUnaryClient', () => {
     } finally {
       c.close();
     }
+  });
+});
+
+void describe('otlp exporter config', () => {
+  void test('headers HTTP/2 forbids are config errors naming them', () => {
+    const errors = configErrors(
+      (n) => otlpExporterFactory.parseConfig(n),
+      { endpoint: '127.0.0.1:4317', headers: { connection: 'keep-alive', 'x-tenant': 'a', 'Transfer-Encoding': 'chunked' } },
+      'exporters::otlp',
+    );
+    assert.deepEqual(errors, [
+      'exporters::otlp::headers::connection: is a connection-level header, which HTTP/2 (and so gRPC) does not allow',
+      'exporters::otlp::headers::Transfer-Encoding: is a connection-level header, which HTTP/2 (and so gRPC) does not allow',
+    ]);
   });
 });

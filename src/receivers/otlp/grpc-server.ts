@@ -195,26 +195,26 @@ export class OtlpGrpcServer {
     handler
       .export(message, 'protobuf')
       .then(
-      (outcome) => {
-        switch (outcome.kind) {
-          case 'ok':
-            respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
-            return;
-          case 'invalid':
-            respondStatus(stream, GrpcStatus.INVALID_ARGUMENT, outcome.message);
-            return;
-          case 'unimplemented':
-            respondStatus(stream, GrpcStatus.UNIMPLEMENTED, outcome.message);
-            return;
-          case 'unavailable':
-            respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
-            return;
-        }
-      },
-      (err: unknown) => {
-        this.logger.error({ err }, 'unexpected error handling an OTLP/gRPC request');
-        respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
-      },
+        (outcome) => {
+          switch (outcome.kind) {
+            case 'ok':
+              respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
+              return;
+            case 'invalid':
+              respondStatus(stream, GrpcStatus.INVALID_ARGUMENT, outcome.message);
+              return;
+            case 'unimplemented':
+              respondStatus(stream, GrpcStatus.UNIMPLEMENTED, outcome.message);
+              return;
+            case 'unavailable':
+              respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
+              return;
+          }
+        },
+        (err: unknown) => {
+          this.logger.error({ err }, 'unexpected error handling an OTLP/gRPC request');
+          respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+        },
       )
       .catch((err: unknown) => {
         // Answering failed: end the call rather than leave an unhandled rejection.

@@ -1,7 +1,6 @@
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
-import * as zlib from 'node:zlib';
-import { createGrpcSink } from './grpc-sink';
+import { createGrpcSink, createHttpSink } from './sinks';
 
 // The floor: the least a Node OTLP server on the same stack as spansieve can do. node:http2 with
 // gRPC framing (the whole stream read, a compressed message inflated) and node:http reading the
@@ -17,17 +16,9 @@ async function main(grpcAddress: string, httpAddress: string): Promise<void> {
   });
   await listenOn(grpcServer, grpcAddress);
 
-  const httpServer = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
-      bytes += body.length;
-      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end();
-    });
+  const httpServer = createHttpSink((message) => {
+    bytes += message.length;
   });
-  httpServer.keepAliveTimeout = 60_000;
   await listenOn(httpServer, httpAddress);
 
   const stop = () => {

@@ -1,10 +1,9 @@
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import * as zlib from 'node:zlib';
 import { attrValueToString } from '../src/pdata/attributes';
 import { parseRequest } from '../src/pdata/scan';
-import { createGrpcSink } from './grpc-sink';
+import { createGrpcSink, createHttpSink } from './sinks';
 import { buildPool, findMarkers, type Pool, type PooledRequest } from './obi';
 import type { Command, Hello, PoolInfo, Reply, Snapshot, Target } from './protocol';
 
@@ -103,17 +102,7 @@ async function startSink(): Promise<{ grpcPort: number; httpPort: number }> {
   const grpcServer = createGrpcSink(onForwarded);
   await new Promise<void>((resolve) => grpcServer.listen(0, '127.0.0.1', () => resolve()));
   const grpcPort = (grpcServer.address() as { port: number }).port;
-  const httpServer = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
-      onForwarded(body);
-      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end();
-    });
-  });
-  httpServer.keepAliveTimeout = 60_000;
+  const httpServer = createHttpSink(onForwarded);
   await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', () => resolve()));
   const httpPort = (httpServer.address() as { port: number }).port;
   return { grpcPort, httpPort };

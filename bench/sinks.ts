@@ -1,3 +1,4 @@
+import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as zlib from 'node:zlib';
 
@@ -26,5 +27,21 @@ export function createGrpcSink(onMessage: (message: Buffer) => void): http2.Http
       stream.end(EMPTY_RESPONSE_FRAME);
     });
   });
+  return server;
+}
+
+/** The same for OTLP/HTTP: read the whole body (gunzipped when Content-Encoding: gzip), answer 200. */
+export function createHttpSink(onMessage: (message: Buffer) => void): http.Server {
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+      onMessage(body);
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
   return server;
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { types } from '../src/pdata/codec';
+import { framedMessage } from '../src/util/grpc';
 
 // The benchmark's load: ExportTraceServiceRequests shaped like OBI's (see
 // /work/shared/reference/obi-output.md): one ResourceSpans per process, OBI's resource attributes
@@ -205,21 +206,13 @@ export function buildPool(spec: PoolSpec): Pool {
       index,
       body,
       gzipped,
-      grpcFrame: grpcMessage(body, false),
-      grpcGzipFrame: grpcMessage(gzipped, true),
+      grpcFrame: framedMessage(false, body),
+      grpcGzipFrame: framedMessage(true, gzipped),
       spans: spec.resourcesPerRequest * spec.spansPerResource,
       keptSpans,
     });
   }
   return { spec, requests, keepIds: new Set(kept) };
-}
-
-function grpcMessage(message: Buffer, compressed: boolean): Buffer {
-  const frame = Buffer.allocUnsafe(5 + message.length);
-  frame[0] = compressed ? 1 : 0;
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  return frame;
 }
 
 function u32(n: number): Buffer {

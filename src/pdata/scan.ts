@@ -46,6 +46,7 @@ interface CachedResource {
   readonly next: CachedResource | undefined;
 }
 const resourceCache = new Map<number, CachedResource>();
+/** Entries added since the last clear (an upper bound: chains dropped by the chain cap still count). */
 let resourceCacheEntries = 0;
 const RESOURCE_CACHE_MAX_ENTRIES = 4096;
 /** Entries kept per hash value; beyond that the newest replaces the chain. */

@@ -27,24 +27,28 @@ export const GRPC_STATUS_NAMES: Record<number, string> = Object.fromEntries(Obje
 /** Length of the prefix before each message: compressed flag (1 byte) + length (4 bytes, big-endian). */
 export const MESSAGE_PREFIX_LENGTH = 5;
 
+function writePrefix(out: Buffer, compressed: boolean, length: number): void {
+  out[0] = compressed ? 1 : 0;
+  out.writeUInt32BE(length, 1);
+}
+
+/** The prefix alone, for a message written after it (no copy of the message). */
 export function messagePrefix(compressed: boolean, length: number): Buffer {
   const prefix = Buffer.allocUnsafe(MESSAGE_PREFIX_LENGTH);
-  prefix[0] = compressed ? 1 : 0;
-  prefix.writeUInt32BE(length, 1);
+  writePrefix(prefix, compressed, length);
   return prefix;
+}
+
+/** A message with its prefix in one buffer, for one write. */
+export function framedMessage(compressed: boolean, message: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(MESSAGE_PREFIX_LENGTH + message.length);
+  writePrefix(frame, compressed, message.length);
+  frame.set(message, MESSAGE_PREFIX_LENGTH);
+  return frame;
 }
 
 /** grpc-message: printable ASCII except '%' as is, every other UTF-8 byte as %XX. */
 export function encodeGrpcMessage(text: string): string {
-  let plain = true;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x25) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return text;
   let out = '';
   for (const byte of Buffer.from(text, 'utf8')) {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;

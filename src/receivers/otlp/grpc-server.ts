@@ -3,7 +3,7 @@ import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
-import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage } from '../../util/grpc';
+import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { boundPort, listen } from '../../util/net';
 import type { ExportHandler } from './export-handler';
 
@@ -23,7 +23,7 @@ export const EXPORT_METHOD: Record<Signal, string> = {
 
 const ACCEPTED_ENCODINGS = 'identity,gzip,deflate';
 /** An empty response message (a full success), with its prefix. */
-const EMPTY_RESPONSE_FRAME = Buffer.alloc(MESSAGE_PREFIX_LENGTH);
+const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 const MAX_FRAME_BYTES = 1024 * 1024;
@@ -240,15 +240,7 @@ function respondMessage(stream: http2.ServerHttp2Stream, response: Buffer | unde
   if (!isOpen(stream)) return;
   stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': ACCEPTED_ENCODINGS }, { waitForTrailers: true });
   stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-  if (response === undefined || response.length === 0) {
-    stream.end(EMPTY_RESPONSE_FRAME);
-    return;
-  }
-  const frame = Buffer.allocUnsafe(MESSAGE_PREFIX_LENGTH + response.length);
-  frame[0] = 0;
-  frame.writeUInt32BE(response.length, 1);
-  response.copy(frame, MESSAGE_PREFIX_LENGTH);
-  stream.end(frame);
+  stream.end(response === undefined || response.length === 0 ? EMPTY_RESPONSE_FRAME : framedMessage(false, response));
 }
 
 /** A status without a message: gRPC's trailers-only response. */

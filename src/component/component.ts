@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Node } from '../config/reader';
+import type { Attributes } from '../pdata/attributes';
 import type { Batch, Signal } from '../pdata/batch';
 import type { Inventory, InstanceView } from '../service/inventory';
 import type { SelfTelemetry } from '../service/telemetry';
@@ -9,6 +10,12 @@ export type ComponentKind = 'receiver' | 'processor' | 'exporter' | 'connector' 
 /** The one data contract: every receiver, processor, connector and exporter hands on batches through it. */
 export interface Consumer {
   consume(batch: Batch): Promise<void>;
+  /**
+   * False only when this consumer would certainly drop a resource with these attributes. A
+   * receiver then skips checking that resource's spans or points: it is counted, not read.
+   * Absent means "may keep" (exporters, connectors).
+   */
+  mayKeep?(attributes: Attributes): boolean;
 }
 
 /** One lifecycle for every component; shutdown must be safe without a prior start. */

@@ -13,6 +13,11 @@ export interface ResourceBlock {
   readonly attributes: Attributes;
   /** Spans (traces) or data points (metrics) inside. */
   readonly itemCount: number;
+  /**
+   * Set when the receiver counted the items without checking them, because no pipeline would keep
+   * this resource. A component that keeps it anyway must check it first (checkDeferredBlock).
+   */
+  readonly unchecked?: boolean;
 }
 
 /** The one data contract between components: a batch of resources of one signal. */

@@ -1,4 +1,4 @@
-import { decodeKeyValues, isValidUtf8, type AttrValue } from './attributes';
+import { decodeKeyValues, isValidUtf8, type AttrValue, type Attributes } from './attributes';
 import { Batch, type ResourceBlock, type Signal } from './batch';
 import {
   ExponentialHistogramDataPointSpec,
@@ -86,8 +86,14 @@ function resourceAttributes(buf: Uint8Array, start: number, end: number): Readon
   return attributes;
 }
 
-export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
-  const scanResource = signal === 'traces' ? scanResourceSpans : scanResourceMetrics;
+/** Whether any pipeline may keep a resource with these attributes (Consumer.mayKeep). */
+export type ResourcePredicate = (attributes: Attributes) => boolean;
+
+/**
+ * Splits and checks an export request. With `mayKeep`, a resource no pipeline keeps has only its
+ * spans or points counted, not checked: they are dropped, so their content cannot reach anyone.
+ */
+export function parseRequest(signal: Signal, buf: Uint8Array, mayKeep?: ResourcePredicate): ParsedRequest {
   const scanItem = signal === 'traces' ? scanSpan : scanMetric;
   const container = signal === 'traces' ? 'resource_spans' : 'resource_metrics';
   const blocks: ResourceBlock[] = [];
@@ -107,18 +113,18 @@ export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
     let scanned: ScannedResource;
     try {
       start = reader.lengthDelimited();
-      scanned = scanResource(buf, start, reader.pos);
+      scanned = scanResource(signal, buf, start, reader.pos, mayKeep);
     } catch (err) {
       throw err instanceof WireFormatError ? err.at(at) : err;
     }
     if (scanned.invalid.length === 0) {
-      blocks.push({ bytes: buf.subarray(start, reader.pos), attributes: scanned.attributes, itemCount: scanned.items });
+      blocks.push({ bytes: buf.subarray(start, reader.pos), attributes: scanned.attributes, itemCount: scanned.items, unchecked: scanned.unchecked });
       continue;
     }
     const repaired = repairResource(buf.subarray(start, reader.pos), scanItem);
     rejected += scanned.items - repaired.items;
     reasons.push(...scanned.invalid.map((reason) => `${at}.${reason}`));
-    blocks.push({ bytes: repaired.bytes, attributes: scanned.attributes, itemCount: repaired.items });
+    blocks.push({ bytes: repaired.bytes, attributes: scanned.attributes, itemCount: repaired.items, unchecked: false });
   }
   const noun = signal === 'traces' ? 'spans' : 'data points';
   const rejectMessage =
@@ -128,11 +134,23 @@ export function parseRequest(signal: Signal, buf: Uint8Array): ParsedRequest {
   return { batch: new Batch(signal, blocks), rejected, rejectMessage };
 }
 
+/**
+ * A block the receiver only counted, checked now because a component keeps it after all. Throws
+ * WireFormatError when it is malformed or holds an invalid item (too late to reject just that item).
+ */
+export function checkDeferredBlock(signal: Signal, block: ResourceBlock): ResourceBlock {
+  const scanned = scanResource(signal, block.bytes, 0, block.bytes.length, undefined);
+  if (scanned.invalid.length > 0) throw new WireFormatError(scanned.invalid.join('; '));
+  return { bytes: block.bytes, attributes: scanned.attributes, itemCount: scanned.items, unchecked: false };
+}
+
 interface ScannedResource {
   attributes: ReadonlyMap<string, AttrValue>;
   items: number;
   /** One reason per invalid item, with its location inside the resource. */
   invalid: string[];
+  /** Items were counted, not checked (no pipeline keeps this resource). */
+  unchecked: boolean;
 }
 
 /**
@@ -154,8 +172,25 @@ const NOWHERE = new ItemLocation();
 
 type ItemScanner = (buf: Uint8Array, start: number, end: number, at: ItemLocation, result: ScannedResource) => void;
 
-function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeName: string, itemName: string, scanItem: ItemScanner): ScannedResource {
-  const result: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [] };
+function scanResource(signal: Signal, buf: Uint8Array, start: number, end: number, mayKeep: ResourcePredicate | undefined): ScannedResource {
+  return signal === 'traces'
+    ? scanResourceLevel(buf, start, end, 'scope_spans', 'spans', scanSpan, countSpan, mayKeep)
+    : scanResourceLevel(buf, start, end, 'scope_metrics', 'metrics', scanMetric, countMetric, mayKeep);
+}
+
+function scanResourceLevel(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  scopeName: string,
+  itemName: string,
+  scanItem: ItemScanner,
+  countItem: ItemScanner,
+  mayKeep: ResourcePredicate | undefined,
+): ScannedResource {
+  const result: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [], unchecked: false };
+  // OTLP writers put the resource first; scopes before it (or without one) are always checked.
+  let countOnly = false;
   const reader = new WireReader(buf, start, end);
   const location = new ItemLocation();
   location.scopeName = scopeName;
@@ -172,12 +207,14 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
       } catch (err) {
         throw err instanceof WireFormatError ? err.at('resource') : err;
       }
+      countOnly = mayKeep !== undefined && !mayKeep(result.attributes);
     } else if (field === 2) {
       location.scopeIndex = scopeIndex++;
       try {
         if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`);
         const s = reader.lengthDelimited();
-        scanScope(buf, s, reader.pos, location, scanItem, result);
+        scanScope(buf, s, reader.pos, location, countOnly ? countItem : scanItem, result);
+        result.unchecked ||= countOnly;
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(`${scopeName}[${location.scopeIndex}]`) : err;
       }
@@ -187,6 +224,8 @@ function scanResourceLevel(buf: Uint8Array, start: number, end: number, scopeNam
       reader.skip(tag & 7);
     }
   }
+  // A second resource field (the last one wins) may have changed the answer.
+  if (result.unchecked && mayKeep!(result.attributes)) return scanResourceLevel(buf, start, end, scopeName, itemName, scanItem, countItem, undefined);
   return result;
 }
 
@@ -234,6 +273,11 @@ function scanSpan(buf: Uint8Array, start: number, end: number, at: ItemLocation,
   const spanIdZero = allZero(buf, captured[2]!, captured[2]! + spanIdLen);
   if (traceIdLen !== 16 || traceIdZero) result.invalid.push(`${at.toString()}: trace_id ${describeId(traceIdLen, traceIdZero, 16)}`);
   else if (spanIdLen !== 8 || spanIdZero) result.invalid.push(`${at.toString()}: span_id ${describeId(spanIdLen, spanIdZero, 8)}`);
+}
+
+/** Counts a span of a resource no pipeline keeps; scanScope has checked its length. */
+function countSpan(_buf: Uint8Array, _start: number, _end: number, _at: ItemLocation, result: ScannedResource): void {
+  result.items++;
 }
 
 function describeId(len: number, zero: boolean, want: number): string {
@@ -287,6 +331,25 @@ function scanMetric(buf: Uint8Array, start: number, end: number, at: ItemLocatio
   if (nameLen <= 0) result.invalid.push(`${at.toString()}: metric name is empty`);
 }
 
+/** Counts a metric's points, reading only the framing of the metric and its data field. */
+function countMetric(buf: Uint8Array, start: number, end: number, _at: ItemLocation, result: ScannedResource): void {
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if ((tag & 7) === WIRE_LEN && METRIC_DATA[Math.floor(tag / 8)] !== undefined) {
+      const s = reader.lengthDelimited();
+      const data = new WireReader(buf, s, reader.pos);
+      while (!data.done) {
+        const dataTag = data.tag();
+        if (dataTag === 1 * 8 + WIRE_LEN) result.items++;
+        data.skip(dataTag & 7);
+      }
+    } else {
+      reader.skip(tag & 7);
+    }
+  }
+}
+
 function scanMetricData(buf: Uint8Array, start: number, end: number, point: MessageSpec): number {
   const reader = new WireReader(buf, start, end);
   let points = 0;
@@ -309,14 +372,6 @@ function scanMetricData(buf: Uint8Array, start: number, end: number, point: Mess
     }
   }
   return points;
-}
-
-function scanResourceSpans(buf: Uint8Array, start: number, end: number): ScannedResource {
-  return scanResourceLevel(buf, start, end, 'scope_spans', 'spans', scanSpan);
-}
-
-function scanResourceMetrics(buf: Uint8Array, start: number, end: number): ScannedResource {
-  return scanResourceLevel(buf, start, end, 'scope_metrics', 'metrics', scanMetric);
 }
 
 interface Repaired {
@@ -348,7 +403,7 @@ function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
       const itemTag = scope.tag();
       if (itemTag === 2 * 8 + WIRE_LEN) {
         const s = scope.lengthDelimited();
-        const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [] };
+        const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: [], unchecked: false };
         scanItem(bytes, s, scope.pos, NOWHERE, verdict);
         if (verdict.invalid.length > 0) continue;
         items += verdict.items;

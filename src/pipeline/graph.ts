@@ -11,6 +11,7 @@ import type {
 } from '../component/component';
 import { RetryableError } from '../component/errors';
 import type { ComponentConfig, PipelineConfig, ServiceConfig } from '../config/service-config';
+import type { Attributes } from '../pdata/attributes';
 import type { Batch, Signal } from '../pdata/batch';
 import type { Inventory } from '../service/inventory';
 import type { SelfTelemetry } from '../service/telemetry';
@@ -25,6 +26,10 @@ export class FanOut implements Consumer {
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
     if (failures.length > 0) throw failures.find((err) => err instanceof RetryableError) ?? failures[0];
   }
+
+  mayKeep(attributes: Attributes): boolean {
+    return this.consumers.some((consumer) => consumer.mayKeep?.(attributes) ?? true);
+  }
 }
 
 /** Stands for a pipeline's first consumer before it exists, so connectors can point at later pipelines. */
@@ -33,6 +38,10 @@ class PipelineEntry implements Consumer {
 
   consume(batch: Batch): Promise<void> {
     return this.target!.consume(batch);
+  }
+
+  mayKeep(attributes: Attributes): boolean {
+    return this.target!.mayKeep?.(attributes) ?? true;
   }
 }
 

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import type { AttrValue } from '../../src/pdata/attributes';
 import type { Signal } from '../../src/pdata/batch';
 import { types } from '../../src/pdata/codec';
-import { parseRequest, type ParsedRequest } from '../../src/pdata/scan';
+import { checkDeferredBlock, parseRequest, type ParsedRequest } from '../../src/pdata/scan';
 import { WireFormatError } from '../../src/pdata/wire';
 import { dockerInstance, encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../helpers/obi';
 
@@ -208,6 +208,14 @@ function parseAndCompare(signal: Signal, bytes: Bytes, identity = true): ParsedR
   });
   assert.equal(parsed.batch.itemCount, expected.reduce((n, r) => n + r.itemCount, 0));
   if (identity) assertSameBytes(parsed.batch.toRequestBytes(), bytes, 'toRequestBytes');
+  // Counting only (what the receiver does for resources no pipeline keeps) gives the same blocks.
+  const counted = parseRequest(signal, bytes, () => false);
+  assert.deepEqual(
+    counted.batch.resources.map((b) => [normalize(b.attributes), b.itemCount, Buffer.from(b.bytes).toString('hex')]),
+    parsed.batch.resources.map((b) => [normalize(b.attributes), b.itemCount, Buffer.from(b.bytes).toString('hex')]),
+    'counting only',
+  );
+  assert.ok(parsed.batch.resources.every((b) => b.unchecked === false));
   return parsed;
 }
 
@@ -739,5 +747,81 @@ void describe('malformed requests', () => {
       request(resourceMetrics(resource(), gauge('g', numberPoint(1)), histogram)),
       'resource_metrics[0].scope_metrics[0].metrics[1].histogram.data_points[1].explicit_bounds: packed fixed64 length is not a multiple of 8',
     );
+  });
+});
+
+void describe('resources no pipeline keeps are counted, not checked', () => {
+  const keptId = resource(kv('service.instance.id', anyStr('kept:1')));
+  const droppedId = resource(kv('service.instance.id', anyStr('dropped:1')));
+  const mayKeep = (attributes: ReadonlyMap<string, AttrValue>): boolean => attributes.get('service.instance.id') === 'kept:1';
+  const badName = rawSpan({ name: Buffer.from([0x47, 0xff, 0xfe]) });
+  const badLength = rawSpan({ extra: [len(13, cat(len(1, randomBytes(5)), len(2, randomBytes(8))))] });
+  const noTraceId = rawSpan({ traceId: null });
+
+  void test('malformed and invalid spans in a dropped resource are counted and not refused', () => {
+    const dropped = resourceSpans(droppedId, scopeSpans(rawSpan(), badName), scopeSpans(badLength, noTraceId));
+    const kept = resourceSpans(keptId, scopeSpans(rawSpan(), rawSpan()));
+    const bytes = request(kept, dropped);
+    const parsed = parseRequest('traces', bytes, mayKeep);
+    assert.equal(parsed.rejected, 0, 'an invalid span nobody keeps is filtered, not rejected');
+    assert.deepEqual(
+      parsed.batch.resources.map((b) => [b.attributes.get('service.instance.id'), b.itemCount, b.unchecked]),
+      [
+        ['kept:1', 2, false],
+        ['dropped:1', 4, true],
+      ],
+    );
+    assertSameBytes(parsed.batch.toRequestBytes(), bytes, 'toRequestBytes');
+    // Without the predicate (or when the resource is kept) the same request is refused.
+    assert.throws(() => parseRequest('traces', bytes), /resource_spans\[1\]\.scope_spans\[0\]\.spans\[1\]\.name: string is not valid UTF-8/);
+    assert.throws(() => parseRequest('traces', bytes, () => true), /not valid UTF-8/);
+  });
+
+  void test('a kept resource is still checked, and its invalid spans rejected', () => {
+    const kept = resourceSpans(keptId, scopeSpans(rawSpan(), noTraceId));
+    const parsed = parseRequest('traces', request(kept), mayKeep);
+    assert.equal(parsed.rejected, 1);
+    assert.equal(parsed.batch.resources[0]!.unchecked, false);
+    assert.throws(() => parseRequest('traces', request(resourceSpans(keptId, scopeSpans(badName))), mayKeep), /not valid UTF-8/);
+  });
+
+  void test('framing is still read in a dropped resource: a span running past its scope is refused', () => {
+    const cutScope = cat(len(1), key(2, 2), varint(500), rawSpan());
+    assert.throws(
+      () => parseRequest('traces', request(resourceSpans(droppedId, cutScope)), mayKeep),
+      /resource_spans\[0\]\.scope_spans\[0\]\.spans\[0\]: length 500 runs past the end of the message/,
+    );
+  });
+
+  void test('a resource written after its scopes, or written twice, is checked whenever the final attributes may be kept', () => {
+    const late = cat(len(2, scopeSpans(badName)), len(1, droppedId));
+    assert.throws(() => parseRequest('traces', request(late), mayKeep), /not valid UTF-8/, 'scopes before the resource are checked');
+    // Dropped by the first resource field, kept by the second (the last one wins).
+    const twice = cat(len(1, droppedId), len(2, scopeSpans(badName)), len(1, keptId));
+    assert.throws(() => parseRequest('traces', request(twice), mayKeep), /not valid UTF-8/);
+    const twiceValid = cat(len(1, droppedId), len(2, scopeSpans(rawSpan())), len(1, keptId));
+    const parsed = parseRequest('traces', request(twiceValid), mayKeep);
+    assert.deepEqual([parsed.batch.resources[0]!.attributes.get('service.instance.id'), parsed.batch.resources[0]!.unchecked], ['kept:1', false]);
+  });
+
+  void test('metric points of a dropped resource are counted through every data type', () => {
+    const badPoint = cat(fixed64(3, 1n), vint(4, 1));
+    const histogram = cat(str(1, 'h'), len(9, len(1, badPoint), len(1, badPoint), vint(2, 2)));
+    const sum = cat(str(1, 's'), len(7, len(1, numberPoint(1)), vint(2, 2), vint(3, 1)));
+    const dropped = resourceMetrics(droppedId, gauge('g', numberPoint(1), numberPoint(2)), histogram, sum, str(1, ''));
+    const parsed = parseRequest('metrics', request(dropped), mayKeep);
+    assert.deepEqual([parsed.batch.resources[0]!.itemCount, parsed.batch.resources[0]!.unchecked, parsed.rejected], [5, true, 0]);
+    assert.throws(() => parseRequest('metrics', request(dropped)), /histogram\.data_points\[0\]\.count: wire type 0, expected 1/);
+  });
+
+  void test('checkDeferredBlock checks a counted block when something keeps it after all', () => {
+    const valid = parseRequest('traces', request(resourceSpans(droppedId, scopeSpans(rawSpan(), rawSpan()))), mayKeep).batch.resources[0]!;
+    assert.equal(valid.unchecked, true);
+    const checked = checkDeferredBlock('traces', valid);
+    assert.deepEqual([checked.itemCount, checked.unchecked, checked.bytes], [2, false, valid.bytes]);
+    const malformed = parseRequest('traces', request(resourceSpans(droppedId, scopeSpans(badName))), mayKeep).batch.resources[0]!;
+    assert.throws(() => checkDeferredBlock('traces', malformed), (err: unknown) => err instanceof WireFormatError && /spans\[0\]\.name: string is not valid UTF-8/.test(err.message));
+    const invalid = parseRequest('traces', request(resourceSpans(droppedId, scopeSpans(rawSpan(), noTraceId))), mayKeep).batch.resources[0]!;
+    assert.throws(() => checkDeferredBlock('traces', invalid), /spans\[1\]: trace_id is missing/);
   });
 });

@@ -146,4 +146,44 @@ describe('service', () => {
       await first.shutdown();
     }
   });
+
+  test('a receiver leaves unchecked only what no pipeline keeps: malformed spans there are dropped, elsewhere refused', async () => {
+    const sink = new GrpcSink();
+    await sink.start();
+    const [httpPort] = await freePorts(1);
+    const web = hostInstance('web', 1);
+    const cart = hostInstance('cart', 2);
+    const other = hostInstance('other', 3);
+    const exporter = { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true }, sending_queue: { enabled: false } };
+    const service = await startService({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+      processors: { 'filter/web': { keep: [{ 'service.instance.id': web.instanceId }] }, 'filter/cart': { keep: [{ 'service.instance.id': cart.instanceId }] } },
+      exporters: { otlp: exporter },
+      service: {
+        pipelines: {
+          'traces/web': { receivers: ['otlp'], processors: ['filter/web'], exporters: ['otlp'] },
+          'traces/cart': { receivers: ['otlp'], processors: ['filter/cart'], exporters: ['otlp'] },
+        },
+      },
+    });
+    /** A request with a valid `web` resource and `instance` whose second span's name is not UTF-8. */
+    const withBrokenSpan = (instance: typeof web): Buffer => {
+      const webRs = obiResourceSpans(web, [obiSpan({ name: 'GET /web' })]);
+      const body = Buffer.from(encodeTraces([webRs, obiResourceSpans(instance, [obiSpan({ name: 'GET /a' }), obiSpan({ name: 'GET /broken' })])]));
+      body[body.indexOf('GET /broken') + 1] = 0xff;
+      return body;
+    };
+    try {
+      assert.equal(await postTraces(httpPort, withBrokenSpan(other)), 200, 'no pipeline keeps `other`: its spans are not read');
+      await waitFor('the web resource at the sink', () => sink.requests.length >= 1);
+      assert.deepEqual(sink.instanceIds(), [web.instanceId]);
+      assert.equal(sink.spanCount(), 1);
+      const before = sink.requests.length;
+      assert.equal(await postTraces(httpPort, withBrokenSpan(cart)), 400, 'traces/cart keeps `cart`: its spans are checked');
+      assert.equal(sink.requests.length, before, 'nothing of the refused request was exported');
+    } finally {
+      await service.shutdown();
+      await sink.stop();
+    }
+  });
 });

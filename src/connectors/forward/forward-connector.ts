@@ -1,5 +1,6 @@
 import type { Component, Consumer, ConnectorFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
+import type { Attributes } from '../../pdata/attributes';
 import type { Batch, Signal } from '../../pdata/batch';
 
 /** Joins pipelines of one signal: what one pipeline exports, the next receives unchanged. */
@@ -12,6 +13,10 @@ export class ForwardConnector implements Component, Consumer {
 
   consume(batch: Batch): Promise<void> {
     return this.next.consume(batch);
+  }
+
+  mayKeep(attributes: Attributes): boolean {
+    return this.next.mayKeep?.(attributes) ?? true;
   }
 }
 

@@ -1,7 +1,11 @@
 import * as os from 'node:os';
 import type { Component, Consumer, CreateSettings, FilterLists, ProcessorFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
+import type { Attributes } from '../../pdata/attributes';
 import { itemNoun, type Batch, type ResourceBlock, type Signal } from '../../pdata/batch';
+import { PermanentError } from '../../component/errors';
+import { checkDeferredBlock } from '../../pdata/scan';
+import { WireFormatError } from '../../pdata/wire';
 import type { Inventory } from '../../service/inventory';
 import { sharedProcessTable, type ProcessTable } from './process-table';
 import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
@@ -21,13 +25,13 @@ export interface FilterDecision {
 }
 
 /** Keep if any `keep` selector matches (or there is no `keep`), then drop if any `drop` selector matches. */
-export function decide(config: FilterConfig, block: ResourceBlock): FilterDecision {
+export function decide(config: FilterConfig, attributes: Attributes): FilterDecision {
   let keptBy: Selector | undefined;
   if (config.keep) {
-    keptBy = config.keep.match(block.attributes);
+    keptBy = config.keep.match(attributes);
     if (!keptBy) return { kept: false, selector: undefined };
   }
-  const droppedBy = config.drop.isEmpty ? undefined : config.drop.match(block.attributes);
+  const droppedBy = config.drop.isEmpty ? undefined : config.drop.match(attributes);
   if (droppedBy) return { kept: false, selector: droppedBy };
   return { kept: true, selector: keptBy };
 }
@@ -41,8 +45,6 @@ export function parseSelectorList(node: Node, processes?: ProcessContext): Selec
   }
   return new SelectorList(selectors);
 }
-
-const EMPTY = new Uint8Array(0);
 
 export const FILTER_KEYS = ['keep', 'drop', 'host_names', 'process_refresh_interval'] as const;
 
@@ -81,7 +83,7 @@ export class FilterProcessor implements Component, Consumer {
   constructor(
     settings: CreateSettings,
     config: FilterConfig,
-    signal: Signal,
+    private readonly signal: Signal,
     private readonly next: Consumer,
   ) {
     this.rules = config;
@@ -104,7 +106,7 @@ export class FilterProcessor implements Component, Consumer {
     const previous = this.rules;
     this.rules = config;
     this.inventory?.redecide(this.id, (attributes) => {
-      const decision = decide(config, { attributes, bytes: EMPTY, itemCount: 0 });
+      const decision = decide(config, attributes);
       return { kept: decision.kept, selector: decision.selector?.text ?? null };
     });
     if (this.started) {
@@ -124,15 +126,23 @@ export class FilterProcessor implements Component, Consumer {
     this.rules.processTable?.release();
   }
 
+  mayKeep(attributes: Attributes): boolean {
+    return decide(this.rules, attributes).kept && (this.next.mayKeep?.(attributes) ?? true);
+  }
+
   async consume(batch: Batch): Promise<void> {
     const rules = this.rules;
     let kept: ResourceBlock[] | undefined;
     let dropped = 0;
     const inventory = this.inventory;
     batch.resources.forEach((block, i) => {
-      const decision = decide(rules, block);
+      const decision = decide(rules, block.attributes);
       inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null, this.id);
-      if (decision.kept) {
+      if (decision.kept && block.unchecked) {
+        // Read unchecked because no pipeline kept it on arrival; the rules changed since.
+        kept ??= batch.resources.slice(0, i);
+        kept.push(checkedBlock(this.signal, block));
+      } else if (decision.kept) {
         kept?.push(block);
       } else {
         kept ??= batch.resources.slice(0, i);
@@ -143,6 +153,16 @@ export class FilterProcessor implements Component, Consumer {
     if (dropped > 0) this.filtered.inc(dropped);
     if (kept.length === 0) return;
     return this.next.consume(batch.withResources(kept));
+  }
+}
+
+/** The block, checked now; malformed or invalid content refuses the batch, as the receiver would have. */
+function checkedBlock(signal: Signal, block: ResourceBlock): ResourceBlock {
+  try {
+    return checkDeferredBlock(signal, block);
+  } catch (err) {
+    if (err instanceof WireFormatError) throw new PermanentError(`invalid ${signal} resource: ${err.message}`);
+    throw err;
   }
 }
 

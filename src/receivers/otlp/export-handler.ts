@@ -3,7 +3,7 @@ import type { Consumer, CreateSettings } from '../../component/component';
 import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
 import type { Signal } from '../../pdata/batch';
 import { JsonShapeError, encodeFromOtlpJson, types } from '../../pdata/codec';
-import { parseRequest } from '../../pdata/scan';
+import { parseRequest, type ResourcePredicate } from '../../pdata/scan';
 import { WireFormatError } from '../../pdata/wire';
 import type { Inventory } from '../../service/inventory';
 
@@ -26,6 +26,8 @@ export class ExportHandler {
   private readonly refused: { inc(n: number): void };
   private readonly logger: Logger;
   private readonly inventory: Inventory | undefined;
+  /** Lets the parser skip checking resources that no pipeline keeps. */
+  private readonly mayKeep: ResourcePredicate | undefined;
 
   constructor(
     settings: CreateSettings,
@@ -38,6 +40,7 @@ export class ExportHandler {
     this.refused = settings.telemetry.signalCounter('receiver_refused', signal, 'Number of items that could not be pushed into the pipeline', labels);
     this.logger = settings.logger;
     this.inventory = settings.inventory;
+    this.mayKeep = next?.mayKeep?.bind(next);
   }
 
   async export(body: Uint8Array, encoding: BodyEncoding): Promise<ExportOutcome> {
@@ -47,7 +50,7 @@ export class ExportHandler {
     let parsed;
     try {
       const bytes = encoding === 'json' ? encodeFromOtlpJson(this.requestType(), parseJson(body)) : body;
-      parsed = parseRequest(this.signal, bytes);
+      parsed = parseRequest(this.signal, bytes, this.mayKeep);
     } catch (err) {
       if (err instanceof WireFormatError || err instanceof JsonShapeError) {
         const what = encoding === 'json' ? 'OTLP/JSON' : 'OTLP protobuf';

@@ -47,7 +47,7 @@ function fullPath(config: FilterConfig, body: Uint8Array): { decisions: boolean[
   const kept = (request.resourceSpans ?? []).filter((rs) => {
     const attributes = new Map<string, AttrValue>();
     for (const kv of rs.resource?.attributes ?? []) if (!attributes.has(kv.key)) attributes.set(kv.key, toAttrValue(kv.value));
-    const { kept: keep } = decide(config, { attributes, bytes: new Uint8Array(0), itemCount: 0 });
+    const { kept: keep } = decide(config, attributes);
     decisions.push(keep);
     return keep;
   });
@@ -56,8 +56,9 @@ function fullPath(config: FilterConfig, body: Uint8Array): { decisions: boolean[
 }
 
 function fastPath(config: FilterConfig, body: Uint8Array): { decisions: boolean[]; output: Uint8Array } {
-  const { batch } = parseRequest('traces', body);
-  const decisions = batch.resources.map((block) => decide(config, block).kept);
+  // As the receiver parses: resources the filter drops are counted, not checked.
+  const { batch } = parseRequest('traces', body, (attributes) => decide(config, attributes).kept);
+  const decisions = batch.resources.map((block) => decide(config, block.attributes).kept);
   return { decisions, output: new Batch('traces', batch.resources.filter((_b, i) => decisions[i])).toRequestBytes() };
 }
 

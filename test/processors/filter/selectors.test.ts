@@ -5,9 +5,12 @@ import type { Consumer } from '../../../src/component/component';
 import { ConfigIssues, Node } from '../../../src/config/reader';
 import type { AttrValue } from '../../../src/pdata/attributes';
 import { Batch, type ResourceBlock, type Signal } from '../../../src/pdata/batch';
+import { PermanentError } from '../../../src/component/errors';
+import { parseRequest } from '../../../src/pdata/scan';
 import { decide, FilterProcessor, parseFilterConfig, type FilterConfig } from '../../../src/processors/filter/filter';
 import { parseSelector, pidOfInstanceId, SelectorList, type Selector } from '../../../src/processors/filter/selectors';
 import { SelfTelemetry } from '../../../src/service/telemetry';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 
 const ID = 'service.instance.id';
 
@@ -188,27 +191,27 @@ void describe('keep and drop', () => {
   const jaeger = block({ [ID]: 'jaeger.jaeger-0.jaeger', 'service.name': 'jaeger-all-in-one' });
   const bare = block({});
 
-  const kept = (config: FilterConfig, blocks: ResourceBlock[]) => blocks.filter((b) => decide(config, b).kept);
+  const kept = (config: FilterConfig, blocks: ResourceBlock[]) => blocks.filter((b) => decide(config, b.attributes).kept);
 
   void test('keep is any-of', () => {
     const config = filterConfig({ keep: [{ pid: 4242 }, { 'service.name': 'cart' }] });
     assert.deepEqual(kept(config, [web1, web2, cart, jaeger, bare]), [web1, cart]);
-    assert.equal(decide(config, cart).selector, config.keep!.selectors[1]);
-    assert.deepEqual(decide(config, web2), { kept: false, selector: undefined });
+    assert.equal(decide(config, cart.attributes).selector, config.keep!.selectors[1]);
+    assert.deepEqual(decide(config, web2.attributes), { kept: false, selector: undefined });
   });
 
   void test('drop applies after keep and names the dropping selector', () => {
     const config = filterConfig({ keep: [{ 'service.name': 'web' }, { 'service.name': 'cart' }], drop: [{ [ID]: 'web-2:*' }] });
     assert.deepEqual(kept(config, [web1, web2, cart, jaeger]), [web1, cart]);
-    assert.deepEqual(decide(config, web2), { kept: false, selector: config.drop.selectors[0] });
-    assert.deepEqual(decide(config, web1), { kept: true, selector: config.keep!.selectors[0] });
+    assert.deepEqual(decide(config, web2.attributes), { kept: false, selector: config.drop.selectors[0] });
+    assert.deepEqual(decide(config, web1.attributes), { kept: true, selector: config.keep!.selectors[0] });
   });
 
   void test('without keep everything is kept unless dropped', () => {
     const config = filterConfig({ drop: [{ 'service.name': '/^jaeger/' }] });
     assert.equal(config.keep, undefined);
     assert.deepEqual(kept(config, [web1, web2, cart, jaeger, bare]), [web1, web2, cart, bare]);
-    assert.deepEqual(decide(config, web1), { kept: true, selector: undefined });
+    assert.deepEqual(decide(config, web1.attributes), { kept: true, selector: undefined });
     const empty = filterConfig({});
     assert.deepEqual(kept(empty, [web1, jaeger, bare]), [web1, jaeger, bare]);
   });
@@ -278,5 +281,37 @@ void describe('FilterProcessor.consume', () => {
     assert.equal(next.batches[0]!.itemCount, 2);
     assert.equal(await counterValue(telemetry, 'otelcol_processor_filter_datapoints_filtered', 'filter/obi'), 40);
     assert.equal(await counterValue(telemetry, 'otelcol_processor_filter_spans_filtered', 'filter/obi'), undefined);
+  });
+
+  void test('mayKeep answers what consume would keep, and defers to the next consumer', () => {
+    const { filter } = processor('traces', { keep: [{ pid: 4242 }], drop: [{ 'service.name': 'noisy' }] });
+    assert.equal(filter.mayKeep(attrs({ [ID]: 'web-1:4242' })), true);
+    assert.equal(filter.mayKeep(attrs({ [ID]: 'web-1:4243' })), false);
+    assert.equal(filter.mayKeep(attrs({ [ID]: 'web-1:4242', 'service.name': 'noisy' })), false);
+    const refusingNext: Consumer = { consume: async () => {}, mayKeep: () => false };
+    const chained = new FilterProcessor({ id: 'filter/a', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, filterConfig({}), 'traces', refusingNext);
+    assert.equal(chained.mayKeep(attrs({ [ID]: 'web-1:4242' })), false);
+  });
+
+  void test('a block the receiver only counted is checked before it is kept', async () => {
+    const { next, filter } = processor('traces', { keep: [{ pid: 4242 }] });
+    const body = Buffer.from(encodeTraces([obiResourceSpans(hostInstance('web-1', 4242), [obiSpan({ name: 'GET /a' }), obiSpan({ name: 'GET /b' })])]));
+    // Counted only: as if no pipeline kept it when it arrived (the rules changed since).
+    const counted = parseRequest('traces', body, () => false).batch;
+    assert.equal(counted.resources[0]!.unchecked, true);
+    await filter.consume(counted);
+    assert.equal(next.batches[0]!.resources[0]!.unchecked, false);
+    assert.equal(next.batches[0]!.itemCount, 2);
+    assert.deepEqual(Buffer.from(next.batches[0]!.toRequestBytes()), body);
+
+    const at = body.indexOf('GET /b');
+    body[at + 1] = 0xff;
+    const malformed = parseRequest('traces', body, () => false).batch;
+    await assert.rejects(filter.consume(malformed), (err: unknown) => {
+      assert.ok(err instanceof PermanentError);
+      assert.match(err.message, /^invalid traces resource: scope_spans\[1\]\.spans\[0\]\.name: string is not valid UTF-8$/);
+      return true;
+    });
+    assert.equal(next.batches.length, 1, 'nothing of the malformed batch went on');
   });
 });

@@ -28,7 +28,8 @@ export class FanOut implements Consumer {
   }
 
   mayKeep(attributes: Attributes): boolean {
-    return this.consumers.some((consumer) => consumer.mayKeep?.(attributes) ?? true);
+    for (const consumer of this.consumers) if (consumer.mayKeep?.(attributes) ?? true) return true;
+    return false;
   }
 }
 

@@ -24,6 +24,12 @@ export interface FilterDecision {
   readonly selector: Selector | undefined;
 }
 
+/** decide(...).kept without building the decision. */
+export function keeps(config: FilterConfig, attributes: Attributes): boolean {
+  if (config.keep && config.keep.match(attributes) === undefined) return false;
+  return config.drop.isEmpty || config.drop.match(attributes) === undefined;
+}
+
 /** Keep if any `keep` selector matches (or there is no `keep`), then drop if any `drop` selector matches. */
 export function decide(config: FilterConfig, attributes: Attributes): FilterDecision {
   let keptBy: Selector | undefined;
@@ -127,7 +133,7 @@ export class FilterProcessor implements Component, Consumer {
   }
 
   mayKeep(attributes: Attributes): boolean {
-    return decide(this.rules, attributes).kept && (this.next.mayKeep?.(attributes) ?? true);
+    return keeps(this.rules, attributes) && (this.next.mayKeep?.(attributes) ?? true);
   }
 
   async consume(batch: Batch): Promise<void> {
@@ -135,7 +141,8 @@ export class FilterProcessor implements Component, Consumer {
     let kept: ResourceBlock[] | undefined;
     let dropped = 0;
     const inventory = this.inventory;
-    batch.resources.forEach((block, i) => {
+    for (let i = 0; i < batch.resources.length; i++) {
+      const block = batch.resources[i]!;
       const decision = decide(rules, block.attributes);
       inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null, this.id);
       if (decision.kept && block.unchecked) {
@@ -148,7 +155,7 @@ export class FilterProcessor implements Component, Consumer {
         kept ??= batch.resources.slice(0, i);
         dropped += block.itemCount;
       }
-    });
+    }
     if (!kept) return this.next.consume(batch);
     if (dropped > 0) this.filtered.inc(dropped);
     if (kept.length === 0) return;

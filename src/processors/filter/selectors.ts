@@ -188,17 +188,21 @@ function selectorText(source: Record<string, unknown>): string {
  * hash map (cost independent of their number); the rest are tried in order.
  */
 export class SelectorList {
-  private readonly exactByKey = new Map<string, Map<string, number>>();
+  // Parallel arrays rather than a Map of Maps: iterating a Map allocates, and match() runs for
+  // every resource of every request.
+  private readonly exactKeys: string[] = [];
+  private readonly exactValues: Map<string, number>[] = [];
   private readonly scanned: { index: number; selector: Selector }[] = [];
 
   constructor(readonly selectors: readonly Selector[]) {
     selectors.forEach((selector, index) => {
       if (selector.exact) {
-        let values = this.exactByKey.get(selector.exact.key);
-        if (!values) {
-          values = new Map<string, number>();
-          this.exactByKey.set(selector.exact.key, values);
+        let at = this.exactKeys.indexOf(selector.exact.key);
+        if (at < 0) {
+          at = this.exactKeys.push(selector.exact.key) - 1;
+          this.exactValues.push(new Map<string, number>());
         }
+        const values = this.exactValues[at]!;
         if (!values.has(selector.exact.value)) values.set(selector.exact.value, index);
       } else {
         this.scanned.push({ index, selector });
@@ -213,13 +217,14 @@ export class SelectorList {
   /** The first selector (in written order) matching these attributes, or undefined. */
   match(attributes: Attributes): Selector | undefined {
     let best = Infinity;
-    for (const [key, values] of this.exactByKey) {
-      const value = attributes.get(key);
+    for (let i = 0; i < this.exactKeys.length; i++) {
+      const value = attributes.get(this.exactKeys[i]!);
       if (value === undefined) continue;
-      const index = values.get(attrValueToString(value));
+      const index = this.exactValues[i]!.get(attrValueToString(value));
       if (index !== undefined && index < best) best = index;
     }
-    for (const { index, selector } of this.scanned) {
+    for (let i = 0; i < this.scanned.length; i++) {
+      const { index, selector } = this.scanned[i]!;
       if (index > best) break;
       if (matchesAll(selector, attributes)) {
         best = index;

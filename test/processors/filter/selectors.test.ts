@@ -7,7 +7,7 @@ import type { AttrValue } from '../../../src/pdata/attributes';
 import { Batch, type ResourceBlock, type Signal } from '../../../src/pdata/batch';
 import { PermanentError } from '../../../src/component/errors';
 import { parseRequest } from '../../../src/pdata/scan';
-import { decide, FilterProcessor, parseFilterConfig, type FilterConfig } from '../../../src/processors/filter/filter';
+import { decide, FilterProcessor, keeps, parseFilterConfig, type FilterConfig } from '../../../src/processors/filter/filter';
 import { parseSelector, pidOfInstanceId, SelectorList, type Selector } from '../../../src/processors/filter/selectors';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
@@ -191,7 +191,12 @@ void describe('keep and drop', () => {
   const jaeger = block({ [ID]: 'jaeger.jaeger-0.jaeger', 'service.name': 'jaeger-all-in-one' });
   const bare = block({});
 
-  const kept = (config: FilterConfig, blocks: ResourceBlock[]) => blocks.filter((b) => decide(config, b.attributes).kept);
+  const kept = (config: FilterConfig, blocks: ResourceBlock[]) =>
+    blocks.filter((b) => {
+      const decision = decide(config, b.attributes);
+      assert.equal(keeps(config, b.attributes), decision.kept, 'keeps() agrees with decide()');
+      return decision.kept;
+    });
 
   void test('keep is any-of', () => {
     const config = filterConfig({ keep: [{ pid: 4242 }, { 'service.name': 'cart' }] });

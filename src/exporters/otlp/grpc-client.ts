@@ -40,6 +40,8 @@ export interface GrpcClientOptions {
   readonly rejectUnauthorized: boolean;
   readonly gzip: boolean;
   readonly metadata: Readonly<Record<string, string>>;
+  /** How long a connection may leave a PING unanswered after a timed-out call (default 5 s). */
+  readonly pingTimeoutMs?: number;
 }
 
 /** Where HTTP statuses map when a proxy answers instead of a gRPC server (the gRPC spec's table). */
@@ -190,7 +192,7 @@ export class GrpcUnaryClient {
   /** After a call timed out: if the connection does not answer a PING either, replace it. */
   private checkAlive(session: http2.ClientHttp2Session): void {
     if (session.destroyed || session.closed) return;
-    const timer = setTimeout(() => this.drop(session), PING_TIMEOUT_MS);
+    const timer = setTimeout(() => this.drop(session), this.options.pingTimeoutMs ?? PING_TIMEOUT_MS);
     timer.unref();
     try {
       session.ping((err) => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
 import { otlpExporterFactory } from '../../../src/exporters/otlp/otlp-exporter';
@@ -109,7 +110,66 @@ void describe('GrpcUnaryClient', () => {
       c.close();
     }
   });
+
+  void test('a call that times out on a connection that no longer answers PING: the connection is replaced', async () => {
+    answer = ok;
+    const proxy = await freezableProxy(port);
+    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: false, ca: undefined, rejectUnauthorized: true, gzip: false, metadata: {}, pingTimeoutMs: 200 });
+    const callWithin = (ms: number) => {
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(new Error(`export timed out after ${ms}ms`)), ms);
+      return c.call('/x.Y/Export', Buffer.from('hello'), controller.signal, ms).finally(() => clearTimeout(timer));
+    };
+    try {
+      const before = sessions;
+      assert.equal((await callWithin(2000)).code, GrpcStatus.OK);
+      // The peer goes silent without closing: nothing is forwarded either way any more.
+      proxy.freeze();
+      assert.equal((await callWithin(100)).code, GrpcStatus.DEADLINE_EXCEEDED);
+      await new Promise((resolve) => setTimeout(resolve, 400)); // the unanswered PING's timeout
+      // On the silent connection this would time out too; a new connection answers.
+      const result = await callWithin(2000);
+      assert.equal(result.code, GrpcStatus.OK, result.message);
+      assert.equal(sessions, before + 2, 'a second connection served the last call');
+    } finally {
+      c.close();
+      await proxy.close();
+    }
+  });
 });
+
+/** A TCP proxy to `targetPort` whose open connections can be frozen (new ones still pass). */
+async function freezableProxy(targetPort: number): Promise<{ port: number; freeze(): void; close(): Promise<void> }> {
+  const open = new Set<net.Socket>();
+  const pairs: [net.Socket, net.Socket][] = [];
+  const server = net.createServer((inbound) => {
+    const outbound = net.connect(targetPort, '127.0.0.1');
+    for (const socket of [inbound, outbound]) {
+      open.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => open.delete(socket));
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+    pairs.push([inbound, outbound]);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    freeze() {
+      for (const [inbound, outbound] of pairs.splice(0)) {
+        inbound.unpipe(outbound);
+        outbound.unpipe(inbound);
+        inbound.pause();
+        outbound.pause();
+      }
+    },
+    async close() {
+      for (const socket of open) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 void describe('otlp exporter config', () => {
   void test('headers HTTP/2 forbids are config errors naming them', () => {

@@ -27,6 +27,8 @@ const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 const MAX_FRAME_BYTES = 1024 * 1024;
+/** Longest piece of a request header echoed in an error message. */
+const ECHO_MAX_CHARS = 200;
 /** How long shutdown waits for in-flight calls before closing their connections. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -103,7 +105,7 @@ export class OtlpGrpcServer {
     const contentType = headers['content-type'] ?? '';
     if (!isGrpcContentType(contentType)) {
       // The gRPC spec: a request that is not gRPC gets HTTP 415.
-      respondHttpError(stream, 415, `unsupported content-type ${JSON.stringify(contentType)}; this port serves OTLP/gRPC (application/grpc)`);
+      respondHttpError(stream, 415, `unsupported content-type ${JSON.stringify(shortened(contentType))}; this port serves OTLP/gRPC (application/grpc)`);
       return;
     }
     if (headers[':method'] !== 'POST') {
@@ -114,7 +116,7 @@ export class OtlpGrpcServer {
     const handler = this.routes.get(path);
     if (!handler) {
       const served = [...this.routes.keys()].join(', ');
-      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${path}; this receiver serves ${served || 'no method'}`);
+      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${shortened(path)}; this receiver serves ${served || 'no method'}`);
       return;
     }
     const encoding = String(headers['grpc-encoding'] ?? 'identity');
@@ -222,6 +224,11 @@ export class OtlpGrpcServer {
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
   }
+}
+
+/** What a client sent, cut for echoing in an answer: a long header must not become a larger one. */
+function shortened(text: string): string {
+  return text.length <= ECHO_MAX_CHARS ? text : `${text.slice(0, ECHO_MAX_CHARS)}... (${text.length} characters)`;
 }
 
 /** application/grpc, optionally +proto or with parameters; not gRPC-Web, whose framing differs. */

@@ -421,8 +421,12 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
       ['unknown encoding', { 'grpc-encoding': 'snappy' }, framed(message), grpc.status.UNIMPLEMENTED, /grpc-encoding "snappy" is not supported; use identity,gzip,deflate/],
       ['unknown method', { ':path': '/opentelemetry.proto.collector.logs.v1.LogsService/Export' }, framed(message), grpc.status.UNIMPLEMENTED, /unknown method \/opentelemetry\.proto\.collector\.logs\.v1\.LogsService\/Export; this receiver serves \/opentelemetry\.proto\.collector\.trace\.v1\.TraceService\/Export/],
     ];
+    // A long path is named, not echoed whole (grpc-message must stay a small header).
+    const longPath = `/${'x'.repeat(8000)}/Export`;
+    cases.push(['unknown method, 8 KB path', { ':path': longPath }, framed(message), grpc.status.UNIMPLEMENTED, /^unknown method \/x{199}\.\.\. \(8008 characters\); this receiver serves/]);
     for (const [name, headers, body, code, message] of cases) {
       const result = await rawCall(grpcPort, headers, body);
+      assert.ok(String(result.trailers['grpc-message'] ?? '').length < 1000, `${name}: grpc-message stays short`);
       assert.equal(result.status, 200, name);
       assert.equal(result.trailers['grpc-status'], String(code), `${name}: ${String(result.trailers['grpc-message'])}`);
       assert.match(decodeURIComponent(String(result.trailers['grpc-message'])), message, name);

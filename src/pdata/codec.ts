@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import * as protobuf from 'protobufjs';
+import type * as Protobuf from 'protobufjs';
+import { protobufjs } from '../util/lazy-modules';
 
 // Full decoding and encoding through protobufjs reflection over spansieve's own .proto files.
 // Used off the fast path: JSON bodies, the debug exporter, JSON export, and repairing a resource
@@ -7,44 +8,61 @@ import * as protobuf from 'protobufjs';
 
 const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
 
-const root = new protobuf.Root();
-root.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
-root.loadSync(['collector.proto', 'status.proto'], { keepCase: false });
-root.resolveAll();
-
-export const types = {
-  ExportTraceServiceRequest: root.lookupType('opentelemetry.proto.collector.v1.ExportTraceServiceRequest'),
-  ExportTraceServiceResponse: root.lookupType('opentelemetry.proto.collector.v1.ExportTraceServiceResponse'),
-  ExportMetricsServiceRequest: root.lookupType('opentelemetry.proto.collector.v1.ExportMetricsServiceRequest'),
-  ExportMetricsServiceResponse: root.lookupType('opentelemetry.proto.collector.v1.ExportMetricsServiceResponse'),
-  ResourceSpans: root.lookupType('opentelemetry.proto.trace.v1.ResourceSpans'),
-  ResourceMetrics: root.lookupType('opentelemetry.proto.metrics.v1.ResourceMetrics'),
-  Status: root.lookupType('google.rpc.Status'),
-  RetryInfo: root.lookupType('google.rpc.RetryInfo'),
+/** The OTLP message types spansieve decodes and encodes in full, by their full protobuf names. */
+const TYPE_NAMES = {
+  ExportTraceServiceRequest: 'opentelemetry.proto.collector.v1.ExportTraceServiceRequest',
+  ExportTraceServiceResponse: 'opentelemetry.proto.collector.v1.ExportTraceServiceResponse',
+  ExportMetricsServiceRequest: 'opentelemetry.proto.collector.v1.ExportMetricsServiceRequest',
+  ExportMetricsServiceResponse: 'opentelemetry.proto.collector.v1.ExportMetricsServiceResponse',
+  ResourceSpans: 'opentelemetry.proto.trace.v1.ResourceSpans',
+  ResourceMetrics: 'opentelemetry.proto.metrics.v1.ResourceMetrics',
+  Status: 'google.rpc.Status',
+  RetryInfo: 'google.rpc.RetryInfo',
 } as const;
+
+let root: Protobuf.Root | undefined;
+
+/** The .proto files, parsed on first use with protobufjs itself (util/lazy-modules.ts). */
+function loadedRoot(): Protobuf.Root {
+  if (!root) {
+    const loading = new (protobufjs().Root)();
+    loading.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
+    loading.loadSync(['collector.proto', 'status.proto'], { keepCase: false });
+    loading.resolveAll();
+    root = loading;
+  }
+  return root;
+}
+
+/** The message types by short name; the first one read loads them all. */
+export const types = {} as { readonly [Name in keyof typeof TYPE_NAMES]: Protobuf.Type };
+for (const [name, fullName] of Object.entries(TYPE_NAMES)) {
+  let type: Protobuf.Type | undefined;
+  Object.defineProperty(types, name, { enumerable: true, get: () => (type ??= loadedRoot().lookupType(fullName)) });
+}
 
 /** Fields that OTLP/JSON writes as hex rather than protobuf JSON's base64. */
 const HEX_ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
 
-const TO_OBJECT_OPTIONS: protobuf.IConversionOptions = { longs: String, enums: Number, bytes: String, defaults: false };
+const TO_OBJECT_OPTIONS: Protobuf.IConversionOptions = { longs: String, enums: Number, bytes: String, defaults: false };
 
 export class JsonShapeError extends Error {}
 
 /** Decoded OTLP message as plain JS (camelCase keys, int64 as decimal strings, ids as hex). */
 export type PlainMessage = Record<string, unknown>;
 
-export function decodeToPlain(type: protobuf.Type, bytes: Uint8Array): PlainMessage {
+export function decodeToPlain(type: Protobuf.Type, bytes: Uint8Array): PlainMessage {
   const message = type.decode(bytes);
   return idsToHex(type.toObject(message, TO_OBJECT_OPTIONS)) as PlainMessage;
 }
 
 /** Encodes an OTLP/JSON object (as parsed from a request body) to protobuf bytes. */
-export function encodeFromOtlpJson(type: protobuf.Type, json: unknown): Uint8Array {
+export function encodeFromOtlpJson(type: Protobuf.Type, json: unknown): Uint8Array {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw new JsonShapeError('the body must be a JSON object');
   }
   const prepared = idsFromHex(json, '');
-  let message: protobuf.Message;
+  let message: Protobuf.Message;
   try {
     message = type.fromObject(prepared as Record<string, unknown>);
   } catch (err) {
@@ -54,7 +72,7 @@ export function encodeFromOtlpJson(type: protobuf.Type, json: unknown): Uint8Arr
 }
 
 /** Renders decoded bytes as OTLP/JSON (hex ids, lowerCamelCase keys, enums as integers). */
-export function toOtlpJson(type: protobuf.Type, bytes: Uint8Array): string {
+export function toOtlpJson(type: Protobuf.Type, bytes: Uint8Array): string {
   return JSON.stringify(decodeToPlain(type, bytes));
 }
 

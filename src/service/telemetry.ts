@@ -1,61 +1,129 @@
 import * as http from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
 import { itemNoun, type Signal } from '../pdata/batch';
+import { promClient } from '../util/lazy-modules';
 import { listen, closeServer } from '../util/net';
 
-type CounterOf = Counter<string>;
+/** One labelled series: components hold it and add to it or set it. */
+class SeriesValue {
+  value = 0;
+  /** Series appear in the exposition once first counted or set, as prom-client's children do. */
+  touched = false;
 
-/**
- * The service's own metrics, with the Collector's names, on one prom-client registry. Components
- * bind their label children once at creation, so the hot path only increments.
- */
-export class SelfTelemetry {
-  readonly registry = new Registry();
-  private readonly counters = new Map<string, CounterOf>();
-  private readonly gauges = new Map<string, Gauge<string>>();
+  constructor(readonly labels: Readonly<Record<string, string>>) {}
 
-  constructor() {
-    // Registered for their collect() callbacks, read on every scrape.
-    new Gauge({
-      name: 'otelcol_process_memory_rss',
-      help: 'Total physical memory (resident set size) of the process, in bytes',
-      registers: [this.registry],
-      collect() {
-        this.set(process.memoryUsage.rss());
-      },
-    });
-    new Gauge({
-      name: 'otelcol_process_uptime',
-      help: 'Uptime of the process, in seconds',
-      registers: [this.registry],
-      collect() {
-        // The process's, not this service generation's: a reload that restarts the service keeps it.
-        this.set(process.uptime());
-      },
-    });
+  inc(n: number): void {
+    this.value += n;
+    this.touched = true;
   }
 
+  set(n: number): void {
+    this.value = n;
+    this.touched = true;
+  }
+}
+
+interface Family {
+  readonly kind: 'counter' | 'gauge';
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  readonly series: Map<string, SeriesValue>;
+}
+
+/**
+ * The service's own metrics, with the Collector's names. Components bind their series once at
+ * creation, so the hot path only adds to a number. The prom-client registry that exposes them is
+ * built on first use (the metrics endpoint, a test): with metrics off prom-client is never loaded.
+ */
+export class SelfTelemetry {
+  private readonly families = new Map<string, Family>();
+  private promRegistry: Registry | undefined;
+
   counter(name: string, help: string, labels: Record<string, string>): { inc(n: number): void } {
-    let counter = this.counters.get(name);
-    if (!counter) {
-      counter = new Counter({ name, help, labelNames: Object.keys(labels), registers: [this.registry] });
-      this.counters.set(name, counter);
-    }
-    return counter.labels(labels);
+    return this.series(name, 'counter', help, labels);
   }
 
   gauge(name: string, help: string, labels: Record<string, string>): { set(n: number): void } {
-    let gauge = this.gauges.get(name);
-    if (!gauge) {
-      gauge = new Gauge({ name, help, labelNames: Object.keys(labels), registers: [this.registry] });
-      this.gauges.set(name, gauge);
-    }
-    return gauge.labels(labels);
+    return this.series(name, 'gauge', help, labels);
   }
 
   /** Counter named by signal: `otelcol_<prefix>_<spans|metric_points>`. */
   signalCounter(prefix: string, signal: Signal, help: string, labels: Record<string, string>): { inc(n: number): void } {
     return this.counter(`otelcol_${prefix}_${itemNoun(signal)}`, `${help} (${itemNoun(signal).replace('_', ' ')})`, labels);
+  }
+
+  /** The prom-client registry with every metric so far and the process gauges. */
+  get registry(): Registry {
+    if (!this.promRegistry) {
+      const { Gauge, Registry } = promClient();
+      const registry = new Registry();
+      this.promRegistry = registry;
+      // Registered for their collect() callbacks, read on every scrape.
+      new Gauge({
+        name: 'otelcol_process_memory_rss',
+        help: 'Total physical memory (resident set size) of the process, in bytes',
+        registers: [registry],
+        collect() {
+          this.set(process.memoryUsage.rss());
+        },
+      });
+      new Gauge({
+        name: 'otelcol_process_uptime',
+        help: 'Uptime of the process, in seconds',
+        registers: [registry],
+        collect() {
+          // The process's, not this service generation's: a reload that restarts the service keeps it.
+          this.set(process.uptime());
+        },
+      });
+      for (const [name, family] of this.families) this.expose(registry, name, family);
+    }
+    return this.promRegistry;
+  }
+
+  private series(name: string, kind: Family['kind'], help: string, labels: Record<string, string>): SeriesValue {
+    let family = this.families.get(name);
+    if (!family) {
+      family = { kind, help, labelNames: Object.keys(labels), series: new Map() };
+      this.families.set(name, family);
+      if (this.promRegistry) this.expose(this.promRegistry, name, family);
+    } else if (family.kind !== kind) {
+      throw new Error(`self-metric ${name} is already a ${family.kind}`);
+    }
+    const names = Object.keys(labels);
+    if (names.length !== family.labelNames.length || names.some((label) => !family.labelNames.includes(label))) {
+      throw new Error(`self-metric ${name} has labels ${family.labelNames.join(', ')}, not ${names.join(', ')}`);
+    }
+    const key = JSON.stringify(family.labelNames.map((label) => labels[label]));
+    let series = family.series.get(key);
+    if (!series) {
+      series = new SeriesValue({ ...labels });
+      family.series.set(key, series);
+    }
+    return series;
+  }
+
+  /** A prom-client metric that reads the family's series at each collection. */
+  private expose(registry: Registry, name: string, family: Family): void {
+    const { Counter, Gauge } = promClient();
+    const options = { name, help: family.help, labelNames: family.labelNames, registers: [registry] };
+    if (family.kind === 'counter') {
+      new Counter({
+        ...options,
+        collect(this: Counter<string>) {
+          this.reset();
+          for (const series of family.series.values()) if (series.touched) this.inc(series.labels, series.value);
+        },
+      });
+    } else {
+      new Gauge({
+        ...options,
+        collect(this: Gauge<string>) {
+          this.reset();
+          for (const series of family.series.values()) if (series.touched) this.set(series.labels, series.value);
+        },
+      });
+    }
   }
 }
 

@@ -1,10 +1,11 @@
 import * as http from 'node:http';
 import type { Logger } from 'pino';
-import { Registry, type Metric, type RegistryContentType } from 'prom-client';
+import type { Metric, RegistryContentType } from 'prom-client';
 import type { Component, Consumer, CreateSettings, ExporterFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
 import { boundPort, closeServer, listen } from '../../util/net';
+import { promClient } from '../../util/lazy-modules';
 import { Accumulator, samplesOf, type Family } from './accumulator';
 import { normalizeNamespace, type LabelPairs } from './translation';
 
@@ -159,6 +160,7 @@ export class PrometheusExporter implements Component, Consumer {
 
   /** The exposition for a scrape; `openMetrics` picks the format. */
   async render(openMetrics: boolean): Promise<{ contentType: string; body: string }> {
+    const { Registry } = promClient();
     const contentType = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
     const registry = new Registry<RegistryContentType>();
     registry.setContentType(contentType);

@@ -1,12 +1,12 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
-import * as protobuf from 'protobufjs';
 import { compress } from 'snappyjs';
 import type { Component, Consumer, CreateSettings, ExporterFactory } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
 import { encodeRepeatedField } from '../../pdata/wire';
+import { protobufjs } from '../../util/lazy-modules';
 import { ExporterHelper, HELPER_KEYS, parseHelperConfig, type HelperConfig } from '../exporterhelper/exporterhelper';
 import { parseHttpUrl, readCaFile } from '../otlp-common';
 import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
@@ -80,7 +80,7 @@ export interface TimeSeriesOut {
 
 /** One TimeSeries{labels=1, samples=2} with Label{name=1, value=2} and Sample{value=1 double, timestamp=2 int64}. */
 export function encodeTimeSeries(series: TimeSeriesOut): Uint8Array {
-  const w = protobuf.Writer.create();
+  const w = protobufjs().Writer.create();
   for (const [name, value] of series.labels) {
     w.uint32(10).fork().uint32(10).string(name).uint32(18).string(value).ldelim();
   }

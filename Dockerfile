@@ -30,5 +30,5 @@ EXPOSE 4317 4318 13133 8888 8889
 # --pid=host and as root (--user 0) with CAP_SYS_PTRACE for them, as OBI itself runs privileged.
 USER node
 HEALTHCHECK CMD node -e "fetch('http://127.0.0.1:13133/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "--max-semi-space-size=2", "--initial-heap-size=32", "--single-threaded-gc", "dist/src/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--initial-heap-size=32", "dist/src/cli.js"]
 CMD ["--config", "config/default.yaml"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --initial-heap-size=32 --single-threaded-gc
+#!/usr/bin/env -S node --max-semi-space-size=2 --initial-heap-size=32
 import * as path from 'node:path';
 import pino from 'pino';
 import { readConfigFile } from './config/load';

@@ -11,9 +11,4 @@
 // few MiB of it and ran a mark-compact (5-9 ms pauses) every 0.7-0.9 s under steady load; with this
 // floor under the limit they come every 2-3 s, and the CPU per span fell by about a tenth, peak RSS
 // unchanged within noise (docs/performance.md, "Mark-compact cadence").
-//
-// --single-threaded-gc: no GC helper threads. A sidecar gets a core or less, and there V8's
-// concurrent marking and parallel scavenge threads only take turns with the thread serving
-// requests: in six alternating pairs of bench runs on one core, 2-8 % less CPU per span and a
-// lower p99 in every pair, for 2-7 MiB more peak RSS (docs/performance.md, "GC threads").
-export const SPANSIEVE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--initial-heap-size=32', '--single-threaded-gc'];
+export const SPANSIEVE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--initial-heap-size=32'];

@@ -5,6 +5,7 @@ import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { boundPort, listen } from '../../util/net';
+import { echoed } from './echo';
 import type { ExportHandler } from './export-handler';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
@@ -27,8 +28,6 @@ const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 const MAX_FRAME_BYTES = 1024 * 1024;
-/** Longest piece of a request header echoed in an error message. */
-const ECHO_MAX_CHARS = 200;
 /** How long shutdown waits for in-flight calls before closing their connections. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -105,23 +104,23 @@ export class OtlpGrpcServer {
     const contentType = headers['content-type'] ?? '';
     if (!isGrpcContentType(contentType)) {
       // The gRPC spec: a request that is not gRPC gets HTTP 415.
-      respondHttpError(stream, 415, `unsupported content-type ${JSON.stringify(shortened(contentType))}; this port serves OTLP/gRPC (application/grpc)`);
+      respondHttpError(stream, 415, `unsupported content-type ${JSON.stringify(echoed(contentType))}; this port serves OTLP/gRPC (application/grpc)`);
       return;
     }
     if (headers[':method'] !== 'POST') {
-      respondHttpError(stream, 405, `method ${String(headers[':method'])} is not allowed; gRPC calls are POST`);
+      respondHttpError(stream, 405, `method ${echoed(String(headers[':method']))} is not allowed; gRPC calls are POST`);
       return;
     }
     const path = headers[':path'] ?? '';
     const handler = this.routes.get(path);
     if (!handler) {
       const served = [...this.routes.keys()].join(', ');
-      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${shortened(path)}; this receiver serves ${served || 'no method'}`);
+      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${echoed(path)}; this receiver serves ${served || 'no method'}`);
       return;
     }
     const encoding = String(headers['grpc-encoding'] ?? 'identity');
     if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
-      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${JSON.stringify(encoding)} is not supported; use ${ACCEPTED_ENCODINGS}`);
+      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${JSON.stringify(echoed(encoding))} is not supported; use ${ACCEPTED_ENCODINGS}`);
       return;
     }
 
@@ -224,11 +223,6 @@ export class OtlpGrpcServer {
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
   }
-}
-
-/** What a client sent, cut for echoing in an answer: a long header must not become a larger one. */
-function shortened(text: string): string {
-  return text.length <= ECHO_MAX_CHARS ? text : `${text.slice(0, ECHO_MAX_CHARS)}... (${text.length} characters)`;
 }
 
 /** application/grpc, optionally +proto or with parameters; not gRPC-Web, whose framing differs. */

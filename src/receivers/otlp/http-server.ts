@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, closeServer, listen } from '../../util/net';
+import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 
 export interface HttpProtocolConfig {
@@ -61,7 +62,7 @@ export class OtlpHttpServer {
     try {
       const handler = this.route(req);
       if (encoding === undefined) {
-        throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}; use application/x-protobuf or application/json`);
+        throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(echoed(req.headers['content-type'] ?? ''))}; use application/x-protobuf or application/json`);
       }
       const body = await this.readBody(req);
       const outcome = await handler.export(body, encoding);
@@ -75,14 +76,14 @@ export class OtlpHttpServer {
   }
 
   private route(req: http.IncomingMessage): ExportHandler {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     const signal: Signal | undefined =
       path === this.config.tracesUrlPath ? 'traces' : path === this.config.metricsUrlPath ? 'metrics' : undefined;
     if (!signal) {
-      throw new HttpError(404, GRPC_CODE.NOT_FOUND, `unknown path ${path}; OTLP/HTTP accepts POST ${this.config.tracesUrlPath} and ${this.config.metricsUrlPath}`);
+      throw new HttpError(404, GRPC_CODE.NOT_FOUND, `unknown path ${echoed(path)}; OTLP/HTTP accepts POST ${this.config.tracesUrlPath} and ${this.config.metricsUrlPath}`);
     }
     if (req.method !== 'POST') {
-      throw new HttpError(405, GRPC_CODE.INVALID_ARGUMENT, `method ${req.method} is not allowed on ${path}; use POST`, { allow: 'POST' });
+      throw new HttpError(405, GRPC_CODE.INVALID_ARGUMENT, `method ${echoed(String(req.method))} is not allowed on ${path}; use POST`, { allow: 'POST' });
     }
     const handler = this.handlers.get(signal);
     if (!handler) throw new HttpError(404, GRPC_CODE.UNIMPLEMENTED, `no ${signal} pipeline uses this receiver`);
@@ -141,7 +142,7 @@ function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer
     }
     throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, `invalid ${contentEncoding} body: ${(err as Error).message}`);
   }
-  throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(contentEncoding)}; use gzip, deflate or none`);
+  throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(contentEncoding))}; use gzip, deflate or none`);
 }
 
 function bodyEncoding(contentType: string | undefined): BodyEncoding | undefined {

@@ -496,6 +496,20 @@ void describe('OTLP/HTTP receiver', () => {
     assert.match(status.message, /unknown path \/v1\/logs/);
   });
 
+  void test('a long path or Content-Type is quoted cut to 200 characters, with its length', async () => {
+    const longPath = `/${'x'.repeat(7999)}`;
+    const res = await request(httpPort, { ...protobuf(encodeTraces([obiResourceSpans(KEPT, [obiSpan()])])), path: longPath });
+    assert.equal(res.status, 404);
+    const status = protobufStatus(res);
+    assert.match(status.message, /^unknown path \/x{199}\.\.\. \(8000 characters\); OTLP\/HTTP accepts POST/);
+    assert.ok(res.body.length < 400, `answer of ${res.body.length} bytes`);
+
+    const longType = `text/${'y'.repeat(5000)}`;
+    const typed = await request(httpPort, { headers: { 'content-type': longType }, body: Buffer.from('x') });
+    assert.equal(typed.status, 415);
+    assert.match(textBody(typed), /^unsupported Content-Type "text\/y{195}\.\.\. \(5005 characters\)"; use application/);
+  });
+
   void test('GET on /v1/traces: 405 with Allow: POST', async () => {
     const res = await request(httpPort, { method: 'GET', path: '/v1/traces' });
     assert.equal(res.status, 405);

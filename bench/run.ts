@@ -37,6 +37,8 @@ interface Options {
   profile: boolean;
   out: string;
   concurrency: number;
+  /** Closed loop against the default config (sending queue on): overload behaviour, not capacity. */
+  maxWithQueue: boolean;
 }
 
 interface Timing {
@@ -74,7 +76,7 @@ const QUICK: Timing = {
 
 const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
                       [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
-                      [--concurrency N] [--profile] [--out FILE]`;
+                      [--concurrency N] [--max-with-queue] [--profile] [--out FILE]`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
@@ -86,6 +88,7 @@ function parseOptions(argv: readonly string[]): Options {
     profile: false,
     out: path.join(RESULTS_DIR, 'latest.json'),
     concurrency: 16,
+    maxWithQueue: false,
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -121,6 +124,9 @@ function parseOptions(argv: readonly string[]): Options {
         break;
       case '--concurrency':
         options.concurrency = Number(value());
+        break;
+      case '--max-with-queue':
+        options.maxWithQueue = true;
         break;
       case '--profile':
         options.profile = true;
@@ -307,11 +313,12 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     server = undefined;
 
     // Closed loop on a fresh server whose exporter has no sending queue, so that an
-    // acknowledgement means "forwarded" and `concurrency` really bounds the work in flight.
+    // acknowledgement means "forwarded" and `concurrency` really bounds the work in flight
+    // (--max-with-queue: the default queue, which overloads both systems).
     let max: Window | undefined;
     let peakAfterMax: number | undefined;
     if (o.max) {
-      const maxServer = await start(`${o.label}-max`, false);
+      const maxServer = await start(`${o.label}-max`, ctx.options.maxWithQueue);
       await ctx.loadgen.call({ type: 'closed', concurrency: o.max.concurrency });
       await sleep(o.max.warmupS * 1000);
       max = await measureWindow(ctx.loadgen, maxServer.pid, o.max.windowS);
@@ -555,6 +562,7 @@ async function main(argv: readonly string[]): Promise<void> {
       quick: options.quick,
       fixed_rate_spans_per_second: options.rate,
       closed_loop_concurrency: options.concurrency,
+      closed_loop_sending_queue: options.maxWithQueue,
       timing,
       pool: { ...DEFAULT_POOL, ...poolInfo },
     },

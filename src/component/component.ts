@@ -16,6 +16,12 @@ export interface Consumer {
    * Absent means "may keep" (exporters, connectors).
    */
   mayKeep?(attributes: Attributes): boolean;
+  /**
+   * Why this consumer would refuse any batch now (a sending queue with no room, a shutdown), or
+   * undefined when it may accept. A receiver asks before reading a request, so an overloaded
+   * service answers at once instead of parsing what it will refuse. Absent means "may accept".
+   */
+  wouldRefuse?(): string | undefined;
 }
 
 /** One lifecycle for every component; shutdown must be safe without a prior start. */

@@ -31,6 +31,15 @@ export class FanOut implements Consumer {
     for (const consumer of this.consumers) if (consumer.mayKeep?.(attributes) ?? true) return true;
     return false;
   }
+
+  /** One branch refusing fails the whole batch (consume above), so it refuses for all. */
+  wouldRefuse(): string | undefined {
+    for (const consumer of this.consumers) {
+      const reason = consumer.wouldRefuse?.();
+      if (reason !== undefined) return reason;
+    }
+    return undefined;
+  }
 }
 
 /** Stands for a pipeline's first consumer before it exists, so connectors can point at later pipelines. */
@@ -43,6 +52,10 @@ class PipelineEntry implements Consumer {
 
   mayKeep(attributes: Attributes): boolean {
     return this.target!.mayKeep?.(attributes) ?? true;
+  }
+
+  wouldRefuse(): string | undefined {
+    return this.target!.wouldRefuse?.();
   }
 }
 

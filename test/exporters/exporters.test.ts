@@ -176,12 +176,16 @@ describe('otlp (gRPC) exporter', () => {
     await exporter.consume(batchOf(1, 1)); // taken by the consumer
     await new Promise((resolve) => setTimeout(resolve, 30));
     await exporter.consume(batchOf(1, 1)); // queued
+    assert.equal(exporter.wouldRefuse?.(), undefined, 'room for one more: a receiver reads the next request');
     await exporter.consume(batchOf(1, 1)); // queued
+    // At capacity: a receiver asking now refuses before reading, with the message consume() gives.
+    assert.match(exporter.wouldRefuse?.() ?? '', /^sending queue of exporter otlp\/test is full \(2 batches\)$/);
     await assert.rejects(exporter.consume(batchOf(1, 7)), (err: Error) => err instanceof RetryableError && /queue .* is full/.test(err.message));
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_enqueue_failed_spans'), 7);
     release!();
     await exporter.shutdown();
     await assert.rejects(exporter.consume(batchOf(1, 1)), /shutting down/);
+    assert.match(exporter.wouldRefuse?.() ?? '', /shutting down/);
     const delivered = new Set(sink.requests.map((r) => r.body.toString('hex')));
     assert.equal(delivered.size, 3, 'all three accepted batches were delivered before shutdown returned');
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 3);

@@ -18,6 +18,10 @@ export class ForwardConnector implements Component, Consumer {
   mayKeep(attributes: Attributes): boolean {
     return this.next.mayKeep?.(attributes) ?? true;
   }
+
+  wouldRefuse(): string | undefined {
+    return this.next.wouldRefuse?.();
+  }
 }
 
 const SIGNALS: readonly Signal[] = ['traces', 'metrics'];

@@ -107,7 +107,7 @@ export class ExporterHelper implements Component, Consumer {
     const counters = this.countersFor(batch.signal);
     if (this.stopping) {
       counters.enqueueFailed.inc(batch.itemCount);
-      throw new RetryableError(`exporter ${this.settings.id} is shutting down`);
+      throw new RetryableError(this.shuttingDownMessage());
     }
     if (!this.config.queue.enabled) {
       await this.sendWithRetry(batch);
@@ -117,13 +117,22 @@ export class ExporterHelper implements Component, Consumer {
     // An empty queue takes any one batch, so a batch larger than the whole queue is not refused forever.
     if (this.queue.length > 0 && this.queued + size > this.config.queue.queueSize) {
       counters.enqueueFailed.inc(batch.itemCount);
-      const unit = this.config.queue.sizer === 'requests' ? 'batches' : this.config.queue.sizer;
-      throw new RetryableError(`sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} ${unit})`);
+      throw new RetryableError(this.queueFullMessage());
     }
     this.queue.push(this.sendsRequestBytes ? batch.compact() : batch);
     this.queued += size;
     this.queueSizeGauge.set(this.queued);
     this.pump();
+  }
+
+  /**
+   * Refuses before a batch exists only when no batch could be queued: the queue is at capacity.
+   * With room left, a batch too large for it is refused by consume(), once its size is known.
+   */
+  wouldRefuse(): string | undefined {
+    if (this.stopping) return this.shuttingDownMessage();
+    if (!this.config.queue.enabled) return undefined;
+    return this.queue.length > 0 && this.queued >= this.config.queue.queueSize ? this.queueFullMessage() : undefined;
   }
 
   /** Stops accepting batches and waits until every queued batch was sent or given up on. */
@@ -202,6 +211,15 @@ export class ExporterHelper implements Component, Consumer {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private shuttingDownMessage(): string {
+    return `exporter ${this.settings.id} is shutting down`;
+  }
+
+  private queueFullMessage(): string {
+    const unit = this.config.queue.sizer === 'requests' ? 'batches' : this.config.queue.sizer;
+    return `sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} ${unit})`;
   }
 
   private sizeOf(batch: Batch): number {

@@ -76,6 +76,10 @@ export class OtlpGrpcExporter implements Component, Consumer {
     return this.helper.consume(batch);
   }
 
+  wouldRefuse(): string | undefined {
+    return this.helper.wouldRefuse();
+  }
+
   async shutdown(): Promise<void> {
     await this.helper.shutdown();
     this.client?.close();

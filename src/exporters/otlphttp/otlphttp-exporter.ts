@@ -54,6 +54,10 @@ export class OtlpHttpExporter implements Component, Consumer {
     return this.helper.consume(batch);
   }
 
+  wouldRefuse(): string | undefined {
+    return this.helper.wouldRefuse();
+  }
+
   async shutdown(): Promise<void> {
     await this.helper.shutdown();
     this.agents.http.destroy();

@@ -155,6 +155,10 @@ export class RemoteWriteExporter implements Component, Consumer {
     await this.helper.consume(queued);
   }
 
+  wouldRefuse(): string | undefined {
+    return this.helper.wouldRefuse();
+  }
+
   /** The samples a batch produces: every series it touched, with its current (cumulative) value. */
   translate(batch: Batch, now: number): TimeSeriesOut[] {
     if (now - this.lastExpiry > 60_000) {

@@ -136,6 +136,11 @@ export class FilterProcessor implements Component, Consumer {
     return keeps(this.rules, attributes) && (this.next.mayKeep?.(attributes) ?? true);
   }
 
+  /** Passed on as it is: whether a request unread holds anything kept cannot be known. */
+  wouldRefuse(): string | undefined {
+    return this.next.wouldRefuse?.();
+  }
+
   async consume(batch: Batch): Promise<void> {
     const rules = this.rules;
     let kept: ResourceBlock[] | undefined;

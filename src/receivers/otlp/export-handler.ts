@@ -9,6 +9,8 @@ import type { Inventory } from '../../service/inventory';
 
 export type Transport = 'grpc' | 'http';
 
+/** The backoff asked of a client refused for a reason that names none (a full queue). */
+const DEFAULT_RETRY_AFTER_MS = 1000;
 const EMPTY_PROTOBUF_RESPONSE = Buffer.alloc(0);
 const EMPTY_JSON_RESPONSE = Buffer.from('{}');
 export type BodyEncoding = 'protobuf' | 'json';
@@ -68,12 +70,23 @@ export class ExportHandler {
         this.refused.inc(batch.itemCount);
         if (err instanceof PermanentError) return { kind: 'invalid', message: err.message };
         this.logger.warn({ err: errorMessage(err), items: batch.itemCount }, 'refused export request; the client should retry');
-        const retryAfterMs = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : 1000;
+        const retryAfterMs = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : DEFAULT_RETRY_AFTER_MS;
         return { kind: 'unavailable', message: errorMessage(err), retryAfterMs };
       }
     }
     this.accepted.inc(batch.itemCount);
     return { kind: 'ok', rejected: parsed.rejected, message: parsed.rejectMessage };
+  }
+
+  /**
+   * The answer for a request refused before its body is read, when its pipeline would refuse any
+   * batch now (a full sending queue); undefined when the request should be read.
+   */
+  refusalBeforeReading(): ExportOutcome | undefined {
+    const reason = this.next?.wouldRefuse?.();
+    if (reason === undefined) return undefined;
+    this.logger.warn({ err: reason }, 'refused export request before reading it; the client should retry');
+    return { kind: 'unavailable', message: reason, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   }
 
   /** The Export response for a success, partial or whole. */

@@ -6,7 +6,7 @@ import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { boundPort, listen } from '../../util/net';
 import { echoed } from './echo';
-import type { ExportHandler } from './export-handler';
+import type { ExportHandler, ExportOutcome } from './export-handler';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
 // gRPC framing and status trailers; grpc-js's server cost a third to a half more CPU per request
@@ -123,6 +123,12 @@ export class OtlpGrpcServer {
       respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${JSON.stringify(echoed(encoding))} is not supported; use ${ACCEPTED_ENCODINGS}`);
       return;
     }
+    const refusal = handler.refusalBeforeReading();
+    if (refusal) {
+      // Answered before the message is read: the client stops sending it (RST_STREAM NO_ERROR).
+      respondOutcome(stream, handler, refusal);
+      return;
+    }
 
     const chunks: Buffer[] = [];
     let received = 0;
@@ -196,22 +202,7 @@ export class OtlpGrpcServer {
     handler
       .export(message, 'protobuf')
       .then(
-        (outcome) => {
-          switch (outcome.kind) {
-            case 'ok':
-              respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
-              return;
-            case 'invalid':
-              respondStatus(stream, GrpcStatus.INVALID_ARGUMENT, outcome.message);
-              return;
-            case 'unimplemented':
-              respondStatus(stream, GrpcStatus.UNIMPLEMENTED, outcome.message);
-              return;
-            case 'unavailable':
-              respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
-              return;
-          }
-        },
+        (outcome) => respondOutcome(stream, handler, outcome),
         (err: unknown) => {
           this.logger.error({ err }, 'unexpected error handling an OTLP/gRPC request');
           respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
@@ -222,6 +213,23 @@ export class OtlpGrpcServer {
         this.logger.error({ err }, 'cannot answer an OTLP/gRPC request');
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
+  }
+}
+
+function respondOutcome(stream: http2.ServerHttp2Stream, handler: ExportHandler, outcome: ExportOutcome): void {
+  switch (outcome.kind) {
+    case 'ok':
+      respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
+      return;
+    case 'invalid':
+      respondStatus(stream, GrpcStatus.INVALID_ARGUMENT, outcome.message);
+      return;
+    case 'unimplemented':
+      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, outcome.message);
+      return;
+    case 'unavailable':
+      respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
+      return;
   }
 }
 

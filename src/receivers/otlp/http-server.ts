@@ -64,6 +64,13 @@ export class OtlpHttpServer {
       if (encoding === undefined) {
         throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(echoed(req.headers['content-type'] ?? ''))}; use application/x-protobuf or application/json`);
       }
+      const refused = handler.refusalBeforeReading();
+      if (refused) {
+        // Answered before the body is parsed; it is drained unread so the connection stays usable.
+        req.resume();
+        this.answer(res, handler, refused, encoding);
+        return;
+      }
       const body = await this.readBody(req);
       const outcome = await handler.export(body, encoding);
       this.answer(res, handler, outcome, encoding);

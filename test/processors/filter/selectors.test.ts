@@ -7,6 +7,7 @@ import type { AttrValue } from '../../../src/pdata/attributes';
 import { Batch, type ResourceBlock, type Signal } from '../../../src/pdata/batch';
 import { PermanentError } from '../../../src/component/errors';
 import { parseRequest } from '../../../src/pdata/scan';
+import { FanOut } from '../../../src/pipeline/graph';
 import { decide, FilterProcessor, keeps, parseFilterConfig, type FilterConfig } from '../../../src/processors/filter/filter';
 import { parseSelector, pidOfInstanceId, SelectorList, type Selector } from '../../../src/processors/filter/selectors';
 import { SelfTelemetry } from '../../../src/service/telemetry';
@@ -296,6 +297,17 @@ void describe('FilterProcessor.consume', () => {
     const refusingNext: Consumer = { consume: async () => {}, mayKeep: () => false };
     const chained = new FilterProcessor({ id: 'filter/a', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, filterConfig({}), 'traces', refusingNext);
     assert.equal(chained.mayKeep(attrs({ [ID]: 'web-1:4242' })), false);
+  });
+
+  void test('wouldRefuse is the next consumer\'s; a fan-out refuses when any branch would', () => {
+    const { filter } = processor('traces', { keep: [{ pid: 4242 }] });
+    assert.equal(filter.wouldRefuse(), undefined);
+    const full: Consumer = { consume: async () => {}, wouldRefuse: () => 'sending queue of exporter otlp is full (1 batches)' };
+    const open: Consumer = { consume: async () => {} };
+    const chained = new FilterProcessor({ id: 'filter/a', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, filterConfig({}), 'traces', full);
+    assert.equal(chained.wouldRefuse(), 'sending queue of exporter otlp is full (1 batches)');
+    assert.equal(new FanOut([open, full]).wouldRefuse(), 'sending queue of exporter otlp is full (1 batches)');
+    assert.equal(new FanOut([open, open]).wouldRefuse(), undefined);
   });
 
   void test('a block the receiver only counted is checked before it is kept', async () => {

@@ -114,8 +114,7 @@ export class ExporterHelper implements Component, Consumer {
       return;
     }
     const size = this.sizeOf(batch);
-    // An empty queue takes any one batch, so a batch larger than the whole queue is not refused forever.
-    if (this.queue.length > 0 && this.queued + size > this.config.queue.queueSize) {
+    if (!this.hasRoomFor(size)) {
       counters.enqueueFailed.inc(batch.itemCount);
       throw new RetryableError(this.queueFullMessage());
     }
@@ -126,13 +125,14 @@ export class ExporterHelper implements Component, Consumer {
   }
 
   /**
-   * Refuses before a batch exists only when no batch could be queued: the queue is at capacity.
-   * With room left, a batch too large for it is refused by consume(), once its size is known.
+   * Refuses before a batch exists only when no batch could be queued: not even the smallest (size
+   * 1 in every sizer). With room left, a batch too large for it is refused by consume(), once its
+   * size is known.
    */
   wouldRefuse(): string | undefined {
     if (this.stopping) return this.shuttingDownMessage();
     if (!this.config.queue.enabled) return undefined;
-    return this.queue.length > 0 && this.queued >= this.config.queue.queueSize ? this.queueFullMessage() : undefined;
+    return this.hasRoomFor(1) ? undefined : this.queueFullMessage();
   }
 
   /** Stops accepting batches and waits until every queued batch was sent or given up on. */
@@ -211,6 +211,11 @@ export class ExporterHelper implements Component, Consumer {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** An empty queue takes any one batch, so a batch larger than the whole queue is not refused forever. */
+  private hasRoomFor(size: number): boolean {
+    return this.queue.length === 0 || this.queued + size <= this.config.queue.queueSize;
   }
 
   private shuttingDownMessage(): string {

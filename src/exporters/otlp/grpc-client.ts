@@ -1,7 +1,7 @@
 import * as http2 from 'node:http2';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { GrpcStatus, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
+import { GrpcStatus, MESSAGE_PREFIX_LENGTH, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
 
 // A unary gRPC client on node:http2, for the otlp exporter. OTLP export is one request, one
 // response: the framing is five bytes and the status comes in trailers, so this costs a third of
@@ -68,6 +68,7 @@ function codeForHttpStatus(status: number): number {
 export class GrpcUnaryClient {
   private session: http2.ClientHttp2Session | undefined;
   private readonly origin: string;
+  private readonly headerCache = new Map<string, http2.OutgoingHttpHeaders>();
 
   constructor(
     endpoint: string,
@@ -80,18 +81,7 @@ export class GrpcUnaryClient {
   async call(path: string, message: Buffer, signal: AbortSignal, timeoutMs: number): Promise<UnaryResult> {
     const payload = this.options.gzip ? await gzip(message) : message;
     const frameHeader = messagePrefix(this.options.gzip, payload.length);
-    const headers: http2.OutgoingHttpHeaders = {
-      ...this.options.metadata,
-      ':method': 'POST',
-      ':path': path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'user-agent': 'spansieve',
-      'grpc-accept-encoding': 'identity,gzip',
-    };
-    if (this.options.gzip) headers['grpc-encoding'] = 'gzip';
-    if (timeoutMs > 0) headers['grpc-timeout'] = grpcTimeout(timeoutMs);
-
+    const headers = this.headersFor(path, timeoutMs);
     const session = this.connect();
     return new Promise<UnaryResult>((resolve) => {
       let settled = false;
@@ -159,14 +149,53 @@ export class GrpcUnaryClient {
           return;
         }
         // The server accepted the request: an unreadable response must not make it a failure (a retry would duplicate it).
-        readResponse(Buffer.concat(chunks), compressed).then(
+        const unreadable = (err: Error) => finish({ code, message: text, details, response: undefined, responseError: `unreadable response from ${this.origin}: ${err.message}` });
+        let message: Buffer | undefined;
+        try {
+          message = responseMessage(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+        } catch (err) {
+          unreadable(err as Error);
+          return;
+        }
+        if (message === undefined || !isCompressed(message)) {
+          finish({ code, message: text, details, response: message && message.subarray(MESSAGE_PREFIX_LENGTH) });
+          return;
+        }
+        if (!compressed) {
+          unreadable(new Error('compressed response without grpc-encoding: gzip'));
+          return;
+        }
+        gunzip(message.subarray(MESSAGE_PREFIX_LENGTH), { maxOutputLength: MAX_RESPONSE_BYTES }).then(
           (response) => finish({ code, message: text, details, response }),
-          (err: Error) => finish({ code, message: text, details, response: undefined, responseError: `unreadable response from ${this.origin}: ${err.message}` }),
+          unreadable,
         );
       });
+      // One writev for prefix and message instead of two writes.
+      call.cork();
       call.write(frameHeader);
       call.end(payload);
     });
+  }
+
+  /** Request headers, built once per path and timeout (node:http2 copies them; they are never changed). */
+  private headersFor(path: string, timeoutMs: number): http2.OutgoingHttpHeaders {
+    const key = `${path} ${timeoutMs}`;
+    let headers = this.headerCache.get(key);
+    if (!headers) {
+      headers = {
+        ...this.options.metadata,
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'user-agent': 'spansieve',
+        'grpc-accept-encoding': 'identity,gzip',
+      };
+      if (this.options.gzip) headers['grpc-encoding'] = 'gzip';
+      if (timeoutMs > 0) headers['grpc-timeout'] = grpcTimeout(timeoutMs);
+      this.headerCache.set(key, headers);
+    }
+    return headers;
   }
 
   close(): void {
@@ -211,14 +240,16 @@ export class GrpcUnaryClient {
   }
 }
 
-async function readResponse(body: Buffer, compressedStream: boolean): Promise<Buffer | undefined> {
+/** The one framed response message, checked (prefix included), or undefined for an empty body. */
+function responseMessage(body: Buffer): Buffer | undefined {
   if (body.length === 0) return undefined;
-  if (body.length < 5) throw new Error(`truncated message prefix (${body.length} bytes)`);
-  const flag = body[0];
+  if (body.length < MESSAGE_PREFIX_LENGTH) throw new Error(`truncated message prefix (${body.length} bytes)`);
   const length = body.readUInt32BE(1);
-  if (body.length !== 5 + length) throw new Error(`response framing: prefix says ${length} bytes, ${body.length - 5} arrived`);
-  const message = body.subarray(5);
-  if (flag === 0) return message;
-  if (flag !== 1 || !compressedStream) throw new Error('compressed response without grpc-encoding: gzip');
-  return gunzip(message, { maxOutputLength: MAX_RESPONSE_BYTES });
+  if (body.length !== MESSAGE_PREFIX_LENGTH + length) throw new Error(`response framing: prefix says ${length} bytes, ${body.length - MESSAGE_PREFIX_LENGTH} arrived`);
+  if (body[0] !== 0 && body[0] !== 1) throw new Error(`unknown compressed flag ${body[0]}`);
+  return body;
+}
+
+function isCompressed(framed: Buffer): boolean {
+  return framed[0] === 1;
 }

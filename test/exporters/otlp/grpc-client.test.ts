@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
 import { otlpExporterFactory } from '../../../src/exporters/otlp/otlp-exporter';
@@ -71,6 +72,71 @@ void describe('GrpcUnaryClient', () => {
       assert.equal(result.code, GrpcStatus.OK);
       assert.equal(result.response, undefined);
       assert.match(result.responseError ?? '', /prefix says 9 bytes, 2 arrived/);
+    } finally {
+      c.close();
+    }
+  });
+
+  void test('response messages: plain, gzip under grpc-encoding gzip, and a compressed flag without that header', async () => {
+    const respondWith = (body: Buffer, headers: http2.OutgoingHttpHeaders = {}): Answer => (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...headers }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(body);
+    };
+    const framed = (flag: number, message: Buffer) => {
+      const prefix = Buffer.alloc(5);
+      prefix[0] = flag;
+      prefix.writeUInt32BE(message.length, 1);
+      return Buffer.concat([prefix, message]);
+    };
+    const c = client();
+    try {
+      answer = respondWith(framed(0, Buffer.from('plain')));
+      assert.equal((await call(c)).response?.toString(), 'plain');
+      answer = respondWith(framed(1, zlib.gzipSync('zipped')), { 'grpc-encoding': 'gzip' });
+      assert.equal((await call(c)).response?.toString(), 'zipped');
+      answer = respondWith(framed(1, zlib.gzipSync('zipped')));
+      const unflagged = await call(c);
+      assert.equal(unflagged.code, GrpcStatus.OK);
+      assert.match(unflagged.responseError ?? '', /compressed response without grpc-encoding: gzip/);
+      answer = respondWith(Buffer.alloc(0));
+      const empty = await call(c);
+      assert.equal(empty.code, GrpcStatus.OK);
+      assert.equal(empty.response, undefined);
+      assert.equal(empty.responseError, undefined);
+    } finally {
+      c.close();
+    }
+  });
+
+  void test('the request arrives as one framed message with the configured headers', async () => {
+    let received: { body: Buffer; headers: http2.IncomingHttpHeaders } | undefined;
+    const captured = new Promise<void>((resolve) => {
+      server.once('stream', (stream, headers) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('end', () => {
+          received = { body: Buffer.concat(chunks), headers };
+          resolve();
+        });
+      });
+    });
+    answer = ok;
+    const c = client({ 'x-tenant': 'a' });
+    try {
+      const message = Buffer.alloc(100_000, 7);
+      for (let i = 0; i < 2; i++) {
+        assert.equal((await c.call('/x.Y/Export', message, new AbortController().signal, 2500)).code, GrpcStatus.OK);
+      }
+      await captured;
+      assert.equal(received!.body.length, 5 + message.length);
+      assert.equal(received!.body[0], 0);
+      assert.equal(received!.body.readUInt32BE(1), message.length);
+      assert.ok(received!.body.subarray(5).equals(message));
+      assert.equal(received!.headers[':path'], '/x.Y/Export');
+      assert.equal(received!.headers['grpc-timeout'], '2500m');
+      assert.equal(received!.headers['x-tenant'], 'a');
+      assert.equal(received!.headers['content-type'], 'application/grpc');
     } finally {
       c.close();
     }

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import pino from 'pino';
+import { RetryableError } from '../../../src/component/errors';
+import { ExporterHelper, type HelperConfig, type PushFn } from '../../../src/exporters/exporterhelper/exporterhelper';
+import type { Batch } from '../../../src/pdata/batch';
+import { parseRequest } from '../../../src/pdata/scan';
+import { SelfTelemetry } from '../../../src/service/telemetry';
+import { hostInstance, obiTraceRequest } from '../../helpers/obi';
+
+const batch = (): Batch => parseRequest('traces', obiTraceRequest([hostInstance('h', 1)], 1)).batch;
+
+function helper(timeoutMs: number, push: PushFn): ExporterHelper {
+  const config: HelperConfig = {
+    timeout: { timeoutMs },
+    retry: { enabled: false, initialIntervalMs: 10, maxIntervalMs: 10, maxElapsedTimeMs: 0, multiplier: 1, randomizationFactor: 0 },
+    queue: { enabled: false, numConsumers: 1, queueSize: 10, sizer: 'requests' },
+  };
+  return new ExporterHelper({ id: 'otlp/test', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, config, push);
+}
+
+/** A push that settles only when its signal aborts (a peer that never answers). */
+const hang: PushFn = (_batch, signal) =>
+  new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('exporter helper timeout', () => {
+  test('an attempt that does not finish is aborted once its timeout has passed, with a retryable error naming it', async () => {
+    const started = Date.now();
+    await assert.rejects(helper(150, hang).consume(batch()), (err: Error) => err instanceof RetryableError && err.message === 'export timed out after 150ms');
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 149, `aborted after ${elapsed} ms, before the timeout`);
+    assert.ok(elapsed < 1000, `aborted only after ${elapsed} ms`);
+  });
+
+  test('only the attempts past their deadline are aborted', async () => {
+    const signals: AbortSignal[] = [];
+    const h = helper(200, (b, signal) => {
+      signals.push(signal);
+      // The first attempt answers in 50 ms, the second never does.
+      return signals.length === 1 ? sleep(50).then(() => undefined) : hang(b, signal);
+    });
+    const quick = h.consume(batch());
+    const slow = h.consume(batch());
+    await quick;
+    await assert.rejects(slow, /timed out after 200ms/);
+    assert.equal(signals[0]!.aborted, false, 'the attempt that finished in time was not aborted');
+    assert.equal(signals[1]!.aborted, true);
+  });
+
+  test('timeouts still fire after a quiet period (the sweep restarts after stopping on an idle tick)', async () => {
+    const h = helper(60, hang);
+    await assert.rejects(h.consume(batch()), /timed out/);
+    await sleep(100); // ticks find nothing in flight: the sweep stops
+    const started = Date.now();
+    await assert.rejects(h.consume(batch()), /timed out/);
+    assert.ok(Date.now() - started < 1000);
+  });
+
+  test('timeout 0 means no deadline', async () => {
+    let aborted = false;
+    const h = helper(0, (_b, signal) => sleep(120).then(() => void (aborted = signal.aborted)));
+    await h.consume(batch());
+    assert.equal(aborted, false);
+  });
+});

@@ -7,6 +7,7 @@ import { buildServiceConfig, type ServiceConfig } from './config/service-config'
 import { zeroConfig, type ZeroConfigOptions } from './config/zero-config';
 import type { InstanceView } from './service/inventory';
 import { Supervisor } from './service/supervisor';
+import { installLeanAsyncResourceBind } from './util/lean-async-bind';
 
 export const DEFAULT_CONFIG = path.resolve(__dirname, '..', '..', 'config', 'default.yaml');
 
@@ -154,6 +155,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   const logger = pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
+  if (installLeanAsyncResourceBind()) logger.debug('AsyncResource#bind replaced by one without the deprecated asyncResource accessor');
   // The first load was validated above; reloads read the file again.
   let first: ServiceConfig | undefined = config;
   const supervisor = new Supervisor(

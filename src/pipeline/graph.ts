@@ -20,8 +20,12 @@ import type { SelfTelemetry } from '../service/telemetry';
 export class FanOut implements Consumer {
   constructor(private readonly consumers: readonly Consumer[]) {}
 
-  async consume(batch: Batch): Promise<void> {
-    if (this.consumers.length === 1) return this.consumers[0]!.consume(batch);
+  /** Not async for one consumer: its promise is returned as is, without another promise around it. */
+  consume(batch: Batch): Promise<void> {
+    return this.consumers.length === 1 ? this.consumers[0]!.consume(batch) : this.consumeAll(batch);
+  }
+
+  private async consumeAll(batch: Batch): Promise<void> {
     const results = await Promise.allSettled(this.consumers.map((consumer) => consumer.consume(batch)));
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
     if (failures.length > 0) throw failures.find((err) => err instanceof RetryableError) ?? failures[0];

@@ -141,7 +141,19 @@ export class FilterProcessor implements Component, Consumer {
     return this.next.wouldRefuse?.();
   }
 
-  async consume(batch: Batch): Promise<void> {
+  /** Not async: the next consumer's promise is returned as is; a failure still arrives as a rejection. */
+  consume(batch: Batch): Promise<void> {
+    let kept: Batch | undefined;
+    try {
+      kept = this.keptPart(batch);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return kept === undefined ? NOTHING_TO_SEND : this.next.consume(kept);
+  }
+
+  /** The batch with the dropped resources taken out; undefined when none is left. */
+  private keptPart(batch: Batch): Batch | undefined {
     const rules = this.rules;
     let kept: ResourceBlock[] | undefined;
     let dropped = 0;
@@ -161,10 +173,9 @@ export class FilterProcessor implements Component, Consumer {
         dropped += block.itemCount;
       }
     }
-    if (!kept) return this.next.consume(batch);
+    if (!kept) return batch;
     if (dropped > 0) this.filtered.inc(dropped);
-    if (kept.length === 0) return;
-    return this.next.consume(batch.withResources(kept));
+    return kept.length === 0 ? undefined : batch.withResources(kept);
   }
 }
 
@@ -177,6 +188,8 @@ function checkedBlock(signal: Signal, block: ResourceBlock): ResourceBlock {
     throw err;
   }
 }
+
+const NOTHING_TO_SEND: Promise<void> = Promise.resolve();
 
 export const filterFactory: ProcessorFactory<FilterConfig> = {
   type: 'filter',

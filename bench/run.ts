@@ -39,10 +39,14 @@ interface Options {
   concurrency: number;
   /** Closed loop against the default config (sending queue on): overload behaviour, not capacity. */
   maxWithQueue: boolean;
+  /** Overrides the fixed-rate warm-up (seconds). */
+  warmupS: number | undefined;
+  burstS: number | undefined;
 }
 
 interface Timing {
   warmupS: number;
+  burstS: number;
   windowS: number;
   maxWarmupS: number;
   maxWindowS: number;
@@ -52,8 +56,17 @@ interface Timing {
   attributePoints: number[];
 }
 
+/**
+ * Before the fixed-rate warm-up, a short closed loop with this many requests in flight: a few
+ * thousand requests bring a JIT (Node's V8; Go has none) to its steady state, which at 100 requests
+ * a second took about 25 s, so that the window measures a running sidecar, not its first minute
+ * (docs/performance.md, "Warm-up"). Two keep the server busy without piling requests up.
+ */
+const BURST_CONCURRENCY = 2;
+
 const FULL: Timing = {
   warmupS: 5,
+  burstS: 4,
   windowS: 20,
   maxWarmupS: 3,
   maxWindowS: 12,
@@ -65,6 +78,7 @@ const FULL: Timing = {
 
 const QUICK: Timing = {
   warmupS: 2,
+  burstS: 2,
   windowS: 5,
   maxWarmupS: 1,
   maxWindowS: 4,
@@ -76,7 +90,7 @@ const QUICK: Timing = {
 
 const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
                       [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
-                      [--concurrency N] [--max-with-queue] [--profile] [--out FILE]`;
+                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--profile] [--out FILE]`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
@@ -89,6 +103,8 @@ function parseOptions(argv: readonly string[]): Options {
     out: path.join(RESULTS_DIR, 'latest.json'),
     concurrency: 16,
     maxWithQueue: false,
+    warmupS: undefined,
+    burstS: undefined,
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -130,6 +146,14 @@ function parseOptions(argv: readonly string[]): Options {
         break;
       case '--profile':
         options.profile = true;
+        break;
+      case '--burst':
+        options.burstS = Number(value());
+        if (!(options.burstS >= 0)) throw new Error('--burst must be a number of seconds');
+        break;
+      case '--warmup':
+        options.warmupS = Number(value());
+        if (!(options.warmupS >= 0)) throw new Error('--warmup must be a number of seconds');
         break;
       case '--out':
         options.out = path.resolve(value());
@@ -259,6 +283,8 @@ interface MeasureOptions {
   readonly keepIds: readonly string[];
   readonly rate: number;
   readonly warmupS: number;
+  /** Before the fixed-rate warm-up: a closed loop at low concurrency, so a JIT reaches steady state. */
+  readonly burstS: number;
   readonly windowS: number;
   /** Closed-loop max throughput after the fixed-rate window. */
   readonly max?: { warmupS: number; windowS: number; concurrency: number };
@@ -303,6 +329,11 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     // Fixed rate: the components' default configs (sending queue on).
     const fixedServer = await start(o.label, true);
     const idleRss = rssMb(fixedServer.pid);
+    if (o.burstS > 0) {
+      await ctx.loadgen.call({ type: 'closed', concurrency: BURST_CONCURRENCY });
+      await sleep(o.burstS * 1000);
+      await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
+    }
     await ctx.loadgen.call({ type: 'fixed', spansPerSecond: o.rate, maxInFlight: 64 });
     await sleep(o.warmupS * 1000);
     const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
@@ -494,7 +525,8 @@ async function main(argv: readonly string[]): Promise<void> {
         transport,
         keepIds,
         rate: options.rate,
-        warmupS: timing.warmupS,
+        warmupS: options.warmupS ?? timing.warmupS,
+        burstS: options.burstS ?? timing.burstS,
         windowS: timing.windowS,
         max: { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency },
         label,
@@ -522,6 +554,7 @@ async function main(argv: readonly string[]): Promise<void> {
         keepIds: keptInstanceIds(point.spec),
         rate: options.rate,
         warmupS: timing.scalingWarmupS,
+        burstS: options.burstS ?? timing.burstS,
         windowS: timing.scalingWindowS,
         label,
       });
@@ -563,7 +596,8 @@ async function main(argv: readonly string[]): Promise<void> {
       fixed_rate_spans_per_second: options.rate,
       closed_loop_concurrency: options.concurrency,
       closed_loop_sending_queue: options.maxWithQueue,
-      timing,
+      timing: { ...timing, warmupS: options.warmupS ?? timing.warmupS, burstS: options.burstS ?? timing.burstS },
+      burst_concurrency: BURST_CONCURRENCY,
       pool: { ...DEFAULT_POOL, ...poolInfo },
     },
     results,

@@ -5,7 +5,8 @@ import { attrValueToString } from '../src/pdata/attributes';
 import { parseRequest } from '../src/pdata/scan';
 import { createGrpcSink, createHttpSink } from './sinks';
 import { buildPool, findMarkers, type Pool, type PooledRequest } from './obi';
-import type { Command, Hello, PoolInfo, Reply, Snapshot, Target } from './protocol';
+import type { Command, Hello, PoolInfo, Reply, Snapshot, Target, Transport } from './protocol';
+import { TAIL_BYTES } from './wire';
 
 // The load generator and the sink, in one child process pinned to its own core (run.ts starts it
 // under `taskset -c 1`). It sends pre-encoded requests to the server under test and receives what
@@ -125,7 +126,7 @@ function grpcSender(address: string, gzip: boolean): Sender {
   if (gzip) headers['grpc-encoding'] = 'gzip';
   return {
     send(request, done) {
-      const frame = gzip ? request.grpcGzipFrame : request.grpcFrame;
+      const frame = sentBytes(request, gzip ? 'grpc-gzip' : 'grpc');
       let stream: http2.ClientHttp2Stream;
       try {
         stream = session.request(headers);
@@ -156,7 +157,7 @@ function httpSender(address: string, gzip: boolean): Sender {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   return {
     send(request, done) {
-      const body = gzip ? request.gzipped : request.body;
+      const body = sentBytes(request, gzip ? 'http-protobuf-gzip' : 'http-protobuf');
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/x-protobuf', 'content-length': body.length };
       if (gzip) headers['content-encoding'] = 'gzip';
       const req = http.request({ host, port, method: 'POST', path: '/v1/traces', agent, headers }, (res) => {
@@ -170,6 +171,20 @@ function httpSender(address: string, gzip: boolean): Sender {
     },
     close: () => agent.destroy(),
   };
+}
+
+/** What goes on the wire after the headers: the gRPC frame or the HTTP body. */
+function sentBytes(request: PooledRequest, transport: Transport): Buffer {
+  switch (transport) {
+    case 'grpc':
+      return request.grpcFrame;
+    case 'grpc-gzip':
+      return request.grpcGzipFrame;
+    case 'http-protobuf':
+      return request.body;
+    case 'http-protobuf-gzip':
+      return request.gzipped;
+  }
 }
 
 function splitHostPort(address: string): [string, number] {
@@ -342,6 +357,11 @@ async function handle(command: Command): Promise<unknown> {
       return undefined;
     case 'snapshot':
       return snapshot();
+    case 'tails':
+      return pool!.requests.map((request) => {
+        const sent = sentBytes(request, target!.transport);
+        return sent.toString('hex', sent.length - TAIL_BYTES);
+      });
     case 'stop':
       await stop(command.drainMs);
       return snapshot();

@@ -23,6 +23,8 @@ export type Command =
   /** Closed loop: `concurrency` requests always in flight. */
   | { readonly type: 'closed'; readonly concurrency: number }
   | { readonly type: 'snapshot' }
+  /** The last TAIL_BYTES bytes (hex) of each pool request as the current target's transport sends it. */
+  | { readonly type: 'tails' }
   | { readonly type: 'stop'; readonly drainMs: number }
   | { readonly type: 'exit' };
 

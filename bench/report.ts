@@ -15,8 +15,19 @@ export interface Result {
   readonly peak_rss_mb: number;
   // Details beyond the required fields.
   readonly target_spans_per_second: number;
-  /** What p50/p99 measure: send -> arrival at the sink, or (floor) the request's round trip. */
-  readonly latency: 'request-in-to-request-out' | 'round-trip';
+  /**
+   * What p50/p99 measure: the server's request in -> its forward out, timestamped by tcpdump on the
+   * loopback (wire-...); send -> arrival at the sink on the load generator's clock (when no capture
+   * could run); or, for the floor, the request's round trip.
+   */
+  readonly latency: 'wire-request-in-to-request-out' | 'request-in-to-request-out' | 'round-trip';
+  /** Send -> arrival at the sink, on the load generator's clock (includes both hops and its event loop). */
+  readonly sink_p50_ms: number | null;
+  readonly sink_p90_ms: number | null;
+  readonly sink_p99_ms: number | null;
+  /** Requests paired in the capture, and markers forwarded with no captured request in. */
+  readonly wire_requests: number | null;
+  readonly wire_unmatched_forwards: number | null;
   readonly rtt_p50_ms: number;
   readonly rtt_p99_ms: number;
   readonly p90_ms: number;

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_POOL, keptInstanceIds, type PoolSpec } from './obi';
 import { allowedCpus, cpuBusySeconds, cpuSeconds, threadCpuSeconds, installCleanup, loadAverage, peakRssMb, rssMb, spawnPinned, stopChild, taskset } from './proc';
+import { startCapture, wireLatencyFromFile, type Capture, type WireLatency } from './wire';
 import { TRANSPORTS, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
 import {
   percentile,
@@ -42,6 +43,8 @@ interface Options {
   /** Overrides the fixed-rate warm-up (seconds). */
   warmupS: number | undefined;
   burstS: number | undefined;
+  /** Measure added latency on the wire with tcpdump (when it can run); --no-wire turns it off. */
+  wire: boolean;
 }
 
 interface Timing {
@@ -90,7 +93,7 @@ const QUICK: Timing = {
 
 const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
                       [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
-                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--profile] [--out FILE]`;
+                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--profile] [--out FILE]`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
@@ -105,6 +108,7 @@ function parseOptions(argv: readonly string[]): Options {
     maxWithQueue: false,
     warmupS: undefined,
     burstS: undefined,
+    wire: true,
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -154,6 +158,9 @@ function parseOptions(argv: readonly string[]): Options {
       case '--warmup':
         options.warmupS = Number(value());
         if (!(options.warmupS >= 0)) throw new Error('--warmup must be a number of seconds');
+        break;
+      case '--no-wire':
+        options.wire = false;
         break;
       case '--out':
         options.out = path.resolve(value());
@@ -293,6 +300,8 @@ interface MeasureOptions {
 
 interface Measurement {
   readonly fixed: Window;
+  /** Added latency from the packet capture of the fixed-rate window; undefined without one. */
+  readonly wire: (WireLatency & { readonly dropped: number }) | undefined;
   readonly peakRssMb: number;
   readonly max: Window | undefined;
   readonly peakRssAfterMaxMb: number | undefined;
@@ -336,8 +345,12 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     }
     await ctx.loadgen.call({ type: 'fixed', spansPerSecond: o.rate, maxInFlight: 64 });
     await sleep(o.warmupS * 1000);
+    const capture = expectSink ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
+    const fromMs = Date.now();
     const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
+    const toMs = Date.now();
     await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
+    const wire = capture ? await finishWireCapture(ctx, capture, fixedServer, fromMs, toMs, flags) : undefined;
     const peakRss = peakRssMb(fixedServer.pid);
     const loadAvg = loadAverage();
     await fixedServer.stop();
@@ -356,7 +369,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 10_000 });
       peakAfterMax = peakRssMb(maxServer.pid);
     }
-    return { fixed, peakRssMb: peakRss, max, peakRssAfterMaxMb: peakAfterMax, flags, loadAverage: loadAvg, concurrency: o.max?.concurrency, idleRssMb: idleRss };
+    return { fixed, wire, peakRssMb: peakRss, max, peakRssAfterMaxMb: peakAfterMax, flags, loadAverage: loadAvg, concurrency: o.max?.concurrency, idleRssMb: idleRss };
   } catch (err) {
     const failed: RunningServer | undefined = server;
     const logText = failed ? tail(failed.logFile) : '';
@@ -364,6 +377,62 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
   } finally {
     await server?.stop();
   }
+}
+
+interface RunningCapture {
+  readonly capture: Capture;
+  readonly file: string;
+}
+
+let wireUnavailable: string | undefined;
+
+/** tcpdump on the loopback, for requests to this server and its forwards to the sink; undefined when it cannot run. */
+async function startWireCapture(ctx: Context, server: RunningServer, label: string, flags: string[]): Promise<RunningCapture | undefined> {
+  if (!ctx.options.wire) return undefined;
+  if (wireUnavailable !== undefined) {
+    flags.push('no-wire-capture');
+    return undefined;
+  }
+  const file = path.join(process.env.BENCH_KEEP_PCAP ?? ctx.workDir, `${label}.pcap`);
+  try {
+    const capture = await startCapture(file, [portOf(server.grpcAddress), portOf(server.httpAddress), ctx.hello.sinkGrpcPort], LOADGEN_CPU);
+    return { capture, file };
+  } catch (err) {
+    wireUnavailable = (err as Error).message;
+    log(`no wire latency (the sink's clock is used instead; bash scripts/install-peers.sh tcpdump, run as root): ${wireUnavailable}`);
+    flags.push('no-wire-capture');
+    return undefined;
+  }
+}
+
+async function finishWireCapture(
+  ctx: Context,
+  running: RunningCapture,
+  server: RunningServer,
+  fromMs: number,
+  toMs: number,
+  flags: string[],
+): Promise<Measurement['wire']> {
+  const { dropped } = await running.capture.stop();
+  const sent = await ctx.loadgen.call<string[]>({ type: 'tails' });
+  // A tail shared by two pool requests cannot tell them apart: leave both out.
+  const tails = new Map<string, number>();
+  const shared = new Set<string>();
+  sent.forEach((tail, index) => (tails.has(tail) ? shared.add(tail) : tails.set(tail, index)));
+  for (const tail of shared) tails.delete(tail);
+  const wire = wireLatencyFromFile(running.file, {
+    inboundPorts: new Set([portOf(server.grpcAddress), portOf(server.httpAddress)]),
+    sinkPort: ctx.hello.sinkGrpcPort,
+    tails,
+    fromMs,
+    toMs,
+  });
+  if (dropped > 0) flags.push(`wire-dropped(${dropped})`);
+  return { ...wire, dropped };
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
 }
 
 /** --profile adds --cpu-prof; BENCH_SPANSIEVE_NODE_FLAGS adds flags for experiments (e.g. V8 heap sizes). */
@@ -481,11 +550,31 @@ function commandLine(argv: readonly string[]): string {
 
 // ---------------------------------------------------------------- main
 
+/**
+ * Jaeger (the Collector under test) when it is measured, and tcpdump for the wire latency, through
+ * the same cached, idempotent script as the tests. Jaeger is required; without tcpdump the harness
+ * falls back to the sink's clock (startWireCapture says so).
+ */
+function installPeers(options: Options): void {
+  const script = path.join(ROOT, 'scripts', 'install-peers.sh');
+  if (options.systems.includes('collector') && !process.env.SPANSIEVE_JAEGER_BIN) {
+    execFileSync('bash', [script, 'jaeger'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  if (options.wire) {
+    try {
+      execFileSync('bash', [script, 'tcpdump'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    } catch {
+      log('could not install tcpdump: latency is measured on the sink\'s clock');
+    }
+  }
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const options = parseOptions(argv);
   const timing = options.quick ? QUICK : FULL;
   taskset();
   if (os.cpus().length < 2) throw new Error('the benchmark needs 2 cores: the server on core 0, the load generator and sink on core 1');
+  installPeers(options);
   if (options.systems.includes('collector')) jaegerBinary();
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-'));
@@ -633,8 +722,11 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
   const w = m.fixed;
   const spans = w.b.ackedSpans - w.a.ackedSpans;
   const expectSink = system !== 'floor';
-  const latency = expectSink ? w.latency : w.rtt;
   const flags = [...m.flags, ...fixedFlags(w, rate, expectSink, keptFraction), ...(m.max ? maxFlags(m.max) : [])];
+  // Wire latency only when it matched nearly every request the sink saw; otherwise the sink's clock.
+  const wireUsable = m.wire !== undefined && m.wire.latencyMs.length >= 0.95 * w.latency.length;
+  if (m.wire && !wireUsable) flags.push(`wire-matched(${m.wire.latencyMs.length} of ${w.latency.length})`);
+  const latency = !expectSink ? w.rtt : wireUsable ? m.wire.latencyMs : w.latency;
   const max = m.max;
   // Max throughput counts what was acknowledged AND forwarded: with an exporter queue, a server can
   // acknowledge faster than it forwards for a while (until its queue is full).
@@ -653,7 +745,12 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
     p99_ms: round(percentile(latency, 99), 3),
     peak_rss_mb: round(m.peakRssMb, 1),
     target_spans_per_second: rate,
-    latency: expectSink ? 'request-in-to-request-out' : 'round-trip',
+    latency: !expectSink ? 'round-trip' : wireUsable ? 'wire-request-in-to-request-out' : 'request-in-to-request-out',
+    sink_p50_ms: expectSink ? round(percentile(w.latency, 50), 3) : null,
+    sink_p90_ms: expectSink ? round(percentile(w.latency, 90), 3) : null,
+    sink_p99_ms: expectSink ? round(percentile(w.latency, 99), 3) : null,
+    wire_requests: m.wire ? m.wire.latencyMs.length : null,
+    wire_unmatched_forwards: m.wire ? m.wire.unmatchedOut : null,
     rtt_p50_ms: round(percentile(w.rtt, 50), 3),
     rtt_p99_ms: round(percentile(w.rtt, 99), 3),
     // The shape of the tail: p99 alone cannot tell a few stalls from a slow everything.

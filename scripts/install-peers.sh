@@ -63,6 +63,15 @@ install_chromium() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 }
 
+# tcpdump, for the benchmark's wire latency (bench/wire.ts; capturing needs root or CAP_NET_RAW).
+install_tcpdump() {
+  if command -v tcpdump >/dev/null 2>&1; then return; fi
+  echo "install-peers: apt-get install tcpdump" >&2
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends tcpdump >/dev/null
+}
+
 want="${*:-jaeger}"
 for peer in $want; do
   case "$peer" in
@@ -70,7 +79,8 @@ for peer in $want; do
     telemetrygen) install_telemetrygen ;;
     prometheus) install_prometheus ;;
     chromium) install_chromium ;;
-    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium ;;
+    tcpdump) install_tcpdump ;;
+    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium; install_tcpdump ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

@@ -30,6 +30,22 @@ export interface Component {
   shutdown(): Promise<void>;
 }
 
+/**
+ * An exporter whose unsent batches can move to the exporter of the same id in the next
+ * configuration, so that a reload neither waits for a backend to recover nor drops what was queued.
+ */
+export interface QueueHandover {
+  /** Stops taking batches and returns the unsent ones, after attempts in flight finished. */
+  releaseQueue(): Promise<Batch[]>;
+  /** Queues a predecessor's batches ahead of new ones. */
+  adoptQueue(batches: readonly Batch[]): void;
+}
+
+export function canHandOver(component: unknown): component is QueueHandover {
+  const c = component as Partial<QueueHandover> | undefined;
+  return typeof c?.releaseQueue === 'function' && typeof c.adoptQueue === 'function';
+}
+
 export interface Host {
   /** Extensions that react to the service's state (health_check). */
   readonly reportStatus: (status: ServiceStatus) => void;

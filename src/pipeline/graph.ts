@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
-import type {
-  Component,
-  Consumer,
-  ConnectorFactory,
-  CreateSettings,
-  ExporterFactory,
-  Host,
-  ProcessorFactory,
-  ReceiverFactory,
+import {
+  canHandOver,
+  type Component,
+  type Consumer,
+  type ConnectorFactory,
+  type CreateSettings,
+  type ExporterFactory,
+  type Host,
+  type ProcessorFactory,
+  type ReceiverFactory,
 } from '../component/component';
 import { RetryableError } from '../component/errors';
 import type { ComponentConfig, PipelineConfig, ServiceConfig } from '../config/service-config';
@@ -145,17 +146,45 @@ export class Graph {
 
   /** Stops receivers first, then drains processors, connectors and exporters in that order. */
   async shutdown(): Promise<void> {
-    for (const group of this.startOrder().reverse()) {
-      await Promise.all(
-        [...group].map(async ([id, component]) => {
-          try {
-            await component.shutdown();
-          } catch (err) {
-            this.logger.error({ err, component: id }, 'error during shutdown');
-          }
-        }),
-      );
-    }
+    for (const group of this.startOrder().reverse()) await this.stopGroup(group);
+  }
+
+  /**
+   * For a reload: stops like shutdown(), except that each exporter in `handOver` that can release
+   * its queue does so (its batches are returned, by exporter id, for the next configuration), and
+   * the other exporters drain in the background (`draining`) instead of holding the reload up.
+   */
+  async stopForReload(handOver: ReadonlySet<string>): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void> }> {
+    const [extensions, , connectors, processors, receivers] = this.startOrder();
+    for (const group of [receivers!, processors!, connectors!]) await this.stopGroup(group);
+    const carried = new Map<string, Batch[]>();
+    const draining: Promise<void>[] = [];
+    await Promise.all(
+      [...this.exporters].map(async ([id, exporter]) => {
+        const group = new Map<string, Component>([[`exporter ${id}`, exporter]]);
+        if (handOver.has(id) && canHandOver(exporter)) {
+          carried.set(id, await exporter.releaseQueue());
+          await this.stopGroup(group);
+          return;
+        }
+        this.logger.info({ exporter: id }, 'the reload does not carry this exporter over: its queue drains in the background');
+        draining.push(this.stopGroup(group));
+      }),
+    );
+    await this.stopGroup(extensions!);
+    return { carried, draining: Promise.all(draining).then(() => undefined) };
+  }
+
+  private async stopGroup(group: ReadonlyMap<string, Component>): Promise<void> {
+    await Promise.all(
+      [...group].map(async ([id, component]) => {
+        try {
+          await component.shutdown();
+        } catch (err) {
+          this.logger.error({ err, component: id }, 'error during shutdown');
+        }
+      }),
+    );
   }
 
   private startOrder(): Map<string, Component>[] {

@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
 import pino, { type Logger } from 'pino';
 import * as YAML from 'yaml';
-import type { FilterLists, Host, ServiceControl, ServiceStatus } from '../component/component';
+import { canHandOver, type FilterLists, type Host, type ServiceControl, type ServiceStatus } from '../component/component';
 import { ConfigIssues, Node, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
+import type { Batch } from '../pdata/batch';
 import { FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
 import { Graph } from '../pipeline/graph';
 import { Inventory, type InstanceView } from './inventory';
@@ -80,6 +81,35 @@ export class Service implements ServiceControl {
     await this.telemetryServer?.shutdown();
     this.setStatus('stopped');
     this.logger.info('spansieve stopped');
+  }
+
+  /**
+   * Stops for a reload: like shutdown(), but the exporters listed in `handOver` give up their
+   * unsent batches (returned by exporter id, for adoptQueues() of the next service) instead of
+   * draining them, and any other exporter drains in the background (`draining`).
+   */
+  async stopForReload(handOver: ReadonlySet<string>): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void> }> {
+    this.setStatus('stopping');
+    const stopped = await this.graph.stopForReload(handOver);
+    await this.telemetryServer?.shutdown();
+    this.setStatus('stopped');
+    return stopped;
+  }
+
+  /** Gives each exporter the batches its predecessor released; returns how many found no taker. */
+  adoptQueues(carried: ReadonlyMap<string, readonly Batch[]>): number {
+    let orphaned = 0;
+    for (const [id, batches] of carried) {
+      if (batches.length === 0) continue;
+      const exporter = this.graph.exporters.get(id);
+      if (canHandOver(exporter)) exporter.adoptQueue(batches);
+      else {
+        const items = batches.reduce((n, b) => n + b.itemCount, 0);
+        this.logger.error({ exporter: id, batches: batches.length, items }, 'no exporter of the new configuration can take these queued batches; dropping them');
+        orphaned += batches.length;
+      }
+    }
+    return orphaned;
   }
 
   private setStatus(status: ServiceStatus): void {

@@ -16,7 +16,8 @@ export type ReloadOutcome =
  * Runs the service and reloads it on demand (SIGHUP, a change of the config file). A new config
  * is validated first and an invalid one leaves the running service alone. When only filter lists
  * changed they are swapped in place: receivers, queues and connections are untouched, so nothing
- * in flight is lost. Any other change restarts the service: receivers stop, queues drain, and the
+ * in flight is lost. Any other change restarts the service: receivers stop, each exporter that
+ * stays hands its unsent batches to its successor (the others drain in the background), and the
  * new service starts (clients see refused connections for that moment and retry).
  */
 export class Supervisor {
@@ -26,6 +27,7 @@ export class Supervisor {
   private readonly inventory = new Inventory();
   private reloading: Promise<ReloadOutcome> | undefined;
   private watching = false;
+  private readonly draining = new Set<Promise<void>>();
 
   constructor(
     private readonly load: () => ServiceConfig,
@@ -67,6 +69,7 @@ export class Supervisor {
     this.watching = false;
     await this.reloading;
     await this.current?.shutdown();
+    await Promise.all(this.draining);
   }
 
   private async doReload(reason: string): Promise<ReloadOutcome> {
@@ -97,29 +100,46 @@ export class Supervisor {
       this.logger.info({ reason, filters: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');
       return changed.length > 0 ? { kind: 'filters', ids: changed } : { kind: 'unchanged' };
     }
-    this.logger.warn({ reason }, 'configuration changed beyond filter lists: restarting the service (queues drain first)');
+    this.logger.warn({ reason }, 'configuration changed beyond filter lists: restarting the service (queues carried over)');
     for (const id of filterIds) {
       if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
     }
-    await running.shutdown();
+    // Exporters that stay (same id, so same type) take over their predecessors' unsent batches;
+    // the old config's other exporters drain in the background. Either way the reload does not
+    // wait for a backend that is down, and nothing queued is dropped.
+    const { carried, draining } = await running.stopForReload(exportersIn(next));
+    this.track(draining);
     const replacement = this.create(next);
     try {
       await replacement.start();
       this.current = replacement;
       this.appliedRaw = next.raw;
+      replacement.adoptQueues(carried);
       return { kind: 'restarted' };
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'the new configuration failed to start; restarting the previous one');
       const restored = this.create(running.config);
       await restored.start();
       this.current = restored;
+      restored.adoptQueues(carried);
       return { kind: 'rejected', errors: [(err as Error).message] };
     }
+  }
+
+  /** Old exporters still draining after a reload: shutdown() waits for them too. */
+  private track(draining: Promise<void>): void {
+    this.draining.add(draining);
+    void draining.finally(() => this.draining.delete(draining));
   }
 
   private create(config: ServiceConfig): Service {
     return new Service(config, { logger: this.logger, inventory: this.inventory, ...(this.configFile ? { configFile: this.configFile } : {}) });
   }
+}
+
+/** Exporters the config's pipelines use. */
+function exportersIn(config: ServiceConfig): Set<string> {
+  return new Set(config.pipelines.flatMap((p) => p.exporters).filter((id) => config.exporters.has(id)));
 }
 
 function processorsOf(raw: Record<string, unknown>): Record<string, unknown> {

@@ -57,7 +57,8 @@ export class GrpcSink extends Sink {
   private server: grpc.Server | undefined;
   port = 0;
 
-  async start(): Promise<void> {
+  /** Listens on `port` (0: any free one). */
+  async start(port = 0): Promise<void> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
     for (const signal of ['traces', 'metrics'] as const) {
       const method = rawExportMethod(signal);
@@ -91,7 +92,7 @@ export class GrpcSink extends Sink {
       );
     }
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );
     this.server = server;
   }

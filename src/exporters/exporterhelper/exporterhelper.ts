@@ -92,6 +92,11 @@ export class ExporterHelper implements Component, Consumer {
   private readonly logger: Logger;
   private activeWorkers = 0;
   private stopping = false;
+  /** Set by releaseQueue(): batches leave unsent instead of being retried. */
+  private releasing = false;
+  private readonly released: Batch[] = [];
+  /** Resolve early the backoff sleeps of batches waiting for their next attempt. */
+  private readonly wakeSleepers = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
   /** Attempts with a deadline, for sweepDeadlines(). */
   private readonly inFlight = new Set<TimedAttempt>();
@@ -155,42 +160,79 @@ export class ExporterHelper implements Component, Consumer {
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * For a reload that keeps this exporter: stops taking batches, lets attempts in flight finish
+   * (a success counts as sent), and returns every batch not sent, queued or waiting for a retry,
+   * uncounted, for the same exporter of the new configuration to adopt. Batches of callers that
+   * wait (no sending queue) are refused to those callers instead, who still hold them.
+   */
+  async releaseQueue(): Promise<Batch[]> {
+    this.stopping = true;
+    this.releasing = true;
+    for (const wake of this.wakeSleepers) wake();
+    if (this.activeWorkers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const batches = [...this.released.splice(0), ...this.queue.splice(0)];
+    this.queued = 0;
+    this.queueSizeGauge.set(0);
+    return batches;
+  }
+
+  /** Takes over batches released by this exporter's predecessor: ahead of new ones, whatever the capacity (they were accepted). */
+  adoptQueue(batches: readonly Batch[]): void {
+    if (batches.length === 0) return;
+    this.queue.unshift(...batches);
+    for (const batch of batches) this.queued += this.sizeOf(batch);
+    this.queueSizeGauge.set(this.queued);
+    this.logger.info({ batches: batches.length }, 'took over the sending queue of the previous configuration');
+    this.pump();
+  }
+
   get queueLength(): number {
     return this.queue.length;
   }
 
   private pump(): void {
-    while (this.activeWorkers < this.config.queue.numConsumers && this.queue.length > 0) {
+    while (!this.releasing && this.activeWorkers < this.config.queue.numConsumers && this.queue.length > 0) {
       const batch = this.queue.shift()!;
       this.queued -= this.sizeOf(batch);
       this.queueSizeGauge.set(this.queued);
       this.activeWorkers++;
-      this.sendWithRetry(batch)
+      this.sendWithRetry(batch, true)
         .catch(() => {
           // Already counted and logged: a queued batch has no caller to return the error to.
         })
         .finally(() => {
           this.activeWorkers--;
           this.pump();
-          if (this.activeWorkers === 0 && this.queue.length === 0) {
+          if (this.activeWorkers === 0 && (this.queue.length === 0 || this.releasing)) {
             for (const resolve of this.idleWaiters.splice(0)) resolve();
           }
         });
     }
   }
 
-  private async sendWithRetry(batch: Batch): Promise<void> {
+  private async sendWithRetry(batch: Batch, queued = false): Promise<void> {
     const counters = this.countersFor(batch.signal);
     const retry = this.config.retry;
     const startedAt = Date.now();
     let interval = retry.initialIntervalMs;
     for (let attempt = 1; ; attempt++) {
+      if (attempt > 1 && this.releasing) {
+        if (queued) {
+          this.released.push(batch);
+          return;
+        }
+        counters.enqueueFailed.inc(batch.itemCount);
+        throw new RetryableError(this.shuttingDownMessage());
+      }
       try {
         await this.pushWithTimeout(batch);
         counters.sent.inc(batch.itemCount);
         return;
       } catch (err) {
         const permanent = err instanceof PermanentError;
+        // Released during this attempt: no backoff, the loop hands the batch over.
+        if (!permanent && retry.enabled && this.releasing) continue;
         let delay = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : jitter(interval, retry.randomizationFactor);
         const elapsed = Date.now() - startedAt;
         const outOfTime = retry.maxElapsedTimeMs > 0 && elapsed + delay > retry.maxElapsedTimeMs;
@@ -279,8 +321,17 @@ export class ExporterHelper implements Component, Consumer {
     }
   }
 
+  /** A backoff wait that releaseQueue() can cut short. */
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakeSleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakeSleepers.add(wake);
+    });
   }
 
   private countersFor(signal: Signal): SignalCounters {

@@ -65,3 +65,57 @@ describe('exporter helper timeout', () => {
     assert.equal(aborted, false);
   });
 });
+
+describe('exporter helper queue handover (reload)', () => {
+  function queued(push: PushFn, telemetry = new SelfTelemetry()): ExporterHelper {
+    const config: HelperConfig = {
+      timeout: { timeoutMs: 5000 },
+      // Retries forever, 60 s apart: without the handover a batch would wait a minute.
+      retry: { enabled: true, initialIntervalMs: 60_000, maxIntervalMs: 60_000, maxElapsedTimeMs: 0, multiplier: 1, randomizationFactor: 0 },
+      queue: { enabled: true, numConsumers: 1, queueSize: 100, sizer: 'requests' },
+    };
+    return new ExporterHelper({ id: 'otlp/test', logger: pino({ level: 'silent' }), telemetry }, config, push);
+  }
+
+  const counted = async (telemetry: SelfTelemetry, name: string) => {
+    const metric = (await telemetry.registry.getMetricsAsJSON()).find((m) => m.name === name);
+    return (metric?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0);
+  };
+
+  test('releases the batch waiting for a retry and the queued ones, in order, uncounted; the successor sends them first', async () => {
+    const telemetry = new SelfTelemetry();
+    let attempts = 0;
+    const old = queued(() => {
+      attempts++;
+      return Promise.reject(new RetryableError('backend down'));
+    }, telemetry);
+    const batches = [batch(), batch(), batch()];
+    for (const b of batches) await old.consume(b);
+    await sleep(20); // the first attempt failed; the batch now waits 60 s for its retry
+    const released = await old.releaseQueue();
+    assert.equal(attempts, 1);
+    assert.equal(released.length, 3);
+    assert.equal(released[0], batches[0], 'the batch that was being retried comes first');
+    assert.equal(await counted(telemetry, 'otelcol_exporter_send_failed_spans'), 0, 'nothing counted as failed');
+    await assert.rejects(old.consume(batch()), /shutting down/);
+
+    const sent: Batch[] = [];
+    const successor = queued(async (b) => void sent.push(b));
+    successor.adoptQueue(released);
+    await successor.consume(batches[0]!.withResources(batches[0]!.resources));
+    await successor.shutdown();
+    assert.equal(sent.length, 4);
+    assert.deepEqual(sent.slice(0, 3), released, 'adopted batches go before new ones');
+  });
+
+  test('an attempt in flight when the queue is released finishes; a success is counted as sent and not handed over', async () => {
+    const telemetry = new SelfTelemetry();
+    const h = queued(() => sleep(80).then(() => undefined), telemetry);
+    await h.consume(batch());
+    await h.consume(batch());
+    await sleep(10);
+    const released = await h.releaseQueue();
+    assert.equal(released.length, 1, 'only the batch that had not started');
+    assert.ok((await counted(telemetry, 'otelcol_exporter_sent_spans')) > 0, 'the attempt in flight completed and was counted');
+  });
+});

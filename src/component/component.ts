@@ -41,6 +41,16 @@ export interface QueueHandover {
   adoptQueue(batches: readonly Batch[]): void;
 }
 
+/** An exporter that can stop retrying when a shutdown runs out of time (service::shutdown_timeout). */
+export interface QueueAbandon {
+  /** Aborts attempts in flight and drops what is unsent, counted as failed and logged. */
+  abandonQueue(): Promise<void>;
+}
+
+export function canAbandon(component: unknown): component is QueueAbandon {
+  return typeof (component as Partial<QueueAbandon> | undefined)?.abandonQueue === 'function';
+}
+
 export function canHandOver(component: unknown): component is QueueHandover {
   const c = component as Partial<QueueHandover> | undefined;
   return typeof c?.releaseQueue === 'function' && typeof c.adoptQueue === 'function';

@@ -35,6 +35,11 @@ export interface ServiceConfig {
   readonly serviceExtensions: readonly string[];
   readonly pipelines: readonly PipelineConfig[];
   readonly telemetry: TelemetryConfig;
+  /**
+   * How long a shutdown (SIGTERM/SIGINT) may spend draining sending queues before exporters stop
+   * retrying and drop what is left, counted and logged; 0 waits as long as retries allow.
+   */
+  readonly shutdownTimeoutMs: number;
   /** The raw (env-expanded) document, kept so the config can be written back. */
   readonly raw: Record<string, unknown>;
 }
@@ -63,7 +68,7 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): S
     sections[section] = components;
   }
 
-  const service = top('service').struct(['extensions', 'pipelines', 'telemetry']);
+  const service = top('service').struct(['extensions', 'pipelines', 'telemetry', 'shutdown_timeout']);
   const serviceExtensions = service('extensions')
     .list()
     .map((node) => {
@@ -94,6 +99,8 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): S
       metricsAddress: level === 'none' ? undefined : metrics('address').endpoint('127.0.0.1:8888'),
       logLevel: logs('level').oneOf('info', ['debug', 'info', 'warn', 'error']),
     },
+    // Below Kubernetes' default 30 s grace period, so what is dropped is counted before a SIGKILL.
+    shutdownTimeoutMs: service('shutdown_timeout').duration(25_000),
     raw: (doc ?? {}) as Record<string, unknown>,
   };
   if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import {
+  canAbandon,
   canHandOver,
   type Component,
   type Consumer,
@@ -16,6 +17,10 @@ import type { Attributes } from '../pdata/attributes';
 import type { Batch, Signal } from '../pdata/batch';
 import type { Inventory } from '../service/inventory';
 import type { SelfTelemetry } from '../service/telemetry';
+
+async function abandonAll(components: readonly Component[]): Promise<void> {
+  await Promise.all(components.map((c) => (canAbandon(c) ? c.abandonQueue() : Promise.resolve())));
+}
 
 /** Hands a batch to several consumers at once; fails if any failed, preferring a retryable error. */
 export class FanOut implements Consumer {
@@ -154,11 +159,14 @@ export class Graph {
    * its queue does so (its batches are returned, by exporter id, for the next configuration), and
    * the other exporters drain in the background (`draining`) instead of holding the reload up.
    */
-  async stopForReload(handOver: ReadonlySet<string>): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void> }> {
+  async stopForReload(
+    handOver: ReadonlySet<string>,
+  ): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
     const [extensions, , connectors, processors, receivers] = this.startOrder();
     for (const group of [receivers!, processors!, connectors!]) await this.stopGroup(group);
     const carried = new Map<string, Batch[]>();
     const draining: Promise<void>[] = [];
+    const left: Component[] = [];
     await Promise.all(
       [...this.exporters].map(async ([id, exporter]) => {
         const group = new Map<string, Component>([[`exporter ${id}`, exporter]]);
@@ -168,11 +176,18 @@ export class Graph {
           return;
         }
         this.logger.info({ exporter: id }, 'the reload does not carry this exporter over: its queue drains in the background');
+        left.push(exporter);
         draining.push(this.stopGroup(group));
       }),
     );
     await this.stopGroup(extensions!);
-    return { carried, draining: Promise.all(draining).then(() => undefined) };
+    const abandon = () => abandonAll(left);
+    return { carried, draining: Promise.all(draining).then(() => undefined), abandon };
+  }
+
+  /** The shutdown deadline passed: every exporter that can stops retrying and drops what is left. */
+  abandonQueues(): Promise<void> {
+    return abandonAll([...this.exporters.values()]);
   }
 
   private async stopGroup(group: ReadonlyMap<string, Component>): Promise<void> {

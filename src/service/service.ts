@@ -88,12 +88,19 @@ export class Service implements ServiceControl {
    * unsent batches (returned by exporter id, for adoptQueues() of the next service) instead of
    * draining them, and any other exporter drains in the background (`draining`).
    */
-  async stopForReload(handOver: ReadonlySet<string>): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void> }> {
+  async stopForReload(
+    handOver: ReadonlySet<string>,
+  ): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
     this.setStatus('stopping');
     const stopped = await this.graph.stopForReload(handOver);
     await this.telemetryServer?.shutdown();
     this.setStatus('stopped');
     return stopped;
+  }
+
+  /** The shutdown deadline passed: exporters stop retrying and drop what is left (counted, logged). */
+  abandonQueues(): Promise<void> {
+    return this.graph.abandonQueues();
   }
 
   /** Gives each exporter the batches its predecessor released; returns how many found no taker. */

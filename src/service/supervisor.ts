@@ -27,7 +27,8 @@ export class Supervisor {
   private readonly inventory = new Inventory();
   private reloading: Promise<ReloadOutcome> | undefined;
   private watching = false;
-  private readonly draining = new Set<Promise<void>>();
+  /** Old exporters still draining after reloads, and how to make them give up at the shutdown deadline. */
+  private readonly draining = new Map<Promise<void>, () => Promise<void>>();
 
   constructor(
     private readonly load: () => ServiceConfig,
@@ -64,12 +65,30 @@ export class Supervisor {
     return next;
   }
 
+  /**
+   * Stops the service; sending queues drain for at most service::shutdown_timeout, after which
+   * exporters stop retrying and drop what is left, counted and logged (a process killed at the
+   * end of a grace period would lose it without a trace).
+   */
   async shutdown(): Promise<void> {
     if (this.configFile && this.watching) fs.unwatchFile(this.configFile);
     this.watching = false;
-    await this.reloading;
-    await this.current?.shutdown();
-    await Promise.all(this.draining);
+    const timeoutMs = this.current?.config.shutdownTimeoutMs ?? 0;
+    const deadline =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            this.logger.error({ timeoutMs }, 'shutdown deadline passed: exporters stop retrying');
+            void this.current?.abandonQueues();
+            for (const abandon of this.draining.values()) void abandon();
+          }, timeoutMs)
+        : undefined;
+    try {
+      await this.reloading;
+      await this.current?.shutdown();
+      await Promise.all(this.draining.keys());
+    } finally {
+      clearTimeout(deadline);
+    }
   }
 
   private async doReload(reason: string): Promise<ReloadOutcome> {
@@ -107,8 +126,8 @@ export class Supervisor {
     // Exporters that stay (same id, so same type) take over their predecessors' unsent batches;
     // the old config's other exporters drain in the background. Either way the reload does not
     // wait for a backend that is down, and nothing queued is dropped.
-    const { carried, draining } = await running.stopForReload(exportersIn(next));
-    this.track(draining);
+    const { carried, draining, abandon } = await running.stopForReload(exportersIn(next));
+    this.track(draining, abandon);
     const replacement = this.create(next);
     try {
       await replacement.start();
@@ -127,8 +146,8 @@ export class Supervisor {
   }
 
   /** Old exporters still draining after a reload: shutdown() waits for them too. */
-  private track(draining: Promise<void>): void {
-    this.draining.add(draining);
+  private track(draining: Promise<void>, abandon: () => Promise<void>): void {
+    this.draining.set(draining, abandon);
     void draining.finally(() => this.draining.delete(draining));
   }
 

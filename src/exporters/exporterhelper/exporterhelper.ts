@@ -98,6 +98,8 @@ export class ExporterHelper implements Component, Consumer {
   /** Resolve early the backoff sleeps of batches waiting for their next attempt. */
   private readonly wakeSleepers = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
+  private readonly releaseWaiters: (() => void)[] = [];
+  private abandoning = false;
   /** Attempts with a deadline, for sweepDeadlines(). */
   private readonly inFlight = new Set<TimedAttempt>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -170,11 +172,32 @@ export class ExporterHelper implements Component, Consumer {
     this.stopping = true;
     this.releasing = true;
     for (const wake of this.wakeSleepers) wake();
-    if (this.activeWorkers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.activeWorkers > 0) await new Promise<void>((resolve) => this.releaseWaiters.push(resolve));
     const batches = [...this.released.splice(0), ...this.queue.splice(0)];
     this.queued = 0;
     this.queueSizeGauge.set(0);
     return batches;
+  }
+
+  /**
+   * The shutdown deadline passed: aborts attempts in flight, stops retrying, and drops what is
+   * left, counted as failed and logged with its size, so that a process about to be killed does
+   * not lose it silently. A drain in progress (shutdown()) then returns.
+   */
+  async abandonQueue(): Promise<void> {
+    this.abandoning = true;
+    const releasing = this.releaseQueue();
+    for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
+    const dropped = await releasing;
+    if (dropped.length > 0) {
+      let items = 0;
+      for (const batch of dropped) {
+        this.countersFor(batch.signal).failed.inc(batch.itemCount);
+        items += batch.itemCount;
+      }
+      this.logger.error({ batches: dropped.length, items }, 'shutdown deadline passed: dropping what the exporter has not sent');
+    }
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   /** Takes over batches released by this exporter's predecessor: ahead of new ones, whatever the capacity (they were accepted). */
@@ -204,11 +227,17 @@ export class ExporterHelper implements Component, Consumer {
         .finally(() => {
           this.activeWorkers--;
           this.pump();
-          if (this.activeWorkers === 0 && (this.queue.length === 0 || this.releasing)) {
-            for (const resolve of this.idleWaiters.splice(0)) resolve();
-          }
+          this.notifyIdle();
         });
     }
+  }
+
+  private notifyIdle(): void {
+    if (this.activeWorkers !== 0) return;
+    for (const resolve of this.releaseWaiters.splice(0)) resolve();
+    // abandonQueue() ends the drain itself, once it has counted what it drops.
+    if (this.abandoning) return;
+    if (this.queue.length === 0 || this.releasing) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   private async sendWithRetry(batch: Batch, queued = false): Promise<void> {

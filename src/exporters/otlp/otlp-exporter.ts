@@ -1,4 +1,4 @@
-import type { Component, Consumer, CreateSettings, ExporterFactory, QueueHandover } from '../../component/component';
+import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon, QueueHandover } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import { parseHostPort, type Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
@@ -47,7 +47,7 @@ const RETRYABLE_CODES = new Set<number>([
   GrpcStatus.DATA_LOSS,
 ]);
 
-export class OtlpGrpcExporter implements Component, Consumer, QueueHandover {
+export class OtlpGrpcExporter implements Component, Consumer, QueueHandover, QueueAbandon {
   private readonly helper: ExporterHelper;
   private client: GrpcUnaryClient | undefined;
   private readonly metadata: Record<string, string> = {};
@@ -78,6 +78,10 @@ export class OtlpGrpcExporter implements Component, Consumer, QueueHandover {
 
   wouldRefuse(): string | undefined {
     return this.helper.wouldRefuse();
+  }
+
+  abandonQueue(): Promise<void> {
+    return this.helper.abandonQueue();
   }
 
   releaseQueue(): Promise<Batch[]> {

@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import type { Component, Consumer, CreateSettings, ExporterFactory, QueueHandover } from '../../component/component';
+import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon, QueueHandover } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
@@ -35,7 +35,7 @@ export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig 
 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
-export class OtlpHttpExporter implements Component, Consumer, QueueHandover {
+export class OtlpHttpExporter implements Component, Consumer, QueueHandover, QueueAbandon {
   private readonly helper: ExporterHelper;
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
@@ -56,6 +56,10 @@ export class OtlpHttpExporter implements Component, Consumer, QueueHandover {
 
   wouldRefuse(): string | undefined {
     return this.helper.wouldRefuse();
+  }
+
+  abandonQueue(): Promise<void> {
+    return this.helper.abandonQueue();
   }
 
   releaseQueue(): Promise<Batch[]> {

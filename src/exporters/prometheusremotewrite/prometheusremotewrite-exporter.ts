@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { compress } from 'snappyjs';
-import type { Component, Consumer, CreateSettings, ExporterFactory } from '../../component/component';
+import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
@@ -110,7 +110,7 @@ export function encodeWriteRequests(series: readonly TimeSeriesOut[], maxBytes: 
 
 const RETRYABLE_STATUS = (status: number) => status === 429 || status >= 500;
 
-export class RemoteWriteExporter implements Component, Consumer {
+export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
   readonly accumulator: Accumulator;
   private readonly helper: ExporterHelper;
   /** Encoded requests of each queued batch, built when it was accepted (so accumulation happens once). */
@@ -157,6 +157,10 @@ export class RemoteWriteExporter implements Component, Consumer {
 
   wouldRefuse(): string | undefined {
     return this.helper.wouldRefuse();
+  }
+
+  abandonQueue(): Promise<void> {
+    return this.helper.abandonQueue();
   }
 
   /** The samples a batch produces: every series it touched, with its current (cumulative) value. */

@@ -6,6 +6,7 @@ import { JsonShapeError, encodeFromOtlpJson, types } from '../../pdata/codec';
 import { parseRequest, type ResourcePredicate } from '../../pdata/scan';
 import { WireFormatError } from '../../pdata/wire';
 import type { Inventory } from '../../service/inventory';
+import { LogThrottle } from '../../util/log-throttle';
 
 export type Transport = 'grpc' | 'http';
 
@@ -30,6 +31,8 @@ export class ExportHandler {
   private readonly inventory: Inventory | undefined;
   /** Lets the parser skip checking resources that no pipeline keeps. */
   private readonly mayKeep: ResourcePredicate | undefined;
+  /** Refusals come in storms (a full queue refuses every request): one warn line per 10 s. */
+  private readonly refusalLog = new LogThrottle();
 
   constructor(
     settings: CreateSettings,
@@ -69,7 +72,8 @@ export class ExportHandler {
       } catch (err) {
         this.refused.inc(batch.itemCount);
         if (err instanceof PermanentError) return { kind: 'invalid', message: err.message };
-        this.logger.warn({ err: errorMessage(err), items: batch.itemCount }, 'refused export request; the client should retry');
+        const suppressed = this.refusalLog.take();
+        if (suppressed !== undefined) this.logger.warn({ err: errorMessage(err), items: batch.itemCount, suppressed }, 'refused export request; the client should retry');
         const retryAfterMs = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : DEFAULT_RETRY_AFTER_MS;
         return { kind: 'unavailable', message: errorMessage(err), retryAfterMs };
       }
@@ -85,7 +89,8 @@ export class ExportHandler {
   refusalBeforeReading(): ExportOutcome | undefined {
     const reason = this.next?.wouldRefuse?.();
     if (reason === undefined) return undefined;
-    this.logger.warn({ err: reason }, 'refused export request before reading it; the client should retry');
+    const suppressed = this.refusalLog.take();
+    if (suppressed !== undefined) this.logger.warn({ err: reason, suppressed }, 'refused export request before reading it; the client should retry');
     return { kind: 'unavailable', message: reason, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   }
 

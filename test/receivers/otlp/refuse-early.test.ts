@@ -7,7 +7,7 @@ import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
 import type { Service } from '../../../src/service/service';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
-import { startService } from '../../helpers/service';
+import { captureLogs, startService } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
 
 // With the sending queue at capacity, a request is refused before its body is read: the answer
@@ -26,6 +26,7 @@ void describe('OTLP receiver with a full sending queue', () => {
   /** Span names of every request the service accepted. */
   const accepted: string[] = [];
   let sent = 0;
+  const logs = captureLogs('warn');
 
   before(async () => {
     await sink.start();
@@ -46,7 +47,7 @@ void describe('OTLP receiver with a full sending queue', () => {
         },
       },
       service: { pipelines: { traces: { receivers: ['otlp'], exporters: ['otlp/sink'] } }, telemetry: { metrics: { level: 'none' } } },
-    });
+    }, logs.logger);
   });
 
   after(async () => {
@@ -130,6 +131,25 @@ void describe('OTLP receiver with a full sending queue', () => {
     const status = types.Status.decode(response.body) as unknown as { code: number; message: string };
     assert.equal(status.code, 14);
     assert.match(status.message, QUEUE_FULL);
+  });
+
+  void test('a storm of refusals logs one warn line per 10 s, then how many it left out', { timeout: 15_000 }, async () => {
+    await fillQueue();
+    const refusalLines = () => logs.lines.filter((l) => String(l.msg).startsWith('refused export request'));
+    const before = refusalLines().length;
+    const started = Date.now();
+    for (let i = 0; i < 40; i++) {
+      const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-protobuf' },
+        body: encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]),
+      });
+      await res.arrayBuffer();
+      assert.equal(res.status, 503);
+    }
+    const intervals = Math.ceil((Date.now() - started) / 10_000);
+    assert.ok(refusalLines().length - before <= intervals, `${refusalLines().length - before} lines for 40 refusals`);
+    assert.ok(refusalLines().every((l) => typeof l.suppressed === 'number'), 'each line says how many it left out');
   });
 
   void test('every request accepted while the queue was full reaches the sink once it answers', { timeout: 30_000 }, async () => {

@@ -137,6 +137,16 @@ export function peakRssMb(pid: number): number {
   return statusKb(pid, 'VmHWM') / 1024;
 }
 
+/** Resets VmHWM to the current RSS (Linux clear_refs 5); false when the kernel or permissions refuse. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function rssMb(pid: number): number {
   return statusKb(pid, 'VmRSS') / 1024;
 }

@@ -60,6 +60,8 @@ export interface Result {
   readonly max_failed_requests: number | null;
   readonly max_concurrency: number | null;
   readonly peak_rss_mb_after_max: number | null;
+  /** Peak RSS through start-up and the warm-up burst (peak_rss_mb is reset after it: the fixed rate only). */
+  readonly burst_peak_rss_mb: number | null;
   /** RSS once started and probed, before any load. */
   readonly idle_rss_mb: number;
   readonly load_average: number[];

@@ -4,7 +4,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_POOL, keptInstanceIds, type PoolSpec } from './obi';
-import { allowedCpus, cpuBusySeconds, cpuSeconds, threadCpuSeconds, installCleanup, loadAverage, peakRssMb, rssMb, spawnPinned, stopChild, taskset } from './proc';
+import {
+  allowedCpus,
+  cpuBusySeconds,
+  cpuSeconds,
+  threadCpuSeconds,
+  installCleanup,
+  loadAverage,
+  peakRssMb,
+  resetPeakRss,
+  rssMb,
+  spawnPinned,
+  stopChild,
+  taskset,
+} from './proc';
 import { startCapture, wireLatencyFromFile, type Capture, type WireLatency } from './wire';
 import { TRANSPORTS, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
 import {
@@ -303,6 +316,8 @@ interface Measurement {
   /** Added latency from the packet capture of the fixed-rate window; undefined without one. */
   readonly wire: (WireLatency & { readonly dropped: number }) | undefined;
   readonly peakRssMb: number;
+  /** Peak RSS through start-up and the warm-up burst, before the mark was reset for the fixed rate. */
+  readonly burstPeakRssMb: number | undefined;
   readonly max: Window | undefined;
   readonly peakRssAfterMaxMb: number | undefined;
   readonly flags: string[];
@@ -343,6 +358,9 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       await sleep(o.burstS * 1000);
       await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
     }
+    // The peak RSS reported is that of the fixed rate (its warm-up and window), not of the burst.
+    const burstPeakRss = peakRssMb(fixedServer.pid);
+    if (!resetPeakRss(fixedServer.pid)) flags.push('peak-rss-includes-burst');
     await ctx.loadgen.call({ type: 'fixed', spansPerSecond: o.rate, maxInFlight: 64 });
     await sleep(o.warmupS * 1000);
     const capture = expectSink ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
@@ -369,7 +387,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 10_000 });
       peakAfterMax = peakRssMb(maxServer.pid);
     }
-    return { fixed, wire, peakRssMb: peakRss, max, peakRssAfterMaxMb: peakAfterMax, flags, loadAverage: loadAvg, concurrency: o.max?.concurrency, idleRssMb: idleRss };
+    return { fixed, wire, peakRssMb: peakRss, burstPeakRssMb: burstPeakRss, max, peakRssAfterMaxMb: peakAfterMax, flags, loadAverage: loadAvg, concurrency: o.max?.concurrency, idleRssMb: idleRss };
   } catch (err) {
     const failed: RunningServer | undefined = server;
     const logText = failed ? tail(failed.logFile) : '';
@@ -744,6 +762,7 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
     p50_ms: round(percentile(latency, 50), 3),
     p99_ms: round(percentile(latency, 99), 3),
     peak_rss_mb: round(m.peakRssMb, 1),
+    burst_peak_rss_mb: m.burstPeakRssMb === undefined ? null : round(m.burstPeakRssMb, 1),
     target_spans_per_second: rate,
     latency: !expectSink ? 'round-trip' : wireUsable ? 'wire-request-in-to-request-out' : 'request-in-to-request-out',
     sink_p50_ms: expectSink ? round(percentile(w.latency, 50), 3) : null,

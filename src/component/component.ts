@@ -9,6 +9,7 @@ export type ComponentKind = 'receiver' | 'processor' | 'exporter' | 'connector' 
 
 /** The one data contract: every receiver, processor, connector and exporter hands on batches through it. */
 export interface Consumer {
+  /** Fails only by rejecting, never by a synchronous throw (callers may return the promise as is). */
   consume(batch: Batch): Promise<void>;
   /**
    * False only when this consumer would certainly drop a resource with these attributes. A

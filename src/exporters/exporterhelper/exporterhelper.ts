@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Component, Consumer, CreateSettings } from '../../component/component';
 import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
@@ -71,7 +72,7 @@ const MAX_SWEEP_MS = 100;
 
 interface TimedAttempt {
   readonly controller: AbortController;
-  /** Date.now() after which the attempt is aborted. */
+  /** performance.now() after which the attempt is aborted (monotonic: a clock step must not move it). */
   readonly deadline: number;
 }
 
@@ -243,7 +244,7 @@ export class ExporterHelper implements Component, Consumer {
   private async sendWithRetry(batch: Batch, queued = false): Promise<void> {
     const counters = this.countersFor(batch.signal);
     const retry = this.config.retry;
-    const startedAt = Date.now();
+    const startedAt = performance.now();
     let interval = retry.initialIntervalMs;
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1 && this.releasing) {
@@ -263,7 +264,7 @@ export class ExporterHelper implements Component, Consumer {
         // Released during this attempt: no backoff, the loop hands the batch over.
         if (!permanent && retry.enabled && this.releasing) continue;
         let delay = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : jitter(interval, retry.randomizationFactor);
-        const elapsed = Date.now() - startedAt;
+        const elapsed = performance.now() - startedAt;
         const outOfTime = retry.maxElapsedTimeMs > 0 && elapsed + delay > retry.maxElapsedTimeMs;
         if (permanent || !retry.enabled || outOfTime) {
           counters.failed.inc(batch.itemCount);
@@ -285,7 +286,7 @@ export class ExporterHelper implements Component, Consumer {
     const timeoutMs = this.config.timeout.timeoutMs;
     const controller = new AbortController();
     if (timeoutMs <= 0) return this.push(batch, controller.signal);
-    const attempt: TimedAttempt = { controller, deadline: Date.now() + timeoutMs };
+    const attempt: TimedAttempt = { controller, deadline: performance.now() + timeoutMs };
     this.inFlight.add(attempt);
     this.sweepDeadlines();
     try {
@@ -313,7 +314,7 @@ export class ExporterHelper implements Component, Consumer {
         this.sweeper = undefined;
         return;
       }
-      const now = Date.now();
+      const now = performance.now();
       for (const attempt of this.inFlight) {
         if (attempt.deadline > now) continue;
         this.inFlight.delete(attempt);

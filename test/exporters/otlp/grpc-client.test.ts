@@ -109,34 +109,59 @@ void describe('GrpcUnaryClient', () => {
     }
   });
 
-  void test('the request arrives as one framed message with the configured headers', async () => {
-    let received: { body: Buffer; headers: http2.IncomingHttpHeaders } | undefined;
-    const captured = new Promise<void>((resolve) => {
-      server.once('stream', (stream, headers) => {
-        const chunks: Buffer[] = [];
-        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-        stream.on('end', () => {
-          received = { body: Buffer.concat(chunks), headers };
-          resolve();
-        });
-      });
-    });
+  void test('every request arrives as one framed message with the configured headers (the cached headers too)', async () => {
+    const received: { body: Buffer; headers: http2.IncomingHttpHeaders }[] = [];
+    const capture = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => received.push({ body: Buffer.concat(chunks), headers }));
+    };
+    server.prependListener('stream', capture);
     answer = ok;
     const c = client({ 'x-tenant': 'a' });
     try {
-      const message = Buffer.alloc(100_000, 7);
-      for (let i = 0; i < 2; i++) {
+      const messages = [Buffer.alloc(100_000, 7), Buffer.alloc(300, 9)];
+      for (const message of messages) {
         assert.equal((await c.call('/x.Y/Export', message, new AbortController().signal, 2500)).code, GrpcStatus.OK);
       }
-      await captured;
-      assert.equal(received!.body.length, 5 + message.length);
-      assert.equal(received!.body[0], 0);
-      assert.equal(received!.body.readUInt32BE(1), message.length);
-      assert.ok(received!.body.subarray(5).equals(message));
-      assert.equal(received!.headers[':path'], '/x.Y/Export');
-      assert.equal(received!.headers['grpc-timeout'], '2500m');
-      assert.equal(received!.headers['x-tenant'], 'a');
-      assert.equal(received!.headers['content-type'], 'application/grpc');
+      assert.equal(received.length, 2);
+      received.forEach(({ body, headers }, i) => {
+        const message = messages[i]!;
+        assert.equal(body.length, 5 + message.length, `call ${i}`);
+        assert.equal(body[0], 0);
+        assert.equal(body.readUInt32BE(1), message.length);
+        assert.ok(body.subarray(5).equals(message));
+        assert.equal(headers[':path'], '/x.Y/Export');
+        assert.equal(headers['grpc-timeout'], '2500m');
+        assert.equal(headers['x-tenant'], 'a');
+        assert.equal(headers['content-type'], 'application/grpc');
+      });
+    } finally {
+      server.off('stream', capture);
+      c.close();
+    }
+  });
+
+  void test('a response message larger than one DATA frame is reassembled', async () => {
+    const message = Buffer.alloc(200_000);
+    for (let i = 0; i < message.length; i++) message[i] = i % 251;
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(message.length, 1);
+    answer = (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      // Written in pieces that cut through the prefix and the message.
+      const frame = Buffer.concat([prefix, message]);
+      stream.write(frame.subarray(0, 3));
+      stream.write(frame.subarray(3, 70_000));
+      stream.end(frame.subarray(70_000));
+    };
+    const c = client();
+    try {
+      const result = await call(c);
+      assert.equal(result.code, GrpcStatus.OK);
+      assert.equal(result.responseError, undefined);
+      assert.ok(result.response?.equals(message));
     } finally {
       c.close();
     }

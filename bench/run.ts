@@ -330,6 +330,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
   const flags: string[] = [];
   const expectSink = o.system !== 'floor';
   let server: RunningServer | undefined;
+  let capture: RunningCapture | undefined;
   const start = async (label: string, sendingQueue: boolean): Promise<RunningServer> => {
     server = await startServer({
       system: o.system,
@@ -363,12 +364,13 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     if (!resetPeakRss(fixedServer.pid)) flags.push('peak-rss-includes-burst');
     await ctx.loadgen.call({ type: 'fixed', spansPerSecond: o.rate, maxInFlight: 64 });
     await sleep(o.warmupS * 1000);
-    const capture = expectSink ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
+    capture = expectSink ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
     const fromMs = Date.now();
     const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
     const toMs = Date.now();
     await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
     const wire = capture ? await finishWireCapture(ctx, capture, fixedServer, fromMs, toMs, flags) : undefined;
+    capture = undefined;
     const peakRss = peakRssMb(fixedServer.pid);
     const loadAvg = loadAverage();
     await fixedServer.stop();
@@ -394,6 +396,8 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     throw new Error(`${o.label}: ${(err as Error).message}${failed ? `\n--- server log (${failed.logFile}) ---\n${logText}` : ''}`, { cause: err });
   } finally {
     await server?.stop();
+    // A measurement that failed mid-window leaves its capture running: stop it.
+    await capture?.capture.stop().catch(() => undefined);
   }
 }
 
@@ -446,6 +450,7 @@ async function finishWireCapture(
     toMs,
   });
   if (dropped > 0) flags.push(`wire-dropped(${dropped})`);
+  if (wire.unpairedIn > 0.01 * wire.requestsIn) flags.push(`wire-unpaired(${wire.unpairedIn})`);
   return { ...wire, dropped };
 }
 

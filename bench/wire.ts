@@ -30,6 +30,12 @@ export interface Capture {
  * generator's core, so the capture's user-space work stays off the server's). Resolves once it
  * listens. Throws with tcpdump's own message when it cannot run (not installed, no CAP_NET_RAW).
  */
+/** tcpdump processes still running: killed when the harness exits, whatever the reason. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export async function startCapture(file: string, ports: readonly number[], cpu: number): Promise<Capture> {
   const filter = `tcp and dst host 127.0.0.1 and (${ports.map((p) => `dst port ${p}`).join(' or ')}) and greater 120`;
   // -B: a 64 MiB kernel buffer, so bursts are not dropped; -s 0: whole packets; -n: no lookups.
@@ -143,6 +149,8 @@ export interface WireLatency {
   readonly unmatchedOut: number;
   /** Segments that repeated bytes already seen (TCP retransmissions; counted once). */
   readonly retransmitted: number;
+  /** Requests in whose forward was never seen (an older arrival of an index passed over). */
+  readonly unpairedIn: number;
 }
 
 /**
@@ -157,6 +165,7 @@ export function matchWireLatency(packets: Iterable<Packet>, o: WireMatchOptions)
   let requestsIn = 0;
   let markersOut = 0;
   let unmatchedOut = 0;
+  let unpairedIn = 0;
   // A marker may straddle two segments of one connection: keep the previous segment's last bytes.
   const carry = new Map<number, Buffer>();
   const overlap = MARKER_MAGIC.length + 4 - 1;
@@ -191,16 +200,23 @@ export function matchWireLatency(packets: Iterable<Packet>, o: WireMatchOptions)
       carry.set(p.srcPort, Buffer.from(data.subarray(Math.max(0, data.length - overlap))));
       for (let at = data.indexOf(MARKER_MAGIC); at >= 0 && at + MARKER_MAGIC.length + 4 <= data.length; at = data.indexOf(MARKER_MAGIC, at + 1)) {
         markersOut++;
-        const arrivedAt = arrivals.get(data.readUInt32BE(at + MARKER_MAGIC.length))?.shift();
-        if (arrivedAt === undefined) {
+        // The newest arrival of this index before the forward: the pool repeats every few seconds,
+        // so an older one still waiting lost its forward (not captured, refused), and pairing
+        // with it would add a whole pool cycle to this request's latency.
+        const queue = arrivals.get(data.readUInt32BE(at + MARKER_MAGIC.length));
+        let newest = -1;
+        while (queue && newest + 1 < queue.length && queue[newest + 1]! <= p.timeMs) newest++;
+        if (newest < 0) {
           unmatchedOut++;
           continue;
         }
+        unpairedIn += newest;
+        const arrivedAt = queue!.splice(0, newest + 1)[newest]!;
         if (arrivedAt >= o.fromMs && arrivedAt <= o.toMs) latencyMs.push(p.timeMs - arrivedAt);
       }
     }
   }
-  return { latencyMs, requestsIn, markersOut, unmatchedOut, retransmitted };
+  return { latencyMs, requestsIn, markersOut, unmatchedOut, retransmitted, unpairedIn };
 }
 
 /** Reads a capture file, pairs its requests, and deletes it. */

@@ -36,6 +36,8 @@ export interface Component {
  * configuration, so that a reload neither waits for a backend to recover nor drops what was queued.
  */
 export interface QueueHandover {
+  /** Before receivers stop: batches waiting for a retry stop waiting (see releaseQueue). */
+  prepareRelease(): void;
   /** Stops taking batches and returns the unsent ones, after attempts in flight finished. */
   releaseQueue(): Promise<Batch[]>;
   /** Queues a predecessor's batches ahead of new ones. */
@@ -54,7 +56,7 @@ export function canAbandon(component: unknown): component is QueueAbandon {
 
 export function canHandOver(component: unknown): component is QueueHandover {
   const c = component as Partial<QueueHandover> | undefined;
-  return typeof c?.releaseQueue === 'function' && typeof c.adoptQueue === 'function';
+  return typeof c?.releaseQueue === 'function' && typeof c.adoptQueue === 'function' && typeof c.prepareRelease === 'function';
 }
 
 export interface Host {

@@ -163,6 +163,7 @@ export class Graph {
     handOver: ReadonlySet<string>,
   ): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
     const [extensions, , connectors, processors, receivers] = this.startOrder();
+    for (const [id, exporter] of this.exporters) if (handOver.has(id) && canHandOver(exporter)) exporter.prepareRelease();
     for (const group of [receivers!, processors!, connectors!]) await this.stopGroup(group);
     const carried = new Map<string, Batch[]>();
     const draining: Promise<void>[] = [];
@@ -175,7 +176,14 @@ export class Graph {
           await this.stopGroup(group);
           return;
         }
-        this.logger.info({ exporter: id }, 'the reload does not carry this exporter over: its queue drains in the background');
+        if (handOver.has(id)) {
+          // Kept, but its queue cannot move (prometheusremotewrite: encoded requests tied to its
+          // series state): drain before the successor starts, or the two would interleave samples
+          // and the backend would refuse the older ones as out of order.
+          await this.stopGroup(group);
+          return;
+        }
+        if (canAbandon(exporter)) this.logger.info({ exporter: id }, 'the reload does not carry this exporter over: its queue drains in the background');
         left.push(exporter);
         draining.push(this.stopGroup(group));
       }),

@@ -29,6 +29,8 @@ export class Supervisor {
   private watching = false;
   /** Old exporters still draining after reloads, and how to make them give up at the shutdown deadline. */
   private readonly draining = new Map<Promise<void>, () => Promise<void>>();
+  private shuttingDown = false;
+  private deadlinePassed = false;
 
   constructor(
     private readonly load: () => ServiceConfig,
@@ -73,17 +75,21 @@ export class Supervisor {
   async shutdown(): Promise<void> {
     if (this.configFile && this.watching) fs.unwatchFile(this.configFile);
     this.watching = false;
+    this.shuttingDown = true;
     const timeoutMs = this.current?.config.shutdownTimeoutMs ?? 0;
     const deadline =
       timeoutMs > 0
         ? setTimeout(() => {
             this.logger.error({ timeoutMs }, 'shutdown deadline passed: exporters stop retrying');
+            this.deadlinePassed = true;
             void this.current?.abandonQueues();
             for (const abandon of this.draining.values()) void abandon();
           }, timeoutMs)
         : undefined;
     try {
       await this.reloading;
+      // A reload that was under way may have started a service after the deadline passed.
+      if (this.deadlinePassed) void this.current?.abandonQueues();
       await this.current?.shutdown();
       await Promise.all(this.draining.keys());
     } finally {
@@ -93,7 +99,8 @@ export class Supervisor {
 
   private async doReload(reason: string): Promise<ReloadOutcome> {
     const running = this.current;
-    if (!running) return { kind: 'unchanged' };
+    // No new service once shutdown has begun.
+    if (!running || this.shuttingDown) return { kind: 'unchanged' };
     let next: ServiceConfig;
     try {
       next = this.load();
@@ -138,7 +145,14 @@ export class Supervisor {
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'the new configuration failed to start; restarting the previous one');
       const restored = this.create(running.config);
-      await restored.start();
+      try {
+        await restored.start();
+      } catch (restartErr) {
+        const batches = [...carried.values()].reduce((n, b) => n + b.length, 0);
+        const items = [...carried.values()].flat().reduce((n, b) => n + b.itemCount, 0);
+        if (batches > 0) this.logger.error({ batches, items }, 'the previous configuration failed to restart too; the batches it had not sent are lost');
+        throw restartErr;
+      }
       this.current = restored;
       restored.adoptQueues(carried);
       return { kind: 'rejected', errors: [(err as Error).message] };
@@ -147,6 +161,7 @@ export class Supervisor {
 
   /** Old exporters still draining after a reload: shutdown() waits for them too. */
   private track(draining: Promise<void>, abandon: () => Promise<void>): void {
+    if (this.deadlinePassed) void abandon();
     this.draining.set(draining, abandon);
     void draining.finally(() => this.draining.delete(draining));
   }

@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+
 /**
  * One log line per interval for an event that can repeat thousands of times a second (a refusal
  * storm while a backend is down); the lines in between are counted, and the next line that gets
@@ -9,7 +11,7 @@ export class LogThrottle {
 
   constructor(
     private readonly intervalMs = 10_000,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** undefined: do not log this one. A number: log it, with how many were left out since the last line. */

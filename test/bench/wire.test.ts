@@ -118,6 +118,18 @@ describe('wire latency', () => {
     assert.deepEqual(result.latencyMs.map((ms) => Math.round(ms)), [5, 3]);
   });
 
+  test('a request whose forward was lost does not pair with the next occurrence of its pool index', () => {
+    const segments: Segment[] = [
+      { timeMs: T0 + 10, src: CLIENT, dst: SERVER, seq: 1, payload: request(1) },
+      // Its forward never shows up; the pool comes round again 2.56 s later.
+      { timeMs: T0 + 2570, src: CLIENT, dst: SERVER, seq: 117, payload: request(1) },
+      { timeMs: T0 + 2573, src: FORWARDER, dst: SINK, seq: 1, payload: marker(1) },
+    ];
+    const result = matchWireLatency(pcapPackets(pcapFile(segments)), { ...options, toMs: T0 + 5000 });
+    assert.deepEqual(result.latencyMs.map((ms) => Math.round(ms)), [3]);
+    assert.equal(result.unpairedIn, 1);
+  });
+
   test('counts only requests that arrived inside the window, and forwards without a captured request as unmatched', () => {
     const segments: Segment[] = [
       { timeMs: T0 - 5, src: FORWARDER, dst: SINK, seq: 1, payload: marker(1) },

@@ -171,13 +171,23 @@ export class ExporterHelper implements Component, Consumer {
    */
   async releaseQueue(): Promise<Batch[]> {
     this.stopping = true;
-    this.releasing = true;
-    for (const wake of this.wakeSleepers) wake();
+    this.prepareRelease();
     if (this.activeWorkers > 0) await new Promise<void>((resolve) => this.releaseWaiters.push(resolve));
     const batches = [...this.released.splice(0), ...this.queue.splice(0)];
     this.queued = 0;
     this.queueSizeGauge.set(0);
     return batches;
+  }
+
+  /**
+   * The first step of releaseQueue(), taken before the receivers stop: batches waiting for a retry
+   * stop waiting (queued ones are set aside for the successor; a caller waiting on its own batch
+   * gets a retryable refusal), so that no receiver request stays blocked in a backoff while the
+   * reload waits for it. New batches are still taken, and queued for the successor.
+   */
+  prepareRelease(): void {
+    this.releasing = true;
+    for (const wake of this.wakeSleepers) wake();
   }
 
   /**
@@ -285,10 +295,10 @@ export class ExporterHelper implements Component, Consumer {
   private async pushWithTimeout(batch: Batch): Promise<void> {
     const timeoutMs = this.config.timeout.timeoutMs;
     const controller = new AbortController();
-    if (timeoutMs <= 0) return this.push(batch, controller.signal);
-    const attempt: TimedAttempt = { controller, deadline: performance.now() + timeoutMs };
+    // Attempts without a deadline are tracked too, so that abandonQueue() can abort them.
+    const attempt: TimedAttempt = { controller, deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity };
     this.inFlight.add(attempt);
-    this.sweepDeadlines();
+    if (timeoutMs > 0) this.sweepDeadlines();
     try {
       return await this.push(batch, controller.signal);
     } catch (err) {

@@ -84,6 +84,10 @@ export class OtlpGrpcExporter implements Component, Consumer, QueueHandover, Que
     return this.helper.abandonQueue();
   }
 
+  prepareRelease(): void {
+    this.helper.prepareRelease();
+  }
+
   releaseQueue(): Promise<Batch[]> {
     return this.helper.releaseQueue();
   }

@@ -62,6 +62,10 @@ export class OtlpHttpExporter implements Component, Consumer, QueueHandover, Que
     return this.helper.abandonQueue();
   }
 
+  prepareRelease(): void {
+    this.helper.prepareRelease();
+  }
+
   releaseQueue(): Promise<Batch[]> {
     return this.helper.releaseQueue();
   }

@@ -108,6 +108,34 @@ describe('exporter helper queue handover (reload)', () => {
     assert.deepEqual(sent.slice(0, 3), released, 'adopted batches go before new ones');
   });
 
+  test('without a sending queue, a caller waiting in a backoff is refused at once when a release is prepared', async () => {
+    const config: HelperConfig = {
+      timeout: { timeoutMs: 5000 },
+      retry: { enabled: true, initialIntervalMs: 60_000, maxIntervalMs: 60_000, maxElapsedTimeMs: 0, multiplier: 1, randomizationFactor: 0 },
+      queue: { enabled: false, numConsumers: 1, queueSize: 10, sizer: 'requests' },
+    };
+    const h = new ExporterHelper({ id: 'otlp/test', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, config, () =>
+      Promise.reject(new RetryableError('backend down')),
+    );
+    const waiting = h.consume(batch());
+    await sleep(20); // failed once; now in a 60 s backoff
+    h.prepareRelease();
+    await assert.rejects(waiting, (err: Error) => err instanceof RetryableError && /shutting down/.test(err.message));
+  });
+
+  test('abandonQueue aborts an attempt in flight and counts what it drops as failed', async () => {
+    const telemetry = new SelfTelemetry();
+    const h = queued(hang, telemetry);
+    await h.consume(batch());
+    await h.consume(batch());
+    await sleep(10);
+    const draining = h.shutdown();
+    await h.abandonQueue();
+    await draining;
+    assert.ok((await counted(telemetry, 'otelcol_exporter_send_failed_spans')) > 0);
+    assert.equal(await counted(telemetry, 'otelcol_exporter_sent_spans'), 0);
+  });
+
   test('an attempt in flight when the queue is released finishes; a success is counted as sent and not handed over', async () => {
     const telemetry = new SelfTelemetry();
     const h = queued(() => sleep(80).then(() => undefined), telemetry);

@@ -58,6 +58,38 @@ describe('shutdown deadline', () => {
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 0);
   });
 
+  test('the deadline also ends the background drain of an exporter a reload removed', { timeout: 30_000 }, async () => {
+    const [httpPort, deadPort] = await freePorts(2);
+    const file = path.join(dir, 'background.yaml');
+    const write = (exporterId: string) =>
+      fs.writeFileSync(
+        file,
+        YAML.stringify({
+          receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+          exporters: { [exporterId]: { endpoint: `127.0.0.1:${deadPort}`, tls: { insecure: true }, retry_on_failure: { initial_interval: '100ms', max_interval: '200ms' } } },
+          service: {
+            shutdown_timeout: '700ms',
+            pipelines: { traces: { receivers: ['otlp'], exporters: [exporterId] } },
+            telemetry: { metrics: { level: 'none' } },
+          },
+        }),
+      );
+    write('otlp/first');
+    const supervisor = new Supervisor(() => loadConfig({ command: 'run', configFile: file, zero: undefined }), pino({ level: 'silent' }), file);
+    await supervisor.start();
+    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: encodeTraces([obiResourceSpans(hostInstance('shutdown-host', 3002), [obiSpan()])]),
+    });
+    assert.equal(res.status, 200);
+    // otlp/first is not in the new config: it keeps retrying its batch in the background.
+    write('otlp/second');
+    assert.equal((await supervisor.reload('test')).kind, 'restarted');
+    // Without the deadline this would wait for max_elapsed_time (5 minutes).
+    await supervisor.shutdown();
+  });
+
   test('shutdown_timeout must be a duration', () => {
     const file = path.join(dir, 'invalid.yaml');
     fs.writeFileSync(file, YAML.stringify({ receivers: { otlp: {} }, exporters: { debug: {} }, service: { shutdown_timeout: 'soon', pipelines: { traces: { receivers: ['otlp'], exporters: ['debug'] } } } }));

@@ -83,6 +83,8 @@ export interface ScalingResult {
   readonly p50_ms: number;
   readonly p99_ms: number;
   readonly peak_rss_mb: number;
+  /** Other processes' CPU on the server's core during the window, in cores. */
+  readonly other_load_server_core: number;
   readonly flags: string[];
 }
 
@@ -208,7 +210,7 @@ export function ratiosTable(rs: readonly Ratios[]): string {
 
 export function scalingTable(rows: readonly ScalingResult[], dimension: ScalingResult['dimension']): string {
   return table(
-    [dimension === 'selectors' ? 'keep selectors' : 'resource attributes', 'bytes/request', 'achieved/s', 'CPU s / M spans', 'p50 ms', 'p99 ms', 'peak RSS MiB', 'flags'],
+    [dimension === 'selectors' ? 'keep selectors' : 'resource attributes', 'bytes/request', 'achieved/s', 'CPU s / M spans', 'p50 ms', 'p99 ms', 'peak RSS MiB', 'other load', 'flags'],
     rows
       .filter((r) => r.dimension === dimension)
       .map((r) => [
@@ -219,6 +221,7 @@ export function scalingTable(rows: readonly ScalingResult[], dimension: ScalingR
         fmt(r.p50_ms),
         fmt(r.p99_ms),
         fmt(r.peak_rss_mb, 1),
+        fmt(r.other_load_server_core),
         r.flags.join(', '),
       ]),
   );

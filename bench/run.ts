@@ -685,6 +685,7 @@ async function main(argv: readonly string[]): Promise<void> {
         p50_ms: r.p50_ms,
         p99_ms: r.p99_ms,
         peak_rss_mb: r.peak_rss_mb,
+        other_load_server_core: r.other_load_server_core,
         flags: r.flags,
       };
       scaling.push(row);

@@ -18,6 +18,7 @@ import {
   stopChild,
   taskset,
 } from './proc';
+import { parseHostPort } from '../src/config/reader';
 import { startCapture, wireLatencyFromFile, type Capture, type WireLatency } from './wire';
 import { TRANSPORTS, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
 import {
@@ -369,7 +370,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
     const toMs = Date.now();
     await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
-    const wire = capture ? await finishWireCapture(ctx, capture, fixedServer, fromMs, toMs, flags) : undefined;
+    const wire = capture ? await finishWireCapture(ctx, capture, fromMs, toMs, flags) : undefined;
     capture = undefined;
     const peakRss = peakRssMb(fixedServer.pid);
     const loadAvg = loadAverage();
@@ -404,6 +405,8 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
 interface RunningCapture {
   readonly capture: Capture;
   readonly file: string;
+  /** The server's listening ports: segments to them are requests in. */
+  readonly inboundPorts: ReadonlySet<number>;
 }
 
 let wireUnavailable: string | undefined;
@@ -415,10 +418,11 @@ async function startWireCapture(ctx: Context, server: RunningServer, label: stri
     flags.push('no-wire-capture');
     return undefined;
   }
-  const file = path.join(process.env.BENCH_KEEP_PCAP ?? ctx.workDir, `${label}.pcap`);
+  const file = path.join(ctx.workDir, `${label}.pcap`);
+  const inboundPorts = new Set([portOf(server.grpcAddress), portOf(server.httpAddress)]);
   try {
-    const capture = await startCapture(file, [portOf(server.grpcAddress), portOf(server.httpAddress), ctx.hello.sinkGrpcPort], LOADGEN_CPU);
-    return { capture, file };
+    const capture = await startCapture(file, [...inboundPorts, ctx.hello.sinkGrpcPort], LOADGEN_CPU);
+    return { capture, file, inboundPorts };
   } catch (err) {
     wireUnavailable = (err as Error).message;
     log(`no wire latency (the sink's clock is used instead; bash scripts/install-peers.sh tcpdump, run as root): ${wireUnavailable}`);
@@ -430,7 +434,6 @@ async function startWireCapture(ctx: Context, server: RunningServer, label: stri
 async function finishWireCapture(
   ctx: Context,
   running: RunningCapture,
-  server: RunningServer,
   fromMs: number,
   toMs: number,
   flags: string[],
@@ -443,7 +446,7 @@ async function finishWireCapture(
   sent.forEach((tail, index) => (tails.has(tail) ? shared.add(tail) : tails.set(tail, index)));
   for (const tail of shared) tails.delete(tail);
   const wire = wireLatencyFromFile(running.file, {
-    inboundPorts: new Set([portOf(server.grpcAddress), portOf(server.httpAddress)]),
+    inboundPorts: running.inboundPorts,
     sinkPort: ctx.hello.sinkGrpcPort,
     tails,
     fromMs,
@@ -455,7 +458,9 @@ async function finishWireCapture(
 }
 
 function portOf(address: string): number {
-  return Number(address.slice(address.lastIndexOf(':') + 1));
+  const parsed = parseHostPort(address);
+  if (!parsed) throw new Error(`not a host:port address: ${address}`);
+  return parsed.port;
 }
 
 /** --profile adds --cpu-prof; BENCH_SPANSIEVE_NODE_FLAGS adds flags for experiments (e.g. V8 heap sizes). */

@@ -224,6 +224,6 @@ export function wireLatencyFromFile(file: string, o: WireMatchOptions): WireLate
   try {
     return matchWireLatency(pcapPackets(fs.readFileSync(file)), o);
   } finally {
-    if (!process.env.BENCH_KEEP_PCAP) fs.rmSync(file, { force: true });
+    fs.rmSync(file, { force: true });
   }
 }

@@ -43,12 +43,18 @@ install_telemetrygen() {
   touch "$stamp"
 }
 
+if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+
+# apt-get install [apt options] packages..., as root or through sudo.
+apt_install() {
+  echo "install-peers: apt-get install ${*: -1}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
 install_prometheus() {
   if command -v prometheus >/dev/null 2>&1; then return; fi
-  echo "install-peers: apt-get install prometheus" >&2
-  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install --no-install-recommends prometheus
   # Debian starts the packaged service; the tests run their own instances.
   $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 }
@@ -57,19 +63,13 @@ install_prometheus() {
 # browser of its own). The tests find it through SPANSIEVE_CHROMIUM_BIN (default /usr/bin/chromium).
 install_chromium() {
   if [[ -x /usr/bin/chromium ]]; then return; fi
-  echo "install-peers: apt-get install chromium" >&2
-  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  apt_install chromium
 }
 
 # tcpdump, for the benchmark's wire latency (bench/wire.ts; capturing needs root or CAP_NET_RAW).
 install_tcpdump() {
   if command -v tcpdump >/dev/null 2>&1; then return; fi
-  echo "install-peers: apt-get install tcpdump" >&2
-  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends tcpdump >/dev/null
+  apt_install --no-install-recommends tcpdump
 }
 
 want="${*:-jaeger}"

@@ -103,9 +103,8 @@ export class Service implements ServiceControl {
     return this.graph.abandonQueues();
   }
 
-  /** Gives each exporter the batches its predecessor released; returns how many found no taker. */
-  adoptQueues(carried: ReadonlyMap<string, readonly Batch[]>): number {
-    let orphaned = 0;
+  /** Gives each exporter the batches its predecessor released. */
+  adoptQueues(carried: ReadonlyMap<string, readonly Batch[]>): void {
     for (const [id, batches] of carried) {
       if (batches.length === 0) continue;
       const exporter = this.graph.exporters.get(id);
@@ -113,10 +112,8 @@ export class Service implements ServiceControl {
       else {
         const items = batches.reduce((n, b) => n + b.itemCount, 0);
         this.logger.error({ exporter: id, batches: batches.length, items }, 'no exporter of the new configuration can take these queued batches; dropping them');
-        orphaned += batches.length;
       }
     }
-    return orphaned;
   }
 
   private setStatus(status: ServiceStatus): void {

@@ -1,10 +1,10 @@
-import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon, QueueHandover } from '../../component/component';
+import type { CreateSettings, ExporterFactory } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import { parseHostPort, type Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
-import { ExporterHelper } from '../exporterhelper/exporterhelper';
+import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
 import { GrpcUnaryClient, type UnaryResult } from './grpc-client';
 import { OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
@@ -47,8 +47,7 @@ const RETRYABLE_CODES = new Set<number>([
   GrpcStatus.DATA_LOSS,
 ]);
 
-export class OtlpGrpcExporter implements Component, Consumer, QueueHandover, QueueAbandon {
-  private readonly helper: ExporterHelper;
+export class OtlpGrpcExporter extends RequestExporter {
   private client: GrpcUnaryClient | undefined;
   private readonly metadata: Record<string, string> = {};
 
@@ -56,8 +55,8 @@ export class OtlpGrpcExporter implements Component, Consumer, QueueHandover, Que
     private readonly settings: CreateSettings,
     private readonly config: OtlpGrpcExporterConfig,
   ) {
+    super(settings, config.helper);
     for (const [name, value] of Object.entries(config.headers)) this.metadata[name.toLowerCase()] = value;
-    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal), true);
   }
 
   async start(): Promise<void> {
@@ -72,36 +71,12 @@ export class OtlpGrpcExporter implements Component, Consumer, QueueHandover, Que
     await this.helper.start();
   }
 
-  consume(batch: Batch): Promise<void> {
-    return this.helper.consume(batch);
-  }
-
-  wouldRefuse(): string | undefined {
-    return this.helper.wouldRefuse();
-  }
-
-  abandonQueue(): Promise<void> {
-    return this.helper.abandonQueue();
-  }
-
-  prepareRelease(): void {
-    this.helper.prepareRelease();
-  }
-
-  releaseQueue(): Promise<Batch[]> {
-    return this.helper.releaseQueue();
-  }
-
-  adoptQueue(batches: readonly Batch[]): void {
-    this.helper.adoptQueue(batches);
-  }
-
   async shutdown(): Promise<void> {
     await this.helper.shutdown();
     this.client?.close();
   }
 
-  private async push(batch: Batch, signal: AbortSignal): Promise<void> {
+  protected async push(batch: Batch, signal: AbortSignal): Promise<void> {
     const client = this.client;
     if (!client) throw new RetryableError('exporter not started');
     const result = await client.call(EXPORT_METHOD[batch.signal], batch.toRequestBytes(), signal, this.config.helper.timeout.timeoutMs);

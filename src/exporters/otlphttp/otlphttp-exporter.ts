@@ -2,12 +2,12 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon, QueueHandover } from '../../component/component';
+import type { CreateSettings, ExporterFactory } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
 import { toOtlpJson, types } from '../../pdata/codec';
-import { ExporterHelper } from '../exporterhelper/exporterhelper';
+import { RequestExporter } from '../exporterhelper/request-exporter';
 import { OTLP_CLIENT_KEYS, parseHttpUrl, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
 
 const gzip = promisify(zlib.gzip);
@@ -35,43 +35,18 @@ export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig 
 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
-export class OtlpHttpExporter implements Component, Consumer, QueueHandover, QueueAbandon {
-  private readonly helper: ExporterHelper;
+export class OtlpHttpExporter extends RequestExporter {
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
   constructor(
     private readonly settings: CreateSettings,
     private readonly config: OtlpHttpExporterConfig,
   ) {
-    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal), true);
+    super(settings, config.helper);
   }
 
   async start(): Promise<void> {
     await this.helper.start();
-  }
-
-  consume(batch: Batch): Promise<void> {
-    return this.helper.consume(batch);
-  }
-
-  wouldRefuse(): string | undefined {
-    return this.helper.wouldRefuse();
-  }
-
-  abandonQueue(): Promise<void> {
-    return this.helper.abandonQueue();
-  }
-
-  prepareRelease(): void {
-    this.helper.prepareRelease();
-  }
-
-  releaseQueue(): Promise<Batch[]> {
-    return this.helper.releaseQueue();
-  }
-
-  adoptQueue(batches: readonly Batch[]): void {
-    this.helper.adoptQueue(batches);
   }
 
   async shutdown(): Promise<void> {
@@ -80,7 +55,7 @@ export class OtlpHttpExporter implements Component, Consumer, QueueHandover, Que
     this.agents.https.destroy();
   }
 
-  private async push(batch: Batch, signal: AbortSignal): Promise<void> {
+  protected async push(batch: Batch, signal: AbortSignal): Promise<void> {
     const url = this.config.urls[batch.signal];
     if (!url) throw new PermanentError(`no ${batch.signal} URL is configured for ${this.settings.id}`);
     const json = this.config.encoding === 'json';

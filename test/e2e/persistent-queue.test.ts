@@ -67,8 +67,8 @@ class Spansieve {
   async start(): Promise<void> {
     const child = spawn(process.execPath, [CLI, '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    child.stdout!.on('data', (c: Buffer) => this.output.push(c.toString()));
-    child.stderr!.on('data', (c: Buffer) => this.output.push(c.toString()));
+    child.stdout.on('data', (c: Buffer) => this.output.push(c.toString()));
+    child.stderr.on('data', (c: Buffer) => this.output.push(c.toString()));
     await waitFor(
       'spansieve to accept OTLP/HTTP',
       async () => {

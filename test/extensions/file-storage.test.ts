@@ -266,12 +266,11 @@ describe('exporter helper with a persistent queue', () => {
     queue: { enabled: true, numConsumers: 2, queueSize, sizer: 'requests', storage: 'file_storage' },
   });
 
-  async function started(dir: string, push: (b: Batch) => Promise<void>, io?: QueueIo, queueSize?: number) {
+  async function started(dir: string, push: (b: Batch) => Promise<void>, logger = silent) {
     const telemetry = new SelfTelemetry();
     const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
-    if (io) storage.io = io;
     await storage.start();
-    const helper = new ExporterHelper(testSettings('otlp/x', telemetry), config(queueSize), push, true);
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger }, config(), push, true);
     await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
     return { helper, storage, telemetry };
   }
@@ -284,7 +283,8 @@ describe('exporter helper with a persistent queue', () => {
       if (!up) throw new RetryableError('down');
       sent.push(pidOf(b));
     };
-    const one = await started(dir, push);
+    const logs = captureLogs('info');
+    const one = await started(dir, push, logs.logger);
     await one.helper.consume(batch(1));
     await one.helper.consume(batch(2));
     await waitFor('two sent', () => sent.length === 2);
@@ -292,6 +292,8 @@ describe('exporter helper with a persistent queue', () => {
     for (let pid = 3; pid <= 6; pid++) await one.helper.consume(batch(pid));
     await one.helper.shutdown();
     await one.storage.shutdown();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stay on disk') && l.batches === 4), 'the shutdown leaves the 4 unsent batches on disk');
+    assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped or failed');
     up = true;
     sent.length = 0;
     const two = await started(dir, push);

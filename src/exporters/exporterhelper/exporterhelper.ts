@@ -249,9 +249,9 @@ export class ExporterHelper implements Component, Consumer {
   /** A persistent batch left the queue: sent or given up on (`done`), or set aside by a release (stays on disk). */
   private async settle(batch: Batch, done: boolean): Promise<void> {
     const ref = this.refs.get(batch);
-    if (ref === undefined) return;
+    if (ref === undefined || !done) return;
     this.refs.delete(batch);
-    if (done) await this.store?.ack(ref);
+    await this.store?.ack(ref);
   }
 
   /**

@@ -273,6 +273,7 @@ export class SegmentQueue {
 
   /** Marks a record sent; resolves once the mark is written (or failed to be: then the record may be resent after a restart). */
   ack(ref: RecordRef): Promise<void> {
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       this.pendingAcks.push({ ref, resolve });
       if (!this.acking) {
@@ -371,6 +372,15 @@ export class SegmentQueue {
     if (this.active) return this.active;
     const segment = new Segment(this.nextSegmentId++, this.options.dir);
     segment.fd = fs.openSync(segment.logPath, 'wx');
+    if (this.options.fsync) {
+      // The new file's directory entry must survive a power loss too, not only its data.
+      const dirFd = fs.openSync(this.options.dir, 'r');
+      try {
+        fs.fsyncSync(dirFd);
+      } finally {
+        fs.closeSync(dirFd);
+      }
+    }
     segment.active = true;
     this.segments.set(segment.id, segment);
     this.active = segment;

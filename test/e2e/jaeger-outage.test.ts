@@ -84,9 +84,9 @@ service:
     await sleep(OUTAGE_MS);
     const duringOutage = load.acknowledged.size;
     await proxy.up();
+    const outageMs = Date.now() - downAt;
     await sleep(3000);
     await load.stop();
-    const outageMs = Date.now() - downAt;
     const acknowledged = load.acknowledgedTraces;
     let missing = await missingIn(jaeger, acknowledged);
     await waitFor(

@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { types } from '../../src/pdata/codec';
+import { RECORD_HEADER, parseSegment } from '../../src/extensions/filestorage/segment-queue';
 import { GrpcSink, type SinkReply } from '../helpers/sink';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
 import { OtlpLoad, SpansieveProcess } from '../helpers/spansieve-process';
 
@@ -53,7 +55,7 @@ class CountingBackend {
   }
 }
 
-async function setUp(storage: boolean) {
+async function setUp(storage: boolean, logLevel = 'warn') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-pq-'));
   dirs.push(dir);
   const backend = new CountingBackend();
@@ -80,7 +82,7 @@ extensions:
     create_directory: true
 service:
   extensions: [${storage ? 'file_storage' : ''}]
-  telemetry: { metrics: { level: none }, logs: { level: warn } }
+  telemetry: { metrics: { level: none }, logs: { level: ${logLevel} } }
   pipelines:
     traces: { receivers: [otlp], exporters: [otlp/backend] }
 `;
@@ -123,6 +125,57 @@ describe('persistent sending queue across kill -9', () => {
       assert.ok(duplicates <= 2 * NUM_CONSUMERS * SPANS_PER_REQUEST, `${duplicates} spans arrived twice; at most ${2 * NUM_CONSUMERS * SPANS_PER_REQUEST} allowed`);
     } finally {
       await load?.stop();
+      await spansieve.stop();
+      await backend.sink.stop();
+    }
+  });
+
+  test('start-up after a crash cuts a torn tail and skips a corrupt record, logs both counts, and sends the rest', async () => {
+    const { backend, spansieve, dir } = await setUp(true, 'info');
+    try {
+      await spansieve.start();
+      backend.down = true;
+      const requests: string[][] = [];
+      for (let i = 0; i < 6; i++) {
+        const spans = Array.from({ length: 10 }, () => obiSpan());
+        const res = await fetch(`http://127.0.0.1:${spansieve.httpPort}/v1/traces`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-protobuf' },
+          body: encodeTraces([obiResourceSpans(hostInstance('web', 1), spans)]),
+        });
+        assert.equal(res.status, 200);
+        requests.push(spans.map((span) => Buffer.from(span.spanId).toString('hex')));
+      }
+      await spansieve.kill9();
+      const queueDir = path.join(dir, 'queue', 'exporter_otlp_backend');
+      const segments = fs.readdirSync(queueDir).filter((name) => name.endsWith('.log'));
+      assert.equal(segments.length, 1);
+      const file = path.join(queueDir, segments[0]!);
+      const buf = fs.readFileSync(file);
+      const records = parseSegment(buf).records;
+      assert.equal(records.length, 6);
+      // The second record damaged, the last one cut short (as by a crash in the middle of its write).
+      buf[records[1]!.offset + RECORD_HEADER + 40]! ^= 0xff;
+      fs.writeFileSync(file, buf.subarray(0, buf.length - 9));
+      backend.down = false;
+      await spansieve.start();
+      const expected = [requests[0]!, requests[2]!, requests[3]!, requests[4]!].flat();
+      await waitFor('the four intact batches at the backend', () => expected.every((id) => backend.seen.has(id)));
+      const lines = spansieve.output
+        .join('')
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      const recovered = lines.find((l) => String(l.msg).startsWith('persistent queue: sending what the previous run left'));
+      assert.ok(recovered, 'the recovery is logged');
+      assert.equal(recovered.batches, 4);
+      assert.equal(recovered.corrupt, 1);
+      assert.ok(Number(recovered.tornBytes) > 0);
+      assert.ok(lines.some((l) => String(l.msg).includes('cut an incomplete record') && l.level === 40));
+      assert.ok(lines.some((l) => String(l.msg).includes('skipped corrupt records') && l.corrupt === 1));
+      assert.equal(spansieve.child!.exitCode, null, 'still running');
+      assert.equal(backend.seen.size, 40);
+    } finally {
       await spansieve.stop();
       await backend.sink.stop();
     }

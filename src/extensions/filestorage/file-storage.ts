@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
-import { SegmentQueue, type QueueIo } from './segment-queue';
+import { SegmentQueue, realIo, type QueueIo } from './segment-queue';
 
 // The Collector's file_storage extension, for exporters' persistent sending queues
 // (`sending_queue: { storage: file_storage }`). It owns a directory, locked against a second
@@ -113,7 +113,11 @@ export class FileStorage implements Component, QueueStorage {
       fsync: this.config.fsync,
       logger,
       onCorrupt,
-      ...(this.io ? { io: this.io } : {}),
+      // Looked up per write, so a test can make a running queue's writes fail and recover.
+      io: {
+        writev: (fd, buffers, position) => (this.io ?? realIo).writev(fd, buffers, position),
+        fdatasync: (fd) => (this.io ?? realIo).fdatasync(fd),
+      },
     });
     this.open.set(name, queue);
     return queue;

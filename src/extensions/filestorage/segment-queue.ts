@@ -287,7 +287,10 @@ export class SegmentQueue {
   async close(): Promise<void> {
     this.closed = true;
     while (this.writing || this.acking) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-    for (const segment of this.segments.values()) this.closeFiles(segment);
+    for (const segment of [...this.segments.values()]) {
+      if (segment.live === 0) this.deleteSegment(segment);
+      else this.closeFiles(segment);
+    }
     this.segments.clear();
     this.active = undefined;
   }

@@ -3,6 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import pino from 'pino';
+import * as YAML from 'yaml';
+import { loadConfig } from '../../src/cli';
+import { Supervisor } from '../../src/service/supervisor';
 import { FileStorage } from '../../src/extensions/filestorage/file-storage';
 import { realIo } from '../../src/extensions/filestorage/segment-queue';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
@@ -68,5 +72,53 @@ describe('otlp exporter with sending_queue.storage', () => {
     }
     assert.deepEqual(fs.readdirSync(path.join(dir, 'exporter_otlp')), [], 'sent segments are deleted');
     assert.equal(fs.existsSync(path.join(dir, 'spansieve.lock')), false);
+  });
+
+  test('a reload hands the unsent batches over through the disk: the new configuration sends them, each once', { timeout: 30_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-pq-'));
+    dirs.push(dir);
+    const sink = new GrpcSink();
+    await sink.start();
+    const [httpPort, deadPort] = await freePorts(2);
+    const file = path.join(dir, 'spansieve.yaml');
+    const writeConfig = (port: number) =>
+      fs.writeFileSync(
+        file,
+        YAML.stringify({
+          receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+          exporters: {
+            otlp: {
+              endpoint: `127.0.0.1:${port}`,
+              tls: { insecure: true },
+              timeout: '1s',
+              retry_on_failure: { initial_interval: '100ms', max_interval: '200ms' },
+              sending_queue: { storage: 'file_storage' },
+            },
+          },
+          extensions: { file_storage: { directory: path.join(dir, 'queue'), create_directory: true } },
+          service: { extensions: ['file_storage'], telemetry: { metrics: { level: 'none' } }, pipelines: { traces: { receivers: ['otlp'], exporters: ['otlp'] } } },
+        }),
+      );
+    writeConfig(deadPort);
+    const supervisor = new Supervisor(() => loadConfig({ command: 'run', configFile: file, zero: undefined }), pino({ level: 'silent' }), file);
+    try {
+      await supervisor.start();
+      for (let pid = 1; pid <= 3; pid++) {
+        const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-protobuf' },
+          body: encodeTraces([obiResourceSpans(hostInstance('h', pid), [obiSpan()])]),
+        });
+        assert.equal(res.status, 200);
+      }
+      writeConfig(sink.port);
+      assert.equal((await supervisor.reload('test')).kind, 'restarted');
+      await waitFor('the three batches at the new endpoint', () => sink.requests.length >= 3, 10_000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.deepEqual(sink.instanceIds().sort(), ['h:1', 'h:2', 'h:3'], 'each once');
+    } finally {
+      await supervisor.shutdown();
+      await sink.stop();
+    }
   });
 });

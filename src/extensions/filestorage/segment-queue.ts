@@ -297,8 +297,10 @@ export class SegmentQueue {
 
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
-      const group = this.pending;
-      this.pending = [];
+      // One write takes at most a segment's worth (and at least one record), so that offsets stay small.
+      let take = 0;
+      for (let bytes = 0; take < this.pending.length && (take === 0 || bytes < this.segmentBytes); take++) bytes += this.pending[take]!.bytes;
+      const group = this.pending.splice(0, take);
       let segment: Segment;
       try {
         segment = this.writableSegment();

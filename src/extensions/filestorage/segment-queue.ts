@@ -71,6 +71,8 @@ class Segment {
   size = 0;
   /** Records written and not acknowledged. */
   live = 0;
+  /** Bytes in the ack file (read once when it is opened). */
+  ackSize = 0;
   active = false;
   deleted = false;
 
@@ -212,7 +214,10 @@ export class SegmentQueue {
       const buf = fs.readFileSync(segment.logPath);
       let acked = new Set<number>();
       try {
-        acked = parseAcks(fs.readFileSync(segment.ackPath));
+        const acks = fs.readFileSync(segment.ackPath);
+        acked = parseAcks(acks);
+        // A torn last entry would misalign the entries appended after it.
+        if (acks.length % ACK_ENTRY !== 0) fs.truncateSync(segment.ackPath, acks.length - (acks.length % ACK_ENTRY));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
@@ -423,8 +428,12 @@ export class SegmentQueue {
           continue;
         }
         try {
-          segment.ackFd ??= fs.openSync(segment.ackPath, 'a');
-          await this.writeAll(segment.ackFd, [buf], fs.fstatSync(segment.ackFd).size);
+          if (segment.ackFd === undefined) {
+            segment.ackFd = fs.openSync(segment.ackPath, 'a');
+            segment.ackSize = fs.fstatSync(segment.ackFd).size;
+          }
+          await this.writeAll(segment.ackFd, [buf], segment.ackSize);
+          segment.ackSize += buf.length;
         } catch (err) {
           this.options.logger.warn({ err: errorMessage(err), records: acks.length }, 'persistent queue: could not mark records as sent; they will be sent again after a restart');
         }

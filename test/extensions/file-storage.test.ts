@@ -121,16 +121,42 @@ describe('segment queue', () => {
     assert.equal(queue(dir).recover().records.length, 0);
   });
 
-  test('appends of the same tick share one write (group commit)', async () => {
+  test('appends of the same tick share one write and one fdatasync (group commit); an append resolves only after its fdatasync', async () => {
     const dir = tempDir();
     let writes = 0;
-    const io: QueueIo = { ...realIo, writev: (fd, buffers, position) => (writes++, realIo.writev(fd, buffers, position)) };
+    let syncs = 0;
+    let releaseSync: (() => void) | undefined;
+    const io: QueueIo = {
+      writev: (fd, buffers, position) => (writes++, realIo.writev(fd, buffers, position)),
+      fdatasync: async (fd) => {
+        syncs++;
+        await new Promise<void>((resolve) => (releaseSync = resolve));
+        await realIo.fdatasync(fd);
+      },
+    };
     const q = queue(dir, { io, fsync: true });
     q.recover();
-    await Promise.all(Array.from({ length: 20 }, (_, i) => q.append(batch(i + 1))));
+    let resolved = 0;
+    const appends = Array.from({ length: 20 }, (_, i) => q.append(batch(i + 1)).then(() => resolved++));
+    await waitFor('the fdatasync to start', () => releaseSync !== undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(resolved, 0, 'nothing resolves before its fdatasync returned');
+    releaseSync!();
+    await Promise.all(appends);
     assert.equal(writes, 1);
+    assert.equal(syncs, 1);
     await q.close();
     assert.equal(queue(dir).recover().records.length, 20);
+  });
+
+  test('with fsync: false there is no fdatasync', async () => {
+    const dir = tempDir();
+    let syncs = 0;
+    const q = queue(dir, { io: { ...realIo, fdatasync: async () => void syncs++ } });
+    q.recover();
+    await q.append(batch(1));
+    assert.equal(syncs, 0);
+    await q.close();
   });
 
   test('start-up cuts a torn tail and skips a corrupt record, counting it; the rest is recovered', async () => {
@@ -191,6 +217,15 @@ function storageConfig(directory: string, overrides: Partial<FileStorageConfig> 
 }
 
 describe('file_storage lock', () => {
+  test('each exporter id gets its own directory, named as the Collector does for type/name', async () => {
+    const dir = tempDir();
+    const storage = new FileStorage(testSettings('file_storage'), storageConfig(dir));
+    await storage.start();
+    for (const id of ['otlp/jaeger', 'otlp/a:b', 'otlp/a_b']) storage.openQueue(id, silent, () => {}).recover();
+    assert.deepEqual(fs.readdirSync(dir).filter((n) => n !== LOCK_FILE).sort(), ['exporter_otlp_a_b', 'exporter_otlp_a~3ab', 'exporter_otlp_jaeger']);
+    await storage.shutdown();
+  });
+
   test('a second holder of the same directory gets a clear error naming the pid; after shutdown it can start', async () => {
     const dir = tempDir();
     const first = new FileStorage(testSettings('file_storage'), storageConfig(dir));

@@ -106,7 +106,8 @@ export class FileStorage implements Component, QueueStorage {
 
   openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue {
     if (!this.locked) throw new Error(`file storage ${this.settings.id} is not started`);
-    const name = componentId.replace(/[^A-Za-z0-9._-]/g, '_');
+    // type/name -> type_name as the Collector names its files; anything else unusual is escaped, so two ids never share a directory.
+    const name = componentId.replace(/[^A-Za-z0-9._/-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}`).replace('/', '_');
     if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${componentId}`);
     const queue = new SegmentQueue({
       dir: path.join(this.config.directory, `exporter_${name}`),

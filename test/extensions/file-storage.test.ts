@@ -294,6 +294,13 @@ describe('sending_queue.storage config', () => {
     assert.deepEqual(await errorsOf(base({ sending_queue: { storage: 'file_storage' } })), []);
   });
 
+  test('two enabled file_storage extensions cannot share a directory', async () => {
+    const config = base({ sending_queue: { storage: 'file_storage' } }, ['file_storage', 'file_storage/b']);
+    const directory = config.extensions.file_storage.directory;
+    (config.extensions as Record<string, unknown>)['file_storage/b'] = { directory };
+    assert.deepEqual(await errorsOf(config), ['extensions::file_storage/b::directory: is also the directory of file_storage; each file_storage needs its own']);
+  });
+
   test('prometheusremotewrite refuses a storage clearly', async () => {
     const errors = await errorsOf({
       receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },

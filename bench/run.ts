@@ -59,6 +59,8 @@ interface Options {
   burstS: number | undefined;
   /** Measure added latency on the wire with tcpdump (when it can run); --no-wire turns it off. */
   wire: boolean;
+  /** spansieve's sending queue on disk (file_storage); the other systems are unchanged. */
+  storage: boolean;
 }
 
 interface Timing {
@@ -107,7 +109,7 @@ const QUICK: Timing = {
 
 const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
                       [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
-                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--profile] [--out FILE]`;
+                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
@@ -123,6 +125,7 @@ function parseOptions(argv: readonly string[]): Options {
     warmupS: undefined,
     burstS: undefined,
     wire: true,
+    storage: false,
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -175,6 +178,9 @@ function parseOptions(argv: readonly string[]): Options {
         break;
       case '--no-wire':
         options.wire = false;
+        break;
+      case '--storage':
+        options.storage = true;
         break;
       case '--out':
         options.out = path.resolve(value());
@@ -340,6 +346,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       workDir: ctx.workDir,
       label,
       sendingQueue,
+      storage: ctx.options.storage && o.system === 'spansieve',
       nodeFlags: o.system === 'spansieve' ? spansieveNodeFlags(ctx.options.profile, label) : [],
     });
     const pinned = allowedCpus(server.pid);
@@ -617,7 +624,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const machine = machineInfo();
   const vers = versions(options.systems.includes('collector'));
-  log(`${options.quick ? 'quick' : 'full'} run: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
+  log(`${options.quick ? 'quick' : 'full'} run${options.storage ? ' (spansieve with file_storage)' : ''}: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
     `; server on core ${SERVER_CPU}, load generator + sink on core ${LOADGEN_CPU}; load average ${loadAverage().join(' ')}`);
 
   const setPool = async (spec: PoolSpec): Promise<PoolInfo> => {
@@ -714,6 +721,7 @@ async function main(argv: readonly string[]): Promise<void> {
       fixed_rate_spans_per_second: options.rate,
       closed_loop_concurrency: options.concurrency,
       closed_loop_sending_queue: options.maxWithQueue,
+      spansieve_file_storage: options.storage,
       timing: { ...timing, warmupS: options.warmupS ?? timing.warmupS, burstS: options.burstS ?? timing.burstS },
       burst_concurrency: BURST_CONCURRENCY,
       pool: { ...DEFAULT_POOL, ...poolInfo },

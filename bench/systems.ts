@@ -39,6 +39,8 @@ export interface ServerOptions {
    * was forwarded (used for the closed-loop max, on both systems). Default: the component defaults.
    */
   readonly sendingQueue?: boolean;
+  /** spansieve only: keep the sending queue on disk (file_storage in workDir, default fsync: false). */
+  readonly storage?: boolean;
 }
 
 export interface RunningServer {
@@ -67,7 +69,10 @@ export function spansieveConfig(
   sinkGrpcPort: number,
   keepIds: readonly string[],
   sendingQueue = true,
+  storageDirectory?: string,
 ): Record<string, unknown> {
+  const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
+  if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
   return {
     receivers: {
       otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } },
@@ -76,9 +81,11 @@ export function spansieveConfig(
       'filter/keep': { keep: keepIds.map((id) => ({ 'service.instance.id': id })) },
     },
     exporters: {
-      'otlp/sink': sinkExporter(sinkGrpcPort, sendingQueue),
+      'otlp/sink': exporter,
     },
+    ...(storageDirectory !== undefined ? { extensions: { file_storage: { directory: storageDirectory, create_directory: true } } } : {}),
     service: {
+      ...(storageDirectory !== undefined ? { extensions: ['file_storage'] } : {}),
       pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
       telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
     },
@@ -96,7 +103,10 @@ export function collectorConfig(
   sinkGrpcPort: number,
   keepIds: readonly string[],
   sendingQueue = true,
+  storageDirectory?: string,
 ): Record<string, unknown> {
+  const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
+  if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
   return {
     receivers: {
       otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } },
@@ -107,9 +117,11 @@ export function collectorConfig(
       'filter/keep': { error_mode: 'ignore', traces: { resource: [ottlKeepOnly(keepIds)] } },
     },
     exporters: {
-      'otlp/sink': sinkExporter(sinkGrpcPort, sendingQueue),
+      'otlp/sink': exporter,
     },
+    ...(storageDirectory !== undefined ? { extensions: { file_storage: { directory: storageDirectory, create_directory: true } } } : {}),
     service: {
+      ...(storageDirectory !== undefined ? { extensions: ['file_storage'] } : {}),
       pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
       telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
     },
@@ -125,7 +137,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   switch (options.system) {
     case 'spansieve': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
-      fs.writeFileSync(configFile, stringify(spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true)));
+      fs.writeFileSync(configFile, stringify(
+          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, options.storage ? path.join(options.workDir, `${options.label}-queue`) : undefined),
+        ));
       child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],
         cwd: options.workDir,

@@ -64,6 +64,8 @@ export interface Host {
   readonly reportStatus: (status: ServiceStatus) => void;
   /** Run-time control of the running service, for the admin extension. */
   readonly control?: ServiceControl;
+  /** The running extensions by id (an exporter finds its `sending_queue.storage` here). */
+  readonly extensions?: ReadonlyMap<string, Component>;
 }
 
 /** The filter lists of one filter processor as written (selectors as plain objects). */

@@ -78,6 +78,8 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): S
     })
     .filter((id) => sections.extensions.has(id));
 
+  checkQueueStorage(sections.exporters, sections.extensions, serviceExtensions, top('exporters'));
+
   const pipelines: PipelineConfig[] = [];
   const pipelinesNode = service('pipelines');
   if (pipelinesNode.isAbsent) pipelinesNode.report('at least one pipeline is required (service::pipelines::traces)');
@@ -207,5 +209,32 @@ function checkConnectors(pipelines: readonly PipelineConfig[], connectors: Reado
       at.report(`pipelines form a cycle through connectors starting at "${p.id}"`);
       break;
     }
+  }
+}
+
+/**
+ * `sending_queue.storage` names a file_storage extension that is configured and enabled, and no
+ * two exporters... share it wrongly: two file_storage extensions must not share a directory.
+ */
+function checkQueueStorage(
+  exporters: ReadonlyMap<string, ComponentConfig>,
+  extensions: ReadonlyMap<string, ComponentConfig>,
+  enabled: readonly string[],
+  exportersNode: Node,
+): void {
+  for (const [id, exporter] of exporters) {
+    const storage = (exporter.config as { helper?: { queue?: { storage?: string } } } | undefined)?.helper?.queue?.storage;
+    if (storage === undefined) continue;
+    const node = exportersNode.child(id).child('sending_queue').child('storage');
+    if (!extensions.has(storage)) node.report(`references extension "${storage}" which is not configured (add it under extensions)`);
+    else if (!enabled.includes(storage)) node.report(`references extension "${storage}" which is not enabled (list it in service::extensions)`);
+  }
+  const directories = new Map<string, string>();
+  for (const [id, extension] of extensions) {
+    if (extension.factory.type !== 'file_storage' || !enabled.includes(id)) continue;
+    const directory = (extension.config as { directory: string }).directory;
+    const other = directories.get(directory);
+    if (other !== undefined) exportersNode.issues.report(`extensions::${id}::directory`, `is also the directory of ${other}; each file_storage needs its own`);
+    directories.set(directory, id);
   }
 }

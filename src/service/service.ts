@@ -53,7 +53,7 @@ export class Service implements ServiceControl {
   }
 
   async start(): Promise<void> {
-    const host: Host = { reportStatus: (status) => this.setStatus(status), control: this };
+    const host: Host = { reportStatus: (status) => this.setStatus(status), control: this, extensions: this.graph.extensions };
     this.setStatus('starting');
     try {
       await this.telemetryServer?.start();

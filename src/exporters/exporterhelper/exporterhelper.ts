@@ -1,9 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings } from '../../component/component';
+import type { Component, Consumer, CreateSettings, Host } from '../../component/component';
 import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
 import type { Node } from '../../config/reader';
-import type { Batch, Signal } from '../../pdata/batch';
+import { Batch, type Signal } from '../../pdata/batch';
+import { isQueueStorage } from '../../extensions/filestorage/file-storage';
+import type { RecordRef, SegmentQueue } from '../../extensions/filestorage/segment-queue';
 
 // What every network exporter shares, as in the Collector's exporterhelper: the exporter only
 // implements `push`; timeout, retry with backoff and a bounded sending queue wrap it.
@@ -29,6 +31,8 @@ export interface QueueConfig {
   readonly queueSize: number;
   /** What queue_size counts, as in the Collector: requests (batches), items (spans/points) or bytes. */
   readonly sizer: 'requests' | 'items' | 'bytes';
+  /** Id of a file_storage extension: the queue is kept on disk there (a persistent queue). */
+  readonly storage?: string;
 }
 
 export interface HelperConfig {
@@ -42,7 +46,7 @@ export const HELPER_KEYS = ['timeout', 'retry_on_failure', 'sending_queue'] as c
 /** Reads timeout, retry_on_failure and sending_queue from an exporter's config (keys checked by the caller). */
 export function parseHelperConfig(at: (key: string) => Node): HelperConfig {
   const retry = at('retry_on_failure').struct(['enabled', 'initial_interval', 'max_interval', 'max_elapsed_time', 'multiplier', 'randomization_factor']);
-  const queue = at('sending_queue').struct(['enabled', 'num_consumers', 'queue_size', 'sizer']);
+  const queue = at('sending_queue').struct(['enabled', 'num_consumers', 'queue_size', 'sizer', 'storage']);
   const interval = (key: string, fallbackMs: number) => {
     const ms = retry(key).duration(fallbackMs);
     if (ms <= 0) retry(key).report('must be greater than 0 (retries would run back to back)');
@@ -63,8 +67,21 @@ export function parseHelperConfig(at: (key: string) => Node): HelperConfig {
       numConsumers: queue('num_consumers').integer(10, 1, 1000),
       queueSize: queue('queue_size').integer(1000, 1, Number.MAX_SAFE_INTEGER),
       sizer: queue('sizer').oneOf<QueueConfig['sizer']>('requests', ['requests', 'items', 'bytes']),
+      ...parseStorage(queue),
     },
   };
+}
+
+function parseStorage(queue: (key: string) => Node): { storage?: string } {
+  const node = queue('storage');
+  if (node.isAbsent) return {};
+  const id = node.string('');
+  if (!/^file_storage(?:\/[^\s/]+)?$/.test(id)) {
+    node.report(`expected the id of a file_storage extension (file_storage or file_storage/<name>), got ${JSON.stringify(node.value)}`);
+    return {};
+  }
+  if (!queue('enabled').boolean(true)) node.report('has no effect with sending_queue.enabled: false (there is no queue to keep)');
+  return { storage: id };
 }
 
 /** How late a timeout may fire, at most: the sweep interval is a fiftieth of the timeout, capped here. */
@@ -104,6 +121,14 @@ export class ExporterHelper implements Component, Consumer {
   /** Attempts with a deadline, for sweepDeadlines(). */
   private readonly inFlight = new Set<TimedAttempt>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** The persistent queue (sending_queue.storage); undefined: in memory only. */
+  private store: SegmentQueue | undefined;
+  /** Where each queued or in-flight batch of the persistent queue is on disk, to acknowledge it once sent. */
+  private readonly refs = new Map<Batch, RecordRef>();
+  /** Persistent appends being written (their size is already in `queued`). */
+  private writing = 0;
+  private writeFailures = 0;
+  private lastWriteFailureLog = -Infinity;
 
   constructor(
     private readonly settings: CreateSettings,
@@ -121,7 +146,35 @@ export class ExporterHelper implements Component, Consumer {
       .set(config.queue.enabled ? config.queue.queueSize : 0);
   }
 
-  async start(): Promise<void> {}
+  /** With sending_queue.storage: opens the persistent queue and queues what a previous run left, ahead of anything new. */
+  async start(host?: Host): Promise<void> {
+    const id = this.config.queue.storage;
+    if (id === undefined || !this.config.queue.enabled) return;
+    const storage = host?.extensions?.get(id);
+    if (!isQueueStorage(storage)) throw new Error(`sending_queue.storage: extension "${id}" is not running (it must be configured and listed in service::extensions)`);
+    const corrupt = this.settings.telemetry.counter(
+      'otelcol_exporter_queue_corrupt_records',
+      'Records of the persistent sending queue skipped at start-up because their checksum or framing was wrong (their data is lost)',
+      { exporter: this.settings.id },
+    );
+    const store = storage.openQueue(this.settings.id, this.logger, (n) => corrupt.inc(n));
+    const recovered = store.recover();
+    this.store = store;
+    if (recovered.records.length === 0) return;
+    let items = 0;
+    for (const { batch, ref } of recovered.records) {
+      this.refs.set(batch, ref);
+      this.queue.push(batch);
+      this.queued += this.sizeOf(batch);
+      items += batch.itemCount;
+    }
+    this.queueSizeGauge.set(this.queued);
+    this.logger.info(
+      { batches: recovered.records.length, items, corrupt: recovered.corrupt, tornBytes: recovered.tornBytes, segments: recovered.segments },
+      'persistent queue: sending what the previous run left, ahead of new data',
+    );
+    this.pump();
+  }
 
   async consume(batch: Batch): Promise<void> {
     const counters = this.countersFor(batch.signal);
@@ -133,6 +186,7 @@ export class ExporterHelper implements Component, Consumer {
       await this.sendWithRetry(batch);
       return;
     }
+    if (this.store) return this.consumePersistent(batch, this.store, counters);
     const size = this.sizeOf(batch);
     if (!this.hasRoomFor(size)) {
       counters.enqueueFailed.inc(batch.itemCount);
@@ -142,6 +196,62 @@ export class ExporterHelper implements Component, Consumer {
     this.queued += size;
     this.queueSizeGauge.set(this.queued);
     this.pump();
+  }
+
+  /**
+   * Resolves once the batch is written to the persistent queue (as durably as file_storage's
+   * `fsync` says), so the receiver acknowledges only what a crash cannot lose. A failed write
+   * (disk full, I/O error) refuses the batch with a retryable error: the client keeps it.
+   */
+  private async consumePersistent(batch: Batch, store: SegmentQueue, counters: SignalCounters): Promise<void> {
+    const size = this.sizeOf(batch);
+    if (!this.hasRoomFor(size)) {
+      counters.enqueueFailed.inc(batch.itemCount);
+      throw new RetryableError(this.queueFullMessage());
+    }
+    let stored = batch.compact();
+    // A batch already compacted (one the exporter queued before) needs its own identity for refs.
+    if (stored === batch) stored = new Batch(batch.signal, batch.resources);
+    this.queued += size;
+    this.writing++;
+    let ref: RecordRef;
+    try {
+      ref = await store.append(stored);
+    } catch (err) {
+      this.queued -= size;
+      this.writing--;
+      counters.enqueueFailed.inc(batch.itemCount);
+      this.logWriteFailure(err);
+      throw new RetryableError(`exporter ${this.settings.id}: ${errorMessage(err)}`);
+    } finally {
+      this.queueSizeGauge.set(this.queued);
+    }
+    this.writing--;
+    if (this.writeFailures > 0) {
+      this.logger.info({ failedWrites: this.writeFailures }, 'persistent queue: writing again after failed writes');
+      this.writeFailures = 0;
+      this.lastWriteFailureLog = -Infinity;
+    }
+    this.refs.set(stored, ref);
+    this.queue.push(stored);
+    this.pump();
+  }
+
+  /** One line at the first failure, then at most one every 10 s while writes keep failing. */
+  private logWriteFailure(err: unknown): void {
+    this.writeFailures++;
+    const now = performance.now();
+    if (now - this.lastWriteFailureLog < 10_000) return;
+    this.lastWriteFailureLog = now;
+    this.logger.error({ err: errorMessage(err), failedWrites: this.writeFailures }, 'persistent queue: write failed; refusing new data (retryable) until writes succeed');
+  }
+
+  /** A persistent batch left the queue: sent or given up on (`done`), or set aside by a release (stays on disk). */
+  private async settle(batch: Batch, done: boolean): Promise<void> {
+    const ref = this.refs.get(batch);
+    if (ref === undefined || !done) return;
+    this.refs.delete(batch);
+    await this.store?.ack(ref);
   }
 
   /**
@@ -158,6 +268,12 @@ export class ExporterHelper implements Component, Consumer {
   /** Stops accepting batches and waits until every queued batch was sent or given up on. */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    if (this.store) {
+      // Persistent: no drain. What is unsent stays on disk for the next start.
+      const unsaved = await this.releaseQueue();
+      if (unsaved.length > 0) this.dropUnsaved(unsaved);
+      return;
+    }
     if (this.queue.length === 0 && this.activeWorkers === 0) return;
     this.logger.info({ queued: this.queue.length }, 'draining the sending queue before shutdown');
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
@@ -176,7 +292,32 @@ export class ExporterHelper implements Component, Consumer {
     const batches = [...this.released.splice(0), ...this.queue.splice(0)];
     this.queued = 0;
     this.queueSizeGauge.set(0);
-    return batches;
+    const store = this.store;
+    if (!store) return batches;
+    // Persistent batches stay on disk, for whoever opens this exporter's queue next (the
+    // successor of a reload, or the next start); only batches never written are handed over.
+    this.store = undefined;
+    while (this.writing > 0) await new Promise((resolve) => setImmediate(resolve));
+    // Written while the release waited: on disk too.
+    const late = this.queue.splice(0);
+    this.queued = 0;
+    this.queueSizeGauge.set(0);
+    await store.close();
+    const unsaved = batches.filter((batch) => !this.refs.has(batch));
+    const kept = batches.length - unsaved.length + late.length;
+    this.refs.clear();
+    if (kept > 0) this.logger.info({ batches: kept }, 'persistent queue: unsent batches stay on disk; they are sent at the next start');
+    return unsaved;
+  }
+
+  /** Batches in memory only (adopted from an in-memory predecessor) that a persistent exporter could not keep. */
+  private dropUnsaved(batches: readonly Batch[]): void {
+    let items = 0;
+    for (const batch of batches) {
+      this.countersFor(batch.signal).failed.inc(batch.itemCount);
+      items += batch.itemCount;
+    }
+    this.logger.error({ batches: batches.length, items }, 'shutdown: dropping batches that were never written to the persistent queue');
   }
 
   /**
@@ -196,6 +337,12 @@ export class ExporterHelper implements Component, Consumer {
    * not lose it silently. A drain in progress (shutdown()) then returns.
    */
   async abandonQueue(): Promise<void> {
+    if (this.store || this.refs.size > 0) {
+      // Persistent: aborting the attempts in flight ends the shutdown; nothing is dropped.
+      this.prepareRelease();
+      for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
+      return;
+    }
     this.abandoning = true;
     const releasing = this.releaseQueue();
     for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
@@ -231,15 +378,15 @@ export class ExporterHelper implements Component, Consumer {
       this.queued -= this.sizeOf(batch);
       this.queueSizeGauge.set(this.queued);
       this.activeWorkers++;
-      this.sendWithRetry(batch, true)
-        .catch(() => {
-          // Already counted and logged: a queued batch has no caller to return the error to.
-        })
-        .finally(() => {
-          this.activeWorkers--;
-          this.pump();
-          this.notifyIdle();
-        });
+      // Already counted and logged: a queued batch has no caller to return the error to. A
+      // persistent one is acknowledged before its worker takes the next, so that after a crash
+      // at most num_consumers batches are sent twice.
+      const sending = this.sendWithRetry(batch, true).catch(() => true);
+      void (this.store ? sending.then((done) => this.settle(batch, done)) : sending).finally(() => {
+        this.activeWorkers--;
+        this.pump();
+        this.notifyIdle();
+      });
     }
   }
 
@@ -251,7 +398,8 @@ export class ExporterHelper implements Component, Consumer {
     if (this.queue.length === 0 || this.releasing) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  private async sendWithRetry(batch: Batch, queued = false): Promise<void> {
+  /** True when the batch is done with (sent, or given up on); false when a release set it aside. */
+  private async sendWithRetry(batch: Batch, queued = false): Promise<boolean> {
     const counters = this.countersFor(batch.signal);
     const retry = this.config.retry;
     const startedAt = performance.now();
@@ -260,7 +408,7 @@ export class ExporterHelper implements Component, Consumer {
       if (attempt > 1 && this.releasing) {
         if (queued) {
           this.released.push(batch);
-          return;
+          return false;
         }
         counters.enqueueFailed.inc(batch.itemCount);
         throw new RetryableError(this.shuttingDownMessage());
@@ -268,7 +416,7 @@ export class ExporterHelper implements Component, Consumer {
       try {
         await this.pushWithTimeout(batch);
         counters.sent.inc(batch.itemCount);
-        return;
+        return true;
       } catch (err) {
         const permanent = err instanceof PermanentError;
         // Released during this attempt: no backoff, the loop hands the batch over.
@@ -335,7 +483,7 @@ export class ExporterHelper implements Component, Consumer {
 
   /** An empty queue takes any one batch, so a batch larger than the whole queue is not refused forever. */
   private hasRoomFor(size: number): boolean {
-    return this.queue.length === 0 || this.queued + size <= this.config.queue.queueSize;
+    return (this.queue.length === 0 && this.writing === 0) || this.queued + size <= this.config.queue.queueSize;
   }
 
   private shuttingDownMessage(): string {

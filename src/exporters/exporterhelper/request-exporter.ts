@@ -1,4 +1,4 @@
-import type { Component, Consumer, CreateSettings, QueueAbandon, QueueHandover } from '../../component/component';
+import type { Component, Consumer, CreateSettings, Host, QueueAbandon, QueueHandover } from '../../component/component';
 import type { Batch } from '../../pdata/batch';
 import { ExporterHelper, type HelperConfig } from './exporterhelper';
 
@@ -14,7 +14,7 @@ export abstract class RequestExporter implements Component, Consumer, QueueHando
     this.helper = new ExporterHelper(settings, helperConfig, (batch, signal) => this.push(batch, signal), true);
   }
 
-  abstract start(): Promise<void>;
+  abstract start(host?: Host): Promise<void>;
   abstract shutdown(): Promise<void>;
   protected abstract push(batch: Batch, signal: AbortSignal): Promise<void>;
 

@@ -1,4 +1,4 @@
-import type { CreateSettings, ExporterFactory } from '../../component/component';
+import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import { parseHostPort, type Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
@@ -59,7 +59,7 @@ export class OtlpGrpcExporter extends RequestExporter {
     for (const [name, value] of Object.entries(config.headers)) this.metadata[name.toLowerCase()] = value;
   }
 
-  async start(): Promise<void> {
+  async start(host?: Host): Promise<void> {
     const tls = this.config.tls;
     this.client = new GrpcUnaryClient(this.config.endpoint, {
       tls: !tls.insecure,
@@ -68,7 +68,7 @@ export class OtlpGrpcExporter extends RequestExporter {
       gzip: this.config.compression === 'gzip',
       metadata: this.metadata,
     });
-    await this.helper.start();
+    await this.helper.start(host);
   }
 
   async shutdown(): Promise<void> {

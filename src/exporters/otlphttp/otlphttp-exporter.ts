@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import type { CreateSettings, ExporterFactory } from '../../component/component';
+import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
@@ -45,8 +45,8 @@ export class OtlpHttpExporter extends RequestExporter {
     super(settings, config.helper);
   }
 
-  async start(): Promise<void> {
-    await this.helper.start();
+  async start(host?: Host): Promise<void> {
+    await this.helper.start(host);
   }
 
   async shutdown(): Promise<void> {

@@ -55,6 +55,10 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
   const tls = at('tls').struct(['ca_file', 'insecure_skip_verify']);
   const caPem = readCaFile(tls('ca_file'));
   const helper = parseHelperConfig(at);
+  if (helper.queue.storage !== undefined) {
+    // Its queued requests are tied to the exporter's series state (ordering per series); not persisted yet.
+    at('sending_queue').child('storage').report('is not supported by prometheusremotewrite yet (only otlp and otlphttp have a persistent queue)');
+  }
   // Remote write needs each series' samples in time order: one sender unless told otherwise.
   const oneConsumer = at('sending_queue').child('num_consumers').isAbsent;
   return {

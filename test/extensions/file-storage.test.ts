@@ -1,0 +1,387 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import pino from 'pino';
+import { RetryableError } from '../../src/component/errors';
+import { ConfigValidationError } from '../../src/config/reader';
+import { ExporterHelper, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
+import { FileStorage, LOCK_FILE, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
+import { RECORD_HEADER, SegmentQueue, parseSegment, realIo, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
+import type { Batch } from '../../src/pdata/batch';
+import { parseRequest } from '../../src/pdata/scan';
+import { SelfTelemetry } from '../../src/service/telemetry';
+import { testSettings } from '../helpers/components';
+import { hostInstance, obiTraceRequest } from '../helpers/obi';
+import { captureLogs, startService } from '../helpers/service';
+import { waitFor } from '../helpers/ports';
+
+const roots: string[] = [];
+after(() => {
+  for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-fs-'));
+  roots.push(dir);
+  return dir;
+}
+
+/** A batch of `spans` spans from instance pid `pid` (so batches can be told apart). */
+const batch = (pid: number, spans = 2): Batch => parseRequest('traces', obiTraceRequest([hostInstance('h', pid)], spans)).batch.compact();
+const pidOf = (b: Batch): string => (b.resources[0]!.attributes.get('service.instance.id') as string).split(':')[1]!;
+const silent = pino({ level: 'silent' });
+
+function queue(dir: string, options: { io?: QueueIo; segmentBytes?: number; fsync?: boolean } = {}): SegmentQueue {
+  return new SegmentQueue({ dir, fsync: options.fsync ?? false, logger: silent, ...options });
+}
+
+describe('segment record format', () => {
+  test('records read back in order; a record with a bad checksum is skipped and counted; a torn tail is found', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    for (let pid = 1; pid <= 3; pid++) await q.append(batch(pid));
+    await q.close();
+    const file = path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.log'))!);
+    const buf = fs.readFileSync(file);
+    assert.equal(parseSegment(buf).records.length, 3);
+    const second = parseSegment(buf).records[1]!.offset;
+    // A flipped byte inside the second record's payload.
+    const corrupted = Buffer.from(buf);
+    corrupted[second + RECORD_HEADER + 20]! ^= 0xff;
+    const parsed = parseSegment(corrupted);
+    assert.deepEqual(
+      parsed.records.map((r) => r.offset),
+      [0, parseSegment(buf).records[2]!.offset],
+    );
+    assert.equal(parsed.corrupt, 1);
+    assert.equal(parsed.validEnd, buf.length);
+    // Cut in the middle of the last record: a torn tail, not a corrupt record.
+    const torn = buf.subarray(0, buf.length - 5);
+    const tornParsed = parseSegment(torn);
+    assert.equal(tornParsed.records.length, 2);
+    assert.equal(tornParsed.corrupt, 0);
+    assert.equal(tornParsed.validEnd, parseSegment(buf).records[2]!.offset);
+    // A garbled length field: resynchronised on the next record.
+    const badLength = Buffer.from(buf);
+    badLength.writeUInt32LE(0x7fffffff, second + 4);
+    const resynced = parseSegment(badLength);
+    assert.equal(resynced.records.length, 2);
+    assert.equal(resynced.corrupt, 1);
+  });
+});
+
+describe('segment queue', () => {
+  test('unacknowledged batches come back after a restart, in order; acknowledged ones do not', async () => {
+    const dir = tempDir();
+    const first = queue(dir);
+    assert.equal(first.recover().records.length, 0);
+    const refs = [];
+    for (let pid = 1; pid <= 5; pid++) refs.push(await first.append(batch(pid)));
+    await first.ack(refs[0]!);
+    await first.ack(refs[2]!);
+    await first.close();
+    // A torn ack entry at the end (a crash in the middle of writing it) must not hide later acks.
+    const ackFile = path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.ack'))!);
+    fs.appendFileSync(ackFile, Buffer.from([1, 2, 3]));
+    const second = queue(dir);
+    const recovered = second.recover();
+    assert.deepEqual(
+      recovered.records.map((r) => pidOf(r.batch)),
+      ['2', '4', '5'],
+    );
+    assert.equal(recovered.records[0]!.batch.itemCount, 2);
+    assert.equal(recovered.corrupt, 0);
+    await second.ack(recovered.records[1]!.ref);
+    await second.close();
+    assert.deepEqual(
+      queue(dir)
+        .recover()
+        .records.map((r) => pidOf(r.batch)),
+      ['2', '5'],
+      'an ack written after a torn one counts',
+    );
+  });
+
+  test('a segment is deleted once every record in it is acknowledged; the next start finds nothing', async () => {
+    const dir = tempDir();
+    const q = queue(dir, { segmentBytes: 1 });
+    q.recover();
+    const refs = [];
+    for (let pid = 1; pid <= 4; pid++) refs.push(await q.append(batch(pid)));
+    assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.log')).length, 4, 'one record per segment with segmentBytes 1');
+    for (const ref of refs.slice(0, 3)) await q.ack(ref);
+    assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.log')).length, 1);
+    await q.ack(refs[3]!);
+    assert.deepEqual(fs.readdirSync(dir), []);
+    await q.close();
+    assert.equal(queue(dir).recover().records.length, 0);
+  });
+
+  test('appends of the same tick share one write and one fdatasync (group commit); an append resolves only after its fdatasync', async () => {
+    const dir = tempDir();
+    let writes = 0;
+    let syncs = 0;
+    let releaseSync: (() => void) | undefined;
+    const io: QueueIo = {
+      writev: (fd, buffers, position) => (writes++, realIo.writev(fd, buffers, position)),
+      fdatasync: async (fd) => {
+        syncs++;
+        await new Promise<void>((resolve) => (releaseSync = resolve));
+        await realIo.fdatasync(fd);
+      },
+    };
+    const q = queue(dir, { io, fsync: true });
+    q.recover();
+    let resolved = 0;
+    const appends = Array.from({ length: 20 }, (_, i) => q.append(batch(i + 1)).then(() => resolved++));
+    await waitFor('the fdatasync to start', () => releaseSync !== undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(resolved, 0, 'nothing resolves before its fdatasync returned');
+    releaseSync!();
+    await Promise.all(appends);
+    assert.equal(writes, 1);
+    assert.equal(syncs, 1);
+    await q.close();
+    assert.equal(queue(dir).recover().records.length, 20);
+  });
+
+  test('with fsync: false there is no fdatasync', async () => {
+    const dir = tempDir();
+    let syncs = 0;
+    const q = queue(dir, { io: { ...realIo, fdatasync: async () => void syncs++ } });
+    q.recover();
+    await q.append(batch(1));
+    assert.equal(syncs, 0);
+    await q.close();
+  });
+
+  test('start-up cuts a torn tail and skips a corrupt record, counting it; the rest is recovered', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    for (let pid = 1; pid <= 4; pid++) await q.append(batch(pid));
+    await q.close();
+    const file = path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.log'))!);
+    const buf = fs.readFileSync(file);
+    const offsets = parseSegment(buf).records.map((r) => r.offset);
+    buf[offsets[1]! + RECORD_HEADER + 30]! ^= 0x55;
+    fs.writeFileSync(file, buf.subarray(0, buf.length - 7));
+    let counted = 0;
+    const logs = captureLogs('warn');
+    const again = new SegmentQueue({ dir, fsync: false, logger: logs.logger, onCorrupt: (n) => (counted += n) });
+    const report = again.recover();
+    assert.equal(report.records.length, 2, 'records 1 and 3 survive');
+    assert.equal(report.corrupt, 1);
+    assert.equal(report.tornBytes, buf.length - 7 - offsets[3]!);
+    assert.equal(counted, 1);
+    assert.equal(fs.statSync(file).size, offsets[3], 'the torn tail is cut from the file');
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('cut an incomplete record')));
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('skipped corrupt records') && l.corrupt === 1));
+    // Appends after recovery go to a new segment and survive the next restart too.
+    await again.append(batch(9));
+    await again.close();
+    assert.equal(queue(dir).recover().records.length, 3);
+  });
+
+  test('a failed write (ENOSPC) rejects the appends it carried, leaves nothing behind, and later writes succeed', async () => {
+    const dir = tempDir();
+    let full = true;
+    const io: QueueIo = {
+      ...realIo,
+      writev: async (fd, buffers, position) => {
+        if (!full) return realIo.writev(fd, buffers, position);
+        // Half of it reaches the file before the disk fills up.
+        await realIo.writev(fd, [buffers[0]!.subarray(0, 6)], position);
+        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      },
+    };
+    const q = queue(dir, { io });
+    q.recover();
+    await assert.rejects(q.append(batch(1)), /ENOSPC/);
+    full = false;
+    await q.append(batch(2));
+    await q.close();
+    const report = queue(dir).recover();
+    assert.deepEqual(report.records.length, 1);
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.tornBytes, 0);
+  });
+});
+
+function storageConfig(directory: string, overrides: Partial<FileStorageConfig> = {}): FileStorageConfig {
+  return { directory, timeoutMs: 200, fsync: false, createDirectory: false, directoryPermissions: 0o750, ...overrides };
+}
+
+describe('file_storage lock', () => {
+  test('each exporter id gets its own directory, named as the Collector does for type/name', async () => {
+    const dir = tempDir();
+    const storage = new FileStorage(testSettings('file_storage'), storageConfig(dir));
+    await storage.start();
+    for (const id of ['otlp/jaeger', 'otlp/a:b', 'otlp/a_b']) storage.openQueue(id, silent, () => {}).recover();
+    assert.deepEqual(fs.readdirSync(dir).filter((n) => n !== LOCK_FILE).sort(), ['exporter_otlp_a_b', 'exporter_otlp_a~3ab', 'exporter_otlp_jaeger']);
+    await storage.shutdown();
+  });
+
+  test('a second holder of the same directory gets a clear error naming the pid; after shutdown it can start', async () => {
+    const dir = tempDir();
+    const first = new FileStorage(testSettings('file_storage'), storageConfig(dir));
+    await first.start();
+    assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
+    // Another live process holds it: pretend by writing the pid of a live process (ours is treated as our own).
+    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.ppid}\n`);
+    const second = new FileStorage(testSettings('file_storage/b'), storageConfig(dir));
+    await assert.rejects(second.start(), new RegExp(`in use by another process \\(pid ${process.ppid}`));
+    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.pid}\n`);
+    await first.shutdown();
+    assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false);
+    await second.start();
+    await second.shutdown();
+  });
+
+  test('a lock left by a process that is gone is taken over with a warning', async () => {
+    const dir = tempDir();
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    fs.writeFileSync(path.join(dir, LOCK_FILE), `${dead.stdout}\n`);
+    const logs = captureLogs('warn');
+    const storage = new FileStorage({ ...testSettings('file_storage'), logger: logs.logger }, storageConfig(dir));
+    await storage.start();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && l.pid === Number(dead.stdout)));
+    assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
+    await storage.shutdown();
+  });
+
+  test('a missing directory is an error unless create_directory is set', async () => {
+    const dir = path.join(tempDir(), 'a', 'b');
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /does not exist; create it or set create_directory: true/);
+    const storage = new FileStorage(testSettings('file_storage'), storageConfig(dir, { createDirectory: true }));
+    await storage.start();
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o750 & ~process.umask());
+    await storage.shutdown();
+  });
+});
+
+describe('sending_queue.storage config', () => {
+  const base = (exporter: Record<string, unknown>, extensions: string[] = ['file_storage']) => ({
+    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },
+    exporters: { 'otlp/x': { endpoint: '127.0.0.1:1', tls: { insecure: true }, ...exporter } },
+    extensions: { file_storage: { directory: tempDir() } },
+    service: { extensions, telemetry: { metrics: { level: 'none' } }, pipelines: { traces: { receivers: ['otlp'], exporters: ['otlp/x'] } } },
+  });
+  const errorsOf = async (config: Record<string, unknown>): Promise<string[]> => {
+    try {
+      const service = await startService(config);
+      await service.shutdown();
+      return [];
+    } catch (err) {
+      if (err instanceof ConfigValidationError) return [...err.errors];
+      throw err;
+    }
+  };
+
+  test('names an extension that is configured and enabled, of type file_storage, with the queue on', async () => {
+    assert.deepEqual(await errorsOf(base({ sending_queue: { storage: 'file_storage/other' } })), [
+      'exporters::otlp/x::sending_queue::storage: references extension "file_storage/other" which is not configured (add it under extensions)',
+    ]);
+    assert.deepEqual(await errorsOf(base({ sending_queue: { storage: 'file_storage' } }, [])), [
+      'exporters::otlp/x::sending_queue::storage: references extension "file_storage" which is not enabled (list it in service::extensions)',
+    ]);
+    assert.match((await errorsOf(base({ sending_queue: { storage: 'health_check' } })))[0]!, /expected the id of a file_storage extension/);
+    assert.match((await errorsOf(base({ sending_queue: { enabled: false, storage: 'file_storage' } })))[0]!, /has no effect with sending_queue.enabled: false/);
+    assert.deepEqual(await errorsOf(base({ sending_queue: { storage: 'file_storage' } })), []);
+  });
+
+  test('two enabled file_storage extensions cannot share a directory', async () => {
+    const config = base({ sending_queue: { storage: 'file_storage' } }, ['file_storage', 'file_storage/b']);
+    const directory = config.extensions.file_storage.directory;
+    (config.extensions as Record<string, unknown>)['file_storage/b'] = { directory };
+    assert.deepEqual(await errorsOf(config), ['extensions::file_storage/b::directory: is also the directory of file_storage; each file_storage needs its own']);
+  });
+
+  test('prometheusremotewrite refuses a storage clearly', async () => {
+    const errors = await errorsOf({
+      receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },
+      exporters: { prometheusremotewrite: { endpoint: 'http://127.0.0.1:1/api/v1/write', sending_queue: { storage: 'file_storage' } } },
+      extensions: { file_storage: { directory: tempDir() } },
+      service: { extensions: ['file_storage'], pipelines: { metrics: { receivers: ['otlp'], exporters: ['prometheusremotewrite'] } } },
+    });
+    assert.deepEqual(errors, ['exporters::prometheusremotewrite::sending_queue::storage: is not supported by prometheusremotewrite yet (only otlp and otlphttp have a persistent queue)']);
+  });
+});
+
+describe('exporter helper with a persistent queue', () => {
+  const config = (queueSize = 100): HelperConfig => ({
+    timeout: { timeoutMs: 1000 },
+    retry: { enabled: true, initialIntervalMs: 20, maxIntervalMs: 20, maxElapsedTimeMs: 0, multiplier: 1, randomizationFactor: 0 },
+    queue: { enabled: true, numConsumers: 2, queueSize, sizer: 'requests', storage: 'file_storage' },
+  });
+
+  async function started(dir: string, push: (b: Batch) => Promise<void>, logger = silent) {
+    const telemetry = new SelfTelemetry();
+    const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
+    await storage.start();
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger }, config(), push, true);
+    await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
+    return { helper, storage, telemetry };
+  }
+
+  test('what was not sent before a shutdown is sent first after the next start; what was sent is not sent again', async () => {
+    const dir = tempDir();
+    const sent: unknown[] = [];
+    let up = true;
+    const push = async (b: Batch) => {
+      if (!up) throw new RetryableError('down');
+      sent.push(pidOf(b));
+    };
+    const logs = captureLogs('info');
+    const one = await started(dir, push, logs.logger);
+    await one.helper.consume(batch(1));
+    await one.helper.consume(batch(2));
+    await waitFor('two sent', () => sent.length === 2);
+    up = false;
+    for (let pid = 3; pid <= 6; pid++) await one.helper.consume(batch(pid));
+    await one.helper.shutdown();
+    await one.storage.shutdown();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stay on disk') && l.batches === 4), 'the shutdown leaves the 4 unsent batches on disk');
+    assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped or failed');
+    up = true;
+    sent.length = 0;
+    const two = await started(dir, push);
+    await waitFor('the stored batches sent', () => sent.length === 4);
+    assert.deepEqual(new Set(sent.map(Number)), new Set([3, 4, 5, 6]));
+    await two.helper.shutdown();
+    await two.storage.shutdown();
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'exporter_otlp_x')), [], 'every segment deleted once sent');
+  });
+
+  test('disk full: consume is refused with a retryable error and a log line, and taken again once writes succeed', async () => {
+    const dir = tempDir();
+    let full = false;
+    const io: QueueIo = {
+      ...realIo,
+      writev: (fd, buffers, position) => (full ? Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })) : realIo.writev(fd, buffers, position)),
+    };
+    const sent: unknown[] = [];
+    const logs = captureLogs('info');
+    const telemetry = new SelfTelemetry();
+    const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
+    storage.io = io;
+    await storage.start();
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), async (b) => void sent.push(pidOf(b)), true);
+    await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
+    full = true;
+    await assert.rejects(helper.consume(batch(1)), (err: Error) => err instanceof RetryableError && /persistent queue: ENOSPC/.test(err.message));
+    await assert.rejects(helper.consume(batch(2)), RetryableError);
+    assert.equal(logs.lines.filter((l) => String(l.msg).includes('write failed')).length, 1, 'one log line, throttled');
+    full = false;
+    await helper.consume(batch(3));
+    await waitFor('sent', () => sent.length === 1);
+    assert.deepEqual(sent.map(Number), [3]);
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('writing again')));
+    await helper.shutdown();
+    await storage.shutdown();
+  });
+});

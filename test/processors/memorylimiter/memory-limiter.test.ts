@@ -17,6 +17,7 @@ import {
   resolveLimits,
   type MemoryLimiterConfig,
 } from '../../../src/processors/memorylimiter/memory-limiter';
+import { HEAP_LIMIT_ENV, heapLimitAction } from '../../../src/service/node-flags';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
 import { captureLogs } from '../../helpers/service';
@@ -254,5 +255,32 @@ void describe('memory_limiter processor', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.ok(liveMemory() < withBuffers - 48 * MIB, `${liveMemory()} bytes after GC, ${withBuffers} before`);
     assert.equal((globalThis as { gc?: unknown }).gc, undefined, 'gc stays off the global object');
+  });
+});
+
+void describe('V8 heap limit at start', () => {
+  const proc = (over: Partial<Parameters<typeof heapLimitAction>[1]> = {}) => ({
+    execArgv: ['--max-semi-space-size=2'],
+    argv: ['/usr/bin/node', '/app/dist/src/cli.js', '--config', 'c.yaml'],
+    env: { PATH: '/bin' },
+    execPath: '/usr/bin/node',
+    canExecve: true,
+    ...over,
+  });
+
+  void test('re-executes once with the flag where execve exists, else names it', () => {
+    assert.deepEqual(heapLimitAction(200, proc()), {
+      kind: 'execve',
+      args: ['/usr/bin/node', '--max-semi-space-size=2', '--max-old-space-size=200', '/app/dist/src/cli.js', '--config', 'c.yaml'],
+      env: { PATH: '/bin', [HEAP_LIMIT_ENV]: '1' },
+    });
+    assert.deepEqual(heapLimitAction(200, proc({ canExecve: false })), { kind: 'warn', flag: '--max-old-space-size=200' });
+  });
+
+  void test('nothing without a limiter, after the re-execution, or with a limit already given', () => {
+    assert.equal(heapLimitAction(undefined, proc()).kind, 'none');
+    assert.equal(heapLimitAction(200, proc({ env: { [HEAP_LIMIT_ENV]: '1' } })).kind, 'none');
+    assert.equal(heapLimitAction(200, proc({ execArgv: ['--max-old-space-size=512'] })).kind, 'none');
+    assert.equal(heapLimitAction(200, proc({ env: { NODE_OPTIONS: '--enable-source-maps --max_old_space_size=512' } })).kind, 'none');
   });
 });

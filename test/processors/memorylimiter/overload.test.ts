@@ -167,7 +167,8 @@ void describe('memory_limiter under a 10x overload with a stalled backend', () =
 
     const stopClients = async (): Promise<void> => {
       running = false;
-      await Promise.race([Promise.all(clients), sleep(20_000)]);
+      // Unref'd: a pending give-up timer must not keep the test process alive.
+      await Promise.race([Promise.all(clients), new Promise((resolve) => setTimeout(resolve, 20_000).unref())]);
       clearInterval(sampler);
       agent.destroy();
     };

@@ -43,7 +43,7 @@ export const MEMORY_LIMITER_KEYS = [
 export function parseMemoryLimiterConfig(node: Node): MemoryLimiterConfig {
   const at = node.struct(MEMORY_LIMITER_KEYS);
   const checkIntervalMs = at('check_interval').duration(0);
-  if (checkIntervalMs <= 0) {
+  if (checkIntervalMs <= 0 && !hasError(node, 'check_interval')) {
     at('check_interval').report(at('check_interval').isAbsent ? 'is required: how often memory is measured (1s is usual)' : 'must be greater than 0');
   }
   const limitMib = at('limit_mib').integer(0, 0, 4_294_967_295);

@@ -20,7 +20,9 @@ import {
 import { HEAP_LIMIT_ENV, heapLimitAction } from '../../../src/service/node-flags';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
-import { captureLogs } from '../../helpers/service';
+import { hostInstance, obiTraceRequest } from '../../helpers/obi';
+import { freePort } from '../../helpers/ports';
+import { captureLogs, startService } from '../../helpers/service';
 
 const MIB = 1024 * 1024;
 const PATH = 'processors::memory_limiter';
@@ -282,5 +284,42 @@ void describe('V8 heap limit at start', () => {
     assert.equal(heapLimitAction(200, proc({ env: { [HEAP_LIMIT_ENV]: '1' } })).kind, 'none');
     assert.equal(heapLimitAction(200, proc({ execArgv: ['--max-old-space-size=512'] })).kind, 'none');
     assert.equal(heapLimitAction(200, proc({ env: { NODE_OPTIONS: '--enable-source-maps --max_old_space_size=512' } })).kind, 'none');
+  });
+});
+
+void describe('memory_limiter in a running service', () => {
+  void test('one limiter for every pipeline listing the id; above its limit requests are refused unread with 503 + Retry-After', async () => {
+    const port = await freePort();
+    const logs = captureLogs('info');
+    // 1 MiB: below what any node process uses, so the limiter refuses from its first check on.
+    const service = await startService(
+      {
+        receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } },
+        processors: { memory_limiter: { check_interval: '1s', limit_mib: 1 } },
+        exporters: { debug: {} },
+        service: {
+          telemetry: { metrics: { level: 'none' } },
+          pipelines: {
+            traces: { receivers: ['otlp'], processors: ['memory_limiter'], exporters: ['debug'] },
+            metrics: { receivers: ['otlp'], processors: ['memory_limiter'], exporters: ['debug'] },
+          },
+        },
+      },
+      logs.logger,
+    );
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/traces`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-protobuf' },
+        body: obiTraceRequest([hostInstance('web-1', 4242)], 2),
+      });
+      assert.equal(res.status, 503);
+      assert.equal(res.headers.get('retry-after'), '1');
+      assert.match(await res.text(), /memory usage is above the soft limit of memory_limiter/);
+      assert.equal(logs.lines.filter((l) => l.msg === 'memory limiter configured').length, 1, 'one limiter for both pipelines');
+      assert.ok(logs.lines.some((l) => l.msg === 'refused export request before reading it; the client should retry'));
+    } finally {
+      await service.shutdown();
+    }
   });
 });

@@ -1,11 +1,14 @@
 #!/usr/bin/env -S node --max-semi-space-size=2 --initial-heap-size=32
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
 import pino from 'pino';
 import { readConfigFile } from './config/load';
 import { ConfigIssues, ConfigValidationError } from './config/reader';
 import { buildServiceConfig, type ServiceConfig } from './config/service-config';
 import { zeroConfig, type ZeroConfigOptions } from './config/zero-config';
 import type { InstanceView } from './service/inventory';
+import { heapLimitMib, type MemoryLimiterConfig } from './processors/memorylimiter/memory-limiter';
+import { heapLimitAction } from './service/node-flags';
 import { Supervisor } from './service/supervisor';
 import { installLeanAsyncResourceBind } from './util/lean-async-bind';
 
@@ -155,6 +158,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   const logger = pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
+  applyHeapLimit(config, logger);
   if (installLeanAsyncResourceBind()) logger.debug('AsyncResource#bind replaced by one without the deprecated asyncResource accessor');
   // The first load was validated above; reloads read the file again.
   let first: ServiceConfig | undefined = config;
@@ -196,6 +200,30 @@ async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+/**
+ * V8's old-space limit from memory_limiter, as the Collector pairs it with GOMEMLIMIT: the process
+ * replaces itself once with --max-old-space-size where Node can (process.execve), else a warning
+ * names the flag. Only at start: a reload cannot change it.
+ */
+function applyHeapLimit(config: ServiceConfig, logger: pino.Logger): void {
+  const used = new Set(config.pipelines.flatMap((p) => p.processors));
+  const limiters = [...config.processors.values()].filter((p) => p.factory.type === 'memory_limiter' && used.has(p.id)).map((p) => p.config as MemoryLimiterConfig);
+  const limitMib = heapLimitMib(limiters);
+  const execve = (process as unknown as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+  const action = heapLimitAction(limitMib, { execArgv: process.execArgv, argv: process.argv, env: process.env, execPath: process.execPath, canExecve: typeof execve === 'function' });
+  if (action.kind === 'execve') {
+    logger.info({ heapLimitMib: limitMib }, 'restarting node with the V8 heap limit memory_limiter sets');
+    execve!.call(process, process.execPath, action.args, action.env);
+  } else if (action.kind === 'warn') {
+    logger.warn(
+      { heapLimitMib: limitMib, heapSizeLimitMib: Math.round(v8.getHeapStatistics().heap_size_limit / 2 ** 20) },
+      `this Node cannot restart itself with V8's heap limit from memory_limiter; start node with ${action.flag} (command line or NODE_OPTIONS)`,
+    );
+  } else if (limitMib !== undefined) {
+    logger.debug({ heapLimitMib: limitMib, reason: action.reason, heapSizeLimitMib: Math.round(v8.getHeapStatistics().heap_size_limit / 2 ** 20) }, 'V8 heap limit not changed');
+  }
 }
 
 /** `spansieve instances`: the admin API's inventory as a terminal table. */

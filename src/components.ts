@@ -11,11 +11,13 @@ import { spanMetricsConnectorFactory } from './connectors/spanmetrics/spanmetric
 import { prometheusExporterFactory } from './exporters/prometheus/prometheus-exporter';
 import { prometheusRemoteWriteExporterFactory } from './exporters/prometheusremotewrite/prometheusremotewrite-exporter';
 import { filterFactory } from './processors/filter/filter';
+import { memoryLimiterFactory } from './processors/memorylimiter/memory-limiter';
 import { otlpReceiverFactory } from './receivers/otlp/otlp-receiver';
 
 /** Every component spansieve can build, by kind and type. Adding a component = adding its factory here. */
 export const FACTORIES: readonly AnyFactory[] = [
   otlpReceiverFactory,
+  memoryLimiterFactory,
   filterFactory,
   otlpExporterFactory,
   otlpHttpExporterFactory,

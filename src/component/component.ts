@@ -110,6 +110,8 @@ export interface ReceiverFactory<C> extends Factory<C> {
 export interface ProcessorFactory<C> extends Factory<C> {
   readonly kind: 'processor';
   readonly signals: readonly Signal[];
+  /** Must come first in every pipeline that lists it (memory_limiter); validation rejects it elsewhere. */
+  readonly firstInPipeline?: boolean;
   create(settings: CreateSettings, config: C, signal: Signal, next: Consumer): Component & Consumer;
 }
 

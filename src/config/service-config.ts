@@ -1,4 +1,4 @@
-import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory } from '../component/component';
+import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ProcessorFactory } from '../component/component';
 import { findFactory, knownTypes } from '../components';
 import type { Signal } from '../pdata/batch';
 import { ConfigIssues, ConfigValidationError, Node } from './reader';
@@ -161,6 +161,10 @@ function parsePipeline(id: string, node: Node, sections: Record<string, Map<stri
       if (ids.includes(ref)) {
         item.report(`"${ref}" is listed twice`);
         continue;
+      }
+      if (key === 'processors' && (component.factory as ProcessorFactory<unknown>).firstInPipeline && items.indexOf(item) > 0) {
+        // Behind another processor it would let that one spend memory and CPU on data it then refuses.
+        item.report(`processor "${ref}" must be the first processor of the pipeline`);
       }
       ids.push(ref);
     }

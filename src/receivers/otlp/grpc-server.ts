@@ -66,6 +66,10 @@ interface SessionState {
   strikes: number;
   /** Last time a frame arrived (approximated by stream events and pings). */
   lastActivity: number;
+  /** The connection's socket: destroying a session does not close a socket that never sent a preface. */
+  socket: net.Socket | undefined;
+  /** The client's SETTINGS (after its preface) arrived. */
+  handshaken: boolean;
   readonly timers: NodeJS.Timeout[];
 }
 
@@ -87,6 +91,8 @@ export class OtlpGrpcServer {
   private readonly routes: ReadonlyMap<string, ExportHandler>;
   private readonly maxMessageBytes: number;
   private readonly refusalLog = new LogThrottle();
+  /** The session created for the connection being accepted. */
+  private newest: http2.ServerHttp2Session | undefined;
 
   constructor(
     private readonly config: GrpcProtocolConfig,
@@ -123,6 +129,12 @@ export class OtlpGrpcServer {
       },
     });
     server.on('session', (session) => this.onSession(session));
+    // Node emits 'session' from its own 'connection' listener, just before this one runs: pair them.
+    server.on('connection', (socket: net.Socket) => {
+      const state = this.newest && this.sessions.get(this.newest);
+      if (state && !state.socket) state.socket = socket;
+      this.newest = undefined;
+    });
     server.on('stream', (stream, headers) => this.onStream(stream, headers));
     await listen(server, this.config.endpoint);
     this.server = server;
@@ -138,13 +150,13 @@ export class OtlpGrpcServer {
     this.server = undefined;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const [session, state] of this.sessions) {
-      // A connection that has not finished its handshake has nothing to wait for.
-      if (state.streams === 0 || !session.remoteSettings) session.destroy();
+      // A connection without calls (or without a handshake) has nothing to wait for.
+      if (state.streams === 0) end(session, state);
       else session.close();
     }
     const force = setTimeout(() => {
-      for (const session of this.sessions.keys()) session.destroy();
-      for (const socket of this.sockets) socket.destroy();
+      for (const [session, state] of this.sessions) end(session, state);
+      for (const socket of this.sockets) if (!socket.destroyed) socket.resetAndDestroy();
     }, SHUTDOWN_GRACE_MS);
     await closed;
     clearTimeout(force);
@@ -152,8 +164,9 @@ export class OtlpGrpcServer {
 
   private onSession(session: http2.ServerHttp2Session): void {
     const { handshakeTimeoutMs, keepalive } = this.config;
-    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, lastActivity: performance.now(), timers: [] };
+    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, lastActivity: performance.now(), socket: undefined, handshaken: false, timers: [] };
     this.sessions.set(session, state);
+    this.newest = session;
     const later = (ms: number, fn: () => void) => {
       const timer = setTimeout(fn, ms);
       timer.unref();
@@ -173,11 +186,12 @@ export class OtlpGrpcServer {
     });
     if (handshakeTimeoutMs > 0) {
       // The client's SETTINGS follow its preface: a connection without them is not a gRPC client.
-      const handshake = later(handshakeTimeoutMs, () => {
-        if (!session.destroyed) session.destroy();
-      });
+      const handshake = later(handshakeTimeoutMs, () => end(session, state));
       session.once('remoteSettings', () => clearTimeout(handshake));
     }
+    session.once('remoteSettings', () => {
+      state.handshaken = true;
+    });
     this.armIdle(session, state);
     if (keepalive.maxConnectionAgeMs > 0) {
       // gRPC-Go's +-10% jitter, so connections opened together do not all end together.
@@ -185,7 +199,7 @@ export class OtlpGrpcServer {
       later(age, () => {
         if (session.destroyed) return;
         session.close();
-        if (keepalive.maxConnectionAgeGraceMs > 0) later(keepalive.maxConnectionAgeGraceMs, () => session.destroy());
+        if (keepalive.maxConnectionAgeGraceMs > 0) later(keepalive.maxConnectionAgeGraceMs, () => end(session, state));
       });
     }
     if (keepalive.timeMs > 0) this.armPing(session, state, later);
@@ -223,11 +237,11 @@ export class OtlpGrpcServer {
         later(timeMs - quiet, check);
         return;
       }
-      const noAnswer = timeoutMs > 0 ? later(timeoutMs, () => session.destroy()) : undefined;
+      const noAnswer = timeoutMs > 0 ? later(timeoutMs, () => end(session, state)) : undefined;
       const sent = session.ping((err) => {
         clearTimeout(noAnswer);
         if (err) {
-          session.destroy();
+          end(session, state);
           return;
         }
         state.lastActivity = performance.now();
@@ -251,7 +265,7 @@ export class OtlpGrpcServer {
     if (state.strikes > MAX_PING_STRIKES && !session.destroyed) {
       this.logger.debug('OTLP/gRPC client pings too often: closing its connection (too_many_pings)');
       session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_pings'));
-      session.destroy();
+      end(session, state);
     }
   }
 
@@ -430,6 +444,15 @@ function respondOutcome(stream: http2.ServerHttp2Stream, handler: ExportHandler,
       respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
       return;
   }
+}
+
+/**
+ * Ends a connection now. Destroying the session of a connection that never sent its preface does
+ * not close its socket (and makes a later reset of it a no-op), so that socket is reset first.
+ */
+function end(session: http2.ServerHttp2Session, state: SessionState): void {
+  if (!state.handshaken) state.socket?.resetAndDestroy();
+  if (!session.destroyed) session.destroy();
 }
 
 const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };

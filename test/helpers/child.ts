@@ -21,7 +21,7 @@ export class SpansieveProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve({ code, at: performance.now() })));
   }
 
-  /** `fdLimit` sets the child's soft RLIMIT_NOFILE (through bash's ulimit). */
+  /** `fdLimit` sets the child's RLIMIT_NOFILE, soft and hard: Node raises the soft limit to the hard one at start-up. */
   static start(config: Record<string, unknown>, options: { fdLimit?: number } = {}): SpansieveProcess {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-child-'));
     const file = path.join(dir, 'config.yaml');
@@ -30,7 +30,7 @@ export class SpansieveProcess {
     const child =
       options.fdLimit === undefined
         ? spawn(process.execPath, [cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
-        : spawn('bash', ['-c', `ulimit -Sn ${options.fdLimit} && exec "$0" "$@"`, process.execPath, cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+        : spawn('bash', ['-c', `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, process.execPath, cli, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     return new SpansieveProcess(child, dir);
   }
 

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { after, describe, test } from 'node:test';
+import { after, afterEach, describe, test } from 'node:test';
 import { parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
 import { parseGrpcTimeout } from '../../../src/receivers/otlp/grpc-server';
 import type { Service } from '../../../src/service/service';
 import { SpansieveProcess, idleConnection, idleConnections, stalledGrpcCall, stalledHttpUpload } from '../../helpers/child';
-import { configErrors } from '../../helpers/components';
+import { configErrors, parseWith } from '../../helpers/components';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
@@ -33,6 +33,18 @@ async function start(receiver: Record<string, unknown>): Promise<{ service: Serv
     service: { pipelines: { traces: { receivers: ['otlp'], exporters: ['debug'] } }, telemetry: { metrics: { level: 'none' } } },
   });
   return { service, grpc, http };
+}
+
+/** Client connections a test opened, closed after it even when it fails. */
+const opened = new Set<{ destroy(): void }>();
+afterEach(() => {
+  for (const c of opened) c.destroy();
+  opened.clear();
+});
+
+function keep<T extends { destroy(): void }>(c: T): T {
+  opened.add(c);
+  return c;
 }
 
 /** Resolves with the seconds until the server closes the socket. */
@@ -89,7 +101,7 @@ async function postOk(port: number): Promise<number> {
 
 describe('config', () => {
   test('defaults, the Collector key names and unknown keys', () => {
-    const config = parseOtlpReceiverConfig(new (require('../../../src/config/reader').Node)({}, 'receivers::otlp', new (require('../../../src/config/reader').ConfigIssues)()));
+    const config = parseWith(parseOtlpReceiverConfig, {}, 'receivers::otlp');
     assert.equal(config.maxInflightBytes, 256 * 1024 * 1024);
     assert.deepEqual(
       { header: config.http!.readHeaderTimeoutMs, read: config.http!.readTimeoutMs, idle: config.http!.idleTimeoutMs, max: config.http!.maxConnections },
@@ -141,7 +153,7 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     const s = await start({ protocols: { http: { max_request_body_size: 1000 } } });
     services.push(s.service);
     // 413 from Content-Length: the client has sent only its headers and would send 10 MB more.
-    const socket = await stalledHttpUpload(s.http, 10_000_000, 0);
+    const socket = keep(await stalledHttpUpload(s.http, 10_000_000, 0));
     const closed = closedAfter(socket);
     const head = await responseHead(socket);
     assert.equal(head.status, 413);
@@ -167,7 +179,7 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     partial.on('error', () => undefined);
     partial.write('POST /v1/traces HTTP/1.1\r\nHost: x\r\n');
     // Headers and 3 of 1,000 body bytes.
-    const upload = await stalledHttpUpload(s.http);
+    const upload = keep(await stalledHttpUpload(s.http));
     // A finished request, then nothing: the keep-alive connection idles out.
     const idle = await stalledHttpUpload(s.http, BODY.length, 0);
     idle.write(BODY);
@@ -197,7 +209,7 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
   test('max_inflight_bytes: a request that would pass it is refused with 503 and Retry-After, over HTTP and gRPC', { timeout: 20_000 }, async () => {
     const s = await start({ max_inflight_bytes: 2000 });
     services.push(s.service);
-    const holder = await stalledHttpUpload(s.http, 1500, 3);
+    const holder = keep(await stalledHttpUpload(s.http, 1500, 3));
     // Wait until the server has taken the holder's reservation (its headers are parsed).
     await new Promise((resolve) => setTimeout(resolve, 200));
     const refused = await stalledHttpUpload(s.http, 1000, 0);
@@ -206,6 +218,7 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     assert.equal(head.headers['retry-after'], '1');
     assert.equal(head.headers.connection, 'close');
     const call = await stalledGrpcCall(s.grpc, 1000, 3);
+    keep(call.session);
     const status = await callStatus(call.stream);
     assert.equal(status.grpcStatus, 14, status.message);
     assert.match(status.message, /max_inflight_bytes/);
@@ -235,6 +248,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
     const s = await start({ protocols: { grpc: { read_timeout: '300ms' } } });
     services.push(s.service);
     const call = await stalledGrpcCall(s.grpc);
+    keep(call.session);
     const t0 = performance.now();
     const status = await callStatus(call.stream);
     assert.equal(status.grpcStatus, 4, status.message);
@@ -247,6 +261,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
     const s = await start({});
     services.push(s.service);
     const call = await stalledGrpcCall(s.grpc, 1000, 3, { 'grpc-timeout': '300m' });
+    keep(call.session);
     const t0 = performance.now();
     const status = await callStatus(call.stream);
     assert.equal(status.grpcStatus, 4, status.message);
@@ -258,7 +273,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   test('max_connection_idle sends GOAWAY to an idle connection; max_concurrent_streams is announced', { timeout: 20_000 }, async () => {
     const s = await start({ protocols: { grpc: { max_concurrent_streams: 7, keepalive: { server_parameters: { max_connection_idle: '300ms' } } } } });
     services.push(s.service);
-    const session = http2.connect(`http://127.0.0.1:${s.grpc}`);
+    const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);
     const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
     assert.equal(settings.maxConcurrentStreams, 7);
@@ -271,6 +286,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
     const s = await start({ protocols: { grpc: { keepalive: { server_parameters: { max_connection_age: '300ms', max_connection_age_grace: '300ms' } } } } });
     services.push(s.service);
     const call = await stalledGrpcCall(s.grpc);
+    keep(call.session);
     const goaway = new Promise<void>((resolve) => call.session.once('goaway', () => resolve()));
     const closed = new Promise<number>((resolve) => {
       const t0 = performance.now();
@@ -283,7 +299,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   test('keepalive time: a quiet connection is pinged', { timeout: 20_000 }, async () => {
     const s = await start({ protocols: { grpc: { keepalive: { server_parameters: { time: '200ms', timeout: '1s' } } } } });
     services.push(s.service);
-    const session = http2.connect(`http://127.0.0.1:${s.grpc}`);
+    const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);
     await new Promise<void>((resolve) => session.once('ping', () => resolve()));
     session.destroy();
@@ -292,7 +308,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   test('enforcement_policy: a client that pings too often is sent GOAWAY ENHANCE_YOUR_CALM', { timeout: 20_000 }, async () => {
     const s = await start({ protocols: { grpc: { keepalive: { enforcement_policy: { min_time: '10s', permit_without_stream: true } } } } });
     services.push(s.service);
-    const session = http2.connect(`http://127.0.0.1:${s.grpc}`);
+    const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);
     await new Promise<void>((resolve) => session.once('connect', () => resolve()));
     const goaway = new Promise<{ code: number; data: string }>((resolve) => session.once('goaway', (code: number, _last: number, data?: Buffer) => resolve({ code, data: data?.toString() ?? '' })));

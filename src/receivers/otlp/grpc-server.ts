@@ -370,6 +370,19 @@ export class OtlpGrpcServer {
     stream.on('end', () => {
       if (refused) return;
       clearTimeout(deadline);
+      // Ended by a reset or a destroyed connection (shutdown): nobody to answer, nothing to join.
+      if (stream.destroyed || stream.aborted) {
+        chunks.length = 0;
+        reservation.release();
+        return;
+      }
+      if (expected >= 0 && received < expected) {
+        // Truncated: answered without joining the chunks (a copy of up to the whole message).
+        chunks.length = 0;
+        reservation.release();
+        respondStatus(stream, GrpcStatus.INTERNAL, `truncated request message: prefix says ${expected - MESSAGE_PREFIX_LENGTH} bytes, ${received - MESSAGE_PREFIX_LENGTH} arrived`);
+        return;
+      }
       let message: Buffer;
       try {
         message = this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding);

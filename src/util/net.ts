@@ -19,10 +19,21 @@ export function listen(server: net.Server | http.Server, address: string): Promi
   });
 }
 
+/** How long closeServer lets requests in flight finish before their connections are destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Stops accepting, closes idle connections at once and destroys the rest after CLOSE_GRACE_MS, so
+ * a client that stalls (a half-sent request) cannot hold a shutdown up.
+ */
 export function closeServer(server: net.Server | http.Server | undefined): Promise<void> {
   if (!server || !server.listening) return Promise.resolve();
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const force = 'closeAllConnections' in server ? setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS) : undefined;
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
     if ('closeIdleConnections' in server) server.closeIdleConnections();
   });
 }

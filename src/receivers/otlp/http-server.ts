@@ -189,13 +189,21 @@ export class OtlpHttpServer {
     if (Number.isFinite(declared) && !reservation.grow(declared)) throw this.inflightRefusal();
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > limit) {
-        throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body exceeds the limit of ${limit} bytes`);
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) {
+          throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body exceeds the limit of ${limit} bytes`);
+        }
+        if (size > reservation.bytes && !reservation.grow(size - reservation.bytes)) throw this.inflightRefusal();
+        chunks.push(chunk);
       }
-      if (size > reservation.bytes && !reservation.grow(size - reservation.bytes)) throw this.inflightRefusal();
-      chunks.push(chunk);
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      // The connection went away mid-body: the client gave up, read_timeout passed (Node has
+      // answered 408) or shutdown destroyed it. Nobody is left to answer.
+      this.logger.debug({ err: (err as Error).message }, 'OTLP/HTTP request body not received in full');
+      throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, 'request body not received in full');
     }
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     return decompress(raw, String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase(), limit);

@@ -35,7 +35,7 @@ async function holdConnections(ports: { grpc: number; http: number }, idle: numb
 }
 
 describe('SIGTERM ends the process whatever clients hold open', () => {
-  test('nothing queued: exits within 2 s with a stalled upload, a stalled call and 1,000 idle connections', { timeout: 60_000 }, async () => {
+  test('nothing queued: exits within 2 s with a stalled upload, a stalled call and 1,000 idle connections', { timeout: 60_000 }, async (t) => {
     const [grpc, http, health] = await freePorts(3);
     const child = SpansieveProcess.start(config({ grpc, http, health }, { debug: {} }, '25s'));
     let release = () => undefined as void;
@@ -43,6 +43,7 @@ describe('SIGTERM ends the process whatever clients hold open', () => {
       await child.ready(health);
       release = await holdConnections({ grpc, http }, 1000);
       const { code, seconds } = await child.stop();
+      t.diagnostic(`exited ${seconds.toFixed(2)} s after SIGTERM`);
       assert.ok(seconds < 2, `exited after ${seconds.toFixed(2)} s; ${child.log}`);
       assert.equal(code, 0, child.log);
     } finally {
@@ -51,7 +52,7 @@ describe('SIGTERM ends the process whatever clients hold open', () => {
     }
   });
 
-  test('a queue that cannot drain: exits by shutdown_timeout + 1 s, with the same clients connected', { timeout: 60_000 }, async () => {
+  test('a queue that cannot drain: exits by shutdown_timeout + 1 s, with the same clients connected', { timeout: 60_000 }, async (t) => {
     const [grpc, http, health, dead] = await freePorts(4);
     const exporter = { otlp: { endpoint: `127.0.0.1:${dead}`, tls: { insecure: true }, retry_on_failure: { initial_interval: '100ms', max_interval: '200ms' } } };
     const child = SpansieveProcess.start(config({ grpc, http, health }, exporter, '3s'));
@@ -66,6 +67,7 @@ describe('SIGTERM ends the process whatever clients hold open', () => {
       assert.equal(res.status, 200);
       release = await holdConnections({ grpc, http }, 1000);
       const { seconds } = await child.stop();
+      t.diagnostic(`exited ${seconds.toFixed(2)} s after SIGTERM`);
       assert.ok(seconds < 4, `exited after ${seconds.toFixed(2)} s (shutdown_timeout 3 s); ${child.log}`);
       // The backend is down: only the deadline ends the drain.
       assert.ok(seconds >= 2.5, `exited after ${seconds.toFixed(2)} s, before the deadline`);

@@ -9,7 +9,7 @@ import { LogThrottle } from '../../util/log-throttle';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
-import { InflightBytes, Reservation } from './inflight';
+import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
 // gRPC framing and status trailers; grpc-js's server cost a third to a half more CPU per request
@@ -99,6 +99,7 @@ export class OtlpGrpcServer {
     handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
     private readonly inflight = new InflightBytes(0),
+    private readonly counters: ServerCounters = NO_COUNTERS,
   ) {
     this.routes = new Map([...handlers].map(([signal, handler]) => [EXPORT_METHOD[signal], handler] as const));
     this.maxMessageBytes = Math.floor(config.maxRecvMsgSizeMiB * 1024 * 1024);
@@ -124,6 +125,7 @@ export class OtlpGrpcServer {
       maxConnections: 0,
       guard: processFdGuard(),
       onRefused: (reason) => {
+        this.counters.connectionRefused(reason);
         const suppressed = this.refusalLog.take();
         if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, 'OTLP/gRPC connection closed at once: too many connections open');
       },
@@ -278,6 +280,7 @@ export class OtlpGrpcServer {
   }
 
   private inflightRefusal(): { code: number; message: string; details: Uint8Array } {
+    this.counters.inflightRefused();
     const suppressed = this.refusalLog.take();
     if (suppressed !== undefined) this.logger.warn({ inflightBytes: this.inflight.bytes, limit: this.inflight.limit, suppressed }, 'refused OTLP/gRPC call: max_inflight_bytes reached; the client should retry');
     const message = `too many request bytes being received at once (max_inflight_bytes ${this.inflight.limit}); retry later`;

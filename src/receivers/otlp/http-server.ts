@@ -8,7 +8,7 @@ import { LogThrottle } from '../../util/log-throttle';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
-import { InflightBytes, Reservation } from './inflight';
+import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
 
 export interface HttpProtocolConfig {
   readonly endpoint: string;
@@ -58,6 +58,7 @@ export class OtlpHttpServer {
     private readonly handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
     private readonly inflight = new InflightBytes(0),
+    private readonly counters: ServerCounters = NO_COUNTERS,
   ) {}
 
   get port(): number {
@@ -91,6 +92,7 @@ export class OtlpHttpServer {
       maxConnections: this.config.maxConnections,
       guard: processFdGuard(),
       onRefused: (reason) => {
+        this.counters.connectionRefused(reason);
         const suppressed = this.refusalLog.take();
         if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, 'OTLP/HTTP connection closed at once: too many connections open');
       },
@@ -157,6 +159,7 @@ export class OtlpHttpServer {
 
   /** The request would pass max_inflight_bytes: a retryable refusal. */
   private inflightRefusal(): HttpError {
+    this.counters.inflightRefused();
     const suppressed = this.refusalLog.take();
     if (suppressed !== undefined) this.logger.warn({ inflightBytes: this.inflight.bytes, limit: this.inflight.limit, suppressed }, 'refused OTLP/HTTP request: max_inflight_bytes reached; the client should retry');
     return new HttpError(503, GRPC_CODE.UNAVAILABLE, `too many request bytes being received at once (max_inflight_bytes ${this.inflight.limit}); retry later`, {

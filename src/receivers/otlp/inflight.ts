@@ -6,8 +6,11 @@
 export class InflightBytes {
   private used = 0;
 
-  /** `limit` 0: no cap. */
-  constructor(readonly limit: number) {}
+  /** `limit` 0: no cap. `observe` is told the bytes held after each change (a gauge). */
+  constructor(
+    readonly limit: number,
+    private readonly observe: (bytes: number) => void = () => undefined,
+  ) {}
 
   get bytes(): number {
     return this.used;
@@ -20,11 +23,14 @@ export class InflightBytes {
   tryReserve(n: number): boolean {
     if (this.limit > 0 && this.used > 0 && this.used + n > this.limit) return false;
     this.used += n;
+    this.observe(this.used);
     return true;
   }
 
   release(n: number): void {
+    if (n <= 0) return;
     this.used = Math.max(0, this.used - n);
+    this.observe(this.used);
   }
 }
 
@@ -51,3 +57,11 @@ export class Reservation {
     this.held = 0;
   }
 }
+
+/** A server's own counters for what it refuses before a request reaches the pipelines. */
+export interface ServerCounters {
+  connectionRefused(reason: 'max_connections' | 'fd_limit'): void;
+  inflightRefused(): void;
+}
+
+export const NO_COUNTERS: ServerCounters = { connectionRefused: () => undefined, inflightRefused: () => undefined };

@@ -4,7 +4,7 @@ import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
 import { OtlpHttpServer, type HttpProtocolConfig } from './http-server';
-import { InflightBytes } from './inflight';
+import { InflightBytes, type ServerCounters } from './inflight';
 
 export interface OtlpReceiverConfig {
   readonly grpc: GrpcProtocolConfig | undefined;
@@ -104,9 +104,22 @@ export class OtlpReceiver implements Component {
   constructor(settings: CreateSettings, config: OtlpReceiverConfig, next: ReadonlyMap<Signal, Consumer>) {
     const handlersFor = (transport: 'grpc' | 'http') =>
       new Map([...next].map(([signal, consumer]) => [signal, new ExportHandler(settings, transport, signal, consumer)] as const));
-    const inflight = new InflightBytes(config.maxInflightBytes);
-    this.grpcServer = config.grpc ? new OtlpGrpcServer(config.grpc, handlersFor('grpc'), settings.logger, inflight) : undefined;
-    this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger, inflight) : undefined;
+    const telemetry = settings.telemetry;
+    const gauge = telemetry.gauge('otelcol_receiver_otlp_inflight_bytes', 'Request bytes being received at once, counted against max_inflight_bytes', { receiver: settings.id });
+    gauge.set(0);
+    const inflight = new InflightBytes(config.maxInflightBytes, (bytes) => gauge.set(bytes));
+    const countersFor = (transport: 'grpc' | 'http'): ServerCounters => {
+      const labels = { receiver: settings.id, transport };
+      const help = 'Connections closed at once because a limit was reached';
+      const byReason = {
+        max_connections: telemetry.counter('otelcol_receiver_otlp_refused_connections', help, { ...labels, reason: 'max_connections' }),
+        fd_limit: telemetry.counter('otelcol_receiver_otlp_refused_connections', help, { ...labels, reason: 'fd_limit' }),
+      };
+      const inflightRefused = telemetry.counter('otelcol_receiver_otlp_inflight_refused_requests', 'Requests refused because they would pass max_inflight_bytes', labels);
+      return { connectionRefused: (reason) => byReason[reason].inc(1), inflightRefused: () => inflightRefused.inc(1) };
+    };
+    this.grpcServer = config.grpc ? new OtlpGrpcServer(config.grpc, handlersFor('grpc'), settings.logger, inflight, countersFor('grpc')) : undefined;
+    this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger, inflight, countersFor('http')) : undefined;
   }
 
   async start(): Promise<void> {

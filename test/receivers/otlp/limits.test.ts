@@ -93,6 +93,12 @@ function callStatus(stream: http2.ClientHttp2Stream): Promise<{ grpcStatus: numb
   });
 }
 
+async function metricValue(service: Service, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await service.telemetry.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const values = (metric?.values ?? []).filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want));
+  return values.reduce((sum, v) => sum + Number(v.value), 0);
+}
+
 async function postOk(port: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: BODY });
   await res.arrayBuffer();
@@ -198,6 +204,7 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     const open = await idleConnections(s.http, 3);
     const extra = await idleConnection(s.http);
     assert.ok((await closedAfter(extra)) < 3);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_refused_connections', { transport: 'http', reason: 'max_connections' }), 1);
     // An open one still works.
     open[0]!.write(`POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: ${BODY.length}\r\n\r\n`);
     open[0]!.write(BODY);
@@ -225,8 +232,12 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     assert.ok(status.details, 'RetryInfo in grpc-status-details-bin');
     call.session.destroy();
     // The bytes come back when the holder goes away.
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_refused_requests', { transport: 'http' }), 1);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_refused_requests', { transport: 'grpc' }), 1);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 1500);
     holder.destroy();
     await waitFor('the budget to be released', async () => (await postOk(s.http)) === 200);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
   });
 });
 

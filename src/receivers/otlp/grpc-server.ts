@@ -70,7 +70,8 @@ interface SessionState {
   socket: net.Socket | undefined;
   /** The client's SETTINGS (after its preface) arrived. */
   handshaken: boolean;
-  readonly timers: NodeJS.Timeout[];
+  /** Timers still pending, cleared when the connection closes. */
+  readonly timers: Set<NodeJS.Timeout>;
 }
 
 /** A call that cannot go on: answered with this status, then the stream ends. */
@@ -166,13 +167,16 @@ export class OtlpGrpcServer {
 
   private onSession(session: http2.ServerHttp2Session): void {
     const { handshakeTimeoutMs, keepalive } = this.config;
-    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, lastActivity: performance.now(), socket: undefined, handshaken: false, timers: [] };
+    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, lastActivity: performance.now(), socket: undefined, handshaken: false, timers: new Set() };
     this.sessions.set(session, state);
     this.newest = session;
     const later = (ms: number, fn: () => void) => {
-      const timer = setTimeout(fn, ms);
+      const timer = setTimeout(() => {
+        state.timers.delete(timer);
+        fn();
+      }, ms);
       timer.unref();
-      state.timers.push(timer);
+      state.timers.add(timer);
       return timer;
     };
     session.on('close', () => {
@@ -242,6 +246,7 @@ export class OtlpGrpcServer {
       const noAnswer = timeoutMs > 0 ? later(timeoutMs, () => end(session, state)) : undefined;
       const sent = session.ping((err) => {
         clearTimeout(noAnswer);
+        if (noAnswer) state.timers.delete(noAnswer);
         if (err) {
           end(session, state);
           return;
@@ -249,7 +254,10 @@ export class OtlpGrpcServer {
         state.lastActivity = performance.now();
         later(timeMs, check);
       });
-      if (!sent) clearTimeout(noAnswer);
+      if (!sent && noAnswer) {
+        clearTimeout(noAnswer);
+        state.timers.delete(noAnswer);
+      }
     };
     later(timeMs, check);
   }

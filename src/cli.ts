@@ -12,6 +12,9 @@ import { heapLimitAction } from './service/node-flags';
 import { Supervisor } from './service/supervisor';
 import { installLeanAsyncResourceBind } from './util/lean-async-bind';
 
+/** After service::shutdown_timeout, the time exporters get to count and log what they drop before the process exits anyway. */
+const EXIT_MARGIN_MS = 500;
+
 export const DEFAULT_CONFIG = path.resolve(__dirname, '..', '..', 'config', 'default.yaml');
 
 const USAGE = `spansieve: keep only the processes you chose from OTLP traffic and export them.
@@ -189,6 +192,15 @@ async function main(argv: readonly string[]): Promise<number> {
       }
       stopping = true;
       logger.info({ signal }, 'shutting down: draining queues');
+      // The Supervisor's deadline makes exporters give up and receivers destroy their connections
+      // well before this; this is the backstop that makes the process end whatever still holds it.
+      const timeoutMs = supervisor.service?.config.shutdownTimeoutMs ?? 0;
+      if (timeoutMs > 0) {
+        setTimeout(() => {
+          logger.error({ timeoutMs }, 'shutdown_timeout passed and the shutdown has not finished: exiting now');
+          resolve(1);
+        }, timeoutMs + EXIT_MARGIN_MS).unref();
+      }
       supervisor.shutdown().then(
         () => resolve(0),
         (err: unknown) => {

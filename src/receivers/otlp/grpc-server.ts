@@ -1,20 +1,41 @@
 import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
-import { boundPort, listen } from '../../util/net';
+import { LogThrottle } from '../../util/log-throttle';
+import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
+import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
 // gRPC framing and status trailers; grpc-js's server cost a third to a half more CPU per request
 // here (docs/performance.md).
 
+/** configgrpc's keepalive, in milliseconds; 0 turns a timer off. */
+export interface GrpcKeepalive {
+  readonly maxConnectionIdleMs: number;
+  readonly maxConnectionAgeMs: number;
+  readonly maxConnectionAgeGraceMs: number;
+  readonly timeMs: number;
+  readonly timeoutMs: number;
+  readonly minTimeMs: number;
+  readonly permitWithoutStream: boolean;
+}
+
 export interface GrpcProtocolConfig {
   readonly endpoint: string;
   readonly maxRecvMsgSizeMiB: number;
+  /** Streams a connection may have open at once; 0: no limit. */
+  readonly maxConcurrentStreams: number;
+  /** Time for a call's request message to arrive, from its headers; 0: no limit. */
+  readonly readTimeoutMs: number;
+  /** Time for a new connection to send the HTTP/2 preface and its SETTINGS; 0: no limit. */
+  readonly handshakeTimeoutMs: number;
+  readonly keepalive: GrpcKeepalive;
 }
 
 export const EXPORT_METHOD: Record<Signal, string> = {
@@ -28,8 +49,30 @@ const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 const MAX_FRAME_BYTES = 1024 * 1024;
-/** How long shutdown waits for in-flight calls before closing their connections. */
-const SHUTDOWN_GRACE_MS = 10_000;
+/** How long shutdown waits for calls in flight before destroying their connections. */
+const SHUTDOWN_GRACE_MS = 1000;
+/** gRPC-Go's: the third ping too soon closes the connection with ENHANCE_YOUR_CALM. */
+const MAX_PING_STRIKES = 2;
+/** Without permit_without_stream, gRPC-Go's minimum between pings on a connection with no calls. */
+const PING_MIN_TIME_WITHOUT_STREAM_MS = 2 * 3_600_000;
+/** The backoff asked of a client refused because max_inflight_bytes is reached. */
+const INFLIGHT_RETRY_AFTER_MS = 1000;
+
+/** Per-connection state for the keepalive rules. */
+interface SessionState {
+  streams: number;
+  idleTimer: NodeJS.Timeout | undefined;
+  lastPingAt: number;
+  strikes: number;
+  /** Last time a frame arrived (approximated by stream events and pings). */
+  lastActivity: number;
+  /** The connection's socket: destroying a session does not close a socket that never sent a preface. */
+  socket: net.Socket | undefined;
+  /** The client's SETTINGS (after its preface) arrived. */
+  handshaken: boolean;
+  /** Timers still pending, cleared when the connection closes. */
+  readonly timers: Set<NodeJS.Timeout>;
+}
 
 /** A call that cannot go on: answered with this status, then the stream ends. */
 class CallError extends Error {
@@ -44,14 +87,20 @@ class CallError extends Error {
 /** OTLP/gRPC: TraceService/Export and MetricsService/Export for the signals that have pipelines. */
 export class OtlpGrpcServer {
   private server: http2.Http2Server | undefined;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
+  private sockets = new Set<net.Socket>();
   private readonly routes: ReadonlyMap<string, ExportHandler>;
   private readonly maxMessageBytes: number;
+  private readonly refusalLog = new LogThrottle();
+  /** The session created for the connection being accepted. */
+  private newest: http2.ServerHttp2Session | undefined;
 
   constructor(
     private readonly config: GrpcProtocolConfig,
     handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
+    private readonly inflight = new InflightBytes(0),
+    private readonly counters: ServerCounters = NO_COUNTERS,
   ) {
     this.routes = new Map([...handlers].map(([signal, handler]) => [EXPORT_METHOD[signal], handler] as const));
     this.maxMessageBytes = Math.floor(config.maxRecvMsgSizeMiB * 1024 * 1024);
@@ -67,35 +116,183 @@ export class OtlpGrpcServer {
       maxSessionMemory: Math.max(10, Math.ceil((4 * this.maxMessageBytes) / (1024 * 1024))),
       // A window as large as a typical OTLP request saves a WINDOW_UPDATE round trip per call;
       // larger frames mean fewer, larger chunks to collect per request.
-      settings: { initialWindowSize: 1024 * 1024, maxFrameSize: MAX_FRAME_BYTES },
+      settings: {
+        initialWindowSize: 1024 * 1024,
+        maxFrameSize: MAX_FRAME_BYTES,
+        ...(this.config.maxConcurrentStreams > 0 ? { maxConcurrentStreams: this.config.maxConcurrentStreams } : {}),
+      },
     });
-    server.on('session', (session) => {
-      // The connection-level window starts at 64 KiB whatever the settings say; a larger one lets a
-      // client send a whole request (or several) without waiting for WINDOW_UPDATEs.
-      session.on('connect', () => {
-        if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-      });
-      this.sessions.add(session);
-      session.on('close', () => this.sessions.delete(session));
-      session.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC connection error'));
+    this.sockets = trackConnections(server, {
+      maxConnections: 0,
+      guard: processFdGuard(),
+      onRefused: (reason) => {
+        this.counters.connectionRefused(reason);
+        const suppressed = this.refusalLog.take();
+        if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, 'OTLP/gRPC connection closed at once: too many connections open');
+      },
+    });
+    server.on('session', (session) => this.onSession(session));
+    // Node emits 'session' from its own 'connection' listener, just before this one runs: pair them.
+    server.on('connection', (socket: net.Socket) => {
+      const state = this.newest && this.sessions.get(this.newest);
+      if (state && !state.socket) state.socket = socket;
+      this.newest = undefined;
     });
     server.on('stream', (stream, headers) => this.onStream(stream, headers));
     await listen(server, this.config.endpoint);
     this.server = server;
   }
 
+  /**
+   * GOAWAY to every connection (idle ones close at once), a short grace for calls in flight, then
+   * every connection left is destroyed, so no client can hold the shutdown up.
+   */
   async shutdown(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    // GOAWAY: clients stop starting calls here, calls in flight finish.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const session of this.sessions) session.close();
+    for (const [session, state] of this.sessions) {
+      // A connection without calls (or without a handshake) has nothing to wait for.
+      if (state.streams === 0) end(session, state);
+      else session.close();
+    }
     const force = setTimeout(() => {
-      for (const session of this.sessions) session.destroy();
+      for (const [session, state] of this.sessions) end(session, state);
+      for (const socket of this.sockets) if (!socket.destroyed) socket.resetAndDestroy();
     }, SHUTDOWN_GRACE_MS);
     await closed;
     clearTimeout(force);
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    const { handshakeTimeoutMs, keepalive } = this.config;
+    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, lastActivity: performance.now(), socket: undefined, handshaken: false, timers: new Set() };
+    this.sessions.set(session, state);
+    this.newest = session;
+    const later = (ms: number, fn: () => void) => {
+      const timer = setTimeout(() => {
+        state.timers.delete(timer);
+        fn();
+      }, ms);
+      timer.unref();
+      state.timers.add(timer);
+      return timer;
+    };
+    session.on('close', () => {
+      this.sessions.delete(session);
+      clearTimeout(state.idleTimer);
+      for (const timer of state.timers) clearTimeout(timer);
+    });
+    session.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC connection error'));
+    // The connection-level window starts at 64 KiB whatever the settings say; a larger one lets a
+    // client send a whole request (or several) without waiting for WINDOW_UPDATEs.
+    session.on('connect', () => {
+      if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    });
+    if (handshakeTimeoutMs > 0) {
+      // The client's SETTINGS follow its preface: a connection without them is not a gRPC client.
+      const handshake = later(handshakeTimeoutMs, () => end(session, state));
+      session.once('remoteSettings', () => clearTimeout(handshake));
+    }
+    session.once('remoteSettings', () => {
+      state.handshaken = true;
+    });
+    this.armIdle(session, state);
+    if (keepalive.maxConnectionAgeMs > 0) {
+      // gRPC-Go's +-10% jitter, so connections opened together do not all end together.
+      const age = keepalive.maxConnectionAgeMs * (0.9 + Math.random() * 0.2);
+      later(age, () => {
+        if (session.destroyed) return;
+        session.close();
+        if (keepalive.maxConnectionAgeGraceMs > 0) later(keepalive.maxConnectionAgeGraceMs, () => end(session, state));
+      });
+    }
+    if (keepalive.timeMs > 0) this.armPing(session, state, later);
+    session.on('ping', () => this.onPing(session, state));
+    session.on('stream', (stream: http2.ServerHttp2Stream) => {
+      state.streams++;
+      state.lastActivity = performance.now();
+      clearTimeout(state.idleTimer);
+      stream.once('close', () => {
+        state.streams--;
+        state.lastActivity = performance.now();
+        this.armIdle(session, state);
+      });
+    });
+  }
+
+  /** max_connection_idle: GOAWAY once a connection has had no call for that long. */
+  private armIdle(session: http2.ServerHttp2Session, state: SessionState): void {
+    const idleMs = this.config.keepalive.maxConnectionIdleMs;
+    if (idleMs <= 0 || state.streams > 0 || session.destroyed) return;
+    clearTimeout(state.idleTimer);
+    state.idleTimer = setTimeout(() => {
+      if (state.streams === 0 && !session.destroyed) session.close();
+    }, idleMs);
+    state.idleTimer.unref();
+  }
+
+  /** keepalive time/timeout: ping a connection quiet for `time`; no answer within `timeout` closes it. */
+  private armPing(session: http2.ServerHttp2Session, state: SessionState, later: (ms: number, fn: () => void) => NodeJS.Timeout): void {
+    const { timeMs, timeoutMs } = this.config.keepalive;
+    const check = () => {
+      if (session.destroyed) return;
+      const quiet = performance.now() - state.lastActivity;
+      if (quiet < timeMs) {
+        later(timeMs - quiet, check);
+        return;
+      }
+      const noAnswer = timeoutMs > 0 ? later(timeoutMs, () => end(session, state)) : undefined;
+      const sent = session.ping((err) => {
+        clearTimeout(noAnswer);
+        if (noAnswer) state.timers.delete(noAnswer);
+        if (err) {
+          end(session, state);
+          return;
+        }
+        state.lastActivity = performance.now();
+        later(timeMs, check);
+      });
+      if (!sent && noAnswer) {
+        clearTimeout(noAnswer);
+        state.timers.delete(noAnswer);
+      }
+    };
+    later(timeMs, check);
+  }
+
+  /** enforcement_policy: a client pinging more often than min_time is told ENHANCE_YOUR_CALM, as gRPC-Go does. */
+  private onPing(session: http2.ServerHttp2Session, state: SessionState): void {
+    const { minTimeMs, permitWithoutStream } = this.config.keepalive;
+    const now = performance.now();
+    state.lastActivity = now;
+    const minimum = state.streams === 0 && !permitWithoutStream ? Math.max(minTimeMs, PING_MIN_TIME_WITHOUT_STREAM_MS) : minTimeMs;
+    const tooSoon = state.lastPingAt > 0 && now - state.lastPingAt < minimum;
+    state.lastPingAt = now;
+    if (!tooSoon) return;
+    state.strikes++;
+    if (state.strikes > MAX_PING_STRIKES && !session.destroyed) {
+      this.logger.debug('OTLP/gRPC client pings too often: closing its connection (too_many_pings)');
+      session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_pings'));
+      end(session, state);
+    }
+  }
+
+  /** The call's request must be in by then: the sooner of read_timeout and the client's grpc-timeout. */
+  private callDeadline(headers: http2.IncomingHttpHeaders): { ms: number; fromClient: boolean } | undefined {
+    const clientMs = parseGrpcTimeout(headers['grpc-timeout']);
+    const readMs = this.config.readTimeoutMs;
+    if (clientMs !== undefined && (readMs <= 0 || clientMs <= readMs)) return { ms: clientMs, fromClient: true };
+    return readMs > 0 ? { ms: readMs, fromClient: false } : undefined;
+  }
+
+  private inflightRefusal(): { code: number; message: string; details: Uint8Array } {
+    this.counters.inflightRefused();
+    const suppressed = this.refusalLog.take();
+    if (suppressed !== undefined) this.logger.warn({ inflightBytes: this.inflight.bytes, limit: this.inflight.limit, suppressed }, 'refused OTLP/gRPC call: max_inflight_bytes reached; the client should retry');
+    const message = `too many request bytes being received at once (max_inflight_bytes ${this.inflight.limit}); retry later`;
+    return { code: GrpcStatus.UNAVAILABLE, message, details: retryInfoDetails(message, INFLIGHT_RETRY_AFTER_MS) };
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -135,11 +332,29 @@ export class OtlpGrpcServer {
     /** Bytes the call may send: one prefix and the message it declares (known once the prefix is in). */
     let expected = -1;
     let refused = false;
-    const refuse = (code: number, message: string) => {
+    const reservation = new Reservation(this.inflight);
+    stream.once('close', () => {
+      clearTimeout(deadline);
+      reservation.release();
+    });
+    const refuse = (code: number, message: string, details?: Uint8Array) => {
       refused = true;
       chunks.length = 0;
-      respondStatus(stream, code, message);
+      clearTimeout(deadline);
+      reservation.release();
+      respondStatus(stream, code, message, details);
     };
+    const limit = this.callDeadline(headers);
+    const deadline = limit
+      ? setTimeout(() => {
+          refuse(
+            GrpcStatus.DEADLINE_EXCEEDED,
+            limit.fromClient
+              ? `grpc-timeout (${limit.ms} ms) passed before the request was taken`
+              : `request message not received within read_timeout (${limit.ms} ms)`,
+          );
+        }, limit.ms)
+      : undefined;
     stream.on('data', (chunk: Buffer) => {
       if (refused) return;
       chunks.push(chunk);
@@ -153,16 +368,37 @@ export class OtlpGrpcServer {
           return;
         }
         expected = MESSAGE_PREFIX_LENGTH + declared;
+        // The whole message is reserved from its prefix, before it is read.
+        if (!reservation.grow(expected)) {
+          const refusal = this.inflightRefusal();
+          refuse(refusal.code, refusal.message, refusal.details);
+          return;
+        }
       }
       // Whatever comes after the one message is not buffered: a unary call has no second one.
       if (expected >= 0 && received > expected) refuse(GrpcStatus.INTERNAL, 'more than one request message: a unary call sends exactly one');
     });
     stream.on('end', () => {
       if (refused) return;
+      clearTimeout(deadline);
+      // Ended by a reset or a destroyed connection (shutdown): nobody to answer, nothing to join.
+      if (stream.destroyed || stream.aborted) {
+        chunks.length = 0;
+        reservation.release();
+        return;
+      }
+      if (expected >= 0 && received < expected) {
+        // Truncated: answered without joining the chunks (a copy of up to the whole message).
+        chunks.length = 0;
+        reservation.release();
+        respondStatus(stream, GrpcStatus.INTERNAL, `truncated request message: prefix says ${expected - MESSAGE_PREFIX_LENGTH} bytes, ${received - MESSAGE_PREFIX_LENGTH} arrived`);
+        return;
+      }
       let message: Buffer;
       try {
         message = this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding);
       } catch (err) {
+        reservation.release();
         if (err instanceof CallError) {
           respondStatus(stream, err.code, err.message);
         } else {
@@ -171,7 +407,7 @@ export class OtlpGrpcServer {
         }
         return;
       }
-      this.export(stream, handler, message);
+      this.export(stream, handler, message, reservation);
     });
   }
 
@@ -198,9 +434,10 @@ export class OtlpGrpcServer {
     }
   }
 
-  private export(stream: http2.ServerHttp2Stream, handler: ExportHandler, message: Buffer): void {
+  private export(stream: http2.ServerHttp2Stream, handler: ExportHandler, message: Buffer, reservation: Reservation): void {
     handler
       .export(message, 'protobuf')
+      .finally(() => reservation.release())
       .then(
         (outcome) => respondOutcome(stream, handler, outcome),
         (err: unknown) => {
@@ -231,6 +468,24 @@ function respondOutcome(stream: http2.ServerHttp2Stream, handler: ExportHandler,
       respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
       return;
   }
+}
+
+/**
+ * Ends a connection now. Destroying the session of a connection that never sent its preface does
+ * not close its socket (and makes a later reset of it a no-op), so that socket is reset first.
+ */
+function end(session: http2.ServerHttp2Session, state: SessionState): void {
+  if (!state.handshaken) state.socket?.resetAndDestroy();
+  if (!session.destroyed) session.destroy();
+}
+
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** The gRPC spec's grpc-timeout (at most 8 digits and a unit), in ms; undefined when absent or malformed. */
+export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
+  const match = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
+  if (!match) return undefined;
+  return Math.max(1, Math.ceil(Number(match[1]) * GRPC_TIMEOUT_UNIT_MS[match[2]!]!));
 }
 
 /** application/grpc, optionally +proto or with parameters; not gRPC-Web, whose framing differs. */

@@ -1,11 +1,14 @@
 import * as http from 'node:http';
+import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
-import { boundPort, closeServer, listen } from '../../util/net';
+import { LogThrottle } from '../../util/log-throttle';
+import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
+import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
 
 export interface HttpProtocolConfig {
   readonly endpoint: string;
@@ -13,7 +16,20 @@ export interface HttpProtocolConfig {
   readonly maxRequestBodySize: number;
   readonly tracesUrlPath: string;
   readonly metricsUrlPath: string;
+  /** Time to receive a request's headers; 0: read_timeout alone. */
+  readonly readHeaderTimeoutMs: number;
+  /** Time to receive a whole request, headers and body; 0: no limit. */
+  readonly readTimeoutMs: number;
+  /** Time a keep-alive connection may wait for its next request; 0: no limit. */
+  readonly idleTimeoutMs: number;
+  /** Connections open at once; 0: no limit but the fd limit's. */
+  readonly maxConnections: number;
 }
+
+/** How long shutdown lets a request in flight finish before its connection is destroyed. */
+export const SHUTDOWN_GRACE_MS = 1000;
+/** The backoff asked of a client refused because max_inflight_bytes is reached. */
+const INFLIGHT_RETRY_AFTER_S = 1;
 
 const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14 } as const;
 
@@ -31,11 +47,18 @@ class HttpError extends Error {
 /** OTLP/HTTP: POST protobuf or JSON bodies, plain or gzip/deflate, answered per the OTLP spec. */
 export class OtlpHttpServer {
   private server: http.Server | undefined;
+  private sockets = new Set<net.Socket>();
+  /** Sockets with a request whose answer is not finished. */
+  private readonly busy = new Set<net.Socket>();
+  private closing = false;
+  private readonly refusalLog = new LogThrottle();
 
   constructor(
     private readonly config: HttpProtocolConfig,
     private readonly handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
+    private readonly inflight = new InflightBytes(0),
+    private readonly counters: ServerCounters = NO_COUNTERS,
   ) {}
 
   get port(): number {
@@ -43,22 +66,73 @@ export class OtlpHttpServer {
   }
 
   async start(): Promise<void> {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.logger.error({ err }, 'unexpected error handling an OTLP/HTTP request');
-        if (!res.headersSent) reply(res, 500, 'text/plain', Buffer.from('internal error\n'));
-      });
+    const { readHeaderTimeoutMs, readTimeoutMs, idleTimeoutMs } = this.config;
+    // Go's rules, which the Collector's keys follow: no header timeout means read_timeout's, and
+    // the header timeout cannot outlast the whole request's.
+    const headersTimeout = readHeaderTimeoutMs === 0 ? readTimeoutMs : readTimeoutMs === 0 ? readHeaderTimeoutMs : Math.min(readHeaderTimeoutMs, readTimeoutMs);
+    const shortest = Math.min(...[headersTimeout, readTimeoutMs].filter((t) => t > 0), 4000);
+    const server = http.createServer(
+      {
+        headersTimeout,
+        requestTimeout: readTimeoutMs,
+        keepAliveTimeout: idleTimeoutMs,
+        // Node checks those two timeouts on this period (30 s by default): a fraction of the shortest.
+        connectionsCheckingInterval: Math.max(50, Math.floor(shortest / 4)),
+      },
+      (req, res) => {
+        this.busy.add(req.socket);
+        res.once('close', () => this.busy.delete(req.socket));
+        this.handle(req, res).catch((err: unknown) => {
+          this.logger.error({ err }, 'unexpected error handling an OTLP/HTTP request');
+          if (!res.headersSent) reply(res, 500, 'text/plain', Buffer.from('internal error\n'));
+        });
+      },
+    );
+    this.sockets = trackConnections(server, {
+      maxConnections: this.config.maxConnections,
+      guard: processFdGuard(),
+      onRefused: (reason) => {
+        this.counters.connectionRefused(reason);
+        const suppressed = this.refusalLog.take();
+        if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, 'OTLP/HTTP connection closed at once: too many connections open');
+      },
     });
-    this.server.keepAliveTimeout = 30_000;
-    await listen(this.server, this.config.endpoint);
+    // A connection that never sends a request: Node's header timeout starts with the request.
+    server.on('connection', (socket: net.Socket) => {
+      if (headersTimeout > 0 && !socket.destroyed) {
+        const timer = setTimeout(() => {
+          if (!this.busy.has(socket) && socket.bytesRead === 0) socket.destroy();
+        }, headersTimeout);
+        timer.unref();
+        socket.once('data', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      }
+    });
+    this.server = server;
+    await listen(server, this.config.endpoint);
   }
 
+  /**
+   * Stops accepting, closes idle connections at once, lets requests in flight finish for
+   * SHUTDOWN_GRACE_MS and then destroys whatever connection is left, so no client can hold the
+   * shutdown up.
+   */
   async shutdown(): Promise<void> {
-    await closeServer(this.server);
+    const server = this.server;
+    if (!server?.listening) return;
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) if (!this.busy.has(socket)) socket.destroy();
+    const force = setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, SHUTDOWN_GRACE_MS);
+    await closed;
+    clearTimeout(force);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const encoding = bodyEncoding(req.headers['content-type']);
+    const reservation = new Reservation(this.inflight);
     try {
       const handler = this.route(req);
       if (encoding === undefined) {
@@ -66,20 +140,31 @@ export class OtlpHttpServer {
       }
       const refused = handler.refusalBeforeReading();
       if (refused) {
-        // Answered before the body is parsed; it is drained unread so the connection stays usable.
-        req.resume();
-        this.answer(res, handler, refused, encoding);
+        this.answer(req, res, handler, refused, encoding);
         return;
       }
-      const body = await this.readBody(req);
+      const body = await this.readBody(req, reservation);
       const outcome = await handler.export(body, encoding);
-      this.answer(res, handler, outcome, encoding);
+      this.answer(req, res, handler, outcome, encoding);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
-      // Unread request bodies would otherwise stall the keep-alive connection.
-      if (!req.complete) req.resume();
+      closeIfUnread(req, res);
+      if (this.closing && !res.headersSent) res.setHeader('connection', 'close');
       sendStatus(res, err.status, err.grpcCode, err.message, encoding, err.headers);
+    } finally {
+      // Handed on (the batch no longer needs the body's bytes counted here) or failed.
+      reservation.release();
     }
+  }
+
+  /** The request would pass max_inflight_bytes: a retryable refusal. */
+  private inflightRefusal(): HttpError {
+    this.counters.inflightRefused();
+    const suppressed = this.refusalLog.take();
+    if (suppressed !== undefined) this.logger.warn({ inflightBytes: this.inflight.bytes, limit: this.inflight.limit, suppressed }, 'refused OTLP/HTTP request: max_inflight_bytes reached; the client should retry');
+    return new HttpError(503, GRPC_CODE.UNAVAILABLE, `too many request bytes being received at once (max_inflight_bytes ${this.inflight.limit}); retry later`, {
+      'retry-after': String(INFLIGHT_RETRY_AFTER_S),
+    });
   }
 
   private route(req: http.IncomingMessage): ExportHandler {
@@ -97,26 +182,39 @@ export class OtlpHttpServer {
     return handler;
   }
 
-  private async readBody(req: http.IncomingMessage): Promise<Uint8Array> {
+  private async readBody(req: http.IncomingMessage, reservation: Reservation): Promise<Uint8Array> {
     const limit = this.config.maxRequestBodySize;
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
     }
+    // The declared length is reserved before reading; a chunked body reserves as it arrives.
+    if (Number.isFinite(declared) && !reservation.grow(declared)) throw this.inflightRefusal();
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > limit) {
-        throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body exceeds the limit of ${limit} bytes`);
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) {
+          throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body exceeds the limit of ${limit} bytes`);
+        }
+        if (size > reservation.bytes && !reservation.grow(size - reservation.bytes)) throw this.inflightRefusal();
+        chunks.push(chunk);
       }
-      chunks.push(chunk);
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      // The connection went away mid-body: the client gave up, read_timeout passed (Node has
+      // answered 408) or shutdown destroyed it. Nobody is left to answer.
+      this.logger.debug({ err: (err as Error).message }, 'OTLP/HTTP request body not received in full');
+      throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, 'request body not received in full');
     }
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     return decompress(raw, String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase(), limit);
   }
 
-  private answer(res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
+    closeIfUnread(req, res);
+    if (this.closing && !res.headersSent) res.setHeader('connection', 'close');
     switch (outcome.kind) {
       case 'ok':
         reply(res, 200, contentTypeOf(encoding), handler.responseBytes(outcome, encoding));
@@ -134,6 +232,17 @@ export class OtlpHttpServer {
         return;
     }
   }
+}
+
+/**
+ * An answer sent before the whole body arrived closes the connection once it is flushed: keeping
+ * it would mean reading (and discarding) whatever the client still sends, for as long as it sends.
+ */
+function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.complete || res.headersSent) return;
+  res.setHeader('connection', 'close');
+  // Discarded until the socket closes; the response is not held up by unread data.
+  req.resume();
 }
 
 function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {

@@ -4,25 +4,65 @@ import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
 import { OtlpHttpServer, type HttpProtocolConfig } from './http-server';
+import { InflightBytes, type ServerCounters } from './inflight';
 
 export interface OtlpReceiverConfig {
   readonly grpc: GrpcProtocolConfig | undefined;
   readonly http: HttpProtocolConfig | undefined;
+  /** Cap on request bytes being received at once over both protocols; 0: none. */
+  readonly maxInflightBytes: number;
 }
+
+export const DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024;
 
 export const DEFAULT_GRPC_ENDPOINT = '127.0.0.1:4317';
 export const DEFAULT_HTTP_ENDPOINT = '127.0.0.1:4318';
 
+/** A duration that is not negative; 0 turns the timeout off. */
+function timeout(node: Node, fallbackMs: number): number {
+  const ms = node.duration(fallbackMs);
+  if (ms < 0) {
+    node.report('must not be negative');
+    return fallbackMs;
+  }
+  return ms;
+}
+
 function parseGrpc(node: Node): GrpcProtocolConfig {
-  const at = node.struct(['endpoint', 'max_recv_msg_size_mib']);
+  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive']);
+  const keepalive = at('keepalive');
+  const ka = keepalive.struct(['server_parameters', 'enforcement_policy']);
+  const sp = ka('server_parameters').struct(['max_connection_idle', 'max_connection_age', 'max_connection_age_grace', 'time', 'timeout']);
+  const ep = ka('enforcement_policy').struct(['min_time', 'permit_without_stream']);
   return {
     endpoint: at('endpoint').endpoint(DEFAULT_GRPC_ENDPOINT),
     maxRecvMsgSizeMiB: at('max_recv_msg_size_mib').number(4, 0.001, 2048),
+    maxConcurrentStreams: at('max_concurrent_streams').integer(0, 0, 2 ** 31 - 1),
+    readTimeoutMs: timeout(at('read_timeout'), 60_000),
+    handshakeTimeoutMs: timeout(at('handshake_timeout'), 5_000),
+    keepalive: {
+      maxConnectionIdleMs: timeout(sp('max_connection_idle'), 60_000),
+      maxConnectionAgeMs: timeout(sp('max_connection_age'), 0),
+      maxConnectionAgeGraceMs: timeout(sp('max_connection_age_grace'), 0),
+      timeMs: timeout(sp('time'), 2 * 3_600_000),
+      timeoutMs: timeout(sp('timeout'), 20_000),
+      minTimeMs: timeout(ep('min_time'), 5 * 60_000),
+      permitWithoutStream: ep('permit_without_stream').boolean(false),
+    },
   };
 }
 
 function parseHttp(node: Node): HttpProtocolConfig {
-  const at = node.struct(['endpoint', 'max_request_body_size', 'traces_url_path', 'metrics_url_path']);
+  const at = node.struct([
+    'endpoint',
+    'max_request_body_size',
+    'traces_url_path',
+    'metrics_url_path',
+    'read_header_timeout',
+    'read_timeout',
+    'idle_timeout',
+    'max_connections',
+  ]);
   const path = (key: string, fallback: string) => {
     const n = at(key);
     const value = n.string(fallback);
@@ -34,20 +74,26 @@ function parseHttp(node: Node): HttpProtocolConfig {
     maxRequestBodySize: at('max_request_body_size').integer(20 * 1024 * 1024, 1),
     tracesUrlPath: path('traces_url_path', '/v1/traces'),
     metricsUrlPath: path('metrics_url_path', '/v1/metrics'),
+    readHeaderTimeoutMs: timeout(at('read_header_timeout'), 60_000),
+    readTimeoutMs: timeout(at('read_timeout'), 60_000),
+    idleTimeoutMs: timeout(at('idle_timeout'), 60_000),
+    maxConnections: at('max_connections').integer(0, 0),
   };
 }
 
 export function parseOtlpReceiverConfig(node: Node): OtlpReceiverConfig {
-  const fields = node.object(['protocols']);
+  const fields = node.object(['protocols', 'max_inflight_bytes']);
+  const maxInflightBytes = node.child('max_inflight_bytes').integer(DEFAULT_MAX_INFLIGHT_BYTES, 0);
   if (!fields.protocols || fields.protocols.isAbsent) {
     // No protocols listed: both, on their defaults.
-    return { grpc: parseGrpc(node.child('protocols').child('grpc')), http: parseHttp(node.child('protocols').child('http')) };
+    return { grpc: parseGrpc(node.child('protocols').child('grpc')), http: parseHttp(node.child('protocols').child('http')), maxInflightBytes };
   }
   const protocols = fields.protocols.object(['grpc', 'http']);
   if (!('grpc' in protocols) && !('http' in protocols)) fields.protocols.report('enable at least one of grpc, http');
   return {
     grpc: 'grpc' in protocols ? parseGrpc(protocols.grpc) : undefined,
     http: 'http' in protocols ? parseHttp(protocols.http) : undefined,
+    maxInflightBytes,
   };
 }
 
@@ -58,8 +104,22 @@ export class OtlpReceiver implements Component {
   constructor(settings: CreateSettings, config: OtlpReceiverConfig, next: ReadonlyMap<Signal, Consumer>) {
     const handlersFor = (transport: 'grpc' | 'http') =>
       new Map([...next].map(([signal, consumer]) => [signal, new ExportHandler(settings, transport, signal, consumer)] as const));
-    this.grpcServer = config.grpc ? new OtlpGrpcServer(config.grpc, handlersFor('grpc'), settings.logger) : undefined;
-    this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger) : undefined;
+    const telemetry = settings.telemetry;
+    const gauge = telemetry.gauge('otelcol_receiver_otlp_inflight_bytes', 'Request bytes being received at once, counted against max_inflight_bytes', { receiver: settings.id });
+    gauge.set(0);
+    const inflight = new InflightBytes(config.maxInflightBytes, (bytes) => gauge.set(bytes));
+    const countersFor = (transport: 'grpc' | 'http'): ServerCounters => {
+      const labels = { receiver: settings.id, transport };
+      const help = 'Connections closed at once because a limit was reached';
+      const byReason = {
+        max_connections: telemetry.counter('otelcol_receiver_otlp_refused_connections', help, { ...labels, reason: 'max_connections' }),
+        fd_limit: telemetry.counter('otelcol_receiver_otlp_refused_connections', help, { ...labels, reason: 'fd_limit' }),
+      };
+      const inflightRefused = telemetry.counter('otelcol_receiver_otlp_inflight_refused_requests', 'Requests refused because they would pass max_inflight_bytes', labels);
+      return { connectionRefused: (reason) => byReason[reason].inc(1), inflightRefused: () => inflightRefused.inc(1) };
+    };
+    this.grpcServer = config.grpc ? new OtlpGrpcServer(config.grpc, handlersFor('grpc'), settings.logger, inflight, countersFor('grpc')) : undefined;
+    this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger, inflight, countersFor('http')) : undefined;
   }
 
   async start(): Promise<void> {

@@ -1,0 +1,67 @@
+/**
+ * Bytes of request bodies being received or parsed at once by one otlp receiver, across its gRPC
+ * and HTTP servers (`max_inflight_bytes`). Many slow large uploads would otherwise add up to any
+ * amount of memory; a request that does not fit is refused with a retryable code instead.
+ */
+export class InflightBytes {
+  private used = 0;
+
+  /** `limit` 0: no cap. `observe` is told the bytes held after each change (a gauge). */
+  constructor(
+    readonly limit: number,
+    private readonly observe: (bytes: number) => void = () => undefined,
+  ) {}
+
+  get bytes(): number {
+    return this.used;
+  }
+
+  /**
+   * Reserves `n` bytes; false when they would pass the cap. One request is always let in when
+   * nothing else is, so a cap below the largest allowed request still lets it through one at a time.
+   */
+  tryReserve(n: number): boolean {
+    if (this.limit > 0 && this.used > 0 && this.used + n > this.limit) return false;
+    this.used += n;
+    this.observe(this.used);
+    return true;
+  }
+
+  release(n: number): void {
+    if (n <= 0) return;
+    this.used = Math.max(0, this.used - n);
+    this.observe(this.used);
+  }
+}
+
+/** What one request holds of the budget; released once, whichever way the request ends. */
+export class Reservation {
+  private held = 0;
+
+  constructor(private readonly budget: InflightBytes) {}
+
+  /** Adds `n` bytes to what this request holds; false (nothing added) when the cap refuses them. */
+  grow(n: number): boolean {
+    if (n <= 0) return true;
+    if (!this.budget.tryReserve(n)) return false;
+    this.held += n;
+    return true;
+  }
+
+  get bytes(): number {
+    return this.held;
+  }
+
+  release(): void {
+    this.budget.release(this.held);
+    this.held = 0;
+  }
+}
+
+/** A server's own counters for what it refuses before a request reaches the pipelines. */
+export interface ServerCounters {
+  connectionRefused(reason: 'max_connections' | 'fd_limit'): void;
+  inflightRefused(): void;
+}
+
+export const NO_COUNTERS: ServerCounters = { connectionRefused: () => undefined, inflightRefused: () => undefined };

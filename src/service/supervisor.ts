@@ -177,9 +177,10 @@ export class Supervisor {
       carried = stopped.carried;
       this.track(stopped.draining, stopped.abandon);
     } catch (err) {
-      // Half stopped: finish the job so that nothing of it holds ports, then start as usual.
-      this.logger.error({ reason, err }, 'the running service failed to stop for the reload; shutting it down');
-      await running.shutdown().catch((shutdownErr: unknown) => this.logger.error({ err: shutdownErr }, 'error while shutting the service down'));
+      // Half stopped: stop every component again (each logs its own errors) so that nothing of
+      // it holds ports, then start as usual. Its unsent batches are lost with it.
+      this.logger.error({ reason, err }, 'the running service failed to stop for the reload; shutting its components down');
+      await running.graph.shutdown().catch((shutdownErr: unknown) => this.logger.error({ err: shutdownErr }, 'error while shutting the service down'));
     }
     this.current = undefined;
     return this.startReplacement(next, running.config, carried, reason);

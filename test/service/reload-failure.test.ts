@@ -33,6 +33,8 @@ describe('reloads that fail', () => {
   const loaded: ServiceConfig[] = [];
   // eslint-disable-next-line @typescript-eslint/unbound-method -- restored in after(), called with .call(this)
   const originalStart = Service.prototype.start;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- restored in after()
+  const originalStopForReload = Service.prototype.stopForReload;
   let supervisor: Supervisor | undefined;
 
   function writeConfig(options: { extraReceiverPort?: number; exporterPort?: number; logLevel?: string } = {}): void {
@@ -103,6 +105,7 @@ describe('reloads that fail', () => {
 
   after(async () => {
     Service.prototype.start = originalStart;
+    Service.prototype.stopForReload = originalStopForReload;
     await new Promise((resolve) => occupier.close(resolve));
     await sink.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -121,6 +124,22 @@ describe('reloads that fail', () => {
     assert.equal((await supervisor.reload('test')).kind, 'restarted');
     const sent = await send();
     await waitFor('the span sent after the failed reload', () => sent.every((id) => exportedSpanIds().includes(id)), 10_000);
+    await supervisor.shutdown();
+  });
+
+  test('a service that throws while stopping for a reload is shut down and the new configuration starts', async () => {
+    writeConfig();
+    supervisor = new Supervisor(load, pino({ level: 'silent' }), file);
+    await supervisor.start();
+    Service.prototype.stopForReload = async function (this: Service, handOver: ReadonlySet<string>) {
+      Service.prototype.stopForReload = originalStopForReload;
+      await originalStopForReload.call(this, handOver);
+      throw new Error('injected stop failure');
+    };
+    writeConfig({ logLevel: 'warn' });
+    assert.equal((await supervisor.reload('test')).kind, 'restarted');
+    const sent = await send();
+    await waitFor('a span through the new service', () => sent.every((id) => exportedSpanIds().includes(id)), 10_000);
     await supervisor.shutdown();
   });
 

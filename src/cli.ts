@@ -181,7 +181,9 @@ async function main(argv: readonly string[]): Promise<number> {
     return 1;
   }
   supervisor.watchConfigFile();
-  process.on('SIGHUP', () => void supervisor.reload('SIGHUP'));
+  // reload() logs its own failures and never rejects; the catch is a last guard, since an
+  // unhandled rejection would end the process without draining.
+  process.on('SIGHUP', () => void supervisor.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed')));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {

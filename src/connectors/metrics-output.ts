@@ -1,7 +1,8 @@
-import type { AttrValue } from '../pdata/attributes';
+import { attrValueToString, type AttrValue } from '../pdata/attributes';
 import type { Batch } from '../pdata/batch';
 import { types } from '../pdata/codec';
 import { parseRequest } from '../pdata/scan';
+import { resourceMessage } from '../pdata/spans';
 import { encodeRepeatedField } from '../pdata/wire';
 
 // What the trace -> metrics connectors share: OTLP metric messages as protobufjs plain objects,
@@ -91,3 +92,27 @@ export function toKeyValues(entries: Iterable<readonly [string, AttrValue]>): Pl
 export function msToNanos(ms: number): string {
   return (BigInt(Math.round(ms)) * 1_000_000n).toString();
 }
+
+/**
+ * An encoded Resource with the attributes given (identity ones first), as many as fit in about
+ * `maxBytes`; values whose text is longer than a quarter of that are left out.
+ */
+export function encodeResource(attributes: ReadonlyMap<string, AttrValue>, maxBytes: number): Uint8Array {
+  const chosen: [string, AttrValue][] = [];
+  let size = 0;
+  const consider = (key: string, value: AttrValue): void => {
+    const length = key.length + attrValueToString(value).length + 8;
+    if (length > maxBytes / 4 || size + length > maxBytes) return;
+    chosen.push([key, value]);
+    size += length;
+  };
+  for (const key of IDENTITY_KEYS) {
+    const value = attributes.get(key);
+    if (value !== undefined) consider(key, value);
+  }
+  for (const [key, value] of attributes) if (!IDENTITY_KEYS.includes(key)) consider(key, value);
+  const encoded = types.ResourceMetrics.encode(types.ResourceMetrics.fromObject({ resource: { attributes: toKeyValues(chosen) } })).finish();
+  return Uint8Array.prototype.slice.call(resourceMessage(encoded) ?? new Uint8Array(0));
+}
+
+const IDENTITY_KEYS = ['service.instance.id', 'service.name', 'host.name'];

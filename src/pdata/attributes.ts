@@ -48,15 +48,53 @@ export function isValidUtf8(buf: Uint8Array, start: number, end: number): boolea
   return isAscii(buf, start, end) || isUtf8(buf.subarray(start, end));
 }
 
-/** Decodes `repeated KeyValue` occurrences of `field` inside [start, end) into a map (first key wins). */
+/**
+ * How many values (attributes, array items and kvlist entries, nested ones included) one call of
+ * decodeKeyValues turns into JS values at most. A resource may carry a million attributes; what
+ * filters, connectors and the inventory read is bounded by this, not by the sender (the bytes are
+ * still checked in full and forwarded as they came).
+ */
+export const MAX_DECODED_VALUES = 256;
+/** Decoded whatever their position, so that identity survives the bound. */
+const ALWAYS_DECODED = ['service.instance.id', 'service.name', 'host.name'].map((key) => Buffer.from(key));
+const OMITTED = Symbol('omitted attributes');
+
+/** Values left out of a map decodeKeyValues built (0 when it holds everything). */
+export function omittedValues(attributes: Attributes | Readonly<Record<string, AttrValue>>): number {
+  return (attributes as { [OMITTED]?: number })[OMITTED] ?? 0;
+}
+
+/** Decoding budget shared by one decodeKeyValues call and the values nested in it. */
+interface Budget {
+  left: number;
+  omitted: number;
+}
+
+/**
+ * Decodes `repeated KeyValue` occurrences of `field` inside [start, end) into a map (first key
+ * wins), at most MAX_DECODED_VALUES values; later ones are skipped (counted, see omittedValues),
+ * except the ALWAYS_DECODED keys. Linear in the bytes whatever their content.
+ */
 export function decodeKeyValues(buf: Uint8Array, start: number, end: number, field: number): Map<string, AttrValue> {
+  const budget: Budget = { left: MAX_DECODED_VALUES, omitted: 0 };
+  const out = decodeKeyValuesWithin(buf, start, end, field, budget);
+  if (budget.omitted > 0) Object.defineProperty(out, OMITTED, { value: budget.omitted });
+  return out;
+}
+
+function decodeKeyValuesWithin(buf: Uint8Array, start: number, end: number, field: number, budget: Budget): Map<string, AttrValue> {
   const out = new Map<string, AttrValue>();
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const tag = reader.tag();
     if (tag === field * 8 + WIRE_LEN) {
       const kvStart = reader.lengthDelimited();
-      const [key, value] = decodeKeyValue(buf, kvStart, reader.pos);
+      if (budget.left <= 0 && !isAlwaysDecoded(buf, kvStart, reader.pos)) {
+        budget.omitted++;
+        continue;
+      }
+      budget.left--;
+      const [key, value] = decodeKeyValue(buf, kvStart, reader.pos, budget);
       if (!out.has(key)) out.set(key, value);
     } else {
       reader.skip(tag & 7);
@@ -65,7 +103,37 @@ export function decodeKeyValues(buf: Uint8Array, start: number, end: number, fie
   return out;
 }
 
-function decodeKeyValue(buf: Uint8Array, start: number, end: number): [string, AttrValue] {
+/** Whether a KeyValue's key is one of ALWAYS_DECODED, compared as bytes (no string made). */
+function isAlwaysDecoded(buf: Uint8Array, start: number, end: number): boolean {
+  // The usual layout, key first with a one-byte length, without a reader.
+  if (buf[start] === 1 * 8 + WIRE_LEN && start + 1 < end && buf[start + 1]! < 0x80) {
+    const s = start + 2;
+    const length = buf[start + 1]!;
+    if (s + length <= end) {
+      for (const key of ALWAYS_DECODED) {
+        if (key.length === length && key.compare(buf, s, s + length) === 0) return true;
+      }
+      // A later key field would replace this one: rare enough for the general path.
+      if (s + length === end || buf[s + length] !== 1 * 8 + WIRE_LEN) return false;
+    }
+  }
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== 1 * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const s = reader.lengthDelimited();
+    const length = reader.pos - s;
+    for (const key of ALWAYS_DECODED) {
+      if (key.length === length && key.compare(buf, s, reader.pos) === 0) return true;
+    }
+  }
+  return false;
+}
+
+function decodeKeyValue(buf: Uint8Array, start: number, end: number, budget: Budget): [string, AttrValue] {
   const reader = new WireReader(buf, start, end);
   let key = '';
   let value: AttrValue = null;
@@ -77,7 +145,7 @@ function decodeKeyValue(buf: Uint8Array, start: number, end: number): [string, A
     } else if (tag === 2 * 8 + WIRE_LEN) {
       const s = reader.lengthDelimited();
       try {
-        value = decodeAnyValue(buf, s, reader.pos);
+        value = decodeValue(buf, s, reader.pos, budget);
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(`attributes[${JSON.stringify(key)}]`) : err;
       }
@@ -88,7 +156,12 @@ function decodeKeyValue(buf: Uint8Array, start: number, end: number): [string, A
   return [key, value];
 }
 
+/** One AnyValue, with no bound on what it nests (for callers that decode a single value). */
 export function decodeAnyValue(buf: Uint8Array, start: number, end: number): AttrValue {
+  return decodeValue(buf, start, end, { left: Infinity, omitted: 0 });
+}
+
+function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget): AttrValue {
   const reader = new WireReader(buf, start, end);
   let value: AttrValue = null;
   while (!reader.done) {
@@ -125,7 +198,12 @@ export function decodeAnyValue(buf: Uint8Array, start: number, end: number): Att
           const t = inner.tag();
           if (t === 1 * 8 + WIRE_LEN) {
             const vs = inner.lengthDelimited();
-            items.push(decodeAnyValue(buf, vs, inner.pos));
+            if (budget.left <= 0) {
+              budget.omitted++;
+              continue;
+            }
+            budget.left--;
+            items.push(decodeValue(buf, vs, inner.pos, budget));
           } else inner.skip(t & 7);
         }
         value = items;
@@ -134,7 +212,7 @@ export function decodeAnyValue(buf: Uint8Array, start: number, end: number): Att
       case 6: {
         expectWireType(field, wireType, WIRE_LEN);
         const s = reader.lengthDelimited();
-        value = Object.fromEntries(decodeKeyValues(buf, s, reader.pos, 1));
+        value = Object.fromEntries(decodeKeyValuesWithin(buf, s, reader.pos, 1, budget));
         break;
       }
       case 7: {

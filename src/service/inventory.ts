@@ -1,4 +1,4 @@
-import type { AttrValue, Attributes } from '../pdata/attributes';
+import { omittedValues, type AttrValue, type Attributes } from '../pdata/attributes';
 import type { ResourceBlock, Signal } from '../pdata/batch';
 import { INSTANCE_ID, pidOfInstanceId } from '../processors/filter/selectors';
 
@@ -41,11 +41,29 @@ class Rate {
   }
 }
 
+/** Attributes kept per instance, in the order they arrived; the rest are counted only. */
+export const MAX_KEPT_ATTRIBUTES = 64;
+/** Longer keys and string values are cut to this many characters and marked (TRUNCATION_MARK). */
+export const MAX_KEPT_VALUE_LENGTH = 256;
+export const TRUNCATION_MARK = '…';
+/** Bound on the estimated size of everything the inventory holds. */
+export const MAX_INVENTORY_BYTES = 16 * 1024 * 1024;
+/** Estimated fixed cost of one record (object, rates, map entry), on top of its strings. */
+const RECORD_OVERHEAD_BYTES = 400;
+
 interface InstanceRecord {
   readonly id: string;
-  /** As decoded from the first resource seen, for deciding again when filter lists change. */
-  readonly source: Attributes;
+  /**
+   * What the filter's rules can be evaluated on again when they change: the resource's decoded
+   * attributes when the kept copy is complete, undefined when it is not (too many attributes, a
+   * value cut or not a plain value); such an instance is decided again by its next resource.
+   */
+  readonly source: Attributes | undefined;
   readonly attributes: Record<string, unknown>;
+  /** Attributes of the resource not kept (beyond MAX_KEPT_ATTRIBUTES, or beyond the decoder's bound). */
+  readonly omittedAttributes: number;
+  /** Estimated bytes held, for the byte bound. */
+  readonly bytes: number;
   readonly firstSeen: number;
   lastSeen: number;
   readonly spans: Rate;
@@ -68,17 +86,35 @@ export interface InstanceView {
   readonly lastSeen: string;
   readonly spansPerSecond: number;
   readonly metricPointsPerSecond: number;
+  /** At most MAX_KEPT_ATTRIBUTES; keys and strings longer than MAX_KEPT_VALUE_LENGTH end with TRUNCATION_MARK. */
   readonly attributes: Record<string, unknown>;
+  /** How many of the resource's attributes are not in `attributes` (0: all are). */
+  readonly omittedAttributes: number;
 }
 
+/**
+ * Bounded in instances (maxInstances) and in estimated bytes (maxBytes): the least recently seen
+ * instance goes first. The Map's insertion order is the recency order (an instance seen again is
+ * moved to the end), so eviction and every update cost O(1) whatever the number of instances.
+ */
 export class Inventory {
   private readonly records = new Map<string, InstanceRecord>();
+  private bytes = 0;
 
-  constructor(private readonly clock: () => number = Date.now) {}
+  constructor(
+    private readonly clock: () => number = Date.now,
+    private readonly maxInstances = MAX_INSTANCES,
+    private readonly maxBytes = MAX_INVENTORY_BYTES,
+  ) {}
+
+  /** Instances held and their estimated bytes (tests, self-observation). */
+  get size(): { instances: number; bytes: number } {
+    return { instances: this.records.size, bytes: this.bytes };
+  }
 
   /** Records that a resource arrived (called by receivers for every resource). */
   observe(block: ResourceBlock, signal: Signal): void {
-    const record = this.recordFor(block.attributes);
+    const record = this.recordFor(block.attributes, true);
     const now = this.clock();
     record.lastSeen = now;
     (signal === 'traces' ? record.spans : record.points).add(block.itemCount, now);
@@ -86,16 +122,24 @@ export class Inventory {
 
   /** Records a filter decision for a resource's instance. */
   decide(attributes: Attributes, kept: boolean, selector: string | null, filterId: string | null = null): void {
-    const record = this.recordFor(attributes);
+    const record = this.recordFor(attributes, false);
     record.kept = kept;
     record.selector = selector;
     record.decidedBy = filterId;
   }
 
-  /** Decides again, for the instances last decided by `filterId`, after its lists changed. */
+  /**
+   * Decides again, for the instances last decided by `filterId`, after its lists changed. An
+   * instance whose attributes were not all kept shows no decision (null) until its next resource.
+   */
   redecide(filterId: string, decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): void {
     for (const record of this.records.values()) {
       if (record.decidedBy !== filterId) continue;
+      if (record.source === undefined) {
+        record.kept = null;
+        record.selector = null;
+        continue;
+      }
       const decision = decide(record.source);
       record.kept = decision.kept;
       record.selector = decision.selector;
@@ -121,49 +165,134 @@ export class Inventory {
           spansPerSecond: round(r.spans.perSecond(now)),
           metricPointsPerSecond: round(r.points.perSecond(now)),
           attributes: r.attributes,
+          omittedAttributes: r.omittedAttributes,
         };
       });
   }
 
-  private recordFor(attributes: Attributes): InstanceRecord {
+  private recordFor(attributes: Attributes, seen: boolean): InstanceRecord {
     const idValue = attributes.get(INSTANCE_ID);
-    const id = typeof idValue === 'string' ? idValue : '';
+    // The id is a map key and shown as is: cut like any value (instances sharing a long prefix merge).
+    const id = typeof idValue === 'string' ? cut(idValue) : '';
     let record = this.records.get(id);
-    if (!record) {
-      if (this.records.size >= MAX_INSTANCES) this.evictOldest();
-      const now = this.clock();
-      record = {
-        id,
-        source: attributes,
-        attributes: Object.fromEntries([...attributes].map(([k, v]) => [k, toJson(v)])),
-        firstSeen: now,
-        lastSeen: now,
-        spans: new Rate(now),
-        points: new Rate(now),
-        kept: null,
-        selector: null,
-        decidedBy: null,
-      };
-      this.records.set(id, record);
+    if (record) {
+      if (seen) {
+        // Most recently seen last: the first entry is the one to evict.
+        this.records.delete(id);
+        this.records.set(id, record);
+      }
+      return record;
     }
+    const now = this.clock();
+    const kept = keptAttributes(attributes);
+    record = {
+      id,
+      source: kept.complete ? kept.source : undefined,
+      attributes: kept.attributes,
+      omittedAttributes: kept.omitted,
+      bytes: RECORD_OVERHEAD_BYTES + 2 * id.length + kept.bytes,
+      firstSeen: now,
+      lastSeen: now,
+      spans: new Rate(now),
+      points: new Rate(now),
+      kept: null,
+      selector: null,
+      decidedBy: null,
+    };
+    this.records.set(id, record);
+    this.bytes += record.bytes;
+    while (this.records.size > this.maxInstances || (this.bytes > this.maxBytes && this.records.size > 1)) this.evictOldest();
     return record;
   }
 
   private evictOldest(): void {
-    let oldest: InstanceRecord | undefined;
-    for (const record of this.records.values()) if (!oldest || record.lastSeen < oldest.lastSeen) oldest = record;
-    if (oldest) this.records.delete(oldest.id);
+    const oldest = this.records.values().next().value;
+    if (!oldest) return;
+    this.records.delete(oldest.id);
+    this.bytes -= oldest.bytes;
   }
+}
+
+/**
+ * What the inventory keeps of a resource's attributes: the first MAX_KEPT_ATTRIBUTES, JSON-ready,
+ * strings and keys cut to MAX_KEPT_VALUE_LENGTH; identity attributes first whatever their place.
+ * Costs O(MAX_KEPT_ATTRIBUTES) whatever the resource holds.
+ */
+function keptAttributes(attributes: Attributes): { attributes: Record<string, unknown>; source: Attributes; complete: boolean; omitted: number; bytes: number } {
+  const out: Record<string, unknown> = {};
+  const source = new Map<string, AttrValue>();
+  let complete = omittedValues(attributes) === 0;
+  let bytes = 0;
+  let count = 0;
+  const add = (key: string, value: AttrValue): void => {
+    const k = cut(key);
+    if (k in out) return;
+    const budget = { chars: MAX_KEPT_VALUE_LENGTH, cut: false };
+    const json = toJson(value, budget);
+    if (budget.cut || k !== key) complete = false;
+    else source.set(key, value);
+    out[k] = json;
+    bytes += 2 * k.length + 2 * (MAX_KEPT_VALUE_LENGTH - budget.chars) + 16;
+    count++;
+  };
+  for (const key of IDENTITY_KEYS) {
+    const value = attributes.get(key);
+    if (value !== undefined) add(key, value);
+  }
+  for (const [key, value] of attributes) {
+    if (count >= MAX_KEPT_ATTRIBUTES) break;
+    if (!IDENTITY_KEYS.includes(key)) add(key, value);
+  }
+  const omitted = attributes.size - count + omittedValues(attributes);
+  if (omitted > 0) complete = false;
+  return { attributes: out, source, complete, omitted, bytes };
+}
+
+const IDENTITY_KEYS = [INSTANCE_ID, 'service.name', 'host.name'];
+
+function cut(text: string, max = MAX_KEPT_VALUE_LENGTH): string {
+  return text.length <= max ? text : text.slice(0, max) + TRUNCATION_MARK;
 }
 
 function round(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
-function toJson(value: AttrValue): unknown {
+/** JSON-ready form of a value, strings cut and nested values bounded by the budget of characters. */
+function toJson(value: AttrValue, budget: { chars: number; cut: boolean }): unknown {
+  if (typeof value === 'string') {
+    const text = cut(value, Math.max(budget.chars, 0));
+    if (text !== value) budget.cut = true;
+    budget.chars -= Math.min(value.length, Math.max(budget.chars, 0));
+    return text;
+  }
+  budget.chars -= 8;
   if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
-  if (Array.isArray(value)) return (value as readonly AttrValue[]).map(toJson);
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJson(v)]));
+  if (value instanceof Uint8Array) {
+    if (value.length > MAX_KEPT_VALUE_LENGTH) budget.cut = true;
+    return toJson(Buffer.from(value.subarray(0, MAX_KEPT_VALUE_LENGTH)).toString('base64'), budget);
+  }
+  if (Array.isArray(value)) {
+    const items: unknown[] = [];
+    for (const item of value as readonly AttrValue[]) {
+      if (budget.chars <= 0) {
+        budget.cut = true;
+        break;
+      }
+      items.push(toJson(item, budget));
+    }
+    return items;
+  }
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (budget.chars <= 0) {
+        budget.cut = true;
+        break;
+      }
+      out[k] = toJson(v, budget);
+    }
+    return out;
+  }
   return value;
 }

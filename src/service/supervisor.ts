@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigValidationError, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
+import type { Batch } from '../pdata/batch';
 import type { FilterConfig } from '../processors/filter/filter';
 import { Inventory } from './inventory';
 import { Service } from './service';
@@ -10,7 +11,16 @@ export type ReloadOutcome =
   | { kind: 'unchanged' }
   | { kind: 'filters'; ids: string[] }
   | { kind: 'restarted' }
-  | { kind: 'rejected'; errors: readonly string[] };
+  | { kind: 'rejected'; errors: readonly string[] }
+  /**
+   * Something unexpected failed (an unreadable config that is not a validation error, a component
+   * that threw while stopping), or neither the new nor the previous configuration could start
+   * (`running: false`: no service runs until a restore attempt or a later reload succeeds).
+   */
+  | { kind: 'failed'; error: string; running: boolean };
+
+/** How often a supervisor left without a service tries to start the last configuration again. */
+const RESTORE_RETRY_MS = 5000;
 
 /**
  * Runs the service and reloads it on demand (SIGHUP, a change of the config file). A new config
@@ -31,11 +41,19 @@ export class Supervisor {
   private readonly draining = new Map<Promise<void>, () => Promise<void>>();
   private shuttingDown = false;
   private deadlinePassed = false;
+  /**
+   * Set while no service runs because both the new and the previous configuration failed to
+   * start: the configuration to start again, and the batches released by the stopped service,
+   * kept for whichever service starts next.
+   */
+  private down: { config: ServiceConfig; carried: Map<string, Batch[]> } | undefined;
+  private restoreTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly load: () => ServiceConfig,
     private readonly logger: Logger,
     private readonly configFile: string | undefined,
+    private readonly restoreRetryMs = RESTORE_RETRY_MS,
   ) {}
 
   get service(): Service | undefined {
@@ -55,14 +73,25 @@ export class Supervisor {
     if (!this.configFile || this.watching) return;
     this.watching = true;
     fs.watchFile(this.configFile, { interval: intervalMs }, (now, before) => {
-      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void this.reload('config file changed');
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void this.reload('config file changed'); // never rejects
     });
   }
 
-  /** Serialised: a reload requested during another runs after it. */
+  /**
+   * Serialised: a reload requested during another runs after it. Never rejects: an unexpected
+   * error is logged and returned as `failed`, so it neither blocks later reloads nor shutdown().
+   */
   reload(reason: string): Promise<ReloadOutcome> {
+    return this.serialised(() => this.doReload(reason), reason);
+  }
+
+  private serialised(run: () => Promise<ReloadOutcome>, reason: string): Promise<ReloadOutcome> {
     const previous = this.reloading ?? Promise.resolve<ReloadOutcome>({ kind: 'unchanged' });
-    const next = previous.then(() => this.doReload(reason));
+    const next = previous.then(run).catch((err: unknown): ReloadOutcome => {
+      const error = err instanceof Error ? err.message : String(err);
+      this.logger.error({ reason, err }, 'reload failed unexpectedly');
+      return { kind: 'failed', error, running: this.current !== undefined };
+    });
     this.reloading = next;
     return next;
   }
@@ -76,7 +105,8 @@ export class Supervisor {
     if (this.configFile && this.watching) fs.unwatchFile(this.configFile);
     this.watching = false;
     this.shuttingDown = true;
-    const timeoutMs = this.current?.config.shutdownTimeoutMs ?? 0;
+    clearTimeout(this.restoreTimer);
+    const timeoutMs = (this.current?.config ?? this.down?.config)?.shutdownTimeoutMs ?? 0;
     const deadline =
       timeoutMs > 0
         ? setTimeout(() => {
@@ -91,6 +121,8 @@ export class Supervisor {
       // A reload that was under way may have started a service after the deadline passed.
       if (this.deadlinePassed) void this.current?.abandonQueues();
       await this.current?.shutdown();
+      if (this.down) this.logLoss(this.down.carried, 'stopped without a running service');
+      this.down = undefined;
       await Promise.all(this.draining.keys());
     } finally {
       clearTimeout(deadline);
@@ -98,9 +130,8 @@ export class Supervisor {
   }
 
   private async doReload(reason: string): Promise<ReloadOutcome> {
-    const running = this.current;
     // No new service once shutdown has begun.
-    if (!running || this.shuttingDown) return { kind: 'unchanged' };
+    if (this.shuttingDown) return { kind: 'unchanged' };
     let next: ServiceConfig;
     try {
       next = this.load();
@@ -108,6 +139,13 @@ export class Supervisor {
       if (!(err instanceof ConfigValidationError)) throw err;
       this.logger.error({ reason, errors: err.errors }, 'new configuration rejected; the running one stays');
       return { kind: 'rejected', errors: err.errors };
+    }
+    const running = this.current;
+    if (!running) {
+      if (!this.down) return { kind: 'unchanged' };
+      // Nothing runs since a failed restore: the new configuration gets its chance first.
+      this.logger.warn({ reason }, 'no service is running: starting the new configuration');
+      return this.startReplacement(next, this.down.config, this.down.carried, reason);
     }
     const filterIds = running.filterIds();
     if (canonical(withoutFilters(this.appliedRaw, filterIds)) === canonical(withoutFilters(next.raw, filterIds))) {
@@ -133,30 +171,81 @@ export class Supervisor {
     // Exporters that stay (same id, so same type) take over their predecessors' unsent batches;
     // the old config's other exporters drain in the background. Either way the reload does not
     // wait for a backend that is down, and nothing queued is dropped.
-    const { carried, draining, abandon } = await running.stopForReload(exportersIn(next));
-    this.track(draining, abandon);
-    const replacement = this.create(next);
+    let carried = new Map<string, Batch[]>();
     try {
-      await replacement.start();
-      this.current = replacement;
-      this.appliedRaw = next.raw;
-      replacement.adoptQueues(carried);
-      return { kind: 'restarted' };
+      const stopped = await running.stopForReload(exportersIn(next));
+      carried = stopped.carried;
+      this.track(stopped.draining, stopped.abandon);
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'the new configuration failed to start; restarting the previous one');
-      const restored = this.create(running.config);
-      try {
-        await restored.start();
-      } catch (restartErr) {
-        const batches = [...carried.values()].reduce((n, b) => n + b.length, 0);
-        const items = [...carried.values()].flat().reduce((n, b) => n + b.itemCount, 0);
-        if (batches > 0) this.logger.error({ batches, items }, 'the previous configuration failed to restart too; the batches it had not sent are lost');
-        throw restartErr;
-      }
-      this.current = restored;
-      restored.adoptQueues(carried);
-      return { kind: 'rejected', errors: [(err as Error).message] };
+      // Half stopped: stop every component again (each logs its own errors) so that nothing of
+      // it holds ports, then start as usual. Its unsent batches are lost with it.
+      this.logger.error({ reason, err }, 'the running service failed to stop for the reload; shutting its components down');
+      await running.graph.shutdown().catch((shutdownErr: unknown) => this.logger.error({ err: shutdownErr }, 'error while shutting the service down'));
     }
+    this.current = undefined;
+    return this.startReplacement(next, running.config, carried, reason);
+  }
+
+  /**
+   * Starts `next` with the released batches; if it fails, `previous` again. If that fails too,
+   * no service runs: the batches are kept, `previous` is retried every restoreRetryMs, and a
+   * later reload may start another configuration instead. shutdown() still completes.
+   */
+  private async startReplacement(next: ServiceConfig, previous: ServiceConfig, carried: Map<string, Batch[]>, reason: string): Promise<ReloadOutcome> {
+    const error = await this.tryStart(next, carried);
+    if (error === undefined) return { kind: 'restarted' };
+    this.logger.error({ reason, err: error }, 'the new configuration failed to start; starting the previous one again');
+    const restoreError = await this.tryStart(previous, carried);
+    if (restoreError === undefined) return { kind: 'rejected', errors: [error] };
+    this.down = { config: previous, carried };
+    const batches = [...carried.values()].reduce((n, b) => n + b.length, 0);
+    this.logger.error(
+      { reason, err: restoreError, batches, retryMs: this.restoreRetryMs },
+      'the previous configuration failed to start too: no service is running; retrying it periodically (a valid reload starts the new one)',
+    );
+    this.scheduleRestore();
+    return { kind: 'failed', error: `the new configuration failed to start (${error}); the previous one too (${restoreError})`, running: false };
+  }
+
+  /** Builds and starts a service for `config`; undefined on success, else why it failed. */
+  private async tryStart(config: ServiceConfig, carried: Map<string, Batch[]>): Promise<string | undefined> {
+    try {
+      const service = this.create(config);
+      await service.start();
+      this.current = service;
+      this.down = undefined;
+      clearTimeout(this.restoreTimer);
+      service.adoptQueues(carried);
+      this.appliedRaw = config.raw;
+      return undefined;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  }
+
+  private scheduleRestore(): void {
+    clearTimeout(this.restoreTimer);
+    this.restoreTimer = setTimeout(() => {
+      void this.serialised(async () => {
+        const down = this.down;
+        if (!down || this.current || this.shuttingDown) return { kind: 'unchanged' };
+        const error = await this.tryStart(down.config, down.carried);
+        if (error === undefined) {
+          this.logger.warn('the previous configuration started again');
+          return { kind: 'restarted' };
+        }
+        this.logger.error({ err: error, retryMs: this.restoreRetryMs }, 'the previous configuration still fails to start; retrying');
+        this.scheduleRestore();
+        return { kind: 'failed', error, running: false };
+      }, 'restore');
+    }, this.restoreRetryMs);
+    this.restoreTimer.unref();
+  }
+
+  private logLoss(carried: ReadonlyMap<string, readonly Batch[]>, why: string): void {
+    const batches = [...carried.values()].reduce((n, b) => n + b.length, 0);
+    const items = [...carried.values()].flat().reduce((n, b) => n + b.itemCount, 0);
+    if (batches > 0) this.logger.error({ batches, items }, `${why}: the batches the stopped service had not sent are lost`);
   }
 
   /** Old exporters still draining after a reload: shutdown() waits for them too. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Component, Consumer, ConnectorFactory, CreateSettings } from '../../component/component';
 import { errorMessage } from '../../component/errors';
@@ -9,6 +10,7 @@ import {
   TEMPORALITY_CUMULATIVE,
   TEMPORALITY_DELTA,
   buildMetricsBatch,
+  encodeResource,
   msToNanos,
   toKeyValues,
   type OutputResource,
@@ -174,7 +176,7 @@ export class SpanMetricsConnector implements Component, Consumer {
     } else {
       state = {
         key,
-        resource: resourceMessage(bytes),
+        resource: ownResource(bytes, attributes),
         sums: new LimitedSeries<SumSeries>(this.config.cardinalityLimit),
         histograms: new LimitedSeries<HistogramSeries>(this.config.cardinalityLimit),
       };
@@ -192,7 +194,8 @@ export class SpanMetricsConnector implements Component, Consumer {
     const keys = (only.length > 0 ? only.filter((k) => attributes.has(k)) : [...attributes.keys()]).sort();
     let key = '';
     for (const k of keys) key += `${k}${SEP}${attrValueToString(attributes.get(k)!)}${SEP}`;
-    return key;
+    // Held as a map key for as long as the resource is cached: a long one is replaced by its digest.
+    return key.length <= MAX_RESOURCE_KEY_CHARS ? key : `sha256${SEP}${createHash('sha256').update(key).digest('base64')}`;
   }
 
   private aggregate(state: ResourceState, serviceName: string, span: SpanView, resourceAttrs: Attributes, now: number): void {
@@ -347,3 +350,21 @@ export const spanMetricsConnectorFactory: ConnectorFactory<SpanMetricsConfig> = 
     return new SpanMetricsConnector(settings, config, target);
   },
 };
+
+/** Resource keys longer than this are kept as a digest. */
+const MAX_RESOURCE_KEY_CHARS = 4096;
+/** Largest resource copied as it is into the metrics; a larger one is rebuilt, smaller. */
+const MAX_COPIED_RESOURCE_BYTES = 16 * 1024;
+
+/**
+ * The encoded Resource to emit a resource's metrics under, as the connector's own bytes: a view
+ * would keep the whole request alive for as long as the resource is cached. A resource larger
+ * than MAX_COPIED_RESOURCE_BYTES (a sender may put a million attributes in one) is rebuilt from
+ * its decoded attributes, identity first, up to about that size; the rest is left out.
+ */
+function ownResource(bytes: Uint8Array, attributes: Attributes): Uint8Array | undefined {
+  const message = resourceMessage(bytes);
+  if (message === undefined) return undefined;
+  if (message.length <= MAX_COPIED_RESOURCE_BYTES) return Uint8Array.prototype.slice.call(message);
+  return encodeResource(attributes, MAX_COPIED_RESOURCE_BYTES);
+}

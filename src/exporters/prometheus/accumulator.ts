@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { attrValueToString, type Attributes } from '../../pdata/attributes';
+import { WIRE_LEN, WireReader } from '../../pdata/wire';
 import type { ResourceBlock } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import {
@@ -177,7 +178,9 @@ export class Accumulator {
 
   /** Folds one ResourceMetrics into the state; returns the series it changed. */
   accumulate(block: ResourceBlock, now: number): AccumulateResult {
-    const decoded = types.ResourceMetrics.toObject(types.ResourceMetrics.decode(block.bytes), {
+    // The resource is not decoded again: its attributes are in the block (bounded), while the
+    // message may hold any number of them.
+    const decoded = types.ResourceMetrics.toObject(types.ResourceMetrics.decode(withoutResource(block.bytes)), {
       longs: Number,
       bytes: String,
       enums: Number,
@@ -582,4 +585,19 @@ export function samplesOf(series: Series): Sample[] {
       ];
     }
   }
+}
+
+/** A ResourceMetrics' bytes without its `resource` field (1); the same bytes when it has none. */
+function withoutResource(bytes: Uint8Array): Uint8Array {
+  const reader = new WireReader(bytes, 0, bytes.length);
+  const parts: Uint8Array[] = [];
+  let sawResource = false;
+  while (!reader.done) {
+    const at = reader.pos;
+    const tag = reader.tag();
+    reader.skip(tag & 7);
+    if (tag === 1 * 8 + WIRE_LEN) sawResource = true;
+    else parts.push(bytes.subarray(at, reader.pos));
+  }
+  return sawResource ? Buffer.concat(parts) : bytes;
 }

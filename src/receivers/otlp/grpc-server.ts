@@ -49,6 +49,8 @@ const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 const MAX_FRAME_BYTES = 1024 * 1024;
+/** How long a refused call's remaining message is read and discarded before the stream is reset. */
+const REFUSED_DRAIN_MS = 5_000;
 /** How long shutdown waits for calls in flight before destroying their connections. */
 const SHUTDOWN_GRACE_MS = 1000;
 /** gRPC-Go's: the third ping too soon closes the connection with ENHANCE_YOUR_CALM. */
@@ -519,8 +521,17 @@ function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: s
   };
   if (details) headers['grpc-status-details-bin'] = Buffer.from(details).toString('base64').replace(/=+$/, '');
   stream.respond(headers, { endStream: true });
-  // Whatever the client still sends is not wanted; NO_ERROR tells it to stop.
-  if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  if (stream.readableEnded) return;
+  // What the client still sends is read and discarded rather than cut off with RST_STREAM at once:
+  // with an immediate reset, clients on the same connection stalled after a few refused large
+  // calls (node:http2) or lost the status (nghttp2). A client that keeps sending past
+  // REFUSED_DRAIN_MS is then told to stop (NO_ERROR).
+  stream.resume();
+  const stop = setTimeout(() => {
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }, REFUSED_DRAIN_MS);
+  stop.unref();
+  stream.once('close', () => clearTimeout(stop));
 }
 
 function respondHttpError(stream: http2.ServerHttp2Stream, status: number, message: string): void {

@@ -99,6 +99,38 @@ void describe('OTLP receiver with a full sending queue', () => {
     }
   });
 
+  void test('gRPC: one connection keeps getting answers through many refused 2 MB calls (flow-control windows given back)', { timeout: 60_000 }, async () => {
+    await fillQueue();
+    const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+    const message = Buffer.alloc(2 * 1024 * 1024);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(message.length, 1);
+    try {
+      // 40 x 2 MiB is well past the 16 MiB connection window: unread bytes the server never
+      // acknowledges would stall the connection after a handful of calls.
+      for (let call = 0; call < 40; call++) {
+        const status = await new Promise<string>((resolve, reject) => {
+          const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+          const timer = setTimeout(() => {
+            stream.close(http2.constants.NGHTTP2_CANCEL);
+            reject(new Error(`call ${call} got no answer within ${ANSWER_WITHIN_MS} ms on a connection that had ${call} refused calls`));
+          }, ANSWER_WITHIN_MS);
+          stream.on('response', (h) => {
+            clearTimeout(timer);
+            resolve(String(h['grpc-status']));
+          });
+          stream.on('error', () => undefined);
+          stream.resume();
+          stream.write(prefix);
+          stream.end(message);
+        });
+        assert.equal(status, '14', `call ${call}`);
+      }
+    } finally {
+      session.destroy();
+    }
+  });
+
   void test('HTTP: a request whose body is still arriving gets 503 with Retry-After at once', { timeout: 15_000 }, async () => {
     await fillQueue();
     const response = await new Promise<{ status: number; retryAfter: string | undefined; body: Buffer }>((resolve, reject) => {

@@ -26,6 +26,8 @@ export interface HttpProtocolConfig {
   readonly maxConnections: number;
 }
 
+/** How long the rest of a refused request is discarded after the answer, before the socket is destroyed. */
+const UNREAD_LINGER_MS = 2_000;
 /** How long shutdown lets a request in flight finish before its connection is destroyed. */
 export const SHUTDOWN_GRACE_MS = 1000;
 /** The backoff asked of a client refused because max_inflight_bytes is reached. */
@@ -243,6 +245,17 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   res.setHeader('connection', 'close');
   // Discarded until the socket closes; the response is not held up by unread data.
   req.resume();
+  // Node destroys a `Connection: close` socket as soon as the answer is written; with request
+  // bytes still unread the kernel then resets the connection and a client still sending loses the
+  // answer (EPIPE). Half-close instead and discard what arrives for a moment, as Go's server does.
+  const socket = req.socket;
+  socket.destroySoon = () => {
+    socket.end();
+    socket.resume();
+    const linger = setTimeout(() => socket.destroy(), UNREAD_LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+  };
 }
 
 function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {

@@ -148,16 +148,26 @@ export function ratios(results: readonly Result[], transports: readonly Transpor
 /** The persistent queue's comparison on one transport: spansieve with and without file_storage, the Collector with it. */
 export interface StorageRow {
   readonly transport: Transport;
-  readonly cpu_seconds_per_million_spans: { readonly spansieve: number | null; readonly spansieve_storage: number | null; readonly collector_storage: number | null };
-  readonly p99_ms: { readonly spansieve: number | null; readonly spansieve_storage: number | null; readonly collector_storage: number | null };
-  readonly peak_rss_mb: { readonly spansieve: number | null; readonly spansieve_storage: number | null; readonly collector_storage: number | null };
+  readonly cpu_seconds_per_million_spans: PerSystem;
+  readonly p99_ms: PerSystem;
+  readonly peak_rss_mb: PerSystem;
   /** spansieve with storage ÷ without, CPU per span (target <= 1.5). */
   readonly storage_cpu_vs_memory: number | null;
   /** spansieve with storage ÷ the Collector with storage, CPU per span. */
   readonly storage_cpu_vs_collector_storage: number | null;
   readonly storage_p99_vs_collector_storage: number | null;
+  /** The Collector with storage ÷ the same build in memory (collector-ref, when run), CPU per span. */
+  readonly collector_storage_cpu_vs_memory: number | null;
   /** Other processes' CPU on the server's core during each window (noise). */
-  readonly other_load_server_core: { readonly spansieve: number | null; readonly spansieve_storage: number | null; readonly collector_storage: number | null };
+  readonly other_load_server_core: PerSystem;
+}
+
+/** A figure of each system in the comparison; null when it was not run. */
+export interface PerSystem {
+  readonly spansieve: number | null;
+  readonly spansieve_storage: number | null;
+  readonly collector_storage: number | null;
+  readonly collector_ref: number | null;
 }
 
 export function storageRows(results: readonly Result[], transports: readonly Transport[]): StorageRow[] {
@@ -167,11 +177,13 @@ export function storageRows(results: readonly Result[], transports: readonly Tra
     const m = of('spansieve');
     const s = of('spansieve-storage');
     const c = of('collector-storage');
+    const ref = of('collector-ref');
     if (!s && !c) continue;
-    const three = (pick: (r: Result) => number) => ({
+    const three = (pick: (r: Result) => number): PerSystem => ({
       spansieve: m ? pick(m) : null,
       spansieve_storage: s ? pick(s) : null,
       collector_storage: c ? pick(c) : null,
+      collector_ref: ref ? pick(ref) : null,
     });
     rows.push({
       transport,
@@ -181,6 +193,7 @@ export function storageRows(results: readonly Result[], transports: readonly Tra
       storage_cpu_vs_memory: ratio(s?.cpu_seconds_per_million_spans, m?.cpu_seconds_per_million_spans),
       storage_cpu_vs_collector_storage: ratio(s?.cpu_seconds_per_million_spans, c?.cpu_seconds_per_million_spans),
       storage_p99_vs_collector_storage: ratio(s?.p99_ms, c?.p99_ms),
+      collector_storage_cpu_vs_memory: ratio(c?.cpu_seconds_per_million_spans, ref?.cpu_seconds_per_million_spans),
       other_load_server_core: three((r) => r.other_load_server_core),
     });
   }
@@ -284,7 +297,8 @@ export function targetsTable(checks: readonly TargetCheck[]): string {
 export function storageTable(rows: readonly StorageRow[]): string {
   return table(
     ['transport', 'CPU s / M spans: spansieve', 'spansieve+fs', 'collector+fs', 'p99 ms: spansieve', 'spansieve+fs', 'collector+fs',
-      'peak RSS MiB: spansieve', 'spansieve+fs', 'collector+fs', 'fs ÷ in-memory CPU', 'spansieve+fs ÷ collector+fs CPU', 'same, p99', 'other load'],
+      'peak RSS MiB: spansieve', 'spansieve+fs', 'collector+fs', 'fs ÷ in-memory CPU', 'spansieve+fs ÷ collector+fs CPU', 'same, p99',
+      'collector+fs ÷ collector-ref CPU', 'other load'],
     rows.map((r) => [
       r.transport,
       fmt(r.cpu_seconds_per_million_spans.spansieve),
@@ -299,7 +313,11 @@ export function storageTable(rows: readonly StorageRow[]): string {
       fmt(r.storage_cpu_vs_memory, 3),
       fmt(r.storage_cpu_vs_collector_storage, 3),
       fmt(r.storage_p99_vs_collector_storage, 3),
-      [r.other_load_server_core.spansieve, r.other_load_server_core.spansieve_storage, r.other_load_server_core.collector_storage].map((v) => fmt(v)).join(' / '),
+      fmt(r.collector_storage_cpu_vs_memory, 3),
+      [r.other_load_server_core.spansieve, r.other_load_server_core.spansieve_storage, r.other_load_server_core.collector_storage, r.other_load_server_core.collector_ref]
+        .filter((v, i) => i < 3 || v !== null)
+        .map((v) => fmt(v))
+        .join(' / '),
     ]),
   );
 }

@@ -38,8 +38,10 @@ import {
 import {
   LOADGEN_CPU,
   SERVER_CPU,
+  DEFAULT_SYSTEMS,
   STORAGE_SYSTEMS,
   SYSTEMS,
+  isReferenceBuild,
   jaegerBinary,
   otelcolBinary,
   persistent,
@@ -120,7 +122,7 @@ const QUICK: Timing = {
   attributePoints: [10, 160],
 };
 
-const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
+const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems ${SYSTEMS.join(',')}]
                       [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
                       [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
 --storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)`;
@@ -129,7 +131,7 @@ function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
     quick: false,
     rate: 20_000,
-    systems: [...SYSTEMS],
+    systems: [...DEFAULT_SYSTEMS],
     transports: [...TRANSPORTS],
     scaling: true,
     profile: false,
@@ -629,7 +631,7 @@ function installPeers(options: Options): void {
     execFileSync('bash', [script, 'jaeger'], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   // The reference Collector with file_storage: bench only (the tests never build it).
-  if (options.systems.includes('collector-storage') && !process.env.SPANSIEVE_OTELCOL_BIN) {
+  if (options.systems.some(isReferenceBuild) && !process.env.SPANSIEVE_OTELCOL_BIN) {
     execFileSync('bash', [script, 'otelcol'], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   if (options.wire) {
@@ -648,7 +650,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (os.cpus().length < 2) throw new Error('the benchmark needs 2 cores: the server on core 0, the load generator and sink on core 1');
   installPeers(options);
   if (options.systems.includes('collector')) jaegerBinary();
-  if (options.systems.includes('collector-storage')) otelcolBinary();
+  if (options.systems.some(isReferenceBuild)) otelcolBinary();
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-'));
   // Every child (servers, load generator) is killed on exit, error and signals; see proc.ts.
@@ -661,7 +663,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const ctx: Context = { options, timing, loadgen, hello, workDir };
 
   const machine = machineInfo();
-  const vers = versions(options.systems.includes('collector'), options.systems.includes('collector-storage'));
+  const vers = versions(options.systems.includes('collector'), options.systems.some(isReferenceBuild));
   log(`${options.quick ? 'quick' : 'full'} run: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
     `; server on core ${SERVER_CPU}, load generator + sink on core ${LOADGEN_CPU}; load average ${loadAverage().join(' ')}`);
 

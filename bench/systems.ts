@@ -13,17 +13,23 @@ import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 //                      otlp receiver -> filter (OTTL keep-only) -> otlp exporter -> sink
 //   collector-storage  the reference Collector (scripts/install-peers.sh otelcol: Jaeger's build has
 //                      no file_storage), the same pipeline with sending_queue.storage: file_storage
+//   collector-ref      the reference Collector with its queue in memory (not in the default list):
+//                      collector-storage's own baseline, same build
 //   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
 
-export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'floor';
-export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
+export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor'];
+/** What runs without --systems. */
+export const DEFAULT_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
 /** The persistent-queue comparison (--storage). */
 export const STORAGE_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector-storage'];
 
 /** Whether the system keeps its sending queue on disk. */
 export const persistent = (system: SystemName): boolean => system === 'spansieve-storage' || system === 'collector-storage';
 /** Whether the system is a Go Collector (configured by collectorConfig). */
-export const isCollector = (system: SystemName): boolean => system === 'collector' || system === 'collector-storage';
+export const isCollector = (system: SystemName): boolean => system === 'collector' || system === 'collector-storage' || system === 'collector-ref';
+/** Whether the system runs the reference Collector build (otelcolBinary). */
+export const isReferenceBuild = (system: SystemName): boolean => system === 'collector-storage' || system === 'collector-ref';
 
 export const SERVER_CPU = 0;
 export const LOADGEN_CPU = 1;
@@ -162,7 +168,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       break;
     }
     case 'collector':
-    case 'collector-storage': {
+    case 'collector-storage':
+    case 'collector-ref': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
       fs.writeFileSync(configFile, stringify(
         collectorConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options)),

@@ -61,7 +61,10 @@ describe('bench: persistent sending queue systems', () => {
     const results = [result('spansieve', 4, 2, 80), result('spansieve-storage', 7, 12, 90), result('collector-storage', 14, 30, 120)];
     const [row] = storageRows(results, ['grpc', 'http-protobuf']);
     assert.equal(storageRows(results, ['grpc', 'http-protobuf']).length, 1); // no storage results on http
-    assert.deepEqual(row!.cpu_seconds_per_million_spans, { spansieve: 4, spansieve_storage: 7, collector_storage: 14 });
+    assert.deepEqual(row!.cpu_seconds_per_million_spans, { spansieve: 4, spansieve_storage: 7, collector_storage: 14, collector_ref: null });
+    assert.equal(row!.collector_storage_cpu_vs_memory, null);
+    const [withRef] = storageRows([...results, result('collector-ref', 10, 8, 60)], ['grpc']);
+    assert.equal(withRef!.collector_storage_cpu_vs_memory, 1.4);
     assert.equal(row!.storage_cpu_vs_memory, 1.75);
     assert.equal(row!.storage_cpu_vs_collector_storage, 0.5);
     assert.equal(row!.storage_p99_vs_collector_storage, 0.4);

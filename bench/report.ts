@@ -145,6 +145,61 @@ export function ratios(results: readonly Result[], transports: readonly Transpor
   });
 }
 
+/** The persistent queue's comparison on one transport: spansieve with and without file_storage, the Collector with it. */
+export interface StorageRow {
+  readonly transport: Transport;
+  readonly cpu_seconds_per_million_spans: PerSystem;
+  readonly p99_ms: PerSystem;
+  readonly peak_rss_mb: PerSystem;
+  /** spansieve with storage ÷ without, CPU per span (target <= 1.5). */
+  readonly storage_cpu_vs_memory: number | null;
+  /** spansieve with storage ÷ the Collector with storage, CPU per span. */
+  readonly storage_cpu_vs_collector_storage: number | null;
+  readonly storage_p99_vs_collector_storage: number | null;
+  /** The Collector with storage ÷ the same build in memory (collector-ref, when run), CPU per span. */
+  readonly collector_storage_cpu_vs_memory: number | null;
+  /** Other processes' CPU on the server's core during each window (noise). */
+  readonly other_load_server_core: PerSystem;
+}
+
+/** A figure of each system in the comparison; null when it was not run. */
+export interface PerSystem {
+  readonly spansieve: number | null;
+  readonly spansieve_storage: number | null;
+  readonly collector_storage: number | null;
+  readonly collector_ref: number | null;
+}
+
+export function storageRows(results: readonly Result[], transports: readonly Transport[]): StorageRow[] {
+  const rows: StorageRow[] = [];
+  for (const transport of transports) {
+    const of = (system: SystemName) => results.find((r) => r.system === system && r.transport === transport);
+    const m = of('spansieve');
+    const s = of('spansieve-storage');
+    const c = of('collector-storage');
+    const ref = of('collector-ref');
+    if (!s && !c) continue;
+    const three = (pick: (r: Result) => number): PerSystem => ({
+      spansieve: m ? pick(m) : null,
+      spansieve_storage: s ? pick(s) : null,
+      collector_storage: c ? pick(c) : null,
+      collector_ref: ref ? pick(ref) : null,
+    });
+    rows.push({
+      transport,
+      cpu_seconds_per_million_spans: three((r) => r.cpu_seconds_per_million_spans),
+      p99_ms: three((r) => r.p99_ms),
+      peak_rss_mb: three((r) => r.peak_rss_mb),
+      storage_cpu_vs_memory: ratio(s?.cpu_seconds_per_million_spans, m?.cpu_seconds_per_million_spans),
+      storage_cpu_vs_collector_storage: ratio(s?.cpu_seconds_per_million_spans, c?.cpu_seconds_per_million_spans),
+      storage_p99_vs_collector_storage: ratio(s?.p99_ms, c?.p99_ms),
+      collector_storage_cpu_vs_memory: ratio(c?.cpu_seconds_per_million_spans, ref?.cpu_seconds_per_million_spans),
+      other_load_server_core: three((r) => r.other_load_server_core),
+    });
+  }
+  return rows;
+}
+
 export function targetChecks(results: readonly Result[], rs: readonly Ratios[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const check = (target: string, transport: Transport, value: number | null, limit: string, ok: (v: number) => boolean) =>
@@ -159,6 +214,11 @@ export function targetChecks(results: readonly Result[], rs: readonly Ratios[]):
     // The same on the load generator's clock (both network hops and the sink's event loop included).
     check('  same, send to sink arrival', r.transport, s?.sink_p99_ms ?? null, '<= 5', (v) => v <= 5);
     check('peak RSS at the fixed rate (MiB)', r.transport, s ? round(s.peak_rss_mb, 1) : null, '<= 100', (v) => v <= 100);
+    const p = results.find((x) => x.system === 'spansieve-storage' && x.transport === r.transport);
+    if (p) {
+      check('file_storage: CPU per span vs in-memory', r.transport, ratio(p.cpu_seconds_per_million_spans, s?.cpu_seconds_per_million_spans), '<= 1.5x', (v) => v <= 1.5);
+      check('file_storage: p99 at the fixed rate (ms)', r.transport, round(p.p99_ms), '<= 10', (v) => v <= 10);
+    }
   }
   return checks;
 }
@@ -231,5 +291,33 @@ export function targetsTable(checks: readonly TargetCheck[]): string {
   return table(
     ['target', 'transport', 'value', 'limit', 'met'],
     checks.map((c) => [c.target, c.transport, fmt(c.value, 3), c.limit, c.met === null ? 'n/a' : c.met ? 'yes' : 'NO']),
+  );
+}
+
+export function storageTable(rows: readonly StorageRow[]): string {
+  return table(
+    ['transport', 'CPU s / M spans: spansieve', 'spansieve+fs', 'collector+fs', 'p99 ms: spansieve', 'spansieve+fs', 'collector+fs',
+      'peak RSS MiB: spansieve', 'spansieve+fs', 'collector+fs', 'fs ÷ in-memory CPU', 'spansieve+fs ÷ collector+fs CPU', 'same, p99',
+      'collector+fs ÷ collector-ref CPU', 'other load'],
+    rows.map((r) => [
+      r.transport,
+      fmt(r.cpu_seconds_per_million_spans.spansieve),
+      fmt(r.cpu_seconds_per_million_spans.spansieve_storage),
+      fmt(r.cpu_seconds_per_million_spans.collector_storage),
+      fmt(r.p99_ms.spansieve),
+      fmt(r.p99_ms.spansieve_storage),
+      fmt(r.p99_ms.collector_storage),
+      fmt(r.peak_rss_mb.spansieve, 1),
+      fmt(r.peak_rss_mb.spansieve_storage, 1),
+      fmt(r.peak_rss_mb.collector_storage, 1),
+      fmt(r.storage_cpu_vs_memory, 3),
+      fmt(r.storage_cpu_vs_collector_storage, 3),
+      fmt(r.storage_p99_vs_collector_storage, 3),
+      fmt(r.collector_storage_cpu_vs_memory, 3),
+      [r.other_load_server_core.spansieve, r.other_load_server_core.spansieve_storage, r.other_load_server_core.collector_storage, r.other_load_server_core.collector_ref]
+        .filter((v, i) => i < 3 || v !== null)
+        .map((v) => fmt(v))
+        .join(' / '),
+    ]),
   );
 }

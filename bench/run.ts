@@ -28,15 +28,32 @@ import {
   resultsTable,
   round,
   scalingTable,
+  storageRows,
+  storageTable,
   targetChecks,
   targetsTable,
   type Result,
   type ScalingResult,
 } from './report';
-import { LOADGEN_CPU, SERVER_CPU, SYSTEMS, jaegerBinary, startServer, tail, type RunningServer, type SystemName } from './systems';
+import {
+  LOADGEN_CPU,
+  SERVER_CPU,
+  DEFAULT_SYSTEMS,
+  STORAGE_SYSTEMS,
+  SYSTEMS,
+  isReferenceBuild,
+  jaegerBinary,
+  otelcolBinary,
+  persistent,
+  startServer,
+  tail,
+  type RunningServer,
+  type SystemName,
+} from './systems';
 
 // `npm run bench [-- --quick]`: spansieve vs the Collector (the Jaeger v2 binary) vs a bare Node
-// floor, per OTLP transport, then spansieve's cost against keep-list size and resource size.
+// floor, and both with the sending queue on disk (the Collector's through a reference build with
+// file_storage), per OTLP transport, then spansieve's cost against keep-list size and resource size.
 // Writes bench/results/latest.json, prints one JSON line per measurement and the tables.
 // Method: docs/performance.md.
 
@@ -59,8 +76,6 @@ interface Options {
   burstS: number | undefined;
   /** Measure added latency on the wire with tcpdump (when it can run); --no-wire turns it off. */
   wire: boolean;
-  /** spansieve's sending queue on disk (file_storage); the other systems are unchanged. */
-  storage: boolean;
 }
 
 interface Timing {
@@ -107,15 +122,16 @@ const QUICK: Timing = {
   attributePoints: [10, 160],
 };
 
-const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems spansieve,collector,floor]
+const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems ${SYSTEMS.join(',')}]
                       [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
-                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]`;
+                      [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
+--storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
     quick: false,
     rate: 20_000,
-    systems: [...SYSTEMS],
+    systems: [...DEFAULT_SYSTEMS],
     transports: [...TRANSPORTS],
     scaling: true,
     profile: false,
@@ -125,7 +141,6 @@ function parseOptions(argv: readonly string[]): Options {
     warmupS: undefined,
     burstS: undefined,
     wire: true,
-    storage: false,
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -180,7 +195,7 @@ function parseOptions(argv: readonly string[]): Options {
         options.wire = false;
         break;
       case '--storage':
-        options.storage = true;
+        options.systems = [...STORAGE_SYSTEMS];
         break;
       case '--out':
         options.out = path.resolve(value());
@@ -346,8 +361,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       workDir: ctx.workDir,
       label,
       sendingQueue,
-      storage: ctx.options.storage && o.system === 'spansieve',
-      nodeFlags: o.system === 'spansieve' ? spansieveNodeFlags(ctx.options.profile, label) : [],
+      nodeFlags: o.system === 'spansieve' || o.system === 'spansieve-storage' ? spansieveNodeFlags(ctx.options.profile, label) : [],
     });
     const pinned = allowedCpus(server.pid);
     if (pinned !== String(SERVER_CPU)) flags.push(`server-not-pinned(${pinned})`);
@@ -539,7 +553,31 @@ function machineInfo(): Record<string, unknown> {
   };
 }
 
-function versions(includeCollector: boolean): Record<string, unknown> {
+/** Module versions compiled into a Go binary (`go version -m`); empty when go is not on PATH. */
+function goModules(bin: string, main: 'jaeger' | 'otelcol'): Record<string, string> {
+  const modules: Record<string, string> = {};
+  let text: string;
+  try {
+    text = execFileSync('go', ['version', '-m', bin], { encoding: 'utf8' });
+  } catch {
+    return modules;
+  }
+  modules.go = /:\s+(go\S+)/.exec(text)?.[1] ?? 'unknown';
+  const contrib = 'github.com/open-telemetry/opentelemetry-collector-contrib';
+  for (const [key, module] of [
+    ...(main === 'jaeger' ? [['jaeger', 'github.com/jaegertracing/jaeger'] as const] : []),
+    ['filterprocessor', `${contrib}/processor/filterprocessor`],
+    ['filestorage', `${contrib}/extension/storage/filestorage`],
+    ['otlpreceiver', 'go.opentelemetry.io/collector/receiver/otlpreceiver'],
+    ['otlpexporter', 'go.opentelemetry.io/collector/exporter/otlpexporter'],
+  ] as const) {
+    const m = new RegExp(`\\s(?:mod|dep)\\s+${module.replace(/[.]/g, '\\.')}\\s+(\\S+)`).exec(text);
+    if (m) modules[key] = m[1]!;
+  }
+  return modules;
+}
+
+function versions(includeCollector: boolean, includeOtelcol: boolean): Record<string, unknown> {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
   let git = 'unknown';
   try {
@@ -549,31 +587,27 @@ function versions(includeCollector: boolean): Record<string, unknown> {
   }
   const out: Record<string, unknown> = { spansieve: pkg.version, spansieve_git: git, node: process.version };
   if (includeCollector) {
-    const bin = jaegerBinary();
-    const modules: Record<string, string> = {};
-    try {
-      const text = execFileSync('go', ['version', '-m', bin], { encoding: 'utf8' });
-      modules.go = /:\s+(go\S+)/.exec(text)?.[1] ?? 'unknown';
-      for (const [key, module] of [
-        ['jaeger', 'github.com/jaegertracing/jaeger'],
-        ['filterprocessor', 'github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor'],
-        ['otlpreceiver', 'go.opentelemetry.io/collector/receiver/otlpreceiver'],
-        ['otlpexporter', 'go.opentelemetry.io/collector/exporter/otlpexporter'],
-      ] as const) {
-        const m = new RegExp(`\\s(?:mod|dep)\\s+${module.replace(/[.]/g, '\\.')}\\s+(\\S+)`).exec(text);
-        if (m) modules[key] = m[1]!;
-      }
-    } catch {
+    const modules = goModules(jaegerBinary(), 'jaeger');
+    if (modules.jaeger === undefined) {
       // go not installed: fall back to what install-peers.sh builds
       const script = fs.readFileSync(path.join(ROOT, 'scripts', 'install-peers.sh'), 'utf8');
       modules.jaeger = /JAEGER_MODULE_VERSION=(\S+)/.exec(script)?.[1] ?? 'unknown';
     }
-    out.jaeger = modules.jaeger ?? 'unknown';
-    out.jaeger_binary = bin;
+    out.jaeger = modules.jaeger;
+    out.jaeger_binary = jaegerBinary();
     out.jaeger_built_with = modules.go ?? 'unknown';
     out.collector_filterprocessor = modules.filterprocessor ?? 'unknown';
     out.collector_otlpreceiver = modules.otlpreceiver ?? 'unknown';
     out.collector_otlpexporter = modules.otlpexporter ?? 'unknown';
+  }
+  if (includeOtelcol) {
+    const modules = goModules(otelcolBinary(), 'otelcol');
+    out.otelcol_binary = otelcolBinary();
+    out.otelcol_built_with = modules.go ?? 'unknown';
+    out.otelcol_filterprocessor = modules.filterprocessor ?? 'unknown';
+    out.otelcol_filestorage = modules.filestorage ?? 'unknown';
+    out.otelcol_otlpreceiver = modules.otlpreceiver ?? 'unknown';
+    out.otelcol_otlpexporter = modules.otlpexporter ?? 'unknown';
   }
   return out;
 }
@@ -586,14 +620,19 @@ function commandLine(argv: readonly string[]): string {
 // ---------------------------------------------------------------- main
 
 /**
- * Jaeger (the Collector under test) when it is measured, and tcpdump for the wire latency, through
- * the same cached, idempotent script as the tests. Jaeger is required; without tcpdump the harness
- * falls back to the sink's clock (startWireCapture says so).
+ * Jaeger (the Collector under test) and the reference Collector with file_storage when they are
+ * measured, and tcpdump for the wire latency, through the same cached, idempotent script as the
+ * tests. The Collectors are required; without tcpdump the harness falls back to the sink's clock
+ * (startWireCapture says so).
  */
 function installPeers(options: Options): void {
   const script = path.join(ROOT, 'scripts', 'install-peers.sh');
   if (options.systems.includes('collector') && !process.env.SPANSIEVE_JAEGER_BIN) {
     execFileSync('bash', [script, 'jaeger'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  // The reference Collector with file_storage: bench only (the tests never build it).
+  if (options.systems.some(isReferenceBuild) && !process.env.SPANSIEVE_OTELCOL_BIN) {
+    execFileSync('bash', [script, 'otelcol'], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   if (options.wire) {
     try {
@@ -611,6 +650,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (os.cpus().length < 2) throw new Error('the benchmark needs 2 cores: the server on core 0, the load generator and sink on core 1');
   installPeers(options);
   if (options.systems.includes('collector')) jaegerBinary();
+  if (options.systems.some(isReferenceBuild)) otelcolBinary();
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-'));
   // Every child (servers, load generator) is killed on exit, error and signals; see proc.ts.
@@ -623,8 +663,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const ctx: Context = { options, timing, loadgen, hello, workDir };
 
   const machine = machineInfo();
-  const vers = versions(options.systems.includes('collector'));
-  log(`${options.quick ? 'quick' : 'full'} run${options.storage ? ' (spansieve with file_storage)' : ''}: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
+  const vers = versions(options.systems.includes('collector'), options.systems.some(isReferenceBuild));
+  log(`${options.quick ? 'quick' : 'full'} run: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
     `; server on core ${SERVER_CPU}, load generator + sink on core ${LOADGEN_CPU}; load average ${loadAverage().join(' ')}`);
 
   const setPool = async (spec: PoolSpec): Promise<PoolInfo> => {
@@ -652,7 +692,9 @@ async function main(argv: readonly string[]): Promise<void> {
         warmupS: options.warmupS ?? timing.warmupS,
         burstS: options.burstS ?? timing.burstS,
         windowS: timing.windowS,
-        max: { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency },
+        // The closed loop runs without a sending queue, where storage has nothing to do; a
+        // persistent system runs it only with --max-with-queue.
+        max: !persistent(system) || options.maxWithQueue ? { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency } : undefined,
         label,
       });
       const result = toResult(system, transport, options.rate, m, keptFraction);
@@ -721,13 +763,15 @@ async function main(argv: readonly string[]): Promise<void> {
       fixed_rate_spans_per_second: options.rate,
       closed_loop_concurrency: options.concurrency,
       closed_loop_sending_queue: options.maxWithQueue,
-      spansieve_file_storage: options.storage,
+      // The persistent systems' file_storage: defaults (fsync off on both), a fresh directory per measurement.
+      file_storage: { fsync: false, systems: options.systems.filter(persistent) },
       timing: { ...timing, warmupS: options.warmupS ?? timing.warmupS, burstS: options.burstS ?? timing.burstS },
       burst_concurrency: BURST_CONCURRENCY,
       pool: { ...DEFAULT_POOL, ...poolInfo },
     },
     results,
     ratios: rs,
+    storage: storageRows(results, options.transports),
     targets: checks,
     scaling,
   };
@@ -747,6 +791,8 @@ async function main(argv: readonly string[]): Promise<void> {
     'Targets:',
     targetsTable(checks),
   ];
+  const storage = storageRows(results, options.transports);
+  if (storage.length > 0) out.push('', 'Persistent sending queue (file_storage, fsync off), same run:', storageTable(storage));
   if (scaling.length > 0) {
     out.push('', 'Scaling, spansieve over grpc at the fixed rate: keep-list size', scalingTable(scaling, 'selectors'));
     out.push('', 'Scaling, spansieve over grpc at the fixed rate: attributes per resource', scalingTable(scaling, 'resource_attributes'));

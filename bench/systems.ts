@@ -6,14 +6,30 @@ import { stringify } from 'yaml';
 import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
 import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 
-// The three servers under test, each started fresh per measurement and pinned to core 0:
-//   spansieve  node dist/src/cli.js: otlp receiver -> filter (keep list) -> otlp exporter -> sink
-//   collector  the Jaeger v2 binary (a Collector distribution with contrib's filter processor):
-//              otlp receiver -> filter (OTTL keep-only) -> otlp exporter -> sink
-//   floor      bench/floor.ts: reads each request and answers an empty success; no sink leg
+// The servers under test, each started fresh per measurement and pinned to core 0:
+//   spansieve          node dist/src/cli.js: otlp receiver -> filter (keep list) -> otlp exporter -> sink
+//   spansieve-storage  the same with the exporter's sending queue on disk (file_storage, fsync off)
+//   collector          the Jaeger v2 binary (a Collector distribution with contrib's filter processor):
+//                      otlp receiver -> filter (OTTL keep-only) -> otlp exporter -> sink
+//   collector-storage  the reference Collector (scripts/install-peers.sh otelcol: Jaeger's build has
+//                      no file_storage), the same pipeline with sending_queue.storage: file_storage
+//   collector-ref      the reference Collector with its queue in memory (not in the default list):
+//                      collector-storage's own baseline, same build
+//   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
 
-export type SystemName = 'spansieve' | 'collector' | 'floor';
-export const SYSTEMS: readonly SystemName[] = ['spansieve', 'collector', 'floor'];
+export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor'];
+/** What runs without --systems. */
+export const DEFAULT_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
+/** The persistent-queue comparison (--storage). */
+export const STORAGE_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector-storage'];
+
+/** Whether the system keeps its sending queue on disk. */
+export const persistent = (system: SystemName): boolean => system === 'spansieve-storage' || system === 'collector-storage';
+/** Whether the system is a Go Collector (configured by collectorConfig). */
+export const isCollector = (system: SystemName): boolean => system === 'collector' || system === 'collector-storage' || system === 'collector-ref';
+/** Whether the system runs the reference Collector build (otelcolBinary). */
+export const isReferenceBuild = (system: SystemName): boolean => system === 'collector-storage' || system === 'collector-ref';
 
 export const SERVER_CPU = 0;
 export const LOADGEN_CPU = 1;
@@ -23,6 +39,12 @@ const ROOT = path.resolve(__dirname, '..', '..');
 export function jaegerBinary(): string {
   const bin = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'jaeger');
   if (!fs.existsSync(bin)) throw new Error(`Jaeger is not installed at ${bin}; run: bash scripts/install-peers.sh jaeger`);
+  return bin;
+}
+
+export function otelcolBinary(): string {
+  const bin = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
+  if (!fs.existsSync(bin)) throw new Error(`the reference Collector is not installed at ${bin}; run: bash scripts/install-peers.sh otelcol`);
   return bin;
 }
 
@@ -39,8 +61,6 @@ export interface ServerOptions {
    * was forwarded (used for the closed-loop max, on both systems). Default: the component defaults.
    */
   readonly sendingQueue?: boolean;
-  /** spansieve only: keep the sending queue on disk (file_storage in workDir, default fsync: false). */
-  readonly storage?: boolean;
 }
 
 export interface RunningServer {
@@ -135,10 +155,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let child: ChildProcess;
   let configFile: string | undefined;
   switch (options.system) {
-    case 'spansieve': {
+    case 'spansieve':
+    case 'spansieve-storage': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
       fs.writeFileSync(configFile, stringify(
-          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, options.storage ? path.join(options.workDir, `${options.label}-queue`) : undefined),
+          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options)),
         ));
       child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],
@@ -146,10 +167,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
       break;
     }
-    case 'collector': {
+    case 'collector':
+    case 'collector-storage':
+    case 'collector-ref': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
-      fs.writeFileSync(configFile, stringify(collectorConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true), { lineWidth: 0 }));
-      child = spawnPinned(SERVER_CPU, jaegerBinary(), ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
+      fs.writeFileSync(configFile, stringify(
+        collectorConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options)),
+        { lineWidth: 0 },
+      ));
+      const bin = options.system === 'collector' ? jaegerBinary() : otelcolBinary();
+      child = spawnPinned(SERVER_CPU, bin, ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
       break;
     }
     case 'floor':
@@ -181,6 +208,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     throw err;
   }
   return server;
+}
+
+/** file_storage's directory for a persistent system: fresh per measurement, inside the run's temporary directory. */
+function storageDirectory(options: ServerOptions): string | undefined {
+  return persistent(options.system) ? path.join(options.workDir, `${options.label}-queue`) : undefined;
 }
 
 export function tail(file: string, bytes = 3000): string {

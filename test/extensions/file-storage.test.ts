@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +8,7 @@ import pino from 'pino';
 import { RetryableError } from '../../src/component/errors';
 import { ConfigValidationError } from '../../src/config/reader';
 import { ExporterHelper, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
-import { FileStorage, LOCK_FILE, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
+import { FileStorage, LOCK_FILE, LOCK_REFRESH_MS, LOCK_STALE_MS, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
 import { RECORD_HEADER, SegmentQueue, parseSegment, realIo, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
 import type { Batch } from '../../src/pdata/batch';
 import { parseRequest } from '../../src/pdata/scan';
@@ -22,6 +22,11 @@ const roots: string[] = [];
 after(() => {
   for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
 });
+
+/** unshare -p needs root (or user namespaces); the pid-namespace test is skipped without it. */
+function canUnshare(): boolean {
+  return spawnSync('unshare', ['-p', '-f', '--mount-proc', 'true']).status === 0;
+}
 
 function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-fs-'));
@@ -226,16 +231,23 @@ describe('file_storage lock', () => {
     await storage.shutdown();
   });
 
+  const lockOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { token: string; pid: number; host: string; pidns?: string };
+  const writeLock = (dir: string, holder: Record<string, unknown>, ageMs = 0) => {
+    const file = path.join(dir, LOCK_FILE);
+    fs.writeFileSync(file, JSON.stringify({ token: 'other', host: os.hostname(), pidns: fs.readlinkSync('/proc/self/ns/pid'), ...holder }));
+    const at = new Date(Date.now() - ageMs);
+    fs.utimesSync(file, at, at);
+  };
+
   test('a second holder of the same directory gets a clear error naming the pid; after shutdown it can start', async () => {
     const dir = tempDir();
     const first = new FileStorage(testSettings('file_storage'), storageConfig(dir));
     await first.start();
-    assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
-    // Another live process holds it: pretend by writing the pid of a live process (ours is treated as our own).
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.ppid}\n`);
+    assert.equal(lockOf(dir).pid, process.pid);
+    assert.equal(fs.statSync(path.join(dir, LOCK_FILE)).mode & 0o777, 0o600);
     const second = new FileStorage(testSettings('file_storage/b'), storageConfig(dir));
-    await assert.rejects(second.start(), new RegExp(`in use by another process \\(pid ${process.ppid}`));
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.pid}\n`);
+    // Same pid, another token (another instance, or pid 1 of another pid namespace): not ours.
+    await assert.rejects(second.start(), new RegExp(`in use by another process \\(pid ${process.pid} on ${os.hostname()}`));
     await first.shutdown();
     assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false);
     await second.start();
@@ -245,13 +257,71 @@ describe('file_storage lock', () => {
   test('a lock left by a process that is gone is taken over with a warning', async () => {
     const dir = tempDir();
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${dead.stdout}\n`);
+    writeLock(dir, { pid: Number(dead.stdout) });
     const logs = captureLogs('warn');
     const storage = new FileStorage({ ...testSettings('file_storage'), logger: logs.logger }, storageConfig(dir));
     await storage.start();
-    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && l.pid === Number(dead.stdout)));
-    assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && l.pid === Number(dead.stdout) && l.reason === 'its process is not running'));
+    assert.equal(lockOf(dir).pid, process.pid);
     await storage.shutdown();
+  });
+
+  test('lease: a live-looking lock of another host or pid namespace is waited for; once not refreshed for a while it is taken over', async () => {
+    const dir = tempDir();
+    // pid 1 in another pid namespace: its pid says nothing to us, only the lock's age does.
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' });
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /in use by another process \(pid 1 on/);
+    writeLock(dir, { pid: 999_999_999, host: 'elsewhere' });
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /pid 999999999 on elsewhere/);
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' }, LOCK_STALE_MS + 1000);
+    const logs = captureLogs('warn');
+    const storage = new FileStorage({ ...testSettings('file_storage'), logger: logs.logger }, storageConfig(dir));
+    await storage.start();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && /not refreshed/.test(String(l.reason))));
+    // The holder keeps its lease fresh.
+    const file = path.join(dir, LOCK_FILE);
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(file, old, old);
+    await waitFor('the lock refreshed', () => Date.now() - fs.statSync(file).mtimeMs < LOCK_STALE_MS, 3 * LOCK_REFRESH_MS);
+    // A lock another process took over is not deleted by our shutdown.
+    const mine = fs.readFileSync(file, 'utf8');
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' });
+    await storage.shutdown();
+    assert.equal(lockOf(dir).token, 'other');
+    assert.notEqual(mine, fs.readFileSync(file, 'utf8'));
+  });
+
+  test('two processes in their own pid namespaces (both pid 1) do not both get the lock', { skip: !canUnshare(), timeout: 30_000 }, async () => {
+    const dir = tempDir();
+    const module = path.resolve(__dirname, '../../src/extensions/filestorage/file-storage');
+    const script = `const { FileStorage } = require(${JSON.stringify(module)});
+      const s = new FileStorage({ id: 'file_storage', logger: require('pino')({ level: 'silent' }), telemetry: undefined },
+        { directory: ${JSON.stringify(dir)}, timeoutMs: 300, fsync: false, createDirectory: false, directoryPermissions: 0o750 });
+      s.start().then(() => { console.log('acquired pid ' + process.pid); process.stdin.on('data', () => s.shutdown().then(() => process.exit(0))); process.stdin.resume(); },
+        (e) => { console.log('failed: ' + e.message); process.exit(0); });`;
+    const spawnNs = () => spawn('unshare', ['-p', '-f', '--mount-proc', process.execPath, '-e', script], { cwd: path.resolve(__dirname, '../../..'), stdio: ['pipe', 'pipe', 'inherit'] });
+    const output = (child: ReturnType<typeof spawnNs>) => {
+      const out = { text: '' };
+      child.stdout.on('data', (d: Buffer) => (out.text += d.toString()));
+      return out;
+    };
+    const a = spawnNs();
+    const aOut = output(a);
+    try {
+      await waitFor('the first holder', () => aOut.text.includes('acquired') || aOut.text.includes('failed'));
+      assert.match(aOut.text, /acquired pid 1\b/);
+      const b = spawnNs();
+      const bOut = output(b);
+      const bExit = new Promise((resolve) => b.on('exit', resolve));
+      await waitFor('the second start', () => bOut.text.includes('acquired') || bOut.text.includes('failed'));
+      b.stdin.end('stop\n');
+      await bExit;
+      assert.match(bOut.text, /failed: directory .* is in use by another process \(pid 1 on/);
+    } finally {
+      a.stdin.end('stop\n');
+      await new Promise((resolve) => a.on('exit', resolve));
+    }
+    assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false, 'the holder removed its lock');
   });
 
   test('a missing directory is an error unless create_directory is set', async () => {

@@ -1,6 +1,9 @@
 import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
+import { errorMessage } from '../../component/errors';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import { SegmentQueue, realIo, type QueueIo } from './segment-queue';
@@ -68,7 +71,10 @@ export function isQueueStorage(component: unknown): component is QueueStorage {
 }
 
 export class FileStorage implements Component, QueueStorage {
-  private locked = false;
+  /** The token in our lock file while we hold it. */
+  private token: string | undefined;
+  private refresher: NodeJS.Timeout | undefined;
+  private lostLogged = false;
   private readonly open = new Map<string, SegmentQueue>();
   /** Tests replace the write path to inject ENOSPC or EIO. */
   io: QueueIo | undefined;
@@ -95,17 +101,21 @@ export class FileStorage implements Component, QueueStorage {
   async shutdown(): Promise<void> {
     await Promise.all([...this.open.values()].map((queue) => queue.close()));
     this.open.clear();
-    if (!this.locked) return;
-    this.locked = false;
+    const token = this.token;
+    if (token === undefined) return;
+    this.token = undefined;
+    clearInterval(this.refresher);
+    this.refresher = undefined;
     try {
-      fs.rmSync(this.lockPath, { force: true });
+      // Only our own lock: one taken over by another process is theirs now.
+      if (readLock(this.lockPath)?.token === token) fs.rmSync(this.lockPath, { force: true });
     } catch (err) {
       this.settings.logger.warn({ err: (err as Error).message, lock: this.lockPath }, 'could not remove the lock file');
     }
   }
 
   openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue {
-    if (!this.locked) throw new Error(`file storage ${this.settings.id} is not started`);
+    if (this.token === undefined) throw new Error(`file storage ${this.settings.id} is not started`);
     // type/name -> type_name as the Collector names its files; anything else unusual is escaped, so two ids never share a directory.
     const name = componentId.replace(/[^A-Za-z0-9._/-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}`).replace('/', '_');
     if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${componentId}`);
@@ -129,66 +139,151 @@ export class FileStorage implements Component, QueueStorage {
   }
 
   /**
-   * Creates the lock file holding this pid, atomically (written beside, then hard-linked: link
-   * fails if the lock exists). A lock whose pid is not running is stale and taken over; a live
-   * one is waited for up to `timeout`, then start fails with who holds it.
+   * A lease: the lock file holds a random token, the host, the pid namespace and the pid; the
+   * holder touches its mtime every LOCK_REFRESH_MS. Another process takes it over only when it is
+   * stale: not touched for LOCK_STALE_MS, or (fast path) its pid is not running in our own pid
+   * namespace on our own host. A pid alone proves nothing across pid namespaces (two containers
+   * sharing a volume are both pid 1), so "ours" means our token. Created atomically (written
+   * beside, then hard-linked: link fails if the lock exists); a live lock is waited for up to
+   * `timeout`, then start fails naming its holder.
    */
   private async lock(): Promise<void> {
     const lockPath = this.lockPath;
-    const temporary = `${lockPath}.${process.pid}.tmp`;
-    fs.writeFileSync(temporary, `${process.pid}\n`);
+    const token = randomBytes(16).toString('hex');
+    const mine: LockHolder = { token, host: os.hostname(), pidns: pidNamespace(), pid: process.pid };
+    const temporary = `${lockPath}.${token}.tmp`;
+    fs.writeFileSync(temporary, `${JSON.stringify(mine)}\n`, { mode: 0o600 });
     const deadline = Date.now() + this.config.timeoutMs;
+    let holder: ReadLock | undefined;
+    let retryAtOnce = true;
     try {
       for (;;) {
+        if (!retryAtOnce) {
+          if (Date.now() >= deadline) throw new Error(this.inUseMessage(holder));
+          await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.min(100, this.config.timeoutMs))));
+        }
+        retryAtOnce = false;
         try {
-          fs.linkSync(temporary, lockPath);
-          this.locked = true;
+          await fs.promises.link(temporary, lockPath);
+          this.token = token;
+          this.startRefresh();
           return;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         }
-        const holder = readLockPid(lockPath);
-        if (holder === undefined) continue; // removed meanwhile: try again
-        if (holder !== process.pid && pidAlive(holder)) {
-          if (Date.now() >= deadline) {
-            throw new Error(`directory ${this.config.directory} is in use by another process (pid ${holder}, lock file ${lockPath}); two processes must not share a file_storage directory`);
-          }
-          await new Promise((resolve) => setTimeout(resolve, Math.min(100, this.config.timeoutMs)));
+        holder = readLock(lockPath);
+        if (holder === undefined) {
+          retryAtOnce = true; // removed meanwhile
           continue;
         }
-        // Stale (its process is gone, or it is ours from an earlier run of this process): take it over.
-        const aside = `${lockPath}.stale.${process.pid}`;
+        const stale = staleReason(holder, mine);
+        if (stale === undefined) continue;
+        // Stale: move it aside, and take it over only if it is still the one we judged.
+        const aside = `${lockPath}.stale.${token}`;
         try {
-          fs.renameSync(lockPath, aside);
-        } catch {
-          continue;
+          await fs.promises.rename(lockPath, aside);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw err;
         }
-        if (readLockPid(aside) !== holder) {
+        if (readLock(aside)?.text !== holder.text) {
           // Another process replaced the lock between our read and the rename: give it back.
           try {
-            fs.linkSync(aside, lockPath);
+            await fs.promises.link(aside, lockPath);
           } catch {
             // It took the lock again meanwhile.
           }
-          fs.rmSync(aside, { force: true });
+          await fs.promises.rm(aside, { force: true });
           continue;
         }
-        fs.rmSync(aside, { force: true });
-        this.settings.logger.warn({ lock: lockPath, pid: holder }, 'took over a stale file_storage lock (its process is not running)');
+        await fs.promises.rm(aside, { force: true });
+        this.settings.logger.warn({ lock: lockPath, pid: holder.pid, host: holder.host, reason: stale }, 'took over a stale file_storage lock');
+        retryAtOnce = true;
       }
     } finally {
       fs.rmSync(temporary, { force: true });
     }
   }
+
+  private inUseMessage(holder: ReadLock | undefined): string {
+    const who = holder?.pid !== undefined ? `pid ${holder.pid}${holder.host ? ` on ${holder.host}` : ''}` : 'unknown holder';
+    const age = holder ? `, refreshed ${Math.max(0, Math.round((Date.now() - holder.mtimeMs) / 1000))}s ago` : '';
+    return (
+      `directory ${this.config.directory} is in use by another process (${who}, lock file ${this.lockPath}${age}); ` +
+      `two processes must not share a file_storage directory (a lock not refreshed for ${LOCK_STALE_MS / 1000}s is taken over)`
+    );
+  }
+
+  /** Touches the lock so others see it is alive; notices (and logs) if another process took it. */
+  private startRefresh(): void {
+    this.refresher = setInterval(() => {
+      const token = this.token;
+      void (async () => {
+        const holder = readLock(this.lockPath);
+        if (this.token !== token || token === undefined) return;
+        if (holder?.token !== token) {
+          if (!this.lostLogged) this.settings.logger.error({ lock: this.lockPath, holder: holder?.pid, host: holder?.host }, 'file_storage lock was taken over by another process; two processes may now write the same queue');
+          this.lostLogged = true;
+          return;
+        }
+        const now = new Date();
+        await fs.promises.utimes(this.lockPath, now, now);
+      })().catch((err: unknown) => this.settings.logger.warn({ err: errorMessage(err), lock: this.lockPath }, 'could not refresh the file_storage lock'));
+    }, LOCK_REFRESH_MS);
+    this.refresher.unref();
+  }
 }
 
-/** The pid in a lock file; NaN when unreadable, undefined when there is no file. */
-function readLockPid(file: string): number | undefined {
+/** How often the holder touches its lock file. */
+export const LOCK_REFRESH_MS = 2000;
+/** A lock file not touched for this long is stale (its holder is gone or hung). */
+export const LOCK_STALE_MS = 5 * LOCK_REFRESH_MS;
+
+interface LockHolder {
+  readonly token: string;
+  readonly host: string;
+  readonly pidns: string | undefined;
+  readonly pid: number;
+}
+
+interface ReadLock extends Partial<LockHolder> {
+  readonly text: string;
+  readonly mtimeMs: number;
+}
+
+/** The lock file's holder; undefined when there is no file. An unparsable one has only text and mtime. */
+function readLock(file: string): ReadLock | undefined {
   try {
-    return Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+    const mtimeMs = fs.statSync(file).mtimeMs;
+    const text = fs.readFileSync(file, 'utf8');
+    try {
+      const parsed = JSON.parse(text) as Partial<LockHolder>;
+      return { ...parsed, text, mtimeMs };
+    } catch {
+      return { text, mtimeMs };
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return Number.NaN;
+    throw err;
+  }
+}
+
+/** Why the lock can be taken over, or undefined while its holder may be alive. */
+function staleReason(holder: ReadLock, mine: LockHolder): string | undefined {
+  const age = Date.now() - holder.mtimeMs;
+  if (age > LOCK_STALE_MS) return `not refreshed for ${Math.round(age / 1000)}s`;
+  // Only where a pid means the same process to us: same host and same pid namespace.
+  const sameNamespace = holder.host === mine.host && mine.pidns !== undefined && holder.pidns === mine.pidns;
+  if (sameNamespace && typeof holder.pid === 'number' && holder.pid !== mine.pid && !pidAlive(holder.pid)) return 'its process is not running';
+  return undefined;
+}
+
+/** Linux's id of our pid namespace ("pid:[4026531836]"); undefined elsewhere. */
+function pidNamespace(): string | undefined {
+  try {
+    return fs.readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -9,12 +10,12 @@ import { RetryableError } from '../../src/component/errors';
 import { ConfigValidationError } from '../../src/config/reader';
 import { ExporterHelper, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
 import { FileStorage, LOCK_FILE, LOCK_REFRESH_MS, LOCK_STALE_MS, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
-import { RECORD_HEADER, SegmentQueue, parseSegment, realIo, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
+import { RECORD_HEADER, SEGMENT_HEADER, SegmentQueue, encodeRecordHeader, parseSegment, realIo, sealRecordHeader, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
 import type { Batch } from '../../src/pdata/batch';
 import { parseRequest } from '../../src/pdata/scan';
 import { SelfTelemetry } from '../../src/service/telemetry';
 import { testSettings } from '../helpers/components';
-import { hostInstance, obiTraceRequest } from '../helpers/obi';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, obiTraceRequest } from '../helpers/obi';
 import { captureLogs, startService } from '../helpers/service';
 import { waitFor } from '../helpers/ports';
 
@@ -60,7 +61,7 @@ describe('segment record format', () => {
     const parsed = parseSegment(corrupted);
     assert.deepEqual(
       parsed.records.map((r) => r.offset),
-      [0, parseSegment(buf).records[2]!.offset],
+      [SEGMENT_HEADER, parseSegment(buf).records[2]!.offset],
     );
     assert.equal(parsed.corrupt, 1);
     assert.equal(parsed.validEnd, buf.length);
@@ -76,6 +77,143 @@ describe('segment record format', () => {
     const resynced = parseSegment(badLength);
     assert.equal(resynced.records.length, 2);
     assert.equal(resynced.corrupt, 1);
+  });
+});
+
+describe('segment recovery (review findings)', () => {
+  const onlyLog = (dir: string) => path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.log'))!);
+  const instanceOf = (b: Batch) => b.resources[0]!.attributes.get('service.instance.id');
+
+  test('a record image inside a torn record (a span attribute a client sent) is never recovered as a record', async () => {
+    const dir = tempDir();
+    const injected = encodeTraces([obiResourceSpans(hostInstance('evil', 666), [obiSpan()])]);
+    const header = encodeRecordHeader('traces', injected);
+    sealRecordHeader(header, 0); // the salt is random: a client can only guess
+    const image = Buffer.concat([header, injected]);
+    const span = obiSpan({ attributes: [{ key: 'blob', value: { bytesValue: image } }, { key: 'pad', value: { stringValue: 'x'.repeat(200) } }] });
+    const q = queue(dir);
+    q.recover();
+    await q.append(batch(1));
+    await q.append(parseRequest('traces', encodeTraces([obiResourceSpans(hostInstance('good', 2), [span])])).batch.compact());
+    await q.close();
+    const file = onlyLog(dir);
+    const buf = fs.readFileSync(file);
+    // Killed in the middle of writing the second record: its last 50 bytes never reached the file.
+    fs.writeFileSync(file, buf.subarray(0, buf.length - 50));
+    const report = queue(dir).recover();
+    assert.deepEqual(report.records.map((r) => instanceOf(r.batch)), ['h:1']);
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.tornBytes, buf.length - 50 - parseSegment(buf).records[1]!.offset);
+  });
+
+  test('a damaged but complete last record is counted as corrupt (error log, metric), not cut as a torn tail', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    for (let pid = 1; pid <= 3; pid++) await q.append(batch(pid));
+    await q.close();
+    const file = onlyLog(dir);
+    const buf = fs.readFileSync(file);
+    buf[parseSegment(buf).records[2]!.offset + RECORD_HEADER + 30]! ^= 0xff;
+    fs.writeFileSync(file, buf);
+    let counted = 0;
+    const logs = captureLogs('warn');
+    const report = new SegmentQueue({ dir, fsync: false, logger: logs.logger, onCorrupt: (n) => (counted += n) }).recover();
+    assert.equal(report.records.length, 2);
+    assert.equal(report.corrupt, 1);
+    assert.equal(counted, 1);
+    assert.equal(report.tornBytes, 0);
+    assert.ok(logs.lines.some((l) => Number(l.level) >= 50 && String(l.msg).includes('skipped corrupt records')));
+  });
+
+  test('a tail of zeros (a power loss after the file grew) is a torn tail: cut, not counted as corrupt', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    for (let pid = 1; pid <= 2; pid++) await q.append(batch(pid));
+    await q.close();
+    const file = onlyLog(dir);
+    const size = fs.statSync(file).size;
+    fs.appendFileSync(file, Buffer.alloc(4096));
+    const report = queue(dir).recover();
+    assert.equal(report.records.length, 2);
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.tornBytes, 4096);
+    assert.equal(fs.statSync(file).size, size);
+  });
+
+  test('a segment with nothing readable is renamed to *.corrupt, not deleted', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    await q.append(batch(1));
+    await q.close();
+    const file = onlyLog(dir);
+    const buf = fs.readFileSync(file);
+    buf[5]! ^= 0xff; // the segment header (its salt)
+    fs.writeFileSync(file, buf);
+    const logs = captureLogs('warn');
+    const report = new SegmentQueue({ dir, fsync: false, logger: logs.logger }).recover();
+    assert.equal(report.records.length, 0);
+    assert.equal(report.corrupt, 1);
+    assert.deepEqual(report.corruptSegments, [`${file}.corrupt`]);
+    assert.ok(fs.existsSync(`${file}.corrupt`));
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('renamed to *.corrupt')));
+  });
+
+  test('an ack write that fails part-way does not shift the acks written after it', async () => {
+    const dir = tempDir();
+    let failNextAck = false;
+    const io: QueueIo = {
+      ...realIo,
+      writev: async (fd, buffers, position) => {
+        const isAck = buffers.length === 1 && buffers[0]!.length === 8;
+        if (isAck && failNextAck) {
+          failNextAck = false;
+          await realIo.writev(fd, [buffers[0]!.subarray(0, 3)], position);
+          throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+        }
+        return realIo.writev(fd, buffers, position);
+      },
+    };
+    const q = queue(dir, { io });
+    q.recover();
+    const refs = [];
+    for (let pid = 1; pid <= 6; pid++) refs.push(await q.append(batch(pid)));
+    await q.ack(refs[0]!);
+    failNextAck = true;
+    await q.ack(refs[1]!);
+    for (const ref of refs.slice(2, 5)) await q.ack(ref);
+    // Killed here (no close): 2 is sent again (its ack failed), 6 was never sent.
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2', '6']);
+  });
+
+  test('appends (fsync on, a new segment each) and acks make no synchronous file-system calls', async () => {
+    const dir = tempDir();
+    const q = queue(dir, { fsync: true, segmentBytes: 1 });
+    q.recover();
+    const names = ['openSync', 'closeSync', 'fsyncSync', 'fdatasyncSync', 'rmSync', 'unlinkSync', 'ftruncateSync', 'writeSync', 'fstatSync'] as const;
+    // The module object itself (the import binding is read-only).
+    const mutable = createRequire(__filename)('node:fs') as Record<string, unknown>;
+    const saved = names.map((name) => [name, mutable[name]] as const);
+    const called: string[] = [];
+    for (const [name, original] of saved) {
+      mutable[name] = (...args: unknown[]) => {
+        called.push(name);
+        return (original as (...a: unknown[]) => unknown)(...args);
+      };
+    }
+    try {
+      const refs = [];
+      for (let pid = 1; pid <= 3; pid++) refs.push(await q.append(batch(pid)));
+      for (const ref of refs) await q.ack(ref);
+      await q.append(batch(4));
+    } finally {
+      for (const [name, original] of saved) mutable[name] = original;
+    }
+    assert.deepEqual(called, []);
+    await q.close();
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['4']);
   });
 });
 
@@ -228,6 +366,14 @@ describe('file_storage lock', () => {
     await storage.start();
     for (const id of ['otlp/jaeger', 'otlp/a:b', 'otlp/a_b']) storage.openQueue(id, silent, () => {}).recover();
     assert.deepEqual(fs.readdirSync(dir).filter((n) => n !== LOCK_FILE).sort(), ['exporter_otlp_a_b', 'exporter_otlp_a~3ab', 'exporter_otlp_jaeger']);
+    // What clients sent is readable by the holder only.
+    assert.equal(fs.statSync(path.join(dir, 'exporter_otlp_jaeger')).mode & 0o777, 0o700);
+    const q = storage.openQueue('otlp/perm', silent, () => {});
+    q.recover();
+    await q.ack(await q.append(batch(1)));
+    const ref = await q.append(batch(2));
+    await q.ack(ref);
+    for (const name of fs.readdirSync(path.join(dir, 'exporter_otlp_perm'))) assert.equal(fs.statSync(path.join(dir, 'exporter_otlp_perm', name)).mode & 0o777, 0o600, name);
     await storage.shutdown();
   });
 

@@ -573,6 +573,34 @@ describe('exporter helper with a persistent queue', () => {
     assert.deepEqual(fs.readdirSync(path.join(dir, 'exporter_otlp_x')), [], 'every segment deleted once sent');
   });
 
+  test('retry_on_failure disabled: the shutdown deadline leaves the batch in flight on disk, not dropped', async () => {
+    const dir = tempDir();
+    const telemetry = new SelfTelemetry();
+    const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
+    await storage.start();
+    let started = 0;
+    const push = (_b: Batch, signal?: AbortSignal) =>
+      new Promise<void>((_resolve, reject) => {
+        started++;
+        signal!.addEventListener('abort', () => reject(signal!.reason as Error));
+      });
+    const logs = captureLogs('warn');
+    const noRetry: HelperConfig = { ...config(), retry: { ...config().retry, enabled: false }, timeout: { timeoutMs: 0 } };
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, noRetry, push, true);
+    await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
+    await helper.consume(batch(1));
+    await waitFor('the attempt started', () => started === 1);
+    const shutdown = helper.shutdown();
+    await helper.abandonQueue();
+    await shutdown;
+    await storage.shutdown();
+    assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped');
+    const again = new FileStorage(testSettings('file_storage', new SelfTelemetry()), storageConfig(dir));
+    await again.start();
+    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.batch)), ['1']);
+    await again.shutdown();
+  });
+
   test('disk full: consume is refused with a retryable error and a log line, and taken again once writes succeed', async () => {
     const dir = tempDir();
     let full = false;

@@ -419,8 +419,10 @@ export class ExporterHelper implements Component, Consumer {
         return true;
       } catch (err) {
         const permanent = err instanceof PermanentError;
-        // Released during this attempt: no backoff, the loop hands the batch over.
-        if (!permanent && retry.enabled && this.releasing) continue;
+        // Released during this attempt: no backoff, the loop hands the batch over. A persistent
+        // batch (acknowledged to its client, on disk) stays on disk even without retries: the
+        // release (or the shutdown deadline) cut its attempt short, the backend did not refuse it.
+        if (!permanent && this.releasing && (retry.enabled || (queued && this.refs.has(batch)))) continue;
         let delay = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : jitter(interval, retry.randomizationFactor);
         const elapsed = performance.now() - startedAt;
         const outOfTime = retry.maxElapsedTimeMs > 0 && elapsed + delay > retry.maxElapsedTimeMs;

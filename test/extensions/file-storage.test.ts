@@ -601,6 +601,41 @@ describe('exporter helper with a persistent queue', () => {
     await again.shutdown();
   });
 
+  test('a reload that adds a storage writes the batches it takes over to disk; one that drops the storage warns where batches were left', async () => {
+    const dir = tempDir();
+    const down = async () => {
+      throw new RetryableError('down');
+    };
+    const inMemory: HelperConfig = { ...config(), queue: { ...config().queue, storage: undefined } };
+    const before = new ExporterHelper(testSettings('otlp/x'), inMemory, down, true);
+    await before.start();
+    await before.consume(batch(1));
+    await before.consume(batch(2));
+    const carried = await before.releaseQueue();
+    assert.equal(carried.length, 2);
+    const logs = captureLogs('info');
+    const telemetry = new SelfTelemetry();
+    const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
+    await storage.start();
+    const after = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), down, true);
+    await after.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
+    after.adoptQueue(carried);
+    await waitFor('taken over', () => logs.lines.some((l) => String(l.msg).includes('took over the sending queue')));
+    await after.shutdown();
+    await storage.shutdown();
+    assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped');
+    // The next configuration has no storage: the batches are still there, and it says where.
+    const dropped = captureLogs('warn');
+    const third = new ExporterHelper({ ...testSettings('otlp/x'), logger: dropped.logger }, inMemory, down, true);
+    await third.start();
+    assert.ok(dropped.lines.some((l) => String(l.msg).includes('no longer uses') && l.directory === path.join(dir, 'exporter_otlp_x')));
+    await third.shutdown();
+    const again = new FileStorage(testSettings('file_storage', new SelfTelemetry()), storageConfig(dir));
+    await again.start();
+    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.batch)).sort(), ['1', '2']);
+    await again.shutdown();
+  });
+
   test('disk full: consume is refused with a retryable error and a log line, and taken again once writes succeed', async () => {
     const dir = tempDir();
     let full = false;

@@ -64,6 +64,8 @@ export function parseFileStorageConfig(node: Node): FileStorageConfig {
 /** An extension that can hold exporters' persistent queues (what `sending_queue.storage` names). */
 export interface QueueStorage {
   openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue;
+  /** Where openQueue() keeps that component's queue. */
+  directoryFor?(componentId: string): string;
 }
 
 export function isQueueStorage(component: unknown): component is QueueStorage {
@@ -114,13 +116,16 @@ export class FileStorage implements Component, QueueStorage {
     }
   }
 
+  directoryFor(componentId: string): string {
+    return path.join(this.config.directory, `exporter_${queueName(componentId)}`);
+  }
+
   openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue {
     if (this.token === undefined) throw new Error(`file storage ${this.settings.id} is not started`);
-    // type/name -> type_name as the Collector names its files; anything else unusual is escaped, so two ids never share a directory.
-    const name = componentId.replace(/[^A-Za-z0-9._/-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}`).replace('/', '_');
+    const name = queueName(componentId);
     if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${componentId}`);
     const queue = new SegmentQueue({
-      dir: path.join(this.config.directory, `exporter_${name}`),
+      dir: this.directoryFor(componentId),
       fsync: this.config.fsync,
       logger,
       onCorrupt,
@@ -232,6 +237,11 @@ export class FileStorage implements Component, QueueStorage {
     }, LOCK_REFRESH_MS);
     this.refresher.unref();
   }
+}
+
+/** type/name -> type_name as the Collector names its files; anything else unusual is escaped, so two ids never share a directory. */
+function queueName(componentId: string): string {
+  return componentId.replace(/[^A-Za-z0-9._/-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}`).replace('/', '_');
 }
 
 /** How often the holder touches its lock file. */

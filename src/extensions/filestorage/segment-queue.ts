@@ -252,6 +252,10 @@ export class SegmentQueue {
   private ackFailures = 0;
   private lastAckFailureLog = -Infinity;
 
+  get dir(): string {
+    return this.options.dir;
+  }
+
   constructor(private readonly options: SegmentQueueOptions) {
     this.io = options.io ?? realIo;
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;

@@ -470,6 +470,17 @@ describe('file_storage lock', () => {
     assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false, 'the holder removed its lock');
   });
 
+  test('on a Node.js without zlib.crc32 the start fails saying which version is needed', async () => {
+    const zlib = createRequire(__filename)('node:zlib') as Record<string, unknown>;
+    const crc32 = zlib.crc32;
+    zlib.crc32 = undefined;
+    try {
+      await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(tempDir())).start(), /needs Node.js 20.15 or later \(zlib.crc32\)/);
+    } finally {
+      zlib.crc32 = crc32;
+    }
+  });
+
   test('a missing directory is an error unless create_directory is set', async () => {
     const dir = path.join(tempDir(), 'a', 'b');
     await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /does not exist; create it or set create_directory: true/);

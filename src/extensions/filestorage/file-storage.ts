@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../component/errors';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
@@ -87,6 +88,8 @@ export class FileStorage implements Component, QueueStorage {
   ) {}
 
   async start(): Promise<void> {
+    // Records are checksummed with zlib.crc32 (Node 20.15+); without it nothing could be written or read back.
+    if (typeof zlib.crc32 !== 'function') throw new Error(`file_storage needs Node.js 20.15 or later (zlib.crc32); this is Node.js ${process.version}`);
     const { directory } = this.config;
     if (this.config.createDirectory) fs.mkdirSync(directory, { recursive: true, mode: this.config.directoryPermissions });
     let stat: fs.Stats;

@@ -521,11 +521,24 @@ describe('sending_queue.storage config', () => {
     assert.deepEqual(await errorsOf(base({ sending_queue: { storage: 'file_storage' } })), []);
   });
 
-  test('two enabled file_storage extensions cannot share a directory', async () => {
+  test('two enabled file_storage extensions cannot share a directory, also through a symlink', async () => {
     const config = base({ sending_queue: { storage: 'file_storage' } }, ['file_storage', 'file_storage/b']);
     const directory = config.extensions.file_storage.directory;
     (config.extensions as Record<string, unknown>)['file_storage/b'] = { directory };
     assert.deepEqual(await errorsOf(config), ['extensions::file_storage/b::directory: is also the directory of file_storage; each file_storage needs its own']);
+    const link = path.join(tempDir(), 'link');
+    fs.symlinkSync(directory, link);
+    (config.extensions as Record<string, unknown>)['file_storage/b'] = { directory: link };
+    assert.deepEqual(await errorsOf(config), ['extensions::file_storage/b::directory: is also the directory of file_storage; each file_storage needs its own']);
+  });
+
+  test("the Collector's recreate key is accepted; directory_permissions without create_directory is warned about", async () => {
+    const config = base({ sending_queue: { storage: 'file_storage' } });
+    (config.extensions as Record<string, unknown>).file_storage = { directory: config.extensions.file_storage.directory, recreate: true, directory_permissions: '0700' };
+    const logs = captureLogs('warn');
+    const service = await startService(config, logs.logger);
+    await service.shutdown();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('directory_permissions has no effect without create_directory')));
   });
 
   test('prometheusremotewrite refuses a storage clearly', async () => {

@@ -20,6 +20,8 @@ export interface FileStorageConfig {
   readonly fsync: boolean;
   readonly createDirectory: boolean;
   readonly directoryPermissions: number;
+  /** directory_permissions was set without create_directory (it then has no effect: warned at start). */
+  readonly permissionsUnused?: boolean;
 }
 
 export const DEFAULT_DIRECTORY = '/var/lib/spansieve/file_storage';
@@ -37,7 +39,9 @@ const COMPACTION_KEYS = [
 ];
 
 export function parseFileStorageConfig(node: Node): FileStorageConfig {
-  const at = node.struct(['directory', 'timeout', 'fsync', 'create_directory', 'directory_permissions', 'compaction']);
+  const at = node.struct(['directory', 'timeout', 'fsync', 'create_directory', 'directory_permissions', 'compaction', 'recreate']);
+  // The Collector's `recreate` (reopen its database from scratch) is accepted without effect: see the docs.
+  at('recreate').boolean(false);
   const directory = at('directory').string(DEFAULT_DIRECTORY);
   if (directory === '') at('directory').report('must not be empty');
   const permissionsNode = at('directory_permissions');
@@ -53,11 +57,13 @@ export function parseFileStorageConfig(node: Node): FileStorageConfig {
   compaction('directory').string('');
   compaction('check_interval').duration(5000);
   for (const key of ['max_transaction_size', 'rebound_needed_threshold_mib', 'rebound_trigger_threshold_mib']) compaction(key).integer(0, 0);
+  const createDirectory = at('create_directory').boolean(false);
   return {
+    ...(permissionsNode.value !== undefined && !createDirectory ? { permissionsUnused: true } : {}),
     directory: path.resolve(directory || DEFAULT_DIRECTORY),
     timeoutMs: at('timeout').duration(1000),
     fsync: at('fsync').boolean(false),
-    createDirectory: at('create_directory').boolean(false),
+    createDirectory,
     directoryPermissions,
   };
 }
@@ -99,6 +105,9 @@ export class FileStorage implements Component, QueueStorage {
       throw new Error(`directory ${directory} does not exist; create it or set create_directory: true`);
     }
     if (!stat.isDirectory()) throw new Error(`${directory} is not a directory`);
+    if (this.config.permissionsUnused) {
+      this.settings.logger.warn({ directory }, 'file_storage: directory_permissions has no effect without create_directory: true (the directory already exists)');
+    }
     await this.lock();
     this.settings.logger.info({ directory, fsync: this.config.fsync }, 'file storage ready');
   }

@@ -470,6 +470,27 @@ describe('file_storage lock', () => {
     assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false, 'the holder removed its lock');
   });
 
+  test('a stale lock that cannot be moved (EPERM) fails the start with that error, without spinning', { timeout: 10_000 }, async () => {
+    const dir = tempDir();
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' }, LOCK_STALE_MS + 1000);
+    const promises = (createRequire(__filename)('node:fs') as typeof fs).promises as unknown as Record<string, unknown>;
+    const rename = promises.rename;
+    promises.rename = () => Promise.reject(Object.assign(new Error('EPERM: operation not permitted, rename'), { code: 'EPERM' }));
+    try {
+      await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /EPERM/);
+    } finally {
+      promises.rename = rename;
+    }
+  });
+
+  test('a lock path that cannot be read (a dangling symlink) fails the start at its timeout', { timeout: 10_000 }, async () => {
+    const dir = tempDir();
+    fs.symlinkSync(path.join(dir, 'nowhere'), path.join(dir, LOCK_FILE));
+    const started = Date.now();
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /in use by another process/);
+    assert.ok(Date.now() - started < 5000);
+  });
+
   test('on a Node.js without zlib.crc32 the start fails saying which version is needed', async () => {
     const zlib = createRequire(__filename)('node:zlib') as Record<string, unknown>;
     const crc32 = zlib.crc32;

@@ -173,9 +173,11 @@ export class FileStorage implements Component, QueueStorage {
     const deadline = Date.now() + this.config.timeoutMs;
     let holder: ReadLock | undefined;
     let retryAtOnce = true;
+    // Immediate retries (the lock vanished, or we just removed a stale one) are few: then the deadline applies.
+    let immediateLeft = 10;
     try {
       for (;;) {
-        if (!retryAtOnce) {
+        if (!retryAtOnce || immediateLeft-- <= 0) {
           if (Date.now() >= deadline) throw new Error(this.inUseMessage(holder));
           await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.min(100, this.config.timeoutMs))));
         }

@@ -188,6 +188,28 @@ describe('segment recovery (review findings)', () => {
     assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2', '6']);
   });
 
+  test('a directory fsync that fails rejects the append without leaking the new segment or its descriptor', async () => {
+    const dir = tempDir();
+    const q = queue(dir, { fsync: true });
+    q.recover();
+    const promises = (createRequire(__filename)('node:fs') as typeof fs).promises as unknown as Record<string, unknown>;
+    const open = promises.open as (...args: unknown[]) => Promise<unknown>;
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const before = fds();
+    promises.open = (file: unknown, ...rest: unknown[]) =>
+      file === dir ? Promise.reject(Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' })) : open(file, ...rest);
+    try {
+      await assert.rejects(q.append(batch(1)), /EIO/);
+    } finally {
+      promises.open = open;
+    }
+    assert.equal(fds(), before, 'no descriptor left open');
+    assert.deepEqual(fs.readdirSync(dir), [], 'the new segment is removed');
+    await q.append(batch(2));
+    await q.close();
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2']);
+  });
+
   test('appends (fsync on, a new segment each) and acks make no synchronous file-system calls', async () => {
     const dir = tempDir();
     const q = queue(dir, { fsync: true, segmentBytes: 1 });

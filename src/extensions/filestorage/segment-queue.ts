@@ -8,8 +8,9 @@ import type { Batch, Signal } from '../../pdata/batch';
 import { parseRequest } from '../../pdata/scan';
 
 // One exporter's persistent sending queue: append-only segment files of checksummed records, and
-// beside each segment an append-only file of the offsets of its records that were sent. A segment
-// whose records are all acknowledged is deleted; nothing is ever rewritten in place.
+// beside each segment a file of the offsets of its records that were sent (each entry written at
+// its place, so a failed write is overwritten by the next). A segment whose records are all
+// acknowledged is deleted; no record is ever rewritten in place.
 //
 // Segment: header (magic u32 | salt u32 | crc32 of those 8 bytes u32 | 0 u32), then records.
 // Record:  magic u32 | length u32 | crc32(payload) u32 | crc32(the first 12 bytes, seeded with the salt) u32 | payload

@@ -210,6 +210,23 @@ describe('segment recovery (review findings)', () => {
     assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2']);
   });
 
+  test('failed ack writes (a full disk) are logged once, not once per batch', async () => {
+    const dir = tempDir();
+    const io: QueueIo = {
+      ...realIo,
+      writev: (fd, buffers, position) =>
+        buffers.length === 1 && buffers[0]!.length === 8 ? Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })) : realIo.writev(fd, buffers, position),
+    };
+    const logs = captureLogs('warn');
+    const q = new SegmentQueue({ dir, fsync: false, logger: logs.logger, io });
+    q.recover();
+    const refs = [];
+    for (let pid = 1; pid <= 6; pid++) refs.push(await q.append(batch(pid)));
+    for (const ref of refs.slice(0, 5)) await q.ack(ref);
+    assert.equal(logs.lines.filter((l) => String(l.msg).includes('could not mark records as sent')).length, 1);
+    await q.close();
+  });
+
   test('appends (fsync on, a new segment each) and acks make no synchronous file-system calls', async () => {
     const dir = tempDir();
     const q = queue(dir, { fsync: true, segmentBytes: 1 });

@@ -419,7 +419,8 @@ describe('file_storage lock', () => {
   const lockOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { token: string; pid: number; host: string; pidns?: string };
   const writeLock = (dir: string, holder: Record<string, unknown>, ageMs = 0) => {
     const file = path.join(dir, LOCK_FILE);
-    fs.writeFileSync(file, JSON.stringify({ token: 'other', host: os.hostname(), pidns: fs.readlinkSync('/proc/self/ns/pid'), ...holder }));
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    fs.writeFileSync(file, JSON.stringify({ token: 'other', host: os.hostname(), boot, pidns: fs.readlinkSync('/proc/self/ns/pid'), ...holder }));
     const at = new Date(Date.now() - ageMs);
     fs.utimesSync(file, at, at);
   };
@@ -458,6 +459,9 @@ describe('file_storage lock', () => {
     await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /in use by another process \(pid 1 on/);
     writeLock(dir, { pid: 999_999_999, host: 'elsewhere' });
     await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /pid 999999999 on elsewhere/);
+    // Same host name and pid namespace id, another machine (the initial pid namespace has the same id everywhere).
+    writeLock(dir, { pid: 999_999_999, boot: 'another-boot' });
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /pid 999999999 on/);
     writeLock(dir, { pid: 1, pidns: 'pid:[1]' }, LOCK_STALE_MS + 1000);
     const logs = captureLogs('warn');
     const storage = new FileStorage({ ...testSettings('file_storage'), logger: logs.logger }, storageConfig(dir));

@@ -167,7 +167,7 @@ export class FileStorage implements Component, QueueStorage {
   private async lock(): Promise<void> {
     const lockPath = this.lockPath;
     const token = randomBytes(16).toString('hex');
-    const mine: LockHolder = { token, host: os.hostname(), pidns: pidNamespace(), pid: process.pid };
+    const mine: LockHolder = { token, host: os.hostname(), boot: bootId(), pidns: pidNamespace(), pid: process.pid };
     const temporary = `${lockPath}.${token}.tmp`;
     fs.writeFileSync(temporary, `${JSON.stringify(mine)}\n`, { mode: 0o600 });
     const deadline = Date.now() + this.config.timeoutMs;
@@ -238,7 +238,13 @@ export class FileStorage implements Component, QueueStorage {
     this.refresher = setInterval(() => {
       const token = this.token;
       void (async () => {
-        const holder = readLock(this.lockPath);
+        const text = await fs.promises.readFile(this.lockPath, 'utf8').catch(() => '');
+        let holder: Partial<LockHolder> | undefined;
+        try {
+          holder = JSON.parse(text) as Partial<LockHolder>;
+        } catch {
+          holder = undefined;
+        }
         if (this.token !== token || token === undefined) return;
         if (holder?.token !== token) {
           if (!this.lostLogged) this.settings.logger.error({ lock: this.lockPath, holder: holder?.pid, host: holder?.host }, 'file_storage lock was taken over by another process; two processes may now write the same queue');
@@ -266,6 +272,8 @@ export const LOCK_STALE_MS = 5 * LOCK_REFRESH_MS;
 interface LockHolder {
   readonly token: string;
   readonly host: string;
+  /** The kernel's boot id: unlike a host name, never the same on two machines. */
+  readonly boot: string | undefined;
   readonly pidns: string | undefined;
   readonly pid: number;
 }
@@ -297,9 +305,18 @@ function staleReason(holder: ReadLock, mine: LockHolder): string | undefined {
   const age = Date.now() - holder.mtimeMs;
   if (age > LOCK_STALE_MS) return `not refreshed for ${Math.round(age / 1000)}s`;
   // Only where a pid means the same process to us: same host and same pid namespace.
-  const sameNamespace = holder.host === mine.host && mine.pidns !== undefined && holder.pidns === mine.pidns;
+  const sameNamespace =
+    holder.host === mine.host && mine.boot !== undefined && holder.boot === mine.boot && mine.pidns !== undefined && holder.pidns === mine.pidns;
   if (sameNamespace && typeof holder.pid === 'number' && holder.pid !== mine.pid && !pidAlive(holder.pid)) return 'its process is not running';
   return undefined;
+}
+
+function bootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Linux's id of our pid namespace ("pid:[4026531836]"); undefined elsewhere. */

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ProcessorFactory } from '../component/component';
 import { findFactory, knownTypes } from '../components';
 import type { Signal } from '../pdata/batch';
@@ -236,9 +237,18 @@ function checkQueueStorage(
   const directories = new Map<string, string>();
   for (const [id, extension] of extensions) {
     if (extension.factory.type !== 'file_storage' || !enabled.includes(id)) continue;
-    const directory = (extension.config as { directory: string }).directory;
+    // The same directory through a symlink is the same directory.
+    const directory = realDirectory((extension.config as { directory: string }).directory);
     const other = directories.get(directory);
     if (other !== undefined) exportersNode.issues.report(`extensions::${id}::directory`, `is also the directory of ${other}; each file_storage needs its own`);
     directories.set(directory, id);
+  }
+}
+
+function realDirectory(directory: string): string {
+  try {
+    return fs.realpathSync(directory);
+  } catch {
+    return directory; // not there yet (create_directory)
   }
 }

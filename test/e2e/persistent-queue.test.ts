@@ -91,7 +91,6 @@ service:
   return { backend, spansieve: new SpansieveProcess(configFile, httpPort), dir };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('persistent sending queue across kill -9', () => {
   test('every acknowledged span reaches the backend after two kill -9 (one during an outage, one while sending); duplicates within num_consumers batches per kill', async () => {
@@ -100,19 +99,22 @@ describe('persistent sending queue across kill -9', () => {
     try {
       await spansieve.start();
       load = new OtlpLoad(spansieve.httpPort, 2000, SPANS_PER_REQUEST);
-      await sleep(1500);
+      await waitFor('data flowing to the backend', () => backend.seen.size > 0, 30_000);
       backend.down = true;
       await waitFor('a backlog to build up', () => load!.acknowledged.size - backend.seen.size >= 10000, 30_000);
       await spansieve.kill9();
       const lostWithoutQueue = load.acknowledged.size - backend.seen.size;
       await spansieve.start();
-      await sleep(500);
+      // The restarted process takes data while the backend is still down.
+      const ackedAtRestart = load.acknowledged.size;
+      await waitFor('data accepted after the restart', () => load!.acknowledged.size > ackedAtRestart, 30_000);
       backend.down = false;
       // Kill again while the stored backlog and new data are being sent.
       await waitFor('sending to resume', () => backend.seen.size > 0 && load!.acknowledged.size - backend.seen.size < lostWithoutQueue, 30_000);
       await spansieve.kill9();
       await spansieve.start();
-      await sleep(1000);
+      const ackedAtLastStart = load.acknowledged.size;
+      await waitFor('data accepted after the second restart', () => load!.acknowledged.size > ackedAtLastStart, 30_000);
       await load.stop();
       const acknowledged = load.acknowledged;
       await waitFor('every acknowledged span at the backend', () => [...acknowledged].every((id) => backend.seen.has(id)), 60_000).catch(() => undefined);

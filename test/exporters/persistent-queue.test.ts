@@ -114,8 +114,20 @@ describe('otlp exporter with sending_queue.storage', () => {
       writeConfig(sink.port);
       assert.equal((await supervisor.reload('test')).kind, 'restarted');
       await waitFor('the three batches at the new endpoint', () => sink.requests.length >= 3, 10_000);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // No wait for "nothing more": the shutdown lets attempts in flight finish, and any batch
+      // still queued (a second copy) would be left on disk, where it is looked for below.
+      await supervisor.shutdown();
       assert.deepEqual(sink.instanceIds().sort(), ['h:1', 'h:2', 'h:3'], 'each once');
+      const storage = new FileStorage({ id: 'file_storage', logger: pino({ level: 'silent' }), telemetry: undefined as never }, {
+        directory: path.join(dir, 'queue'),
+        timeoutMs: 1000,
+        fsync: false,
+        createDirectory: false,
+        directoryPermissions: 0o750,
+      });
+      await storage.start();
+      assert.equal(storage.openQueue('otlp', pino({ level: 'silent' }), () => {}).recover().records.length, 0, 'nothing left to send');
+      await storage.shutdown();
     } finally {
       await supervisor.shutdown();
       await sink.stop();

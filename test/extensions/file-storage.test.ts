@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -8,13 +9,13 @@ import pino from 'pino';
 import { RetryableError } from '../../src/component/errors';
 import { ConfigValidationError } from '../../src/config/reader';
 import { ExporterHelper, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
-import { FileStorage, LOCK_FILE, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
-import { RECORD_HEADER, SegmentQueue, parseSegment, realIo, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
+import { FileStorage, LOCK_FILE, LOCK_REFRESH_MS, LOCK_STALE_MS, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
+import { RECORD_HEADER, SEGMENT_HEADER, SegmentQueue, encodeRecordHeader, parseSegment, realIo, sealRecordHeader, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
 import type { Batch } from '../../src/pdata/batch';
 import { parseRequest } from '../../src/pdata/scan';
 import { SelfTelemetry } from '../../src/service/telemetry';
 import { testSettings } from '../helpers/components';
-import { hostInstance, obiTraceRequest } from '../helpers/obi';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, obiTraceRequest } from '../helpers/obi';
 import { captureLogs, startService } from '../helpers/service';
 import { waitFor } from '../helpers/ports';
 
@@ -22,6 +23,11 @@ const roots: string[] = [];
 after(() => {
   for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
 });
+
+/** unshare -p needs root (or user namespaces); the pid-namespace test is skipped without it. */
+function canUnshare(): boolean {
+  return spawnSync('unshare', ['-p', '-f', '--mount-proc', 'true']).status === 0;
+}
 
 function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-fs-'));
@@ -55,7 +61,7 @@ describe('segment record format', () => {
     const parsed = parseSegment(corrupted);
     assert.deepEqual(
       parsed.records.map((r) => r.offset),
-      [0, parseSegment(buf).records[2]!.offset],
+      [SEGMENT_HEADER, parseSegment(buf).records[2]!.offset],
     );
     assert.equal(parsed.corrupt, 1);
     assert.equal(parsed.validEnd, buf.length);
@@ -71,6 +77,182 @@ describe('segment record format', () => {
     const resynced = parseSegment(badLength);
     assert.equal(resynced.records.length, 2);
     assert.equal(resynced.corrupt, 1);
+  });
+});
+
+describe('segment recovery (review findings)', () => {
+  const onlyLog = (dir: string) => path.join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.log'))!);
+  const instanceOf = (b: Batch) => b.resources[0]!.attributes.get('service.instance.id');
+
+  test('a record image inside a torn record (a span attribute a client sent) is never recovered as a record', async () => {
+    const dir = tempDir();
+    const injected = encodeTraces([obiResourceSpans(hostInstance('evil', 666), [obiSpan()])]);
+    const header = encodeRecordHeader('traces', injected);
+    sealRecordHeader(header, 0); // the salt is random: a client can only guess
+    const image = Buffer.concat([header, injected]);
+    const span = obiSpan({ attributes: [{ key: 'blob', value: { bytesValue: image } }, { key: 'pad', value: { stringValue: 'x'.repeat(200) } }] });
+    const q = queue(dir);
+    q.recover();
+    await q.append(batch(1));
+    await q.append(parseRequest('traces', encodeTraces([obiResourceSpans(hostInstance('good', 2), [span])])).batch.compact());
+    await q.close();
+    const file = onlyLog(dir);
+    const buf = fs.readFileSync(file);
+    // Killed in the middle of writing the second record: its last 50 bytes never reached the file.
+    fs.writeFileSync(file, buf.subarray(0, buf.length - 50));
+    const report = queue(dir).recover();
+    assert.deepEqual(report.records.map((r) => instanceOf(r.batch)), ['h:1']);
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.tornBytes, buf.length - 50 - parseSegment(buf).records[1]!.offset);
+  });
+
+  test('a damaged but complete last record is counted as corrupt (error log, metric), not cut as a torn tail', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    for (let pid = 1; pid <= 3; pid++) await q.append(batch(pid));
+    await q.close();
+    const file = onlyLog(dir);
+    const buf = fs.readFileSync(file);
+    buf[parseSegment(buf).records[2]!.offset + RECORD_HEADER + 30]! ^= 0xff;
+    fs.writeFileSync(file, buf);
+    let counted = 0;
+    const logs = captureLogs('warn');
+    const report = new SegmentQueue({ dir, fsync: false, logger: logs.logger, onCorrupt: (n) => (counted += n) }).recover();
+    assert.equal(report.records.length, 2);
+    assert.equal(report.corrupt, 1);
+    assert.equal(counted, 1);
+    assert.equal(report.tornBytes, 0);
+    assert.ok(logs.lines.some((l) => Number(l.level) >= 50 && String(l.msg).includes('skipped corrupt records')));
+  });
+
+  test('a tail of zeros (a power loss after the file grew) is a torn tail: cut, not counted as corrupt', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    for (let pid = 1; pid <= 2; pid++) await q.append(batch(pid));
+    await q.close();
+    const file = onlyLog(dir);
+    const size = fs.statSync(file).size;
+    fs.appendFileSync(file, Buffer.alloc(4096));
+    const report = queue(dir).recover();
+    assert.equal(report.records.length, 2);
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.tornBytes, 4096);
+    assert.equal(fs.statSync(file).size, size);
+  });
+
+  test('a segment with nothing readable is renamed to *.corrupt, not deleted', async () => {
+    const dir = tempDir();
+    const q = queue(dir);
+    q.recover();
+    await q.append(batch(1));
+    await q.close();
+    const file = onlyLog(dir);
+    const buf = fs.readFileSync(file);
+    buf[5]! ^= 0xff; // the segment header (its salt)
+    fs.writeFileSync(file, buf);
+    const logs = captureLogs('warn');
+    const report = new SegmentQueue({ dir, fsync: false, logger: logs.logger }).recover();
+    assert.equal(report.records.length, 0);
+    assert.equal(report.corrupt, 1);
+    assert.deepEqual(report.corruptSegments, [`${file}.corrupt`]);
+    assert.ok(fs.existsSync(`${file}.corrupt`));
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('renamed to *.corrupt')));
+  });
+
+  test('an ack write that fails part-way does not shift the acks written after it', async () => {
+    const dir = tempDir();
+    let failNextAck = false;
+    const io: QueueIo = {
+      ...realIo,
+      writev: async (fd, buffers, position) => {
+        const isAck = buffers.length === 1 && buffers[0]!.length === 8;
+        if (isAck && failNextAck) {
+          failNextAck = false;
+          await realIo.writev(fd, [buffers[0]!.subarray(0, 3)], position);
+          throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+        }
+        return realIo.writev(fd, buffers, position);
+      },
+    };
+    const q = queue(dir, { io });
+    q.recover();
+    const refs = [];
+    for (let pid = 1; pid <= 6; pid++) refs.push(await q.append(batch(pid)));
+    await q.ack(refs[0]!);
+    failNextAck = true;
+    await q.ack(refs[1]!);
+    for (const ref of refs.slice(2, 5)) await q.ack(ref);
+    // Killed here (no close): 2 is sent again (its ack failed), 6 was never sent.
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2', '6']);
+  });
+
+  test('a directory fsync that fails rejects the append without leaking the new segment or its descriptor', async () => {
+    const dir = tempDir();
+    const q = queue(dir, { fsync: true });
+    q.recover();
+    const promises = (createRequire(__filename)('node:fs') as typeof fs).promises as unknown as Record<string, unknown>;
+    const open = promises.open as (...args: unknown[]) => Promise<unknown>;
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const before = fds();
+    promises.open = (file: unknown, ...rest: unknown[]) =>
+      file === dir ? Promise.reject(Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' })) : open(file, ...rest);
+    try {
+      await assert.rejects(q.append(batch(1)), /EIO/);
+    } finally {
+      promises.open = open;
+    }
+    assert.equal(fds(), before, 'no descriptor left open');
+    assert.deepEqual(fs.readdirSync(dir), [], 'the new segment is removed');
+    await q.append(batch(2));
+    await q.close();
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2']);
+  });
+
+  test('failed ack writes (a full disk) are logged once, not once per batch', async () => {
+    const dir = tempDir();
+    const io: QueueIo = {
+      ...realIo,
+      writev: (fd, buffers, position) =>
+        buffers.length === 1 && buffers[0]!.length === 8 ? Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })) : realIo.writev(fd, buffers, position),
+    };
+    const logs = captureLogs('warn');
+    const q = new SegmentQueue({ dir, fsync: false, logger: logs.logger, io });
+    q.recover();
+    const refs = [];
+    for (let pid = 1; pid <= 6; pid++) refs.push(await q.append(batch(pid)));
+    for (const ref of refs.slice(0, 5)) await q.ack(ref);
+    assert.equal(logs.lines.filter((l) => String(l.msg).includes('could not mark records as sent')).length, 1);
+    await q.close();
+  });
+
+  test('appends (fsync on, a new segment each) and acks make no synchronous file-system calls', async () => {
+    const dir = tempDir();
+    const q = queue(dir, { fsync: true, segmentBytes: 1 });
+    q.recover();
+    const names = ['openSync', 'closeSync', 'fsyncSync', 'fdatasyncSync', 'rmSync', 'unlinkSync', 'ftruncateSync', 'writeSync', 'fstatSync'] as const;
+    // The module object itself (the import binding is read-only).
+    const mutable = createRequire(__filename)('node:fs') as Record<string, unknown>;
+    const saved = names.map((name) => [name, mutable[name]] as const);
+    const called: string[] = [];
+    for (const [name, original] of saved) {
+      mutable[name] = (...args: unknown[]) => {
+        called.push(name);
+        return (original as (...a: unknown[]) => unknown)(...args);
+      };
+    }
+    try {
+      const refs = [];
+      for (let pid = 1; pid <= 3; pid++) refs.push(await q.append(batch(pid)));
+      for (const ref of refs) await q.ack(ref);
+      await q.append(batch(4));
+    } finally {
+      for (const [name, original] of saved) mutable[name] = original;
+    }
+    assert.deepEqual(called, []);
+    await q.close();
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['4']);
   });
 });
 
@@ -223,19 +405,35 @@ describe('file_storage lock', () => {
     await storage.start();
     for (const id of ['otlp/jaeger', 'otlp/a:b', 'otlp/a_b']) storage.openQueue(id, silent, () => {}).recover();
     assert.deepEqual(fs.readdirSync(dir).filter((n) => n !== LOCK_FILE).sort(), ['exporter_otlp_a_b', 'exporter_otlp_a~3ab', 'exporter_otlp_jaeger']);
+    // What clients sent is readable by the holder only.
+    assert.equal(fs.statSync(path.join(dir, 'exporter_otlp_jaeger')).mode & 0o777, 0o700);
+    const q = storage.openQueue('otlp/perm', silent, () => {});
+    q.recover();
+    await q.ack(await q.append(batch(1)));
+    const ref = await q.append(batch(2));
+    await q.ack(ref);
+    for (const name of fs.readdirSync(path.join(dir, 'exporter_otlp_perm'))) assert.equal(fs.statSync(path.join(dir, 'exporter_otlp_perm', name)).mode & 0o777, 0o600, name);
     await storage.shutdown();
   });
+
+  const lockOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { token: string; pid: number; host: string; pidns?: string };
+  const writeLock = (dir: string, holder: Record<string, unknown>, ageMs = 0) => {
+    const file = path.join(dir, LOCK_FILE);
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    fs.writeFileSync(file, JSON.stringify({ token: 'other', host: os.hostname(), boot, pidns: fs.readlinkSync('/proc/self/ns/pid'), ...holder }));
+    const at = new Date(Date.now() - ageMs);
+    fs.utimesSync(file, at, at);
+  };
 
   test('a second holder of the same directory gets a clear error naming the pid; after shutdown it can start', async () => {
     const dir = tempDir();
     const first = new FileStorage(testSettings('file_storage'), storageConfig(dir));
     await first.start();
-    assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
-    // Another live process holds it: pretend by writing the pid of a live process (ours is treated as our own).
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.ppid}\n`);
+    assert.equal(lockOf(dir).pid, process.pid);
+    assert.equal(fs.statSync(path.join(dir, LOCK_FILE)).mode & 0o777, 0o600);
     const second = new FileStorage(testSettings('file_storage/b'), storageConfig(dir));
-    await assert.rejects(second.start(), new RegExp(`in use by another process \\(pid ${process.ppid}`));
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.pid}\n`);
+    // Same pid, another token (another instance, or pid 1 of another pid namespace): not ours.
+    await assert.rejects(second.start(), new RegExp(`in use by another process \\(pid ${process.pid} on ${os.hostname()}`));
     await first.shutdown();
     assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false);
     await second.start();
@@ -245,13 +443,106 @@ describe('file_storage lock', () => {
   test('a lock left by a process that is gone is taken over with a warning', async () => {
     const dir = tempDir();
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${dead.stdout}\n`);
+    writeLock(dir, { pid: Number(dead.stdout) });
     const logs = captureLogs('warn');
     const storage = new FileStorage({ ...testSettings('file_storage'), logger: logs.logger }, storageConfig(dir));
     await storage.start();
-    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && l.pid === Number(dead.stdout)));
-    assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && l.pid === Number(dead.stdout) && l.reason === 'its process is not running'));
+    assert.equal(lockOf(dir).pid, process.pid);
     await storage.shutdown();
+  });
+
+  test('lease: a live-looking lock of another host or pid namespace is waited for; once not refreshed for a while it is taken over', async () => {
+    const dir = tempDir();
+    // pid 1 in another pid namespace: its pid says nothing to us, only the lock's age does.
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' });
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /in use by another process \(pid 1 on/);
+    writeLock(dir, { pid: 999_999_999, host: 'elsewhere' });
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /pid 999999999 on elsewhere/);
+    // Same host name and pid namespace id, another machine (the initial pid namespace has the same id everywhere).
+    writeLock(dir, { pid: 999_999_999, boot: 'another-boot' });
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /pid 999999999 on/);
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' }, LOCK_STALE_MS + 1000);
+    const logs = captureLogs('warn');
+    const storage = new FileStorage({ ...testSettings('file_storage'), logger: logs.logger }, storageConfig(dir));
+    await storage.start();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('stale') && /not refreshed/.test(String(l.reason))));
+    // The holder keeps its lease fresh.
+    const file = path.join(dir, LOCK_FILE);
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(file, old, old);
+    await waitFor('the lock refreshed', () => Date.now() - fs.statSync(file).mtimeMs < LOCK_STALE_MS, 3 * LOCK_REFRESH_MS);
+    // A lock another process took over is not deleted by our shutdown.
+    const mine = fs.readFileSync(file, 'utf8');
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' });
+    await storage.shutdown();
+    assert.equal(lockOf(dir).token, 'other');
+    assert.notEqual(mine, fs.readFileSync(file, 'utf8'));
+  });
+
+  test('two processes in their own pid namespaces (both pid 1) do not both get the lock', { skip: !canUnshare(), timeout: 30_000 }, async () => {
+    const dir = tempDir();
+    const module = path.resolve(__dirname, '../../src/extensions/filestorage/file-storage');
+    const script = `const { FileStorage } = require(${JSON.stringify(module)});
+      const s = new FileStorage({ id: 'file_storage', logger: require('pino')({ level: 'silent' }), telemetry: undefined },
+        { directory: ${JSON.stringify(dir)}, timeoutMs: 300, fsync: false, createDirectory: false, directoryPermissions: 0o750 });
+      s.start().then(() => { console.log('acquired pid ' + process.pid); process.stdin.on('data', () => s.shutdown().then(() => process.exit(0))); process.stdin.resume(); },
+        (e) => { console.log('failed: ' + e.message); process.exit(0); });`;
+    const spawnNs = () => spawn('unshare', ['-p', '-f', '--mount-proc', process.execPath, '-e', script], { cwd: path.resolve(__dirname, '../../..'), stdio: ['pipe', 'pipe', 'inherit'] });
+    const output = (child: ReturnType<typeof spawnNs>) => {
+      const out = { text: '' };
+      child.stdout.on('data', (d: Buffer) => (out.text += d.toString()));
+      return out;
+    };
+    const a = spawnNs();
+    const aOut = output(a);
+    try {
+      await waitFor('the first holder', () => aOut.text.includes('acquired') || aOut.text.includes('failed'));
+      assert.match(aOut.text, /acquired pid 1\b/);
+      const b = spawnNs();
+      const bOut = output(b);
+      const bExit = new Promise((resolve) => b.on('exit', resolve));
+      await waitFor('the second start', () => bOut.text.includes('acquired') || bOut.text.includes('failed'));
+      b.stdin.end('stop\n');
+      await bExit;
+      assert.match(bOut.text, /failed: directory .* is in use by another process \(pid 1 on/);
+    } finally {
+      a.stdin.end('stop\n');
+      await new Promise((resolve) => a.on('exit', resolve));
+    }
+    assert.equal(fs.existsSync(path.join(dir, LOCK_FILE)), false, 'the holder removed its lock');
+  });
+
+  test('a stale lock that cannot be moved (EPERM) fails the start with that error, without spinning', { timeout: 10_000 }, async () => {
+    const dir = tempDir();
+    writeLock(dir, { pid: 1, pidns: 'pid:[1]' }, LOCK_STALE_MS + 1000);
+    const promises = (createRequire(__filename)('node:fs') as typeof fs).promises as unknown as Record<string, unknown>;
+    const rename = promises.rename;
+    promises.rename = () => Promise.reject(Object.assign(new Error('EPERM: operation not permitted, rename'), { code: 'EPERM' }));
+    try {
+      await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /EPERM/);
+    } finally {
+      promises.rename = rename;
+    }
+  });
+
+  test('a lock path that cannot be read (a dangling symlink) fails the start at its timeout', { timeout: 10_000 }, async () => {
+    const dir = tempDir();
+    fs.symlinkSync(path.join(dir, 'nowhere'), path.join(dir, LOCK_FILE));
+    const started = Date.now();
+    await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(dir)).start(), /in use by another process/);
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  test('on a Node.js without zlib.crc32 the start fails saying which version is needed', async () => {
+    const zlib = createRequire(__filename)('node:zlib') as Record<string, unknown>;
+    const crc32 = zlib.crc32;
+    zlib.crc32 = undefined;
+    try {
+      await assert.rejects(new FileStorage(testSettings('file_storage'), storageConfig(tempDir())).start(), /needs Node.js 20.15 or later \(zlib.crc32\)/);
+    } finally {
+      zlib.crc32 = crc32;
+    }
   });
 
   test('a missing directory is an error unless create_directory is set', async () => {
@@ -294,11 +585,24 @@ describe('sending_queue.storage config', () => {
     assert.deepEqual(await errorsOf(base({ sending_queue: { storage: 'file_storage' } })), []);
   });
 
-  test('two enabled file_storage extensions cannot share a directory', async () => {
+  test('two enabled file_storage extensions cannot share a directory, also through a symlink', async () => {
     const config = base({ sending_queue: { storage: 'file_storage' } }, ['file_storage', 'file_storage/b']);
     const directory = config.extensions.file_storage.directory;
     (config.extensions as Record<string, unknown>)['file_storage/b'] = { directory };
     assert.deepEqual(await errorsOf(config), ['extensions::file_storage/b::directory: is also the directory of file_storage; each file_storage needs its own']);
+    const link = path.join(tempDir(), 'link');
+    fs.symlinkSync(directory, link);
+    (config.extensions as Record<string, unknown>)['file_storage/b'] = { directory: link };
+    assert.deepEqual(await errorsOf(config), ['extensions::file_storage/b::directory: is also the directory of file_storage; each file_storage needs its own']);
+  });
+
+  test("the Collector's recreate key is accepted; directory_permissions without create_directory is warned about", async () => {
+    const config = base({ sending_queue: { storage: 'file_storage' } });
+    (config.extensions as Record<string, unknown>).file_storage = { directory: config.extensions.file_storage.directory, recreate: true, directory_permissions: '0700' };
+    const logs = captureLogs('warn');
+    const service = await startService(config, logs.logger);
+    await service.shutdown();
+    assert.ok(logs.lines.some((l) => String(l.msg).includes('directory_permissions has no effect without create_directory')));
   });
 
   test('prometheusremotewrite refuses a storage clearly', async () => {
@@ -355,6 +659,69 @@ describe('exporter helper with a persistent queue', () => {
     await two.helper.shutdown();
     await two.storage.shutdown();
     assert.deepEqual(fs.readdirSync(path.join(dir, 'exporter_otlp_x')), [], 'every segment deleted once sent');
+  });
+
+  test('retry_on_failure disabled: the shutdown deadline leaves the batch in flight on disk, not dropped', async () => {
+    const dir = tempDir();
+    const telemetry = new SelfTelemetry();
+    const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
+    await storage.start();
+    let started = 0;
+    const push = (_b: Batch, signal?: AbortSignal) =>
+      new Promise<void>((_resolve, reject) => {
+        started++;
+        signal!.addEventListener('abort', () => reject(signal!.reason as Error));
+      });
+    const logs = captureLogs('warn');
+    const noRetry: HelperConfig = { ...config(), retry: { ...config().retry, enabled: false }, timeout: { timeoutMs: 0 } };
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, noRetry, push, true);
+    await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
+    await helper.consume(batch(1));
+    await waitFor('the attempt started', () => started === 1);
+    const shutdown = helper.shutdown();
+    await helper.abandonQueue();
+    await shutdown;
+    await storage.shutdown();
+    assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped');
+    const again = new FileStorage(testSettings('file_storage', new SelfTelemetry()), storageConfig(dir));
+    await again.start();
+    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.batch)), ['1']);
+    await again.shutdown();
+  });
+
+  test('a reload that adds a storage writes the batches it takes over to disk; one that drops the storage warns where batches were left', async () => {
+    const dir = tempDir();
+    const down = async () => {
+      throw new RetryableError('down');
+    };
+    const inMemory: HelperConfig = { ...config(), queue: { ...config().queue, storage: undefined } };
+    const before = new ExporterHelper(testSettings('otlp/x'), inMemory, down, true);
+    await before.start();
+    await before.consume(batch(1));
+    await before.consume(batch(2));
+    const carried = await before.releaseQueue();
+    assert.equal(carried.length, 2);
+    const logs = captureLogs('info');
+    const telemetry = new SelfTelemetry();
+    const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
+    await storage.start();
+    const after = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), down, true);
+    await after.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
+    after.adoptQueue(carried);
+    await waitFor('taken over', () => logs.lines.some((l) => String(l.msg).includes('took over the sending queue')));
+    await after.shutdown();
+    await storage.shutdown();
+    assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped');
+    // The next configuration has no storage: the batches are still there, and it says where.
+    const dropped = captureLogs('warn');
+    const third = new ExporterHelper({ ...testSettings('otlp/x'), logger: dropped.logger }, inMemory, down, true);
+    await third.start();
+    assert.ok(dropped.lines.some((l) => String(l.msg).includes('no longer uses') && l.directory === path.join(dir, 'exporter_otlp_x')));
+    await third.shutdown();
+    const again = new FileStorage(testSettings('file_storage', new SelfTelemetry()), storageConfig(dir));
+    await again.start();
+    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.batch)).sort(), ['1', '2']);
+    await again.shutdown();
   });
 
   test('disk full: consume is refused with a retryable error and a log line, and taken again once writes succeed', async () => {

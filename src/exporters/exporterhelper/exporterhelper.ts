@@ -101,6 +101,9 @@ interface SignalCounters {
   enqueueFailed: { inc(n: number): void };
 }
 
+/** Per exporter id, the directory a released persistent queue left unsent batches in (for a reload's successor). */
+const leftOnDisk = new Map<string, string>();
+
 export class ExporterHelper implements Component, Consumer {
   private readonly queue: Batch[] = [];
   /** Size of what is queued, in `sizer` units. */
@@ -127,6 +130,7 @@ export class ExporterHelper implements Component, Consumer {
   private readonly refs = new Map<Batch, RecordRef>();
   /** Persistent appends being written (their size is already in `queued`). */
   private writing = 0;
+  private readonly writeWaiters: (() => void)[] = [];
   private writeFailures = 0;
   private lastWriteFailureLog = -Infinity;
 
@@ -149,7 +153,10 @@ export class ExporterHelper implements Component, Consumer {
   /** With sending_queue.storage: opens the persistent queue and queues what a previous run left, ahead of anything new. */
   async start(host?: Host): Promise<void> {
     const id = this.config.queue.storage;
-    if (id === undefined || !this.config.queue.enabled) return;
+    if (id === undefined || !this.config.queue.enabled) {
+      this.warnStranded(undefined);
+      return;
+    }
     const storage = host?.extensions?.get(id);
     if (!isQueueStorage(storage)) throw new Error(`sending_queue.storage: extension "${id}" is not running (it must be configured and listed in service::extensions)`);
     const corrupt = this.settings.telemetry.counter(
@@ -157,9 +164,11 @@ export class ExporterHelper implements Component, Consumer {
       'Records of the persistent sending queue skipped at start-up because their checksum or framing was wrong (their data is lost)',
       { exporter: this.settings.id },
     );
+    this.warnStranded(storage.directoryFor?.(this.settings.id));
     const store = storage.openQueue(this.settings.id, this.logger, (n) => corrupt.inc(n));
     const recovered = store.recover();
     this.store = store;
+    leftOnDisk.delete(this.settings.id);
     if (recovered.records.length === 0) return;
     let items = 0;
     for (const { batch, ref } of recovered.records) {
@@ -219,14 +228,14 @@ export class ExporterHelper implements Component, Consumer {
       ref = await store.append(stored);
     } catch (err) {
       this.queued -= size;
-      this.writing--;
+      this.writeDone();
       counters.enqueueFailed.inc(batch.itemCount);
       this.logWriteFailure(err);
       throw new RetryableError(`exporter ${this.settings.id}: ${errorMessage(err)}`);
     } finally {
       this.queueSizeGauge.set(this.queued);
     }
-    this.writing--;
+    this.writeDone();
     if (this.writeFailures > 0) {
       this.logger.info({ failedWrites: this.writeFailures }, 'persistent queue: writing again after failed writes');
       this.writeFailures = 0;
@@ -234,6 +243,47 @@ export class ExporterHelper implements Component, Consumer {
     }
     this.refs.set(stored, ref);
     this.queue.push(stored);
+    this.pump();
+  }
+
+  private writeDone(): void {
+    this.writing--;
+    if (this.writing === 0) for (const resolve of this.writeWaiters.splice(0)) resolve();
+  }
+
+  /** A reload moved this exporter off the storage its predecessor left batches in: say where they are. */
+  private warnStranded(directory: string | undefined): void {
+    const left = leftOnDisk.get(this.settings.id);
+    if (left === undefined || left === directory) return;
+    leftOnDisk.delete(this.settings.id);
+    this.logger.warn(
+      { directory: left },
+      'persistent queue: the previous configuration left unsent batches on disk in a storage this exporter no longer uses; they are sent only when an exporter with this id uses that storage again',
+    );
+  }
+
+  /**
+   * Batches a predecessor without a persistent queue released: written to disk before they are
+   * queued, so that a crash does not lose them. One that cannot be written is queued in memory.
+   */
+  private async adoptPersistent(batches: readonly Batch[], store: SegmentQueue): Promise<void> {
+    const stored = batches.map((batch) => {
+      const compact = batch.compact();
+      return compact === batch ? new Batch(batch.signal, batch.resources) : compact;
+    });
+    for (const batch of stored) this.queued += this.sizeOf(batch);
+    this.writing++;
+    const written = await Promise.allSettled(stored.map((batch) => store.append(batch)));
+    let failed = 0;
+    written.forEach((result, i) => {
+      if (result.status === 'fulfilled') this.refs.set(stored[i]!, result.value);
+      else failed++;
+    });
+    if (failed > 0) this.logger.warn({ batches: failed }, 'persistent queue: could not write batches taken over from the previous configuration; they are kept in memory only');
+    this.queue.unshift(...stored);
+    this.queueSizeGauge.set(this.queued);
+    this.writeDone();
+    this.logger.info({ batches: batches.length }, 'took over the sending queue of the previous configuration');
     this.pump();
   }
 
@@ -297,16 +347,19 @@ export class ExporterHelper implements Component, Consumer {
     // Persistent batches stay on disk, for whoever opens this exporter's queue next (the
     // successor of a reload, or the next start); only batches never written are handed over.
     this.store = undefined;
-    while (this.writing > 0) await new Promise((resolve) => setImmediate(resolve));
-    // Written while the release waited: on disk too.
-    const late = this.queue.splice(0);
+    if (this.writing > 0) await new Promise<void>((resolve) => this.writeWaiters.push(resolve));
+    // Queued while the release waited (written, or adopted and not writable).
+    const all = [...batches, ...this.queue.splice(0)];
     this.queued = 0;
     this.queueSizeGauge.set(0);
     await store.close();
-    const unsaved = batches.filter((batch) => !this.refs.has(batch));
-    const kept = batches.length - unsaved.length + late.length;
+    const unsaved = all.filter((batch) => !this.refs.has(batch));
+    const kept = all.length - unsaved.length;
     this.refs.clear();
-    if (kept > 0) this.logger.info({ batches: kept }, 'persistent queue: unsent batches stay on disk; they are sent at the next start');
+    if (kept > 0) {
+      leftOnDisk.set(this.settings.id, store.dir);
+      this.logger.info({ batches: kept, directory: store.dir }, 'persistent queue: unsent batches stay on disk; they are sent at the next start');
+    }
     return unsaved;
   }
 
@@ -361,6 +414,10 @@ export class ExporterHelper implements Component, Consumer {
   /** Takes over batches released by this exporter's predecessor: ahead of new ones, whatever the capacity (they were accepted). */
   adoptQueue(batches: readonly Batch[]): void {
     if (batches.length === 0) return;
+    if (this.store) {
+      void this.adoptPersistent(batches, this.store);
+      return;
+    }
     this.queue.unshift(...batches);
     for (const batch of batches) this.queued += this.sizeOf(batch);
     this.queueSizeGauge.set(this.queued);
@@ -419,8 +476,10 @@ export class ExporterHelper implements Component, Consumer {
         return true;
       } catch (err) {
         const permanent = err instanceof PermanentError;
-        // Released during this attempt: no backoff, the loop hands the batch over.
-        if (!permanent && retry.enabled && this.releasing) continue;
+        // Released during this attempt: no backoff, the loop hands the batch over. A persistent
+        // batch (acknowledged to its client, on disk) stays on disk even without retries: the
+        // release (or the shutdown deadline) cut its attempt short, the backend did not refuse it.
+        if (!permanent && this.releasing && (retry.enabled || (queued && this.refs.has(batch)))) continue;
         let delay = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : jitter(interval, retry.randomizationFactor);
         const elapsed = performance.now() - startedAt;
         const outOfTime = retry.maxElapsedTimeMs > 0 && elapsed + delay > retry.maxElapsedTimeMs;

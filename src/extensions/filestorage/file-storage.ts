@@ -1,6 +1,10 @@
 import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
+import { errorMessage } from '../../component/errors';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import { SegmentQueue, realIo, type QueueIo } from './segment-queue';
@@ -16,6 +20,8 @@ export interface FileStorageConfig {
   readonly fsync: boolean;
   readonly createDirectory: boolean;
   readonly directoryPermissions: number;
+  /** directory_permissions was set without create_directory (it then has no effect: warned at start). */
+  readonly permissionsUnused?: boolean;
 }
 
 export const DEFAULT_DIRECTORY = '/var/lib/spansieve/file_storage';
@@ -33,7 +39,9 @@ const COMPACTION_KEYS = [
 ];
 
 export function parseFileStorageConfig(node: Node): FileStorageConfig {
-  const at = node.struct(['directory', 'timeout', 'fsync', 'create_directory', 'directory_permissions', 'compaction']);
+  const at = node.struct(['directory', 'timeout', 'fsync', 'create_directory', 'directory_permissions', 'compaction', 'recreate']);
+  // The Collector's `recreate` (reopen its database from scratch) is accepted without effect: see the docs.
+  at('recreate').boolean(false);
   const directory = at('directory').string(DEFAULT_DIRECTORY);
   if (directory === '') at('directory').report('must not be empty');
   const permissionsNode = at('directory_permissions');
@@ -49,11 +57,13 @@ export function parseFileStorageConfig(node: Node): FileStorageConfig {
   compaction('directory').string('');
   compaction('check_interval').duration(5000);
   for (const key of ['max_transaction_size', 'rebound_needed_threshold_mib', 'rebound_trigger_threshold_mib']) compaction(key).integer(0, 0);
+  const createDirectory = at('create_directory').boolean(false);
   return {
+    ...(permissionsNode.value !== undefined && !createDirectory ? { permissionsUnused: true } : {}),
     directory: path.resolve(directory || DEFAULT_DIRECTORY),
     timeoutMs: at('timeout').duration(1000),
     fsync: at('fsync').boolean(false),
-    createDirectory: at('create_directory').boolean(false),
+    createDirectory,
     directoryPermissions,
   };
 }
@@ -61,6 +71,8 @@ export function parseFileStorageConfig(node: Node): FileStorageConfig {
 /** An extension that can hold exporters' persistent queues (what `sending_queue.storage` names). */
 export interface QueueStorage {
   openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue;
+  /** Where openQueue() keeps that component's queue. */
+  directoryFor?(componentId: string): string;
 }
 
 export function isQueueStorage(component: unknown): component is QueueStorage {
@@ -68,7 +80,10 @@ export function isQueueStorage(component: unknown): component is QueueStorage {
 }
 
 export class FileStorage implements Component, QueueStorage {
-  private locked = false;
+  /** The token in our lock file while we hold it. */
+  private token: string | undefined;
+  private refresher: NodeJS.Timeout | undefined;
+  private lostLogged = false;
   private readonly open = new Map<string, SegmentQueue>();
   /** Tests replace the write path to inject ENOSPC or EIO. */
   io: QueueIo | undefined;
@@ -79,6 +94,8 @@ export class FileStorage implements Component, QueueStorage {
   ) {}
 
   async start(): Promise<void> {
+    // Records are checksummed with zlib.crc32 (Node 20.15+); without it nothing could be written or read back.
+    if (typeof zlib.crc32 !== 'function') throw new Error(`file_storage needs Node.js 20.15 or later (zlib.crc32); this is Node.js ${process.version}`);
     const { directory } = this.config;
     if (this.config.createDirectory) fs.mkdirSync(directory, { recursive: true, mode: this.config.directoryPermissions });
     let stat: fs.Stats;
@@ -88,6 +105,9 @@ export class FileStorage implements Component, QueueStorage {
       throw new Error(`directory ${directory} does not exist; create it or set create_directory: true`);
     }
     if (!stat.isDirectory()) throw new Error(`${directory} is not a directory`);
+    if (this.config.permissionsUnused) {
+      this.settings.logger.warn({ directory }, 'file_storage: directory_permissions has no effect without create_directory: true (the directory already exists)');
+    }
     await this.lock();
     this.settings.logger.info({ directory, fsync: this.config.fsync }, 'file storage ready');
   }
@@ -95,22 +115,29 @@ export class FileStorage implements Component, QueueStorage {
   async shutdown(): Promise<void> {
     await Promise.all([...this.open.values()].map((queue) => queue.close()));
     this.open.clear();
-    if (!this.locked) return;
-    this.locked = false;
+    const token = this.token;
+    if (token === undefined) return;
+    this.token = undefined;
+    clearInterval(this.refresher);
+    this.refresher = undefined;
     try {
-      fs.rmSync(this.lockPath, { force: true });
+      // Only our own lock: one taken over by another process is theirs now.
+      if (readLock(this.lockPath)?.token === token) fs.rmSync(this.lockPath, { force: true });
     } catch (err) {
       this.settings.logger.warn({ err: (err as Error).message, lock: this.lockPath }, 'could not remove the lock file');
     }
   }
 
+  directoryFor(componentId: string): string {
+    return path.join(this.config.directory, `exporter_${queueName(componentId)}`);
+  }
+
   openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue {
-    if (!this.locked) throw new Error(`file storage ${this.settings.id} is not started`);
-    // type/name -> type_name as the Collector names its files; anything else unusual is escaped, so two ids never share a directory.
-    const name = componentId.replace(/[^A-Za-z0-9._/-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}`).replace('/', '_');
+    if (this.token === undefined) throw new Error(`file storage ${this.settings.id} is not started`);
+    const name = queueName(componentId);
     if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${componentId}`);
     const queue = new SegmentQueue({
-      dir: path.join(this.config.directory, `exporter_${name}`),
+      dir: this.directoryFor(componentId),
       fsync: this.config.fsync,
       logger,
       onCorrupt,
@@ -129,66 +156,175 @@ export class FileStorage implements Component, QueueStorage {
   }
 
   /**
-   * Creates the lock file holding this pid, atomically (written beside, then hard-linked: link
-   * fails if the lock exists). A lock whose pid is not running is stale and taken over; a live
-   * one is waited for up to `timeout`, then start fails with who holds it.
+   * A lease: the lock file holds a random token, the host, the pid namespace and the pid; the
+   * holder touches its mtime every LOCK_REFRESH_MS. Another process takes it over only when it is
+   * stale: not touched for LOCK_STALE_MS, or (fast path) its pid is not running in our own pid
+   * namespace on our own host. A pid alone proves nothing across pid namespaces (two containers
+   * sharing a volume are both pid 1), so "ours" means our token. Created atomically (written
+   * beside, then hard-linked: link fails if the lock exists); a live lock is waited for up to
+   * `timeout`, then start fails naming its holder.
    */
   private async lock(): Promise<void> {
     const lockPath = this.lockPath;
-    const temporary = `${lockPath}.${process.pid}.tmp`;
-    fs.writeFileSync(temporary, `${process.pid}\n`);
+    const token = randomBytes(16).toString('hex');
+    const mine: LockHolder = { token, host: os.hostname(), boot: bootId(), pidns: pidNamespace(), pid: process.pid };
+    const temporary = `${lockPath}.${token}.tmp`;
+    fs.writeFileSync(temporary, `${JSON.stringify(mine)}\n`, { mode: 0o600 });
     const deadline = Date.now() + this.config.timeoutMs;
+    let holder: ReadLock | undefined;
+    let retryAtOnce = true;
+    // Immediate retries (the lock vanished, or we just removed a stale one) are few: then the deadline applies.
+    let immediateLeft = 10;
     try {
       for (;;) {
+        if (!retryAtOnce || immediateLeft-- <= 0) {
+          if (Date.now() >= deadline) throw new Error(this.inUseMessage(holder));
+          await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.min(100, this.config.timeoutMs))));
+        }
+        retryAtOnce = false;
         try {
-          fs.linkSync(temporary, lockPath);
-          this.locked = true;
+          await fs.promises.link(temporary, lockPath);
+          this.token = token;
+          this.startRefresh();
           return;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         }
-        const holder = readLockPid(lockPath);
-        if (holder === undefined) continue; // removed meanwhile: try again
-        if (holder !== process.pid && pidAlive(holder)) {
-          if (Date.now() >= deadline) {
-            throw new Error(`directory ${this.config.directory} is in use by another process (pid ${holder}, lock file ${lockPath}); two processes must not share a file_storage directory`);
-          }
-          await new Promise((resolve) => setTimeout(resolve, Math.min(100, this.config.timeoutMs)));
+        holder = readLock(lockPath);
+        if (holder === undefined) {
+          retryAtOnce = true; // removed meanwhile
           continue;
         }
-        // Stale (its process is gone, or it is ours from an earlier run of this process): take it over.
-        const aside = `${lockPath}.stale.${process.pid}`;
+        const stale = staleReason(holder, mine);
+        if (stale === undefined) continue;
+        // Stale: move it aside, and take it over only if it is still the one we judged.
+        const aside = `${lockPath}.stale.${token}`;
         try {
-          fs.renameSync(lockPath, aside);
-        } catch {
-          continue;
+          await fs.promises.rename(lockPath, aside);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw err;
         }
-        if (readLockPid(aside) !== holder) {
+        if (readLock(aside)?.text !== holder.text) {
           // Another process replaced the lock between our read and the rename: give it back.
           try {
-            fs.linkSync(aside, lockPath);
+            await fs.promises.link(aside, lockPath);
           } catch {
             // It took the lock again meanwhile.
           }
-          fs.rmSync(aside, { force: true });
+          await fs.promises.rm(aside, { force: true });
           continue;
         }
-        fs.rmSync(aside, { force: true });
-        this.settings.logger.warn({ lock: lockPath, pid: holder }, 'took over a stale file_storage lock (its process is not running)');
+        await fs.promises.rm(aside, { force: true });
+        this.settings.logger.warn({ lock: lockPath, pid: holder.pid, host: holder.host, reason: stale }, 'took over a stale file_storage lock');
+        retryAtOnce = true;
       }
     } finally {
       fs.rmSync(temporary, { force: true });
     }
   }
+
+  private inUseMessage(holder: ReadLock | undefined): string {
+    const who = holder?.pid !== undefined ? `pid ${holder.pid}${holder.host ? ` on ${holder.host}` : ''}` : 'unknown holder';
+    const age = holder ? `, refreshed ${Math.max(0, Math.round((Date.now() - holder.mtimeMs) / 1000))}s ago` : '';
+    return (
+      `directory ${this.config.directory} is in use by another process (${who}, lock file ${this.lockPath}${age}); ` +
+      `two processes must not share a file_storage directory (a lock not refreshed for ${LOCK_STALE_MS / 1000}s is taken over)`
+    );
+  }
+
+  /** Touches the lock so others see it is alive; notices (and logs) if another process took it. */
+  private startRefresh(): void {
+    this.refresher = setInterval(() => {
+      const token = this.token;
+      void (async () => {
+        const text = await fs.promises.readFile(this.lockPath, 'utf8').catch(() => '');
+        let holder: Partial<LockHolder> | undefined;
+        try {
+          holder = JSON.parse(text) as Partial<LockHolder>;
+        } catch {
+          holder = undefined;
+        }
+        if (this.token !== token || token === undefined) return;
+        if (holder?.token !== token) {
+          if (!this.lostLogged) this.settings.logger.error({ lock: this.lockPath, holder: holder?.pid, host: holder?.host }, 'file_storage lock was taken over by another process; two processes may now write the same queue');
+          this.lostLogged = true;
+          return;
+        }
+        const now = new Date();
+        await fs.promises.utimes(this.lockPath, now, now);
+      })().catch((err: unknown) => this.settings.logger.warn({ err: errorMessage(err), lock: this.lockPath }, 'could not refresh the file_storage lock'));
+    }, LOCK_REFRESH_MS);
+    this.refresher.unref();
+  }
 }
 
-/** The pid in a lock file; NaN when unreadable, undefined when there is no file. */
-function readLockPid(file: string): number | undefined {
+/** type/name -> type_name as the Collector names its files; anything else unusual is escaped, so two ids never share a directory. */
+function queueName(componentId: string): string {
+  return componentId.replace(/[^A-Za-z0-9._/-]/g, (c) => `~${c.codePointAt(0)!.toString(16)}`).replace('/', '_');
+}
+
+/** How often the holder touches its lock file. */
+export const LOCK_REFRESH_MS = 2000;
+/** A lock file not touched for this long is stale (its holder is gone or hung). */
+export const LOCK_STALE_MS = 5 * LOCK_REFRESH_MS;
+
+interface LockHolder {
+  readonly token: string;
+  readonly host: string;
+  /** The kernel's boot id: unlike a host name, never the same on two machines. */
+  readonly boot: string | undefined;
+  readonly pidns: string | undefined;
+  readonly pid: number;
+}
+
+interface ReadLock extends Partial<LockHolder> {
+  readonly text: string;
+  readonly mtimeMs: number;
+}
+
+/** The lock file's holder; undefined when there is no file. An unparsable one has only text and mtime. */
+function readLock(file: string): ReadLock | undefined {
   try {
-    return Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+    const mtimeMs = fs.statSync(file).mtimeMs;
+    const text = fs.readFileSync(file, 'utf8');
+    try {
+      const parsed = JSON.parse(text) as Partial<LockHolder>;
+      return { ...parsed, text, mtimeMs };
+    } catch {
+      return { text, mtimeMs };
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return Number.NaN;
+    throw err;
+  }
+}
+
+/** Why the lock can be taken over, or undefined while its holder may be alive. */
+function staleReason(holder: ReadLock, mine: LockHolder): string | undefined {
+  const age = Date.now() - holder.mtimeMs;
+  if (age > LOCK_STALE_MS) return `not refreshed for ${Math.round(age / 1000)}s`;
+  // Only where a pid means the same process to us: same host and same pid namespace.
+  const sameNamespace =
+    holder.host === mine.host && mine.boot !== undefined && holder.boot === mine.boot && mine.pidns !== undefined && holder.pidns === mine.pidns;
+  if (sameNamespace && typeof holder.pid === 'number' && holder.pid !== mine.pid && !pidAlive(holder.pid)) return 'its process is not running';
+  return undefined;
+}
+
+function bootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux's id of our pid namespace ("pid:[4026531836]"); undefined elsewhere. */
+function pidNamespace(): string | undefined {
+  try {
+    return fs.readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
@@ -7,15 +8,21 @@ import type { Batch, Signal } from '../../pdata/batch';
 import { parseRequest } from '../../pdata/scan';
 
 // One exporter's persistent sending queue: append-only segment files of checksummed records, and
-// beside each segment an append-only file of the offsets of its records that were sent. A segment
-// whose records are all acknowledged is deleted; nothing is ever rewritten in place.
+// beside each segment a file of the offsets of its records that were sent (each entry written at
+// its place, so a failed write is overwritten by the next). A segment whose records are all
+// acknowledged is deleted; no record is ever rewritten in place.
 //
-// Record:  magic u32 | length u32 | crc32 u32 | payload (length bytes)
+// Segment: header (magic u32 | salt u32 | crc32 of those 8 bytes u32 | 0 u32), then records.
+// Record:  magic u32 | length u32 | crc32(payload) u32 | crc32(the first 12 bytes, seeded with the salt) u32 | payload
 // Payload: signal u8 (0 traces, 1 metrics) | the batch's export request (ResourceSpans/-Metrics as field 1)
-// The crc covers the payload. Ack entry: offset u32 | crc32(offset) u32.
+// The salt is random per segment: bytes a client sent (a record's image inside a span attribute)
+// cannot carry a header that checks out, so recovery never takes them for a record.
+// Ack entry: offset u32 | crc32(offset) u32.
 
-export const RECORD_MAGIC = 0x53535131; // "SSQ1"
-export const RECORD_HEADER = 12;
+export const SEGMENT_MAGIC = 0x53534732; // "2GSS"
+export const SEGMENT_HEADER = 16;
+export const RECORD_MAGIC = 0x53535132; // "2QSS"
+export const RECORD_HEADER = 16;
 const ACK_ENTRY = 8;
 /** A segment receives no more records once it is this large (a larger record still fits alone). */
 export const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
@@ -45,12 +52,17 @@ export interface RecoveredRecord {
   readonly ref: RecordRef;
 }
 
+/** Files of a file-storage directory are the holder's only (they hold what clients sent). */
+const FILE_MODE = 0o600;
+
 export interface RecoveryReport {
   readonly records: RecoveredRecord[];
   /** Records (or unreadable regions) skipped because their checksum or framing was wrong. */
   readonly corrupt: number;
   /** Bytes cut from the end of segments (a write that a crash interrupted). */
   readonly tornBytes: number;
+  /** Segments that held nothing readable, renamed to *.corrupt. */
+  readonly corruptSegments: string[];
   readonly segments: number;
 }
 
@@ -75,6 +87,8 @@ class Segment {
   ackSize = 0;
   active = false;
   deleted = false;
+  /** Seeds the header checksums of this segment's records. */
+  salt = 0;
 
   constructor(
     readonly id: number,
@@ -105,6 +119,7 @@ interface PendingAck {
 const SIGNAL_CODE: Record<Signal, number> = { traces: 0, metrics: 1 };
 const CODE_SIGNAL: readonly Signal[] = ['traces', 'metrics'];
 
+/** A record's header and signal byte; its header checksum is set by sealRecordHeader() once the segment is known. */
 export function encodeRecordHeader(signal: Signal, request: Buffer): Buffer {
   const header = Buffer.allocUnsafe(RECORD_HEADER + 1);
   const signalByte = header.subarray(RECORD_HEADER);
@@ -115,52 +130,96 @@ export function encodeRecordHeader(signal: Signal, request: Buffer): Buffer {
   return header;
 }
 
+export function sealRecordHeader(header: Buffer, salt: number): void {
+  header.writeUInt32LE(crc32(header.subarray(0, 12), salt), 12);
+}
+
+export function encodeSegmentHeader(salt: number): Buffer {
+  const header = Buffer.alloc(SEGMENT_HEADER);
+  header.writeUInt32LE(SEGMENT_MAGIC, 0);
+  header.writeUInt32LE(salt, 4);
+  header.writeUInt32LE(crc32(header.subarray(0, 8)), 8);
+  return header;
+}
+
 export interface ParsedSegment {
   /** Offset and payload of every valid record, in order. */
   readonly records: { offset: number; payload: Buffer }[];
+  /** Damaged records (or unreadable regions), each counted once. */
   readonly corrupt: number;
-  /** Where the last valid record ends: anything after it is a torn tail. */
+  /** Where the last readable record ends: what follows is cut. */
   readonly validEnd: number;
+  /** What follows validEnd is a write that did not finish (not counted as corrupt). */
+  readonly torn: boolean;
+  /** The segment header is damaged: nothing in the file can be trusted. */
+  readonly badHeader: boolean;
 }
 
-/** Reads the records of one segment file's bytes, skipping corrupt ones and finding the torn tail. */
+function allZero(buf: Buffer, from: number): boolean {
+  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Reads the records of one segment file's bytes. Torn (a write that did not finish, cut without
+ * counting): an incomplete header at the end, a record whose intact header says it runs past the
+ * end, or a tail of zeros (a file extended but its data not written: power loss without fsync).
+ * Anything else that does not check out is corrupt: a record whose header checks out but whose
+ * payload does not is skipped by its length; a damaged header makes the reader look for the next
+ * header that checks out with this segment's salt.
+ */
 export function parseSegment(buf: Buffer): ParsedSegment {
   const records: { offset: number; payload: Buffer }[] = [];
-  let corrupt = 0;
-  let pos = 0;
-  let validEnd = 0;
+  if (buf.length < SEGMENT_HEADER) return { records, corrupt: 0, validEnd: 0, torn: buf.length > 0, badHeader: false };
+  if (buf.readUInt32LE(0) !== SEGMENT_MAGIC || crc32(buf.subarray(0, 8)) !== buf.readUInt32LE(8)) {
+    return { records, corrupt: 1, validEnd: 0, torn: false, badHeader: true };
+  }
+  const salt = buf.readUInt32LE(4);
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(RECORD_MAGIC, 0);
-  const validAt = (at: number): number => {
-    // The record's end, or -1 when there is no whole valid record at `at`.
+  /** The payload length of an intact record header at `at`, or -1. */
+  const headerAt = (at: number): number => {
     if (at + RECORD_HEADER > buf.length || buf.readUInt32LE(at) !== RECORD_MAGIC) return -1;
+    if (crc32(buf.subarray(at, at + 12), salt) !== buf.readUInt32LE(at + 12)) return -1;
     const length = buf.readUInt32LE(at + 4);
-    const end = at + RECORD_HEADER + length;
-    if (length < 1 || end > buf.length) return -1;
-    if (crc32(buf.subarray(at + RECORD_HEADER, end)) !== buf.readUInt32LE(at + 8)) return -1;
-    return end;
+    return length < 1 ? -1 : length;
   };
+  let corrupt = 0;
+  let pos = SEGMENT_HEADER;
+  let validEnd = pos;
+  let torn = false;
   while (pos < buf.length) {
-    const end = validAt(pos);
-    if (end >= 0) {
-      records.push({ offset: pos, payload: buf.subarray(pos + RECORD_HEADER, end) });
+    if (pos + RECORD_HEADER > buf.length || allZero(buf, pos)) {
+      torn = true;
+      break;
+    }
+    const length = headerAt(pos);
+    if (length >= 0) {
+      const end = pos + RECORD_HEADER + length;
+      if (end > buf.length) {
+        torn = true;
+        break;
+      }
+      if (crc32(buf.subarray(pos + RECORD_HEADER, end)) === buf.readUInt32LE(pos + 8)) records.push({ offset: pos, payload: buf.subarray(pos + RECORD_HEADER, end) });
+      else corrupt++;
       pos = end;
       validEnd = end;
       continue;
     }
-    // Resynchronise on the next record that checks out; none: the rest is a torn tail.
+    // A damaged header: resynchronise on the next header that checks out; none: the rest is lost.
+    corrupt++;
     let next = -1;
     for (let candidate = buf.indexOf(magic, pos + 1); candidate >= 0; candidate = buf.indexOf(magic, candidate + 1)) {
-      if (validAt(candidate) >= 0) {
+      if (headerAt(candidate) >= 0) {
         next = candidate;
         break;
       }
     }
     if (next < 0) break;
-    corrupt++;
     pos = next;
+    validEnd = next;
   }
-  return { records, corrupt, validEnd };
+  return { records, corrupt, validEnd, torn, badHeader: false };
 }
 
 function parseAcks(buf: Buffer): Set<number> {
@@ -189,6 +248,14 @@ export class SegmentQueue {
   private acking = false;
   private closed = false;
   private idleWaiters: (() => void)[] = [];
+  /** Closes and deletions under way (off the write and ack paths); close() waits for them. */
+  private readonly closing = new Set<Promise<void>>();
+  private ackFailures = 0;
+  private lastAckFailureLog = -Infinity;
+
+  get dir(): string {
+    return this.options.dir;
+  }
 
   constructor(private readonly options: SegmentQueueOptions) {
     this.io = options.io ?? realIo;
@@ -198,7 +265,7 @@ export class SegmentQueue {
   /** Reads what a previous run left: unacknowledged records in order; cuts torn tails; deletes finished segments. */
   recover(): RecoveryReport {
     const { dir, logger } = this.options;
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const names = fs.readdirSync(dir);
     const ids = names
       .map((name) => SEGMENT_RE.exec(name)?.[1])
@@ -206,6 +273,7 @@ export class SegmentQueue {
       .map(Number)
       .sort((a, b) => a - b);
     const records: RecoveredRecord[] = [];
+    const corruptSegments: string[] = [];
     let corrupt = 0;
     let tornBytes = 0;
     for (const id of ids) {
@@ -223,12 +291,25 @@ export class SegmentQueue {
       }
       const parsed = parseSegment(buf);
       corrupt += parsed.corrupt;
+      if (parsed.corrupt > 0 && parsed.records.length === 0) {
+        // Nothing readable: kept aside for a look, not deleted.
+        const aside = `${segment.logPath}.corrupt`;
+        fs.renameSync(segment.logPath, aside);
+        fs.rmSync(segment.ackPath, { force: true });
+        corruptSegments.push(aside);
+        logger.error({ segment: aside, bytes: buf.length, badHeader: parsed.badHeader }, 'persistent queue: a segment holds nothing readable; renamed to *.corrupt (remove it once looked at)');
+        continue;
+      }
       if (parsed.validEnd < buf.length) {
         const cut = buf.length - parsed.validEnd;
-        tornBytes += cut;
-        logger.warn({ segment: segment.logPath, bytes: cut }, 'persistent queue: cut an incomplete record at the end of a segment (a write the process did not finish)');
+        if (parsed.torn) {
+          tornBytes += cut;
+          logger.warn({ segment: segment.logPath, bytes: cut }, 'persistent queue: cut an incomplete record at the end of a segment (a write the process did not finish)');
+        }
+        // A corrupt tail is counted (and logged) with the corrupt records.
         fs.truncateSync(segment.logPath, parsed.validEnd);
       }
+      if (parsed.validEnd >= SEGMENT_HEADER) segment.salt = buf.readUInt32LE(4);
       for (const record of parsed.records) {
         if (acked.has(record.offset)) continue;
         const signal = CODE_SIGNAL[record.payload[0]!];
@@ -246,8 +327,10 @@ export class SegmentQueue {
         records.push({ batch, ref: { segment, offset: record.offset } });
       }
       segment.size = parsed.validEnd;
-      if (segment.live === 0) this.deleteSegment(segment);
-      else this.segments.set(id, segment);
+      if (segment.live === 0) {
+        fs.rmSync(segment.logPath, { force: true });
+        fs.rmSync(segment.ackPath, { force: true });
+      } else this.segments.set(id, segment);
     }
     // Ack files whose segment is gone (a crash between the two unlinks).
     for (const name of names) {
@@ -258,7 +341,7 @@ export class SegmentQueue {
       logger.error({ corrupt, dir }, 'persistent queue: skipped corrupt records (their data is lost)');
       this.options.onCorrupt?.(corrupt);
     }
-    return { records, corrupt, tornBytes, segments: this.segments.size };
+    return { records, corrupt, tornBytes, segments: this.segments.size, corruptSegments };
   }
 
   /** Writes a batch; resolves with its place once it is as durable as `fsync` says. */
@@ -293,11 +376,12 @@ export class SegmentQueue {
     this.closed = true;
     while (this.writing || this.acking) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     for (const segment of [...this.segments.values()]) {
-      if (segment.live === 0) this.deleteSegment(segment);
-      else this.closeFiles(segment);
+      if (segment.live === 0) void this.deleteSegment(segment);
+      else this.closing.add(closeFiles(segment));
     }
     this.segments.clear();
     this.active = undefined;
+    await Promise.all(this.closing);
   }
 
   private async flush(): Promise<void> {
@@ -308,31 +392,30 @@ export class SegmentQueue {
       const group = this.pending.splice(0, take);
       let segment: Segment;
       try {
-        segment = this.writableSegment();
+        segment = await this.writableSegment();
       } catch (err) {
         this.fail(group, err);
         continue;
       }
-      const start = segment.size;
+      // A new segment's header goes with its first records.
+      const writeAt = segment.size;
+      const buffers: Buffer[] = segment.size === 0 ? [encodeSegmentHeader(segment.salt)] : [];
+      const start = segment.size === 0 ? SEGMENT_HEADER : segment.size;
       const refs: RecordRef[] = [];
-      const buffers: Buffer[] = [];
       let bytes = 0;
       for (const append of group) {
         refs.push({ segment, offset: start + bytes });
+        sealRecordHeader(append.buffers[0]!, segment.salt);
         buffers.push(...append.buffers);
         bytes += append.bytes;
       }
       try {
-        await this.writeAll(segment.fd!, buffers, start);
+        await this.writeAll(segment.fd!, buffers, writeAt);
         if (this.options.fsync) await this.io.fdatasync(segment.fd!);
       } catch (err) {
         // Nothing of this group counts as written. A partial write is cut (best effort) and the
         // segment closed for writing, so later records never follow garbage in it.
-        try {
-          fs.ftruncateSync(segment.fd!, start);
-        } catch {
-          // Left for recovery, which cuts it as a torn tail.
-        }
+        await new Promise<void>((resolve) => fs.ftruncate(segment.fd!, writeAt, () => resolve()));
         this.retire(segment);
         this.fail(group, err);
         continue;
@@ -377,18 +460,20 @@ export class SegmentQueue {
     }
   }
 
-  /** The segment appends go to: the active one, or a new one. */
-  private writableSegment(): Segment {
+  /** The segment appends go to: the active one, or a new one (opened off the event loop). */
+  private async writableSegment(): Promise<Segment> {
     if (this.active) return this.active;
     const segment = new Segment(this.nextSegmentId++, this.options.dir);
-    segment.fd = fs.openSync(segment.logPath, 'wx');
+    segment.salt = randomBytes(4).readUInt32LE(0);
+    segment.fd = await new Promise<number>((resolve, reject) => fs.open(segment.logPath, 'wx', FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))));
     if (this.options.fsync) {
       // The new file's directory entry must survive a power loss too, not only its data.
-      const dirFd = fs.openSync(this.options.dir, 'r');
       try {
-        fs.fsyncSync(dirFd);
-      } finally {
-        fs.closeSync(dirFd);
+        await syncDirectory(this.options.dir);
+      } catch (err) {
+        await closeFiles(segment);
+        await fs.promises.rm(segment.logPath, { force: true });
+        throw err;
       }
     }
     segment.active = true;
@@ -401,7 +486,7 @@ export class SegmentQueue {
   private retire(segment: Segment): void {
     segment.active = false;
     if (this.active === segment) this.active = undefined;
-    if (segment.live === 0) this.deleteSegment(segment);
+    if (segment.live === 0) void this.deleteSegment(segment);
   }
 
   private async flushAcks(): Promise<void> {
@@ -409,6 +494,7 @@ export class SegmentQueue {
       const group = this.pendingAcks;
       this.pendingAcks = [];
       const bySegment = new Map<Segment, PendingAck[]>();
+      const deletions: Promise<void>[] = [];
       for (const ack of group) {
         const list = bySegment.get(ack.ref.segment);
         if (list) list.push(ack);
@@ -424,54 +510,85 @@ export class SegmentQueue {
         segment.live -= acks.length;
         if (segment.live <= 0 && !segment.active) {
           // Every record sent: the segment goes, no need to write its acks.
-          this.deleteSegment(segment);
+          deletions.push(this.deleteSegment(segment));
           continue;
         }
         try {
           if (segment.ackFd === undefined) {
-            segment.ackFd = fs.openSync(segment.ackPath, 'a');
-            segment.ackSize = fs.fstatSync(segment.ackFd).size;
+            // Not O_APPEND: writes go where ackSize says, so a failed one is overwritten by the next.
+            const fd = await new Promise<number>((resolve, reject) => fs.open(segment.ackPath, fs.constants.O_WRONLY | fs.constants.O_CREAT, FILE_MODE, (err, f) => (err ? reject(err) : resolve(f))));
+            const size = await new Promise<number>((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st.size))));
+            if (segment.deleted) {
+              fs.close(fd, () => {});
+              continue;
+            }
+            segment.ackFd = fd;
+            // Whole entries only: a torn last one would misalign those written after it.
+            segment.ackSize = size - (size % ACK_ENTRY);
           }
           await this.writeAll(segment.ackFd, [buf], segment.ackSize);
           segment.ackSize += buf.length;
         } catch (err) {
-          this.options.logger.warn({ err: errorMessage(err), records: acks.length }, 'persistent queue: could not mark records as sent; they will be sent again after a restart');
+          this.logAckFailure(err, acks.length);
         }
       }
+      await Promise.all(deletions);
       for (const ack of group) ack.resolve();
     }
     this.acking = false;
     this.notifyIdle();
   }
 
-  private deleteSegment(segment: Segment): void {
-    this.closeFiles(segment);
-    segment.deleted = true;
-    this.segments.delete(segment.id);
-    try {
-      // The log first: an ack file without its log is ignored and removed at the next start.
-      fs.rmSync(segment.logPath, { force: true });
-      fs.rmSync(segment.ackPath, { force: true });
-    } catch (err) {
-      this.options.logger.warn({ err: errorMessage(err), segment: segment.logPath }, 'persistent queue: could not delete a sent segment');
-    }
+  /** One line at the first failure, then at most one every 10 s (a full disk fails every ack). */
+  private logAckFailure(err: unknown, records: number): void {
+    this.ackFailures += records;
+    const now = performance.now();
+    if (now - this.lastAckFailureLog < 10_000) return;
+    this.lastAckFailureLog = now;
+    this.options.logger.warn(
+      { err: errorMessage(err), records: this.ackFailures },
+      'persistent queue: could not mark records as sent; they will be sent again after a restart',
+    );
+    this.ackFailures = 0;
   }
 
-  private closeFiles(segment: Segment): void {
-    for (const fd of [segment.fd, segment.ackFd]) {
-      if (fd === undefined) continue;
+  /** Forgets the segment now; its files are closed and removed off the ack path. */
+  private deleteSegment(segment: Segment): Promise<void> {
+    segment.deleted = true;
+    this.segments.delete(segment.id);
+    const done = (async () => {
+      await closeFiles(segment);
       try {
-        fs.closeSync(fd);
-      } catch {
-        // Already closed.
+        // The log first: an ack file without its log is ignored and removed at the next start.
+        await fs.promises.rm(segment.logPath, { force: true });
+        await fs.promises.rm(segment.ackPath, { force: true });
+      } catch (err) {
+        this.options.logger.warn({ err: errorMessage(err), segment: segment.logPath }, 'persistent queue: could not delete a sent segment');
       }
-    }
-    segment.fd = undefined;
-    segment.ackFd = undefined;
+    })();
+    this.closing.add(done);
+    void done.finally(() => this.closing.delete(done));
+    return done;
   }
 
   private notifyIdle(): void {
     if (this.writing || this.acking) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+}
+
+async function closeFiles(segment: Segment): Promise<void> {
+  const fds = [segment.fd, segment.ackFd];
+  segment.fd = undefined;
+  segment.ackFd = undefined;
+  for (const fd of fds) if (fd !== undefined) await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.promises.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

@@ -38,3 +38,18 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
   }
   throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ''}`);
 }
+
+/**
+ * POSTs an OTLP/HTTP protobuf traces body, retrying while the connection is refused (a service
+ * restarting for a reload closes its listener and pooled connections for a moment).
+ */
+export async function postTracesRetrying(port: number, body: Uint8Array, attempts = 20): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -11,7 +11,7 @@ import type { ServiceConfig } from '../../src/config/service-config';
 import { Service } from '../../src/service/service';
 import { Supervisor } from '../../src/service/supervisor';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
-import { freePorts, waitFor } from '../helpers/ports';
+import { freePorts, waitFor, postTracesRetrying } from '../helpers/ports';
 import { GrpcSink } from '../helpers/sink';
 
 // One failed reload must not poison the next ones nor the shutdown: an unexpected error in a
@@ -67,16 +67,7 @@ describe('reloads that fail', () => {
   async function send(): Promise<string[]> {
     const spans = [obiSpan(), obiSpan()];
     const body = encodeTraces([obiResourceSpans(instance, spans)]);
-    // A restart closes pooled connections: a client retries what failed to connect.
-    let res: Response | undefined;
-    for (let attempt = 0; !res; attempt++) {
-      try {
-        res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
-      } catch (err) {
-        if (attempt >= 20) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    const res = await postTracesRetrying(httpPort, body);
     assert.equal(res.status, 200, await res.text());
     return spans.map((s) => s.spanId.toString('base64'));
   }

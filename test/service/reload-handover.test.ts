@@ -8,7 +8,7 @@ import * as YAML from 'yaml';
 import { loadConfig } from '../../src/cli';
 import { Supervisor } from '../../src/service/supervisor';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
-import { freePorts, waitFor } from '../helpers/ports';
+import { freePorts, waitFor, postTracesRetrying } from '../helpers/ports';
 import { GrpcSink } from '../helpers/sink';
 
 // A reload while the backend is down: what the old configuration accepted and could not send yet
@@ -46,16 +46,7 @@ describe('reload with a backend that is down', () => {
     for (let i = 0; i < n; i++) {
       const spans = [obiSpan(), obiSpan()];
       const body = encodeTraces([obiResourceSpans(instance, spans)]);
-      // A restart closes the listener and pooled connections; a client retries what failed to connect.
-      let res: Response | undefined;
-      for (let attempt = 0; !res; attempt++) {
-        try {
-          res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
-        } catch (err) {
-          if (attempt >= 20) throw err;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      }
+      const res = await postTracesRetrying(httpPort, body);
       assert.equal(res.status, 200, await res.text());
       ids.push(...spans.map((s) => s.spanId.toString('base64')));
     }

@@ -25,7 +25,7 @@ export interface TestCerts {
   readonly expiredServer: Pair;
   readonly expiredClient: Pair;
   /** Makes another server certificate from the right CA (for rotation), into `name`.pem/.key. */
-  issueServer(name: string, cn: string): Pair;
+  issueServer(name: string, cn: string, san?: string): Pair;
   remove(): void;
 }
 
@@ -46,8 +46,8 @@ function makeCa(dir: string, name: string): void {
   );
 }
 
-function issue(dir: string, ca: string, name: string, cn: string, usage: 'serverAuth' | 'clientAuth', dates?: { start: string; end: string }): Pair {
-  const san = usage === 'serverAuth' ? ['-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'] : [];
+function issue(dir: string, ca: string, name: string, cn: string, usage: 'serverAuth' | 'clientAuth', dates?: { start: string; end: string }, altNames = 'IP:127.0.0.1,DNS:localhost'): Pair {
+  const san = usage === 'serverAuth' ? ['-addext', `subjectAltName=${altNames}`] : [];
   openssl(dir, ['req', ...KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`, ...san, '-addext', `extendedKeyUsage=${usage}`]);
   const validity = dates ? ['-startdate', dates.start, '-enddate', dates.end] : ['-days', '2'];
   openssl(dir, ['ca', '-batch', '-notext', '-config', `${ca}.cnf`, '-cert', `${ca}.pem`, '-keyfile', `${ca}.key`, '-in', `${name}.csr`, '-out', `${name}.pem`, ...validity]);
@@ -69,7 +69,7 @@ export function makeTestCerts(): TestCerts {
     wrongClient: issue(dir, 'wrong-ca', 'wrong-client', 'client', 'clientAuth'),
     expiredServer: issue(dir, 'ca', 'expired-server', 'localhost', 'serverAuth', past),
     expiredClient: issue(dir, 'ca', 'expired-client', 'client', 'clientAuth', past),
-    issueServer: (name, cn) => issue(dir, 'ca', name, cn, 'serverAuth'),
+    issueServer: (name, cn, san) => issue(dir, 'ca', name, cn, 'serverAuth', undefined, san),
     remove: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 }

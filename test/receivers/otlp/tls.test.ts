@@ -151,16 +151,17 @@ void describe('OTLP receiver with mTLS (client_ca_file)', () => {
 });
 
 void describe('certificate rotation', () => {
-  test('a certificate replaced on disk is served without a restart (reload_interval)', async () => {
+  test('a certificate replaced on disk is served without a restart (reload_interval); mTLS still holds after the swap', async () => {
     const live = { cert: `${certs.dir}/live.pem`, key: `${certs.dir}/live.key` };
     fs.copyFileSync(certs.server.cert, live.cert);
     fs.copyFileSync(certs.server.key, live.key);
     const capture = new Capture();
-    const receiver = await startReceiver({ cert_file: live.cert, key_file: live.key, reload_interval: '100ms' }, capture);
+    const receiver = await startReceiver({ cert_file: live.cert, key_file: live.key, client_ca_file: certs.ca, reload_interval: '100ms' }, capture);
     try {
       const served = (port: number) =>
         new Promise<string>((resolve, reject) => {
-          const socket = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(certs.ca), ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+          const client = { cert: fs.readFileSync(certs.client.cert), key: fs.readFileSync(certs.client.key) };
+          const socket = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(certs.ca), ...client, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
             resolve(socket.getPeerCertificate().subject.CN as string);
             socket.destroy();
           });
@@ -175,8 +176,11 @@ void describe('certificate rotation', () => {
         await waitFor('the rotated certificate to be served', async () => (await served(port)) === 'rotated.localhost', 10_000, 50);
       }
       const clients = clientsFor(receiver);
-      assert.equal((await sendOne(clients.grpc(undefined, certs.ca), 'span-rotated-grpc')).code, SUCCESS);
-      assert.equal((await sendOne(clients.http(undefined, certs.ca), 'span-rotated-http')).code, SUCCESS);
+      assert.equal((await sendOne(clients.grpc(certs.client, certs.ca), 'span-rotated-grpc')).code, SUCCESS);
+      assert.equal((await sendOne(clients.http(certs.client, certs.ca), 'span-rotated-http')).code, SUCCESS);
+      assert.notEqual((await sendOne(clients.grpc(undefined, certs.ca, 3000), 'span-rotated-nocert')).code, SUCCESS);
+      assert.notEqual((await sendOne(clients.http(undefined, certs.ca, 3000), 'span-rotated-nocert')).code, SUCCESS);
+      assert.deepEqual(spanNames(capture).sort(), ['span-rotated-grpc', 'span-rotated-http']);
     } finally {
       await receiver.shutdown();
     }

@@ -54,6 +54,8 @@ class HttpError extends Error {
 export class OtlpHttpServer {
   private server: http.Server | undefined;
   private sockets = new Set<net.Socket>();
+  /** With TLS: the TLS sockets (requests run on these; `sockets` holds their TCP sockets). */
+  private readonly secureSockets = new Set<net.Socket>();
   /** Sockets with a request whose answer is not finished. */
   private readonly busy = new Set<net.Socket>();
   private closing = false;
@@ -109,6 +111,10 @@ export class OtlpHttpServer {
     // With TLS, counted from the end of the handshake (handshakeTimeout bounds that; a TLS socket's
     // bytesRead counts decrypted bytes).
     server.on(tlsConfig ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+      if (tlsConfig) {
+        this.secureSockets.add(socket);
+        socket.once('close', () => this.secureSockets.delete(socket));
+      }
       if (headersTimeout > 0 && !socket.destroyed) {
         const timer = setTimeout(() => {
           if (!this.busy.has(socket) && socket.bytesRead === 0) socket.destroy();
@@ -135,7 +141,8 @@ export class OtlpHttpServer {
     this.closing = true;
     this.stopTlsReload();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of this.sockets) if (!this.busy.has(socket)) socket.destroy();
+    // With TLS, a connection still in its handshake is left to the grace period below.
+    for (const socket of this.config.tls ? this.secureSockets : this.sockets) if (!this.busy.has(socket)) socket.destroy();
     const force = setTimeout(() => {
       for (const socket of this.sockets) socket.destroy();
     }, SHUTDOWN_GRACE_MS);

@@ -5,9 +5,13 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import type { Consumer } from '../../../src/component/component';
+import type { Batch } from '../../../src/pdata/batch';
 import { OtlpReceiver, parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
 import { makeTestCerts, type Pair, type TestCerts } from '../../helpers/certs';
 import { waitFor } from '../../helpers/ports';
@@ -184,6 +188,43 @@ void describe('certificate rotation', () => {
     } finally {
       await receiver.shutdown();
     }
+  });
+});
+
+void describe('shutdown over TLS', () => {
+  test('an HTTPS request in flight when shutdown starts is still answered', async () => {
+    let release: () => void = () => undefined;
+    let arrived: () => void = () => undefined;
+    const inConsumer = new Promise<void>((resolve) => (arrived = resolve));
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow: Consumer = {
+      consume: async (_batch: Batch) => {
+        arrived();
+        await gate;
+      },
+    };
+    const tlsConfig = { cert_file: certs.server.cert, key_file: certs.server.key };
+    const config = parseWith(parseOtlpReceiverConfig, { protocols: { http: { endpoint: '127.0.0.1:0', tls: tlsConfig } } });
+    const receiver = new OtlpReceiver(testSettings('otlp'), config, new Map([['traces', slow]]));
+    await receiver.start();
+    const body = encodeTraces([obiResourceSpans(hostInstance('h', 1), [obiSpan()])]);
+    const answer = new Promise<number>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port: receiver.httpServer!.port, path: '/v1/traces', method: 'POST', ca: fs.readFileSync(certs.ca), headers: { 'content-type': 'application/x-protobuf' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    await inConsumer;
+    const stopped = receiver.shutdown();
+    // Past the moment shutdown closes idle connections, well within its grace.
+    setTimeout(release, 200);
+    assert.equal(await answer, 200);
+    await stopped;
   });
 });
 

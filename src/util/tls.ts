@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import type * as tls from 'node:tls';
+import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Node } from '../config/reader';
 
@@ -68,9 +68,21 @@ function loadFiles(at: (key: string) => Node, files: { cert: string; key: string
   return out;
 }
 
+/** A certificate that does not match its key, or a file that is not PEM, fails here rather than at start. */
+function checkContext(node: Node, options: tls.SecureContextOptions, errorsBefore: number): void {
+  // Only when the files themselves were read: one error per problem.
+  if (node.issues.errors.length > errorsBefore) return;
+  try {
+    tls.createSecureContext(options);
+  } catch (err) {
+    node.report(`the TLS files are not usable: ${(err as Error).message}`);
+  }
+}
+
 /** A receiver's `tls:`; undefined when absent (plaintext). */
 export function parseServerTls(node: Node): ServerTlsConfig | undefined {
   if (node.isAbsent) return undefined;
+  const errorsBefore = node.issues.errors.length;
   const at = node.struct(SERVER_TLS_KEYS);
   const certFile = at('cert_file').string('');
   const keyFile = at('key_file').string('');
@@ -83,8 +95,10 @@ export function parseServerTls(node: Node): ServerTlsConfig | undefined {
   const initial = loadFiles(at, { cert: certFile, key: keyFile, ca: '' });
   if (caFile) readFile(at('ca_file'), caFile);
   const clientCa = clientCaFile ? readFile(at('client_ca_file'), clientCaFile) : undefined;
-  const config = { certFile, keyFile, caFile, clientCaFile, minVersion: min, maxVersion: max, reloadIntervalMs: Math.max(0, reloadIntervalMs), initial: {} };
-  return { ...config, initial: { ...initial, ...(clientCa ? { ca: clientCa } : {}), ...versionOptions(config) } };
+  const config = { certFile, keyFile, caFile, clientCaFile, minVersion: min, maxVersion: max, reloadIntervalMs: Math.max(0, reloadIntervalMs) };
+  const context = { ...initial, ...(clientCa ? { ca: clientCa } : {}), ...versionOptions(config) };
+  checkContext(node, context, errorsBefore);
+  return { ...config, initial: context };
 }
 
 function versionOptions(config: { minVersion: tls.SecureVersion; maxVersion: tls.SecureVersion | undefined }): tls.SecureContextOptions {
@@ -132,11 +146,13 @@ export function watchServerTls(server: tls.Server, config: ServerTlsConfig, logg
 
 /** An exporter's `tls:` (configtls ClientConfig). */
 export function parseClientTls(node: Node): ClientTlsConfig {
+  const errorsBefore = node.issues.errors.length;
   const at = node.struct(CLIENT_TLS_KEYS);
   const { min, max } = versions(at);
   const serverName = at('server_name_override').string('');
   const files = loadFiles(at, { cert: at('cert_file').string(''), key: at('key_file').string(''), ca: at('ca_file').string('') });
   const insecureSkipVerify = at('insecure_skip_verify').boolean(false);
+  if (files.cert || files.ca) checkContext(node, { ...files, ...versionOptions({ minVersion: min, maxVersion: max }) }, errorsBefore);
   return {
     insecure: at('insecure').boolean(false),
     insecureSkipVerify,

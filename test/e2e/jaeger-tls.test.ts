@@ -131,6 +131,7 @@ void describe('spansieve exporters against a server certificate', () => {
     assert.match(errors({ key_file: certs.client.key }).join('\n'), /exporters::otlp::tls::cert_file: required when key_file is set/);
     assert.match(errors({ ca_file: '/nonexistent/ca.pem' }).join('\n'), /exporters::otlp::tls::ca_file: cannot read \/nonexistent\/ca\.pem/);
     assert.match(errors({ max_version: 'TLSv1.3' }).join('\n'), /exporters::otlp::tls::max_version: must be one of/);
+    assert.match(errors({ cert_file: certs.client.cert, key_file: certs.server.key }).join('\n'), /exporters::otlp::tls: the TLS files are not usable: .*key values mismatch/);
     assert.deepEqual(errors({ ca_file: certs.ca, cert_file: certs.client.cert, key_file: certs.client.key, server_name_override: 'x', min_version: '1.3' }), []);
   });
 });

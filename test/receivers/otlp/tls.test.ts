@@ -238,6 +238,8 @@ void describe('TLS config errors', () => {
     assert.match(errors({ client_ca_file: certs.ca }).join('\n'), /protocols::grpc::tls: a server needs cert_file and key_file/);
     assert.match(errors({ cert_file: certs.server.cert, key_file: certs.server.key, client_ca_file: '/nonexistent/ca.pem' }).join('\n'), /tls::client_ca_file: cannot read/);
     assert.match(errors({ cert_file: certs.server.cert, key_file: certs.server.key, bogus: 1 }).join('\n'), /tls::bogus: unknown key/);
+    assert.match(errors({ cert_file: certs.server.cert, key_file: certs.client.key }).join('\n'), /protocols::grpc::tls: the TLS files are not usable: .*key values mismatch/);
+    assert.match(errors({ cert_file: certs.server.key, key_file: certs.server.key }).join('\n'), /protocols::grpc::tls: the TLS files are not usable/);
     assert.deepEqual(errors({ cert_file: certs.server.cert, key_file: certs.server.key, min_version: '1.3', reload_interval: '1m' }), []);
   });
 

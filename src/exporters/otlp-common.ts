@@ -1,19 +1,14 @@
 import * as fs from 'node:fs';
 import type { Node } from '../config/reader';
+import { parseClientTls, type ClientTlsConfig } from '../util/tls';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig } from './exporterhelper/exporterhelper';
 
 /** Options shared by the otlp and otlphttp exporters. */
 export interface OtlpClientConfig {
   readonly headers: Readonly<Record<string, string>>;
   readonly compression: 'gzip' | 'none';
-  readonly tls: TlsConfig;
+  readonly tls: ClientTlsConfig;
   readonly helper: HelperConfig;
-}
-
-export interface TlsConfig {
-  readonly insecure: boolean;
-  readonly caPem: Buffer | undefined;
-  readonly insecureSkipVerify: boolean;
 }
 
 export const OTLP_CLIENT_KEYS = ['headers', 'compression', 'tls', ...HELPER_KEYS] as const;
@@ -45,16 +40,10 @@ export function parseHttpUrl(node: Node, example: string, fallback = ''): URL | 
 }
 
 export function parseOtlpClientConfig(at: (key: string) => Node): OtlpClientConfig {
-  const tls = at('tls').struct(['insecure', 'ca_file', 'insecure_skip_verify']);
-  const caPem = readCaFile(tls('ca_file'));
   return {
     headers: at('headers').stringMap(),
     compression: at('compression').oneOf<'gzip' | 'none'>('gzip', ['gzip', 'none']),
-    tls: {
-      insecure: tls('insecure').boolean(false),
-      caPem,
-      insecureSkipVerify: tls('insecure_skip_verify').boolean(false),
-    },
+    tls: parseClientTls(at('tls')),
     helper: parseHelperConfig(at),
   };
 }

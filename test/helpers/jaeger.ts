@@ -37,6 +37,17 @@ export function jaegerBinary(): string {
   return bin;
 }
 
+export interface JaegerOptions {
+  /** YAML lines (unindented) put under `tls:` of both OTLP receiver protocols. */
+  readonly receiverTls?: readonly string[];
+  /** Extra exporters (YAML lines, unindented, under `exporters:`) added to the traces pipeline. */
+  readonly exporters?: Readonly<Record<string, readonly string[]>>;
+}
+
+function indent(lines: readonly string[], spaces: number): string {
+  return lines.map((line) => `${' '.repeat(spaces)}${line}`).join('\n');
+}
+
 export class Jaeger {
   private constructor(
     private readonly child: ChildProcess,
@@ -47,7 +58,9 @@ export class Jaeger {
     readonly output: string[],
   ) {}
 
-  static async start(): Promise<Jaeger> {
+  static async start(options: JaegerOptions = {}): Promise<Jaeger> {
+    const tls = options.receiverTls ? `\n        tls:\n${indent(options.receiverTls, 10)}` : '';
+    const extra = Object.entries(options.exporters ?? {});
     const [grpcPort, httpPort, queryPort, queryGrpcPort, healthPort] = await freePorts(5);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-jaeger-'));
     const config = `
@@ -56,7 +69,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      exporters: [jaeger_storage_exporter]
+      exporters: [jaeger_storage_exporter${extra.map(([name]) => `, ${name}`).join('')}]
   telemetry:
     metrics:
       level: none
@@ -85,12 +98,13 @@ receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: 127.0.0.1:${grpcPort}
+        endpoint: 127.0.0.1:${grpcPort}${tls}
       http:
-        endpoint: 127.0.0.1:${httpPort}
+        endpoint: 127.0.0.1:${httpPort}${tls}
 exporters:
   jaeger_storage_exporter:
     trace_storage: memstore
+${extra.map(([name, lines]) => `  ${name}:\n${indent(lines, 4)}`).join('\n')}
 `;
     const configFile = path.join(dir, 'jaeger.yaml');
     fs.writeFileSync(configFile, config);

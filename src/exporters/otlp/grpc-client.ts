@@ -1,4 +1,5 @@
 import * as http2 from 'node:http2';
+import type * as tls from 'node:tls';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
@@ -35,9 +36,8 @@ export interface UnaryResult {
 }
 
 export interface GrpcClientOptions {
-  readonly tls: boolean;
-  readonly ca: Buffer | undefined;
-  readonly rejectUnauthorized: boolean;
+  /** TLS options (CA, client certificate, server name, versions); undefined: plaintext. */
+  readonly tls: tls.ConnectionOptions | undefined;
   readonly gzip: boolean;
   readonly metadata: Readonly<Record<string, string>>;
   /** How long a connection may leave a PING unanswered after a timed-out call (default 5 s). */
@@ -206,7 +206,7 @@ export class GrpcUnaryClient {
   private connect(): http2.ClientHttp2Session {
     const current = this.session;
     if (current && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(this.origin, this.options.tls ? { ca: this.options.ca, rejectUnauthorized: this.options.rejectUnauthorized } : {});
+    const session = http2.connect(this.origin, this.options.tls ?? {});
     // Errors reach the calls on the session; a broken session is replaced on the next call.
     session.on('error', () => this.drop(session));
     session.on('close', () => this.drop(session));

@@ -62,9 +62,7 @@ export class OtlpGrpcExporter extends RequestExporter {
   async start(host?: Host): Promise<void> {
     const tls = this.config.tls;
     this.client = new GrpcUnaryClient(this.config.endpoint, {
-      tls: !tls.insecure,
-      ca: tls.caPem,
-      rejectUnauthorized: !tls.insecureSkipVerify,
+      tls: tls.insecure ? undefined : tls.options,
       gzip: this.config.compression === 'gzip',
       metadata: this.metadata,
     });

@@ -87,7 +87,6 @@ export class OtlpHttpExporter extends RequestExporter {
     signal: AbortSignal,
   ): Promise<{ status: number; body: Buffer; contentType: string; retryAfter: string | undefined }> {
     const secure = url.protocol === 'https:';
-    const tls = this.config.tls;
     return new Promise((resolve, reject) => {
       const request = (secure ? https : http).request(
         url,
@@ -96,7 +95,7 @@ export class OtlpHttpExporter extends RequestExporter {
           headers: { ...headers, 'content-length': String(body.length) },
           agent: secure ? this.agents.https : this.agents.http,
           signal,
-          ...(secure ? { ca: tls.caPem, rejectUnauthorized: !tls.insecureSkipVerify } : {}),
+          ...(secure ? this.config.tls.options : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];

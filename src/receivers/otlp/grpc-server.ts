@@ -1,5 +1,6 @@
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
+import type * as tls from 'node:tls';
 import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
@@ -7,6 +8,7 @@ import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { LogThrottle } from '../../util/log-throttle';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
+import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
 import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
@@ -36,6 +38,8 @@ export interface GrpcProtocolConfig {
   /** Time for a new connection to send the HTTP/2 preface and its SETTINGS; 0: no limit. */
   readonly handshakeTimeoutMs: number;
   readonly keepalive: GrpcKeepalive;
+  /** undefined: plaintext (h2c). */
+  readonly tls?: ServerTlsConfig | undefined;
 }
 
 export const EXPORT_METHOD: Record<Signal, string> = {
@@ -88,7 +92,8 @@ class CallError extends Error {
 
 /** OTLP/gRPC: TraceService/Export and MetricsService/Export for the signals that have pipelines. */
 export class OtlpGrpcServer {
-  private server: http2.Http2Server | undefined;
+  private server: http2.Http2Server | http2.Http2SecureServer | undefined;
+  private stopTlsReload: () => void = () => undefined;
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
   private sockets = new Set<net.Socket>();
   private readonly routes: ReadonlyMap<string, ExportHandler>;
@@ -113,7 +118,8 @@ export class OtlpGrpcServer {
   }
 
   async start(): Promise<void> {
-    const server = http2.createServer({
+    const tlsConfig = this.config.tls;
+    const options: http2.ServerOptions = {
       // Requests are bounded by max_recv_msg_size_mib, not by nghttp2's per-session default (10 MB).
       maxSessionMemory: Math.max(10, Math.ceil((4 * this.maxMessageBytes) / (1024 * 1024))),
       // A window as large as a typical OTLP request saves a WINDOW_UPDATE round trip per call;
@@ -123,7 +129,10 @@ export class OtlpGrpcServer {
         maxFrameSize: MAX_FRAME_BYTES,
         ...(this.config.maxConcurrentStreams > 0 ? { maxConcurrentStreams: this.config.maxConcurrentStreams } : {}),
       },
-    });
+    };
+    // With TLS, ALPN offers h2 only (allowHTTP1 stays false): gRPC clients require it.
+    const secure = tlsConfig ? http2.createSecureServer({ ...options, ...serverOptions(tlsConfig, this.config.handshakeTimeoutMs) }) : undefined;
+    const server = secure ?? http2.createServer(options);
     this.sockets = trackConnections(server, {
       maxConnections: 0,
       guard: processFdGuard(),
@@ -134,15 +143,18 @@ export class OtlpGrpcServer {
       },
     });
     server.on('session', (session) => this.onSession(session));
-    // Node emits 'session' from its own 'connection' listener, just before this one runs: pair them.
-    server.on('connection', (socket: net.Socket) => {
+    // Node emits 'session' from its own 'connection' ('secureConnection' with TLS) listener, just
+    // before this one runs: pair them.
+    server.on(tlsConfig ? 'secureConnection' : 'connection', (socket: net.Socket) => {
       const state = this.newest && this.sessions.get(this.newest);
       if (state && !state.socket) state.socket = socket;
       this.newest = undefined;
     });
     server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    if (tlsConfig) server.on('tlsClientError', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/gRPC TLS handshake failed'));
     await listen(server, this.config.endpoint);
     this.server = server;
+    if (secure && tlsConfig) this.stopTlsReload = watchServerTls(secure, tlsConfig, this.logger, 'OTLP/gRPC receiver');
   }
 
   /**
@@ -153,6 +165,7 @@ export class OtlpGrpcServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.stopTlsReload();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const [session, state] of this.sessions) {
       // A connection without calls (or without a handshake) has nothing to wait for.
@@ -477,7 +490,12 @@ function respondOutcome(stream: http2.ServerHttp2Stream, handler: ExportHandler,
  * not close its socket (and makes a later reset of it a no-op), so that socket is reset first.
  */
 function end(session: http2.ServerHttp2Session, state: SessionState): void {
-  if (!state.handshaken) state.socket?.resetAndDestroy();
+  const socket = state.socket;
+  // A TLS socket cannot be reset (its handle is not TCP's); destroying it closes the connection.
+  if (!state.handshaken && socket) {
+    if ((socket as tls.TLSSocket).encrypted) socket.destroy();
+    else socket.resetAndDestroy();
+  }
   if (!session.destroyed) session.destroy();
 }
 

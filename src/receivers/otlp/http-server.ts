@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
@@ -6,6 +7,7 @@ import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { LogThrottle } from '../../util/log-throttle';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
+import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
@@ -24,6 +26,8 @@ export interface HttpProtocolConfig {
   readonly idleTimeoutMs: number;
   /** Connections open at once; 0: no limit but the fd limit's. */
   readonly maxConnections: number;
+  /** undefined: plaintext. */
+  readonly tls?: ServerTlsConfig | undefined;
 }
 
 /** How long the rest of a refused request is discarded after the answer, before the socket is destroyed. */
@@ -50,9 +54,12 @@ class HttpError extends Error {
 export class OtlpHttpServer {
   private server: http.Server | undefined;
   private sockets = new Set<net.Socket>();
+  /** With TLS: the TLS sockets (requests run on these; `sockets` holds their TCP sockets). */
+  private readonly secureSockets = new Set<net.Socket>();
   /** Sockets with a request whose answer is not finished. */
   private readonly busy = new Set<net.Socket>();
   private closing = false;
+  private stopTlsReload: () => void = () => undefined;
   private readonly refusalLog = new LogThrottle();
 
   constructor(
@@ -73,23 +80,24 @@ export class OtlpHttpServer {
     // the header timeout cannot outlast the whole request's.
     const headersTimeout = readHeaderTimeoutMs === 0 ? readTimeoutMs : readTimeoutMs === 0 ? readHeaderTimeoutMs : Math.min(readHeaderTimeoutMs, readTimeoutMs);
     const shortest = Math.min(...[headersTimeout, readTimeoutMs].filter((t) => t > 0), 4000);
-    const server = http.createServer(
-      {
-        headersTimeout,
-        requestTimeout: readTimeoutMs,
-        keepAliveTimeout: idleTimeoutMs,
-        // Node checks those two timeouts on this period (30 s by default): a fraction of the shortest.
-        connectionsCheckingInterval: Math.max(50, Math.floor(shortest / 4)),
-      },
-      (req, res) => {
-        this.busy.add(req.socket);
-        res.once('close', () => this.busy.delete(req.socket));
-        this.handle(req, res).catch((err: unknown) => {
-          this.logger.error({ err }, 'unexpected error handling an OTLP/HTTP request');
-          if (!res.headersSent) reply(res, 500, 'text/plain', Buffer.from('internal error\n'));
-        });
-      },
-    );
+    const tlsConfig = this.config.tls;
+    const options: http.ServerOptions = {
+      headersTimeout,
+      requestTimeout: readTimeoutMs,
+      keepAliveTimeout: idleTimeoutMs,
+      // Node checks those two timeouts on this period (30 s by default): a fraction of the shortest.
+      connectionsCheckingInterval: Math.max(50, Math.floor(shortest / 4)),
+    };
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.busy.add(req.socket);
+      res.once('close', () => this.busy.delete(req.socket));
+      this.handle(req, res).catch((err: unknown) => {
+        this.logger.error({ err }, 'unexpected error handling an OTLP/HTTP request');
+        if (!res.headersSent) reply(res, 500, 'text/plain', Buffer.from('internal error\n'));
+      });
+    };
+    // The TLS handshake gets the header timeout too (Node's default is 120 s).
+    const server = tlsConfig ? https.createServer({ ...options, ...serverOptions(tlsConfig, headersTimeout) }, onRequest) : http.createServer(options, onRequest);
     this.sockets = trackConnections(server, {
       maxConnections: this.config.maxConnections,
       guard: processFdGuard(),
@@ -100,7 +108,13 @@ export class OtlpHttpServer {
       },
     });
     // A connection that never sends a request: Node's header timeout starts with the request.
-    server.on('connection', (socket: net.Socket) => {
+    // With TLS, counted from the end of the handshake (handshakeTimeout bounds that; a TLS socket's
+    // bytesRead counts decrypted bytes).
+    server.on(tlsConfig ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+      if (tlsConfig) {
+        this.secureSockets.add(socket);
+        socket.once('close', () => this.secureSockets.delete(socket));
+      }
       if (headersTimeout > 0 && !socket.destroyed) {
         const timer = setTimeout(() => {
           if (!this.busy.has(socket) && socket.bytesRead === 0) socket.destroy();
@@ -110,8 +124,10 @@ export class OtlpHttpServer {
         socket.once('close', () => clearTimeout(timer));
       }
     });
+    if (tlsConfig) server.on('tlsClientError', (err: Error) => this.logger.debug({ err: err.message }, 'OTLP/HTTP TLS handshake failed'));
     this.server = server;
     await listen(server, this.config.endpoint);
+    if (tlsConfig) this.stopTlsReload = watchServerTls(server as https.Server, tlsConfig, this.logger, 'OTLP/HTTP receiver');
   }
 
   /**
@@ -123,8 +139,10 @@ export class OtlpHttpServer {
     const server = this.server;
     if (!server?.listening) return;
     this.closing = true;
+    this.stopTlsReload();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of this.sockets) if (!this.busy.has(socket)) socket.destroy();
+    // With TLS, a connection still in its handshake is left to the grace period below.
+    for (const socket of this.config.tls ? this.secureSockets : this.sockets) if (!this.busy.has(socket)) socket.destroy();
     const force = setTimeout(() => {
       for (const socket of this.sockets) socket.destroy();
     }, SHUTDOWN_GRACE_MS);

@@ -4,6 +4,7 @@ import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
 import { OtlpHttpServer, type HttpProtocolConfig } from './http-server';
+import { parseServerTls } from '../../util/tls';
 import { InflightBytes, type ServerCounters } from './inflight';
 
 export interface OtlpReceiverConfig {
@@ -29,7 +30,7 @@ function timeout(node: Node, fallbackMs: number): number {
 }
 
 function parseGrpc(node: Node): GrpcProtocolConfig {
-  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive']);
+  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive', 'tls']);
   const keepalive = at('keepalive');
   const ka = keepalive.struct(['server_parameters', 'enforcement_policy']);
   const sp = ka('server_parameters').struct(['max_connection_idle', 'max_connection_age', 'max_connection_age_grace', 'time', 'timeout']);
@@ -49,6 +50,7 @@ function parseGrpc(node: Node): GrpcProtocolConfig {
       minTimeMs: timeout(ep('min_time'), 5 * 60_000),
       permitWithoutStream: ep('permit_without_stream').boolean(false),
     },
+    tls: parseServerTls(at('tls')),
   };
 }
 
@@ -62,6 +64,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     'read_timeout',
     'idle_timeout',
     'max_connections',
+    'tls',
   ]);
   const path = (key: string, fallback: string) => {
     const n = at(key);
@@ -78,6 +81,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     readTimeoutMs: timeout(at('read_timeout'), 60_000),
     idleTimeoutMs: timeout(at('idle_timeout'), 60_000),
     maxConnections: at('max_connections').integer(0, 0),
+    tls: parseServerTls(at('tls')),
   };
 }
 

@@ -34,7 +34,7 @@ void describe('GrpcUnaryClient', () => {
   });
 
   const client = (metadata: Record<string, string> = {}) =>
-    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: false, ca: undefined, rejectUnauthorized: true, gzip: false, metadata });
+    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: undefined, gzip: false, metadata });
   const call = (c: GrpcUnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
   const ok: Answer = (stream) => {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
@@ -205,7 +205,7 @@ void describe('GrpcUnaryClient', () => {
   void test('a call that times out on a connection that no longer answers PING: the connection is replaced', async () => {
     answer = ok;
     const proxy = await freezableProxy(port);
-    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: false, ca: undefined, rejectUnauthorized: true, gzip: false, metadata: {}, pingTimeoutMs: 200 });
+    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: undefined, gzip: false, metadata: {}, pingTimeoutMs: 200 });
     const callWithin = (ms: number) => {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(new Error(`export timed out after ${ms}ms`)), ms);

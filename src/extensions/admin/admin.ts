@@ -50,7 +50,7 @@ export class AdminExtension implements Component {
         const apiError = err instanceof ApiError ? err : undefined;
         if (!apiError) this.logger.error({ err }, 'admin API request failed');
         sendJson(res, apiError?.status ?? 500, {
-          error: apiError?.message ?? (err as Error).message,
+          error: clip(apiError?.message ?? (err as Error).message),
           ...(apiError?.errors ? { errors: apiError.errors } : {}),
         });
       });
@@ -64,9 +64,13 @@ export class AdminExtension implements Component {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const control = this.control!;
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
     const method = req.method ?? 'GET';
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://admin').pathname;
+    } catch {
+      throw new ApiError(400, `malformed request target: ${req.url ?? ''}`);
+    }
     if (path === '/' || path === '/index.html') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(ADMIN_PAGE_HTML);
@@ -74,6 +78,7 @@ export class AdminExtension implements Component {
     }
     if (!path.startsWith('/api/')) throw new ApiError(404, `no such page: ${path}`);
     this.authorize(req);
+    if (method !== 'GET' && method !== 'HEAD') refuseCrossSite(req);
 
     if (path === '/api/v1/instances') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
@@ -87,7 +92,12 @@ export class AdminExtension implements Component {
     }
     const filterPath = /^\/api\/v1\/filters\/(.+?)(\/save)?$/.exec(path);
     if (filterPath) {
-      const id = decodeURIComponent(filterPath[1]!);
+      let id: string;
+      try {
+        id = decodeURIComponent(filterPath[1]!);
+      } catch {
+        throw new ApiError(400, `malformed percent-encoding in the filter processor id: ${filterPath[1]!}`);
+      }
       const filters = control.filters();
       if (!filters.has(id)) throw new ApiError(404, `no filter processor "${id}" runs in a pipeline (known: ${[...filters.keys()].join(', ') || 'none'})`);
       if (filterPath[2]) {
@@ -124,10 +134,47 @@ export class AdminExtension implements Component {
       return;
     }
     const header = req.headers.authorization ?? '';
-    const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
-    const ok = given.length === token.length && timingSafeEqual(Buffer.from(given), Buffer.from(token));
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    const given = Buffer.from(/^bearer +(.*)$/is.exec(header)?.[1]?.trim() ?? '');
+    const wanted = Buffer.from(token);
+    const ok = given.length === wanted.length && timingSafeEqual(given, wanted);
     if (!ok) throw new ApiError(401, 'a valid bearer token is required (Authorization: Bearer <token>)');
   }
+}
+
+/**
+ * Refuses a state-changing request a browser sends on behalf of another site (CSRF): a token does
+ * not help when none is configured, and a form POST needs no preflight. Fetch Metadata decides when
+ * the browser sends it (all current ones do; it survives a reverse proxy that rewrites Host);
+ * otherwise an Origin header must name the host the request was addressed to. Clients that are
+ * not browsers send neither and pass.
+ */
+function refuseCrossSite(req: http.IncomingMessage): void {
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined) {
+    if (site !== 'same-origin' && site !== 'none') {
+      throw new ApiError(403, `cross-site requests may not change anything (Sec-Fetch-Site: ${site}); use the admin page or a non-browser client`);
+    }
+    return;
+  }
+  const origin = req.headers.origin;
+  if (origin === undefined) return;
+  let originHost: string | undefined;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    originHost = undefined;
+  }
+  if (!originHost || originHost.toLowerCase() !== (req.headers.host ?? '').toLowerCase()) {
+    throw new ApiError(403, `cross-site requests may not change anything (Origin: ${origin}, Host: ${req.headers.host ?? ''}); use the admin page or a non-browser client`);
+  }
+}
+
+const MAX_ERROR_CHARS = 1000;
+
+/** Error messages echo what the client sent (paths, headers): kept short whatever it sent. */
+function clip(text: string): string {
+  return text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}... (${text.length} characters)`;
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {

@@ -208,6 +208,55 @@ export const ADMIN_PAGE_HTML = `<!doctype html>
     while (pi < p.length && p[pi] === '*') pi++;
     return pi === p.length;
   }
+  // The server matches regexes with RE2 (linear time, docs/filter-processor.md); the browser's
+  // engine backtracks, and a sender's value must not hang this tab. So the page predicts a regex
+  // only when both engines agree and the browser's cost is bounded: with the u flag (RE2 is always
+  // Unicode), no quantified group holding a quantifier or '|', at most two unbounded quantifiers,
+  // no backreference, lookaround or named group, values up to 256 characters. Else: null.
+  var BACKSLASH = String.fromCharCode(92);
+  function regexIsTame(source) {
+    var groups = [], last = null, unbounded = 0;
+    for (var i = 0; i < source.length; i++) {
+      var c = source.charAt(i);
+      if (c === BACKSLASH) {
+        if (/[1-9k]/.test(source.charAt(i + 1))) return false;
+        i++; last = 'atom';
+      } else if (c === '[') {
+        for (i++; i < source.length && source.charAt(i) !== ']'; i++) if (source.charAt(i) === BACKSLASH) i++;
+        last = 'atom';
+      } else if (c === '(') {
+        if (source.charAt(i + 1) === '?') {
+          if (source.charAt(i + 2) !== ':') return false;
+          i += 2;
+        }
+        groups.push(false); last = null;
+      } else if (c === ')') {
+        if (!groups.length) return false;
+        var risky = groups.pop();
+        if (risky && groups.length) groups[groups.length - 1] = true;
+        last = risky ? 'risky' : 'atom';
+      } else if (c === '|') {
+        if (groups.length) groups[groups.length - 1] = true;
+        last = null;
+      } else if (c === '*' || c === '+' || c === '?' || c === '{') {
+        if (last === 'quantifier' && c === '?') continue;
+        if (last === 'risky') return false;
+        if (groups.length) groups[groups.length - 1] = true;
+        var close = c === '{' ? source.indexOf('}', i) : -1;
+        var range = close > 0 ? source.slice(i + 1, close) : '';
+        if (c === '*' || c === '+' || /,$/.test(range)) unbounded++;
+        if (close > 0) i = close;
+        last = 'quantifier';
+      } else {
+        last = 'atom';
+      }
+    }
+    return unbounded <= 2;
+  }
+  function regexPrediction(source, flags, value) {
+    if (value.length > 256 || !/^[imsgyud]*$/.test(flags) || !regexIsTame(source)) return null;
+    try { return new RegExp(source, flags.replace(/[gyud]/g, '') + 'u').test(value); } catch (e) { return null; }
+  }
   // true, false, or null when the page cannot tell (process selectors need the host's /proc).
   function conditionMatches(key, want, instance) {
     if (key === 'process') return null;
@@ -223,7 +272,7 @@ export const ADMIN_PAGE_HTML = `<!doctype html>
     if (typeof want !== 'string') return null;
     var slash = want.lastIndexOf('/');
     if (want.charAt(0) === '/' && slash > 0 && /^[a-z]*$/.test(want.slice(slash + 1))) {
-      try { return new RegExp(want.slice(1, slash), want.slice(slash + 1).replace(/[gy]/g, '')).test(value); } catch (e) { return null; }
+      return regexPrediction(want.slice(1, slash), want.slice(slash + 1), value);
     }
     if (want.indexOf('*') >= 0 || want.indexOf('?') >= 0) return globMatch(want, value);
     return value === want;

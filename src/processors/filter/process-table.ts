@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { GlobMatcher } from '../../util/glob';
 
 // What /proc says about local processes, for `process:` selectors. spansieve runs beside OBI with
 // the host's PID namespace, so a host-form instance id "<host>:<pid>" names a PID it can look at.
@@ -24,8 +25,8 @@ export interface PortRange {
 
 /** A `process:` selector: every given criterion must hold. */
 export interface ProcessCriteria {
-  readonly exePath?: RegExp;
-  readonly cmdArgs?: RegExp;
+  readonly exePath?: GlobMatcher;
+  readonly cmdArgs?: GlobMatcher;
   readonly openPorts?: readonly PortRange[];
   readonly pid?: number;
 }

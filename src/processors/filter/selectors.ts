@@ -2,11 +2,13 @@ import { attrValueToString, type Attributes } from '../../pdata/attributes';
 import type { Node } from '../../config/reader';
 import type { PortRange, ProcessCriteria, ProcessTable } from './process-table';
 import { processMatches } from './process-table';
+import { compileGlob } from '../../util/glob';
+import { compileLinearRegex } from '../../util/regex';
 
 // Selectors choose resources by their attributes. Each is a mapping whose keys must all match:
 //   "text"       exact
 //   "a*b?"       glob (* any run, ? one character), whole value
-//   "/re/flags"  regular expression (unanchored, as written)
+//   "/re/flags"  regular expression (unanchored, as written), RE2 semantics (linear time)
 //   pid: 4242    host-form service.instance.id "<host>:4242" (split on the last ':')
 //   process: {exe_path, cmd_args, open_ports, pid}
 //                a live local process, looked up in /proc by the PID of a host-form instance id
@@ -76,8 +78,8 @@ function parseProcessCondition(node: Node, processes: ProcessContext | undefined
   }
   const criteria: { -readonly [K in keyof ProcessCriteria]: ProcessCriteria[K] } = {};
   const before = node.issues.errors.length;
-  if (!at('exe_path').isAbsent) criteria.exePath = globToRegExp(at('exe_path').string(''));
-  if (!at('cmd_args').isAbsent) criteria.cmdArgs = globToRegExp(at('cmd_args').string(''));
+  if (!at('exe_path').isAbsent) criteria.exePath = compileGlob(at('exe_path').string(''));
+  if (!at('cmd_args').isAbsent) criteria.cmdArgs = compileGlob(at('cmd_args').string(''));
   if (!at('pid').isAbsent) criteria.pid = at('pid').integer(0, 1);
   if (!at('open_ports').isAbsent) criteria.openPorts = at('open_ports').list().map(parsePortRange).filter((r): r is PortRange => r !== undefined);
   if (node.issues.errors.length > before) return undefined;
@@ -153,28 +155,26 @@ function parseValueCondition(key: string, node: Node): { condition: Condition; e
   const regex = /^\/(.*)\/([a-z]*)$/s.exec(raw);
   if (regex) {
     try {
-      const re = new RegExp(regex[1]!, regex[2]!.replace(/[gy]/g, ''));
+      // RE2 semantics: the value is sender-controlled, so matching must take linear time.
+      const re = compileLinearRegex(regex[1]!, regex[2]);
       return { condition: { key, test: (v) => re.test(v) } };
     } catch (err) {
-      node.report(`invalid regular expression ${raw}: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}`);
+      node.report(`invalid regular expression ${clip(raw)}: ${clip((err as Error).message)}`);
       return undefined;
     }
   }
   if (/[*?]/.test(raw)) {
-    const re = globToRegExp(raw);
-    return { condition: { key, test: (v) => re.test(v) } };
+    const glob = compileGlob(raw);
+    return { condition: { key, test: (v) => glob.test(v) } };
   }
   return { condition: { key, test: (v) => v === raw }, exactValue: raw };
 }
 
-export function globToRegExp(glob: string): RegExp {
-  let pattern = '';
-  for (const ch of glob) {
-    if (ch === '*') pattern += '.*';
-    else if (ch === '?') pattern += '.';
-    else pattern += ch.replace(/[\\^$.|+()[\]{}/-]/g, '\\$&');
-  }
-  return new RegExp(`^${pattern}$`, 's');
+const MAX_QUOTED = 200;
+
+/** Keeps error messages short whatever the user wrote. */
+function clip(text: string): string {
+  return text.length <= MAX_QUOTED ? text : `${text.slice(0, MAX_QUOTED)}... (${text.length} characters)`;
 }
 
 function selectorText(source: Record<string, unknown>): string {

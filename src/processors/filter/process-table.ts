@@ -54,6 +54,11 @@ export function processMatches(criteria: ProcessCriteria, facts: ProcessFacts): 
  */
 export class ProcessTable {
   private facts = new Map<number, ProcessFacts | null>();
+  /**
+   * PIDs get() has read itself. A refresh may catch a process between its start and its listen();
+   * a PID's first get() therefore reads it again rather than trusting such a snapshot.
+   */
+  private asked = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   private users = 0;
 
@@ -68,9 +73,10 @@ export class ProcessTable {
    */
   get(pid: number, maxAgeMs = Infinity): ProcessFacts | undefined {
     let facts = this.facts.get(pid);
-    if (facts === undefined || (facts !== null && Date.now() - facts.readAt > maxAgeMs)) {
+    if (facts === undefined || !this.asked.has(pid) || (facts !== null && Date.now() - facts.readAt > maxAgeMs)) {
       facts = this.read(pid, this.listeningSockets());
       this.facts.set(pid, facts);
+      this.asked.add(pid);
     }
     return facts ?? undefined;
   }
@@ -81,6 +87,7 @@ export class ProcessTable {
     const next = new Map<number, ProcessFacts | null>();
     for (const pid of this.pids()) next.set(pid, this.read(pid, sockets));
     this.facts = next;
+    for (const pid of this.asked) if (!next.has(pid)) this.asked.delete(pid);
     return [...next.values()].filter((f): f is ProcessFacts => f !== null);
   }
 

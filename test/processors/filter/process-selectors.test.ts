@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Service } from '../../../src/service/service';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
+import { ProcessTable } from '../../../src/processors/filter/process-table';
 import { startService } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
 
@@ -206,5 +207,24 @@ describe('process selector configuration', () => {
         return true;
       },
     );
+  });
+});
+
+describe('process table', () => {
+  test('a process a refresh caught before it listened is read again when first asked for', async () => {
+    const [port] = await freePorts(1);
+    // Listens only when told to (a line on stdin), so a refresh can run in between.
+    const script = `process.stdin.once('data', () => require('net').createServer().listen(${port}, '127.0.0.1', () => process.stdout.write('up\\n')))`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const table = new ProcessTable('/proc', 60_000);
+      await waitFor('the child to exist', () => table.refresh().some((f) => f.pid === child.pid));
+      const up = new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      child.stdin.write('listen\n');
+      await up;
+      assert.ok(table.get(child.pid!)?.listeningPorts.has(port), 'the port opened after the refresh is seen');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -91,11 +91,10 @@ export function parseServerTls(node: Node): ServerTlsConfig | undefined {
   if (!certFile && !keyFile) node.report('a server needs cert_file and key_file');
   const { min, max } = versions(at);
   const reloadIntervalMs = at('reload_interval').duration(0);
-  if (reloadIntervalMs < 0) at('reload_interval').report('must not be negative');
   const initial = loadFiles(at, { cert: certFile, key: keyFile, ca: '' });
   if (caFile) readFile(at('ca_file'), caFile);
   const clientCa = clientCaFile ? readFile(at('client_ca_file'), clientCaFile) : undefined;
-  const config = { certFile, keyFile, caFile, clientCaFile, minVersion: min, maxVersion: max, reloadIntervalMs: Math.max(0, reloadIntervalMs) };
+  const config = { certFile, keyFile, caFile, clientCaFile, minVersion: min, maxVersion: max, reloadIntervalMs };
   const context = { ...initial, ...(clientCa ? { ca: clientCa } : {}), ...versionOptions(config) };
   checkContext(node, context, errorsBefore);
   return { ...config, initial: context };

@@ -19,16 +19,6 @@ export const DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_GRPC_ENDPOINT = '127.0.0.1:4317';
 export const DEFAULT_HTTP_ENDPOINT = '127.0.0.1:4318';
 
-/** A duration that is not negative; 0 turns the timeout off. */
-function timeout(node: Node, fallbackMs: number): number {
-  const ms = node.duration(fallbackMs);
-  if (ms < 0) {
-    node.report('must not be negative');
-    return fallbackMs;
-  }
-  return ms;
-}
-
 function parseGrpc(node: Node): GrpcProtocolConfig {
   const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive', 'tls']);
   const keepalive = at('keepalive');
@@ -39,15 +29,15 @@ function parseGrpc(node: Node): GrpcProtocolConfig {
     endpoint: at('endpoint').endpoint(DEFAULT_GRPC_ENDPOINT),
     maxRecvMsgSizeMiB: at('max_recv_msg_size_mib').number(4, 0.001, 2048),
     maxConcurrentStreams: at('max_concurrent_streams').integer(0, 0, 2 ** 31 - 1),
-    readTimeoutMs: timeout(at('read_timeout'), 60_000),
-    handshakeTimeoutMs: timeout(at('handshake_timeout'), 5_000),
+    readTimeoutMs: at('read_timeout').duration(60_000),
+    handshakeTimeoutMs: at('handshake_timeout').duration(5_000),
     keepalive: {
-      maxConnectionIdleMs: timeout(sp('max_connection_idle'), 60_000),
-      maxConnectionAgeMs: timeout(sp('max_connection_age'), 0),
-      maxConnectionAgeGraceMs: timeout(sp('max_connection_age_grace'), 0),
-      timeMs: timeout(sp('time'), 2 * 3_600_000),
-      timeoutMs: timeout(sp('timeout'), 20_000),
-      minTimeMs: timeout(ep('min_time'), 5 * 60_000),
+      maxConnectionIdleMs: sp('max_connection_idle').duration(60_000),
+      maxConnectionAgeMs: sp('max_connection_age').duration(0),
+      maxConnectionAgeGraceMs: sp('max_connection_age_grace').duration(0),
+      timeMs: sp('time').duration(2 * 3_600_000),
+      timeoutMs: sp('timeout').duration(20_000),
+      minTimeMs: ep('min_time').duration(5 * 60_000),
       permitWithoutStream: ep('permit_without_stream').boolean(false),
     },
     tls: parseServerTls(at('tls')),
@@ -77,9 +67,9 @@ function parseHttp(node: Node): HttpProtocolConfig {
     maxRequestBodySize: at('max_request_body_size').integer(20 * 1024 * 1024, 1),
     tracesUrlPath: path('traces_url_path', '/v1/traces'),
     metricsUrlPath: path('metrics_url_path', '/v1/metrics'),
-    readHeaderTimeoutMs: timeout(at('read_header_timeout'), 60_000),
-    readTimeoutMs: timeout(at('read_timeout'), 60_000),
-    idleTimeoutMs: timeout(at('idle_timeout'), 60_000),
+    readHeaderTimeoutMs: at('read_header_timeout').duration(60_000),
+    readTimeoutMs: at('read_timeout').duration(60_000),
+    idleTimeoutMs: at('idle_timeout').duration(60_000),
     maxConnections: at('max_connections').integer(0, 0),
     tls: parseServerTls(at('tls')),
   };

@@ -6,12 +6,11 @@ import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
-import { LogThrottle } from '../../util/log-throttle';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
-import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
+import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
 // gRPC framing and status trailers; grpc-js's server cost a third to a half more CPU per request
@@ -61,8 +60,6 @@ const SHUTDOWN_GRACE_MS = 1000;
 const MAX_PING_STRIKES = 2;
 /** Without permit_without_stream, gRPC-Go's minimum between pings on a connection with no calls. */
 const PING_MIN_TIME_WITHOUT_STREAM_MS = 2 * 3_600_000;
-/** The backoff asked of a client refused because max_inflight_bytes is reached. */
-const INFLIGHT_RETRY_AFTER_MS = 1000;
 
 /** Per-connection state for the keepalive rules. */
 interface SessionState {
@@ -98,7 +95,7 @@ export class OtlpGrpcServer {
   private sockets = new Set<net.Socket>();
   private readonly routes: ReadonlyMap<string, ExportHandler>;
   private readonly maxMessageBytes: number;
-  private readonly refusalLog = new LogThrottle();
+  private readonly refusals: ServerRefusals;
   /** The session created for the connection being accepted. */
   private newest: http2.ServerHttp2Session | undefined;
 
@@ -107,8 +104,9 @@ export class OtlpGrpcServer {
     handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
     private readonly inflight = new InflightBytes(0),
-    private readonly counters: ServerCounters = NO_COUNTERS,
+    counters: ServerCounters = NO_COUNTERS,
   ) {
+    this.refusals = new ServerRefusals(counters, logger, 'OTLP/gRPC', 'call');
     this.routes = new Map([...handlers].map(([signal, handler]) => [EXPORT_METHOD[signal], handler] as const));
     this.maxMessageBytes = Math.floor(config.maxRecvMsgSizeMiB * 1024 * 1024);
   }
@@ -136,11 +134,7 @@ export class OtlpGrpcServer {
     this.sockets = trackConnections(server, {
       maxConnections: 0,
       guard: processFdGuard(),
-      onRefused: (reason) => {
-        this.counters.connectionRefused(reason);
-        const suppressed = this.refusalLog.take();
-        if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, 'OTLP/gRPC connection closed at once: too many connections open');
-      },
+      onRefused: (reason) => this.refusals.connection(reason),
     });
     server.on('session', (session) => this.onSession(session));
     // Node emits 'session' from its own 'connection' ('secureConnection' with TLS) listener, just
@@ -303,10 +297,7 @@ export class OtlpGrpcServer {
   }
 
   private inflightRefusal(): { code: number; message: string; details: Uint8Array } {
-    this.counters.inflightRefused();
-    const suppressed = this.refusalLog.take();
-    if (suppressed !== undefined) this.logger.warn({ inflightBytes: this.inflight.bytes, limit: this.inflight.limit, suppressed }, 'refused OTLP/gRPC call: max_inflight_bytes reached; the client should retry');
-    const message = `too many request bytes being received at once (max_inflight_bytes ${this.inflight.limit}); retry later`;
+    const message = this.refusals.inflight(this.inflight);
     return { code: GrpcStatus.UNAVAILABLE, message, details: retryInfoDetails(message, INFLIGHT_RETRY_AFTER_MS) };
   }
 

@@ -5,12 +5,11 @@ import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
-import { LogThrottle } from '../../util/log-throttle';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
-import { InflightBytes, NO_COUNTERS, Reservation, type ServerCounters } from './inflight';
+import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
 export interface HttpProtocolConfig {
   readonly endpoint: string;
@@ -34,8 +33,6 @@ export interface HttpProtocolConfig {
 const UNREAD_LINGER_MS = 2_000;
 /** How long shutdown lets a request in flight finish before its connection is destroyed. */
 export const SHUTDOWN_GRACE_MS = 1000;
-/** The backoff asked of a client refused because max_inflight_bytes is reached. */
-const INFLIGHT_RETRY_AFTER_S = 1;
 
 const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14 } as const;
 
@@ -60,15 +57,17 @@ export class OtlpHttpServer {
   private readonly busy = new Set<net.Socket>();
   private closing = false;
   private stopTlsReload: () => void = () => undefined;
-  private readonly refusalLog = new LogThrottle();
+  private readonly refusals: ServerRefusals;
 
   constructor(
     private readonly config: HttpProtocolConfig,
     private readonly handlers: ReadonlyMap<Signal, ExportHandler>,
     private readonly logger: Logger,
     private readonly inflight = new InflightBytes(0),
-    private readonly counters: ServerCounters = NO_COUNTERS,
-  ) {}
+    counters: ServerCounters = NO_COUNTERS,
+  ) {
+    this.refusals = new ServerRefusals(counters, logger, 'OTLP/HTTP', 'request');
+  }
 
   get port(): number {
     return this.server ? boundPort(this.server) : 0;
@@ -101,11 +100,7 @@ export class OtlpHttpServer {
     this.sockets = trackConnections(server, {
       maxConnections: this.config.maxConnections,
       guard: processFdGuard(),
-      onRefused: (reason) => {
-        this.counters.connectionRefused(reason);
-        const suppressed = this.refusalLog.take();
-        if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, 'OTLP/HTTP connection closed at once: too many connections open');
-      },
+      onRefused: (reason) => this.refusals.connection(reason),
     });
     // A connection that never sends a request: Node's header timeout starts with the request.
     // With TLS, counted from the end of the handshake (handshakeTimeout bounds that; a TLS socket's
@@ -179,12 +174,7 @@ export class OtlpHttpServer {
 
   /** The request would pass max_inflight_bytes: a retryable refusal. */
   private inflightRefusal(): HttpError {
-    this.counters.inflightRefused();
-    const suppressed = this.refusalLog.take();
-    if (suppressed !== undefined) this.logger.warn({ inflightBytes: this.inflight.bytes, limit: this.inflight.limit, suppressed }, 'refused OTLP/HTTP request: max_inflight_bytes reached; the client should retry');
-    return new HttpError(503, GRPC_CODE.UNAVAILABLE, `too many request bytes being received at once (max_inflight_bytes ${this.inflight.limit}); retry later`, {
-      'retry-after': String(INFLIGHT_RETRY_AFTER_S),
-    });
+    return new HttpError(503, GRPC_CODE.UNAVAILABLE, this.refusals.inflight(this.inflight), { 'retry-after': String(INFLIGHT_RETRY_AFTER_MS / 1000) });
   }
 
   private route(req: http.IncomingMessage): ExportHandler {

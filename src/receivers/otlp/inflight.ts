@@ -1,3 +1,6 @@
+import type { Logger } from 'pino';
+import { LogThrottle } from '../../util/log-throttle';
+
 /**
  * Bytes of request bodies being received or parsed at once by one otlp receiver, across its gRPC
  * and HTTP servers (`max_inflight_bytes`). Many slow large uploads would otherwise add up to any
@@ -65,3 +68,38 @@ export interface ServerCounters {
 }
 
 export const NO_COUNTERS: ServerCounters = { connectionRefused: () => undefined, inflightRefused: () => undefined };
+
+/** The backoff asked of a client refused because max_inflight_bytes is reached. */
+export const INFLIGHT_RETRY_AFTER_MS = 1000;
+
+/**
+ * What one server refuses before a request reaches the pipelines (a connection over a limit, a
+ * request over max_inflight_bytes): counted exactly, logged at most once per throttle interval.
+ */
+export class ServerRefusals {
+  private readonly log = new LogThrottle();
+
+  /** `server` and `request` name the transport and what it refuses in log lines ("OTLP/gRPC", "call"). */
+  constructor(
+    private readonly counters: ServerCounters,
+    private readonly logger: Logger,
+    private readonly server: string,
+    private readonly request: string,
+  ) {}
+
+  connection(reason: 'max_connections' | 'fd_limit'): void {
+    this.counters.connectionRefused(reason);
+    const suppressed = this.log.take();
+    if (suppressed !== undefined) this.logger.warn({ reason, suppressed }, `${this.server} connection closed at once: too many connections open`);
+  }
+
+  /** Counts and logs a request refused by `budget`; returns the message for the client. */
+  inflight(budget: InflightBytes): string {
+    this.counters.inflightRefused();
+    const suppressed = this.log.take();
+    if (suppressed !== undefined) {
+      this.logger.warn({ inflightBytes: budget.bytes, limit: budget.limit, suppressed }, `refused ${this.server} ${this.request}: max_inflight_bytes reached; the client should retry`);
+    }
+    return `too many request bytes being received at once (max_inflight_bytes ${budget.limit}); retry later`;
+  }
+}

@@ -5,6 +5,7 @@ import { PermanentError, RetryableError, errorMessage } from '../../component/er
 import type { Node } from '../../config/reader';
 import { Batch, type Signal } from '../../pdata/batch';
 import { isQueueStorage } from '../../extensions/filestorage/file-storage';
+import { LogThrottle } from '../../util/log-throttle';
 import type { RecordRef, SegmentQueue } from '../../extensions/filestorage/segment-queue';
 
 // What every network exporter shares, as in the Collector's exporterhelper: the exporter only
@@ -101,6 +102,16 @@ interface SignalCounters {
   enqueueFailed: { inc(n: number): void };
 }
 
+/**
+ * The batch as the persistent queue keeps it: compacted into its own buffer, and always a new
+ * object, since a batch already compacted (queued by this exporter before) needs its own identity
+ * as a key of the on-disk references.
+ */
+function ownCopy(batch: Batch): Batch {
+  const compact = batch.compact();
+  return compact === batch ? new Batch(batch.signal, batch.resources) : compact;
+}
+
 /** Per exporter id, the directory a released persistent queue left unsent batches in (for a reload's successor). */
 const leftOnDisk = new Map<string, string>();
 
@@ -131,8 +142,9 @@ export class ExporterHelper implements Component, Consumer {
   /** Persistent appends being written (their size is already in `queued`). */
   private writing = 0;
   private readonly writeWaiters: (() => void)[] = [];
+  /** Failed writes since the last successful one. */
   private writeFailures = 0;
-  private lastWriteFailureLog = -Infinity;
+  private writeFailureLog = new LogThrottle();
 
   constructor(
     private readonly settings: CreateSettings,
@@ -218,9 +230,7 @@ export class ExporterHelper implements Component, Consumer {
       counters.enqueueFailed.inc(batch.itemCount);
       throw new RetryableError(this.queueFullMessage());
     }
-    let stored = batch.compact();
-    // A batch already compacted (one the exporter queued before) needs its own identity for refs.
-    if (stored === batch) stored = new Batch(batch.signal, batch.resources);
+    const stored = ownCopy(batch);
     this.queued += size;
     this.writing++;
     let ref: RecordRef;
@@ -239,7 +249,8 @@ export class ExporterHelper implements Component, Consumer {
     if (this.writeFailures > 0) {
       this.logger.info({ failedWrites: this.writeFailures }, 'persistent queue: writing again after failed writes');
       this.writeFailures = 0;
-      this.lastWriteFailureLog = -Infinity;
+      // The next failure is logged at once.
+      this.writeFailureLog = new LogThrottle();
     }
     this.refs.set(stored, ref);
     this.queue.push(stored);
@@ -267,10 +278,7 @@ export class ExporterHelper implements Component, Consumer {
    * queued, so that a crash does not lose them. One that cannot be written is queued in memory.
    */
   private async adoptPersistent(batches: readonly Batch[], store: SegmentQueue): Promise<void> {
-    const stored = batches.map((batch) => {
-      const compact = batch.compact();
-      return compact === batch ? new Batch(batch.signal, batch.resources) : compact;
-    });
+    const stored = batches.map(ownCopy);
     for (const batch of stored) this.queued += this.sizeOf(batch);
     this.writing++;
     const written = await Promise.allSettled(stored.map((batch) => store.append(batch)));
@@ -290,9 +298,7 @@ export class ExporterHelper implements Component, Consumer {
   /** One line at the first failure, then at most one every 10 s while writes keep failing. */
   private logWriteFailure(err: unknown): void {
     this.writeFailures++;
-    const now = performance.now();
-    if (now - this.lastWriteFailureLog < 10_000) return;
-    this.lastWriteFailureLog = now;
+    if (this.writeFailureLog.take() === undefined) return;
     this.logger.error({ err: errorMessage(err), failedWrites: this.writeFailures }, 'persistent queue: write failed; refusing new data (retryable) until writes succeed');
   }
 

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../component/errors';
+import { LogThrottle } from '../../util/log-throttle';
 import type { Batch, Signal } from '../../pdata/batch';
 import { parseRequest } from '../../pdata/scan';
 
@@ -250,8 +251,9 @@ export class SegmentQueue {
   private idleWaiters: (() => void)[] = [];
   /** Closes and deletions under way (off the write and ack paths); close() waits for them. */
   private readonly closing = new Set<Promise<void>>();
+  /** Records whose ack failed since the last line logged. */
   private ackFailures = 0;
-  private lastAckFailureLog = -Infinity;
+  private readonly ackFailureLog = new LogThrottle();
 
   get dir(): string {
     return this.options.dir;
@@ -542,9 +544,7 @@ export class SegmentQueue {
   /** One line at the first failure, then at most one every 10 s (a full disk fails every ack). */
   private logAckFailure(err: unknown, records: number): void {
     this.ackFailures += records;
-    const now = performance.now();
-    if (now - this.lastAckFailureLog < 10_000) return;
-    this.lastAckFailureLog = now;
+    if (this.ackFailureLog.take() === undefined) return;
     this.options.logger.warn(
       { err: errorMessage(err), records: this.ackFailures },
       'persistent queue: could not mark records as sent; they will be sent again after a restart',

@@ -198,9 +198,8 @@ export class Supervisor {
     const restoreError = await this.tryStart(previous, carried);
     if (restoreError === undefined) return { kind: 'rejected', errors: [error] };
     this.down = { config: previous, carried };
-    const batches = [...carried.values()].reduce((n, b) => n + b.length, 0);
     this.logger.error(
-      { reason, err: restoreError, batches, retryMs: this.restoreRetryMs },
+      { reason, err: restoreError, batches: carriedSize(carried).batches, retryMs: this.restoreRetryMs },
       'the previous configuration failed to start too: no service is running; retrying it periodically (a valid reload starts the new one)',
     );
     this.scheduleRestore();
@@ -243,8 +242,7 @@ export class Supervisor {
   }
 
   private logLoss(carried: ReadonlyMap<string, readonly Batch[]>, why: string): void {
-    const batches = [...carried.values()].reduce((n, b) => n + b.length, 0);
-    const items = [...carried.values()].flat().reduce((n, b) => n + b.itemCount, 0);
+    const { batches, items } = carriedSize(carried);
     if (batches > 0) this.logger.error({ batches, items }, `${why}: the batches the stopped service had not sent are lost`);
   }
 
@@ -258,6 +256,17 @@ export class Supervisor {
   private create(config: ServiceConfig): Service {
     return new Service(config, { logger: this.logger, inventory: this.inventory, ...(this.configFile ? { configFile: this.configFile } : {}) });
   }
+}
+
+/** Batches and items of what a stopped service released, for log lines. */
+function carriedSize(carried: ReadonlyMap<string, readonly Batch[]>): { batches: number; items: number } {
+  let batches = 0;
+  let items = 0;
+  for (const list of carried.values()) {
+    batches += list.length;
+    for (const batch of list) items += batch.itemCount;
+  }
+  return { batches, items };
 }
 
 /** Exporters the config's pipelines use. */

@@ -24,13 +24,12 @@ COPY --from=build /app/dist/src ./dist/src
 COPY package.json ./
 COPY proto ./proto
 COPY config ./config
+COPY bin ./bin
 EXPOSE 4317 4318 13133 8888 8889
 # The admin page stays on loopback inside the container unless you set SPANSIEVE_ADMIN_ENDPOINT
 # and SPANSIEVE_ADMIN_TOKEN. process: selectors read other users' /proc/PID/exe and fd: run with
 # --pid=host and as root (--user 0) with CAP_SYS_PTRACE for them, as OBI itself runs privileged.
-# With a memory_limiter, Node 20 cannot restart itself with V8's heap limit: pass it, e.g.
-# -e NODE_OPTIONS=--max-old-space-size=200 for limit_mib: 200 (docs/memory-limiter-processor.md).
 USER node
 HEALTHCHECK CMD node -e "fetch('http://127.0.0.1:13133/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "--max-semi-space-size=2", "--initial-heap-size=32", "dist/src/cli.js"]
+ENTRYPOINT ["bin/spansieve"]
 CMD ["--config", "config/default.yaml"]

@@ -46,7 +46,7 @@ and the running config stays); SIGTERM/SIGINT drain the queues and exit.
 `;
 
 export interface CliArgs {
-  command: 'run' | 'validate' | 'help' | 'instances';
+  command: 'run' | 'validate' | 'help' | 'instances' | 'node-flags';
   configFile: string | undefined;
   zero: ZeroConfigOptions | undefined;
   instances?: { admin: string; token: string | undefined; json: boolean };
@@ -58,8 +58,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (args[0] === 'instances') {
     return { command: 'instances', configFile: undefined, zero: undefined, instances: parseInstancesArgs(args.slice(1)) };
   }
-  if (args[0] === 'validate') {
-    command = 'validate';
+  // node-flags (bin/spansieve's first step) takes the run arguments and prints the node flags they need.
+  if (args[0] === 'validate' || args[0] === 'node-flags') {
+    command = args[0];
     args.shift();
   } else if (args[0] === 'help' || args.includes('--help') || args.includes('-h')) {
     return { command: 'help', configFile: undefined, zero: undefined };
@@ -145,6 +146,10 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (args.command === 'instances') return listInstances(args.instances!);
+  if (args.command === 'node-flags') {
+    process.stdout.write(nodeFlagsFor(args));
+    return 0;
+  }
   let config: ServiceConfig;
   try {
     config = loadConfig(args);
@@ -222,9 +227,7 @@ async function main(argv: readonly string[]): Promise<number> {
  * names the flag. Only at start: a reload cannot change it.
  */
 function applyHeapLimit(config: ServiceConfig, logger: pino.Logger): void {
-  const used = new Set(config.pipelines.flatMap((p) => p.processors));
-  const limiters = [...config.processors.values()].filter((p) => p.factory.type === 'memory_limiter' && used.has(p.id)).map((p) => p.config as MemoryLimiterConfig);
-  const limitMib = heapLimitMib(limiters);
+  const limitMib = configHeapLimitMib(config);
   const execve = (process as unknown as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
   const action = heapLimitAction(limitMib, { execArgv: process.execArgv, argv: process.argv, env: process.env, execPath: process.execPath, canExecve: typeof execve === 'function' });
   if (action.kind === 'execve') {
@@ -238,6 +241,28 @@ function applyHeapLimit(config: ServiceConfig, logger: pino.Logger): void {
   } else if (limitMib !== undefined) {
     logger.debug({ heapLimitMib: limitMib, reason: action.reason, heapSizeLimitMib: Math.round(v8.getHeapStatistics().heap_size_limit / 2 ** 20) }, 'V8 heap limit not changed');
   }
+}
+
+function configHeapLimitMib(config: ServiceConfig): number | undefined {
+  const used = new Set(config.pipelines.flatMap((p) => p.processors));
+  const limiters = [...config.processors.values()].filter((p) => p.factory.type === 'memory_limiter' && used.has(p.id)).map((p) => p.config as MemoryLimiterConfig);
+  return heapLimitMib(limiters);
+}
+
+/**
+ * `spansieve node-flags ARGS`: the node flags a run with ARGS needs (V8's heap limit from
+ * memory_limiter), for bin/spansieve to exec node with, since Node 20 cannot replace its own
+ * process. Prints nothing when none is needed or the config is invalid (the run then reports it).
+ */
+function nodeFlagsFor(args: CliArgs): string {
+  let config: ServiceConfig;
+  try {
+    config = loadConfig(args);
+  } catch {
+    return '';
+  }
+  const action = heapLimitAction(configHeapLimitMib(config), { execArgv: process.execArgv, argv: process.argv, env: process.env, execPath: process.execPath, canExecve: false });
+  return action.kind === 'warn' ? `${action.flag}\n` : '';
 }
 
 /** `spansieve instances`: the admin API's inventory as a terminal table. */

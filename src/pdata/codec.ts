@@ -2,7 +2,8 @@ import * as path from 'node:path';
 import type * as Protobuf from 'protobufjs';
 import { protobufjs } from '../util/lazy-modules';
 
-// Full decoding and encoding through protobufjs reflection over spansieve's own .proto files.
+// Full decoding and encoding through protobufjs reflection over the OTLP .proto files in proto/
+// (opentelemetry-proto at the release their headers name).
 // Used off the fast path: JSON bodies, the debug exporter, JSON export, and repairing a resource
 // from which invalid items were rejected.
 
@@ -10,24 +11,31 @@ const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
 
 /** The OTLP message types spansieve decodes and encodes in full, by their full protobuf names. */
 const TYPE_NAMES = {
-  ExportTraceServiceRequest: 'opentelemetry.proto.collector.v1.ExportTraceServiceRequest',
-  ExportTraceServiceResponse: 'opentelemetry.proto.collector.v1.ExportTraceServiceResponse',
-  ExportMetricsServiceRequest: 'opentelemetry.proto.collector.v1.ExportMetricsServiceRequest',
-  ExportMetricsServiceResponse: 'opentelemetry.proto.collector.v1.ExportMetricsServiceResponse',
+  ExportTraceServiceRequest: 'opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest',
+  ExportTraceServiceResponse: 'opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse',
+  ExportMetricsServiceRequest: 'opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest',
+  ExportMetricsServiceResponse: 'opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceResponse',
   ResourceSpans: 'opentelemetry.proto.trace.v1.ResourceSpans',
   ResourceMetrics: 'opentelemetry.proto.metrics.v1.ResourceMetrics',
   Status: 'google.rpc.Status',
   RetryInfo: 'google.rpc.RetryInfo',
 } as const;
 
+export const PROTO_FILES = [
+  'opentelemetry/proto/collector/trace/v1/trace_service.proto',
+  'opentelemetry/proto/collector/metrics/v1/metrics_service.proto',
+  'google/rpc/status.proto',
+];
+
 let root: Protobuf.Root | undefined;
 
 /** The .proto files, parsed on first use with protobufjs itself (util/lazy-modules.ts). */
-function loadedRoot(): Protobuf.Root {
+export function loadedRoot(): Protobuf.Root {
   if (!root) {
     const loading = new (protobufjs().Root)();
-    loading.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
-    loading.loadSync(['collector.proto', 'status.proto'], { keepCase: false });
+    // Imports name paths from the proto root, as protoc's include path does.
+    loading.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
+    loading.loadSync(PROTO_FILES, { keepCase: false });
     loading.resolveAll();
     root = loading;
   }

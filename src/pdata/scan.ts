@@ -2,6 +2,7 @@ import { decodeKeyValues, isValidUtf8, type AttrValue, type Attributes } from '.
 import { Batch, type ResourceBlock, type Signal } from './batch';
 import {
   ExponentialHistogramDataPointSpec,
+  EntityRefSpec,
   HistogramDataPointSpec,
   InstrumentationScopeSpec,
   KeyValueSpec,
@@ -266,7 +267,7 @@ function scanScope(buf: Uint8Array, start: number, end: number, at: ItemLocation
   }
 }
 
-const ResourceSpec: MessageSpec = spec('Resource', { 1: sub('attributes', KeyValueSpec), 2: varint('dropped_attributes_count') });
+const ResourceSpec: MessageSpec = spec('Resource', { 1: sub('attributes', KeyValueSpec), 2: varint('dropped_attributes_count'), 3: sub('entity_refs', EntityRefSpec) });
 /** Fields 1 (scope) and 3 (schema_url) of ScopeSpans / ScopeMetrics; field 3 (schema_url) of ResourceSpans / ResourceMetrics too. */
 const ScopeHolder: MessageSpec = spec('Scope', { 1: sub('scope', InstrumentationScopeSpec), 3: str('schema_url') });
 
@@ -429,3 +430,6 @@ function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
   }
   return { bytes: Buffer.concat(parts), items };
 }
+
+/** The scanner's own tables, for test/pdata/schema.test.ts, which checks them against proto/. */
+export const SCANNER_TABLES = { ResourceSpec, ScopeHolder, MetricSpec, METRIC_DATA };

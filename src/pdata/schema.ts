@@ -94,6 +94,13 @@ export const InstrumentationScopeSpec: MessageSpec = spec('InstrumentationScope'
   4: varint('dropped_attributes_count'),
 });
 
+export const EntityRefSpec: MessageSpec = spec('EntityRef', {
+  1: str('schema_url'),
+  2: str('type'),
+  3: str('id_keys'),
+  4: str('description_keys'),
+});
+
 const EventSpec = spec('Event', {
   1: i64('time_unix_nano'),
   2: str('name'),

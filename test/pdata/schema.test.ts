@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import * as protobuf from 'protobufjs';
+import { PROTO_FILES } from '../../src/pdata/codec';
+import { SCANNER_TABLES } from '../../src/pdata/scan';
+import {
+  AnyValueSpec,
+  ExponentialHistogramDataPointSpec,
+  HistogramDataPointSpec,
+  KIND_BYTES,
+  KIND_I32,
+  KIND_I64,
+  KIND_MSG,
+  KIND_PACKED_I64,
+  KIND_PACKED_VARINT,
+  KIND_STRING,
+  KIND_VARINT,
+  NumberDataPointSpec,
+  SpanSpec,
+  SummaryDataPointSpec,
+  type MessageSpec,
+} from '../../src/pdata/schema';
+
+// The wire scanner's tables (src/pdata/schema.ts, scan.ts) against the published .proto files in
+// proto/, through protobufjs reflection: every field the scanner checks has that number, name and
+// wire type upstream, and every upstream field it does not check is listed here with the reason.
+
+const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
+
+function loadSnakeCase(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
+  root.loadSync(PROTO_FILES, { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+const COMMON = 'opentelemetry.proto.common.v1';
+const TRACE = 'opentelemetry.proto.trace.v1';
+const METRICS = 'opentelemetry.proto.metrics.v1';
+
+/** The upstream message(s) each scanner spec stands for. */
+const UPSTREAM: Record<string, string[]> = {
+  AnyValue: [`${COMMON}.AnyValue`],
+  KeyValue: [`${COMMON}.KeyValue`],
+  ArrayValue: [`${COMMON}.ArrayValue`],
+  KeyValueList: [`${COMMON}.KeyValueList`],
+  InstrumentationScope: [`${COMMON}.InstrumentationScope`],
+  EntityRef: [`${COMMON}.EntityRef`],
+  Resource: ['opentelemetry.proto.resource.v1.Resource'],
+  // ScopeSpans / ScopeMetrics without their items (field 2, walked by the scanner itself).
+  Scope: [`${TRACE}.ScopeSpans`, `${METRICS}.ScopeMetrics`],
+  Span: [`${TRACE}.Span`],
+  Event: [`${TRACE}.Span.Event`],
+  Link: [`${TRACE}.Span.Link`],
+  Status: [`${TRACE}.Status`],
+  Metric: [`${METRICS}.Metric`],
+  Exemplar: [`${METRICS}.Exemplar`],
+  NumberDataPoint: [`${METRICS}.NumberDataPoint`],
+  HistogramDataPoint: [`${METRICS}.HistogramDataPoint`],
+  ExponentialHistogramDataPoint: [`${METRICS}.ExponentialHistogramDataPoint`],
+  Buckets: [`${METRICS}.ExponentialHistogramDataPoint.Buckets`],
+  SummaryDataPoint: [`${METRICS}.SummaryDataPoint`],
+  ValueAtQuantile: [`${METRICS}.SummaryDataPoint.ValueAtQuantile`],
+};
+
+/** Upstream fields the scanner skips unchecked, as unknown fields are skipped: each with why. */
+const NOT_CHECKED: Record<string, string> = {
+  [`${TRACE}.ScopeSpans.spans`]: 'items: walked by scanScope, one span at a time',
+  [`${METRICS}.ScopeMetrics.metrics`]: 'items: walked by scanScope, one metric at a time',
+  [`${METRICS}.Metric.gauge`]: 'data: METRIC_DATA',
+  [`${METRICS}.Metric.sum`]: 'data: METRIC_DATA',
+  [`${METRICS}.Metric.histogram`]: 'data: METRIC_DATA',
+  [`${METRICS}.Metric.exponential_histogram`]: 'data: METRIC_DATA',
+  [`${METRICS}.Metric.summary`]: 'data: METRIC_DATA',
+};
+
+const VARINT_TYPES = new Set(['int32', 'int64', 'uint32', 'uint64', 'sint32', 'sint64', 'bool']);
+const I64_TYPES = new Set(['fixed64', 'sfixed64', 'double']);
+const I32_TYPES = new Set(['fixed32', 'sfixed32', 'float']);
+
+/** Why a scanner field kind does not fit an upstream field, or undefined when it does. */
+function kindMismatch(kind: number, field: protobuf.Field): string | undefined {
+  const t = field.type;
+  const isEnum = field.resolvedType instanceof protobuf.Enum;
+  const isMessage = field.resolvedType instanceof protobuf.Type;
+  const ok = (() => {
+    switch (kind) {
+      case KIND_MSG:
+        return isMessage;
+      case KIND_STRING:
+        return t === 'string';
+      case KIND_BYTES:
+        return t === 'bytes';
+      case KIND_VARINT:
+        return VARINT_TYPES.has(t) || isEnum;
+      case KIND_I64:
+        return I64_TYPES.has(t) && !field.repeated;
+      case KIND_I32:
+        return I32_TYPES.has(t) && !field.repeated;
+      case KIND_PACKED_I64:
+        return I64_TYPES.has(t) && field.repeated;
+      case KIND_PACKED_VARINT:
+        return (VARINT_TYPES.has(t) || isEnum) && field.repeated;
+      default:
+        return false;
+    }
+  })();
+  return ok ? undefined : `scanner kind ${kind} but upstream ${field.repeated ? 'repeated ' : ''}${t}`;
+}
+
+function reachableSpecs(): Map<string, MessageSpec> {
+  const found = new Map<string, MessageSpec>();
+  const roots: MessageSpec[] = [
+    AnyValueSpec,
+    SpanSpec,
+    NumberDataPointSpec,
+    HistogramDataPointSpec,
+    ExponentialHistogramDataPointSpec,
+    SummaryDataPointSpec,
+    SCANNER_TABLES.ResourceSpec,
+    SCANNER_TABLES.ScopeHolder,
+    SCANNER_TABLES.MetricSpec,
+  ];
+  const walk = (spec: MessageSpec): void => {
+    if (found.has(spec.name)) return;
+    found.set(spec.name, spec);
+    for (const f of spec.fields) if (f?.message) walk(f.message);
+  };
+  roots.forEach(walk);
+  return found;
+}
+
+void describe('OTLP schema: the scanner tables against proto/', () => {
+  const root = loadSnakeCase();
+  const specs = reachableSpecs();
+
+  void test('proto/ records the opentelemetry-proto release it was taken from', () => {
+    for (const file of PROTO_FILES.filter((f) => f.startsWith('opentelemetry/'))) {
+      const header = fs.readFileSync(path.join(PROTO_DIR, file), 'utf8').split('\n')[0]!;
+      assert.match(header, /^\/\/ opentelemetry-proto v\d+\.\d+\.\d+, /, file);
+    }
+  });
+
+  void test('every scanner spec stands for an upstream message', () => {
+    assert.deepEqual([...specs.keys()].sort(), Object.keys(UPSTREAM).sort());
+  });
+
+  for (const [name, upstreamNames] of Object.entries(UPSTREAM)) {
+    for (const upstreamName of upstreamNames) {
+      void test(`${name} ↔ ${upstreamName}: field numbers, names and wire types`, () => {
+        const spec = specs.get(name);
+        assert.ok(spec, `no scanner spec ${name}`);
+        const type = root.lookupType(upstreamName);
+        const problems: string[] = [];
+        spec.fields.forEach((f, number) => {
+          if (f === undefined) return;
+          const upstream = type.fieldsById[number];
+          if (!upstream) {
+            problems.push(`field ${number} (${f.name}) does not exist upstream`);
+            return;
+          }
+          if (upstream.name !== f.name) problems.push(`field ${number}: scanner says ${f.name}, upstream ${upstream.name}`);
+          const mismatch = kindMismatch(f.kind, upstream);
+          if (mismatch) problems.push(`field ${number} (${f.name}): ${mismatch}`);
+          if (f.kind === KIND_MSG && f.message) {
+            const target = UPSTREAM[f.message.name] ?? [];
+            if (!target.includes((upstream.resolvedType as protobuf.Type).fullName.slice(1))) {
+              problems.push(`field ${number} (${f.name}): scanner checks it as ${f.message.name}, upstream type ${upstream.resolvedType!.fullName}`);
+            }
+          }
+        });
+        for (const upstream of type.fieldsArray) {
+          if (spec.fields[upstream.id] === undefined && NOT_CHECKED[`${upstreamName}.${upstream.name}`] === undefined) {
+            problems.push(`upstream field ${upstream.id} (${upstream.name}) is neither checked nor listed in NOT_CHECKED`);
+          }
+        }
+        assert.deepEqual(problems, []);
+      });
+    }
+  }
+
+  void test('METRIC_DATA: each data field holds the point type the scanner checks', () => {
+    const metric = root.lookupType(`${METRICS}.Metric`);
+    for (const [number, data] of Object.entries(SCANNER_TABLES.METRIC_DATA)) {
+      const upstream = metric.fieldsById[Number(number)];
+      assert.ok(upstream, `Metric field ${number}`);
+      assert.equal(upstream.name, data.name);
+      const holder = upstream.resolvedType as protobuf.Type;
+      const points = holder.fields.data_points;
+      assert.ok(points, `${holder.name}.data_points`);
+      assert.equal(points.id, 1);
+      assert.deepEqual(UPSTREAM[data.point.name], [(points.resolvedType as protobuf.Type).fullName.slice(1)]);
+    }
+  });
+});

@@ -147,11 +147,18 @@ describe('otlp (gRPC) exporter', () => {
     assert.equal(sink.requests.length, 3);
   });
 
-  test('gives up when max_elapsed_time has passed', async () => {
+  test('gives up when max_elapsed_time has passed', { timeout: 20_000 }, async () => {
     const { sink, exporter, telemetry } = await setup({ retry_on_failure: { ...fastRetry, max_elapsed_time: '200ms' }, sending_queue: { enabled: false } });
     sink.reply = () => ({ kind: 'grpc-error', code: grpc.status.UNAVAILABLE, message: 'down' });
+    const started = performance.now();
     await assert.rejects(exporter.consume(batchOf(1, 3)), RetryableError);
-    assert.ok(sink.requests.length >= 3, `only ${sink.requests.length} attempts`);
+    // Only what cannot race on a busy machine: it gave up, after at least the backoff it took, and
+    // after at most 6 attempts (waits of 20, 30, 45, 50, 50 ms fit in 200 ms; one more would not).
+    const waits = [20, 30, 45, 50, 50];
+    const attempts = sink.requests.length;
+    assert.ok(attempts >= 1 && attempts <= waits.length + 1, `${attempts} attempts`);
+    const waited = waits.slice(0, attempts - 1).reduce((a, b) => a + b, 0);
+    assert.ok(performance.now() - started >= waited, `gave up after ${performance.now() - started} ms, before its ${waited} ms of backoff`);
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_send_failed_spans'), 3);
   });
 

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import type { AnyFactory, Component, Consumer, Host } from '../../src/component/component';
+import { FACTORIES } from '../../src/components';
+import { parseRequest } from '../../src/pdata/scan';
+import type { Signal } from '../../src/pdata/batch';
+import { hostInstance, obiTraceRequest } from '../helpers/obi';
+import { Capture, parseWith, testSettings } from '../helpers/components';
+import { metricsBatch, obiResourceMetrics } from '../helpers/obi-metrics';
+
+// One lifecycle contract, run over every factory in the registry: create with a minimal config,
+// shutdown without start, start + shutdown, shutdown twice, and consume after shutdown settles
+// (resolves or rejects with an Error) instead of hanging or throwing synchronously.
+
+const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-lifecycle-'));
+after(() => fs.rmSync(storageDir, { recursive: true, force: true }));
+
+/** The smallest config each component needs on this machine (loopback, port 0, nowhere to send). */
+const MINIMAL: Record<string, () => unknown> = {
+  'receiver/otlp': () => ({ protocols: { grpc: { endpoint: '127.0.0.1:0' }, http: { endpoint: '127.0.0.1:0' } } }),
+  'processor/memory_limiter': () => ({ check_interval: '1s', limit_mib: 4096, spike_limit_mib: 512 }),
+  'processor/filter': () => ({ keep: [{ 'service.instance.id': 'h:1000' }] }),
+  'exporter/otlp': () => ({ endpoint: '127.0.0.1:1', tls: { insecure: true }, retry_on_failure: { enabled: false } }),
+  'exporter/otlphttp': () => ({ endpoint: 'http://127.0.0.1:1', retry_on_failure: { enabled: false } }),
+  'exporter/debug': () => ({ verbosity: 'basic' }),
+  'exporter/prometheus': () => ({ endpoint: '127.0.0.1:0' }),
+  'exporter/prometheusremotewrite': () => ({ endpoint: 'http://127.0.0.1:1/api/v1/write' }),
+  'connector/forward': () => ({}),
+  'connector/spanmetrics': () => ({}),
+  'connector/servicegraph': () => ({}),
+  'extension/health_check': () => ({ endpoint: '127.0.0.1:0' }),
+  'extension/admin': () => ({ endpoint: '127.0.0.1:0' }),
+  'extension/file_storage': () => ({ directory: fs.mkdtempSync(path.join(storageDir, 'fs-')) }),
+};
+
+const host: Host = {
+  reportStatus: () => undefined,
+  extensions: new Map(),
+  control: { instances: () => [], filters: () => new Map(), setFilter: () => [], saveFilter: async () => undefined },
+};
+
+function key(factory: AnyFactory): string {
+  return `${factory.kind}/${factory.type}`;
+}
+
+/** A new component and the signal it consumes (undefined for receivers and extensions). */
+function create(factory: AnyFactory): { component: Component & Partial<Consumer>; signal: Signal | undefined } {
+  const config = parseWith((n) => factory.parseConfig(n), MINIMAL[key(factory)]!());
+  const settings = testSettings(factory.type);
+  const next = new Map<Signal, Consumer>([
+    ['traces', new Capture()],
+    ['metrics', new Capture()],
+  ]);
+  switch (factory.kind) {
+    case 'receiver':
+      return { component: factory.create(settings, config, next), signal: undefined };
+    case 'processor':
+      return { component: factory.create(settings, config, factory.signals[0]!, new Capture()), signal: factory.signals[0] };
+    case 'exporter':
+      return { component: factory.create(settings, config), signal: factory.signals[0] };
+    case 'connector': {
+      const from = factory.routes[0]![0];
+      return { component: factory.create(settings, config, from, next), signal: from };
+    }
+    case 'extension':
+      return { component: factory.create(settings, config), signal: undefined };
+  }
+}
+
+function batchFor(signal: Signal): ReturnType<typeof parseRequest>['batch'] {
+  if (signal === 'traces') return parseRequest('traces', obiTraceRequest([hostInstance('h', 1000)], 2)).batch;
+  return metricsBatch([obiResourceMetrics(hostInstance('h', 1000), { memoryBytes: 1000, cpuSeconds: 2 })]);
+}
+
+void describe('component lifecycle, every factory', () => {
+  void test('every registered factory has a case here', () => {
+    assert.deepEqual(FACTORIES.map(key).filter((k) => !(k in MINIMAL)), []);
+  });
+
+  for (const factory of FACTORIES) {
+    void describe(key(factory), () => {
+      void test('shutdown without start, and twice', async () => {
+        const { component } = create(factory);
+        await component.shutdown();
+        await component.shutdown();
+      });
+
+      void test('start, shutdown, shutdown again', async () => {
+        const { component } = create(factory);
+        await component.start(host);
+        await component.shutdown();
+        await component.shutdown();
+      });
+
+      void test('consume after shutdown settles', { skip: factory.kind === 'receiver' || factory.kind === 'extension' }, async () => {
+        const { component, signal } = create(factory);
+        await component.start(host);
+        await component.shutdown();
+        let outcome: unknown;
+        try {
+          await component.consume!(batchFor(signal!));
+          outcome = 'resolved';
+        } catch (err) {
+          outcome = err;
+        }
+        assert.ok(outcome === 'resolved' || outcome instanceof Error, `settled with ${String(outcome)}`);
+      });
+    });
+  }
+});

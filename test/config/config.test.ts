@@ -292,6 +292,11 @@ service:
         ['metrics/traces', ['prometheus']],
       ],
     );
+    // No client can run it out of memory on the default config: memory_limiter first where data comes in.
+    assert.deepEqual(
+      config!.pipelines.filter((p) => p.receivers.includes('otlp')).map((p) => p.processors[0]),
+      ['memory_limiter', 'memory_limiter'],
+    );
     const filter = config!.processors.get('filter/obi')!.config as FilterConfig;
     assert.equal(filter.keep, undefined);
     assert.notEqual(filter.drop.match(new Map<string, AttrValue>([['service.name', 'jaeger-all-in-one']])), undefined);

@@ -150,7 +150,11 @@ describe('prometheusremotewrite across a reload', () => {
       const dir = tempDir();
       const sink = new RemoteWriteSink();
       await sink.start();
-      const [httpPort, deadPort] = await freePorts(2);
+      // The old endpoint: a backend that is down (503), not a closed port another process could take.
+      const down = new RemoteWriteSink();
+      await down.start();
+      down.down = true;
+      const [httpPort] = await freePorts(1);
       const file = path.join(dir, 'spansieve.yaml');
       const writeConfig = (endpoint: string) =>
         fs.writeFileSync(
@@ -173,7 +177,7 @@ describe('prometheusremotewrite across a reload', () => {
             },
           }),
         );
-      writeConfig(`http://127.0.0.1:${deadPort}/api/v1/write`);
+      writeConfig(down.url);
       const supervisor = new Supervisor(() => loadConfig({ command: 'run', configFile: file, zero: undefined }), pino({ level: 'silent' }), file);
       try {
         await supervisor.start();
@@ -192,19 +196,18 @@ describe('prometheusremotewrite across a reload', () => {
         assert.ok(performance.now() - started < 10_000, `the reload took ${Math.round(performance.now() - started)} ms`);
         await waitFor('the three requests at the new endpoint', () => sink.valuesBy(METRIC, 'instance').size === 3, 10_000);
         await supervisor.shutdown();
-        assert.deepEqual(
-          [...sink.valuesBy(METRIC, 'instance')].sort(),
-          [
-            ['web:1', [1]],
-            ['web:2', [2]],
-            ['web:3', [3]],
-          ],
-          'each once',
-        );
+        const received = [...sink.valuesBy(METRIC, 'instance')].sort();
+        assert.deepEqual(received, [
+          ['web:1', [1]],
+          ['web:2', [2]],
+          ['web:3', [3]],
+        ], `each once; received ${JSON.stringify(received)}`);
+        assert.ok(down.refused >= 1, 'the old endpoint was tried');
         if (storage) assert.deepEqual(segmentsIn(path.join(dir, 'queue', 'exporter_prometheusremotewrite')), [], 'nothing left on disk');
       } finally {
         await supervisor.shutdown();
         await sink.stop();
+        await down.stop();
       }
     });
   }

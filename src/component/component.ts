@@ -32,16 +32,26 @@ export interface Component {
 }
 
 /**
- * An exporter whose unsent batches can move to the exporter of the same id in the next
+ * What a sending queue carries: a Batch (otlp, otlphttp) or an exporter's own request built from
+ * one (prometheusremotewrite: its encoded WriteRequests). The supervisor only counts them.
+ */
+export interface QueueRequest {
+  readonly signal: Signal;
+  /** Spans or data points it holds (the `items` sizer, and the sent / failed counters). */
+  readonly itemCount: number;
+}
+
+/**
+ * An exporter whose unsent requests can move to the exporter of the same id in the next
  * configuration, so that a reload neither waits for a backend to recover nor drops what was queued.
  */
 export interface QueueHandover {
-  /** Before receivers stop: batches waiting for a retry stop waiting (see releaseQueue). */
+  /** Before receivers stop: requests waiting for a retry stop waiting (see releaseQueue). */
   prepareRelease(): void;
-  /** Stops taking batches and returns the unsent ones, after attempts in flight finished. */
-  releaseQueue(): Promise<Batch[]>;
-  /** Queues a predecessor's batches ahead of new ones. */
-  adoptQueue(batches: readonly Batch[]): void;
+  /** Stops taking batches and returns the unsent requests, after attempts in flight finished. */
+  releaseQueue(): Promise<QueueRequest[]>;
+  /** Queues a predecessor's requests ahead of new ones (same id, so the same exporter type). */
+  adoptQueue(requests: readonly QueueRequest[]): void;
 }
 
 /** An exporter that can stop retrying when a shutdown runs out of time (service::shutdown_timeout). */

@@ -9,6 +9,7 @@ import {
   type ExporterFactory,
   type Host,
   type ProcessorFactory,
+  type QueueRequest,
   type ReceiverFactory,
 } from '../component/component';
 import { RetryableError } from '../component/errors';
@@ -161,11 +162,11 @@ export class Graph {
    */
   async stopForReload(
     handOver: ReadonlySet<string>,
-  ): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
+  ): Promise<{ carried: Map<string, QueueRequest[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
     const [extensions, , connectors, processors, receivers] = this.startOrder();
     for (const [id, exporter] of this.exporters) if (handOver.has(id) && canHandOver(exporter)) exporter.prepareRelease();
     for (const group of [receivers!, processors!, connectors!]) await this.stopGroup(group);
-    const carried = new Map<string, Batch[]>();
+    const carried = new Map<string, QueueRequest[]>();
     const draining: Promise<void>[] = [];
     const left: Component[] = [];
     await Promise.all(
@@ -177,9 +178,8 @@ export class Graph {
           return;
         }
         if (handOver.has(id)) {
-          // Kept, but its queue cannot move (prometheusremotewrite: encoded requests tied to its
-          // series state): drain before the successor starts, or the two would interleave samples
-          // and the backend would refuse the older ones as out of order.
+          // Kept, without a queue to move (debug, prometheus): stopped before the successor
+          // starts (the prometheus exporter's port must be free for it).
           await this.stopGroup(group);
           return;
         }

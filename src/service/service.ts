@@ -1,10 +1,9 @@
 import * as fs from 'node:fs';
 import pino, { type Logger } from 'pino';
 import * as YAML from 'yaml';
-import { canHandOver, type FilterLists, type Host, type ServiceControl, type ServiceStatus } from '../component/component';
+import { canHandOver, type FilterLists, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
 import { ConfigIssues, Node, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
-import type { Batch } from '../pdata/batch';
 import { FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
 import { Graph } from '../pipeline/graph';
 import { Inventory, type InstanceView } from './inventory';
@@ -90,7 +89,7 @@ export class Service implements ServiceControl {
    */
   async stopForReload(
     handOver: ReadonlySet<string>,
-  ): Promise<{ carried: Map<string, Batch[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
+  ): Promise<{ carried: Map<string, QueueRequest[]>; draining: Promise<void>; abandon: () => Promise<void> }> {
     this.setStatus('stopping');
     const stopped = await this.graph.stopForReload(handOver);
     await this.telemetryServer?.shutdown();
@@ -104,7 +103,7 @@ export class Service implements ServiceControl {
   }
 
   /** Gives each exporter the batches its predecessor released. */
-  adoptQueues(carried: ReadonlyMap<string, readonly Batch[]>): void {
+  adoptQueues(carried: ReadonlyMap<string, readonly QueueRequest[]>): void {
     for (const [id, batches] of carried) {
       if (batches.length === 0) continue;
       const exporter = this.graph.exporters.get(id);

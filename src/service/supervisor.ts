@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigValidationError, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
-import type { Batch } from '../pdata/batch';
+import type { QueueRequest } from '../component/component';
 import type { FilterConfig } from '../processors/filter/filter';
 import { Inventory } from './inventory';
 import { Service } from './service';
@@ -46,7 +46,7 @@ export class Supervisor {
    * start: the configuration to start again, and the batches released by the stopped service,
    * kept for whichever service starts next.
    */
-  private down: { config: ServiceConfig; carried: Map<string, Batch[]> } | undefined;
+  private down: { config: ServiceConfig; carried: Map<string, QueueRequest[]> } | undefined;
   private restoreTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -171,7 +171,7 @@ export class Supervisor {
     // Exporters that stay (same id, so same type) take over their predecessors' unsent batches;
     // the old config's other exporters drain in the background. Either way the reload does not
     // wait for a backend that is down, and nothing queued is dropped.
-    let carried = new Map<string, Batch[]>();
+    let carried = new Map<string, QueueRequest[]>();
     try {
       const stopped = await running.stopForReload(exportersIn(next));
       carried = stopped.carried;
@@ -191,7 +191,7 @@ export class Supervisor {
    * no service runs: the batches are kept, `previous` is retried every restoreRetryMs, and a
    * later reload may start another configuration instead. shutdown() still completes.
    */
-  private async startReplacement(next: ServiceConfig, previous: ServiceConfig, carried: Map<string, Batch[]>, reason: string): Promise<ReloadOutcome> {
+  private async startReplacement(next: ServiceConfig, previous: ServiceConfig, carried: Map<string, QueueRequest[]>, reason: string): Promise<ReloadOutcome> {
     const error = await this.tryStart(next, carried);
     if (error === undefined) return { kind: 'restarted' };
     this.logger.error({ reason, err: error }, 'the new configuration failed to start; starting the previous one again');
@@ -207,7 +207,7 @@ export class Supervisor {
   }
 
   /** Builds and starts a service for `config`; undefined on success, else why it failed. */
-  private async tryStart(config: ServiceConfig, carried: Map<string, Batch[]>): Promise<string | undefined> {
+  private async tryStart(config: ServiceConfig, carried: Map<string, QueueRequest[]>): Promise<string | undefined> {
     try {
       const service = this.create(config);
       await service.start();
@@ -241,7 +241,7 @@ export class Supervisor {
     this.restoreTimer.unref();
   }
 
-  private logLoss(carried: ReadonlyMap<string, readonly Batch[]>, why: string): void {
+  private logLoss(carried: ReadonlyMap<string, readonly QueueRequest[]>, why: string): void {
     const { batches, items } = carriedSize(carried);
     if (batches > 0) this.logger.error({ batches, items }, `${why}: the batches the stopped service had not sent are lost`);
   }
@@ -259,7 +259,7 @@ export class Supervisor {
 }
 
 /** Batches and items of what a stopped service released, for log lines. */
-function carriedSize(carried: ReadonlyMap<string, readonly Batch[]>): { batches: number; items: number } {
+function carriedSize(carried: ReadonlyMap<string, readonly QueueRequest[]>): { batches: number; items: number } {
   let batches = 0;
   let items = 0;
   for (const list of carried.values()) {

@@ -8,7 +8,7 @@ import { after, describe, test } from 'node:test';
 import pino from 'pino';
 import { RetryableError } from '../../src/component/errors';
 import { ConfigValidationError } from '../../src/config/reader';
-import { ExporterHelper, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
+import { ExporterHelper, compactedBatchRequests, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
 import { FileStorage, LOCK_FILE, LOCK_REFRESH_MS, LOCK_STALE_MS, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
 import { RECORD_HEADER, SEGMENT_HEADER, SegmentQueue, encodeRecordHeader, parseSegment, realIo, sealRecordHeader, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
 import type { Batch } from '../../src/pdata/batch';
@@ -101,7 +101,7 @@ describe('segment recovery (review findings)', () => {
     // Killed in the middle of writing the second record: its last 50 bytes never reached the file.
     fs.writeFileSync(file, buf.subarray(0, buf.length - 50));
     const report = queue(dir).recover();
-    assert.deepEqual(report.records.map((r) => instanceOf(r.batch)), ['h:1']);
+    assert.deepEqual(report.records.map((r) => instanceOf(r.request)), ['h:1']);
     assert.equal(report.corrupt, 0);
     assert.equal(report.tornBytes, buf.length - 50 - parseSegment(buf).records[1]!.offset);
   });
@@ -185,7 +185,7 @@ describe('segment recovery (review findings)', () => {
     await q.ack(refs[1]!);
     for (const ref of refs.slice(2, 5)) await q.ack(ref);
     // Killed here (no close): 2 is sent again (its ack failed), 6 was never sent.
-    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2', '6']);
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.request)), ['2', '6']);
   });
 
   test('a directory fsync that fails rejects the append without leaking the new segment or its descriptor', async () => {
@@ -207,7 +207,7 @@ describe('segment recovery (review findings)', () => {
     assert.deepEqual(fs.readdirSync(dir), [], 'the new segment is removed');
     await q.append(batch(2));
     await q.close();
-    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['2']);
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.request)), ['2']);
   });
 
   test('failed ack writes (a full disk) are logged once, not once per batch', async () => {
@@ -252,7 +252,7 @@ describe('segment recovery (review findings)', () => {
     }
     assert.deepEqual(called, []);
     await q.close();
-    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.batch)), ['4']);
+    assert.deepEqual(queue(dir).recover().records.map((r) => pidOf(r.request)), ['4']);
   });
 });
 
@@ -272,17 +272,17 @@ describe('segment queue', () => {
     const second = queue(dir);
     const recovered = second.recover();
     assert.deepEqual(
-      recovered.records.map((r) => pidOf(r.batch)),
+      recovered.records.map((r) => pidOf(r.request)),
       ['2', '4', '5'],
     );
-    assert.equal(recovered.records[0]!.batch.itemCount, 2);
+    assert.equal(recovered.records[0]!.request.itemCount, 2);
     assert.equal(recovered.corrupt, 0);
     await second.ack(recovered.records[1]!.ref);
     await second.close();
     assert.deepEqual(
       queue(dir)
         .recover()
-        .records.map((r) => pidOf(r.batch)),
+        .records.map((r) => pidOf(r.request)),
       ['2', '5'],
       'an ack written after a torn one counts',
     );
@@ -605,14 +605,22 @@ describe('sending_queue.storage config', () => {
     assert.ok(logs.lines.some((l) => String(l.msg).includes('directory_permissions has no effect without create_directory')));
   });
 
-  test('prometheusremotewrite refuses a storage clearly', async () => {
-    const errors = await errorsOf({
+  test('prometheusremotewrite takes a storage; an unknown storage id is a clear error', async () => {
+    const config = (storage: string, extensions = ['file_storage']) => ({
       receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },
-      exporters: { prometheusremotewrite: { endpoint: 'http://127.0.0.1:1/api/v1/write', sending_queue: { storage: 'file_storage' } } },
-      extensions: { file_storage: { directory: tempDir() } },
-      service: { extensions: ['file_storage'], pipelines: { metrics: { receivers: ['otlp'], exporters: ['prometheusremotewrite'] } } },
+      exporters: { 'prometheusremotewrite/x': { endpoint: 'http://127.0.0.1:1/api/v1/write', sending_queue: { storage } } },
+      extensions: { file_storage: { directory: tempDir() }, 'file_storage/b': { directory: tempDir() } },
+      service: { extensions, telemetry: { metrics: { level: 'none' } }, pipelines: { metrics: { receivers: ['otlp'], exporters: ['prometheusremotewrite/x'] } } },
     });
-    assert.deepEqual(errors, ['exporters::prometheusremotewrite::sending_queue::storage: is not supported by prometheusremotewrite yet (only otlp and otlphttp have a persistent queue)']);
+    assert.deepEqual(await errorsOf(config('file_storage')), []);
+    assert.deepEqual(await errorsOf(config('file_storage/b', ['file_storage/b'])), []);
+    assert.deepEqual(await errorsOf(config('file_storage/nope')), [
+      'exporters::prometheusremotewrite/x::sending_queue::storage: references extension "file_storage/nope" which is not configured (add it under extensions)',
+    ]);
+    assert.deepEqual(await errorsOf(config('file_storage/b')), [
+      'exporters::prometheusremotewrite/x::sending_queue::storage: references extension "file_storage/b" which is not enabled (list it in service::extensions)',
+    ]);
+    assert.match((await errorsOf(config('memory')))[0]!, /^exporters::prometheusremotewrite\/x::sending_queue::storage: expected the id of a file_storage extension/);
   });
 });
 
@@ -627,7 +635,7 @@ describe('exporter helper with a persistent queue', () => {
     const telemetry = new SelfTelemetry();
     const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
     await storage.start();
-    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger }, config(), push, true);
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger }, config(), push, compactedBatchRequests);
     await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
     return { helper, storage, telemetry };
   }
@@ -674,7 +682,7 @@ describe('exporter helper with a persistent queue', () => {
       });
     const logs = captureLogs('warn');
     const noRetry: HelperConfig = { ...config(), retry: { ...config().retry, enabled: false }, timeout: { timeoutMs: 0 } };
-    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, noRetry, push, true);
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, noRetry, push, compactedBatchRequests);
     await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
     await helper.consume(batch(1));
     await waitFor('the attempt started', () => started === 1);
@@ -685,7 +693,7 @@ describe('exporter helper with a persistent queue', () => {
     assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped');
     const again = new FileStorage(testSettings('file_storage', new SelfTelemetry()), storageConfig(dir));
     await again.start();
-    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.batch)), ['1']);
+    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.request)), ['1']);
     await again.shutdown();
   });
 
@@ -695,7 +703,7 @@ describe('exporter helper with a persistent queue', () => {
       throw new RetryableError('down');
     };
     const inMemory: HelperConfig = { ...config(), queue: { ...config().queue, storage: undefined } };
-    const before = new ExporterHelper(testSettings('otlp/x'), inMemory, down, true);
+    const before = new ExporterHelper(testSettings('otlp/x'), inMemory, down, compactedBatchRequests);
     await before.start();
     await before.consume(batch(1));
     await before.consume(batch(2));
@@ -705,7 +713,7 @@ describe('exporter helper with a persistent queue', () => {
     const telemetry = new SelfTelemetry();
     const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
     await storage.start();
-    const after = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), down, true);
+    const after = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), down, compactedBatchRequests);
     await after.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
     after.adoptQueue(carried);
     await waitFor('taken over', () => logs.lines.some((l) => String(l.msg).includes('took over the sending queue')));
@@ -714,13 +722,13 @@ describe('exporter helper with a persistent queue', () => {
     assert.ok(!logs.lines.some((l) => Number(l.level) >= 50), 'nothing dropped');
     // The next configuration has no storage: the batches are still there, and it says where.
     const dropped = captureLogs('warn');
-    const third = new ExporterHelper({ ...testSettings('otlp/x'), logger: dropped.logger }, inMemory, down, true);
+    const third = new ExporterHelper({ ...testSettings('otlp/x'), logger: dropped.logger }, inMemory, down, compactedBatchRequests);
     await third.start();
     assert.ok(dropped.lines.some((l) => String(l.msg).includes('no longer uses') && l.directory === path.join(dir, 'exporter_otlp_x')));
     await third.shutdown();
     const again = new FileStorage(testSettings('file_storage', new SelfTelemetry()), storageConfig(dir));
     await again.start();
-    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.batch)).sort(), ['1', '2']);
+    assert.deepEqual(again.openQueue('otlp/x', silent, () => {}).recover().records.map((r) => pidOf(r.request)).sort(), ['1', '2']);
     await again.shutdown();
   });
 
@@ -737,7 +745,7 @@ describe('exporter helper with a persistent queue', () => {
     const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
     storage.io = io;
     await storage.start();
-    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), async (b) => void sent.push(pidOf(b)), true);
+    const helper = new ExporterHelper({ ...testSettings('otlp/x', telemetry), logger: logs.logger }, config(), async (b) => void sent.push(pidOf(b)), compactedBatchRequests);
     await helper.start({ reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) });
     full = true;
     await assert.rejects(helper.consume(batch(1)), (err: Error) => err instanceof RetryableError && /persistent queue: ENOSPC/.test(err.message));

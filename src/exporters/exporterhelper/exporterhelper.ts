@@ -1,12 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings, Host } from '../../component/component';
+import type { Component, CreateSettings, Host, QueueRequest } from '../../component/component';
 import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import { Batch, type Signal } from '../../pdata/batch';
 import { isQueueStorage } from '../../extensions/filestorage/file-storage';
 import { LogThrottle } from '../../util/log-throttle';
-import type { RecordRef, SegmentQueue } from '../../extensions/filestorage/segment-queue';
+import { batchRecords, type RecordCodec, type RecordRef, type SegmentQueue } from '../../extensions/filestorage/segment-queue';
 
 // What every network exporter shares, as in the Collector's exporterhelper: the exporter only
 // implements `push`; timeout, retry with backoff and a bounded sending queue wrap it.
@@ -94,7 +94,45 @@ interface TimedAttempt {
   readonly deadline: number;
 }
 
-export type PushFn = (batch: Batch, signal: AbortSignal) => Promise<void>;
+export type PushFn<R extends QueueRequest = Batch> = (request: R, signal: AbortSignal) => Promise<void>;
+
+/**
+ * What the helper needs to know of the requests it queues, beyond their signal and item count:
+ * a Batch for otlp and otlphttp, an exporter's own request otherwise (prometheusremotewrite).
+ */
+export interface RequestType<R extends QueueRequest> {
+  /** Its size for `sizer: bytes`. */
+  byteSize(request: R): number;
+  /** What the in-memory queue keeps of a request given to consume(). */
+  toQueued(request: R): R;
+  /** What the persistent queue keeps: a new object per call (the key of its record on disk). */
+  toStored(request: R): R;
+  /** Whether a request a reload hands over is of this type. */
+  accepts(request: QueueRequest): request is R;
+  /** How the persistent queue writes and reads it. */
+  readonly records: RecordCodec<R>;
+}
+
+function batchBytes(batch: Batch): number {
+  let bytes = 0;
+  for (const block of batch.resources) bytes += block.bytes.length;
+  return bytes;
+}
+
+/** Batches queued as they came (their blocks stay views into the received request). */
+export const batchRequests: RequestType<Batch> = {
+  byteSize: batchBytes,
+  toQueued: (batch) => batch,
+  toStored: ownCopy,
+  accepts: (request): request is Batch => request instanceof Batch,
+  records: batchRecords,
+};
+
+/**
+ * Batches whose push sends batch.toRequestBytes() (otlp, otlphttp): built when queuing
+ * (Batch.compact), the one copy the push would make anyway.
+ */
+export const compactedBatchRequests: RequestType<Batch> = { ...batchRequests, toQueued: (batch) => batch.compact() };
 
 interface SignalCounters {
   sent: { inc(n: number): void };
@@ -115,8 +153,8 @@ function ownCopy(batch: Batch): Batch {
 /** Per exporter id, the directory a released persistent queue left unsent batches in (for a reload's successor). */
 const leftOnDisk = new Map<string, string>();
 
-export class ExporterHelper implements Component, Consumer {
-  private readonly queue: Batch[] = [];
+export class ExporterHelper<R extends QueueRequest = Batch> implements Component {
+  private readonly queue: R[] = [];
   /** Size of what is queued, in `sizer` units. */
   private queued = 0;
   private readonly counters = new Map<Signal, SignalCounters>();
@@ -126,7 +164,7 @@ export class ExporterHelper implements Component, Consumer {
   private stopping = false;
   /** Set by releaseQueue(): batches leave unsent instead of being retried. */
   private releasing = false;
-  private readonly released: Batch[] = [];
+  private readonly released: R[] = [];
   /** Resolve early the backoff sleeps of batches waiting for their next attempt. */
   private readonly wakeSleepers = new Set<() => void>();
   private idleWaiters: (() => void)[] = [];
@@ -136,9 +174,9 @@ export class ExporterHelper implements Component, Consumer {
   private readonly inFlight = new Set<TimedAttempt>();
   private sweeper: NodeJS.Timeout | undefined;
   /** The persistent queue (sending_queue.storage); undefined: in memory only. */
-  private store: SegmentQueue | undefined;
-  /** Where each queued or in-flight batch of the persistent queue is on disk, to acknowledge it once sent. */
-  private readonly refs = new Map<Batch, RecordRef>();
+  private store: SegmentQueue<R> | undefined;
+  /** Where each queued or in-flight request of the persistent queue is on disk, to acknowledge it once sent. */
+  private readonly refs = new Map<R, RecordRef>();
   /** Persistent appends being written (their size is already in `queued`). */
   private writing = 0;
   private readonly writeWaiters: (() => void)[] = [];
@@ -149,9 +187,8 @@ export class ExporterHelper implements Component, Consumer {
   constructor(
     private readonly settings: CreateSettings,
     private readonly config: HelperConfig,
-    private readonly push: PushFn,
-    /** The push function sends batch.toRequestBytes(): build those bytes when queuing (Batch.compact). */
-    private readonly sendsRequestBytes = false,
+    private readonly push: PushFn<R>,
+    private readonly requests: RequestType<R> = batchRequests as unknown as RequestType<R>,
   ) {
     this.logger = settings.logger;
     const labels = { exporter: settings.id };
@@ -177,17 +214,17 @@ export class ExporterHelper implements Component, Consumer {
       { exporter: this.settings.id },
     );
     this.warnStranded(storage.directoryFor?.(this.settings.id));
-    const store = storage.openQueue(this.settings.id, this.logger, (n) => corrupt.inc(n));
+    const store = storage.openQueue(this.settings.id, this.logger, (n) => corrupt.inc(n), this.requests.records);
     const recovered = store.recover();
     this.store = store;
     leftOnDisk.delete(this.settings.id);
     if (recovered.records.length === 0) return;
     let items = 0;
-    for (const { batch, ref } of recovered.records) {
-      this.refs.set(batch, ref);
-      this.queue.push(batch);
-      this.queued += this.sizeOf(batch);
-      items += batch.itemCount;
+    for (const { request, ref } of recovered.records) {
+      this.refs.set(request, ref);
+      this.queue.push(request);
+      this.queued += this.sizeOf(request);
+      items += request.itemCount;
     }
     this.queueSizeGauge.set(this.queued);
     this.logger.info(
@@ -197,7 +234,7 @@ export class ExporterHelper implements Component, Consumer {
     this.pump();
   }
 
-  async consume(batch: Batch): Promise<void> {
+  async consume(batch: R): Promise<void> {
     const counters = this.countersFor(batch.signal);
     if (this.stopping) {
       counters.enqueueFailed.inc(batch.itemCount);
@@ -213,7 +250,7 @@ export class ExporterHelper implements Component, Consumer {
       counters.enqueueFailed.inc(batch.itemCount);
       throw new RetryableError(this.queueFullMessage());
     }
-    this.queue.push(this.sendsRequestBytes ? batch.compact() : batch);
+    this.queue.push(this.requests.toQueued(batch));
     this.queued += size;
     this.queueSizeGauge.set(this.queued);
     this.pump();
@@ -224,13 +261,13 @@ export class ExporterHelper implements Component, Consumer {
    * `fsync` says), so the receiver acknowledges only what a crash cannot lose. A failed write
    * (disk full, I/O error) refuses the batch with a retryable error: the client keeps it.
    */
-  private async consumePersistent(batch: Batch, store: SegmentQueue, counters: SignalCounters): Promise<void> {
+  private async consumePersistent(batch: R, store: SegmentQueue<R>, counters: SignalCounters): Promise<void> {
     const size = this.sizeOf(batch);
     if (!this.hasRoomFor(size)) {
       counters.enqueueFailed.inc(batch.itemCount);
       throw new RetryableError(this.queueFullMessage());
     }
-    const stored = ownCopy(batch);
+    const stored = this.requests.toStored(batch);
     this.queued += size;
     this.writing++;
     let ref: RecordRef;
@@ -277,8 +314,8 @@ export class ExporterHelper implements Component, Consumer {
    * Batches a predecessor without a persistent queue released: written to disk before they are
    * queued, so that a crash does not lose them. One that cannot be written is queued in memory.
    */
-  private async adoptPersistent(batches: readonly Batch[], store: SegmentQueue): Promise<void> {
-    const stored = batches.map(ownCopy);
+  private async adoptPersistent(batches: readonly R[], store: SegmentQueue<R>): Promise<void> {
+    const stored = batches.map((batch) => this.requests.toStored(batch));
     for (const batch of stored) this.queued += this.sizeOf(batch);
     this.writing++;
     const written = await Promise.allSettled(stored.map((batch) => store.append(batch)));
@@ -303,7 +340,7 @@ export class ExporterHelper implements Component, Consumer {
   }
 
   /** A persistent batch left the queue: sent or given up on (`done`), or set aside by a release (stays on disk). */
-  private async settle(batch: Batch, done: boolean): Promise<void> {
+  private async settle(batch: R, done: boolean): Promise<void> {
     const ref = this.refs.get(batch);
     if (ref === undefined || !done) return;
     this.refs.delete(batch);
@@ -327,7 +364,7 @@ export class ExporterHelper implements Component, Consumer {
     if (this.store) {
       // Persistent: no drain. What is unsent stays on disk for the next start.
       const unsaved = await this.releaseQueue();
-      if (unsaved.length > 0) this.dropUnsaved(unsaved);
+      if (unsaved.length > 0) this.drop(unsaved, 'shutdown: dropping batches that were never written to the persistent queue');
       return;
     }
     if (this.queue.length === 0 && this.activeWorkers === 0) return;
@@ -341,7 +378,7 @@ export class ExporterHelper implements Component, Consumer {
    * uncounted, for the same exporter of the new configuration to adopt. Batches of callers that
    * wait (no sending queue) are refused to those callers instead, who still hold them.
    */
-  async releaseQueue(): Promise<Batch[]> {
+  async releaseQueue(): Promise<R[]> {
     this.stopping = true;
     this.prepareRelease();
     if (this.activeWorkers > 0) await new Promise<void>((resolve) => this.releaseWaiters.push(resolve));
@@ -369,14 +406,14 @@ export class ExporterHelper implements Component, Consumer {
     return unsaved;
   }
 
-  /** Batches in memory only (adopted from an in-memory predecessor) that a persistent exporter could not keep. */
-  private dropUnsaved(batches: readonly Batch[]): void {
+  /** Counts as failed and logs requests this exporter cannot keep (in memory only at a persistent shutdown, or not its type). */
+  private drop(batches: readonly QueueRequest[], message: string): void {
     let items = 0;
     for (const batch of batches) {
       this.countersFor(batch.signal).failed.inc(batch.itemCount);
       items += batch.itemCount;
     }
-    this.logger.error({ batches: batches.length, items }, 'shutdown: dropping batches that were never written to the persistent queue');
+    this.logger.error({ batches: batches.length, items }, message);
   }
 
   /**
@@ -417,8 +454,16 @@ export class ExporterHelper implements Component, Consumer {
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  /** Takes over batches released by this exporter's predecessor: ahead of new ones, whatever the capacity (they were accepted). */
-  adoptQueue(batches: readonly Batch[]): void {
+  /** Takes over requests released by this exporter's predecessor: ahead of new ones, whatever the capacity (they were accepted). */
+  adoptQueue(handedOver: readonly QueueRequest[]): void {
+    const batches = handedOver.filter((request) => this.requests.accepts(request));
+    // Same id means same exporter type, so this does not happen; if it did, it is not silent.
+    if (batches.length < handedOver.length) {
+      this.drop(
+        handedOver.filter((request) => !this.requests.accepts(request)),
+        'dropping queued requests of the previous configuration that this exporter cannot send',
+      );
+    }
     if (batches.length === 0) return;
     if (this.store) {
       void this.adoptPersistent(batches, this.store);
@@ -462,7 +507,7 @@ export class ExporterHelper implements Component, Consumer {
   }
 
   /** True when the batch is done with (sent, or given up on); false when a release set it aside. */
-  private async sendWithRetry(batch: Batch, queued = false): Promise<boolean> {
+  private async sendWithRetry(batch: R, queued = false): Promise<boolean> {
     const counters = this.countersFor(batch.signal);
     const retry = this.config.retry;
     const startedAt = performance.now();
@@ -505,7 +550,7 @@ export class ExporterHelper implements Component, Consumer {
     }
   }
 
-  private async pushWithTimeout(batch: Batch): Promise<void> {
+  private async pushWithTimeout(batch: R): Promise<void> {
     const timeoutMs = this.config.timeout.timeoutMs;
     const controller = new AbortController();
     // Attempts without a deadline are tracked too, so that abandonQueue() can abort them.
@@ -560,17 +605,14 @@ export class ExporterHelper implements Component, Consumer {
     return `sending queue of exporter ${this.settings.id} is full (${this.config.queue.queueSize} ${unit})`;
   }
 
-  private sizeOf(batch: Batch): number {
+  private sizeOf(batch: R): number {
     switch (this.config.queue.sizer) {
       case 'requests':
         return 1;
       case 'items':
         return batch.itemCount;
-      case 'bytes': {
-        let bytes = 0;
-        for (const block of batch.resources) bytes += block.bytes.length;
-        return bytes;
-      }
+      case 'bytes':
+        return this.requests.byteSize(batch);
     }
   }
 

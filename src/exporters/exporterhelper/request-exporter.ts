@@ -1,26 +1,23 @@
-import type { Component, Consumer, CreateSettings, Host, QueueAbandon, QueueHandover } from '../../component/component';
+import type { Component, Consumer, CreateSettings, Host, QueueAbandon, QueueHandover, QueueRequest } from '../../component/component';
 import type { Batch } from '../../pdata/batch';
-import { ExporterHelper, type HelperConfig } from './exporterhelper';
+import { ExporterHelper, compactedBatchRequests, type HelperConfig, type RequestType } from './exporterhelper';
 
 /**
- * An exporter that sends each batch's request bytes as they are (otlp, otlphttp): taking batches,
- * refusing them, and handing its queue over on a reload are the helper's; a subclass implements
- * only the push of one attempt and its own start and shutdown.
+ * An exporter whose sending queue carries requests of type R: refusing, abandoning and the reload
+ * hand-over are the helper's; a subclass implements consume (turning a batch into its request),
+ * the push of one attempt, and its own start and shutdown.
  */
-export abstract class RequestExporter implements Component, Consumer, QueueHandover, QueueAbandon {
-  protected readonly helper: ExporterHelper;
+export abstract class QueueingExporter<R extends QueueRequest> implements Component, Consumer, QueueHandover, QueueAbandon {
+  protected readonly helper: ExporterHelper<R>;
 
-  constructor(settings: CreateSettings, helperConfig: HelperConfig) {
-    this.helper = new ExporterHelper(settings, helperConfig, (batch, signal) => this.push(batch, signal), true);
+  constructor(settings: CreateSettings, helperConfig: HelperConfig, requests: RequestType<R>) {
+    this.helper = new ExporterHelper<R>(settings, helperConfig, (request, signal) => this.push(request, signal), requests);
   }
 
   abstract start(host?: Host): Promise<void>;
   abstract shutdown(): Promise<void>;
-  protected abstract push(batch: Batch, signal: AbortSignal): Promise<void>;
-
-  consume(batch: Batch): Promise<void> {
-    return this.helper.consume(batch);
-  }
+  abstract consume(batch: Batch): Promise<void>;
+  protected abstract push(request: R, signal: AbortSignal): Promise<void>;
 
   wouldRefuse(): string | undefined {
     return this.helper.wouldRefuse();
@@ -34,11 +31,22 @@ export abstract class RequestExporter implements Component, Consumer, QueueHando
     this.helper.prepareRelease();
   }
 
-  releaseQueue(): Promise<Batch[]> {
+  releaseQueue(): Promise<QueueRequest[]> {
     return this.helper.releaseQueue();
   }
 
-  adoptQueue(batches: readonly Batch[]): void {
-    this.helper.adoptQueue(batches);
+  adoptQueue(requests: readonly QueueRequest[]): void {
+    this.helper.adoptQueue(requests);
+  }
+}
+
+/** An exporter that sends each batch's request bytes as they are (otlp, otlphttp). */
+export abstract class RequestExporter extends QueueingExporter<Batch> {
+  constructor(settings: CreateSettings, helperConfig: HelperConfig) {
+    super(settings, helperConfig, compactedBatchRequests);
+  }
+
+  consume(batch: Batch): Promise<void> {
+    return this.helper.consume(batch);
   }
 }

@@ -1,13 +1,15 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { compress } from 'snappyjs';
-import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon } from '../../component/component';
+import type { CreateSettings, ExporterFactory, Host, QueueRequest } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
+import type { RecordCodec } from '../../extensions/filestorage/segment-queue';
 import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
-import { ExporterHelper, HELPER_KEYS, parseHelperConfig, type HelperConfig } from '../exporterhelper/exporterhelper';
+import { HELPER_KEYS, parseHelperConfig, type HelperConfig, type RequestType } from '../exporterhelper/exporterhelper';
+import { QueueingExporter } from '../exporterhelper/request-exporter';
 import { parseHttpUrl, readCaFile } from '../otlp-common';
 import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
 import { Accumulator, samplesOf, type Series } from '../prometheus/accumulator';
@@ -18,7 +20,8 @@ import { normalizeNamespace, type LabelPairs } from '../prometheus/translation';
 // --web.enable-remote-write-receiver, Mimir, Thanos receive, ...): the same OTel -> Prometheus
 // translation as the prometheus exporter, each batch's series encoded as a WriteRequest
 // protobuf, compressed with snappy's block format, POSTed with the headers the protocol requires.
-// Timeout, retry and the sending queue are the shared ExporterHelper's.
+// Timeout, retry and the sending queue (persistent with sending_queue.storage) are the shared
+// ExporterHelper's; what it queues is the batch's compressed WriteRequests (RemoteWriteRequest).
 
 export interface RemoteWriteConfig {
   readonly endpoint: URL | undefined;
@@ -55,10 +58,6 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
   const tls = at('tls').struct(['ca_file', 'insecure_skip_verify']);
   const caPem = readCaFile(tls('ca_file'));
   const helper = parseHelperConfig(at);
-  if (helper.queue.storage !== undefined) {
-    // Its queued requests are tied to the exporter's series state (ordering per series); not persisted yet.
-    at('sending_queue').child('storage').report('is not supported by prometheusremotewrite yet (only otlp and otlphttp have a persistent queue)');
-  }
   // Remote write needs each series' samples in time order: one sender unless told otherwise.
   const oneConsumer = at('sending_queue').child('num_consumers').isAbsent;
   return {
@@ -112,13 +111,82 @@ export function encodeWriteRequests(series: readonly TimeSeriesOut[], maxBytes: 
   return bodies;
 }
 
+/**
+ * What the sending queue holds for one batch: its WriteRequests, snappy-compressed as they are
+ * POSTed, built when the batch is accepted (the translation updates series state, so it runs
+ * once, in arrival order). Retried as a whole.
+ */
+export class RemoteWriteRequest implements QueueRequest {
+  readonly signal = 'metrics';
+  /** Compressed bytes of all its bodies (`sizer: bytes`). */
+  readonly byteSize: number;
+
+  constructor(
+    readonly bodies: readonly Buffer[],
+    /** Data points of the batch it was translated from. */
+    readonly itemCount: number,
+  ) {
+    let bytes = 0;
+    for (const body of bodies) bytes += body.length;
+    this.byteSize = bytes;
+  }
+}
+
+/** Record kind of a RemoteWriteRequest in the persistent queue (0 and 1 are batches). */
+export const REMOTE_WRITE_RECORD = 2;
+
+/**
+ * Record body: items u32 | bodies u32 | the length of each body u32 | the bodies, compressed as
+ * sent (the record's checksum covers all of it).
+ */
+export const remoteWriteRecords: RecordCodec<RemoteWriteRequest> = {
+  kind: () => REMOTE_WRITE_RECORD,
+  body: (request) => {
+    const table = Buffer.allocUnsafe(8 + 4 * request.bodies.length);
+    table.writeUInt32LE(request.itemCount, 0);
+    table.writeUInt32LE(request.bodies.length, 4);
+    request.bodies.forEach((body, i) => table.writeUInt32LE(body.length, 8 + 4 * i));
+    return [table, ...request.bodies];
+  },
+  decode: (kind, record) => {
+    if (kind !== REMOTE_WRITE_RECORD) throw new Error(`record kind ${kind} is not a remote-write request`);
+    if (record.length < 8) throw new Error('remote-write record too short');
+    const count = record.readUInt32LE(4);
+    let at = 8 + 4 * count;
+    if (at > record.length) throw new Error('remote-write record too short');
+    // One copy for all bodies: the segment file's buffer is not kept alive.
+    const own = Buffer.from(record);
+    const bodies: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const length = own.readUInt32LE(8 + 4 * i);
+      if (at + length > own.length) throw new Error('remote-write record too short');
+      bodies.push(own.subarray(at, at + length));
+      at += length;
+    }
+    if (at !== own.length) throw new Error('remote-write record has trailing bytes');
+    return new RemoteWriteRequest(bodies, own.readUInt32LE(0));
+  },
+};
+
+const remoteWriteRequests: RequestType<RemoteWriteRequest> = {
+  byteSize: (request) => request.byteSize,
+  toQueued: (request) => request,
+  // consume() builds a new request each time: already its own object.
+  toStored: (request) => request,
+  accepts: (request): request is RemoteWriteRequest => request instanceof RemoteWriteRequest,
+  records: remoteWriteRecords,
+};
+
+/** The block format Content-Encoding: snappy means, as an own Buffer of the exact size. */
+function snappy(body: Uint8Array): Buffer {
+  const compressed = compress(body);
+  return Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength);
+}
+
 const RETRYABLE_STATUS = (status: number) => status === 429 || status >= 500;
 
-export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
+export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
   readonly accumulator: Accumulator;
-  private readonly helper: ExporterHelper;
-  /** Encoded requests of each queued batch, built when it was accepted (so accumulation happens once). */
-  private readonly pending = new WeakMap<Batch, Uint8Array[]>();
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
   private lastExpiry = 0;
 
@@ -126,6 +194,7 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
     settings: CreateSettings,
     private readonly config: RemoteWriteConfig,
   ) {
+    super(settings, config.helper, remoteWriteRequests);
     this.accumulator = new Accumulator(
       {
         namespace: config.namespace,
@@ -136,11 +205,10 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
       },
       settings.logger,
     );
-    this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal));
   }
 
-  async start(): Promise<void> {
-    await this.helper.start();
+  async start(host?: Host): Promise<void> {
+    await this.helper.start(host);
   }
 
   async shutdown(): Promise<void> {
@@ -149,22 +217,12 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
     this.agents.https.destroy();
   }
 
-  /** Translates now (in arrival order, so deltas add up once) and queues the encoded requests. */
+  /** Translates now (in arrival order, so deltas add up once) and queues the compressed requests. */
   async consume(batch: Batch): Promise<void> {
     const series = this.translate(batch, Date.now());
     if (series.length === 0) return;
-    const bodies = encodeWriteRequests(series, this.config.maxBatchSizeBytes);
-    const queued = batch.withResources(batch.resources);
-    this.pending.set(queued, bodies);
-    await this.helper.consume(queued);
-  }
-
-  wouldRefuse(): string | undefined {
-    return this.helper.wouldRefuse();
-  }
-
-  abandonQueue(): Promise<void> {
-    return this.helper.abandonQueue();
+    const bodies = encodeWriteRequests(series, this.config.maxBatchSizeBytes).map(snappy);
+    await this.helper.consume(new RemoteWriteRequest(bodies, batch.itemCount));
   }
 
   /** The samples a batch produces: every series it touched, with its current (cumulative) value. */
@@ -204,14 +262,11 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
     return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   }
 
-  private async push(batch: Batch, signal: AbortSignal): Promise<void> {
+  protected async push(request: RemoteWriteRequest, signal: AbortSignal): Promise<void> {
     const url = this.config.endpoint;
     if (!url) throw new PermanentError('no endpoint is configured');
-    const bodies = this.pending.get(batch);
-    if (!bodies) throw new PermanentError('internal: batch was not translated before queueing');
-    for (const body of bodies) {
-      const compressed = compress(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
-      const response = await this.send(url, compressed, signal);
+    for (const body of request.bodies) {
+      const response = await this.send(url, body, signal);
       if (response.status >= 200 && response.status < 300) continue;
       const message = `HTTP ${response.status} from ${url.toString()}: ${response.body.slice(0, 500).trim() || '(empty body)'}`;
       if (RETRYABLE_STATUS(response.status)) throw new RetryableError(message, parseRetryAfter(response.retryAfter));

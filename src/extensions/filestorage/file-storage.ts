@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../../component/errors';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
-import { SegmentQueue, realIo, type QueueIo } from './segment-queue';
+import type { Batch } from '../../pdata/batch';
+import { SegmentQueue, realIo, type QueueIo, type RecordCodec } from './segment-queue';
 
 // The Collector's file_storage extension, for exporters' persistent sending queues
 // (`sending_queue: { storage: file_storage }`). It owns a directory, locked against a second
@@ -70,7 +71,8 @@ export function parseFileStorageConfig(node: Node): FileStorageConfig {
 
 /** An extension that can hold exporters' persistent queues (what `sending_queue.storage` names). */
 export interface QueueStorage {
-  openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue;
+  /** A queue of batches, or of the requests `codec` writes and reads. */
+  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>): SegmentQueue<R>;
   /** Where openQueue() keeps that component's queue. */
   directoryFor?(componentId: string): string;
 }
@@ -84,7 +86,7 @@ export class FileStorage implements Component, QueueStorage {
   private token: string | undefined;
   private refresher: NodeJS.Timeout | undefined;
   private lostLogged = false;
-  private readonly open = new Map<string, SegmentQueue>();
+  private readonly open = new Map<string, { close(): Promise<void> }>();
   /** Tests replace the write path to inject ENOSPC or EIO. */
   io: QueueIo | undefined;
 
@@ -132,12 +134,13 @@ export class FileStorage implements Component, QueueStorage {
     return path.join(this.config.directory, `exporter_${queueName(componentId)}`);
   }
 
-  openQueue(componentId: string, logger: Logger, onCorrupt: (n: number) => void): SegmentQueue {
+  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>): SegmentQueue<R> {
     if (this.token === undefined) throw new Error(`file storage ${this.settings.id} is not started`);
     const name = queueName(componentId);
     if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${componentId}`);
-    const queue = new SegmentQueue({
+    const queue = new SegmentQueue<R>({
       dir: this.directoryFor(componentId),
+      ...(codec ? { codec } : {}),
       fsync: this.config.fsync,
       logger,
       onCorrupt,

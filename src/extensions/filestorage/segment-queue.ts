@@ -15,7 +15,8 @@ import { parseRequest } from '../../pdata/scan';
 //
 // Segment: header (magic u32 | salt u32 | crc32 of those 8 bytes u32 | 0 u32), then records.
 // Record:  magic u32 | length u32 | crc32(payload) u32 | crc32(the first 12 bytes, seeded with the salt) u32 | payload
-// Payload: signal u8 (0 traces, 1 metrics) | the batch's export request (ResourceSpans/-Metrics as field 1)
+// Payload: kind u8 | body. Kinds (RecordCodec): 0 traces, 1 metrics: the batch's export request
+// (ResourceSpans/-Metrics as field 1); 2 prometheusremotewrite: its snappy-compressed WriteRequests.
 // The salt is random per segment: bytes a client sent (a record's image inside a span attribute)
 // cannot carry a header that checks out, so recovery never takes them for a record.
 // Ack entry: offset u32 | crc32(offset) u32.
@@ -48,16 +49,43 @@ export interface RecordRef {
   readonly offset: number;
 }
 
-export interface RecoveredRecord {
-  readonly batch: Batch;
+export interface RecoveredRecord<R> {
+  readonly request: R;
   readonly ref: RecordRef;
 }
+
+/**
+ * How one exporter's requests are written as records and read back. Kinds are global (a
+ * directory could be reused by another exporter type): 0 and 1 batches, 2 remote write.
+ */
+export interface RecordCodec<R> {
+  /** The payload's first byte. */
+  kind(request: R): number;
+  /** The rest of the payload, in one or more buffers (written as they are, not copied). */
+  body(request: R): Buffer | readonly Buffer[];
+  /** A request from a record's kind and body (a view into the segment: copy what is kept); throws when it is not one. */
+  decode(kind: number, body: Buffer): R;
+}
+
+const SIGNAL_CODE: Record<Signal, number> = { traces: 0, metrics: 1 };
+const CODE_SIGNAL: readonly Signal[] = ['traces', 'metrics'];
+
+/** Records of batches (otlp, otlphttp): the batch's export request, as sent. */
+export const batchRecords: RecordCodec<Batch> = {
+  kind: (batch) => SIGNAL_CODE[batch.signal],
+  body: (batch) => batch.toRequestBytes(),
+  decode: (kind, body) => {
+    const signal = CODE_SIGNAL[kind];
+    if (!signal) throw new Error(`record kind ${kind} is not a batch`);
+    return parseRequest(signal, Buffer.from(body)).batch.compact();
+  },
+};
 
 /** Files of a file-storage directory are the holder's only (they hold what clients sent). */
 const FILE_MODE = 0o600;
 
-export interface RecoveryReport {
-  readonly records: RecoveredRecord[];
+export interface RecoveryReport<R> {
+  readonly records: RecoveredRecord<R>[];
   /** Records (or unreadable regions) skipped because their checksum or framing was wrong. */
   readonly corrupt: number;
   /** Bytes cut from the end of segments (a write that a crash interrupted). */
@@ -67,8 +95,10 @@ export interface RecoveryReport {
   readonly segments: number;
 }
 
-export interface SegmentQueueOptions {
+export interface SegmentQueueOptions<R> {
   readonly dir: string;
+  /** How requests are written and read back (default: batches). */
+  readonly codec?: RecordCodec<R>;
   readonly fsync: boolean;
   readonly logger: Logger;
   readonly io?: QueueIo;
@@ -117,17 +147,28 @@ interface PendingAck {
   readonly resolve: () => void;
 }
 
-const SIGNAL_CODE: Record<Signal, number> = { traces: 0, metrics: 1 };
-const CODE_SIGNAL: readonly Signal[] = ['traces', 'metrics'];
-
-/** A record's header and signal byte; its header checksum is set by sealRecordHeader() once the segment is known. */
-export function encodeRecordHeader(signal: Signal, request: Buffer): Buffer {
+/**
+ * A record's header and kind byte (a batch's signal: 'traces' 0, 'metrics' 1); its header
+ * checksum is set by sealRecordHeader() once the segment is known.
+ */
+export function encodeRecordHeader(kind: number | Signal, body: Buffer | readonly Buffer[]): Buffer {
   const header = Buffer.allocUnsafe(RECORD_HEADER + 1);
-  const signalByte = header.subarray(RECORD_HEADER);
-  signalByte[0] = SIGNAL_CODE[signal];
+  const kindByte = header.subarray(RECORD_HEADER);
+  kindByte[0] = typeof kind === 'number' ? kind : SIGNAL_CODE[kind];
+  let crc = crc32(kindByte);
+  let length = 1;
+  if (Buffer.isBuffer(body)) {
+    crc = crc32(body, crc);
+    length += body.length;
+  } else {
+    for (const part of body) {
+      crc = crc32(part, crc);
+      length += part.length;
+    }
+  }
   header.writeUInt32LE(RECORD_MAGIC, 0);
-  header.writeUInt32LE(request.length + 1, 4);
-  header.writeUInt32LE(crc32(request, crc32(signalByte)), 8);
+  header.writeUInt32LE(length, 4);
+  header.writeUInt32LE(crc, 8);
   return header;
 }
 
@@ -237,7 +278,8 @@ function parseAcks(buf: Buffer): Set<number> {
  * (and fdatasync'ed with `fsync`); appends that arrive while a write is under way share the next
  * write (group commit). ack() marks a record sent; fully acknowledged segments are deleted.
  */
-export class SegmentQueue {
+export class SegmentQueue<R = Batch> {
+  private readonly codec: RecordCodec<R>;
   private readonly io: QueueIo;
   private readonly segmentBytes: number;
   private readonly segments = new Map<number, Segment>();
@@ -259,13 +301,15 @@ export class SegmentQueue {
     return this.options.dir;
   }
 
-  constructor(private readonly options: SegmentQueueOptions) {
+  constructor(private readonly options: SegmentQueueOptions<R>) {
+    // Without a codec the queue holds batches (R's default).
+    this.codec = options.codec ?? (batchRecords as unknown as RecordCodec<R>);
     this.io = options.io ?? realIo;
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
   }
 
   /** Reads what a previous run left: unacknowledged records in order; cuts torn tails; deletes finished segments. */
-  recover(): RecoveryReport {
+  recover(): RecoveryReport<R> {
     const { dir, logger } = this.options;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const names = fs.readdirSync(dir);
@@ -274,7 +318,7 @@ export class SegmentQueue {
       .filter((id): id is string => id !== undefined)
       .map(Number)
       .sort((a, b) => a - b);
-    const records: RecoveredRecord[] = [];
+    const records: RecoveredRecord<R>[] = [];
     const corruptSegments: string[] = [];
     let corrupt = 0;
     let tornBytes = 0;
@@ -314,19 +358,16 @@ export class SegmentQueue {
       if (parsed.validEnd >= SEGMENT_HEADER) segment.salt = buf.readUInt32LE(4);
       for (const record of parsed.records) {
         if (acked.has(record.offset)) continue;
-        const signal = CODE_SIGNAL[record.payload[0]!];
-        let batch: Batch | undefined;
+        let request: R;
         try {
-          if (signal) batch = parseRequest(signal, Buffer.from(record.payload.subarray(1))).batch.compact();
+          request = this.codec.decode(record.payload[0]!, record.payload.subarray(1));
         } catch {
-          batch = undefined;
-        }
-        if (!batch) {
+          // Checksums right, content not: not this exporter's kind of record, or not decodable.
           corrupt++;
           continue;
         }
         segment.live++;
-        records.push({ batch, ref: { segment, offset: record.offset } });
+        records.push({ request, ref: { segment, offset: record.offset } });
       }
       segment.size = parsed.validEnd;
       if (segment.live === 0) {
@@ -346,13 +387,16 @@ export class SegmentQueue {
     return { records, corrupt, tornBytes, segments: this.segments.size, corruptSegments };
   }
 
-  /** Writes a batch; resolves with its place once it is as durable as `fsync` says. */
-  append(batch: Batch): Promise<RecordRef> {
+  /** Writes a request; resolves with its place once it is as durable as `fsync` says. */
+  append(request: R): Promise<RecordRef> {
     if (this.closed) return Promise.reject(new Error('the persistent queue is closed'));
-    const request = batch.toRequestBytes();
-    const header = encodeRecordHeader(batch.signal, request);
+    const body = this.codec.body(request);
+    const header = encodeRecordHeader(this.codec.kind(request), body);
+    // The header's length field is the kind byte and the body.
+    const bytes = RECORD_HEADER + header.readUInt32LE(4);
+    const buffers = Buffer.isBuffer(body) ? [header, body] : [header, ...body];
     return new Promise((resolve, reject) => {
-      this.pending.push({ buffers: [header, request], bytes: header.length + request.length, resolve, reject });
+      this.pending.push({ buffers, bytes, resolve, reject });
       if (!this.writing) {
         this.writing = true;
         // Appends of the same tick share the first write too.

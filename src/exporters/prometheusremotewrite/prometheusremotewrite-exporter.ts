@@ -1,14 +1,15 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { compress } from 'snappyjs';
-import type { Component, Consumer, CreateSettings, ExporterFactory, QueueAbandon } from '../../component/component';
+import { clientAuthenticator, parseAuth, type ClientAuthenticator } from '../../component/auth';
+import type { Component, Consumer, CreateSettings, ExporterFactory, Host, QueueAbandon } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
 import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
 import { ExporterHelper, HELPER_KEYS, parseHelperConfig, type HelperConfig } from '../exporterhelper/exporterhelper';
-import { parseHttpUrl, readCaFile } from '../otlp-common';
+import { clientAuthenticatorsOf, parseHttpUrl, readCaFile } from '../otlp-common';
 import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
 import { Accumulator, samplesOf, type Series } from '../prometheus/accumulator';
 import { parseLabelMap } from '../prometheus/prometheus-exporter';
@@ -31,6 +32,8 @@ export interface RemoteWriteConfig {
   readonly targetInfo: boolean;
   readonly maxBatchSizeBytes: number;
   readonly helper: HelperConfig;
+  /** Id of the client authenticator extension whose headers every request carries; undefined: none. */
+  readonly auth: string | undefined;
 }
 
 /** Delta and target_info state of series not seen for this long is forgotten. */
@@ -47,6 +50,7 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
     'add_metric_suffixes',
     'target_info',
     'max_batch_size_bytes',
+    'auth',
     ...HELPER_KEYS,
   ]);
   const example = 'http://127.0.0.1:9090/api/v1/write';
@@ -72,6 +76,7 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
     targetInfo: at('target_info').struct(['enabled'])('enabled').boolean(true),
     maxBatchSizeBytes: at('max_batch_size_bytes').integer(3_000_000, 1024),
     helper: oneConsumer ? { ...helper, queue: { ...helper.queue, numConsumers: 1 } } : helper,
+    auth: parseAuth(at('auth')),
   };
 }
 
@@ -121,6 +126,7 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
   private readonly pending = new WeakMap<Batch, Uint8Array[]>();
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
   private lastExpiry = 0;
+  private auth: ClientAuthenticator | undefined;
 
   constructor(
     settings: CreateSettings,
@@ -139,7 +145,8 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
     this.helper = new ExporterHelper(settings, config.helper, (batch, signal) => this.push(batch, signal));
   }
 
-  async start(): Promise<void> {
+  async start(host?: Host): Promise<void> {
+    if (this.config.auth !== undefined) this.auth = clientAuthenticator(host, this.config.auth);
     await this.helper.start();
   }
 
@@ -223,6 +230,7 @@ export class RemoteWriteExporter implements Component, Consumer, QueueAbandon {
     const secure = url.protocol === 'https:';
     const headers = {
       ...this.config.headers,
+      ...this.auth?.requestHeaders(),
       'content-encoding': 'snappy',
       'content-type': 'application/x-protobuf',
       'x-prometheus-remote-write-version': '0.1.0',
@@ -261,4 +269,5 @@ export const prometheusRemoteWriteExporterFactory: ExporterFactory<RemoteWriteCo
   signals: ['metrics'],
   parseConfig: parseRemoteWriteConfig,
   create: (settings, config) => new RemoteWriteExporter(settings, config),
+  authenticatorsOf: clientAuthenticatorsOf,
 };

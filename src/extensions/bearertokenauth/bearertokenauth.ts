@@ -110,6 +110,8 @@ export class BearerTokenAuth implements Component, ServerAuthenticator, ClientAu
   private stopped = false;
   /** Why nothing is accepted yet (a token file still awaited in the background). */
   private notLoaded: string | undefined;
+  /** Ends the wait between two retry_on_failure attempts (shutdown). */
+  private wakeRetry: (() => void) | undefined;
   readonly challenge: string | undefined;
 
   constructor(
@@ -141,6 +143,7 @@ export class BearerTokenAuth implements Component, ServerAuthenticator, ClientAu
 
   async shutdown(): Promise<void> {
     this.stopped = true;
+    this.wakeRetry?.();
     clearInterval(this.poller);
     this.poller = undefined;
   }
@@ -196,7 +199,16 @@ export class BearerTokenAuth implements Component, ServerAuthenticator, ClientAu
       if (error === undefined || this.stopped) return;
       if (maxRetries > 0 && attempt >= maxRetries) throw new Error(`bearertokenauth: ${error} (after ${maxRetries} retries)`);
       this.settings.logger.warn({ filename: this.config.filename, attempt: attempt + 1, nextAttemptInMs: intervalMs }, 'bearertokenauth: token file not readable yet; retrying');
-      await new Promise((resolve) => setTimeout(resolve, intervalMs).unref());
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.wakeRetry = undefined;
+          resolve();
+        }, intervalMs);
+        this.wakeRetry = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
   }
 

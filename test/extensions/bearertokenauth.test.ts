@@ -16,7 +16,7 @@ import { configErrors, parseWith, testSettings } from '../helpers/components';
 import { rawExportMethod } from '../helpers/grpc';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
-import { captureLogs, startService } from '../helpers/service';
+import { captureLogs, startService, type CapturedLogs } from '../helpers/service';
 import { GrpcSink, HttpSink } from '../helpers/sink';
 
 // bearertokenauth: config, the check itself, and the otlp receiver and exporters using it, with
@@ -30,8 +30,9 @@ function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bearer-'));
 }
 
-function extension(raw: Record<string, unknown>): BearerTokenAuth {
-  return new BearerTokenAuth(testSettings('bearertokenauth'), parseWith(parseBearerTokenAuthConfig, raw));
+function extension(raw: Record<string, unknown>, logs?: CapturedLogs): BearerTokenAuth {
+  const settings = testSettings('bearertokenauth');
+  return new BearerTokenAuth(logs ? { ...settings, logger: logs.logger } : settings, parseWith(parseBearerTokenAuthConfig, raw));
 }
 
 function validationErrors(doc: Record<string, unknown>): string[] {
@@ -123,7 +124,9 @@ void describe('bearertokenauth checks', () => {
     const dir = tempDir();
     const file = path.join(dir, 'token');
     fs.writeFileSync(file, 'first\n');
-    const auth = extension({ filename: file });
+    const logs = captureLogs('info');
+    const auth = extension({ filename: file }, logs);
+    const logged = (msg: string) => logs.lines.filter((l) => l.msg === msg).length;
     try {
       await auth.start();
       assert.equal(auth.authenticate({ authorization: 'Bearer first' }), undefined);
@@ -136,13 +139,14 @@ void describe('bearertokenauth checks', () => {
       assert.equal(auth.authenticate({ authorization: 'Bearer third' }), undefined);
       assert.notEqual(auth.requestHeaders(), sent, 'a new headers object once the token changed');
       assert.deepEqual(auth.requestHeaders(), { Authorization: 'Bearer second' });
-      // Emptied, then removed: the last tokens stay.
+      // Emptied, then removed: seen (logged), and the last tokens stay.
       fs.writeFileSync(file, '\n');
-      await new Promise((resolve) => setTimeout(resolve, 2.5 * TOKEN_FILE_POLL_MS));
+      await waitFor('the emptied file seen', () => logged('bearertokenauth: cannot use the changed token file; keeping the tokens last read') === 1, 10 * TOKEN_FILE_POLL_MS);
       assert.equal(auth.authenticate({ authorization: 'Bearer second' }), undefined);
       fs.rmSync(file);
-      await new Promise((resolve) => setTimeout(resolve, 2.5 * TOKEN_FILE_POLL_MS));
+      await waitFor('the removed file seen', () => logged('bearertokenauth: token file not readable; keeping the tokens last read') === 1, 10 * TOKEN_FILE_POLL_MS);
       assert.equal(auth.authenticate({ authorization: 'Bearer second' }), undefined);
+      assert.ok(!JSON.stringify(logs.lines).includes('second'), 'no token in the log');
       // Replaced by a rename (how a Kubernetes secret volume or an atomic writer swaps it).
       fs.writeFileSync(path.join(dir, 'token.new'), 'fourth');
       fs.renameSync(path.join(dir, 'token.new'), file);
@@ -309,6 +313,25 @@ void describe('otlp receiver with auth: bearertokenauth', () => {
       stream.destroy();
       session.destroy();
     }
+  });
+
+  void test('a large request with a wrong token: its sender still gets the answer, not a reset (grpc-js, fetch)', { timeout: 30_000 }, async () => {
+    // Never parsed: refused on its headers.
+    const large = Buffer.alloc(3 * 1024 * 1024, 7);
+    const method = rawExportMethod('traces');
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', 'Bearer wrong');
+    const result = await new Promise<CallResult>((resolve) => {
+      client!.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, large, metadata, { deadline: Date.now() + 15_000 }, (err) =>
+        resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, details: '' }),
+      );
+    });
+    assert.equal(result.code, grpc.status.UNAUTHENTICATED, result.details);
+    assert.equal((await grpcExport(client!, 'Bearer s3cret-one')).code, grpc.status.OK, 'the connection is still usable');
+
+    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', authorization: 'Bearer wrong' }, body: large });
+    assert.equal(res.status, 401);
+    await res.arrayBuffer();
   });
 
   void test('a rewritten token file is used without a restart, on both transports', { timeout: 30_000 }, async () => {

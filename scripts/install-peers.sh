@@ -146,9 +146,12 @@ for peer in "${go_peers[@]}"; do
   pids+=($!) names+=("$peer")
 done
 failed=()
-# apt serialises itself (its lock): one package after the other, while the Go builds run.
+# apt serialises itself (its lock): one package after the other, while the Go builds run. Each
+# runs in a subshell started on its own (not as the left side of ||, where bash would ignore set -e
+# inside it) and is then waited for.
 for peer in "${apt_peers[@]}"; do
-  ("install_$peer" >&2) || failed+=("$peer")
+  ("install_$peer" >&2) &
+  wait $! || failed+=("$peer")
 done
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failed+=("${names[$i]}")

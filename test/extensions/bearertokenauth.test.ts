@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +16,7 @@ import { stalledGrpcCall, stalledHttpUpload } from '../helpers/child';
 import { configErrors, parseWith, testSettings } from '../helpers/components';
 import { rawExportMethod } from '../helpers/grpc';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
+import { metricsBatch, obiResourceMetrics } from '../helpers/obi-metrics';
 import { freePorts, waitFor } from '../helpers/ports';
 import { captureLogs, startService, type CapturedLogs } from '../helpers/service';
 import { GrpcSink, HttpSink } from '../helpers/sink';
@@ -404,6 +406,34 @@ void describe('otlp and otlphttp exporters with auth: bearertokenauth', () => {
       200,
     );
     assert.equal(grpcSink.requests.at(-1)?.headers.authorization, 'Bearer out-two');
+  });
+
+  void test('prometheusremotewrite sends the token too', async () => {
+    const { RemoteWriteExporter, parseRemoteWriteConfig } = await import('../../src/exporters/prometheusremotewrite/prometheusremotewrite-exporter');
+    const seen: (string | undefined)[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      req.resume();
+      req.on('end', () => res.writeHead(204).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const auth = extension({ token: 'rw-token', scheme: 'Token' });
+    const config = parseWith(parseRemoteWriteConfig, {
+      endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v1/write`,
+      headers: { Authorization: 'overridden' },
+      auth: { authenticator: 'bearertokenauth' },
+      sending_queue: { enabled: false },
+      retry_on_failure: { enabled: false },
+    });
+    const exporter = new RemoteWriteExporter(testSettings('prometheusremotewrite'), config);
+    try {
+      await exporter.start({ reportStatus: () => undefined, extensions: new Map([['bearertokenauth', auth]]) });
+      await exporter.consume(metricsBatch([obiResourceMetrics(hostInstance('web-1', 4242), { memoryBytes: 1 })]));
+      assert.deepEqual(seen, ['Token rw-token']);
+    } finally {
+      await exporter.shutdown();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   void test('an exporter whose authenticator is not running fails its start with the reason', async () => {

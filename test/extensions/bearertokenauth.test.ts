@@ -229,7 +229,7 @@ void describe('otlp receiver with auth: bearertokenauth', () => {
           otlp: {
             protocols: {
               grpc: { endpoint: `127.0.0.1:${grpcPort}`, auth: { authenticator: 'bearertokenauth/in' } },
-              http: { endpoint: `127.0.0.1:${httpPort}`, auth: { authenticator: 'bearertokenauth/in' } },
+              http: { endpoint: `127.0.0.1:${httpPort}`, auth: { authenticator: 'bearertokenauth/in', request_params: ['authorization'] } },
             },
           },
         },
@@ -267,6 +267,15 @@ void describe('otlp receiver with auth: bearertokenauth', () => {
     const before = sink.requests.length;
     assert.equal((await httpExport(httpPort, 'Bearer s3cret-one')).status, 200);
     assert.equal(sink.requests.length, before + 1);
+
+    // request_params: a query parameter stands for the header (and wins over it).
+    const query = await fetch(`http://127.0.0.1:${httpPort}/v1/traces?authorization=${encodeURIComponent('Bearer s3cret-one')}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-protobuf', authorization: 'Bearer wrong' },
+      body: BODY,
+    });
+    assert.equal(query.status, 200);
+    await query.arrayBuffer();
   });
 
   void test('gRPC: missing or wrong token gets UNAUTHENTICATED; the right one OK', async () => {

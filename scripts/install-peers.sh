@@ -12,7 +12,7 @@ mkdir -p "$PEERS_DIR/bin"
 # it from a throwaway main module that requires jaeger and repeats that replace line.
 JAEGER_MODULE_VERSION=v1.76.0
 TELEMETRYGEN_VERSION=v0.161.0
-# The reference Collector for the benchmark (core and contrib at one release; see install_otelcol).
+# The reference Collector for the benchmark and tests (core and contrib at one release; see install_otelcol).
 OTELCOL_VERSION=v0.160.0
 
 install_jaeger() {
@@ -38,8 +38,8 @@ install_jaeger() {
 
 # A reference Collector built with the Collector's own builder from the module proxy: Jaeger's build
 # lacks file_storage (and servicegraph, probabilistic_sampler, bearertokenauth), which the benchmark
-# and later comparisons need. Bench-only peer: the tests never need it. Built under nice -n 19
-# because it takes long and the machine may be shared. The module proxy here serves contrib only in
+# and the tests against a Collector (bearertokenauth both ways) need. Built under nice -n 19 because
+# it takes long and the machine may be shared. The module proxy here serves contrib only in
 # part ("403 Forbidden ... This module version is not available"): at v0.165.0 filterprocessor needs
 # pkg/ottl/contexts/xprofile, which it refuses, so the release is v0.160.0 (builder, core and
 # contrib alike), where it refuses exporter/prometheusexporter; servicegraphconnector is refused at
@@ -57,7 +57,7 @@ install_otelcol() {
   cat >"$work/manifest.yaml" <<EOF
 dist:
   name: otelcol
-  description: spansieve's reference Collector (bench only)
+  description: spansieve's reference Collector (benchmark and tests)
   module: spansieve.local/otelcol
   output_path: $work/out
 receivers:
@@ -126,17 +126,38 @@ install_tcpdump() {
 }
 
 want="${*:-jaeger}"
+# Go builds first, in the background and concurrently with each other and with apt: on a fresh
+# machine Jaeger and the Collector take minutes each, and building them one after the other would
+# add the two. Concurrent `go` commands share the module and build caches safely (Go locks them).
+# Their output goes to stderr; stdout carries only the bin directory (run-tests.js reads it).
+go_peers=() apt_peers=()
 for peer in $want; do
   case "$peer" in
-    jaeger) install_jaeger ;;
-    telemetrygen) install_telemetrygen ;;
-    otelcol) install_otelcol ;;
-    prometheus) install_prometheus ;;
-    chromium) install_chromium ;;
-    tcpdump) install_tcpdump ;;
-    # all: what the tests and the wire latency use; otelcol (bench only, a long build) is asked for by name.
-    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium; install_tcpdump ;;
+    jaeger | otelcol | telemetrygen) go_peers+=("$peer") ;;
+    prometheus | chromium | tcpdump) apt_peers+=("$peer") ;;
+    # all: everything the tests and the benchmark's wire latency use.
+    all) go_peers+=(jaeger otelcol telemetrygen); apt_peers+=(prometheus chromium tcpdump) ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done
+pids=() names=()
+for peer in "${go_peers[@]}"; do
+  ("install_$peer" >&2) &
+  pids+=($!) names+=("$peer")
+done
+failed=()
+# apt serialises itself (its lock): one package after the other, while the Go builds run. Each
+# runs in a subshell started on its own (not as the left side of ||, where bash would ignore set -e
+# inside it) and is then waited for.
+for peer in "${apt_peers[@]}"; do
+  ("install_$peer" >&2) &
+  wait $! || failed+=("$peer")
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || failed+=("${names[$i]}")
+done
+if ((${#failed[@]} > 0)); then
+  echo "install-peers: failed to install: ${failed[*]}" >&2
+  exit 1
+fi
 echo "$PEERS_DIR/bin"

@@ -3,6 +3,7 @@ import { debugExporterFactory } from './exporters/debug/debug-exporter';
 import { otlpExporterFactory } from './exporters/otlp/otlp-exporter';
 import { otlpHttpExporterFactory } from './exporters/otlphttp/otlphttp-exporter';
 import { adminExtensionFactory } from './extensions/admin/admin';
+import { bearerTokenAuthFactory } from './extensions/bearertokenauth/bearertokenauth';
 import { fileStorageFactory } from './extensions/filestorage/file-storage';
 import { healthCheckFactory } from './extensions/healthcheck/health-check';
 import { forwardConnectorFactory } from './connectors/forward/forward-connector';
@@ -30,6 +31,7 @@ export const FACTORIES: readonly AnyFactory[] = [
   healthCheckFactory,
   adminExtensionFactory,
   fileStorageFactory,
+  bearerTokenAuthFactory,
 ] as readonly AnyFactory[];
 
 export function findFactory(kind: ComponentKind, type: string): AnyFactory | undefined {

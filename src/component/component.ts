@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AuthenticatorRef } from './auth';
 import type { Node } from '../config/reader';
 import type { Attributes } from '../pdata/attributes';
 import type { Batch, Signal } from '../pdata/batch';
@@ -115,6 +116,8 @@ export interface ReceiverFactory<C> extends Factory<C> {
   readonly kind: 'receiver';
   readonly signals: readonly Signal[];
   create(settings: CreateSettings, config: C, next: ReadonlyMap<Signal, Consumer>): Component;
+  /** The server authenticators this config names (`auth: { authenticator }`), for the config validation. */
+  authenticatorsOf?(config: C): readonly AuthenticatorRef[];
 }
 
 export interface ProcessorFactory<C> extends Factory<C> {
@@ -131,6 +134,8 @@ export interface ExporterFactory<C> extends Factory<C> {
   /** Why this config cannot export `signal` (e.g. no URL for it), or undefined when it can. */
   cannotExport?(config: C, signal: Signal): string | undefined;
   create(settings: CreateSettings, config: C): Component & Consumer;
+  /** The client authenticator this config names (`auth: { authenticator }`), for the config validation. */
+  authenticatorsOf?(config: C): readonly AuthenticatorRef[];
 }
 
 /** A connector is an exporter in one pipeline and a receiver in another. */
@@ -143,6 +148,8 @@ export interface ConnectorFactory<C> extends Factory<C> {
 
 export interface ExtensionFactory<C> extends Factory<C> {
   readonly kind: 'extension';
+  /** What `auth: { authenticator }` may use it for: receivers need 'server', exporters 'client'. */
+  readonly authenticates?: readonly ('server' | 'client')[];
   create(settings: CreateSettings, config: C): Component & { onStatus?(status: ServiceStatus): void };
 }
 

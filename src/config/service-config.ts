@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ProcessorFactory } from '../component/component';
+import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory } from '../component/component';
 import { findFactory, knownTypes } from '../components';
 import type { Signal } from '../pdata/batch';
 import { ConfigIssues, ConfigValidationError, Node } from './reader';
@@ -80,6 +80,8 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): S
     .filter((id) => sections.extensions.has(id));
 
   checkQueueStorage(sections.exporters, sections.extensions, serviceExtensions, top('exporters'));
+  checkAuthenticators(sections.receivers, 'server', sections.extensions, serviceExtensions, top('receivers'));
+  checkAuthenticators(sections.exporters, 'client', sections.extensions, serviceExtensions, top('exporters'));
 
   const pipelines: PipelineConfig[] = [];
   const pipelinesNode = service('pipelines');
@@ -242,6 +244,33 @@ function checkQueueStorage(
     const other = directories.get(directory);
     if (other !== undefined) exportersNode.issues.report(`extensions::${id}::directory`, `is also the directory of ${other}; each file_storage needs its own`);
     directories.set(directory, id);
+  }
+}
+
+/**
+ * Every `auth: { authenticator }` names an extension that is configured, enabled, and an
+ * authenticator of the kind the component needs (server for receivers, client for exporters).
+ */
+function checkAuthenticators(
+  components: ReadonlyMap<string, ComponentConfig>,
+  role: 'server' | 'client',
+  extensions: ReadonlyMap<string, ComponentConfig>,
+  enabled: readonly string[],
+  sectionNode: Node,
+): void {
+  for (const [id, component] of components) {
+    const refs = (component.factory as ReceiverFactory<unknown> | ExporterFactory<unknown>).authenticatorsOf?.(component.config) ?? [];
+    for (const ref of refs) {
+      const at = `${sectionNode.path}::${id}::${ref.key}`;
+      const extension = extensions.get(ref.id);
+      if (!extension) {
+        sectionNode.issues.report(at, `references extension "${ref.id}" which is not configured (add it under extensions)`);
+      } else if (!(extension.factory as ExtensionFactory<unknown>).authenticates?.includes(role)) {
+        sectionNode.issues.report(at, `extension "${ref.id}" is not a ${role} authenticator (bearertokenauth is one)`);
+      } else if (!enabled.includes(ref.id)) {
+        sectionNode.issues.report(at, `references extension "${ref.id}" which is not enabled (list it in service::extensions)`);
+      }
+    }
   }
 }
 

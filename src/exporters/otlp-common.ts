@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { parseAuth, type AuthenticatorRef } from '../component/auth';
 import type { Node } from '../config/reader';
 import { parseClientTls, type ClientTlsConfig } from '../util/tls';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig } from './exporterhelper/exporterhelper';
@@ -9,9 +10,11 @@ export interface OtlpClientConfig {
   readonly compression: 'gzip' | 'none';
   readonly tls: ClientTlsConfig;
   readonly helper: HelperConfig;
+  /** Id of the client authenticator extension whose headers every request carries; undefined: none. */
+  readonly auth: string | undefined;
 }
 
-export const OTLP_CLIENT_KEYS = ['headers', 'compression', 'tls', ...HELPER_KEYS] as const;
+export const OTLP_CLIENT_KEYS = ['headers', 'compression', 'tls', 'auth', ...HELPER_KEYS] as const;
 
 /** Reads the PEM file a `ca_file` option names (at config time, so a missing file is a config error). */
 export function readCaFile(node: Node): Buffer | undefined {
@@ -45,5 +48,11 @@ export function parseOtlpClientConfig(at: (key: string) => Node): OtlpClientConf
     compression: at('compression').oneOf<'gzip' | 'none'>('gzip', ['gzip', 'none']),
     tls: parseClientTls(at('tls')),
     helper: parseHelperConfig(at),
+    auth: parseAuth(at('auth')),
   };
+}
+
+/** For the config validation: the client authenticator an exporter's `auth` names. */
+export function clientAuthenticatorsOf(config: { readonly auth: string | undefined }): AuthenticatorRef[] {
+  return config.auth === undefined ? [] : [{ key: 'auth::authenticator', id: config.auth }];
 }

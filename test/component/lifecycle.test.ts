@@ -34,6 +34,7 @@ const MINIMAL: Record<string, () => unknown> = {
   'extension/health_check': () => ({ endpoint: '127.0.0.1:0' }),
   'extension/admin': () => ({ endpoint: '127.0.0.1:0' }),
   'extension/file_storage': () => ({ directory: fs.mkdtempSync(path.join(storageDir, 'fs-')) }),
+  'extension/bearertokenauth': () => ({ token: 'lifecycle-token' }),
 };
 
 const host: Host = {

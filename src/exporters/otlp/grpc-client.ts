@@ -40,6 +40,11 @@ export interface GrpcClientOptions {
   readonly tls: tls.ConnectionOptions | undefined;
   readonly gzip: boolean;
   readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * Headers from a client authenticator, asked per call; the same object while the credentials
+   * hold (request headers are rebuilt when it changes). They override `metadata`.
+   */
+  readonly authHeaders?: () => Readonly<Record<string, string>>;
   /** How long a connection may leave a PING unanswered after a timed-out call (default 5 s). */
   readonly pingTimeoutMs?: number;
 }
@@ -69,6 +74,8 @@ export class GrpcUnaryClient {
   private session: http2.ClientHttp2Session | undefined;
   private readonly origin: string;
   private readonly headerCache = new Map<string, http2.OutgoingHttpHeaders>();
+  /** The authenticator's headers the cached request headers were built with. */
+  private cachedAuth: Readonly<Record<string, string>> | undefined;
 
   constructor(
     endpoint: string,
@@ -179,6 +186,12 @@ export class GrpcUnaryClient {
 
   /** Request headers, built once per path and timeout (node:http2 copies them; they are never changed). */
   private headersFor(path: string, timeoutMs: number): http2.OutgoingHttpHeaders {
+    const auth = this.options.authHeaders?.();
+    if (auth !== this.cachedAuth) {
+      // The credentials changed (a token file rewritten): rebuild every cached header set.
+      this.headerCache.clear();
+      this.cachedAuth = auth;
+    }
     const key = `${path} ${timeoutMs}`;
     let headers = this.headerCache.get(key);
     if (!headers) {
@@ -191,6 +204,8 @@ export class GrpcUnaryClient {
         'user-agent': 'spansieve',
         'grpc-accept-encoding': 'identity,gzip',
       };
+      // gRPC metadata keys are lower-case (HTTP/2 requires it).
+      for (const [name, value] of Object.entries(auth ?? {})) headers[name.toLowerCase()] = value;
       if (this.options.gzip) headers['grpc-encoding'] = 'gzip';
       if (timeoutMs > 0) headers['grpc-timeout'] = grpcTimeout(timeoutMs);
       this.headerCache.set(key, headers);

@@ -2,13 +2,14 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
+import { clientAuthenticator, type ClientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
 import { toOtlpJson, types } from '../../pdata/codec';
 import { RequestExporter } from '../exporterhelper/request-exporter';
-import { OTLP_CLIENT_KEYS, parseHttpUrl, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
 
 const gzip = promisify(zlib.gzip);
 
@@ -37,6 +38,7 @@ const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
 export class OtlpHttpExporter extends RequestExporter {
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  private auth: ClientAuthenticator | undefined;
 
   constructor(
     private readonly settings: CreateSettings,
@@ -46,6 +48,7 @@ export class OtlpHttpExporter extends RequestExporter {
   }
 
   async start(host?: Host): Promise<void> {
+    if (this.config.auth !== undefined) this.auth = clientAuthenticator(host, this.config.auth);
     await this.helper.start(host);
   }
 
@@ -64,6 +67,8 @@ export class OtlpHttpExporter extends RequestExporter {
     let body: Buffer = json ? Buffer.from(toOtlpJson(requestType, raw)) : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     const headers: Record<string, string> = {
       ...this.config.headers,
+      // Last, so they replace a configured header of the same name (as the Collector's auth does).
+      ...this.auth?.requestHeaders(),
       'content-type': json ? 'application/json' : 'application/x-protobuf',
     };
     if (this.config.compression === 'gzip') {
@@ -167,4 +172,5 @@ export const otlpHttpExporterFactory: ExporterFactory<OtlpHttpExporterConfig> = 
   cannotExport: (config, signal) =>
     config.urls[signal] ? undefined : `no URL for it (set endpoint, or ${signal === 'traces' ? 'traces_endpoint' : 'metrics_endpoint'})`,
   create: (settings, config) => new OtlpHttpExporter(settings, config),
+  authenticatorsOf: clientAuthenticatorsOf,
 };

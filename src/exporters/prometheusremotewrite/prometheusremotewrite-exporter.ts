@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { compress } from 'snappyjs';
+import { clientAuthenticator, parseAuth, type ClientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host, QueueRequest } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
@@ -10,7 +11,7 @@ import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig, type RequestType } from '../exporterhelper/exporterhelper';
 import { QueueingExporter } from '../exporterhelper/request-exporter';
-import { parseHttpUrl, readCaFile } from '../otlp-common';
+import { clientAuthenticatorsOf, parseHttpUrl, readCaFile } from '../otlp-common';
 import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
 import { Accumulator, samplesOf, type Series } from '../prometheus/accumulator';
 import { parseLabelMap } from '../prometheus/prometheus-exporter';
@@ -34,6 +35,8 @@ export interface RemoteWriteConfig {
   readonly targetInfo: boolean;
   readonly maxBatchSizeBytes: number;
   readonly helper: HelperConfig;
+  /** Id of the client authenticator extension whose headers every request carries; undefined: none. */
+  readonly auth: string | undefined;
 }
 
 /** Delta and target_info state of series not seen for this long is forgotten. */
@@ -50,6 +53,7 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
     'add_metric_suffixes',
     'target_info',
     'max_batch_size_bytes',
+    'auth',
     ...HELPER_KEYS,
   ]);
   const example = 'http://127.0.0.1:9090/api/v1/write';
@@ -71,6 +75,7 @@ export function parseRemoteWriteConfig(node: Node): RemoteWriteConfig {
     targetInfo: at('target_info').struct(['enabled'])('enabled').boolean(true),
     maxBatchSizeBytes: at('max_batch_size_bytes').integer(3_000_000, 1024),
     helper: oneConsumer ? { ...helper, queue: { ...helper.queue, numConsumers: 1 } } : helper,
+    auth: parseAuth(at('auth')),
   };
 }
 
@@ -189,6 +194,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
   readonly accumulator: Accumulator;
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
   private lastExpiry = 0;
+  private auth: ClientAuthenticator | undefined;
 
   constructor(
     settings: CreateSettings,
@@ -208,6 +214,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
   }
 
   async start(host?: Host): Promise<void> {
+    if (this.config.auth !== undefined) this.auth = clientAuthenticator(host, this.config.auth);
     await this.helper.start(host);
   }
 
@@ -278,6 +285,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
     const secure = url.protocol === 'https:';
     const headers = {
       ...this.config.headers,
+      ...this.auth?.requestHeaders(),
       'content-encoding': 'snappy',
       'content-type': 'application/x-protobuf',
       'x-prometheus-remote-write-version': '0.1.0',
@@ -316,4 +324,5 @@ export const prometheusRemoteWriteExporterFactory: ExporterFactory<RemoteWriteCo
   signals: ['metrics'],
   parseConfig: parseRemoteWriteConfig,
   create: (settings, config) => new RemoteWriteExporter(settings, config),
+  authenticatorsOf: clientAuthenticatorsOf,
 };

@@ -3,6 +3,7 @@ import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
+import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
@@ -39,6 +40,8 @@ export interface GrpcProtocolConfig {
   readonly keepalive: GrpcKeepalive;
   /** undefined: plaintext (h2c). */
   readonly tls?: ServerTlsConfig | undefined;
+  /** Id of the authenticator extension every call must pass (`auth.authenticator`); undefined: none. */
+  readonly auth?: string | undefined;
 }
 
 export const EXPORT_METHOD: Record<Signal, string> = {
@@ -98,6 +101,7 @@ export class OtlpGrpcServer {
   private readonly refusals: ServerRefusals;
   /** The session created for the connection being accepted. */
   private newest: http2.ServerHttp2Session | undefined;
+  private auth: ServerAuthenticator | undefined;
 
   constructor(
     private readonly config: GrpcProtocolConfig,
@@ -115,7 +119,9 @@ export class OtlpGrpcServer {
     return this.server ? boundPort(this.server) : 0;
   }
 
-  async start(): Promise<void> {
+  /** `auth`: every call must pass it before its method is looked up or its message read. */
+  async start(auth?: ServerAuthenticator): Promise<void> {
+    this.auth = auth;
     const tlsConfig = this.config.tls;
     const options: http2.ServerOptions = {
       // Requests are bounded by max_recv_msg_size_mib, not by nghttp2's per-session default (10 MB).
@@ -313,6 +319,15 @@ export class OtlpGrpcServer {
     if (headers[':method'] !== 'POST') {
       respondHttpError(stream, 405, `method ${echoed(String(headers[':method']))} is not allowed; gRPC calls are POST`);
       return;
+    }
+    if (this.auth) {
+      const reason = this.auth.authenticate(headers);
+      if (reason !== undefined) {
+        // Trailers-only, before the message is read: the same early answer as the other refusals
+        // (the rest of the message is discarded, then the stream reset with NO_ERROR).
+        respondStatus(stream, GrpcStatus.UNAUTHENTICATED, this.refusals.unauthenticated(reason, stream.session?.socket?.remoteAddress));
+        return;
+      }
     }
     const path = headers[':path'] ?? '';
     const handler = this.routes.get(path);

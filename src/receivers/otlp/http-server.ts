@@ -3,6 +3,7 @@ import * as https from 'node:https';
 import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
+import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
@@ -27,6 +28,10 @@ export interface HttpProtocolConfig {
   readonly maxConnections: number;
   /** undefined: plaintext. */
   readonly tls?: ServerTlsConfig | undefined;
+  /** Id of the authenticator extension every request must pass (`auth.authenticator`); undefined: none. */
+  readonly auth?: string | undefined;
+  /** `auth.request_params`: query parameters handed to the authenticator as headers (the query wins). */
+  readonly requestParams?: readonly string[];
 }
 
 /** How long the rest of a refused request is discarded after the answer, before the socket is destroyed. */
@@ -34,7 +39,7 @@ const UNREAD_LINGER_MS = 2_000;
 /** How long shutdown lets a request in flight finish before its connection is destroyed. */
 export const SHUTDOWN_GRACE_MS = 1000;
 
-const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14 } as const;
+const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
 class HttpError extends Error {
   constructor(
@@ -58,6 +63,7 @@ export class OtlpHttpServer {
   private closing = false;
   private stopTlsReload: () => void = () => undefined;
   private readonly refusals: ServerRefusals;
+  private auth: ServerAuthenticator | undefined;
 
   constructor(
     private readonly config: HttpProtocolConfig,
@@ -73,7 +79,9 @@ export class OtlpHttpServer {
     return this.server ? boundPort(this.server) : 0;
   }
 
-  async start(): Promise<void> {
+  /** `auth`: every request must pass it before anything else is looked at. */
+  async start(auth?: ServerAuthenticator): Promise<void> {
+    this.auth = auth;
     const { readHeaderTimeoutMs, readTimeoutMs, idleTimeoutMs } = this.config;
     // Go's rules, which the Collector's keys follow: no header timeout means read_timeout's, and
     // the header timeout cannot outlast the whole request's.
@@ -149,6 +157,9 @@ export class OtlpHttpServer {
     const encoding = bodyEncoding(req.headers['content-type']);
     const reservation = new Reservation(this.inflight);
     try {
+      // First, as the Collector's auth interceptor: an unauthenticated client learns nothing else
+      // (not even which paths exist), and its body is never read.
+      if (this.auth) this.authenticate(req, this.auth);
       const handler = this.route(req);
       if (encoding === undefined) {
         throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(echoed(req.headers['content-type'] ?? ''))}; use application/x-protobuf or application/json`);
@@ -170,6 +181,23 @@ export class OtlpHttpServer {
       // Handed on (the batch no longer needs the body's bytes counted here) or failed.
       reservation.release();
     }
+  }
+
+  private authenticate(req: http.IncomingMessage, auth: ServerAuthenticator): void {
+    const params = this.config.requestParams ?? [];
+    let headers = req.headers;
+    if (params.length > 0) {
+      const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+      headers = { ...headers };
+      for (const name of params) {
+        const value = query.get(name);
+        if (value !== null) headers[name.toLowerCase()] = value;
+      }
+    }
+    const reason = auth.authenticate(headers);
+    if (reason === undefined) return;
+    const message = this.refusals.unauthenticated(reason, req.socket.remoteAddress);
+    throw new HttpError(401, GRPC_CODE.UNAUTHENTICATED, message, auth.challenge ? { 'www-authenticate': auth.challenge } : {});
   }
 
   /** The request would pass max_inflight_bytes: a retryable refusal. */

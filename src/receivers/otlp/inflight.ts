@@ -65,9 +65,10 @@ export class Reservation {
 export interface ServerCounters {
   connectionRefused(reason: 'max_connections' | 'fd_limit'): void;
   inflightRefused(): void;
+  unauthenticated(): void;
 }
 
-export const NO_COUNTERS: ServerCounters = { connectionRefused: () => undefined, inflightRefused: () => undefined };
+export const NO_COUNTERS: ServerCounters = { connectionRefused: () => undefined, inflightRefused: () => undefined, unauthenticated: () => undefined };
 
 /** The backoff asked of a client refused because max_inflight_bytes is reached. */
 export const INFLIGHT_RETRY_AFTER_MS = 1000;
@@ -78,6 +79,8 @@ export const INFLIGHT_RETRY_AFTER_MS = 1000;
  */
 export class ServerRefusals {
   private readonly log = new LogThrottle();
+  /** Its own throttle: a client with a wrong token must not hide the other refusals' lines. */
+  private readonly authLog = new LogThrottle();
 
   /** `server` and `request` name the transport and what it refuses in log lines ("OTLP/gRPC", "call"). */
   constructor(
@@ -101,5 +104,13 @@ export class ServerRefusals {
       this.logger.warn({ inflightBytes: budget.bytes, limit: budget.limit, suppressed }, `refused ${this.server} ${this.request}: max_inflight_bytes reached; the client should retry`);
     }
     return `too many request bytes being received at once (max_inflight_bytes ${budget.limit}); retry later`;
+  }
+
+  /** Counts and logs a request the authenticator refused (`reason` names no secret); returns the message for the client. */
+  unauthenticated(reason: string, remote: string | undefined): string {
+    this.counters.unauthenticated();
+    const suppressed = this.authLog.take();
+    if (suppressed !== undefined) this.logger.warn({ reason, remote, suppressed }, `refused ${this.server} ${this.request}: unauthenticated`);
+    return `unauthenticated: ${reason}`;
   }
 }

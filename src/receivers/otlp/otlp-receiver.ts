@@ -1,4 +1,5 @@
-import type { Component, Consumer, CreateSettings, ReceiverFactory } from '../../component/component';
+import { parseAuth, serverAuthenticator, type AuthenticatorRef } from '../../component/auth';
+import type { Component, Consumer, CreateSettings, Host, ReceiverFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
@@ -20,7 +21,7 @@ export const DEFAULT_GRPC_ENDPOINT = '127.0.0.1:4317';
 export const DEFAULT_HTTP_ENDPOINT = '127.0.0.1:4318';
 
 function parseGrpc(node: Node): GrpcProtocolConfig {
-  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive', 'tls']);
+  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive', 'tls', 'auth']);
   const keepalive = at('keepalive');
   const ka = keepalive.struct(['server_parameters', 'enforcement_policy']);
   const sp = ka('server_parameters').struct(['max_connection_idle', 'max_connection_age', 'max_connection_age_grace', 'time', 'timeout']);
@@ -41,6 +42,7 @@ function parseGrpc(node: Node): GrpcProtocolConfig {
       permitWithoutStream: ep('permit_without_stream').boolean(false),
     },
     tls: parseServerTls(at('tls')),
+    auth: parseAuth(at('auth')),
   };
 }
 
@@ -55,6 +57,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     'idle_timeout',
     'max_connections',
     'tls',
+    'auth',
   ]);
   const path = (key: string, fallback: string) => {
     const n = at(key);
@@ -72,6 +75,8 @@ function parseHttp(node: Node): HttpProtocolConfig {
     idleTimeoutMs: at('idle_timeout').duration(60_000),
     maxConnections: at('max_connections').integer(0, 0),
     tls: parseServerTls(at('tls')),
+    auth: parseAuth(at('auth'), ['request_params']),
+    requestParams: at('auth').child('request_params').list().map((n) => n.string('')).filter((name) => name !== ''),
   };
 }
 
@@ -95,7 +100,11 @@ export class OtlpReceiver implements Component {
   readonly grpcServer: OtlpGrpcServer | undefined;
   readonly httpServer: OtlpHttpServer | undefined;
 
-  constructor(settings: CreateSettings, config: OtlpReceiverConfig, next: ReadonlyMap<Signal, Consumer>) {
+  constructor(
+    settings: CreateSettings,
+    private readonly config: OtlpReceiverConfig,
+    next: ReadonlyMap<Signal, Consumer>,
+  ) {
     const handlersFor = (transport: 'grpc' | 'http') =>
       new Map([...next].map(([signal, consumer]) => [signal, new ExportHandler(settings, transport, signal, consumer)] as const));
     const telemetry = settings.telemetry;
@@ -110,15 +119,25 @@ export class OtlpReceiver implements Component {
         fd_limit: telemetry.counter('otelcol_receiver_otlp_refused_connections', help, { ...labels, reason: 'fd_limit' }),
       };
       const inflightRefused = telemetry.counter('otelcol_receiver_otlp_inflight_refused_requests', 'Requests refused because they would pass max_inflight_bytes', labels);
-      return { connectionRefused: (reason) => byReason[reason].inc(1), inflightRefused: () => inflightRefused.inc(1) };
+      const unauthenticated = telemetry.counter('otelcol_receiver_otlp_unauthenticated_requests', 'Requests refused by the auth authenticator, before their body was read', labels);
+      return {
+        connectionRefused: (reason) => byReason[reason].inc(1),
+        inflightRefused: () => inflightRefused.inc(1),
+        unauthenticated: () => unauthenticated.inc(1),
+      };
     };
     this.grpcServer = config.grpc ? new OtlpGrpcServer(config.grpc, handlersFor('grpc'), settings.logger, inflight, countersFor('grpc')) : undefined;
     this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger, inflight, countersFor('http')) : undefined;
   }
 
-  async start(): Promise<void> {
-    await this.grpcServer?.start();
-    await this.httpServer?.start();
+  async start(host?: Host): Promise<void> {
+    // Resolved before either server listens: a missing authenticator fails the start, nothing is served unchecked.
+    const grpcId = this.config.grpc?.auth;
+    const httpId = this.config.http?.auth;
+    const grpcAuth = grpcId === undefined ? undefined : serverAuthenticator(host, grpcId);
+    const httpAuth = httpId === undefined ? undefined : serverAuthenticator(host, httpId);
+    await this.grpcServer?.start(grpcAuth);
+    await this.httpServer?.start(httpAuth);
   }
 
   async shutdown(): Promise<void> {
@@ -132,4 +151,10 @@ export const otlpReceiverFactory: ReceiverFactory<OtlpReceiverConfig> = {
   signals: ['traces', 'metrics'],
   parseConfig: parseOtlpReceiverConfig,
   create: (settings, config, next) => new OtlpReceiver(settings, config, next),
+  authenticatorsOf: (config) => {
+    const refs: AuthenticatorRef[] = [];
+    if (config.grpc?.auth !== undefined) refs.push({ key: 'protocols::grpc::auth::authenticator', id: config.grpc.auth });
+    if (config.http?.auth !== undefined) refs.push({ key: 'protocols::http::auth::authenticator', id: config.http.auth });
+    return refs;
+  },
 };

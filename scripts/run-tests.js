@@ -27,7 +27,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'prometheus', 'chromium'], {
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'prometheus', 'chromium', 'helm'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   encoding: 'utf8',
 });
@@ -57,6 +57,8 @@ const result = spawnSync(process.execPath, ['--test', ...reporters, ...files], {
     SPANSIEVE_JAEGER_BIN: path.join(binDir, 'jaeger'),
     SPANSIEVE_PROMETHEUS_BIN: process.env.SPANSIEVE_PROMETHEUS_BIN || onPath('prometheus'),
     SPANSIEVE_CHROMIUM_BIN: process.env.SPANSIEVE_CHROMIUM_BIN || '/usr/bin/chromium',
+    SPANSIEVE_HELM_BIN: path.join(binDir, 'helm'),
+    SPANSIEVE_K8S_VALIDATE_BIN: path.join(binDir, 'k8s-validate'),
   },
 });
 let summary = '';

@@ -89,16 +89,31 @@ describe('process: selectors under the Helm chart\'s privileges', { skip: isRoot
       if (child.exitCode !== null) throw new Error(`spansieve (${name}) exited ${child.exitCode}: ${out}`);
       return out.includes('spansieve is ready');
     }, 30_000);
-    const body = encodeTraces([obiResourceSpans(hostInstance(os.hostname(), target.pid!), [obiSpan()])]);
-    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
-    assert.equal(res.status, 200, await res.text());
+    const send = async (): Promise<void> => {
+      const body = encodeTraces([obiResourceSpans(hostInstance(os.hostname(), target.pid!), [obiSpan()])]);
+      const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+      assert.equal(res.status, 200, await res.text());
+    };
+    const selectorsFrom = (from: number): Selector[] =>
+      sink.requests
+        .slice(from)
+        .filter((r) => r.headers['x-run'] === name)
+        .map((r) => r.headers['x-selector'] as Selector)
+        .sort();
+    // cmd_args needs no privilege: once it matches, the process table has read the target (a
+    // table that reads processes in the background may not have it at the first request).
+    await waitFor(`spansieve (${name}) to know the target`, async () => {
+      const from = sink.requests.length;
+      await send();
+      return selectorsFrom(from).includes('cmd_args');
+    });
+    const from = sink.requests.length;
+    await send();
+    const matched = selectorsFrom(from);
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await exited;
-    return sink.requests
-      .filter((r) => r.headers['x-run'] === name)
-      .map((r) => r.headers['x-selector'] as Selector)
-      .sort();
+    return matched;
   }
 
   // The four runs are independent: started together, they take the time of about one.

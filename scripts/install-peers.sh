@@ -5,6 +5,9 @@ set -euo pipefail
 
 PEERS_DIR="${SPANSIEVE_PEERS_DIR:-$HOME/.cache/spansieve/peers}"
 mkdir -p "$PEERS_DIR/bin"
+# One install at a time per cache: two test runs on one machine must not build into it at once.
+exec 9>"$PEERS_DIR/.install.lock"
+flock 9
 
 # Jaeger's module path lacks /v2, so its v2 binary (cmd/jaeger) ships inside the v1.x module
 # versions. The module proxy reachable here serves tagged versions only (not arbitrary commits),
@@ -14,6 +17,9 @@ JAEGER_MODULE_VERSION=v1.76.0
 TELEMETRYGEN_VERSION=v0.161.0
 # The reference Collector for the benchmark and tests (core and contrib at one release; see install_otelcol).
 OTELCOL_VERSION=v0.160.0
+# helm, for the chart's lint and render test (deploy/helm/spansieve).
+HELM_VERSION=v3.22.0
+SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 install_jaeger() {
   local stamp="$PEERS_DIR/bin/.jaeger-$JAEGER_MODULE_VERSION"
@@ -96,6 +102,32 @@ install_telemetrygen() {
   touch "$stamp"
 }
 
+# helm from the module proxy, and k8s-validate (scripts/k8s-validate), which decodes rendered
+# manifests strictly into the Kubernetes API types; rebuilt when its source changes.
+install_helm() {
+  local stamp="$PEERS_DIR/bin/.helm-$HELM_VERSION-k8s1.37"
+  if [[ ! -x "$PEERS_DIR/bin/helm" || ! -f "$stamp" ]]; then
+    echo "install-peers: building helm $HELM_VERSION (first run only, a few minutes)" >&2
+    # As helm's Makefile does: without these, helm reports v1.20 as the Kubernetes version that
+    # `helm template` and `helm lint` render for (k8s.io/api is v0.37 in helm's go.mod).
+    local h=helm.sh/helm/v3
+    local ldflags="-X $h/internal/version.version=$HELM_VERSION"
+    ldflags+=" -X $h/pkg/chartutil.k8sVersionMajor=1 -X $h/pkg/chartutil.k8sVersionMinor=37"
+    ldflags+=" -X $h/pkg/lint/rules.k8sVersionMajor=1 -X $h/pkg/lint/rules.k8sVersionMinor=37"
+    GOSUMDB=off GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$PEERS_DIR/bin" nice -n 10 \
+      go install -ldflags "$ldflags" "$h/cmd/helm@$HELM_VERSION"
+    touch "$stamp"
+  fi
+  local src="$SCRIPTS_DIR/k8s-validate" sum
+  sum=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)
+  if [[ ! -x "$PEERS_DIR/bin/k8s-validate" || ! -f "$PEERS_DIR/bin/.k8s-validate-$sum" ]]; then
+    echo "install-peers: building k8s-validate" >&2
+    (cd "$src" && GOSUMDB=off GOFLAGS="-mod=mod -buildvcs=false" nice -n 10 go build -o "$PEERS_DIR/bin/k8s-validate" .)
+    rm -f "$PEERS_DIR/bin"/.k8s-validate-*
+    touch "$PEERS_DIR/bin/.k8s-validate-$sum"
+  fi
+}
+
 if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
 
 # apt-get install [apt options] packages..., as root or through sudo.
@@ -133,10 +165,10 @@ want="${*:-jaeger}"
 go_peers=() apt_peers=()
 for peer in $want; do
   case "$peer" in
-    jaeger | otelcol | telemetrygen) go_peers+=("$peer") ;;
+    jaeger | otelcol | telemetrygen | helm) go_peers+=("$peer") ;;
     prometheus | chromium | tcpdump) apt_peers+=("$peer") ;;
     # all: everything the tests and the benchmark's wire latency use.
-    all) go_peers+=(jaeger otelcol telemetrygen); apt_peers+=(prometheus chromium tcpdump) ;;
+    all) go_peers+=(jaeger otelcol telemetrygen helm); apt_peers+=(prometheus chromium tcpdump) ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

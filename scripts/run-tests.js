@@ -27,9 +27,9 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-// Jaeger and the reference Collector are Go builds, run concurrently and cached: on a machine that
-// has them this returns at once.
-const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'otelcol', 'prometheus', 'chromium'], {
+// Jaeger, the reference Collector and helm are Go builds, run concurrently and cached: on a
+// machine that has them this returns at once.
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'otelcol', 'helm', 'prometheus', 'chromium'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   encoding: 'utf8',
 });
@@ -60,6 +60,8 @@ const result = spawnSync(process.execPath, ['--test', ...reporters, ...files], {
     SPANSIEVE_OTELCOL_BIN: process.env.SPANSIEVE_OTELCOL_BIN || path.join(binDir, 'otelcol'),
     SPANSIEVE_PROMETHEUS_BIN: process.env.SPANSIEVE_PROMETHEUS_BIN || onPath('prometheus'),
     SPANSIEVE_CHROMIUM_BIN: process.env.SPANSIEVE_CHROMIUM_BIN || '/usr/bin/chromium',
+    SPANSIEVE_HELM_BIN: path.join(binDir, 'helm'),
+    SPANSIEVE_K8S_VALIDATE_BIN: path.join(binDir, 'k8s-validate'),
   },
 });
 let summary = '';

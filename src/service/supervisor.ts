@@ -68,12 +68,17 @@ export class Supervisor {
     this.appliedRaw = config.raw;
   }
 
-  /** Reloads when the config file changes on disk (polled, so editors that replace files work too). */
+  /**
+   * Reloads when the config file changes on disk. Polled with stat, which follows symlinks, so
+   * editors that replace the file and a Kubernetes ConfigMap update (the kubelet swaps the
+   * `..data` symlink the file points through) are noticed. A new inode counts as a change: a
+   * replacement may keep the size and, on a coarse clock, the modification time.
+   */
   watchConfigFile(intervalMs = 1000): void {
     if (!this.configFile || this.watching) return;
     this.watching = true;
     fs.watchFile(this.configFile, { interval: intervalMs }, (now, before) => {
-      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void this.reload('config file changed'); // never rejects
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) void this.reload('config file changed'); // never rejects
     });
   }
 

@@ -125,6 +125,50 @@ install_tcpdump() {
   apt_install --no-install-recommends tcpdump
 }
 
+# podman (Debian's, with runc) and a stand-in Node 20 base image for the image and compose tests
+# (test/deploy/). Base images cannot be pulled on every machine, so the stand-in is built locally:
+# a minbase Debian bookworm root file system from mmdebstrap (cached as a tarball), imported, plus
+# this machine's node, npm and CA bundle (scripts/podman/node-base.Containerfile). Rebuilt when the
+# node version changes. docker-compose (v1, without its docker.io recommendation) only checks the
+# compose files (`docker-compose config`); podman-compose runs them.
+PODMAN_MINBASE=localhost/spansieve-bookworm-minbase:latest
+PODMAN_NODE_BASE=localhost/spansieve-node-base:20
+install_podman() {
+  local here missing=()
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  export CONTAINERS_CONF="$here/podman/containers.conf"
+  for tool in podman runc mmdebstrap slirp4netns podman-compose; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  if ((${#missing[@]} > 0)); then apt_install podman runc slirp4netns mmdebstrap podman-compose; fi
+  command -v docker-compose >/dev/null 2>&1 || apt_install --no-install-recommends docker-compose
+  local dir="$PEERS_DIR/image" node_version
+  mkdir -p "$dir"
+  if ! $SUDO podman image exists "$PODMAN_MINBASE"; then
+    if [[ ! -s "$dir/bookworm-minbase.tar" ]]; then
+      echo "install-peers: mmdebstrap bookworm (minbase; first run only, about a minute)" >&2
+      $SUDO mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$dir/bookworm-minbase.tar.part"
+      mv "$dir/bookworm-minbase.tar.part" "$dir/bookworm-minbase.tar"
+    fi
+    $SUDO podman import --quiet "$dir/bookworm-minbase.tar" "$PODMAN_MINBASE" >/dev/null
+  fi
+  node_version="$(node --version)"
+  if [[ "$($SUDO podman image inspect --format '{{index .Labels "spansieve.node"}}' "$PODMAN_NODE_BASE" 2>/dev/null)" != "$node_version" ]]; then
+    echo "install-peers: building the stand-in base image $PODMAN_NODE_BASE (node $node_version)" >&2
+    local ctx node_bin npm_dir
+    ctx=$(mktemp -d)
+    node_bin="$(command -v node)"
+    npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
+    cp "$(readlink -f "$node_bin")" "$ctx/node"
+    cp -r "$npm_dir" "$ctx/npm"
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+    cp "$here/podman/node-base.Containerfile" "$ctx/Containerfile"
+    $SUDO podman build --quiet --pull=never --network host --label "spansieve.node=$node_version" \
+      --build-arg "BASE=$PODMAN_MINBASE" -t "$PODMAN_NODE_BASE" "$ctx" >/dev/null
+    rm -rf "$ctx"
+  fi
+}
+
 want="${*:-jaeger}"
 for peer in $want; do
   case "$peer" in
@@ -134,8 +178,9 @@ for peer in $want; do
     prometheus) install_prometheus ;;
     chromium) install_chromium ;;
     tcpdump) install_tcpdump ;;
+    podman) install_podman ;;
     # all: what the tests and the wire latency use; otelcol (bench only, a long build) is asked for by name.
-    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium; install_tcpdump ;;
+    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium; install_tcpdump; install_podman ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

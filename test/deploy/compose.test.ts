@@ -112,8 +112,13 @@ services:
     try {
       await waitFor(what, check, timeoutMs, 500);
     } catch (err) {
-      const logs = await run('podman-compose', ['-p', project, ...files, 'logs'], { env, cwd: COMPOSE_DIR });
-      throw new Error(`${(err as Error).message}\ncompose logs (tail):\n${(logs.stdout + logs.stderr).slice(-6000)}`, { cause: err });
+      const names = (await run('podman', ['ps', '-a', '--format', '{{.Names}}', '--filter', `label=io.podman.compose.project=${project}`])).stdout.trim().split('\n');
+      let logs = '';
+      for (const name of names.filter(Boolean)) {
+        const out = await run('podman', ['logs', '--tail', '15', name]);
+        logs += `--- ${name}\n${out.stdout}${out.stderr}`;
+      }
+      throw new Error(`${(err as Error).message}\ncontainer logs (tails):\n${logs.slice(-8000)}`, { cause: err });
     }
   };
 

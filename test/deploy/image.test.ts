@@ -77,7 +77,7 @@ describe('the Dockerfile image under podman', () => {
     await requirePodman();
     const build = await buildSpansieveImage();
     const [size, base] = [await imageSize(SPANSIEVE_IMAGE), await imageSize(NODE_BASE_IMAGE)];
-    console.log(`image build ${build.seconds.toFixed(1)} s; ${SPANSIEVE_IMAGE} ${(size / 1e6).toFixed(1)} MB, ${((size - base) / 1e6).toFixed(1)} MB on top of the base`);
+    console.log(`image ${build.built ? 'built' : 'up to date'} in ${build.seconds.toFixed(1)} s; ${SPANSIEVE_IMAGE} ${(size / 1e6).toFixed(1)} MB, ${((size - base) / 1e6).toFixed(1)} MB on top of the base`);
     jaeger = await Jaeger.start();
     [grpcPort, httpPort, healthPort] = await freePorts(3);
     // slirp4netns with allow_host_loopback: the container reaches the host's 127.0.0.1 (where the

@@ -140,20 +140,20 @@ install_podman() {
   for tool in podman runc mmdebstrap slirp4netns podman-compose; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
-  if ((${#missing[@]} > 0)); then apt_install podman runc slirp4netns mmdebstrap podman-compose; fi
+  if ((${#missing[@]} > 0)); then apt_install podman runc slirp4netns netavark aardvark-dns mmdebstrap podman-compose; fi
   command -v docker-compose >/dev/null 2>&1 || apt_install --no-install-recommends docker-compose
   local dir="$PEERS_DIR/image" node_version
   mkdir -p "$dir"
-  if ! $SUDO podman image exists "$PODMAN_MINBASE"; then
+  if ! podman image exists "$PODMAN_MINBASE"; then
     if [[ ! -s "$dir/bookworm-minbase.tar" ]]; then
       echo "install-peers: mmdebstrap bookworm (minbase; first run only, about a minute)" >&2
       $SUDO mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$dir/bookworm-minbase.tar.part"
       mv "$dir/bookworm-minbase.tar.part" "$dir/bookworm-minbase.tar"
     fi
-    $SUDO podman import --quiet "$dir/bookworm-minbase.tar" "$PODMAN_MINBASE" >/dev/null
+    podman import --quiet "$dir/bookworm-minbase.tar" "$PODMAN_MINBASE" >/dev/null
   fi
   node_version="$(node --version)"
-  if [[ "$($SUDO podman image inspect --format '{{index .Labels "spansieve.node"}}' "$PODMAN_NODE_BASE" 2>/dev/null)" != "$node_version" ]]; then
+  if [[ "$(podman image inspect --format '{{index .Labels "spansieve.node"}}' "$PODMAN_NODE_BASE" 2>/dev/null)" != "$node_version" ]]; then
     echo "install-peers: building the stand-in base image $PODMAN_NODE_BASE (node $node_version)" >&2
     local ctx node_bin npm_dir
     ctx=$(mktemp -d)
@@ -163,7 +163,7 @@ install_podman() {
     cp -r "$npm_dir" "$ctx/npm"
     cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
     cp "$here/podman/node-base.Containerfile" "$ctx/Containerfile"
-    $SUDO podman build --quiet --pull=never --network host --label "spansieve.node=$node_version" \
+    podman build --quiet --pull=never --network host --label "spansieve.node=$node_version" \
       --build-arg "BASE=$PODMAN_MINBASE" -t "$PODMAN_NODE_BASE" "$ctx" >/dev/null
     rm -rf "$ctx"
   fi

@@ -146,7 +146,7 @@ install_podman() {
   mkdir -p "$dir"
   if ! podman image exists "$PODMAN_MINBASE"; then
     if [[ ! -s "$dir/bookworm-minbase.tar" ]]; then
-      echo "install-peers: mmdebstrap bookworm (minbase; first run only, about a minute)" >&2
+      echo "install-peers: mmdebstrap bookworm (minbase; first run only, one to five minutes)" >&2
       $SUDO mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$dir/bookworm-minbase.tar.part"
       mv "$dir/bookworm-minbase.tar.part" "$dir/bookworm-minbase.tar"
     fi

@@ -85,9 +85,13 @@ export async function buildSpansieveImage(): Promise<{ seconds: number; built: b
   const started = performance.now();
   const hash = await contextHash();
   const lock = path.join(process.env.TMPDIR ?? '/tmp', 'spansieve-podman-build.lock');
+  // The image it replaces is removed, so that test runs do not pile up images.
   const script = [
     `[ "$(podman image inspect --format '{{index .Labels "spansieve.context"}}' ${SPANSIEVE_IMAGE} 2>/dev/null)" = ${hash} ] && exit 0`,
-    `podman build --format docker --network host --pull=never --label spansieve.context=${hash} --build-arg NODE_IMAGE=${NODE_BASE_IMAGE} -t ${SPANSIEVE_IMAGE} "$0" >&2 && echo built`,
+    `old=$(podman image inspect --format '{{.Id}}' ${SPANSIEVE_IMAGE} 2>/dev/null)`,
+    `podman build --format docker --network host --pull=never --label spansieve.context=${hash} --build-arg NODE_IMAGE=${NODE_BASE_IMAGE} -t ${SPANSIEVE_IMAGE} "$0" >&2 || exit 1`,
+    `[ -n "$old" ] && podman rmi "$old" >/dev/null 2>&1`,
+    'echo built',
   ].join('\n');
   const out = await must('flock', [lock, 'sh', '-c', script, ROOT]);
   return { seconds: (performance.now() - started) / 1000, built: out.includes('built') };

@@ -147,7 +147,7 @@ install_podman() {
   if ! podman image exists "$PODMAN_MINBASE"; then
     if [[ ! -s "$dir/bookworm-minbase.tar" ]]; then
       echo "install-peers: mmdebstrap bookworm (minbase; first run only, one to five minutes)" >&2
-      $SUDO mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$dir/bookworm-minbase.tar.part"
+      $SUDO mmdebstrap --quiet --format=tar --variant=minbase --include=ca-certificates bookworm "$dir/bookworm-minbase.tar.part"
       mv "$dir/bookworm-minbase.tar.part" "$dir/bookworm-minbase.tar"
     fi
     podman import --quiet "$dir/bookworm-minbase.tar" "$PODMAN_MINBASE" >/dev/null

@@ -59,12 +59,12 @@ services:
     image: ${MINBASE_IMAGE}
     entrypoint: ["/peer/jaeger"]
     volumes:
-      - ${jaegerBinary()}:/peer/jaeger:ro
+      - ${path.resolve(jaegerBinary())}:/peer/jaeger:ro
   prometheus:
     image: ${MINBASE_IMAGE}
     entrypoint: ["/peer/prometheus"]
     volumes:
-      - ${prometheusBinary()}:/peer/prometheus:ro
+      - ${path.resolve(prometheusBinary())}:/peer/prometheus:ro
   fake-obi:
     image: ${SPANSIEVE_IMAGE}
     entrypoint: ["node", "/app/dist/test/deploy/fake-obi.js"]

@@ -72,6 +72,7 @@ describe('the Dockerfile image under podman', () => {
   let httpPort: number;
   let healthPort: number;
   let pid: number;
+  let started = false;
 
   before(async () => {
     await requirePodman();
@@ -82,6 +83,7 @@ describe('the Dockerfile image under podman', () => {
     [grpcPort, httpPort, healthPort] = await freePorts(3);
     // slirp4netns with allow_host_loopback: the container reaches the host's 127.0.0.1 (where the
     // test's Jaeger listens, loopback only) as 10.0.2.2; ports are published on 127.0.0.1 only.
+    started = true;
     await podman(
       'run', '-d', '--name', name,
       '--network', 'slirp4netns:allow_host_loopback=true',
@@ -94,7 +96,7 @@ describe('the Dockerfile image under podman', () => {
   });
 
   after(async () => {
-    await run('podman', ['rm', '--force', '--time', '0', name]);
+    if (started) await run('podman', ['rm', '--force', '--time', '0', name]);
     await jaeger?.stop();
   });
 

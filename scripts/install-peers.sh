@@ -157,6 +157,50 @@ install_tcpdump() {
   apt_install --no-install-recommends tcpdump
 }
 
+# podman (Debian's, with runc) and a stand-in Node 20 base image for the image and compose tests
+# (test/deploy/). Base images cannot be pulled on every machine, so the stand-in is built locally:
+# a minbase Debian bookworm root file system from mmdebstrap (cached as a tarball), imported, plus
+# this machine's node, npm and CA bundle (scripts/podman/node-base.Containerfile). Rebuilt when the
+# node version changes. docker-compose (v1, without its docker.io recommendation) only checks the
+# compose files (`docker-compose config`); podman-compose runs them.
+PODMAN_MINBASE=localhost/spansieve-bookworm-minbase:latest
+PODMAN_NODE_BASE=localhost/spansieve-node-base:20
+install_podman() {
+  local here missing=()
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  export CONTAINERS_CONF="$here/podman/containers.conf"
+  for tool in podman runc mmdebstrap slirp4netns podman-compose; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  if ((${#missing[@]} > 0)); then apt_install podman runc slirp4netns netavark aardvark-dns mmdebstrap podman-compose; fi
+  command -v docker-compose >/dev/null 2>&1 || apt_install --no-install-recommends docker-compose
+  local dir="$PEERS_DIR/image" node_version
+  mkdir -p "$dir"
+  if ! podman image exists "$PODMAN_MINBASE"; then
+    if [[ ! -s "$dir/bookworm-minbase.tar" ]]; then
+      echo "install-peers: mmdebstrap bookworm (minbase; first run only, one to five minutes)" >&2
+      $SUDO mmdebstrap --quiet --format=tar --variant=minbase --include=ca-certificates bookworm "$dir/bookworm-minbase.tar.part"
+      mv "$dir/bookworm-minbase.tar.part" "$dir/bookworm-minbase.tar"
+    fi
+    podman import --quiet "$dir/bookworm-minbase.tar" "$PODMAN_MINBASE" >/dev/null
+  fi
+  node_version="$(node --version)"
+  if [[ "$(podman image inspect --format '{{index .Labels "spansieve.node"}}' "$PODMAN_NODE_BASE" 2>/dev/null)" != "$node_version" ]]; then
+    echo "install-peers: building the stand-in base image $PODMAN_NODE_BASE (node $node_version)" >&2
+    local ctx node_bin npm_dir
+    ctx=$(mktemp -d)
+    node_bin="$(command -v node)"
+    npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
+    cp "$(readlink -f "$node_bin")" "$ctx/node"
+    cp -r "$npm_dir" "$ctx/npm"
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+    cp "$here/podman/node-base.Containerfile" "$ctx/Containerfile"
+    podman build --quiet --pull=never --network host --label "spansieve.node=$node_version" \
+      --build-arg "BASE=$PODMAN_MINBASE" -t "$PODMAN_NODE_BASE" "$ctx" >/dev/null
+    rm -rf "$ctx"
+  fi
+}
+
 want="${*:-jaeger}"
 # Go builds first, in the background and concurrently with each other and with apt: on a fresh
 # machine Jaeger and the Collector take minutes each, and building them one after the other would
@@ -166,9 +210,9 @@ go_peers=() apt_peers=()
 for peer in $want; do
   case "$peer" in
     jaeger | otelcol | telemetrygen | helm) go_peers+=("$peer") ;;
-    prometheus | chromium | tcpdump) apt_peers+=("$peer") ;;
+    prometheus | chromium | tcpdump | podman) apt_peers+=("$peer") ;;
     # all: everything the tests and the benchmark's wire latency use.
-    all) go_peers+=(jaeger otelcol telemetrygen helm); apt_peers+=(prometheus chromium tcpdump) ;;
+    all) go_peers+=(jaeger otelcol telemetrygen helm); apt_peers+=(prometheus chromium tcpdump podman) ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

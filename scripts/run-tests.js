@@ -27,9 +27,9 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-// Jaeger, the reference Collector and helm are Go builds, run concurrently and cached: on a
-// machine that has them this returns at once.
-const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'otelcol', 'helm', 'prometheus', 'chromium'], {
+// Jaeger, the reference Collector and helm are Go builds, run concurrently (with the apt installs
+// and the stand-in base image for podman) and cached: on a machine that has them this returns at once.
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'otelcol', 'helm', 'prometheus', 'chromium', 'podman'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   encoding: 'utf8',
 });

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as YAML from 'yaml';
 import { freePorts, waitFor } from './ports';
 
 // A real Jaeger v2 (all-in-one, memory storage) on free loopback ports. scripts/run-tests.js
@@ -42,6 +43,16 @@ export interface JaegerOptions {
   readonly receiverTls?: readonly string[];
   /** Extra exporters (YAML lines, unindented, under `exporters:`) added to the traces pipeline. */
   readonly exporters?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** The parts of a Jaeger v2 config file startFromFile() rewrites. */
+interface JaegerFileConfig {
+  extensions: {
+    jaeger_query: { http?: unknown; grpc?: unknown };
+    jaeger_storage: { metric_backends?: Record<string, { prometheus?: { endpoint?: string } }> };
+    healthcheckv2?: { http?: unknown };
+  };
+  receivers: { otlp: { protocols: unknown } };
 }
 
 function indent(lines: readonly string[], spaces: number): string {
@@ -106,6 +117,29 @@ exporters:
     trace_storage: memstore
 ${extra.map(([name, lines]) => `  ${name}:\n${indent(lines, 4)}`).join('\n')}
 `;
+    return Jaeger.launch(config, dir, grpcPort, httpPort, queryPort);
+  }
+
+  /**
+   * Runs a Jaeger config file as written (README's config/jaeger-local.yaml), on free loopback
+   * ports instead of its own, and with its Prometheus metric backends pointed at `prometheusUrl`.
+   */
+  static async startFromFile(file: string, options: { prometheusUrl?: string } = {}): Promise<Jaeger> {
+    const doc = YAML.parse(fs.readFileSync(file, 'utf8')) as JaegerFileConfig;
+    const [grpcPort, httpPort, queryPort, queryGrpcPort, healthPort] = await freePorts(5);
+    const ext = doc.extensions;
+    ext.jaeger_query.http = { endpoint: `127.0.0.1:${queryPort}` };
+    ext.jaeger_query.grpc = { endpoint: `127.0.0.1:${queryGrpcPort}` };
+    if (ext.healthcheckv2) ext.healthcheckv2.http = { endpoint: `127.0.0.1:${healthPort}` };
+    doc.receivers.otlp.protocols = { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } };
+    for (const backend of Object.values(ext.jaeger_storage.metric_backends ?? {})) {
+      if (backend.prometheus && options.prometheusUrl) backend.prometheus.endpoint = options.prometheusUrl;
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-jaeger-'));
+    return Jaeger.launch(YAML.stringify(doc), dir, grpcPort, httpPort, queryPort);
+  }
+
+  private static async launch(config: string, dir: string, grpcPort: number, httpPort: number, queryPort: number): Promise<Jaeger> {
     const configFile = path.join(dir, 'jaeger.yaml');
     fs.writeFileSync(configFile, config);
     const output: string[] = [];

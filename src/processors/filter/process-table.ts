@@ -51,6 +51,9 @@ export function processMatches(criteria: ProcessCriteria, facts: ProcessFacts): 
 /**
  * Facts about live processes, cached per PID and re-read every refresh. A PID not seen before is
  * read on first use, so a restarted process (new PID) is recognised from its first span.
+ *
+ * The periodic refresh walks /proc in slices of at most SLICE_MS of work, yielding to the event
+ * loop between them, so requests are not held up on a host with many processes.
  */
 export class ProcessTable {
   private facts = new Map<number, ProcessFacts | null>();
@@ -59,6 +62,11 @@ export class ProcessTable {
    * a PID's first get() therefore reads it again rather than trusting such a snapshot.
    */
   private asked = new Set<number>();
+  /** PIDs get() read while a walk was under way: their facts are newer than the walk's. */
+  private readDuringWalk = new Set<number>();
+  private walk: Promise<ProcessFacts[]> | undefined;
+  /** Bumped when the last user releases the table: a walk under way stops at its next slice. */
+  private generation = 0;
   private timer: NodeJS.Timeout | undefined;
   private users = 0;
 
@@ -74,28 +82,28 @@ export class ProcessTable {
   get(pid: number, maxAgeMs = Infinity): ProcessFacts | undefined {
     let facts = this.facts.get(pid);
     if (facts === undefined || !this.asked.has(pid) || (facts !== null && Date.now() - facts.readAt > maxAgeMs)) {
-      facts = this.read(pid, this.listeningSockets());
+      facts = this.read(pid, new ListenerTables());
       this.facts.set(pid, facts);
       this.asked.add(pid);
+      if (this.walk) this.readDuringWalk.add(pid);
     }
     return facts ?? undefined;
   }
 
-  /** Every live process's facts, read afresh. */
-  refresh(): ProcessFacts[] {
-    const sockets = this.listeningSockets();
-    const next = new Map<number, ProcessFacts | null>();
-    for (const pid of this.pids()) next.set(pid, this.read(pid, sockets));
-    this.facts = next;
-    for (const pid of this.asked) if (!next.has(pid)) this.asked.delete(pid);
-    return [...next.values()].filter((f): f is ProcessFacts => f !== null);
+  /** Every live process's facts, read afresh (one walk at a time: a second call shares it). */
+  refresh(): Promise<ProcessFacts[]> {
+    this.walk ??= this.walkProc().finally(() => {
+      this.walk = undefined;
+    });
+    return this.walk;
   }
 
   /** Starts periodic refreshes while at least one processor uses the table. */
   acquire(): void {
     if (this.users++ === 0) {
-      this.refresh();
-      this.timer = setInterval(() => this.refresh(), this.refreshMs);
+      const refresh = () => void this.refresh().catch(() => undefined);
+      refresh();
+      this.timer = setInterval(refresh, this.refreshMs);
       this.timer.unref();
     }
   }
@@ -104,21 +112,41 @@ export class ProcessTable {
     if (this.users > 0 && --this.users === 0) {
       clearInterval(this.timer);
       this.timer = undefined;
+      this.generation++;
     }
   }
 
-  private pids(): number[] {
+  private async walkProc(): Promise<ProcessFacts[]> {
+    const generation = this.generation;
+    this.readDuringWalk.clear();
+    let names: string[];
     try {
-      return fs
-        .readdirSync(this.procRoot)
-        .filter((name) => /^\d+$/.test(name))
-        .map(Number);
+      names = await fs.promises.readdir(this.procRoot);
     } catch {
-      return [];
+      names = [];
     }
+    // Each network namespace's tables are read once per walk, by the first process found in it.
+    const tables = new ListenerTables();
+    const next = new Map<number, ProcessFacts | null>();
+    let sliceStart = performance.now();
+    for (const name of names) {
+      if (!/^\d+$/.test(name)) continue;
+      const pid = Number(name);
+      next.set(pid, this.read(pid, tables));
+      if (performance.now() - sliceStart >= SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (generation !== this.generation) return [];
+        sliceStart = performance.now();
+      }
+    }
+    for (const pid of this.readDuringWalk) next.set(pid, this.facts.get(pid) ?? null);
+    this.readDuringWalk.clear();
+    this.facts = next;
+    for (const pid of this.asked) if (!next.has(pid)) this.asked.delete(pid);
+    return [...next.values()].filter((f): f is ProcessFacts => f !== null);
   }
 
-  private read(pid: number, sockets: ReadonlyMap<string, number>): ProcessFacts | null {
+  private read(pid: number, tables: ListenerTables): ProcessFacts | null {
     const dir = path.join(this.procRoot, String(pid));
     let cmdline: string;
     try {
@@ -133,20 +161,12 @@ export class ProcessTable {
       exePath = undefined;
     }
     const listeningPorts = new Set<number>();
-    if (sockets.size > 0) {
-      try {
-        for (const fd of fs.readdirSync(path.join(dir, 'fd'))) {
-          let target: string;
-          try {
-            target = fs.readlinkSync(path.join(dir, 'fd', fd));
-          } catch {
-            continue;
-          }
-          const port = target.startsWith('socket:[') ? sockets.get(target.slice(8, -1)) : undefined;
-          if (port !== undefined) listeningPorts.add(port);
-        }
-      } catch {
-        // No access to its descriptors: it matches no port selector.
+    const sockets = socketInodes(dir);
+    if (sockets.length > 0) {
+      const listeners = tables.of(pid, dir);
+      for (const inode of sockets) {
+        const port = listeners.get(inode);
+        if (port !== undefined) listeningPorts.add(port);
       }
     }
     return { pid, exePath, cmdline, listeningPorts, readAt: Date.now(), startedAt: this.startTime(dir) };
@@ -170,27 +190,78 @@ export class ProcessTable {
       return undefined;
     }
   }
+}
 
-  /** Socket inode -> port for every listening TCP socket, from /proc/net/tcp and tcp6. */
-  private listeningSockets(): Map<string, number> {
-    const sockets = new Map<string, number>();
-    for (const file of ['tcp', 'tcp6']) {
-      let text: string;
-      try {
-        text = fs.readFileSync(path.join(this.procRoot, 'net', file), 'latin1');
-      } catch {
-        continue;
-      }
-      for (const line of text.split('\n').slice(1)) {
-        const fields = line.trim().split(/\s+/);
-        // local_address is fields[1] ("0100007F:1F90"), st is fields[3] (0A = LISTEN), inode fields[9].
-        if (fields.length < 10 || fields[3] !== '0A') continue;
-        const port = parseInt(fields[1]!.slice(fields[1]!.lastIndexOf(':') + 1), 16);
-        sockets.set(fields[9]!, port);
-      }
-    }
-    return sockets;
+/** Most time a refresh works before letting the event loop run (ms). */
+const SLICE_MS = 5;
+
+/** Inodes of the sockets a process holds, from the targets of /proc/PID/fd/* ("socket:[123]"). */
+function socketInodes(dir: string): string[] {
+  const inodes: string[] = [];
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(path.join(dir, 'fd'));
+  } catch {
+    return inodes; // no access to its descriptors: it matches no port selector
   }
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(path.join(dir, 'fd', fd));
+    } catch {
+      continue;
+    }
+    if (target.startsWith('socket:[')) inodes.push(target.slice(8, -1));
+  }
+  return inodes;
+}
+
+/**
+ * Listening TCP sockets (inode -> port) per network namespace, read from /proc/PID/net/tcp and
+ * tcp6 of a process in it: /proc/net is spansieve's own namespace, which in a container is not the
+ * host's. Each namespace is read once per instance (one refresh, or one lookup).
+ */
+class ListenerTables {
+  private readonly byNamespace = new Map<string, Map<string, number>>();
+
+  of(pid: number, dir: string): ReadonlyMap<string, number> {
+    let namespace: string;
+    try {
+      namespace = fs.readlinkSync(path.join(dir, 'ns', 'net')); // "net:[4026531840]"
+    } catch {
+      namespace = `pid:${pid}`; // unknown namespace: this process's own tables, not shared
+    }
+    let listeners = this.byNamespace.get(namespace);
+    if (!listeners) {
+      listeners = readListeners(dir);
+      // A process that exited in between has no tables: let the next one of its namespace try.
+      if (listeners) this.byNamespace.set(namespace, listeners);
+    }
+    return listeners ?? EMPTY;
+  }
+}
+
+const EMPTY: ReadonlyMap<string, number> = new Map();
+
+function readListeners(dir: string): Map<string, number> | undefined {
+  let sockets: Map<string, number> | undefined;
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(dir, 'net', file), 'latin1');
+    } catch {
+      continue;
+    }
+    sockets ??= new Map();
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // local_address is fields[1] ("0100007F:1F90"), st is fields[3] (0A = LISTEN), inode fields[9].
+      if (fields.length < 10 || fields[3] !== '0A') continue;
+      const port = parseInt(fields[1]!.slice(fields[1]!.lastIndexOf(':') + 1), 16);
+      sockets.set(fields[9]!, port);
+    }
+  }
+  return sockets;
 }
 
 /** One table per /proc root, shared by every filter processor of the process. */

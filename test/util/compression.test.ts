@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import * as zlib from 'node:zlib';
+import fc from 'fast-check';
+import { compress as snappyjsCompress } from 'snappyjs';
+import { DecompressError, compress, decompress, loadZstd, snappyChecksum, type Compression } from '../../src/util/compression';
+
+before(() => loadZstd());
+
+const ALL: Compression[] = ['gzip', 'deflate', 'zstd', 'snappy', 'x-snappy-framed'];
+
+function refused(fn: () => unknown, tooLarge: boolean, pattern: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof DecompressError, `a DecompressError, got ${String(err)}`);
+    assert.equal(err.tooLarge, tooLarge, err.message);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+/** A zstd frame with no content size (a streaming encoder's): header, then one raw or RLE block per part. */
+function zstdFrameWithoutSize(blocks: { rle?: number; raw?: Uint8Array }[]): Buffer {
+  // Frame_Header_Descriptor 0 (no size, not single-segment), Window_Descriptor for 8 MiB.
+  const parts: Buffer[] = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58])];
+  blocks.forEach((block, i) => {
+    const last = i === blocks.length - 1 ? 1 : 0;
+    const size = block.raw ? block.raw.length : block.rle!;
+    const header = last | ((block.raw ? 0 : 1) << 1) | (size << 3);
+    parts.push(Buffer.from([header & 0xff, (header >> 8) & 0xff, (header >> 16) & 0xff]), block.raw ? Buffer.from(block.raw) : Buffer.from([0x41]));
+  });
+  return Buffer.concat(parts);
+}
+
+test('every compression round-trips any data (property)', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom(...ALL), fc.uint8Array({ maxLength: 200_000 }), async (compression, data) => {
+      const packed = await compress(compression, data);
+      assert.deepEqual(new Uint8Array(decompress(compression, packed, data.length)), data);
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('compressible data of several chunks round-trips (snappy framing splits at 64 KiB)', async () => {
+  const data = Buffer.from('span '.repeat(100_000));
+  for (const compression of ALL) {
+    const packed = await compress(compression, data);
+    assert.ok(packed.length < data.length / 10, `${compression}: ${packed.length}`);
+    assert.ok(decompress(compression, packed, data.length).equals(data), compression);
+  }
+  // `snappy` reads the framing format too, recognised by its stream identifier.
+  assert.ok(decompress('snappy', await compress('x-snappy-framed', data), data.length).equals(data));
+  // And the block format snappyjs writes (remote write's).
+  assert.ok(decompress('snappy', snappyjsCompress(data), data.length).equals(data));
+});
+
+test('a body decompressing past the limit is refused as too large', async () => {
+  const data = Buffer.alloc(1_000_000);
+  for (const compression of ALL) {
+    const packed = await compress(compression, data);
+    refused(() => decompress(compression, packed, data.length - 1), true, /exceeds the limit of 999999 bytes/);
+  }
+});
+
+test('zstd: a declared content size above the limit is refused before anything is allocated; an absent one is bounded by the limit', () => {
+  // Single-segment frame declaring 2^32 bytes (8-byte size) with nothing behind: refused unread.
+  const declared = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0, 0, 1, 0, 0, 0, 0x01, 0, 0]);
+  refused(() => decompress('zstd', declared, 1 << 20), true, /decompressed size 4294967296 exceeds/);
+  // No declared size: 40 RLE blocks of 128 KiB (5 MiB from 160 bytes).
+  const bomb = zstdFrameWithoutSize(Array.from({ length: 40 }, () => ({ rle: 128 * 1024 })));
+  assert.equal(decompress('zstd', bomb, 8 << 20).length, 40 * 128 * 1024);
+  refused(() => decompress('zstd', bomb, 1 << 20), true, /exceeds the limit of 1048576 bytes/);
+  // Two frames: the second one's size counts too.
+  const raw = zstdFrameWithoutSize([{ raw: Buffer.from('hello') }]);
+  assert.equal(decompress('zstd', Buffer.concat([raw, raw]), 10).toString(), 'hellohello');
+  refused(() => decompress('zstd', Buffer.concat([raw, raw]), 9), true, /exceeds the limit of 9 bytes/);
+});
+
+test('snappy: a declared length above the limit is refused before allocating', () => {
+  // Block preamble declaring 0xffffffff bytes.
+  refused(() => decompress('snappy', Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]), 1 << 20), true, /decompressed size 4294967295 exceeds/);
+});
+
+test('corrupt or truncated data is refused as malformed, with what is wrong', async () => {
+  const data = Buffer.from('the quick brown fox jumps over the lazy dog '.repeat(2000));
+  for (const compression of ALL) {
+    const packed = await compress(compression, data);
+    const truncated = packed.subarray(0, packed.length - 7);
+    refused(() => decompress(compression, truncated, 1 << 20), false, /./);
+    refused(() => decompress(compression, Buffer.from('definitely not compressed'), 1 << 20), false, /./);
+  }
+  refused(() => decompress('zstd', Buffer.from('not zstd at all'), 100), false, /not a zstd frame/);
+  refused(() => decompress('snappy', Buffer.alloc(0), 100), false, /invalid snappy block/);
+  // A flipped byte inside a framed chunk: its checksum no longer matches.
+  const framed = await compress('x-snappy-framed', data);
+  framed[framed.length - 3] = framed[framed.length - 3]! ^ 0x20;
+  refused(() => decompress('x-snappy-framed', framed, 1 << 20), false, /checksum mismatch|invalid snappy/);
+  // A literal whose 4-byte length is negative as a signed number: snappyjs loops backwards on it.
+  refused(() => decompress('snappy', Buffer.from([0x0a, 0xfc, 0x00, 0x00, 0x00, 0x80, 0x41]), 100), false, /literal runs past the input/);
+  // A copy from before the start, and a declared length the elements do not fill.
+  refused(() => decompress('snappy', Buffer.from([0x08, 0x05, 0x10]), 100), false, /copy from before the start/);
+  refused(() => decompress('snappy', Buffer.from([0x08, 0x04, 0x41, 0x42]), 100), false, /2 bytes decoded, 8 declared/);
+});
+
+test('random bytes never throw anything but DecompressError (property)', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(...ALL), fc.uint8Array({ maxLength: 300 }), (compression, data) => {
+      try {
+        decompress(compression, data, 1 << 16);
+      } catch (err) {
+        assert.ok(err instanceof DecompressError, `${compression}: ${String(err)}`);
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('the framing checksum is the masked CRC-32C', () => {
+  // CRC-32C("123456789") = 0xe3069283, masked as the framing format specifies.
+  const crc = 0xe3069283;
+  assert.equal(snappyChecksum(Buffer.from('123456789')), ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0);
+});
+
+test('gzip and deflate decompress what zlib writes, and zstd what the library writes at another level', async () => {
+  const data = Buffer.from('x'.repeat(10_000));
+  assert.ok(decompress('gzip', zlib.gzipSync(data), 10_000).equals(data));
+  assert.ok(decompress('deflate', zlib.deflateSync(data), 10_000).equals(data));
+  assert.ok(decompress('zstd', await compress('zstd', data, 19), 10_000).equals(data));
+});

@@ -1,11 +1,11 @@
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
+import { DecompressError, decompress, loadZstd, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
@@ -46,7 +46,15 @@ export const EXPORT_METHOD: Record<Signal, string> = {
   metrics: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
 };
 
-const ACCEPTED_ENCODINGS = 'identity,gzip,deflate';
+/** grpc-encoding values accepted: grpc-go's gzip, the Collector's zstd and snappy (framing format), deflate (zlib). */
+const GRPC_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
+  ['identity', undefined],
+  ['gzip', 'gzip'],
+  ['deflate', 'deflate'],
+  ['zstd', 'zstd'],
+  ['snappy', 'snappy'],
+]);
+const ACCEPTED_ENCODINGS = [...GRPC_ENCODINGS.keys()].join(',');
 /** An empty response message (a full success), with its prefix. */
 const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
@@ -116,6 +124,7 @@ export class OtlpGrpcServer {
   }
 
   async start(): Promise<void> {
+    await loadZstd();
     const tlsConfig = this.config.tls;
     const options: http2.ServerOptions = {
       // Requests are bounded by max_recv_msg_size_mib, not by nghttp2's per-session default (10 MB).
@@ -322,7 +331,7 @@ export class OtlpGrpcServer {
       return;
     }
     const encoding = String(headers['grpc-encoding'] ?? 'identity');
-    if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
+    if (!GRPC_ENCODINGS.has(encoding)) {
       respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${JSON.stringify(echoed(encoding))} is not supported; use ${ACCEPTED_ENCODINGS}`);
       return;
     }
@@ -431,12 +440,11 @@ export class OtlpGrpcServer {
     if (flag !== 1) throw new CallError(GrpcStatus.INTERNAL, `invalid compressed-flag byte ${String(flag)} in the message prefix`);
     if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
     try {
-      const options = { maxOutputLength: this.maxMessageBytes };
-      return encoding === 'gzip' ? zlib.gunzipSync(message, options) : zlib.inflateSync(message, options);
+      return decompress(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes);
     } catch (err) {
-      const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger');
-      if (tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
-      throw new CallError(GrpcStatus.INVALID_ARGUMENT, `invalid ${encoding} message: ${(err as Error).message}`);
+      if (!(err instanceof DecompressError)) throw err;
+      if (err.tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+      throw new CallError(GrpcStatus.INVALID_ARGUMENT, `invalid ${encoding} message: ${err.message}`);
     }
   }
 

@@ -1,11 +1,11 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as net from 'node:net';
-import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
+import { DecompressError, decompress, loadZstd, type Compression } from '../../util/compression';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
@@ -47,7 +47,19 @@ class HttpError extends Error {
   }
 }
 
-/** OTLP/HTTP: POST protobuf or JSON bodies, plain or gzip/deflate, answered per the OTLP spec. */
+/** Content-Encoding values accepted, as the Collector's confighttp accepts them (lz4 aside). */
+const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
+  ['', undefined],
+  ['identity', undefined],
+  ['gzip', 'gzip'],
+  ['deflate', 'deflate'],
+  ['zlib', 'deflate'],
+  ['zstd', 'zstd'],
+  ['snappy', 'snappy'],
+  ['x-snappy-framed', 'x-snappy-framed'],
+]);
+
+/** OTLP/HTTP: POST protobuf or JSON bodies, plain or compressed, answered per the OTLP spec. */
 export class OtlpHttpServer {
   private server: http.Server | undefined;
   private sockets = new Set<net.Socket>();
@@ -74,6 +86,7 @@ export class OtlpHttpServer {
   }
 
   async start(): Promise<void> {
+    await loadZstd();
     const { readHeaderTimeoutMs, readTimeoutMs, idleTimeoutMs } = this.config;
     // Go's rules, which the Collector's keys follow: no header timeout means read_timeout's, and
     // the header timeout cannot outlast the whole request's.
@@ -194,6 +207,10 @@ export class OtlpHttpServer {
 
   private async readBody(req: http.IncomingMessage, reservation: Reservation): Promise<Uint8Array> {
     const limit = this.config.maxRequestBodySize;
+    const contentEncoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (!CONTENT_ENCODINGS.has(contentEncoding)) {
+      throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(contentEncoding))}; use gzip, zstd, snappy, x-snappy-framed, deflate, zlib or none`);
+    }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
@@ -219,7 +236,7 @@ export class OtlpHttpServer {
       throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, 'request body not received in full');
     }
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    return decompress(raw, String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase(), limit);
+    return decompressBody(raw, contentEncoding, limit);
   }
 
   private answer(req: http.IncomingMessage, res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
@@ -266,20 +283,17 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   };
 }
 
-function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {
-  if (contentEncoding === 'identity' || contentEncoding === '') return raw;
-  const options = { maxOutputLength: limit };
+/** The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. */
+function decompressBody(raw: Buffer, contentEncoding: string, limit: number): Buffer {
+  const compression = CONTENT_ENCODINGS.get(contentEncoding);
+  if (compression === undefined) return raw;
   try {
-    if (contentEncoding === 'gzip') return zlib.gunzipSync(raw, options);
-    if (contentEncoding === 'deflate') return zlib.inflateSync(raw, options);
+    return decompress(compression, raw, limit);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger')) {
-      throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes`);
-    }
-    throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, `invalid ${contentEncoding} body: ${(err as Error).message}`);
+    if (!(err instanceof DecompressError)) throw err;
+    if (err.tooLarge) throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes (${contentEncoding})`);
+    throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, `invalid ${contentEncoding} body: ${err.message}`);
   }
-  throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(contentEncoding))}; use gzip, deflate or none`);
 }
 
 function bodyEncoding(contentType: string | undefined): BodyEncoding | undefined {

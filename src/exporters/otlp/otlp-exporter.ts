@@ -7,7 +7,8 @@ import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
 import { GrpcUnaryClient, type UnaryResult } from './grpc-client';
-import { OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { GRPC_COMPRESSIONS, OTLP_CLIENT_KEYS, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { loadZstd } from '../../util/compression';
 
 export interface OtlpGrpcExporterConfig extends OtlpClientConfig {
   /** host:port of an OTLP/gRPC server (Jaeger, a Collector, another spansieve). */
@@ -27,7 +28,7 @@ export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig 
   if (!endpointNode.isAbsent && !parseHostPort(endpoint)) {
     endpointNode.report(`expected host:port (e.g. 127.0.0.1:4317), got ${JSON.stringify(endpointNode.value)}`);
   }
-  const client = parseOtlpClientConfig(at);
+  const client = parseOtlpClientConfig(at, GRPC_COMPRESSIONS);
   for (const name of Object.keys(client.headers)) {
     if (HTTP2_FORBIDDEN_HEADERS.has(name.toLowerCase()) || name.startsWith(':')) {
       at('headers').child(name).report('is a connection-level header, which HTTP/2 (and so gRPC) does not allow');
@@ -61,9 +62,12 @@ export class OtlpGrpcExporter extends RequestExporter {
 
   async start(host?: Host): Promise<void> {
     const tls = this.config.tls;
+    // A server may answer in any encoding the client accepts, so zstd is loaded whatever this sends.
+    await loadZstd();
+    const compression = this.config.compression;
     this.client = new GrpcUnaryClient(this.config.endpoint, {
       tls: tls.insecure ? undefined : tls.options,
-      gzip: this.config.compression === 'gzip',
+      compression: compression === 'gzip' || compression === 'zstd' || compression === 'snappy' ? compression : undefined,
       metadata: this.metadata,
     });
     await this.helper.start(host);

@@ -62,9 +62,8 @@ export class OtlpGrpcExporter extends RequestExporter {
 
   async start(host?: Host): Promise<void> {
     const tls = this.config.tls;
-    // A server may answer in any encoding the client accepts, so zstd is loaded whatever this sends.
-    await loadZstd();
     const compression = this.config.compression;
+    if (compression === 'zstd') await loadZstd();
     this.client = new GrpcUnaryClient(this.config.endpoint, {
       tls: tls.insecure ? undefined : tls.options,
       compression: compression === 'gzip' || compression === 'zstd' || compression === 'snappy' ? compression : undefined,

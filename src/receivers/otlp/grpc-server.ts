@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
-import { DecompressError, decompress, loadZstd, type Compression } from '../../util/compression';
+import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
@@ -124,7 +124,6 @@ export class OtlpGrpcServer {
   }
 
   async start(): Promise<void> {
-    await loadZstd();
     const tlsConfig = this.config.tls;
     const options: http2.ServerOptions = {
       // Requests are bounded by max_recv_msg_size_mib, not by nghttp2's per-session default (10 MB).
@@ -409,21 +408,39 @@ export class OtlpGrpcServer {
         respondStatus(stream, GrpcStatus.INTERNAL, `truncated request message: prefix says ${expected - MESSAGE_PREFIX_LENGTH} bytes, ${received - MESSAGE_PREFIX_LENGTH} arrived`);
         return;
       }
-      let message: Buffer;
-      try {
-        message = this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding);
-      } catch (err) {
-        reservation.release();
-        if (err instanceof CallError) {
-          respondStatus(stream, err.code, err.message);
-        } else {
-          this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
-          respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
-        }
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
+      chunks.length = 0;
+      // zstd is loaded by the first call that needs it (about 10 MiB that most senders never use).
+      if (encoding === 'zstd' && !zstdReady()) {
+        loadZstd().then(
+          () => this.unframeAndExport(stream, handler, body, encoding, reservation),
+          (err: unknown) => {
+            reservation.release();
+            this.logger.error({ err }, 'cannot decompress an OTLP/gRPC zstd request');
+            respondStatus(stream, GrpcStatus.INTERNAL, 'internal error: zstd is not available');
+          },
+        );
         return;
       }
-      this.export(stream, handler, message, reservation);
+      this.unframeAndExport(stream, handler, body, encoding, reservation);
     });
+  }
+
+  private unframeAndExport(stream: http2.ServerHttp2Stream, handler: ExportHandler, body: Buffer, encoding: string, reservation: Reservation): void {
+    let message: Buffer;
+    try {
+      message = this.unframe(body, encoding);
+    } catch (err) {
+      reservation.release();
+      if (err instanceof CallError) {
+        respondStatus(stream, err.code, err.message);
+      } else {
+        this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
+        respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+      }
+      return;
+    }
+    this.export(stream, handler, message, reservation);
   }
 
   /** The one request message of a unary call, decompressed. */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
-import { DecompressError, decompress, loadZstd, type Compression } from '../../util/compression';
+import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
@@ -86,7 +86,6 @@ export class OtlpHttpServer {
   }
 
   async start(): Promise<void> {
-    await loadZstd();
     const { readHeaderTimeoutMs, readTimeoutMs, idleTimeoutMs } = this.config;
     // Go's rules, which the Collector's keys follow: no header timeout means read_timeout's, and
     // the header timeout cannot outlast the whole request's.
@@ -236,6 +235,8 @@ export class OtlpHttpServer {
       throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, 'request body not received in full');
     }
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    // zstd is loaded by the first request that needs it (about 10 MiB that most senders never use).
+    if (contentEncoding === 'zstd' && !zstdReady()) await loadZstd();
     return decompressBody(raw, contentEncoding, limit);
   }
 

@@ -5,6 +5,7 @@ import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { decodeToPlain, types } from '../../../src/pdata/codec';
 import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { loadZstd } from '../../../src/util/compression';
 import { snappyFramed, zstdCompress, zstdWithoutContentSize } from '../../helpers/compression';
 import { rawExportMethod } from '../../helpers/grpc';
 import type { Service } from '../../../src/service/service';
@@ -103,6 +104,7 @@ void describe('OTLP/gRPC receiver', () => {
   let grpcPort = 0;
 
   before(async () => {
+    await loadZstd();
     await sink.start();
     const [gp = 0, httpPort = 0] = await freePorts(2);
     grpcPort = gp;

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { compress as snappyjsCompress } from 'snappyjs';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import type { Service } from '../../../src/service/service';
+import { loadZstd } from '../../../src/util/compression';
 import { rawZstdBlock, snappyFramed, zstdCompress, zstdWithoutContentSize } from '../../helpers/compression';
 import { encodeTraces, gzip, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts } from '../../helpers/ports';
@@ -119,6 +120,7 @@ void describe('OTLP/HTTP receiver', () => {
   let metricsPort = 0;
 
   before(async () => {
+    await loadZstd();
     await sink.start();
     const [grpcPort = 0, hp = 0, mp = 0] = await freePorts(3);
     httpPort = hp;

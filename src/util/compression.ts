@@ -170,20 +170,41 @@ function zstdDecompress(data: Uint8Array, limit: number): Buffer {
 
 // ---- snappy -------------------------------------------------------------------------------------
 
-const CRC32C_TABLE = (() => {
-  const table = new Int32Array(256);
+/** CRC-32C lookup tables for 8 bytes at a time (slicing-by-8): table k is for the byte k places from the end. */
+const CRC32C_TABLES = (() => {
+  const tables = Array.from({ length: 8 }, () => new Int32Array(256));
+  const t0 = tables[0]!;
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    table[n] = c;
+    t0[n] = c;
   }
-  return table;
+  for (let k = 1; k < 8; k++) {
+    const prev = tables[k - 1]!;
+    const table = tables[k]!;
+    for (let n = 0; n < 256; n++) table[n] = (prev[n]! >>> 8) ^ t0[prev[n]! & 0xff]!;
+  }
+  return tables as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array];
 })();
 
 /** CRC-32C (Castagnoli), masked as the snappy framing format stores it. */
 export function snappyChecksum(data: Uint8Array): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC32C_TABLES;
   let crc = -1;
-  for (let i = 0; i < data.length; i++) crc = CRC32C_TABLE[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  let i = 0;
+  for (const end = data.length - 8; i <= end; i += 8) {
+    crc ^= data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
+    crc =
+      t7[crc & 0xff]! ^
+      t6[(crc >>> 8) & 0xff]! ^
+      t5[(crc >>> 16) & 0xff]! ^
+      t4[crc >>> 24]! ^
+      t3[data[i + 4]!]! ^
+      t2[data[i + 5]!]! ^
+      t1[data[i + 6]!]! ^
+      t0[data[i + 7]!]!;
+  }
+  for (; i < data.length; i++) crc = t0[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
   crc = ~crc >>> 0;
   return ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
 }

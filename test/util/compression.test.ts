@@ -108,6 +108,18 @@ test('the framing checksum is the masked CRC-32C', () => {
   // CRC-32C("123456789") = 0xe3069283, masked as the framing format specifies.
   const crc = 0xe3069283;
   assert.equal(snappyChecksum(Buffer.from('123456789')), ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0);
+  // Longer inputs, at every alignment of the 8-byte loop: against a bit-at-a-time CRC-32C.
+  const bitwise = (data: Uint8Array) => {
+    let c = 0xffffffff;
+    for (const byte of data) {
+      c ^= byte;
+      for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    }
+    const v = ~c >>> 0;
+    return ((((v >>> 15) | (v << 17)) >>> 0) + 0xa282ead8) >>> 0;
+  };
+  const data = Buffer.from(Array.from({ length: 100 }, (_, i) => (i * 37 + 11) & 0xff));
+  for (let n = 0; n <= data.length; n++) assert.equal(snappyChecksum(data.subarray(0, n)), bitwise(data.subarray(0, n)), `${n} bytes`);
 });
 
 test('gzip and deflate decompress what zlib writes, and zstd what the library writes at another level', async () => {

@@ -25,6 +25,8 @@ export interface HttpProtocolConfig {
   readonly idleTimeoutMs: number;
   /** Connections open at once; 0: no limit but the fd limit's. */
   readonly maxConnections: number;
+  /** Content-Encoding values accepted ("" for none); undefined: all of HTTP_CONTENT_ENCODINGS. */
+  readonly compressionAlgorithms?: ReadonlySet<string> | undefined;
   /** undefined: plaintext. */
   readonly tls?: ServerTlsConfig | undefined;
 }
@@ -47,10 +49,9 @@ class HttpError extends Error {
   }
 }
 
-/** Content-Encoding values accepted, as the Collector's confighttp accepts them (lz4 aside). */
+/** Content-Encoding values known, as the Collector's confighttp accepts them (lz4 aside); `identity` counts as "". */
 const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
   ['', undefined],
-  ['identity', undefined],
   ['gzip', 'gzip'],
   ['deflate', 'deflate'],
   ['zlib', 'deflate'],
@@ -58,6 +59,9 @@ const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<
   ['snappy', 'snappy'],
   ['x-snappy-framed', 'x-snappy-framed'],
 ]);
+
+/** The compression_algorithms names, in confighttp's order. */
+export const HTTP_CONTENT_ENCODINGS: readonly string[] = ['', 'gzip', 'zstd', 'zlib', 'snappy', 'deflate', 'x-snappy-framed'];
 
 /** OTLP/HTTP: POST protobuf or JSON bodies, plain or compressed, answered per the OTLP spec. */
 export class OtlpHttpServer {
@@ -70,6 +74,8 @@ export class OtlpHttpServer {
   private closing = false;
   private stopTlsReload: () => void = () => undefined;
   private readonly refusals: ServerRefusals;
+  /** For the 415 message: what compression_algorithms allows. */
+  private readonly acceptedEncodings: string;
 
   constructor(
     private readonly config: HttpProtocolConfig,
@@ -79,6 +85,8 @@ export class OtlpHttpServer {
     counters: ServerCounters = NO_COUNTERS,
   ) {
     this.refusals = new ServerRefusals(counters, logger, 'OTLP/HTTP', 'request');
+    const accepted = HTTP_CONTENT_ENCODINGS.filter((e) => !config.compressionAlgorithms || config.compressionAlgorithms.has(e));
+    this.acceptedEncodings = accepted.map((e) => (e === '' ? 'none' : e)).join(', ') || 'nothing (compression_algorithms is empty)';
   }
 
   get port(): number {
@@ -206,9 +214,10 @@ export class OtlpHttpServer {
 
   private async readBody(req: http.IncomingMessage, reservation: Reservation): Promise<Uint8Array> {
     const limit = this.config.maxRequestBodySize;
-    const contentEncoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-    if (!CONTENT_ENCODINGS.has(contentEncoding)) {
-      throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(contentEncoding))}; use gzip, zstd, snappy, x-snappy-framed, deflate, zlib or none`);
+    const written = String(req.headers['content-encoding'] ?? '').trim().toLowerCase();
+    const contentEncoding = written === 'identity' ? '' : written;
+    if (!CONTENT_ENCODINGS.has(contentEncoding) || (this.config.compressionAlgorithms && !this.config.compressionAlgorithms.has(contentEncoding))) {
+      throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(written))}; use ${this.acceptedEncodings}`);
     }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {

@@ -3,7 +3,7 @@ import type { Node } from '../../config/reader';
 import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
-import { OtlpHttpServer, type HttpProtocolConfig } from './http-server';
+import { HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type HttpProtocolConfig } from './http-server';
 import { parseServerTls } from '../../util/tls';
 import { InflightBytes, type ServerCounters } from './inflight';
 
@@ -54,6 +54,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     'read_timeout',
     'idle_timeout',
     'max_connections',
+    'compression_algorithms',
     'tls',
   ]);
   const path = (key: string, fallback: string) => {
@@ -71,8 +72,22 @@ function parseHttp(node: Node): HttpProtocolConfig {
     readTimeoutMs: at('read_timeout').duration(60_000),
     idleTimeoutMs: at('idle_timeout').duration(60_000),
     maxConnections: at('max_connections').integer(0, 0),
+    compressionAlgorithms: parseCompressionAlgorithms(at('compression_algorithms')),
     tls: parseServerTls(at('tls')),
   };
+}
+
+/** confighttp's compression_algorithms: the Content-Encoding values accepted, "" for none. */
+function parseCompressionAlgorithms(node: Node): ReadonlySet<string> {
+  if (node.isAbsent) return new Set(HTTP_CONTENT_ENCODINGS);
+  const accepted = new Set<string>();
+  for (const item of node.list()) {
+    const name = item.string('').trim().toLowerCase();
+    if (HTTP_CONTENT_ENCODINGS.includes(name)) accepted.add(name);
+    else if (name === 'lz4') item.report('lz4 is not supported');
+    else item.report(`must be one of ${HTTP_CONTENT_ENCODINGS.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(name)}`);
+  }
+  return accepted;
 }
 
 export function parseOtlpReceiverConfig(node: Node): OtlpReceiverConfig {

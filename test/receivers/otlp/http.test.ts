@@ -6,7 +6,9 @@ import { after, before, describe, test } from 'node:test';
 import { compress as snappyjsCompress } from 'snappyjs';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import type { Service } from '../../../src/service/service';
+import { OtlpReceiver, parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
 import { loadZstd } from '../../../src/util/compression';
+import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
 import { rawZstdBlock, snappyFramed, zstdCompress, zstdWithoutContentSize } from '../../helpers/compression';
 import { encodeTraces, gzip, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts } from '../../helpers/ports';
@@ -659,5 +661,32 @@ void describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 1);
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
     assert.equal(service?.state, 'ready');
+  });
+});
+
+void describe('compression_algorithms', () => {
+  void test('only the listed Content-Encodings are accepted ("" for none), others 415 naming what is; unknown names and lz4 are config errors', async () => {
+    const capture = new Capture();
+    const config = parseWith(parseOtlpReceiverConfig, { protocols: { http: { endpoint: '127.0.0.1:0', compression_algorithms: ['', 'gzip'] } } });
+    const receiver = new OtlpReceiver(testSettings('otlp'), config, new Map([['traces', capture]]));
+    await receiver.start();
+    try {
+      const port = receiver.httpServer!.port;
+      const body = encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]);
+      assert.equal((await request(port, protobuf(body))).status, 200);
+      assert.equal((await request(port, protobuf(body, { 'content-encoding': 'identity' }))).status, 200);
+      assert.equal((await request(port, protobuf(gzip(body), { 'content-encoding': 'gzip' }))).status, 200);
+      const refused = await request(port, protobuf(Buffer.from(zstdCompress(body)), { 'content-encoding': 'zstd' }));
+      assert.equal(refused.status, 415);
+      assert.equal(protobufStatus(refused).message, 'unsupported Content-Encoding "zstd"; use none, gzip');
+      assert.equal(capture.batches.length, 3);
+    } finally {
+      await receiver.shutdown();
+    }
+    const errors = configErrors(parseOtlpReceiverConfig, { protocols: { http: { compression_algorithms: ['gzip', 'lz4', 'br'] } } }, 'receivers::otlp');
+    assert.deepEqual(errors, [
+      'receivers::otlp::protocols::http::compression_algorithms[1]: lz4 is not supported',
+      'receivers::otlp::protocols::http::compression_algorithms[2]: must be one of "", "gzip", "zstd", "zlib", "snappy", "deflate", "x-snappy-framed", got "br"',
+    ]);
   });
 });

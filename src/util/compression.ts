@@ -145,8 +145,9 @@ function zstdDecompress(data: Uint8Array, limit: number): Buffer {
   if (!wasm) throw new Error('zstd is not loaded (loadZstd() was not awaited)');
   const extent = zstdExtent(data);
   if (extent.exact && extent.size > limit) throw new DecompressError(true, `decompressed size ${extent.size} exceeds the limit of ${limit} bytes`);
-  if (extent.size === 0) return Buffer.alloc(0);
-  const capacity = Math.min(extent.size, limit, ZSTD_MAX_CAPACITY);
+  if (data.length === 0) return Buffer.alloc(0);
+  // At least one byte, so that zstd still checks frames that claim to hold nothing.
+  const capacity = Math.max(1, Math.min(extent.size, limit, ZSTD_MAX_CAPACITY));
   const src = wasm._malloc(data.length);
   const dst = src === 0 ? 0 : wasm._malloc(capacity);
   try {

@@ -104,6 +104,29 @@ test('random bytes never throw anything but DecompressError (property)', () => {
   );
 });
 
+test('valid data with bytes changed or cut never throws anything but DecompressError (property)', async () => {
+  const samples = await Promise.all(
+    ALL.map(async (compression) => [compression, await compress(compression, Buffer.from('resource spans scope spans span '.repeat(300)))] as const),
+  );
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...samples),
+      fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }),
+      fc.nat(),
+      ([compression, packed], changes, cut) => {
+        const data = Buffer.from(packed);
+        for (const { at, value } of changes) data[at % data.length] = value;
+        try {
+          decompress(compression, data.subarray(0, data.length - (cut % 3 === 0 ? cut % data.length : 0)), 1 << 16);
+        } catch (err) {
+          assert.ok(err instanceof DecompressError, `${compression}: ${String(err)}`);
+        }
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
 test('the framing checksum is the masked CRC-32C', () => {
   // CRC-32C("123456789") = 0xe3069283, masked as the framing format specifies.
   const crc = 0xe3069283;

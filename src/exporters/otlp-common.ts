@@ -4,10 +4,15 @@ import type { Node } from '../config/reader';
 import { parseClientTls, type ClientTlsConfig } from '../util/tls';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig } from './exporterhelper/exporterhelper';
 
+/** Request compressions: configgrpc's for otlp, confighttp's (lz4 aside) for otlphttp. */
+export const GRPC_COMPRESSIONS = ['gzip', 'zstd', 'snappy', 'none'] as const;
+export const HTTP_COMPRESSIONS = ['gzip', 'zstd', 'snappy', 'x-snappy-framed', 'zlib', 'deflate', 'none'] as const;
+export type ClientCompression = (typeof HTTP_COMPRESSIONS)[number];
+
 /** Options shared by the otlp and otlphttp exporters. */
 export interface OtlpClientConfig {
   readonly headers: Readonly<Record<string, string>>;
-  readonly compression: 'gzip' | 'none';
+  readonly compression: ClientCompression;
   readonly tls: ClientTlsConfig;
   readonly helper: HelperConfig;
   /** Id of the client authenticator extension whose headers every request carries; undefined: none. */
@@ -42,10 +47,12 @@ export function parseHttpUrl(node: Node, example: string, fallback = ''): URL | 
   }
 }
 
-export function parseOtlpClientConfig(at: (key: string) => Node): OtlpClientConfig {
+export function parseOtlpClientConfig(at: (key: string) => Node, allowed: readonly ClientCompression[]): OtlpClientConfig {
+  const node = at('compression');
   return {
     headers: at('headers').stringMap(),
-    compression: at('compression').oneOf<'gzip' | 'none'>('gzip', ['gzip', 'none']),
+    // As in the Collector: gzip by default, and "" means none.
+    compression: node.value === '' ? 'none' : node.oneOf<ClientCompression>('gzip', allowed),
     tls: parseClientTls(at('tls')),
     helper: parseHelperConfig(at),
     auth: parseAuth(at('auth')),

@@ -18,6 +18,7 @@ import { parseRequest } from '../../src/pdata/scan';
 import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
 import { rawExportMethod } from '../helpers/grpc';
 import { SelfTelemetry } from '../../src/service/telemetry';
+import { decompress } from '../../src/util/compression';
 import { GrpcSink, HttpSink } from '../helpers/sink';
 import { hostInstance, obiTraceRequest } from '../helpers/obi';
 import { waitFor } from '../helpers/ports';
@@ -77,16 +78,17 @@ describe('otlp (gRPC) exporter', () => {
     assert.equal(await counterValue(telemetry, 'otelcol_exporter_sent_spans'), 12);
   });
 
-  for (const compression of ['gzip', 'none'] as const) {
+  for (const compression of ['gzip', 'zstd', 'snappy', 'none'] as const) {
     test(`compression: ${compression} is what goes on the wire`, async () => {
       // A bare HTTP/2 server, to see the grpc-encoding header and the message's compressed flag.
-      const seen: { encoding: string | undefined; compressedFlag: number | undefined }[] = [];
+      const seen: { encoding: string | undefined; compressedFlag: number | undefined; message: Buffer }[] = [];
       const server = http2.createServer();
       server.on('stream', (stream, headers) => {
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
-          seen.push({ encoding: headers['grpc-encoding'] as string | undefined, compressedFlag: Buffer.concat(chunks)[0] });
+          const body = Buffer.concat(chunks);
+          seen.push({ encoding: headers['grpc-encoding'] as string | undefined, compressedFlag: body[0], message: body.subarray(5) });
           stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
           stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
           stream.end(Buffer.from([0, 0, 0, 0, 0]));
@@ -101,18 +103,25 @@ describe('otlp (gRPC) exporter', () => {
         sending_queue: { enabled: false },
       });
       await exporter.start(noop);
+      const batch = batchOf(2, 2);
       try {
-        await exporter.consume(batchOf(2, 2));
+        await exporter.consume(batch);
       } finally {
         await exporter.shutdown();
         await new Promise<void>((resolve) => server.close(() => resolve()));
       }
       assert.equal(seen.length, 1);
-      if (compression === 'gzip') {
-        assert.equal(seen[0]!.encoding, 'gzip');
-        assert.equal(seen[0]!.compressedFlag, 1);
-      } else {
+      const expected = Buffer.from(batch.toRequestBytes());
+      if (compression === 'none') {
+        assert.equal(seen[0]!.encoding, undefined);
         assert.equal(seen[0]!.compressedFlag, 0);
+        assert.deepEqual(seen[0]!.message, expected);
+      } else {
+        assert.equal(seen[0]!.encoding, compression);
+        assert.equal(seen[0]!.compressedFlag, 1);
+        // gRPC's snappy codec writes the framing format (it starts with the stream identifier).
+        if (compression === 'snappy') assert.equal(seen[0]!.message.subarray(4, 10).toString(), 'sNaPpY');
+        assert.deepEqual(decompress(compression === 'snappy' ? 'x-snappy-framed' : compression, seen[0]!.message, 1 << 20), expected);
       }
     });
   }
@@ -332,6 +341,32 @@ describe('otlphttp exporter', () => {
     assert.equal(sink.requests[0]!.headers['content-encoding'], 'gzip');
     assert.equal(sink.requests[0]!.headers['content-type'], 'application/x-protobuf');
     assert.deepEqual(sink.requests[0]!.body, Buffer.from(batch.toRequestBytes()));
+  });
+
+  for (const compression of ['zstd', 'snappy', 'x-snappy-framed', 'zlib', 'deflate', 'none'] as const) {
+    test(`protobuf, ${compression}: Content-Encoding names it and the body decompresses to the batch`, async () => {
+      sink.requests.length = 0;
+      const exporter = await exporterFor({ compression, sending_queue: { enabled: false } });
+      const batch = batchOf(2, 3);
+      await exporter.consume(batch);
+      await exporter.shutdown();
+      assert.equal(sink.requests[0]!.headers['content-encoding'], compression === 'none' ? undefined : compression);
+      assert.deepEqual(sink.requests[0]!.body, Buffer.from(batch.toRequestBytes()));
+    });
+  }
+
+  test('compression config: unknown names and levels are refused with their key; lz4 is not offered; "" is none', () => {
+    const errors = (raw: Record<string, unknown>, factory: ExporterFactory<unknown> = otlpHttpExporterFactory) => {
+      const issues = new ConfigIssues();
+      factory.parseConfig(new Node({ endpoint: factory === otlpHttpExporterFactory ? 'http://127.0.0.1:4318' : '127.0.0.1:4317', ...raw }, 'exporters::x', issues));
+      return issues.errors.join('\n');
+    };
+    assert.match(errors({ compression: 'lz4' }), /exporters::x::compression: must be one of gzip, zstd, snappy, x-snappy-framed, zlib, deflate, none, got "lz4"/);
+    assert.match(errors({ compression: 'deflate' }, otlpExporterFactory), /exporters::x::compression: must be one of gzip, zstd, snappy, none, got "deflate"/);
+    assert.match(errors({ compression: 'gzip', compression_params: { level: 12 } }), /exporters::x::compression_params::level: must be -1 \(default\) or 1 \(fastest\) to 9/);
+    assert.match(errors({ compression: 'snappy', compression_params: { level: 1 } }), /exporters::x::compression_params::level: is not supported for compression snappy/);
+    assert.equal(errors({ compression: 'zstd', compression_params: { level: 11 } }), '');
+    assert.equal(errors({ compression: '' }, otlpExporterFactory), '');
   });
 
   test('encoding: json sends OTLP/JSON with hex ids that decodes to the same spans', async () => {

@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { SelfTelemetry } from '../../src/service/telemetry';
+import { loadZstd } from '../../src/util/compression';
+import { zstdCompress } from '../helpers/compression';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts } from '../helpers/ports';
 
@@ -62,6 +64,58 @@ describe('libraries the protobuf fast path does not need are not loaded', () => 
     const { status, packages } = await packagesLoadedBy(config, httpPort, body, `http://127.0.0.1:${metricsPort}/metrics`);
     assert.equal(status, 200);
     assert.ok(packages.includes('prom-client'), `prom-client not loaded: ${packages.join(', ')}`);
+  });
+});
+
+describe('zstd is loaded by the first request that needs it', () => {
+  test('not at start; a zstd request over HTTP and then over gRPC each loads it (or finds it loaded) and is accepted', async () => {
+    const [httpPort, grpcPort] = await freePorts(2);
+    await loadZstd();
+    const body = encodeTraces([obiResourceSpans(hostInstance('h', 1), [obiSpan()])]);
+    const zstdBody = Buffer.from(zstdCompress(body));
+    const config = {
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` }, grpc: { endpoint: `127.0.0.1:${grpcPort}` } } } },
+      exporters: { debug: { verbosity: 'basic' } },
+      service: { pipelines: { traces: { receivers: ['otlp'], exporters: ['debug'] } }, telemetry: { metrics: { level: 'none' } } },
+    };
+    // Which call comes first varies, so each protocol's first-request path is taken in one run.
+    for (const first of ['http', 'grpc'] as const) {
+      const script = `
+        const http2 = require('node:http2');
+        const { startService } = require(${JSON.stringify(path.join(__dirname, '..', 'helpers', 'service.js'))});
+        const loaded = () => Object.keys(require.cache).some((f) => f.includes('zstd-wasm'));
+        const body = Buffer.from(process.argv[2], 'base64');
+        const viaHttp = async () => (await fetch('http://127.0.0.1:${httpPort}/v1/traces', {
+          method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'zstd' }, body,
+        })).status;
+        const viaGrpc = () => new Promise((resolve, reject) => {
+          const session = http2.connect('http://127.0.0.1:${grpcPort}');
+          const prefix = Buffer.alloc(5); prefix[0] = 1; prefix.writeUInt32BE(body.length, 1);
+          const call = session.request({ ':method': 'POST', ':path': '/opentelemetry.proto.collector.trace.v1.TraceService/Export', 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': 'zstd' });
+          let status;
+          call.on('response', (h) => { if (h['grpc-status'] !== undefined) status = h['grpc-status']; });
+          call.on('trailers', (t) => { status = t['grpc-status']; });
+          call.resume();
+          call.on('close', () => { session.close(); resolve(status); });
+          call.on('error', reject);
+          call.end(Buffer.concat([prefix, body]));
+        });
+        (async () => {
+          const service = await startService(JSON.parse(process.argv[1]));
+          try {
+            const atStart = loaded();
+            const results = process.argv[3] === 'http' ? [await viaHttp(), await viaGrpc()] : [await viaGrpc(), await viaHttp()];
+            process.stdout.write(JSON.stringify({ atStart, results, after: loaded() }));
+          } finally {
+            await service.shutdown();
+          }
+        })().catch((err) => { console.error(err); process.exit(1); });`;
+      const { stdout } = await run(process.execPath, ['-e', script, JSON.stringify(config), zstdBody.toString('base64'), first], { timeout: 20_000 });
+      const result = JSON.parse(stdout) as { atStart: boolean; results: (number | string)[]; after: boolean };
+      assert.equal(result.atStart, false, 'zstd not loaded at start');
+      assert.deepEqual(result.results, first === 'http' ? [200, '0'] : ['0', 200], `${first} first`);
+      assert.equal(result.after, true);
+    }
   });
 });
 

@@ -1,15 +1,15 @@
 import * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
-import { promisify } from 'node:util';
-import * as zlib from 'node:zlib';
+import { DecompressError, compress, decompress, zstdReady, type Compression } from '../../util/compression';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
 
 // A unary gRPC client on node:http2, for the otlp exporter. OTLP export is one request, one
 // response: the framing is five bytes and the status comes in trailers, so this costs a third of
 // the CPU of a general-purpose gRPC stack for the same call (docs/performance.md).
 
-const gzip = promisify(zlib.gzip);
-const gunzip = promisify(zlib.gunzip);
+/** grpc-encoding names and the compressions they stand for (gRPC's snappy is the framing format). */
+const RESPONSE_ENCODINGS: Readonly<Record<string, Compression>> = { gzip: 'gzip', deflate: 'deflate', zstd: 'zstd', snappy: 'snappy' };
+const REQUEST_COMPRESSION = { gzip: 'gzip', zstd: 'zstd', snappy: 'x-snappy-framed' } as const satisfies Record<string, Compression>;
 
 /** How long a connection has to answer a PING after a call on it timed out. */
 const PING_TIMEOUT_MS = 5000;
@@ -38,7 +38,8 @@ export interface UnaryResult {
 export interface GrpcClientOptions {
   /** TLS options (CA, client certificate, server name, versions); undefined: plaintext. */
   readonly tls: tls.ConnectionOptions | undefined;
-  readonly gzip: boolean;
+  /** grpc-encoding of the request messages; undefined: uncompressed. */
+  readonly compression?: 'gzip' | 'zstd' | 'snappy' | undefined;
   readonly metadata: Readonly<Record<string, string>>;
   /**
    * Headers from a client authenticator, asked per call; the same object while the credentials
@@ -86,8 +87,9 @@ export class GrpcUnaryClient {
 
   /** Calls `path` with one message; resolves with the status (never rejects for a gRPC error). */
   async call(path: string, message: Buffer, signal: AbortSignal, timeoutMs: number): Promise<UnaryResult> {
-    const payload = this.options.gzip ? await gzip(message) : message;
-    const frameHeader = messagePrefix(this.options.gzip, payload.length);
+    const encoding = this.options.compression;
+    const payload = encoding ? await compress(REQUEST_COMPRESSION[encoding], message) : message;
+    const frameHeader = messagePrefix(encoding !== undefined, payload.length);
     const headers = this.headersFor(path, timeoutMs);
     const session = this.connect();
     return new Promise<UnaryResult>((resolve) => {
@@ -127,11 +129,11 @@ export class GrpcUnaryClient {
 
       let httpStatus = 0;
       let status: http2.IncomingHttpHeaders = {};
-      let compressed = false;
+      let responseEncoding = 'identity';
       const chunks: Buffer[] = [];
       call.on('response', (responseHeaders) => {
         httpStatus = Number(responseHeaders[':status']);
-        compressed = responseHeaders['grpc-encoding'] === 'gzip';
+        responseEncoding = String(responseHeaders['grpc-encoding'] ?? 'identity');
         // A trailers-only response carries the status in its headers.
         if (responseHeaders['grpc-status'] !== undefined) status = responseHeaders;
       });
@@ -168,14 +170,17 @@ export class GrpcUnaryClient {
           finish({ code, message: text, details, response: message && message.subarray(MESSAGE_PREFIX_LENGTH) });
           return;
         }
-        if (!compressed) {
-          unreadable(new Error('compressed response without grpc-encoding: gzip'));
+        const compression = RESPONSE_ENCODINGS[responseEncoding];
+        if (compression === undefined || (compression === 'zstd' && !zstdReady())) {
+          unreadable(new Error(responseEncoding === 'identity' ? 'compressed response without grpc-encoding' : `compressed response in unknown grpc-encoding ${JSON.stringify(responseEncoding)}`));
           return;
         }
-        gunzip(message.subarray(MESSAGE_PREFIX_LENGTH), { maxOutputLength: MAX_RESPONSE_BYTES }).then(
-          (response) => finish({ code, message: text, details, response }),
-          unreadable,
-        );
+        try {
+          finish({ code, message: text, details, response: decompress(compression, message.subarray(MESSAGE_PREFIX_LENGTH), MAX_RESPONSE_BYTES) });
+        } catch (err) {
+          if (!(err instanceof DecompressError)) throw err;
+          unreadable(err);
+        }
       });
       // One writev for prefix and message instead of two writes.
       call.cork();
@@ -202,11 +207,11 @@ export class GrpcUnaryClient {
         'content-type': 'application/grpc',
         te: 'trailers',
         'user-agent': 'spansieve',
-        'grpc-accept-encoding': 'identity,gzip',
+        'grpc-accept-encoding': zstdReady() ? 'identity,gzip,deflate,zstd,snappy' : 'identity,gzip,deflate,snappy',
       };
       // gRPC metadata keys are lower-case (HTTP/2 requires it).
       for (const [name, value] of Object.entries(auth ?? {})) headers[name.toLowerCase()] = value;
-      if (this.options.gzip) headers['grpc-encoding'] = 'gzip';
+      if (this.options.compression) headers['grpc-encoding'] = this.options.compression;
       if (timeoutMs > 0) headers['grpc-timeout'] = grpcTimeout(timeoutMs);
       this.headerCache.set(key, headers);
     }

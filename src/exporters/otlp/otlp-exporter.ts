@@ -8,7 +8,8 @@ import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
 import { GrpcUnaryClient, type UnaryResult } from './grpc-client';
-import { OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { GRPC_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { loadZstd } from '../../util/compression';
 
 export interface OtlpGrpcExporterConfig extends OtlpClientConfig {
   /** host:port of an OTLP/gRPC server (Jaeger, a Collector, another spansieve). */
@@ -28,7 +29,7 @@ export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig 
   if (!endpointNode.isAbsent && !parseHostPort(endpoint)) {
     endpointNode.report(`expected host:port (e.g. 127.0.0.1:4317), got ${JSON.stringify(endpointNode.value)}`);
   }
-  const client = parseOtlpClientConfig(at);
+  const client = parseOtlpClientConfig(at, GRPC_COMPRESSIONS);
   for (const name of Object.keys(client.headers)) {
     if (HTTP2_FORBIDDEN_HEADERS.has(name.toLowerCase()) || name.startsWith(':')) {
       at('headers').child(name).report('is a connection-level header, which HTTP/2 (and so gRPC) does not allow');
@@ -67,9 +68,11 @@ export class OtlpGrpcExporter extends RequestExporter {
       // gRPC-Go refuses per-call credentials without TLS; sent here, but said.
       this.settings.logger.warn({ endpoint: this.config.endpoint }, 'auth: the credentials go over a plaintext connection (tls.insecure); anyone on the path can read them');
     }
+    const compression = this.config.compression;
+    if (compression === 'zstd') await loadZstd();
     this.client = new GrpcUnaryClient(this.config.endpoint, {
       tls: tls.insecure ? undefined : tls.options,
-      gzip: this.config.compression === 'gzip',
+      compression: compression === 'gzip' || compression === 'zstd' || compression === 'snappy' ? compression : undefined,
       metadata: this.metadata,
       ...(auth ? { authHeaders: () => auth.requestHeaders() } : {}),
     });

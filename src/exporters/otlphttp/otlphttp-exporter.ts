@@ -1,7 +1,5 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { promisify } from 'node:util';
-import * as zlib from 'node:zlib';
 import { clientAuthenticator, type ClientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
@@ -9,13 +7,42 @@ import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
 import { toOtlpJson, types } from '../../pdata/codec';
 import { RequestExporter } from '../exporterhelper/request-exporter';
-import { OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
+import { compress, loadZstd, type Compression } from '../../util/compression';
+import { HTTP_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, type ClientCompression, type OtlpClientConfig } from '../otlp-common';
 
-const gzip = promisify(zlib.gzip);
+/** What each `compression` value sends (`zlib` and `deflate` are both the zlib format, as in confighttp). */
+const BODY_COMPRESSION: Readonly<Record<Exclude<ClientCompression, 'none'>, Compression>> = {
+  gzip: 'gzip',
+  zstd: 'zstd',
+  snappy: 'snappy',
+  'x-snappy-framed': 'x-snappy-framed',
+  zlib: 'deflate',
+  deflate: 'deflate',
+};
+/** confighttp's default zstd speed is its fastest, zstd's level 1. */
+const ZSTD_HTTP_DEFAULT_LEVEL = 1;
 
 export interface OtlpHttpExporterConfig extends OtlpClientConfig {
   readonly urls: Readonly<Record<Signal, URL | undefined>>;
   readonly encoding: 'proto' | 'json';
+  /** compression_params::level; undefined: the compression's default. */
+  readonly compressionLevel: number | undefined;
+}
+
+/** compression_params::level, with confighttp's rules: 0 is the default; zlib levels for gzip, zlib, deflate; any for zstd; none for snappy. */
+function parseCompressionLevel(node: Node, compression: ClientCompression): number | undefined {
+  const level = node.struct(['level'])('level');
+  const value = level.integer(0, -1000, 1000);
+  if (value === 0) return compression === 'zstd' ? ZSTD_HTTP_DEFAULT_LEVEL : undefined;
+  if (compression === 'gzip' || compression === 'zlib' || compression === 'deflate') {
+    if (value >= -1 && value <= 9) return value;
+    level.report(`must be -1 (default) or 1 (fastest) to 9 (smallest) for ${compression}, got ${value}`);
+    return undefined;
+  }
+  // zstd's levels run from negative (fastest) to 22; out of range means the nearest.
+  if (compression === 'zstd') return Math.max(-7, Math.min(22, value));
+  level.report(`is not supported for compression ${compression}`);
+  return undefined;
 }
 
 function parseUrl(node: Node, fallback: string | undefined): URL | undefined {
@@ -23,7 +50,7 @@ function parseUrl(node: Node, fallback: string | undefined): URL | undefined {
 }
 
 export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig {
-  const at = node.struct(['endpoint', 'traces_endpoint', 'metrics_endpoint', 'encoding', ...OTLP_CLIENT_KEYS]);
+  const at = node.struct(['endpoint', 'traces_endpoint', 'metrics_endpoint', 'encoding', 'compression_params', ...OTLP_CLIENT_KEYS]);
   const base = parseUrl(at('endpoint'), undefined);
   const under = (path: string) => (base ? new URL(base.pathname.replace(/\/$/, '') + path, base).toString() : undefined);
   const urls = {
@@ -31,7 +58,9 @@ export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig 
     metrics: parseUrl(at('metrics_endpoint'), under('/v1/metrics')),
   };
   if (!urls.traces && !urls.metrics) at('endpoint').report('required: base URL of the OTLP/HTTP server, e.g. http://127.0.0.1:4318');
-  return { urls, encoding: at('encoding').oneOf<'proto' | 'json'>('proto', ['proto', 'json']), ...parseOtlpClientConfig(at) };
+  const client = parseOtlpClientConfig(at, HTTP_COMPRESSIONS);
+  const compressionLevel = parseCompressionLevel(at('compression_params'), client.compression);
+  return { urls, encoding: at('encoding').oneOf<'proto' | 'json'>('proto', ['proto', 'json']), compressionLevel, ...client };
 }
 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
@@ -49,6 +78,7 @@ export class OtlpHttpExporter extends RequestExporter {
 
   async start(host?: Host): Promise<void> {
     if (this.config.auth !== undefined) this.auth = clientAuthenticator(host, this.config.auth);
+    if (this.config.compression === 'zstd') await loadZstd();
     await this.helper.start(host);
   }
 
@@ -71,9 +101,10 @@ export class OtlpHttpExporter extends RequestExporter {
       ...this.auth?.requestHeaders(),
       'content-type': json ? 'application/json' : 'application/x-protobuf',
     };
-    if (this.config.compression === 'gzip') {
-      body = await gzip(body);
-      headers['content-encoding'] = 'gzip';
+    const compression = this.config.compression;
+    if (compression !== 'none') {
+      body = await compress(BODY_COMPRESSION[compression], body, this.config.compressionLevel);
+      headers['content-encoding'] = compression;
     }
     const response = await this.send(url, headers, body, signal);
     if (response.status >= 200 && response.status < 300) {

@@ -1,12 +1,12 @@
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
+import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
@@ -49,7 +49,15 @@ export const EXPORT_METHOD: Record<Signal, string> = {
   metrics: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
 };
 
-const ACCEPTED_ENCODINGS = 'identity,gzip,deflate';
+/** grpc-encoding values accepted: grpc-go's gzip, the Collector's zstd and snappy (framing format), deflate (zlib). */
+const GRPC_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
+  ['identity', undefined],
+  ['gzip', 'gzip'],
+  ['deflate', 'deflate'],
+  ['zstd', 'zstd'],
+  ['snappy', 'snappy'],
+]);
+const ACCEPTED_ENCODINGS = [...GRPC_ENCODINGS.keys()].join(',');
 /** An empty response message (a full success), with its prefix. */
 const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
@@ -337,7 +345,7 @@ export class OtlpGrpcServer {
       return;
     }
     const encoding = String(headers['grpc-encoding'] ?? 'identity');
-    if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
+    if (!GRPC_ENCODINGS.has(encoding)) {
       respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${JSON.stringify(echoed(encoding))} is not supported; use ${ACCEPTED_ENCODINGS}`);
       return;
     }
@@ -415,21 +423,39 @@ export class OtlpGrpcServer {
         respondStatus(stream, GrpcStatus.INTERNAL, `truncated request message: prefix says ${expected - MESSAGE_PREFIX_LENGTH} bytes, ${received - MESSAGE_PREFIX_LENGTH} arrived`);
         return;
       }
-      let message: Buffer;
-      try {
-        message = this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding);
-      } catch (err) {
-        reservation.release();
-        if (err instanceof CallError) {
-          respondStatus(stream, err.code, err.message);
-        } else {
-          this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
-          respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
-        }
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
+      chunks.length = 0;
+      // zstd is loaded by the first call that needs it (about 10 MiB that most senders never use).
+      if (encoding === 'zstd' && !zstdReady()) {
+        loadZstd().then(
+          () => this.unframeAndExport(stream, handler, body, encoding, reservation),
+          (err: unknown) => {
+            reservation.release();
+            this.logger.error({ err }, 'cannot decompress an OTLP/gRPC zstd request');
+            respondStatus(stream, GrpcStatus.INTERNAL, 'internal error: zstd is not available');
+          },
+        );
         return;
       }
-      this.export(stream, handler, message, reservation);
+      this.unframeAndExport(stream, handler, body, encoding, reservation);
     });
+  }
+
+  private unframeAndExport(stream: http2.ServerHttp2Stream, handler: ExportHandler, body: Buffer, encoding: string, reservation: Reservation): void {
+    let message: Buffer;
+    try {
+      message = this.unframe(body, encoding);
+    } catch (err) {
+      reservation.release();
+      if (err instanceof CallError) {
+        respondStatus(stream, err.code, err.message);
+      } else {
+        this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
+        respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+      }
+      return;
+    }
+    this.export(stream, handler, message, reservation);
   }
 
   /** The one request message of a unary call, decompressed. */
@@ -446,12 +472,11 @@ export class OtlpGrpcServer {
     if (flag !== 1) throw new CallError(GrpcStatus.INTERNAL, `invalid compressed-flag byte ${String(flag)} in the message prefix`);
     if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
     try {
-      const options = { maxOutputLength: this.maxMessageBytes };
-      return encoding === 'gzip' ? zlib.gunzipSync(message, options) : zlib.inflateSync(message, options);
+      return decompress(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes);
     } catch (err) {
-      const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger');
-      if (tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
-      throw new CallError(GrpcStatus.INVALID_ARGUMENT, `invalid ${encoding} message: ${(err as Error).message}`);
+      if (!(err instanceof DecompressError)) throw err;
+      if (err.tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+      throw new CallError(GrpcStatus.INVALID_ARGUMENT, `invalid ${encoding} message: ${err.message}`);
     }
   }
 

@@ -1,12 +1,12 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as net from 'node:net';
-import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
+import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
@@ -26,6 +26,8 @@ export interface HttpProtocolConfig {
   readonly idleTimeoutMs: number;
   /** Connections open at once; 0: no limit but the fd limit's. */
   readonly maxConnections: number;
+  /** Content-Encoding values accepted ("" for none); undefined: all of HTTP_CONTENT_ENCODINGS. */
+  readonly compressionAlgorithms?: ReadonlySet<string> | undefined;
   /** undefined: plaintext. */
   readonly tls?: ServerTlsConfig | undefined;
   /** Id of the authenticator extension every request must pass (`auth.authenticator`); undefined: none. */
@@ -52,7 +54,21 @@ class HttpError extends Error {
   }
 }
 
-/** OTLP/HTTP: POST protobuf or JSON bodies, plain or gzip/deflate, answered per the OTLP spec. */
+/** Content-Encoding values known, as the Collector's confighttp accepts them (lz4 aside); `identity` counts as "". */
+const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
+  ['', undefined],
+  ['gzip', 'gzip'],
+  ['deflate', 'deflate'],
+  ['zlib', 'deflate'],
+  ['zstd', 'zstd'],
+  ['snappy', 'snappy'],
+  ['x-snappy-framed', 'x-snappy-framed'],
+]);
+
+/** The compression_algorithms names, in confighttp's order. */
+export const HTTP_CONTENT_ENCODINGS: readonly string[] = ['', 'gzip', 'zstd', 'zlib', 'snappy', 'deflate', 'x-snappy-framed'];
+
+/** OTLP/HTTP: POST protobuf or JSON bodies, plain or compressed, answered per the OTLP spec. */
 export class OtlpHttpServer {
   private server: http.Server | undefined;
   private sockets = new Set<net.Socket>();
@@ -64,6 +80,8 @@ export class OtlpHttpServer {
   private stopTlsReload: () => void = () => undefined;
   private readonly refusals: ServerRefusals;
   private auth: ServerAuthenticator | undefined;
+  /** For the 415 message: what compression_algorithms allows. */
+  private readonly acceptedEncodings: string;
 
   constructor(
     private readonly config: HttpProtocolConfig,
@@ -73,6 +91,8 @@ export class OtlpHttpServer {
     counters: ServerCounters = NO_COUNTERS,
   ) {
     this.refusals = new ServerRefusals(counters, logger, 'OTLP/HTTP', 'request');
+    const accepted = HTTP_CONTENT_ENCODINGS.filter((e) => !config.compressionAlgorithms || config.compressionAlgorithms.has(e));
+    this.acceptedEncodings = accepted.map((e) => (e === '' ? 'none' : e)).join(', ') || 'nothing (compression_algorithms is empty)';
   }
 
   get port(): number {
@@ -222,6 +242,11 @@ export class OtlpHttpServer {
 
   private async readBody(req: http.IncomingMessage, reservation: Reservation): Promise<Uint8Array> {
     const limit = this.config.maxRequestBodySize;
+    const written = String(req.headers['content-encoding'] ?? '').trim().toLowerCase();
+    const contentEncoding = written === 'identity' ? '' : written;
+    if (!CONTENT_ENCODINGS.has(contentEncoding) || (this.config.compressionAlgorithms && !this.config.compressionAlgorithms.has(contentEncoding))) {
+      throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(written))}; use ${this.acceptedEncodings}`);
+    }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
@@ -247,7 +272,9 @@ export class OtlpHttpServer {
       throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, 'request body not received in full');
     }
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    return decompress(raw, String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase(), limit);
+    // zstd is loaded by the first request that needs it (about 10 MiB that most senders never use).
+    if (contentEncoding === 'zstd' && !zstdReady()) await loadZstd();
+    return decompressBody(raw, contentEncoding, limit);
   }
 
   private answer(req: http.IncomingMessage, res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
@@ -294,20 +321,17 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   };
 }
 
-function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {
-  if (contentEncoding === 'identity' || contentEncoding === '') return raw;
-  const options = { maxOutputLength: limit };
+/** The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. */
+function decompressBody(raw: Buffer, contentEncoding: string, limit: number): Buffer {
+  const compression = CONTENT_ENCODINGS.get(contentEncoding);
+  if (compression === undefined) return raw;
   try {
-    if (contentEncoding === 'gzip') return zlib.gunzipSync(raw, options);
-    if (contentEncoding === 'deflate') return zlib.inflateSync(raw, options);
+    return decompress(compression, raw, limit);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger')) {
-      throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes`);
-    }
-    throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, `invalid ${contentEncoding} body: ${(err as Error).message}`);
+    if (!(err instanceof DecompressError)) throw err;
+    if (err.tooLarge) throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes (${contentEncoding})`);
+    throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, `invalid ${contentEncoding} body: ${err.message}`);
   }
-  throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(contentEncoding))}; use gzip, deflate or none`);
 }
 
 function bodyEncoding(contentType: string | undefined): BodyEncoding | undefined {

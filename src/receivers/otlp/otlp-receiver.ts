@@ -4,7 +4,7 @@ import type { Node } from '../../config/reader';
 import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
-import { OtlpHttpServer, type HttpProtocolConfig } from './http-server';
+import { HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type HttpProtocolConfig } from './http-server';
 import { parseServerTls } from '../../util/tls';
 import { InflightBytes, type ServerCounters } from './inflight';
 
@@ -56,6 +56,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     'read_timeout',
     'idle_timeout',
     'max_connections',
+    'compression_algorithms',
     'tls',
     'auth',
   ]);
@@ -74,10 +75,24 @@ function parseHttp(node: Node): HttpProtocolConfig {
     readTimeoutMs: at('read_timeout').duration(60_000),
     idleTimeoutMs: at('idle_timeout').duration(60_000),
     maxConnections: at('max_connections').integer(0, 0),
+    compressionAlgorithms: parseCompressionAlgorithms(at('compression_algorithms')),
     tls: parseServerTls(at('tls')),
     auth: parseAuth(at('auth'), ['request_params']),
     requestParams: at('auth').child('request_params').list().map((n) => n.string('')).filter((name) => name !== ''),
   };
+}
+
+/** confighttp's compression_algorithms: the Content-Encoding values accepted, "" for none. */
+function parseCompressionAlgorithms(node: Node): ReadonlySet<string> {
+  if (node.isAbsent) return new Set(HTTP_CONTENT_ENCODINGS);
+  const accepted = new Set<string>();
+  for (const item of node.list()) {
+    const name = item.string('').trim().toLowerCase();
+    if (HTTP_CONTENT_ENCODINGS.includes(name)) accepted.add(name);
+    else if (name === 'lz4') item.report('lz4 is not supported');
+    else item.report(`must be one of ${HTTP_CONTENT_ENCODINGS.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(name)}`);
+  }
+  return accepted;
 }
 
 export function parseOtlpReceiverConfig(node: Node): OtlpReceiverConfig {

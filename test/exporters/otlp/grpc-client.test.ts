@@ -5,7 +5,9 @@ import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
 import { otlpExporterFactory } from '../../../src/exporters/otlp/otlp-exporter';
+import { loadZstd } from '../../../src/util/compression';
 import { GrpcStatus } from '../../../src/util/grpc';
+import { snappyFramed, zstdCompress } from '../../helpers/compression';
 import { configErrors } from '../../helpers/components';
 
 // The exporter's gRPC client against a bare HTTP/2 server whose answers each test chooses.
@@ -19,6 +21,7 @@ void describe('GrpcUnaryClient', () => {
   let port = 0;
 
   before(async () => {
+    await loadZstd();
     server.on('session', () => sessions++);
     server.on('stream', (stream) => {
       stream.on('error', () => undefined);
@@ -34,7 +37,7 @@ void describe('GrpcUnaryClient', () => {
   });
 
   const client = (metadata: Record<string, string> = {}) =>
-    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: undefined, gzip: false, metadata });
+    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: undefined, metadata });
   const call = (c: GrpcUnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
   const ok: Answer = (stream) => {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
@@ -77,7 +80,7 @@ void describe('GrpcUnaryClient', () => {
     }
   });
 
-  void test('response messages: plain, gzip under grpc-encoding gzip, and a compressed flag without that header', async () => {
+  void test('response messages: plain, gzip, zstd and snappy under their grpc-encoding, and a compressed flag without that header', async () => {
     const respondWith = (body: Buffer, headers: http2.OutgoingHttpHeaders = {}): Answer => (stream) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...headers }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
@@ -98,7 +101,14 @@ void describe('GrpcUnaryClient', () => {
       answer = respondWith(framed(1, zlib.gzipSync('zipped')));
       const unflagged = await call(c);
       assert.equal(unflagged.code, GrpcStatus.OK);
-      assert.match(unflagged.responseError ?? '', /compressed response without grpc-encoding: gzip/);
+      assert.match(unflagged.responseError ?? '', /compressed response without grpc-encoding/);
+      // A grpc-go server answers in the request's encoding: zstd and (framed) snappy too.
+      answer = respondWith(framed(1, Buffer.from(zstdCompress(Buffer.from('zstd-packed')))), { 'grpc-encoding': 'zstd' });
+      assert.equal((await call(c)).response?.toString(), 'zstd-packed');
+      answer = respondWith(framed(1, snappyFramed(Buffer.from('snappy-packed'))), { 'grpc-encoding': 'snappy' });
+      assert.equal((await call(c)).response?.toString(), 'snappy-packed');
+      answer = respondWith(framed(1, Buffer.from('not zstd')), { 'grpc-encoding': 'zstd' });
+      assert.match((await call(c)).responseError ?? '', /not a zstd frame/);
       answer = respondWith(Buffer.alloc(0));
       const empty = await call(c);
       assert.equal(empty.code, GrpcStatus.OK);
@@ -205,7 +215,7 @@ void describe('GrpcUnaryClient', () => {
   void test('a call that times out on a connection that no longer answers PING: the connection is replaced', async () => {
     answer = ok;
     const proxy = await freezableProxy(port);
-    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: undefined, gzip: false, metadata: {}, pingTimeoutMs: 200 });
+    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: undefined, metadata: {}, pingTimeoutMs: 200 });
     const callWithin = (ms: number) => {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(new Error(`export timed out after ${ms}ms`)), ms);

@@ -5,6 +5,8 @@ import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { decodeToPlain, types } from '../../../src/pdata/codec';
 import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { loadZstd } from '../../../src/util/compression';
+import { snappyFramed, zstdCompress, zstdWithoutContentSize } from '../../helpers/compression';
 import { rawExportMethod } from '../../helpers/grpc';
 import type { Service } from '../../../src/service/service';
 import { encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
@@ -102,6 +104,7 @@ void describe('OTLP/gRPC receiver', () => {
   let grpcPort = 0;
 
   before(async () => {
+    await loadZstd();
     await sink.start();
     const [gp = 0, httpPort = 0] = await freePorts(2);
     grpcPort = gp;
@@ -396,14 +399,21 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
     assert.deepEqual(plain.body, Buffer.alloc(5), 'one uncompressed empty message');
 
     const before = sink.requests.length;
-    for (const [encoding, compress] of [['deflate', zlib.deflateSync], ['gzip', zlib.gzipSync]] as const) {
-      const result = await rawCall(grpcPort, { 'grpc-encoding': encoding }, framed(compress(keptRequest()), 1));
+    const encodings = [
+      ['deflate', zlib.deflateSync],
+      ['gzip', zlib.gzipSync],
+      ['zstd', (b: Uint8Array) => zstdCompress(b)],
+      // gRPC's snappy codec writes the framing format.
+      ['snappy', (b: Uint8Array) => snappyFramed(b)],
+    ] as const;
+    for (const [encoding, compress] of encodings) {
+      const result = await rawCall(grpcPort, { 'grpc-encoding': encoding }, framed(Buffer.from(compress(keptRequest())), 1));
       assert.equal(result.trailers['grpc-status'], '0', `${encoding}: ${String(result.trailers['grpc-message'])}`);
     }
     // grpc-encoding names the algorithm; a message may still be sent uncompressed (flag 0).
     const uncompressedOnGzipCall = await rawCall(grpcPort, { 'grpc-encoding': 'gzip' }, framed(keptRequest()));
     assert.equal(uncompressedOnGzipCall.trailers['grpc-status'], '0');
-    await waitFor('three forwarded requests', () => sink.requests.length === before + 3);
+    await waitFor('five forwarded requests', () => sink.requests.length === before + 5);
     for (const r of sink.requests.slice(before)) assert.deepEqual(spansOf(r.body).map((s) => s.name), ['raw']);
   });
 
@@ -418,7 +428,10 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
       ['bad flag', {}, framed(message, 7), grpc.status.INTERNAL, /invalid compressed-flag byte 7/],
       ['compressed without encoding', {}, framed(zlib.gzipSync(message), 1), grpc.status.INTERNAL, /marked compressed but the call has no grpc-encoding/],
       ['corrupt gzip', { 'grpc-encoding': 'gzip' }, framed(Buffer.from('not gzip at all'), 1), grpc.status.INVALID_ARGUMENT, /invalid gzip message/],
-      ['unknown encoding', { 'grpc-encoding': 'snappy' }, framed(message), grpc.status.UNIMPLEMENTED, /grpc-encoding "snappy" is not supported; use identity,gzip,deflate/],
+      ['corrupt zstd', { 'grpc-encoding': 'zstd' }, framed(Buffer.from('not zstd at all'), 1), grpc.status.INVALID_ARGUMENT, /invalid zstd message: not a zstd frame/],
+      ['truncated zstd', { 'grpc-encoding': 'zstd' }, framed(Buffer.from(zstdCompress(message)).subarray(0, 20), 1), grpc.status.INVALID_ARGUMENT, /invalid zstd message: truncated zstd frame/],
+      ['corrupt snappy', { 'grpc-encoding': 'snappy' }, framed(Buffer.from('not snappy at all'), 1), grpc.status.INVALID_ARGUMENT, /invalid snappy message: invalid snappy/],
+      ['unknown encoding', { 'grpc-encoding': 'lz4' }, framed(message), grpc.status.UNIMPLEMENTED, /grpc-encoding "lz4" is not supported; use identity,gzip,deflate,zstd,snappy/],
       ['unknown method', { ':path': '/opentelemetry.proto.collector.logs.v1.LogsService/Export' }, framed(message), grpc.status.UNIMPLEMENTED, /unknown method \/opentelemetry\.proto\.collector\.logs\.v1\.LogsService\/Export; this receiver serves \/opentelemetry\.proto\.collector\.trace\.v1\.TraceService\/Export/],
     ];
     // A long path is named, not echoed whole (grpc-message must stay a small header).
@@ -436,6 +449,18 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
     const bombed = await rawCall(grpcPort, { 'grpc-encoding': 'gzip' }, framed(bomb, 1));
     assert.equal(bombed.trailers['grpc-status'], String(grpc.status.RESOURCE_EXHAUSTED));
     assert.match(decodeURIComponent(String(bombed.trailers['grpc-message'])), /decompressed request message exceeds max_recv_msg_size_mib \(65536 bytes\)/);
+    // The same with zstd (declared content size; and none, as a streaming encoder writes) and snappy.
+    const zeros = Buffer.alloc(10 * 1024 * 1024);
+    const bombs: [string, Uint8Array][] = [
+      ['zstd', zstdCompress(zeros)],
+      ['zstd', zstdWithoutContentSize(80)],
+      ['snappy', snappyFramed(zeros.subarray(0, 1024 * 1024))],
+    ];
+    for (const [encoding, payload] of bombs) {
+      const result = await rawCall(grpcPort, { 'grpc-encoding': encoding }, framed(Buffer.from(payload), 1));
+      assert.equal(result.trailers['grpc-status'], String(grpc.status.RESOURCE_EXHAUSTED), `${encoding}: ${String(result.trailers['grpc-message'])}`);
+      assert.match(decodeURIComponent(String(result.trailers['grpc-message'])), /decompressed request message exceeds max_recv_msg_size_mib \(65536 bytes\)/);
+    }
     assert.equal(sink.requests.length, before);
   });
 

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
+import { compress as snappyjsCompress } from 'snappyjs';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import type { Service } from '../../../src/service/service';
+import { OtlpReceiver, parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
+import { loadZstd } from '../../../src/util/compression';
+import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
+import { rawZstdBlock, snappyFramed, zstdCompress, zstdWithoutContentSize } from '../../helpers/compression';
 import { encodeTraces, gzip, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
@@ -116,6 +122,7 @@ void describe('OTLP/HTTP receiver', () => {
   let metricsPort = 0;
 
   before(async () => {
+    await loadZstd();
     await sink.start();
     const [grpcPort = 0, hp = 0, mp = 0] = await freePorts(3);
     httpPort = hp;
@@ -207,6 +214,29 @@ void describe('OTLP/HTTP receiver', () => {
     assert.equal(res.body.length, 0);
     assert.equal(forwarded.length, 1);
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
+  });
+
+  void test('zstd, snappy (block and framed), x-snappy-framed, zlib and deflate bodies are decompressed and forwarded', async () => {
+    const body = () => encodeTraces([obiResourceSpans(KEPT, [obiSpan({ name: 'compressed-span' })]), obiResourceSpans(DROPPED, [obiSpan()])]);
+    const cases: [string, Uint8Array][] = [
+      ['zstd', zstdCompress(body())],
+      // Without a content size in the frame header, as Go's streaming zstd writer (confighttp) sends it.
+      ['zstd', Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58]), rawZstdBlock(body())])],
+      ['snappy', snappyjsCompress(body())],
+      ['snappy', snappyFramed(body())],
+      ['x-snappy-framed', snappyFramed(body())],
+      ['zlib', zlib.deflateSync(body())],
+      ['deflate', zlib.deflateSync(body())],
+    ];
+    for (const [encoding, payload] of cases) {
+      let res: HttpResult | undefined;
+      const forwarded = await newSinkRequests(async () => {
+        res = await request(httpPort, protobuf(Buffer.from(payload), { 'content-encoding': encoding }));
+      });
+      assert.equal(res?.status, 200, `${encoding}: ${res?.body.toString()}`);
+      assert.equal(forwarded.length, 1, encoding);
+      assert.deepEqual(spansOf(forwarded[0]!).map((s) => s.name), ['compressed-span'], encoding);
+    }
   });
 
   void test('OTLP/JSON with hex ids arrives at the sink byte-faithful', async () => {
@@ -433,6 +463,28 @@ void describe('OTLP/HTTP receiver', () => {
     assert.match(protobufStatus(res2).message, /^invalid gzip body: /);
   });
 
+  void test('corrupt or truncated zstd and snappy: 400 naming the encoding and the problem, nothing forwarded', async () => {
+    const body = encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]);
+    const cases: [string, Uint8Array, RegExp][] = [
+      ['zstd', Buffer.from('this is not zstd at all'), /^invalid zstd body: not a zstd frame/],
+      ['zstd', zstdCompress(body).subarray(0, 20), /^invalid zstd body: truncated zstd frame/],
+      ['snappy', Buffer.from('this is not snappy at all'), /^invalid snappy body: invalid snappy block/],
+      ['snappy', snappyjsCompress(body).subarray(0, 30), /^invalid snappy body: invalid snappy block/],
+      ['x-snappy-framed', snappyjsCompress(body), /^invalid x-snappy-framed body: invalid snappy stream: no stream identifier/],
+      ['x-snappy-framed', snappyFramed(body).subarray(0, 40), /^invalid x-snappy-framed body: invalid snappy stream: truncated chunk/],
+    ];
+    const forwarded = await newSinkRequests(async () => {
+      for (const [encoding, payload, message] of cases) {
+        const res = await request(httpPort, protobuf(Buffer.from(payload), { 'content-encoding': encoding }));
+        assert.equal(res.status, 400, encoding);
+        const status = protobufStatus(res);
+        assert.equal(status.code, 3);
+        assert.match(status.message, message);
+      }
+    });
+    assert.equal(forwarded.length, 0);
+  });
+
   void test('unsupported Content-Encoding: 415 naming it', async () => {
     const res = await request(httpPort, protobuf(encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]), { 'content-encoding': 'br' }));
     assert.equal(res.status, 415);
@@ -473,6 +525,27 @@ void describe('OTLP/HTTP receiver', () => {
     const status = protobufStatus(res);
     assert.equal(status.code, 8);
     assert.match(status.message, new RegExp(`decompressed request body exceeds the limit of ${LIMIT} bytes`));
+    assert.equal(forwarded.length, 0);
+  });
+
+  void test('zstd and snappy bombs decompressing beyond the limit: 413, nothing forwarded', async () => {
+    const zeros = Buffer.alloc(1024 * 1024);
+    const bombs: [string, Uint8Array][] = [
+      ['zstd', zstdCompress(zeros)],
+      ['zstd', zstdWithoutContentSize(8)],
+      ['snappy', snappyjsCompress(zeros)],
+      ['x-snappy-framed', snappyFramed(zeros)],
+    ];
+    const forwarded = await newSinkRequests(async () => {
+      for (const [encoding, bomb] of bombs) {
+        assert.ok(bomb.length < LIMIT, `${encoding}: the compressed body itself is under the limit`);
+        const res = await request(httpPort, protobuf(Buffer.from(bomb), { 'content-encoding': encoding }));
+        assert.equal(res.status, 413, encoding);
+        const status = protobufStatus(res);
+        assert.equal(status.code, 8);
+        assert.match(status.message, new RegExp(`decompressed request body exceeds the limit of ${LIMIT} bytes \\(${encoding}\\)`));
+      }
+    });
     assert.equal(forwarded.length, 0);
   });
 
@@ -588,5 +661,32 @@ void describe('OTLP/HTTP receiver', () => {
     assert.equal(forwarded.length, 1);
     assert.deepEqual(forwarded[0], encodeTraces([kept]));
     assert.equal(service?.state, 'ready');
+  });
+});
+
+void describe('compression_algorithms', () => {
+  void test('only the listed Content-Encodings are accepted ("" for none), others 415 naming what is; unknown names and lz4 are config errors', async () => {
+    const capture = new Capture();
+    const config = parseWith(parseOtlpReceiverConfig, { protocols: { http: { endpoint: '127.0.0.1:0', compression_algorithms: ['', 'gzip'] } } });
+    const receiver = new OtlpReceiver(testSettings('otlp'), config, new Map([['traces', capture]]));
+    await receiver.start();
+    try {
+      const port = receiver.httpServer!.port;
+      const body = encodeTraces([obiResourceSpans(KEPT, [obiSpan()])]);
+      assert.equal((await request(port, protobuf(body))).status, 200);
+      assert.equal((await request(port, protobuf(body, { 'content-encoding': 'identity' }))).status, 200);
+      assert.equal((await request(port, protobuf(gzip(body), { 'content-encoding': 'gzip' }))).status, 200);
+      const refused = await request(port, protobuf(Buffer.from(zstdCompress(body)), { 'content-encoding': 'zstd' }));
+      assert.equal(refused.status, 415);
+      assert.equal(protobufStatus(refused).message, 'unsupported Content-Encoding "zstd"; use none, gzip');
+      assert.equal(capture.batches.length, 3);
+    } finally {
+      await receiver.shutdown();
+    }
+    const errors = configErrors(parseOtlpReceiverConfig, { protocols: { http: { compression_algorithms: ['gzip', 'lz4', 'br'] } } }, 'receivers::otlp');
+    assert.deepEqual(errors, [
+      'receivers::otlp::protocols::http::compression_algorithms[1]: lz4 is not supported',
+      'receivers::otlp::protocols::http::compression_algorithms[2]: must be one of "", "gzip", "zstd", "zlib", "snappy", "deflate", "x-snappy-framed", got "br"',
+    ]);
   });
 });

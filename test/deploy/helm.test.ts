@@ -158,7 +158,8 @@ describe('Helm chart deploy/helm/spansieve', () => {
     });
     for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) assert.deepEqual(c[probe].httpGet, { path: '/', port: 'health' }, probe);
     assert.ok(c.resources.limits.memory && c.resources.requests.cpu);
-    assert.ok((c.env as Doc[]).some((e) => e.name === 'NODE_OPTIONS' && e.value === '--max-old-space-size=200'));
+    // bin/spansieve sets V8's heap limit from memory_limiter: no NODE_OPTIONS unless asked.
+    assert.ok(!(c.env as Doc[]).some((e) => e.name === 'NODE_OPTIONS'));
     const svc = find(docs, 'Service');
     assert.equal(svc.spec.internalTrafficPolicy, 'Local');
     // The config reloads in place: mounted as a directory (a subPath mount never updates), and no
@@ -204,7 +205,7 @@ describe('Helm chart deploy/helm/spansieve', () => {
     assert.equal(c.image, 'registry.example.com/observability/spansieve:0.1.0-rc.1');
     assert.equal(c.readinessProbe.httpGet.path, '/healthz');
     assert.deepEqual(c.resources, { requests: { cpu: '50m', memory: '96Mi' }, limits: { cpu: '500m', memory: '192Mi' } });
-    assert.ok(!(c.env as Doc[]).some((e) => e.name === 'NODE_OPTIONS'));
+    assert.ok((c.env as Doc[]).some((e) => e.name === 'NODE_OPTIONS' && e.value === '--max-old-space-size=150'));
   });
 
   test('deploy/kubernetes/spansieve.yaml is the default render (scripts/render-manifests.sh)', () => {

@@ -125,6 +125,12 @@ install_tcpdump() {
   apt_install --no-install-recommends tcpdump
 }
 
+# curl with HTTP/2 (nghttp2), one of the gRPC receiver's refusal-test clients.
+install_curl() {
+  if curl -V 2>/dev/null | grep -q HTTP2; then return; fi
+  apt_install --no-install-recommends curl
+}
+
 want="${*:-jaeger}"
 for peer in $want; do
   case "$peer" in
@@ -134,8 +140,9 @@ for peer in $want; do
     prometheus) install_prometheus ;;
     chromium) install_chromium ;;
     tcpdump) install_tcpdump ;;
+    curl) install_curl ;;
     # all: what the tests and the wire latency use; otelcol (bench only, a long build) is asked for by name.
-    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium; install_tcpdump ;;
+    all) install_jaeger; install_telemetrygen; install_prometheus; install_chromium; install_tcpdump; install_curl ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

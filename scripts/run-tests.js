@@ -27,7 +27,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'prometheus', 'chromium'], {
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'prometheus', 'chromium', 'curl'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   encoding: 'utf8',
 });

@@ -249,6 +249,40 @@ void describe('early gRPC refusals reach real clients as their status', () => {
       }
     });
 
+    void test('a client that never stops sending gets the status within 3 s, then its stream reset (NO_ERROR) within 5 s more', { timeout: 30_000 }, async () => {
+      const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+      try {
+        const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+        // Declares 100 MiB, then trickles 1 KiB every 20 ms for as long as the stream is open.
+        stream.write(framed(100 * 1024 * 1024).subarray(0, 5 + 1024));
+        const trickle = setInterval(() => {
+          if (!stream.closed && !stream.destroyed) stream.write(Buffer.alloc(1024));
+        }, 20);
+        // A server that never resets the stream fails the test here, not at its timeout.
+        const giveUp = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), 20_000);
+        const t0 = performance.now();
+        let answeredAt = 0;
+        let status: string | undefined;
+        stream.on('response', (h) => {
+          answeredAt = performance.now() - t0;
+          status = h['grpc-status'] as string | undefined;
+        });
+        stream.on('error', () => undefined);
+        stream.resume();
+        await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+        clearInterval(trickle);
+        clearTimeout(giveUp);
+        const closedAt = performance.now() - t0;
+        assert.equal(status, String(RESOURCE_EXHAUSTED));
+        // Bounds plus room for a busy machine.
+        assert.ok(answeredAt < 3000 + 2000, `answered after ${Math.round(answeredAt)} ms`);
+        assert.equal(stream.rstCode, http2.constants.NGHTTP2_NO_ERROR, `stream reset with ${stream.rstCode} after ${Math.round(closedAt)} ms`);
+        assert.ok(closedAt - answeredAt < 5000 + 2000, `reset ${Math.round(closedAt - answeredAt)} ms after the answer`);
+      } finally {
+        session.destroy();
+      }
+    });
+
     void test("grpc-go (Jaeger's otlp exporter)", { timeout: 60_000 }, async () => {
       await expectEach(ATTEMPTS, RESOURCE_EXHAUSTED, TOO_LARGE, () => throughJaeger(jaeger!, tracesOfSize(LIMIT)));
       await expectEach(1, RESOURCE_EXHAUSTED, TOO_LARGE, () => throughJaeger(jaeger!, tracesOfSize(24 * 1024 * 1024)));

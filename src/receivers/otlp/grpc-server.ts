@@ -576,12 +576,10 @@ export function refuseUnread(stream: http2.ServerHttp2Stream, code: number, mess
 }
 
 /**
- * A status without a message: gRPC's trailers-only response. Every refusal goes through here,
- * including those sent before the request message is read (a full queue, a message over the size
- * limit, max_inflight_bytes, a read deadline): what the client still sends is then discarded
- * (drainRefused), so the status reaches clients that keep sending after it.
+ * A status without a message: gRPC's trailers-only response, for every call that does not succeed
+ * (refuseUnread's included). When the client is still sending, the rest is discarded (drainRefused).
  */
-export function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array): void {
+function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array): void {
   if (!isOpen(stream)) return;
   const headers: http2.OutgoingHttpHeaders = {
     ':status': 200,

@@ -201,6 +201,12 @@ install_podman() {
   fi
 }
 
+# curl with HTTP/2 (nghttp2), one of the gRPC receiver's refusal-test clients.
+install_curl() {
+  if curl -V 2>/dev/null | grep -q HTTP2; then return; fi
+  apt_install --no-install-recommends curl
+}
+
 want="${*:-jaeger}"
 # Go builds first, in the background and concurrently with each other and with apt: on a fresh
 # machine Jaeger and the Collector take minutes each, and building them one after the other would
@@ -210,9 +216,9 @@ go_peers=() apt_peers=()
 for peer in $want; do
   case "$peer" in
     jaeger | otelcol | telemetrygen | helm) go_peers+=("$peer") ;;
-    prometheus | chromium | tcpdump | podman) apt_peers+=("$peer") ;;
+    prometheus | chromium | tcpdump | podman | curl) apt_peers+=("$peer") ;;
     # all: everything the tests and the benchmark's wire latency use.
-    all) go_peers+=(jaeger otelcol telemetrygen helm); apt_peers+=(prometheus chromium tcpdump podman) ;;
+    all) go_peers+=(jaeger otelcol telemetrygen helm); apt_peers+=(prometheus chromium tcpdump podman curl) ;;
     *) echo "install-peers: unknown peer '$peer'" >&2; exit 2 ;;
   esac
 done

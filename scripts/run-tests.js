@@ -29,7 +29,7 @@ if (files.length === 0) {
 
 // Jaeger, the reference Collector and helm are Go builds, run concurrently (with the apt installs
 // and the stand-in base image for podman) and cached: on a machine that has them this returns at once.
-const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'otelcol', 'helm', 'prometheus', 'chromium', 'podman'], {
+const install = spawnSync('bash', [path.join(root, 'scripts', 'install-peers.sh'), 'jaeger', 'otelcol', 'helm', 'prometheus', 'chromium', 'podman', 'curl'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   encoding: 'utf8',
 });

@@ -41,6 +41,8 @@ export function jaegerBinary(): string {
 export interface JaegerOptions {
   /** YAML lines (unindented) put under `tls:` of both OTLP receiver protocols. */
   readonly receiverTls?: readonly string[];
+  /** YAML lines (unindented) added under the OTLP receiver's `http:` (e.g. max_request_body_size). */
+  readonly receiverHttp?: readonly string[];
   /** Extra exporters (YAML lines, unindented, under `exporters:`) added to the traces pipeline. */
   readonly exporters?: Readonly<Record<string, readonly string[]>>;
 }
@@ -72,6 +74,7 @@ export class Jaeger {
   static async start(options: JaegerOptions = {}): Promise<Jaeger> {
     const tls = options.receiverTls ? `\n        tls:\n${indent(options.receiverTls, 10)}` : '';
     const extra = Object.entries(options.exporters ?? {});
+    const httpExtra = options.receiverHttp ? `\n${indent(options.receiverHttp, 8)}` : '';
     const [grpcPort, httpPort, queryPort, queryGrpcPort, healthPort] = await freePorts(5);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-jaeger-'));
     const config = `
@@ -111,7 +114,7 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:${grpcPort}${tls}
       http:
-        endpoint: 127.0.0.1:${httpPort}${tls}
+        endpoint: 127.0.0.1:${httpPort}${tls}${httpExtra}
 exporters:
   jaeger_storage_exporter:
     trace_storage: memstore

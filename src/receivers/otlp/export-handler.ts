@@ -86,7 +86,7 @@ export class ExportHandler {
    * The answer for a request refused before its body is read, when its pipeline would refuse any
    * batch now (a full sending queue); undefined when the request should be read.
    */
-  refusalBeforeReading(): ExportOutcome | undefined {
+  refusalBeforeReading(): Extract<ExportOutcome, { kind: 'unavailable' }> | undefined {
     const reason = this.next?.wouldRefuse?.();
     if (reason === undefined) return undefined;
     const suppressed = this.refusalLog.take();

@@ -63,8 +63,17 @@ const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 const MAX_FRAME_BYTES = 1024 * 1024;
-/** How long a refused call's remaining message is read and discarded before the stream is reset. */
+/** How long a refused call's remaining message is read and discarded, once answered, before the stream is reset. */
 const REFUSED_DRAIN_MS = 5_000;
+/**
+ * A call refused before its message is read is answered once the client has at most this much of
+ * it left to send. Node's http2 client resets a call with ENHANCE_YOUR_CALM, losing its status,
+ * when a header block arrives while more than its maxSessionMemory (10 MB by default) is queued to
+ * send, as it is for a 20 MiB message written at once.
+ */
+const REFUSED_ANSWER_UNSENT_BYTES = 8 * 1024 * 1024;
+/** A refused call is answered by then at the latest, however much is still to come. */
+const REFUSED_ANSWER_MS = 3_000;
 /** How long shutdown waits for calls in flight before destroying their connections. */
 const SHUTDOWN_GRACE_MS = 1000;
 /** gRPC-Go's: the third ping too soon closes the connection with ENHANCE_YOUR_CALM. */
@@ -351,8 +360,8 @@ export class OtlpGrpcServer {
     }
     const refusal = handler.refusalBeforeReading();
     if (refusal) {
-      // Answered before the message is read: the client stops sending it (RST_STREAM NO_ERROR).
-      respondOutcome(stream, handler, refusal);
+      const status = outcomeStatus(refusal);
+      refuseUnread(stream, status.code, status.message, status.details);
       return;
     }
 
@@ -366,12 +375,14 @@ export class OtlpGrpcServer {
       clearTimeout(deadline);
       reservation.release();
     });
-    const refuse = (code: number, message: string, details?: Uint8Array) => {
+    /** `unsent`: what the client still has to send of its message, when the call is refused for it. */
+    const refuse = (code: number, message: string, details?: Uint8Array, unsent?: number) => {
       refused = true;
       chunks.length = 0;
       clearTimeout(deadline);
       reservation.release();
-      respondStatus(stream, code, message, details);
+      if (unsent === undefined) respondStatus(stream, code, message, details);
+      else refuseUnread(stream, code, message, details, unsent);
     };
     const limit = this.callDeadline(headers);
     const deadline = limit
@@ -393,14 +404,14 @@ export class OtlpGrpcServer {
         const declared = head.readUInt32BE(1);
         // Refuse an oversized message from its prefix, before reading it.
         if (declared > this.maxMessageBytes) {
-          refuse(GrpcStatus.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
+          refuse(GrpcStatus.RESOURCE_EXHAUSTED, `request message of ${declared} bytes exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`, undefined, MESSAGE_PREFIX_LENGTH + declared - received);
           return;
         }
         expected = MESSAGE_PREFIX_LENGTH + declared;
         // The whole message is reserved from its prefix, before it is read.
         if (!reservation.grow(expected)) {
           const refusal = this.inflightRefusal();
-          refuse(refusal.code, refusal.message, refusal.details);
+          refuse(refusal.code, refusal.message, refusal.details, expected - received);
           return;
         }
       }
@@ -500,19 +511,23 @@ export class OtlpGrpcServer {
 }
 
 function respondOutcome(stream: http2.ServerHttp2Stream, handler: ExportHandler, outcome: ExportOutcome): void {
+  if (outcome.kind === 'ok') {
+    respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
+    return;
+  }
+  const status = outcomeStatus(outcome);
+  respondStatus(stream, status.code, status.message, status.details);
+}
+
+/** The gRPC status for an outcome other than a success. */
+function outcomeStatus(outcome: Exclude<ExportOutcome, { kind: 'ok' }>): { code: number; message: string; details?: Uint8Array } {
   switch (outcome.kind) {
-    case 'ok':
-      respondMessage(stream, outcome.rejected === 0 ? undefined : handler.responseBytes(outcome, 'protobuf'));
-      return;
     case 'invalid':
-      respondStatus(stream, GrpcStatus.INVALID_ARGUMENT, outcome.message);
-      return;
+      return { code: GrpcStatus.INVALID_ARGUMENT, message: outcome.message };
     case 'unimplemented':
-      respondStatus(stream, GrpcStatus.UNIMPLEMENTED, outcome.message);
-      return;
+      return { code: GrpcStatus.UNIMPLEMENTED, message: outcome.message };
     case 'unavailable':
-      respondStatus(stream, GrpcStatus.UNAVAILABLE, outcome.message, retryInfoDetails(outcome.message, outcome.retryAfterMs));
-      return;
+      return { code: GrpcStatus.UNAVAILABLE, message: outcome.message, details: retryInfoDetails(outcome.message, outcome.retryAfterMs) };
   }
 }
 
@@ -558,7 +573,52 @@ function respondMessage(stream: http2.ServerHttp2Stream, response: Buffer | unde
   stream.end(response === undefined || response.length === 0 ? EMPTY_RESPONSE_FRAME : framedMessage(false, response));
 }
 
-/** A status without a message: gRPC's trailers-only response. */
+/**
+ * Refuses a call whose message is not (or not wholly) read: a full queue, a message over the size
+ * limit, max_inflight_bytes; the one way to refuse a call before reading it (authentication too).
+ * What the client still sends is discarded, never buffered; the status goes out once the client
+ * has at most REFUSED_ANSWER_UNSENT_BYTES left to send (`unsent`; unknown: from the message
+ * prefix as it arrives), when it has sent everything, or after REFUSED_ANSWER_MS, whichever comes
+ * first. Then respondStatus drains the rest for at most REFUSED_DRAIN_MS.
+ */
+export function refuseUnread(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array, unsent?: number): void {
+  if (!isOpen(stream)) return;
+  if (stream.readableEnded || (unsent !== undefined && unsent <= REFUSED_ANSWER_UNSENT_BYTES)) {
+    respondStatus(stream, code, message, details);
+    return;
+  }
+  let left = unsent;
+  /** Bytes of the prefix seen so far, while `left` is unknown. */
+  let prefix = Buffer.alloc(0);
+  let received = 0;
+  const answer = () => {
+    clearTimeout(answerBy);
+    stream.off('data', onData);
+    stream.off('end', answer);
+    respondStatus(stream, code, message, details);
+  };
+  const onData = (chunk: Buffer) => {
+    received += chunk.length;
+    if (left === undefined) {
+      prefix = Buffer.concat([prefix, chunk.subarray(0, MESSAGE_PREFIX_LENGTH - prefix.length)]);
+      if (prefix.length === MESSAGE_PREFIX_LENGTH) left = MESSAGE_PREFIX_LENGTH + prefix.readUInt32BE(1) - received;
+    } else {
+      left -= chunk.length;
+    }
+    if (left !== undefined && left <= REFUSED_ANSWER_UNSENT_BYTES) answer();
+  };
+  const answerBy = setTimeout(answer, REFUSED_ANSWER_MS);
+  answerBy.unref();
+  stream.once('close', () => clearTimeout(answerBy));
+  stream.on('data', onData);
+  stream.once('end', answer);
+  stream.resume();
+}
+
+/**
+ * A status without a message: gRPC's trailers-only response, for every call that does not succeed
+ * (refuseUnread's included). When the client is still sending, the rest is discarded (drainRefused).
+ */
 function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array): void {
   if (!isOpen(stream)) return;
   const headers: http2.OutgoingHttpHeaders = {
@@ -570,17 +630,53 @@ function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: s
   };
   if (details) headers['grpc-status-details-bin'] = Buffer.from(details).toString('base64').replace(/=+$/, '');
   stream.respond(headers, { endStream: true });
-  if (stream.readableEnded) return;
-  // What the client still sends is read and discarded rather than cut off with RST_STREAM at once:
-  // with an immediate reset, clients on the same connection stalled after a few refused large
-  // calls (node:http2) or lost the status (nghttp2). A client that keeps sending past
-  // REFUSED_DRAIN_MS is then told to stop (NO_ERROR).
+  if (!stream.readableEnded) drainRefused(stream);
+}
+
+/**
+ * The rest of a refused call's request is read and discarded (never buffered), so the flow-control
+ * windows are given back and the client can finish sending, rather than cut off with RST_STREAM at
+ * once: with an immediate reset, curl (nghttp2) lost the status and a node:http2 client's
+ * connection stalled after a few refused large calls. Bounded in time: a client still sending
+ * after REFUSED_DRAIN_MS is told to stop (RST_STREAM NO_ERROR).
+ */
+function drainRefused(stream: http2.ServerHttp2Stream): void {
   stream.resume();
   const stop = setTimeout(() => {
     if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }, REFUSED_DRAIN_MS);
   stop.unref();
   stream.once('close', () => clearTimeout(stop));
+  // The client's last DATA frame closed the stream; nothing more is sent on it. curl 7.88 then
+  // waits for the connection to become readable before it notices the call is over, and with no
+  // further frame from the server it hung until its own timeout (after printing the status). A
+  // PING is a frame every client reads and answers.
+  stream.once('end', () => wake(stream.session));
+}
+
+/** Sessions with a wake-up PING not yet acknowledged, and whether another stream wants one after it. */
+const wakes = new WeakMap<http2.Http2Session, { again: boolean }>();
+
+/** One PING on the connection; at most one outstanding per connection (clients cap unacknowledged PINGs). */
+function wake(session: http2.Http2Session | undefined): void {
+  if (!session || session.destroyed || session.closed) return;
+  const pending = wakes.get(session);
+  if (pending) {
+    // The PING in flight may have been read before this call ended: one more after its answer.
+    pending.again = true;
+    return;
+  }
+  const state = { again: false };
+  wakes.set(session, state);
+  try {
+    session.ping((err) => {
+      wakes.delete(session);
+      if (!err && state.again) wake(session);
+    });
+  } catch {
+    // A session closing under us: nothing to wake.
+    wakes.delete(session);
+  }
 }
 
 function respondHttpError(stream: http2.ServerHttp2Stream, status: number, message: string): void {

@@ -340,9 +340,8 @@ export class OtlpGrpcServer {
     if (this.auth) {
       const reason = this.auth.authenticate(headers);
       if (reason !== undefined) {
-        // Trailers-only, before the message is read: the same early answer as the other refusals
-        // (the rest of the message is discarded, then the stream reset with NO_ERROR).
-        respondStatus(stream, GrpcStatus.UNAUTHENTICATED, this.refusals.unauthenticated(reason, stream.session?.socket?.remoteAddress));
+        // Before the message is read, as the other early refusals (refuseUnread).
+        refuseUnread(stream, GrpcStatus.UNAUTHENTICATED, this.refusals.unauthenticated(reason, stream.session?.socket?.remoteAddress));
         return;
       }
     }

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { afterEach, describe, test } from 'node:test';
-import * as protobuf from 'protobufjs';
 import { uncompress } from 'snappyjs';
 import {
   RemoteWriteExporter,
@@ -14,23 +13,7 @@ import { configErrors, parseWith, testSettings } from '../helpers/components';
 import { hostInstance } from '../helpers/obi';
 import { metricsBatch, obiResourceMetrics } from '../helpers/obi-metrics';
 import { waitFor } from '../helpers/ports';
-
-// The remote-write 1.0 wire format, written from the protocol's field numbers, to decode what
-// the exporter sends.
-const root = protobuf.parse(`
-syntax = "proto3";
-package prometheus;
-message WriteRequest { repeated TimeSeries timeseries = 1; }
-message TimeSeries { repeated Label labels = 1; repeated Sample samples = 2; }
-message Label { string name = 1; string value = 2; }
-message Sample { double value = 1; int64 timestamp = 2; }
-`).root;
-const WriteRequest = root.lookupType('prometheus.WriteRequest');
-
-interface DecodedSeries {
-  labels: Array<{ name: string; value: string }>;
-  samples: Array<{ value: number; timestamp: number }>;
-}
+import { WriteRequest, type DecodedSeries } from '../helpers/remote-write-sink';
 
 interface Received {
   headers: http.IncomingHttpHeaders;

@@ -13,7 +13,7 @@ message TimeSeries { repeated Label labels = 1; repeated Sample samples = 2; }
 message Label { string name = 1; string value = 2; }
 message Sample { double value = 1; int64 timestamp = 2; }
 `).root;
-const WriteRequest = root.lookupType('prometheus.WriteRequest');
+export const WriteRequest = root.lookupType('prometheus.WriteRequest');
 
 export interface DecodedSeries {
   labels: Array<{ name: string; value: string }>;

@@ -270,12 +270,13 @@ class Parser {
   parseCondition(): BoolNode {
     let node: BoolNode | undefined;
     try {
-      node = this.booleanExpression();
+      const parsed = this.booleanExpression();
       this.expect('EOF');
+      node = parsed;
     } catch (err) {
       if (err !== FAIL) throw err;
     }
-    if (node && this.pos === this.toks.length - 1) return node;
+    if (node) return node;
     if (this.captureError) throw this.captureError;
     const tok = this.toks[Math.min(this.furthest, this.toks.length - 1)] as Token;
     const unexpected = tok.type === 'EOF' ? 'unexpected end of condition' : `unexpected token "${tok.text}"`;

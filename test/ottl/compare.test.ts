@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { goJson } from '../../src/ottl/getters';
 import { OttlDuration, OttlId, OttlTime, compareValues, type CompareOp, type OttlValue } from '../../src/ottl/values';
+
+const show = (v: OttlValue): string => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : goJson(v));
 
 const OPS: readonly CompareOp[] = ['==', '!=', '<', '<=', '>', '>='];
 /** The six results in OPS order, as a compact string of T/F. */
@@ -9,8 +12,8 @@ const row = (a: OttlValue, b: OttlValue): string => OPS.map((op) => (compareValu
 test('nil: equal to nil only; inequalities with nil are false except !=', () => {
   assert.equal(row(null, null), 'TFFTFT');
   for (const v of ['', 'x', 0n, 1n, 0, true, false, new Map(), [], new Uint8Array([1])] as OttlValue[]) {
-    assert.equal(row(v, null), 'FTFFFF', `${String(v)} vs nil`);
-    assert.equal(row(null, v), 'FTFFFF', `nil vs ${String(v)}`);
+    assert.equal(row(v, null), 'FTFFFF', `${show(v)} vs nil`);
+    assert.equal(row(null, v), 'FTFFFF', `nil vs ${show(v)}`);
   }
 });
 
@@ -30,7 +33,7 @@ test('mixed types: only != is true', () => {
     [new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), new OttlId('span', new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]))],
     [new OttlTime(1n), 1n], [new OttlDuration(1n), 1n],
   ];
-  for (const [a, b] of pairs) assert.equal(row(a, b), 'FTFFFF', `${String(a)} vs ${String(b)}`);
+  for (const [a, b] of pairs) assert.equal(row(a, b), 'FTFFFF', `${show(a)} vs ${show(b)}`);
 });
 
 test('strings order by UTF-8 bytes; bools false < true; bytes lexicographically', () => {

@@ -253,6 +253,18 @@ function containsValueFn(): Fn {
   return def([target('PSliceGetter'), { name: 'item', kind: 'Getter' }], (args) => {
     const t = arg<readonly OttlValue[]>(args, 0);
     const item = arg<OttlValue>(args, 1);
+    if (t.literal) {
+      const list = t.get(undefined);
+      // A literal list of strings (a keep-list of instance ids): a set lookup; under the comparison
+      // rules only a string item can equal a string element.
+      if (list.length > 8 && list.every((x) => typeof x === 'string')) {
+        const set = new Set(list);
+        return (c) => {
+          const v = item.get(c);
+          return typeof v === 'string' && set.has(v);
+        };
+      }
+    }
     return (c) => {
       const list = t.get(c);
       const v = item.get(c);

@@ -258,3 +258,12 @@ test('compileConditions reports every bad condition at once', () => {
     (e: unknown) => e instanceof OttlCompileError && /"Foo\(\)": undefined function/.test(e.message) && /"nme == 1"/.test(e.message),
   );
 });
+
+test('ContainsValue over a long literal list of strings (set lookup) keeps the comparison rules', () => {
+  const ids = Array.from({ length: 50 }, (_, i) => `"host-${i}:1"`);
+  const list = `[${[...ids, '"host-a:100"', '"100"'].join(', ')}]`;
+  assert.equal(ev(`ContainsValue(${list}, resource.attributes["service.instance.id"])`), true);
+  assert.equal(ev(`ContainsValue(${list}, resource.attributes["pid"])`), false, 'int 100 is not "100"');
+  assert.equal(ev(`ContainsValue(${list}, resource.attributes["nope"])`), false);
+  assert.equal(ev(`ContainsValue(${list}, "host-7:1")`), true);
+});

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { types } from '../../src/pdata/codec';
 import {
-  ConditionSequence, SPAN_CONTEXT, TRACE_CONTEXTS, compileCondition, inferContext,
+  ConditionSequence, SPAN_CONTEXT, SPAN_EVENT_CONTEXT, TRACE_CONTEXTS, compileCondition, inferContext,
   type OttlContext, type OttlValue, type TelemetryItem,
 } from '../../src/ottl';
 import { freePorts, waitFor } from '../helpers/ports';
@@ -29,6 +29,7 @@ interface SpanSpec {
   parent?: boolean;
   durationNs: bigint;
   attributes: Record<string, Attr>;
+  events?: { name: string; attributes: Record<string, Attr> }[];
 }
 
 interface ResourceSpec {
@@ -42,9 +43,11 @@ const CORPUS: ResourceSpec[] = [
     attributes: { 'service.name': 'checkout', 'service.instance.id': 'host-a:100', pid: 100n },
     scope: { name: 'obi', version: '1.0' },
     spans: [
-      { id: 1, name: 'GET /health', kind: 2, durationNs: 500_000n, attributes: { 'url.path': '/health', 'http.status': 200n, latency: 12.7 } },
+      { id: 1, name: 'GET /health', kind: 2, durationNs: 500_000n, attributes: { 'url.path': '/health', 'http.status': 200n, latency: 12.7 },
+        events: [{ name: 'exception', attributes: { 'exception.type': 'IOError' } }, { name: 'log', attributes: { level: 3n } }] },
       { id: 2, name: 'GET /api/items', kind: 2, status: { code: 2, message: 'boom' }, durationNs: 20_000_000n, attributes: { 'url.path': '/api/items', 'http.status': 503n, latency: 9.5 }, parent: true },
-      { id: 3, name: 'SELECT', kind: 3, durationNs: 3_000_000n, attributes: { 'db.system': 'postgresql', payload: Uint8Array.from([0xde, 0xad]) }, parent: true },
+      { id: 3, name: 'SELECT', kind: 3, durationNs: 3_000_000n, attributes: { 'db.system': 'postgresql', payload: Uint8Array.from([0xde, 0xad]) }, parent: true,
+        events: [{ name: 'exception', attributes: { 'exception.type': 'Timeout' } }] },
     ],
   },
   {
@@ -69,7 +72,7 @@ const spanIdHex = (id: number): string => id.toString(16).padStart(16, '0');
 const traceIdHex = (id: number): string => id.toString(16).padStart(32, '0');
 
 /** Each entry: the conditions of one filter processor, legacy `traces.span` or `trace_conditions`. */
-const CASES: readonly { readonly span?: readonly string[]; readonly traceConditions?: readonly string[] }[] = [
+const CASES: readonly { readonly span?: readonly string[]; readonly spanevent?: readonly string[]; readonly traceConditions?: readonly string[] }[] = [
   { span: ['resource.attributes["service.instance.id"] != "host-a:100"'] },
   { span: ['not ContainsValue(["host-a:100", "host-b:1"], resource.attributes["service.instance.id"])'] },
   { span: ['attributes["url.path"] == "/health"'] },
@@ -103,7 +106,14 @@ const CASES: readonly { readonly span?: readonly string[]; readonly traceConditi
   { traceConditions: ['span.attributes["url.path"] == "/health"', 'resource.attributes["service.name"] == "db"'] },
   { traceConditions: ['resource.attributes["host.ip"] != nil', 'span.kind == SPAN_KIND_CLIENT and IsRootSpan()'] },
   { traceConditions: ['scope.version == "2"'] },
+  { spanevent: ['name == "exception" and attributes["exception.type"] == "IOError"'] },
+  { span: ['kind == SPAN_KIND_CLIENT'], spanevent: ['attributes["level"] > 2', 'span.name == "SELECT"'] },
+  { traceConditions: ['spanevent.name == "log" or spanevent.attributes["exception.type"] == "Timeout"'] },
+  { traceConditions: ['spanevent.name == "exception" and span.kind == SPAN_KIND_SERVER', 'resource.attributes["service.name"] == "frontend"'] },
 ];
+
+/** A condition that errors on some spans, under error_mode propagate: the Collector fails the request. */
+const PROPAGATE = 'Substring(name, 0, 10) == "GET /api/i"';
 
 function attrValue(v: Attr): Record<string, unknown> {
   if (typeof v === 'string') return { stringValue: v };
@@ -135,6 +145,7 @@ function otlpJson(): unknown {
           endTimeUnixNano: (1_700_000_000_000_000_000n + s.durationNs).toString(),
           attributes: otlpAttributes(s.attributes),
           ...(s.status ? { status: s.status } : {}),
+          events: (s.events ?? []).map((e) => ({ timeUnixNano: '1700000000000000001', name: e.name, attributes: otlpAttributes(e.attributes) })),
         })),
       }],
     })),
@@ -151,7 +162,7 @@ function ottlMap(o: Record<string, Attr>): Map<string, OttlValue> {
   return new Map(Object.entries(o).map(([k, v]) => [k, ottlValue(v)]));
 }
 
-function items(): { resource: number; item: TelemetryItem; id: string }[] {
+function items(): { resource: number; item: TelemetryItem; id: string; events: TelemetryItem[] }[] {
   return CORPUS.flatMap((r, ri) =>
     r.spans.map((s) => ({
       resource: ri,
@@ -171,16 +182,26 @@ function items(): { resource: number; item: TelemetryItem; id: string }[] {
           ...(s.status ? { status: s.status } : {}),
         },
       },
-    })),
+    })).map((i, k, all) => ({ ...i, events: eventsOf(all[k]?.item as TelemetryItem, CORPUS[i.resource]?.spans.find((sp) => spanIdHex(sp.id) === i.id)) })),
   );
 }
 
-/** The engine's survivors, the way the filter processor walks resources, scopes and spans. */
+function eventsOf(item: TelemetryItem, spec: SpanSpec | undefined): TelemetryItem[] {
+  return (spec?.events ?? []).map((e) => ({ ...item, spanEvent: { name: e.name, timeUnixNano: 1_700_000_000_000_000_001n, attributes: ottlMap(e.attributes) } }));
+}
+
+/** A survivor: the span id (as a number) and the names of its surviving events. */
+const survivor = (id: string, events: readonly string[]): string => `${parseInt(id, 16)}${events.length ? `:${events.join('|')}` : ''}`;
+
+/** The engine's survivors, the way the filter processor walks resources, scopes, spans and events. */
 function engineSurvivors(c: (typeof CASES)[number]): string[] {
   const all = items();
-  if (c.span) {
-    const seq = new ConditionSequence(c.span.map((t) => compileCondition(t, SPAN_CONTEXT)), 'ignore');
-    return all.filter((i) => !seq.eval(i.item)).map((i) => i.id).sort();
+  const keepEvents = (i: (typeof all)[number], seq: ConditionSequence<TelemetryItem> | undefined): string[] =>
+    i.events.filter((e) => !seq?.eval(e)).map((e) => e.spanEvent?.name ?? '');
+  if (c.span || c.spanevent) {
+    const seq = new ConditionSequence((c.span ?? []).map((t) => compileCondition(t, SPAN_CONTEXT)), 'ignore');
+    const eseq = c.spanevent ? new ConditionSequence(c.spanevent.map((t) => compileCondition(t, SPAN_EVENT_CONTEXT)), 'ignore') : undefined;
+    return all.filter((i) => !seq.eval(i.item)).map((i) => survivor(i.id, keepEvents(i, eseq))).sort();
   }
   const byContext = new Map<string, ReturnType<typeof compileCondition<TelemetryItem>>[]>();
   for (const t of c.traceConditions ?? []) {
@@ -191,24 +212,32 @@ function engineSurvivors(c: (typeof CASES)[number]): string[] {
   const seq = (name: string): ConditionSequence<TelemetryItem> => new ConditionSequence(byContext.get(name) ?? [], 'ignore');
   return all
     .filter((i) => !seq('resource').eval(i.item) && !seq('scope').eval(i.item) && !seq('span').eval(i.item))
-    .map((i) => i.id)
+    .map((i) => survivor(i.id, keepEvents(i, seq('spanevent'))))
     .sort();
 }
 
-function collectorConfig(httpPort: number, sinkPort: number): string {
+function collectorConfig(httpPort: number, propagatePort: number, sinkPort: number): string {
   const lines: string[] = [
     'receivers:', '  otlp:', '    protocols:', '      http:', `        endpoint: 127.0.0.1:${httpPort}`,
+    '  otlp/propagate:', '    protocols:', '      http:', `        endpoint: 127.0.0.1:${propagatePort}`,
     'processors:',
+    '  filter/propagate:', '    error_mode: propagate', '    traces:', '      span:', `        - ${JSON.stringify(PROPAGATE)}`,
   ];
   CASES.forEach((c, n) => {
     lines.push(`  filter/${n}:`, '    error_mode: ignore');
-    if (c.span) {
-      lines.push('    traces:', '      span:', ...c.span.map((t) => `        - ${JSON.stringify(t)}`));
+    if (c.span || c.spanevent) {
+      lines.push('    traces:');
+      if (c.span) lines.push('      span:', ...c.span.map((t) => `        - ${JSON.stringify(t)}`));
+      if (c.spanevent) lines.push('      spanevent:', ...c.spanevent.map((t) => `        - ${JSON.stringify(t)}`));
     } else {
       lines.push('    trace_conditions:', ...(c.traceConditions ?? []).map((t) => `      - ${JSON.stringify(t)}`));
     }
   });
   lines.push('exporters:');
+  lines.push(
+    '  otlp_grpc/propagate:', `    endpoint: 127.0.0.1:${sinkPort}`, '    tls:', '      insecure: true',
+    '    sending_queue:', '      enabled: false', '    retry_on_failure:', '      enabled: false', '    headers:', '      x-case: "propagate"',
+  );
   CASES.forEach((_, n) => {
     lines.push(
       `  otlp_grpc/${n}:`, `    endpoint: 127.0.0.1:${sinkPort}`, '    tls:', '      insecure: true',
@@ -217,6 +246,7 @@ function collectorConfig(httpPort: number, sinkPort: number): string {
     );
   });
   lines.push('service:', '  telemetry:', '    logs:', '      level: error', '    metrics:', '      level: none', '  pipelines:');
+  lines.push('    traces/propagate:', '      receivers: [otlp/propagate]', '      processors: [filter/propagate]', '      exporters: [otlp_grpc/propagate]');
   CASES.forEach((_, n) => {
     lines.push(`    traces/${n}:`, '      receivers: [otlp]', `      processors: [filter/${n}]`, `      exporters: [otlp_grpc/${n}]`);
   });
@@ -226,16 +256,17 @@ function collectorConfig(httpPort: number, sinkPort: number): string {
 const sink = new GrpcSink();
 let child: ReturnType<typeof spawn> | undefined;
 let httpPort = 0;
+let propagatePort = 0;
 const output: string[] = [];
 let dir = '';
 
 before(async () => {
   if (!HAVE_OTELCOL) return;
   await sink.start();
-  [httpPort] = await freePorts(1);
+  [httpPort, propagatePort] = await freePorts(2);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ottl-conformance-'));
   const config = path.join(dir, 'config.yaml');
-  fs.writeFileSync(config, collectorConfig(httpPort, sink.port));
+  fs.writeFileSync(config, collectorConfig(httpPort, propagatePort, sink.port));
   child = spawn(OTELCOL, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
   child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
@@ -268,9 +299,10 @@ test('the engine keeps exactly the spans the Collector filter processor keeps', 
   for (const r of sink.requests) {
     const n = Number(r.headers['x-case']);
     const msg = types.ExportTraceServiceRequest.toObject(types.ExportTraceServiceRequest.decode(r.body), { bytes: String }) as {
-      resourceSpans?: { scopeSpans?: { spans?: { spanId: string }[] }[] }[];
+      resourceSpans?: { scopeSpans?: { spans?: { spanId: string; events?: { name: string }[] }[] }[] }[];
     };
-    const ids = (msg.resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => (ss.spans ?? []).map((s) => Buffer.from(s.spanId, 'base64').toString('hex'))));
+    const ids = (msg.resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => (ss.spans ?? []).map((s) =>
+      survivor(Buffer.from(s.spanId, 'base64').toString('hex'), (s.events ?? []).map((e) => e.name)))));
     survivors.set(n, [...(survivors.get(n) ?? []), ...ids]);
   }
   const mismatches: string[] = [];
@@ -278,11 +310,17 @@ test('the engine keeps exactly the spans the Collector filter processor keeps', 
     const collector = (survivors.get(n) ?? []).sort();
     const engine = engineSurvivors(c);
     if (JSON.stringify(collector) !== JSON.stringify(engine)) {
-      mismatches.push(`${JSON.stringify(c.span ?? c.traceConditions)}: collector kept [${collector.map((h) => parseInt(h, 16)).join(',')}], engine kept [${engine.map((h) => parseInt(h, 16)).join(',')}]`);
+      mismatches.push(`${JSON.stringify(c)}: collector kept [${collector.join(', ')}], engine kept [${engine.join(', ')}]`);
     }
   });
-  if (process.env.OTTL_CONFORMANCE_DEBUG) console.log([...survivors.entries()].map(([n, ids]) => `${n}: ${ids.map((h) => parseInt(h, 16)).sort().join(",")}`).join("\n"));
+  if (process.env.OTTL_CONFORMANCE_DEBUG) console.log([...survivors.entries()].map(([n, ids]) => `${n}: ${ids.sort().join(", ")}`).join("\n"));
   assert.deepEqual(mismatches, []);
+  // error_mode propagate: the Collector refuses the request (nothing exported); the engine throws.
+  const refused = await fetch(`http://127.0.0.1:${propagatePort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(otlpJson()) });
+  assert.notEqual(refused.status, 200);
+  assert.equal(sink.requests.filter((r) => r.headers['x-case'] === 'propagate').length, 0);
+  const seq = new ConditionSequence([compileCondition(PROPAGATE, SPAN_CONTEXT)], 'propagate');
+  assert.throws(() => items().forEach((i) => seq.eval(i.item)), /failed to eval condition: Substring/);
   // Guard against a vacuous pass: the cases drop different sets, some all, some none.
   const sizes = new Set(CASES.map((c) => engineSurvivors(c).length));
   assert.ok(sizes.size >= 4, `survivor counts vary: ${[...sizes].join(',')}`);

@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { types } from '../../src/pdata/codec';
 import {
-  ConditionSequence, SPAN_CONTEXT, SPAN_EVENT_CONTEXT, TRACE_CONTEXTS, compileCondition, inferContext,
-  type OttlContext, type OttlValue, type TelemetryItem,
+  ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, METRIC_CONTEXTS, SPAN_CONTEXT, SPAN_EVENT_CONTEXT, TRACE_CONTEXTS, compileCondition, inferContext,
+  type CompiledCondition, type OttlContext, type OttlValue, type TelemetryItem,
 } from '../../src/ottl';
 import { freePorts, waitFor } from '../helpers/ports';
 import { GrpcSink } from '../helpers/sink';
@@ -111,6 +111,120 @@ const CASES: readonly { readonly span?: readonly string[]; readonly spanevent?: 
   { traceConditions: ['spanevent.name == "log" or spanevent.attributes["exception.type"] == "Timeout"'] },
   { traceConditions: ['spanevent.name == "exception" and span.kind == SPAN_KIND_SERVER', 'resource.attributes["service.name"] == "frontend"'] },
 ];
+
+interface PointSpec {
+  id: string;
+  attributes: Record<string, Attr>;
+  value?: number | bigint;
+  count?: bigint;
+  sum?: number;
+}
+
+interface MetricSpec {
+  name: string;
+  type: 1 | 2 | 3 | 5;
+  temporality?: number;
+  monotonic?: boolean;
+  points: PointSpec[];
+}
+
+const METRICS: { attributes: Record<string, Attr>; metrics: MetricSpec[] }[] = [
+  {
+    attributes: { 'service.name': 'checkout' },
+    metrics: [
+      { name: 'http.server.duration', type: 3, temporality: 2, points: [
+        { id: 'p1', attributes: { route: '/a', code: 200n }, count: 3n, sum: 1.5 },
+        { id: 'p2', attributes: { route: '/b', code: '500' }, count: 1n, sum: 0.2 },
+      ] },
+      { name: 'process.cpu', type: 1, points: [{ id: 'p3', attributes: { state: 'user' }, value: 1.5 }, { id: 'p4', attributes: { state: 'system' }, value: 0.5 }] },
+      { name: 'requests', type: 2, temporality: 1, monotonic: true, points: [{ id: 'p5', attributes: { route: '/a' }, value: 10n }, { id: 'p6', attributes: {}, value: 0n }] },
+    ],
+  },
+  {
+    attributes: { 'service.name': 'db' },
+    metrics: [
+      { name: 'db.calls', type: 2, temporality: 2, monotonic: false, points: [{ id: 'p7', attributes: { op: 'select' }, value: 2.5 }] },
+      { name: 'summary.x', type: 5, points: [{ id: 'p8', attributes: { q: 1n }, count: 5n, sum: 10 }] },
+    ],
+  },
+];
+
+const METRIC_CASES: readonly { readonly metric?: readonly string[]; readonly datapoint?: readonly string[]; readonly metricConditions?: readonly string[] }[] = [
+  { metric: ['name == "process.cpu"'] },
+  { metric: ['type == METRIC_DATA_TYPE_HISTOGRAM'] },
+  { metric: ['HasAttrOnDatapoint("route", "/a")'] },
+  { metric: ['HasAttrKeyOnDatapoint("op")'] },
+  { metric: ['HasAttrOnDatapoint("code", "200")'] },
+  { metric: ['aggregation_temporality == AGGREGATION_TEMPORALITY_DELTA or is_monotonic == false'] },
+  { metric: ['resource.attributes["service.name"] == "db"'] },
+  { datapoint: ['attributes["route"] == "/a"'] },
+  { datapoint: ['value_double > 1.0'] },
+  { datapoint: ['value_int == 0', 'count > 2'] },
+  { datapoint: ['sum < 1.0'] },
+  { datapoint: ['metric.name == "requests" and attributes["route"] == nil'] },
+  { datapoint: ['attributes["code"] == 200'] },
+  { datapoint: ['value_double == nil'] },
+  { metric: ['name == "db.calls"'], datapoint: ['attributes["state"] == "user"'] },
+  { metricConditions: ['datapoint.attributes["state"] == "system"', 'metric.name == "requests"'] },
+  { metricConditions: ['resource.attributes["service.name"] == "checkout" and HasAttrKeyOnDatapoint("state")'] },
+];
+
+function otlpMetricsJson(): unknown {
+  const point = (p: PointSpec): Record<string, unknown> => ({
+    attributes: otlpAttributes({ ...p.attributes, id: p.id }),
+    timeUnixNano: '1700000000000000000',
+    ...(typeof p.value === 'number' ? { asDouble: p.value } : typeof p.value === 'bigint' ? { asInt: p.value.toString() } : {}),
+    ...(p.count !== undefined ? { count: p.count.toString(), sum: p.sum } : {}),
+  });
+  return {
+    resourceMetrics: METRICS.map((r) => ({
+      resource: { attributes: otlpAttributes(r.attributes) },
+      scopeMetrics: [{
+        scope: { name: 'obi' },
+        metrics: r.metrics.map((m) => {
+          const dataPoints = m.points.map(point);
+          const body =
+            m.type === 1 ? { gauge: { dataPoints } }
+              : m.type === 2 ? { sum: { dataPoints, aggregationTemporality: m.temporality, isMonotonic: m.monotonic } }
+                : m.type === 3 ? { histogram: { dataPoints, aggregationTemporality: m.temporality } }
+                  : { summary: { dataPoints } };
+          return { name: m.name, ...body };
+        }),
+      }],
+    })),
+  };
+}
+
+function engineMetricSurvivors(c: (typeof METRIC_CASES)[number]): string[] {
+  const out: string[] = [];
+  const byContext = new Map<string, CompiledCondition<TelemetryItem>[]>();
+  if (c.metricConditions) {
+    for (const t of c.metricConditions) {
+      const name = inferContext(t, METRIC_CONTEXTS);
+      byContext.set(name, [...(byContext.get(name) ?? []), compileCondition(t, METRIC_CONTEXTS[name] as OttlContext<TelemetryItem>, { mode: 'explicit' })]);
+    }
+  } else {
+    byContext.set('metric', (c.metric ?? []).map((t) => compileCondition(t, METRIC_CONTEXT)));
+    if (c.datapoint) byContext.set('datapoint', c.datapoint.map((t) => compileCondition(t, DATAPOINT_CONTEXT)));
+  }
+  const seq = (name: string): ConditionSequence<TelemetryItem> => new ConditionSequence(byContext.get(name) ?? [], 'ignore');
+  for (const r of METRICS) {
+    for (const m of r.metrics) {
+      const pts = m.points.map((p) => ({
+        id: p.id,
+        attributes: ottlMap({ ...p.attributes, id: p.id }),
+        timeUnixNano: 1_700_000_000_000_000_000n,
+        ...(p.value !== undefined ? { value: p.value } : {}),
+        ...(p.count !== undefined ? { count: p.count, sum: p.sum } : {}),
+      }));
+      const metric = { name: m.name, type: m.type, aggregationTemporality: m.temporality, isMonotonic: m.monotonic, dataPoints: pts };
+      const base: TelemetryItem = { resource: { attributes: ottlMap(r.attributes) }, scope: { name: 'obi' }, metric };
+      if (seq('resource').eval(base) || seq('scope').eval(base) || seq('metric').eval(base)) continue;
+      for (const p of pts) if (!seq('datapoint').eval({ ...base, dataPoint: p })) out.push(`${m.name}:${p.id}`);
+    }
+  }
+  return out.sort();
+}
 
 /** A condition that errors on some spans, under error_mode propagate: the Collector fails the request. */
 const PROPAGATE = 'Substring(name, 0, 10) == "GET /api/i"';
@@ -233,7 +347,23 @@ function collectorConfig(httpPort: number, propagatePort: number, sinkPort: numb
       lines.push('    trace_conditions:', ...(c.traceConditions ?? []).map((t) => `      - ${JSON.stringify(t)}`));
     }
   });
+  METRIC_CASES.forEach((c, n) => {
+    lines.push(`  filter/m${n}:`, '    error_mode: ignore');
+    if (c.metricConditions) {
+      lines.push('    metric_conditions:', ...c.metricConditions.map((t) => `      - ${JSON.stringify(t)}`));
+    } else {
+      lines.push('    metrics:');
+      if (c.metric) lines.push('      metric:', ...c.metric.map((t) => `        - ${JSON.stringify(t)}`));
+      if (c.datapoint) lines.push('      datapoint:', ...c.datapoint.map((t) => `        - ${JSON.stringify(t)}`));
+    }
+  });
   lines.push('exporters:');
+  METRIC_CASES.forEach((_, n) => {
+    lines.push(
+      `  otlp_grpc/m${n}:`, `    endpoint: 127.0.0.1:${sinkPort}`, '    tls:', '      insecure: true',
+      '    sending_queue:', '      enabled: false', '    retry_on_failure:', '      enabled: false', '    headers:', `      x-case: "m${n}"`,
+    );
+  });
   lines.push(
     '  otlp_grpc/propagate:', `    endpoint: 127.0.0.1:${sinkPort}`, '    tls:', '      insecure: true',
     '    sending_queue:', '      enabled: false', '    retry_on_failure:', '      enabled: false', '    headers:', '      x-case: "propagate"',
@@ -246,6 +376,9 @@ function collectorConfig(httpPort: number, propagatePort: number, sinkPort: numb
     );
   });
   lines.push('service:', '  telemetry:', '    logs:', '      level: error', '    metrics:', '      level: none', '  pipelines:');
+  METRIC_CASES.forEach((_, n) => {
+    lines.push(`    metrics/${n}:`, '      receivers: [otlp]', `      processors: [filter/m${n}]`, `      exporters: [otlp_grpc/m${n}]`);
+  });
   lines.push('    traces/propagate:', '      receivers: [otlp/propagate]', '      processors: [filter/propagate]', '      exporters: [otlp_grpc/propagate]');
   CASES.forEach((_, n) => {
     lines.push(`    traces/${n}:`, '      receivers: [otlp]', `      processors: [filter/${n}]`, `      exporters: [otlp_grpc/${n}]`);
@@ -324,4 +457,30 @@ test('the engine keeps exactly the spans the Collector filter processor keeps', 
   // Guard against a vacuous pass: the cases drop different sets, some all, some none.
   const sizes = new Set(CASES.map((c) => engineSurvivors(c).length));
   assert.ok(sizes.size >= 4, `survivor counts vary: ${[...sizes].join(',')}`);
+});
+
+test('metric and datapoint conditions: the engine keeps exactly the points the Collector keeps', { skip: HAVE_OTELCOL ? false : `no reference Collector at ${OTELCOL}` }, async () => {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/v1/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(otlpMetricsJson()) });
+  assert.equal(res.status, 200, await res.text());
+  const survivors = new Map<string, string[]>();
+  for (const r of sink.requests.filter((q) => q.signal === 'metrics')) {
+    const n = String(r.headers['x-case']);
+    const msg = types.ExportMetricsServiceRequest.toObject(types.ExportMetricsServiceRequest.decode(r.body), { longs: String }) as {
+      resourceMetrics?: { scopeMetrics?: { metrics?: Record<string, unknown>[] }[] }[];
+    };
+    const points = (msg.resourceMetrics ?? []).flatMap((rm) => (rm.scopeMetrics ?? []).flatMap((sm) => (sm.metrics ?? []).flatMap((m) => {
+      const body = (m.gauge ?? m.sum ?? m.histogram ?? m.summary) as { dataPoints?: { attributes?: { key: string; value: { stringValue?: string } }[] }[] };
+      return (body.dataPoints ?? []).map((dp) => `${String(m.name)}:${dp.attributes?.find((a) => a.key === 'id')?.value.stringValue ?? '?'}`);
+    })));
+    survivors.set(n, [...(survivors.get(n) ?? []), ...points]);
+  }
+  const mismatches: string[] = [];
+  METRIC_CASES.forEach((c, n) => {
+    const collector = (survivors.get(`m${n}`) ?? []).sort();
+    const engine = engineMetricSurvivors(c);
+    if (JSON.stringify(collector) !== JSON.stringify(engine)) mismatches.push(`${JSON.stringify(c)}: collector kept [${collector.join(', ')}], engine kept [${engine.join(', ')}]`);
+  });
+  if (process.env.OTTL_CONFORMANCE_DEBUG) console.log([...survivors.entries()].map(([n, ids]) => `${n}: ${ids.sort().join(', ')}`).join('\n'));
+  assert.deepEqual(mismatches, []);
+  assert.ok(new Set(METRIC_CASES.map((c) => engineMetricSurvivors(c).length)).size >= 4);
 });

@@ -484,3 +484,55 @@ test('metric and datapoint conditions: the engine keeps exactly the points the C
   assert.deepEqual(mismatches, []);
   assert.ok(new Set(METRIC_CASES.map((c) => engineMetricSurvivors(c).length)).size >= 4);
 });
+
+/** Conditions the Collector refuses at `validate` or accepts; the engine must agree (compile error or not). */
+const VALIDITY: readonly string[] = [
+  'attributes["a"] == 1e5', 'name == 1.', 'attributes["a"] == -1', 'attributes["a"] - 1 == 0', 'attributes["a"]-1 == 0',
+  'IsMatch(name, 1)', 'IsMatch(name, "(")', 'IsMatch(name, "(?<n>x)")', 'IsMatch(name, "\\\\1")',
+  'Substring(name, "a", 1) == ""', 'Substring(name, attributes["a"], 1) == ""',
+  'TraceID(0x01) == trace_id', 'TraceID("0102") == trace_id', 'TraceID("0102030405060708090a0b0c0d0e0f10") == trace_id',
+  'kind == SPAN_KIND_FOO', 'name.string == ""', 'kind.string == "Server"', 'attributes == nil', 'name["x"] == nil',
+  'set(name, "x") == nil', 'set(name, "x")', 'Len(name)', '"a" == 1', 'IsMatch(target = name, pattern = "x")',
+  'IsMatch(pattern = "x", name)', 'IsMatch(name, patern = "x")', 'Concat(name, "") == ""', 'Concat([name], "") == ""',
+  'Int(attributes["a"]) == nil', 'Int("abc") == nil', 'Double(nil) == nil', 'String(1.5) == "1.5"', 'true', 'not true',
+  'resource.attributes["a"] == nil', 'spanevent.name == "x"', 'IsRootSpan()', 'HasAttrOnDatapoint("a", "b")',
+  'Hex(span_id) == ""', 'Split(name, ",")[0] == "x"', 'attributes["a"][attributes["b"]] == nil', 'attributes[0] == nil',
+  'Substring(name, 0, 1, true) == ""', 'Substring(name, 0, 1, 1) == ""', '1 == 1 == 1', 'name == "a" or', '(name == "a"',
+  'name == "\\q"', 'name == "\\u00e9"', 'name == 0xABC', 'ToLowerCase(1) == "1"', 'IsString(1)', 'IsString(nil)', 'Trim(name, 1) == ""',
+  'Duration("1x") == nil', 'TraceID(attributes["a"]) == nil', 'Is Match(name, "x")', 'IsMatch (name, "x")', 'name == nil_x',
+  'x == 9223372036854775807', 'attributes["a"] == 9223372036854775808', 'instrumentation_scope.name == "x"', 'scope.nam == "x"',
+  'resource == nil', 'resource.attributes["a"]["b"][0] == 1', 'Len(attributes) > 1 and (kind == 1 or kind == SPAN_KIND_CLIENT)',
+  '{"a": 1} == attributes', '[1, 2] == nil', 'ContainsValue([1, 2], 1)', 'ContainsValue(1, 1)', 'ContainsValue(name, 1)',
+  'Int(1.5) == 1', 'Bool("yes")', 'Bool("true")', 'Unix(1) == nil', 'Nanoseconds(1) == 1', 'UnixNano(start_time) > 0',
+  'end_time - start_time > Duration("1s")', 'attributes["a"] == attributes["b"] * -2', 'attributes["a"] == +1',
+];
+
+test('the engine refuses exactly the conditions the Collector refuses at validate', { skip: HAVE_OTELCOL ? false : `no reference Collector at ${OTELCOL}` }, async () => {
+  const lines = ['receivers:', '  otlp:', '    protocols:', '      http:', '        endpoint: 127.0.0.1:0', 'processors:'];
+  VALIDITY.forEach((t, n) => lines.push(`  filter/${n}:`, '    traces:', '      span:', `        - ${JSON.stringify(t)}`));
+  lines.push('exporters:', '  debug:', 'service:', '  pipelines:');
+  VALIDITY.forEach((_, n) => lines.push(`    traces/${n}: {receivers: [otlp], processors: [filter/${n}], exporters: [debug]}`));
+  const config = path.join(dir || fs.mkdtempSync(path.join(os.tmpdir(), 'ottl-validate-')), 'validate.yaml');
+  fs.writeFileSync(config, `${lines.join('\n')}\n`);
+  const out: string[] = [];
+  const proc = spawn(OTELCOL, ['validate', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.on('data', (d: Buffer) => out.push(d.toString()));
+  proc.stderr.on('data', (d: Buffer) => out.push(d.toString()));
+  await new Promise((resolve) => proc.once('exit', resolve));
+  const text = out.join('');
+  const refusedByCollector = new Set([...text.matchAll(/processors::filter\/(\d+):/g)].map((m) => Number(m[1])));
+  assert.ok(refusedByCollector.size > 10 && refusedByCollector.size < VALIDITY.length - 10, text);
+  const disagreements: string[] = [];
+  VALIDITY.forEach((t, n) => {
+    let engineError: string | undefined;
+    try {
+      compileCondition(t, SPAN_CONTEXT);
+    } catch (err) {
+      engineError = (err as Error).message;
+    }
+    if (refusedByCollector.has(n) !== (engineError !== undefined)) {
+      disagreements.push(`${t}: collector ${refusedByCollector.has(n) ? 'refuses' : 'accepts'}, engine ${engineError ? `refuses (${engineError})` : 'accepts'}`);
+    }
+  });
+  assert.deepEqual(disagreements, []);
+});

@@ -77,7 +77,10 @@ export interface OttlPathRef {
 export interface CompiledCondition<C> {
   readonly text: string;
   readonly context: string;
-  /** Every path read, so a caller can tell resource-only conditions from span-level ones. */
+  /**
+   * Every path read (and every context-specific converter, as `IsRootSpan()`), so a caller can tell
+   * resource-only conditions from span-level ones.
+   */
   readonly paths: readonly OttlPathRef[];
   /** The contexts those paths belong to. */
   readonly contexts: ReadonlySet<string>;
@@ -242,7 +245,9 @@ class Compiler<C> {
       i++;
     }
     const last = fields[i] as (typeof fields)[number];
-    if (!field.get) throw unknown(last.name);
+    if (!field.get) {
+      throw new OttlCompileError(`path "${p.text}" is not supported by spansieve (readable: ${Object.keys(field.fields ?? {}).map((k) => `${last.name}.${k}`).join(', ')}; see ${OTTL_DOCS})`);
+    }
     if (i + 1 < fields.length) {
       throw new OttlCompileError(`the path section "${fields[i + 1]?.name ?? ''}" of "${p.text}" was not used by the context - this likely means you are using extra path sections`);
     }
@@ -292,6 +297,10 @@ class Compiler<C> {
           ? `converter "${call.name}" is not supported in the ${this.ctx.name} context by spansieve (see the converters table in ${OTTL_DOCS})`
           : `undefined function "${call.name}" (see the converters table in ${OTTL_DOCS})`,
       );
+    }
+    if (this.ctx.functions?.[call.name]) {
+      // A context's own converter reads its data without a path (IsRootSpan reads the span).
+      this.paths.push({ context: this.ctx.name, path: `${call.name}()` });
     }
     let args: OttlArgs<C>;
     try {

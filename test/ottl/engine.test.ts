@@ -159,6 +159,7 @@ test('compile errors: unknown function, path, enum, context; editors; argument c
   compileErr('attributes["x"] == set(name)', /converter names must start with an uppercase letter but got 'set'/);
   compileErr('nme == "x"', /segment "nme" from path "nme" is not a valid path for the span context \(valid: trace_id, span_id/);
   compileErr('status.cod == 1', /segment "cod"/);
+  compileErr('status == nil', /path "status" is not supported by spansieve \(readable: status.code, status.message/);
   compileErr('name.foo == 1', /the path section "foo"/);
   compileErr('name["x"] == 1', /the keys indexing "name" were not used/);
   compileErr('kind == SPAN_KIND_SERVR', /enum symbol, SPAN_KIND_SERVR, not found/);
@@ -194,6 +195,10 @@ test('paths used: a caller tells resource-only conditions from span-level ones',
   const s = compileCondition('resource.attributes["a"] == "b" and attributes["url.path"] == "/x" and status.code == 2', SPAN_CONTEXT);
   assert.deepEqual([...s.contexts].sort(), ['resource', 'span']);
   assert.deepEqual(s.paths.map((p) => p.path), ['attributes', 'attributes', 'status.code']);
+  // A context's own converter reads its data without a path: it counts.
+  const root = compileCondition('IsRootSpan() and resource.attributes["a"] == "b"', SPAN_CONTEXT);
+  assert.deepEqual([...root.contexts].sort(), ['resource', 'span']);
+  assert.deepEqual([...compileCondition('HasAttrKeyOnDatapoint("k")', METRIC_CONTEXT).contexts], ['metric']);
 });
 
 test('context inference as trace_conditions / metric_conditions do it', () => {

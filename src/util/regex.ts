@@ -66,3 +66,18 @@ function unsupportedSyntax(pattern: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Compiles a pattern written in RE2 syntax as Go's regexp package reads it (OTTL's IsMatch), without the
+ * JavaScript-syntax translation above. Throws an Error with RE2's reason.
+ */
+export function compileRe2Pattern(pattern: string): LinearRegex {
+  const { RE2JS } = re2js();
+  let compiled: InstanceType<typeof RE2JS>;
+  try {
+    compiled = RE2JS.compile(pattern);
+  } catch (err) {
+    throw new Error((err as Error).message, { cause: err });
+  }
+  return { source: pattern, flags: '', test: (value) => compiled.test(value) };
+}

@@ -7,6 +7,14 @@ export const WIRE_LEN = 2;
 export const WIRE_I32 = 5;
 
 /** Raised for bytes that are not a well-formed protobuf message; `path` names where. */
+/** Segments of an error's path shown at each end; a path through deep nesting has its middle elided. */
+const PATH_ENDS = 8;
+
+function shortPath(path: readonly string[]): string {
+  if (path.length <= 2 * PATH_ENDS + 1) return path.join('.');
+  return `${path.slice(0, PATH_ENDS).join('.')}.….${path.slice(-PATH_ENDS).join('.')}`;
+}
+
 export class WireFormatError extends Error {
   constructor(
     readonly detail: string,
@@ -18,7 +26,14 @@ export class WireFormatError extends Error {
   /** Prefixes a location segment while the error travels up through nested messages. */
   at(segment: string): WireFormatError {
     this.path.unshift(segment);
-    this.message = `${this.path.join('.')}: ${this.detail}`;
+    this.message = `${shortPath(this.path)}: ${this.detail}`;
+    return this;
+  }
+
+  /** Prefixes several segments at once, outermost first. */
+  within(segments: readonly string[]): WireFormatError {
+    this.path.unshift(...segments);
+    this.message = `${shortPath(this.path)}: ${this.detail}`;
     return this;
   }
 }

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type * as Protobuf from 'protobufjs';
 import { protobufjs } from '../util/lazy-modules';
+import { MAX_NESTING_DEPTH, nestingTooDeep } from './schema';
 
 // Full decoding and encoding through protobufjs reflection over spansieve's own .proto files.
 // Used off the fast path: JSON bodies, the debug exporter, JSON export, and repairing a resource
@@ -29,6 +30,7 @@ function loadedRoot(): Protobuf.Root {
     loading.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
     loading.loadSync(['collector.proto', 'status.proto'], { keepCase: false });
     loading.resolveAll();
+    convertDeepValuesWithoutRecursion(loading);
     root = loading;
   }
   return root;
@@ -66,6 +68,7 @@ export function encodeFromOtlpJson(type: Protobuf.Type, json: unknown): Uint8Arr
   try {
     message = type.fromObject(prepared as Record<string, unknown>);
   } catch (err) {
+    if (err instanceof JsonShapeError) throw err;
     throw new JsonShapeError(`does not match ${type.name}: ${(err as Error).message.replace(/^\./, '')}`);
   }
   return type.encode(message).finish();
@@ -74,6 +77,153 @@ export function encodeFromOtlpJson(type: Protobuf.Type, json: unknown): Uint8Arr
 /** Renders decoded bytes as OTLP/JSON (hex ids, lowerCamelCase keys, enums as integers). */
 export function toOtlpJson(type: Protobuf.Type, bytes: Uint8Array): string {
   return JSON.stringify(decodeToPlain(type, bytes));
+}
+
+/**
+ * AnyValue levels (counted as protobufjs counts messages: 2 per array level, 3 per kvlist level)
+ * that OTLP/JSON conversion handles by protobufjs' own recursion; a value nested deeper is
+ * converted by deepAnyValueFromJson, which keeps its stack on the heap. protobufjs refuses
+ * messages past util.recursionLimit (100) levels, and the JS stack overflows not far beyond.
+ */
+const JSON_RECURSION_LEVELS = 48;
+
+/** Makes AnyValue's fromObject hand deep values to deepAnyValueFromJson. */
+function convertDeepValuesWithoutRecursion(loaded: Protobuf.Root): void {
+  const anyValue = loaded.lookupType('opentelemetry.proto.common.v1.AnyValue');
+  anyValue.setup();
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with anyValue as this, below
+  const generated: (this: Protobuf.Type, object: Record<string, unknown>, level?: number) => Protobuf.Message = anyValue.fromObject;
+  const shallow = (object: Record<string, unknown>, level?: number): Protobuf.Message => generated.call(anyValue, object, level);
+  const ctor = anyValue.ctor as unknown as new () => Protobuf.Message & { $unknowns?: Uint8Array[] };
+  // protobufjs' generated converters call types[i].fromObject(value, level) on this Type object.
+  anyValue.fromObject = (object: Record<string, unknown>, level?: number) => {
+    if ((level ?? 0) < JSON_RECURSION_LEVELS) return shallow(object, level);
+    // The value's bytes, written by protobufjs' encoder as they are (it writes a message's
+    // $unknowns verbatim).
+    const message = new ctor();
+    message.$unknowns = [deepAnyValueFromJson(object, shallow, anyValue)];
+    return message;
+  };
+}
+
+// Steps of deepAnyValueFromJson's explicit stack.
+const ANY = 0;
+const FORK = 1;
+const LDELIM = 2;
+const ARRAY = 3;
+const KVLIST = 4;
+const KEY_VALUE = 5;
+const LEAVE = 6;
+const TAIL = 7;
+
+/** AnyValue's kvlist_value (field 6) and array_value (5): tag, JSON name, step. */
+const NESTED_FIELDS = [
+  [6 * 8 + 2, 'kvlistValue', KVLIST],
+  [5 * 8 + 2, 'arrayValue', ARRAY],
+] as const;
+
+/** protobufjs' String(key), whatever the key's JSON type. */
+// eslint-disable-next-line @typescript-eslint/no-base-to-string
+const keyString = (key: unknown): string => String(key);
+
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object';
+
+/**
+ * Encodes an OTLP/JSON AnyValue as protobuf with an explicit stack rather than recursion, with the
+ * checks and conversions (and error messages) of protobufjs' fromObject: scalar fields are
+ * converted by protobufjs itself (`shallow`, given no nested value). Fails beyond
+ * MAX_NESTING_DEPTH levels.
+ */
+function deepAnyValueFromJson(
+  value: Record<string, unknown>,
+  shallow: (object: Record<string, unknown>) => Protobuf.Message,
+  anyValue: Protobuf.Type,
+): Uint8Array {
+  const writer = protobufjs().Writer.create();
+  const steps: number[] = [ANY];
+  const values: unknown[] = [value];
+  let depth = 0;
+  const push = (step: number, v: unknown) => {
+    steps.push(step);
+    values.push(v);
+  };
+  const scalars = (object: Record<string, unknown>, names: readonly string[]) => {
+    const picked: Record<string, unknown> = {};
+    let any = false;
+    for (const name of names) {
+      if (object[name] != null) {
+        picked[name] = object[name];
+        any = true;
+      }
+    }
+    if (any) anyValue.encode(shallow(picked), writer);
+  };
+  const list = (object: Record<string, unknown>, type: string): unknown[] => {
+    const items = object.values;
+    if (!items) return [];
+    if (!Array.isArray(items)) throw TypeError(`.opentelemetry.proto.common.v1.${type}.values: array expected`);
+    return items as unknown[];
+  };
+  while (steps.length > 0) {
+    const step = steps.pop()!;
+    const v = values.pop();
+    switch (step) {
+      case ANY: {
+        if (!isObject(v)) throw TypeError('.opentelemetry.proto.common.v1.AnyValue: object expected');
+        // Fields in number order, as protobufjs writes them: 1-4, array 5, kvlist 6, bytes 7.
+        scalars(v, ['stringValue', 'boolValue', 'intValue', 'doubleValue']);
+        push(TAIL, v);
+        // Pushed in reverse: the array is written before the kvlist.
+        for (const [field, name, nestedStep] of NESTED_FIELDS) {
+          const nested = v[name];
+          if (nested == null) continue;
+          if (!isObject(nested)) throw TypeError(`.opentelemetry.proto.common.v1.AnyValue.${name}: object expected`);
+          push(LDELIM, undefined);
+          push(LEAVE, undefined);
+          push(nestedStep, nested);
+          push(FORK, field);
+        }
+        break;
+      }
+      case TAIL:
+        scalars(v as Record<string, unknown>, ['bytesValue']);
+        break;
+      case FORK:
+        writer.uint32(v as number).fork();
+        if ((v === NESTED_FIELDS[0][0] || v === NESTED_FIELDS[1][0]) && ++depth > MAX_NESTING_DEPTH) throw new JsonShapeError(nestingTooDeep());
+        break;
+      case LEAVE:
+        depth--;
+        break;
+      case LDELIM:
+        writer.ldelim();
+        break;
+      case ARRAY:
+      case KVLIST: {
+        const type = step === ARRAY ? 'ArrayValue' : 'KeyValueList';
+        const items = list(v as Record<string, unknown>, type);
+        for (const item of items) if (!isObject(item)) throw TypeError(`.opentelemetry.proto.common.v1.${type}.values: object expected`);
+        for (let i = items.length - 1; i >= 0; i--) {
+          push(LDELIM, undefined);
+          push(step === ARRAY ? ANY : KEY_VALUE, items[i]);
+          push(FORK, 10);
+        }
+        break;
+      }
+      case KEY_VALUE: {
+        const kv = v as Record<string, unknown>;
+        if (kv.key != null && (typeof kv.key !== 'string' || kv.key.length > 0)) writer.uint32(10).string(keyString(kv.key));
+        if (kv.value != null) {
+          if (!isObject(kv.value)) throw TypeError('.opentelemetry.proto.common.v1.KeyValue.value: object expected');
+          push(LDELIM, undefined);
+          push(ANY, kv.value);
+          push(FORK, 18);
+        }
+        break;
+      }
+    }
+  }
+  return writer.finish();
 }
 
 function idsToHex(value: unknown): unknown {
@@ -88,13 +238,18 @@ function idsToHex(value: unknown): unknown {
   return value;
 }
 
+/** Fields holding KeyValues: no ids inside, and they may nest deeper than recursion goes. */
+const KEY_VALUE_FIELDS = new Set(['attributes', 'filteredAttributes', 'metadata']);
+
 function idsFromHex(value: unknown, where: string): unknown {
   if (Array.isArray(value)) return value.map((v, i) => idsFromHex(v, `${where}[${i}]`));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
       const at = where ? `${where}.${key}` : key;
-      if (HEX_ID_FIELDS.has(key)) {
+      if (KEY_VALUE_FIELDS.has(key)) {
+        out[key] = v;
+      } else if (HEX_ID_FIELDS.has(key)) {
         if (v === '' || v === null || v === undefined) continue;
         if (typeof v !== 'string' || !/^(?:[0-9a-fA-F]{2})*$/.test(v)) {
           throw new JsonShapeError(`${at}: must be a hex string, got ${JSON.stringify(v)}`);

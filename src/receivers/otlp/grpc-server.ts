@@ -8,7 +8,7 @@ import { types } from '../../pdata/codec';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
-import { echoed } from './echo';
+import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
@@ -521,6 +521,7 @@ function respondMessage(stream: http2.ServerHttp2Stream, response: Buffer | unde
 /** A status without a message: gRPC's trailers-only response. */
 function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array): void {
   if (!isOpen(stream)) return;
+  message = cappedMessage(message);
   const headers: http2.OutgoingHttpHeaders = {
     ':status': 200,
     'content-type': 'application/grpc',
@@ -546,7 +547,7 @@ function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: s
 function respondHttpError(stream: http2.ServerHttp2Stream, status: number, message: string): void {
   if (!isOpen(stream)) return;
   stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
-  stream.end(`${message}\n`);
+  stream.end(`${cappedMessage(message)}\n`);
   stream.resume();
 }
 

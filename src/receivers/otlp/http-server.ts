@@ -7,7 +7,7 @@ import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
-import { echoed } from './echo';
+import { cappedMessage, echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
@@ -303,6 +303,7 @@ function sendStatus(
   headers: Record<string, string> = {},
 ): void {
   if (res.headersSent) return;
+  message = cappedMessage(message);
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   if (encoding === undefined) {
     reply(res, status, 'text/plain; charset=utf-8', Buffer.from(`${message}\n`));

@@ -123,7 +123,6 @@ const NESTED_FIELDS = [
 ] as const;
 
 /** protobufjs' String(key), whatever the key's JSON type. */
-// eslint-disable-next-line @typescript-eslint/no-base-to-string
 const keyString = (key: unknown): string => String(key);
 
 const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object';

@@ -15,6 +15,9 @@ export const KIND_I32 = 5;
 export const KIND_PACKED_I64 = 6;
 export const KIND_PACKED_VARINT = 7;
 
+/** The largest tag: field number 2^29 - 1 (protobuf's largest), wire type 7. */
+export const MAX_TAG = 2 ** 32 - 1;
+
 /** The wire type each kind is written with (packed kinds: their unpacked form). */
 const WIRE_OF = [WIRE_LEN, WIRE_LEN, WIRE_LEN, WIRE_VARINT, WIRE_I64, WIRE_I32, WIRE_I64, WIRE_VARINT];
 
@@ -271,6 +274,7 @@ function checkShallow(buf: Uint8Array, start: number, end: number, spec: Message
         multiplier *= 128;
         if (multiplier > 2 ** 35) throw new WireFormatError('tag varint too long');
       }
+      if (tag > MAX_TAG) throw new WireFormatError(`field number ${Math.floor(tag / 8)} is above the largest protobuf allows`);
     }
     const fieldNumber = Math.floor(tag / 8);
     const wireType = tag & 7;
@@ -356,6 +360,7 @@ function checkDeep(buf: Uint8Array, start: number, end: number, spec: MessageSpe
           multiplier *= 128;
           if (multiplier > 2 ** 35) throw new WireFormatError('tag varint too long');
         }
+        if (tag > MAX_TAG) throw new WireFormatError(`field number ${Math.floor(tag / 8)} is above the largest protobuf allows`);
       }
       const fieldNumber = Math.floor(tag / 8);
       const wireType = tag & 7;

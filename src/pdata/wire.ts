@@ -86,6 +86,8 @@ export class WireReader {
     const field = Math.floor(tag / 8);
     const wireType = tag & 7;
     if (field === 0) throw new WireFormatError('field number 0 is not allowed');
+    // protobuf's largest field number is 2^29 - 1; readers that take the tag as 32 bits would see another field.
+    if (tag > 2 ** 32 - 1) throw new WireFormatError(`field number ${field} is above the largest protobuf allows`);
     if (wireType === 3 || wireType === 4) throw new WireFormatError(`field ${field}: groups are not used by OTLP`);
     if (wireType > 5) throw new WireFormatError(`field ${field}: invalid wire type ${wireType}`);
     return tag;

@@ -36,7 +36,7 @@ export const SHUTDOWN_GRACE_MS = 1000;
 
 const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14 } as const;
 
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly grpcCode: number,
@@ -266,7 +266,7 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   };
 }
 
-function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {
+export function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {
   if (contentEncoding === 'identity' || contentEncoding === '') return raw;
   const options = { maxOutputLength: limit };
   try {

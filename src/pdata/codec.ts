@@ -26,7 +26,12 @@ let root: Protobuf.Root | undefined;
 /** The .proto files, parsed on first use with protobufjs itself (util/lazy-modules.ts). */
 function loadedRoot(): Protobuf.Root {
   if (!root) {
-    const loading = new (protobufjs().Root)();
+    const lib = protobufjs();
+    // protobufjs' default (100 message levels, protoc's) would refuse, in the exporters that
+    // decode in full, values the receiver takes; 1000 still leaves its recursion on the JS stack.
+    lib.util.recursionLimit = DECODE_RECURSION_LIMIT;
+    lib.Reader.recursionLimit = DECODE_RECURSION_LIMIT;
+    const loading = new lib.Root();
     loading.resolvePath = (_origin, target) => path.join(PROTO_DIR, path.basename(target));
     loading.loadSync(['collector.proto', 'status.proto'], { keepCase: false });
     loading.resolveAll();
@@ -50,11 +55,29 @@ const TO_OBJECT_OPTIONS: Protobuf.IConversionOptions = { longs: String, enums: N
 
 export class JsonShapeError extends Error {}
 
-/** Decoded OTLP message as plain JS (camelCase keys, int64 as decimal strings, ids as hex). */
+/** Message levels protobufjs decodes and encodes at most: about 330 kvlist or 500 array levels of attribute value. */
+export const DECODE_RECURSION_LIMIT = 1000;
+
+/** A message holds a value nested deeper than full decoding goes (DECODE_RECURSION_LIMIT). */
+export class TooDeepError extends Error {}
+
+/** type.decode, with TooDeepError for a message nested past DECODE_RECURSION_LIMIT. */
+export function decodeWithinLimit(type: Protobuf.Type, bytes: Uint8Array): Protobuf.Message {
+  try {
+    return type.decode(bytes);
+  } catch (err) {
+    if ((err as Error).message === 'max depth exceeded') {
+      throw new TooDeepError(`${type.name} holds an attribute value nested deeper than ${DECODE_RECURSION_LIMIT} message levels, too deep to decode in full`);
+    }
+    throw err;
+  }
+}
+
+/** Decoded OTLP message as plain JS (camelCase keys, int64 as decimal strings, ids as hex); TooDeepError past DECODE_RECURSION_LIMIT. */
 export type PlainMessage = Record<string, unknown>;
 
 export function decodeToPlain(type: Protobuf.Type, bytes: Uint8Array): PlainMessage {
-  const message = type.decode(bytes);
+  const message = decodeWithinLimit(type, bytes);
   return idsToHex(type.toObject(message, TO_OBJECT_OPTIONS)) as PlainMessage;
 }
 
@@ -74,7 +97,7 @@ export function encodeFromOtlpJson(type: Protobuf.Type, json: unknown): Uint8Arr
   return type.encode(message).finish();
 }
 
-/** Renders decoded bytes as OTLP/JSON (hex ids, lowerCamelCase keys, enums as integers). */
+/** Renders decoded bytes as OTLP/JSON (hex ids, lowerCamelCase keys, enums as integers); TooDeepError past DECODE_RECURSION_LIMIT. */
 export function toOtlpJson(type: Protobuf.Type, bytes: Uint8Array): string {
   return JSON.stringify(decodeToPlain(type, bytes));
 }

@@ -9,12 +9,12 @@ import type { Service } from '../../../src/service/service';
 import { decodeGrpcMessage, framedMessage } from '../../../src/util/grpc';
 import { deepAnyValue, deepAnyValueJson, deepTraceRequest, deepTraceRequestJson, type DeepKind } from '../../helpers/deep';
 import { freePorts, waitFor } from '../../helpers/ports';
-import { startService } from '../../helpers/service';
+import { captureLogs, startService, type CapturedLogs } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
 
 // Deep and hostile input (issue 14): an attribute value nested 10,000 and 100,000 levels deep is
 // received over gRPC, HTTP protobuf and HTTP JSON, kept by the filter and forwarded by the otlp
-// exporter byte for byte; one level more is 400 / INVALID_ARGUMENT naming the limit; no error
+// exporter byte for byte (a debug exporter beside it decodes in full); one level more is 400 / INVALID_ARGUMENT naming the limit; no error
 // message is longer than 1 KiB.
 
 type Transport = 'grpc' | 'http-protobuf' | 'http-json';
@@ -31,20 +31,23 @@ let sink: GrpcSink;
 let grpcPort: number;
 let httpPort: number;
 let session: http2.ClientHttp2Session;
+let logs: CapturedLogs;
 
 before(async () => {
   sink = new GrpcSink();
   await sink.start();
   [grpcPort, httpPort] = await freePorts(2);
+  logs = captureLogs('info');
   service = await startService({
     receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } } },
     processors: { 'filter/deep': { keep: [{ 'service.instance.id': 'deep-*' }] } },
-    exporters: { 'otlp/sink': { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true } } },
+    // The debug exporter decodes in full: a value too deep for that is not shown, not refused.
+    exporters: { 'otlp/sink': { endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true } }, debug: { verbosity: 'detailed' } },
     service: {
-      pipelines: { traces: { receivers: ['otlp'], processors: ['filter/deep'], exporters: ['otlp/sink'] } },
+      pipelines: { traces: { receivers: ['otlp'], processors: ['filter/deep'], exporters: ['otlp/sink', 'debug'] } },
       telemetry: { metrics: { level: 'none' } },
     },
-  });
+  }, logs.logger);
   session = http2.connect(`http://127.0.0.1:${grpcPort}`);
 });
 
@@ -100,6 +103,7 @@ describe('attribute values nested deep', () => {
           // The JSON request converts to exactly these bytes too.
           const expected = deepTraceRequest(instance, deepAnyValue(kind, depth));
           await waitFor(`${transport} request at the sink`, () => sink.requests.some((r) => r.body.equals(expected)));
+          assert.ok(logs.lines.some((line) => line['service.instance.id'] === instance && String(line.msg).startsWith('resource not shown')), 'the debug exporter says why');
         }
       });
     }

@@ -25,30 +25,35 @@ const CHUNK = 10_000;
 
 let failures = 0;
 let peakRss = 0;
-for (const target of targets) {
-  const runs = totalRuns / targets.length;
-  const deadline = seconds === undefined ? Infinity : Date.now() + seconds * 1000;
-  const started = Date.now();
-  let done = 0;
-  while (done < runs && Date.now() < deadline) {
-    const numRuns = Math.min(CHUNK, runs - done);
-    const details = fc.check(
-      fc.property(target.arbitrary, (input) => {
-        target.check(input);
-      }),
-      { numRuns, seed, interruptAfterTimeLimit: Math.max(1, deadline - Date.now()), markInterruptAsFailure: false },
-    );
-    done += details.numRuns;
-    seed = (seed + 1) % 2 ** 31;
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    if (details.failed && details.counterexample) {
-      failures++;
-      const file = saveInput(target, details.counterexample[0]);
-      console.log(`${target.name}: FAILED (seed ${details.seed}): ${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}\n  saved ${file}`);
+async function main(): Promise<void> {
+  for (const target of targets) {
+    const runs = totalRuns / targets.length;
+    const deadline = seconds === undefined ? Infinity : Date.now() + seconds * 1000;
+    const started = Date.now();
+    let done = 0;
+    while (done < runs && Date.now() < deadline) {
+      const numRuns = Math.min(CHUNK, runs - done);
+      const details = await fc.check(
+        fc.asyncProperty(target.arbitrary, async (input) => {
+          await target.check(input);
+        }),
+        { numRuns, seed, interruptAfterTimeLimit: Math.max(1, deadline - Date.now()), markInterruptAsFailure: false },
+      );
+      done += details.numRuns;
+      seed = (seed + 1) % 2 ** 31;
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      if (details.failed && details.counterexample) {
+        failures++;
+        const file = saveInput(target, details.counterexample[0]);
+        console.log(`${target.name}: FAILED (seed ${details.seed}): ${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}\n  saved ${file}`);
+      }
+      if (details.interrupted) break;
     }
-    if (details.interrupted) break;
+    console.log(`${target.name}: ${done} inputs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
-  console.log(`${target.name}: ${done} inputs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
-console.log(`fuzz: ${failures === 0 ? 'no failures' : `${failures} failing inputs saved`}; peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
-process.exitCode = failures === 0 ? 0 : 1;
+
+void main().then(() => {
+  console.log(`fuzz: ${failures === 0 ? 'no failures' : `${failures} failing inputs saved`}; peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
+  process.exitCode = failures === 0 ? 0 : 1;
+});

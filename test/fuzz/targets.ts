@@ -26,8 +26,8 @@ import { encodeMetrics, obiResourceMetrics } from '../helpers/obi-metrics';
 export interface FuzzTarget<T> {
   readonly name: string;
   readonly arbitrary: fc.Arbitrary<T>;
-  /** Throws when the input shows a bug. */
-  readonly check: (input: T) => void;
+  /** Throws (or rejects) when the input shows a bug. */
+  readonly check: (input: T) => void | Promise<void>;
   /** An input as a file in the corpus, and back. */
   readonly save: (input: T) => Buffer;
   readonly load: (file: Buffer) => T;
@@ -245,10 +245,10 @@ const decompressInput: fc.Arbitrary<DecompressInput> = fc.constantFrom(...DECOMP
 export const decompressTarget: FuzzTarget<DecompressInput> = {
   name: 'decompress',
   arbitrary: decompressInput,
-  check({ encoding, body, original }) {
+  async check({ encoding, body, original }) {
     let out: Buffer;
     try {
-      out = decompress(Buffer.from(body), encoding, LIMIT);
+      out = await decompress(Buffer.from(body), encoding, LIMIT);
     } catch (err) {
       if (!(err instanceof HttpError)) throw new Error(`decompress threw ${String(err)}`, { cause: err });
       if (err.status !== 400 && err.status !== 413) throw new Error(`decompress answered ${err.status}: ${err.message}`, { cause: err });

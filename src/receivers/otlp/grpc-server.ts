@@ -9,6 +9,7 @@ import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } f
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
 import { cappedMessage, echoed } from './echo';
+import { inflateAsync } from './http-server';
 import type { ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
@@ -400,25 +401,23 @@ export class OtlpGrpcServer {
         respondStatus(stream, GrpcStatus.INTERNAL, `truncated request message: prefix says ${expected - MESSAGE_PREFIX_LENGTH} bytes, ${received - MESSAGE_PREFIX_LENGTH} arrived`);
         return;
       }
-      let message: Buffer;
-      try {
-        message = this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding);
-      } catch (err) {
-        reservation.release();
-        if (err instanceof CallError) {
-          respondStatus(stream, err.code, err.message);
-        } else {
-          this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
-          respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
-        }
-        return;
-      }
-      this.export(stream, handler, message, reservation);
+      this.unframe(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received), encoding).then(
+        (message) => this.export(stream, handler, message, reservation),
+        (err: unknown) => {
+          reservation.release();
+          if (err instanceof CallError) {
+            respondStatus(stream, err.code, err.message);
+          } else {
+            this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
+            respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+          }
+        },
+      );
     });
   }
 
   /** The one request message of a unary call, decompressed. */
-  private unframe(body: Buffer, encoding: string): Buffer {
+  private async unframe(body: Buffer, encoding: string): Promise<Buffer> {
     if (body.length === 0) throw new CallError(GrpcStatus.INTERNAL, 'no request message: a unary call sends exactly one');
     if (body.length < MESSAGE_PREFIX_LENGTH) throw new CallError(GrpcStatus.INTERNAL, `truncated message prefix (${body.length} bytes)`);
     const flag = body[0];
@@ -432,7 +431,8 @@ export class OtlpGrpcServer {
     if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
     try {
       const options = { maxOutputLength: this.maxMessageBytes };
-      return encoding === 'gzip' ? zlib.gunzipSync(message, options) : zlib.inflateSync(message, options);
+      // Not the *Sync forms: they leak native memory on bad data (see inflateAsync).
+      return await inflateAsync(encoding === 'gzip' ? zlib.gunzip : zlib.inflate, message, options);
     } catch (err) {
       const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger');
       if (tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);

@@ -266,12 +266,12 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   };
 }
 
-export function decompress(raw: Buffer, contentEncoding: string, limit: number): Buffer {
+export async function decompress(raw: Buffer, contentEncoding: string, limit: number): Promise<Buffer> {
   if (contentEncoding === 'identity' || contentEncoding === '') return raw;
   const options = { maxOutputLength: limit };
   try {
-    if (contentEncoding === 'gzip') return zlib.gunzipSync(raw, options);
-    if (contentEncoding === 'deflate') return zlib.inflateSync(raw, options);
+    if (contentEncoding === 'gzip') return await inflateAsync(zlib.gunzip, raw, options);
+    if (contentEncoding === 'deflate') return await inflateAsync(zlib.inflate, raw, options);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ERR_BUFFER_TOO_LARGE' || (err as Error).message.includes('Cannot create a Buffer larger')) {
@@ -280,6 +280,19 @@ export function decompress(raw: Buffer, contentEncoding: string, limit: number):
     throw new HttpError(400, GRPC_CODE.INVALID_ARGUMENT, `invalid ${contentEncoding} body: ${(err as Error).message}`);
   }
   throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(contentEncoding))}; use gzip, deflate or none`);
+}
+
+/**
+ * zlib's callback form. Not the *Sync form: on Node 20 every gunzipSync / inflateSync that fails
+ * on bad data keeps about 16 KB of native memory for good (30,000 bad bodies: 490 MB), so a client
+ * sending invalid gzip could exhaust the process's memory. Found by the decompress fuzz target.
+ */
+export function inflateAsync(
+  inflate: (buf: Buffer, options: zlib.ZlibOptions, callback: (err: Error | null, out: Buffer) => void) => void,
+  raw: Buffer,
+  options: zlib.ZlibOptions,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => inflate(raw, options, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 function bodyEncoding(contentType: string | undefined): BodyEncoding | undefined {

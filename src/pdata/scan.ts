@@ -1,6 +1,7 @@
 import { decodeKeyValues, isValidUtf8, type AttrValue, type Attributes } from './attributes';
 import { Batch, type ResourceBlock, type Signal } from './batch';
 import {
+  EntityRefSpec,
   ExponentialHistogramDataPointSpec,
   HistogramDataPointSpec,
   InstrumentationScopeSpec,
@@ -266,7 +267,7 @@ function scanScope(buf: Uint8Array, start: number, end: number, at: ItemLocation
   }
 }
 
-const ResourceSpec: MessageSpec = spec('Resource', { 1: sub('attributes', KeyValueSpec), 2: varint('dropped_attributes_count') });
+const ResourceSpec: MessageSpec = spec('Resource', { 1: sub('attributes', KeyValueSpec), 2: varint('dropped_attributes_count'), 3: sub('entity_refs', EntityRefSpec) });
 /** Fields 1 (scope) and 3 (schema_url) of ScopeSpans / ScopeMetrics; field 3 (schema_url) of ResourceSpans / ResourceMetrics too. */
 const ScopeHolder: MessageSpec = spec('Scope', { 1: sub('scope', InstrumentationScopeSpec), 3: str('schema_url') });
 

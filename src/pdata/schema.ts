@@ -105,6 +105,9 @@ ArrayValueSpec.nesting = 1;
 KeyValueListSpec.nesting = 1;
 const attributes = (name = 'attributes'): FieldSpec => msg(name, () => KeyValueSpec);
 
+/** Resource.entity_refs (field 3): strings only. */
+export const EntityRefSpec: MessageSpec = spec('EntityRef', { 1: str('schema_url'), 2: str('type'), 3: str('id_keys'), 4: str('description_keys') });
+
 export const InstrumentationScopeSpec: MessageSpec = spec('InstrumentationScope', {
   1: str('name'),
   2: str('version'),

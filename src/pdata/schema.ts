@@ -216,11 +216,11 @@ export function checkField(reader: WireReader, spec: MessageSpec, field: number,
   const f = spec.fields[field];
   if (f !== undefined && wireType === WIRE_LEN) {
     const start = reader.lengthDelimited();
-    checkValue(reader.buf, start, reader.pos, f, WIRE_LEN, 0, 0);
+    checkValue(reader.buf, start, reader.pos, f, WIRE_LEN, 0);
     return;
   }
   reader.skip(wireType);
-  if (f !== undefined) checkValue(reader.buf, reader.pos, reader.pos, f, wireType, 0, 0);
+  if (f !== undefined) checkValue(reader.buf, reader.pos, reader.pos, f, wireType, 0);
 }
 
 function fail(detail: string, name: string): never {
@@ -249,18 +249,18 @@ function growStack(): void {
 
 /** Checks a message's fields in [start, end) against its spec, submessages included. */
 export function checkMessage(buf: Uint8Array, start: number, end: number, spec: MessageSpec): void {
-  checkShallow(buf, start, end, spec, 0, 0);
+  checkShallow(buf, start, end, spec, 0);
 }
 
 /**
- * Message levels checked by recursion (`level`: how many enclosing messages checkShallow is in);
- * deeper submessages go to checkDeep. Recursion is the faster of the two for OTLP's own
- * few levels, and the JS stack takes 32 of them anywhere.
+ * Attribute value nesting checked by recursion; deeper values go to checkDeep. Recursion is the
+ * faster of the two for OTLP's own few levels, and the JS stack takes the ~30 message levels
+ * this allows anywhere.
  */
-const RECURSION_LEVELS = 32;
+const RECURSION_NESTING = 8;
 
 /** checkMessage by recursion; `depth` is the attribute value nesting around the message. */
-function checkShallow(buf: Uint8Array, start: number, end: number, spec: MessageSpec, level: number, depth: number): void {
+function checkShallow(buf: Uint8Array, start: number, end: number, spec: MessageSpec, depth: number): void {
   const fields = spec.fields;
   let pos = start;
   while (pos < end) {
@@ -322,7 +322,7 @@ function checkShallow(buf: Uint8Array, start: number, end: number, spec: Message
         if (pos > end || len > end - pos) throw new WireFormatError(`length ${len} runs past the end of the message`);
         const valueStart = pos;
         pos += len;
-        if (f !== undefined) checkValue(buf, valueStart, pos, f, WIRE_LEN, level, depth);
+        if (f !== undefined) checkValue(buf, valueStart, pos, f, WIRE_LEN, depth);
         break;
       }
       default:
@@ -423,7 +423,7 @@ function checkDeep(buf: Uint8Array, start: number, end: number, spec: MessageSpe
           } else {
             const valueStart = pos;
             pos += len;
-            checkValue(buf, valueStart, pos, f, WIRE_LEN, RECURSION_LEVELS, depth);
+            checkValue(buf, valueStart, pos, f, WIRE_LEN, depth);
           }
           break;
         }
@@ -449,7 +449,7 @@ function pathOf(sp: number): string[] {
 }
 
 /** Checks one known field's value in [start, end) (for LEN fields: the payload). */
-function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, wireType: number, level: number, depth: number): void {
+function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, wireType: number, depth: number): void {
   if (wireType !== WIRE_LEN) {
     if (WIRE_OF[f.kind] !== wireType) fail(`wire type ${wireType}, expected ${WIRE_OF[f.kind]}`, f.name);
     return;
@@ -459,8 +459,7 @@ function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, w
       const message = f.message!;
       const nested = depth + message.nesting;
       try {
-        if (nested > MAX_NESTING_DEPTH) throw new WireFormatError(nestingTooDeep());
-        if (level < RECURSION_LEVELS) checkShallow(buf, start, end, message, level + 1, nested);
+        if (nested < RECURSION_NESTING) checkShallow(buf, start, end, message, nested);
         else checkDeep(buf, start, end, message, nested);
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(f.name) : err;

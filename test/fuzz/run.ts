@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { saveInput } from './corpus';
 import { TARGETS } from './targets';
 
-// `npm run fuzz -- [--runs N | --seconds S] [--target wire|json|decompress] [--seed N]`: runs the
+// `npm run fuzz -- [--runs N | --seconds S] [--target wire|json|decompress] [--seed N] [--progress]`: runs the
 // fuzz targets (targets.ts) for N inputs in all (split evenly between the targets) or S seconds
 // each, in chunks with fresh seeds; every failing input is shrunk, saved to test/fuzz/corpus/ and
 // the run goes on. Exit status 1 when anything failed. `npm test` replays the corpus.
@@ -27,7 +27,7 @@ let failures = 0;
 let peakRss = 0;
 async function main(): Promise<void> {
   for (const target of targets) {
-    const runs = totalRuns / targets.length;
+    const runs = Math.ceil(totalRuns / targets.length);
     const deadline = seconds === undefined ? Infinity : Date.now() + seconds * 1000;
     const started = Date.now();
     let done = 0;
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
         const file = saveInput(target, details.counterexample[0]);
         console.log(`${target.name}: FAILED (seed ${details.seed}): ${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}\n  saved ${file}`);
       }
+      if (process.argv.includes('--progress')) console.error(`${target.name}: ${done} inputs (seed ${details.seed})`);
       if (details.interrupted) break;
     }
     console.log(`${target.name}: ${done} inputs in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -1,7 +1,7 @@
 // Micro-benchmark of the request compressions (src/util/compression.ts) on the benchmark's own OTLP
 // requests: size, compress and decompress time per request, and how fast a bomb is refused.
 // Prints JSON. Run: npx tsc -p tsconfig.json && node dist/bench/compression.js
-import { compress, decompress, loadZstd, type Compression } from '../src/util/compression';
+import { compress, decompress, decompressSync, loadZstd, type Compression } from '../src/util/compression';
 import { DEFAULT_POOL, buildPool } from './obi';
 
 const LIMIT = 20 * 1024 * 1024;
@@ -15,7 +15,7 @@ function msSince(start: bigint): number {
 function refusalMs(compression: Compression, data: Uint8Array): number {
   const start = process.hrtime.bigint();
   try {
-    decompress(compression, data, LIMIT);
+    decompressSync(compression, data, LIMIT);
   } catch {
     return msSince(start);
   }
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < rounds; i++) for (const r of requests) await compress(compression, r);
     const compressMs = msSince(start) / (rounds * requests.length);
     start = process.hrtime.bigint();
-    for (let i = 0; i < rounds; i++) for (const p of packed) decompress(compression, p, LIMIT);
+    for (let i = 0; i < rounds; i++) for (const p of packed) await decompress(compression, p, LIMIT);
     const decompressMs = msSince(start) / (rounds * requests.length);
     const packedBytes = packed.reduce((n, p) => n + p.length, 0);
     results.push({

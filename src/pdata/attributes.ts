@@ -64,10 +64,18 @@ export function omittedValues(attributes: Attributes | Readonly<Record<string, A
   return (attributes as { [OMITTED]?: number })[OMITTED] ?? 0;
 }
 
+/**
+ * How deep decoded values nest at most: an array or kvlist deeper inside is decoded as an empty
+ * one (counted in omittedValues). Decoding recurses; the scanner accepts far deeper values.
+ */
+export const MAX_DECODED_DEPTH = 128;
+
 /** Decoding budget shared by one decodeKeyValues call and the values nested in it. */
 interface Budget {
   left: number;
   omitted: number;
+  /** Arrays and kvlists around the value being decoded. */
+  depth: number;
 }
 
 /**
@@ -76,7 +84,7 @@ interface Budget {
  * except the ALWAYS_DECODED keys. Linear in the bytes whatever their content.
  */
 export function decodeKeyValues(buf: Uint8Array, start: number, end: number, field: number): Map<string, AttrValue> {
-  const budget: Budget = { left: MAX_DECODED_VALUES, omitted: 0 };
+  const budget: Budget = { left: MAX_DECODED_VALUES, omitted: 0, depth: 0 };
   const out = decodeKeyValuesWithin(buf, start, end, field, budget);
   if (budget.omitted > 0) Object.defineProperty(out, OMITTED, { value: budget.omitted });
   return out;
@@ -156,9 +164,9 @@ function decodeKeyValue(buf: Uint8Array, start: number, end: number, budget: Bud
   return [key, value];
 }
 
-/** One AnyValue, with no bound on what it nests (for callers that decode a single value). */
+/** One AnyValue, with no bound on how many values it holds (for callers that decode a single value); nesting stops at MAX_DECODED_DEPTH. */
 export function decodeAnyValue(buf: Uint8Array, start: number, end: number): AttrValue {
-  return decodeValue(buf, start, end, { left: Infinity, omitted: 0 });
+  return decodeValue(buf, start, end, { left: Infinity, omitted: 0, depth: 0 });
 }
 
 function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget): AttrValue {
@@ -193,6 +201,12 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
         expectWireType(field, wireType, WIRE_LEN);
         const s = reader.lengthDelimited();
         const items: AttrValue[] = [];
+        value = items;
+        if (budget.depth >= MAX_DECODED_DEPTH) {
+          budget.omitted++;
+          break;
+        }
+        budget.depth++;
         const inner = new WireReader(buf, s, reader.pos);
         while (!inner.done) {
           const t = inner.tag();
@@ -206,13 +220,20 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
             items.push(decodeValue(buf, vs, inner.pos, budget));
           } else inner.skip(t & 7);
         }
-        value = items;
+        budget.depth--;
         break;
       }
       case 6: {
         expectWireType(field, wireType, WIRE_LEN);
         const s = reader.lengthDelimited();
+        if (budget.depth >= MAX_DECODED_DEPTH) {
+          budget.omitted++;
+          value = {};
+          break;
+        }
+        budget.depth++;
         value = Object.fromEntries(decodeKeyValuesWithin(buf, s, reader.pos, 1, budget));
+        budget.depth--;
         break;
       }
       case 7: {

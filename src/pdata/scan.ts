@@ -1,8 +1,8 @@
 import { decodeKeyValues, isValidUtf8, type AttrValue, type Attributes } from './attributes';
 import { Batch, type ResourceBlock, type Signal } from './batch';
 import {
-  ExponentialHistogramDataPointSpec,
   EntityRefSpec,
+  ExponentialHistogramDataPointSpec,
   HistogramDataPointSpec,
   InstrumentationScopeSpec,
   KeyValueSpec,

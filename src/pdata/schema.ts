@@ -15,6 +15,9 @@ export const KIND_I32 = 5;
 export const KIND_PACKED_I64 = 6;
 export const KIND_PACKED_VARINT = 7;
 
+/** The largest tag: field number 2^29 - 1 (protobuf's largest), wire type 7. */
+export const MAX_TAG = 2 ** 32 - 1;
+
 /** The wire type each kind is written with (packed kinds: their unpacked form). */
 const WIRE_OF = [WIRE_LEN, WIRE_LEN, WIRE_LEN, WIRE_VARINT, WIRE_I64, WIRE_I32, WIRE_I64, WIRE_VARINT];
 
@@ -32,6 +35,19 @@ export interface FieldSpec {
 export interface MessageSpec {
   readonly name: string;
   readonly fields: ReadonlyArray<FieldSpec | undefined>;
+  /** 1 for the messages that make one level of attribute value nesting (ArrayValue, KeyValueList). */
+  nesting: number;
+}
+
+/**
+ * How deep attribute values may nest: array and kvlist values inside one another, counted from
+ * the outermost one (the value `{"a": [1]}` is 2 levels deep). Deeper values fail the request.
+ */
+export const MAX_NESTING_DEPTH = 100_000;
+
+/** The error for a value nested deeper than MAX_NESTING_DEPTH (the JSON path words it the same). */
+export function nestingTooDeep(): string {
+  return `attribute value nested more than ${MAX_NESTING_DEPTH} levels deep (the limit)`;
 }
 
 /** Start and length of captured bytes fields from the last checkMessage: [start0, len0, start1, len1, ...]. */
@@ -46,7 +62,7 @@ function field(name: string, kind: number, extra: Partial<Pick<FieldSpec, 'lengt
 export function spec(name: string, fields: Record<number, FieldSpec>): MessageSpec {
   const table: (FieldSpec | undefined)[] = [];
   for (const [num, f] of Object.entries(fields)) table[Number(num)] = f;
-  return { name, fields: table };
+  return { name, fields: table, nesting: 0 };
 }
 
 /** A submessage field; `message` may name a spec defined later in the file. */
@@ -85,20 +101,18 @@ export const KeyValueSpec: MessageSpec = spec('KeyValue', {
 });
 const ArrayValueSpec: MessageSpec = spec('ArrayValue', { 1: msg('values', () => AnyValueSpec) });
 const KeyValueListSpec: MessageSpec = spec('KeyValueList', { 1: msg('values', () => KeyValueSpec) });
+ArrayValueSpec.nesting = 1;
+KeyValueListSpec.nesting = 1;
 const attributes = (name = 'attributes'): FieldSpec => msg(name, () => KeyValueSpec);
+
+/** Resource.entity_refs (field 3): strings only. */
+export const EntityRefSpec: MessageSpec = spec('EntityRef', { 1: str('schema_url'), 2: str('type'), 3: str('id_keys'), 4: str('description_keys') });
 
 export const InstrumentationScopeSpec: MessageSpec = spec('InstrumentationScope', {
   1: str('name'),
   2: str('version'),
   3: attributes(),
   4: varint('dropped_attributes_count'),
-});
-
-export const EntityRefSpec: MessageSpec = spec('EntityRef', {
-  1: str('schema_url'),
-  2: str('type'),
-  3: str('id_keys'),
-  4: str('description_keys'),
 });
 
 const EventSpec = spec('Event', {
@@ -202,19 +216,51 @@ export function checkField(reader: WireReader, spec: MessageSpec, field: number,
   const f = spec.fields[field];
   if (f !== undefined && wireType === WIRE_LEN) {
     const start = reader.lengthDelimited();
-    checkValue(reader.buf, start, reader.pos, f, WIRE_LEN);
+    checkValue(reader.buf, start, reader.pos, f, WIRE_LEN, 0);
     return;
   }
   reader.skip(wireType);
-  if (f !== undefined) checkValue(reader.buf, reader.pos, reader.pos, f, wireType);
+  if (f !== undefined) checkValue(reader.buf, reader.pos, reader.pos, f, wireType, 0);
 }
 
 function fail(detail: string, name: string): never {
   throw new WireFormatError(detail).at(name);
 }
 
-/** Checks a message's fields in [start, end) against its spec, recursing into submessages. */
+// The messages checkDeep is inside of, as an explicit stack: attribute values may nest 100,000
+// levels deep, far beyond what recursion on the JS stack takes. Shared: checkDeep calls nothing
+// that could re-enter it.
+let stackEnds = new Float64Array(64);
+const stackSpecs: MessageSpec[] = new Array<MessageSpec>(64).fill(spec('', {}));
+const stackFields: FieldSpec[] = new Array<FieldSpec>(64).fill(field('', KIND_MSG));
+
+/** Makes room for deeper nesting (rare: OTLP's own messages nest less than 10 levels). */
+function growStack(): void {
+  const ends = new Float64Array(stackEnds.length * 2);
+  ends.set(stackEnds);
+  stackEnds = ends;
+  const filler = stackSpecs[0]!;
+  const fillerField = stackFields[0]!;
+  for (let i = stackSpecs.length; i < ends.length; i++) {
+    stackSpecs.push(filler);
+    stackFields.push(fillerField);
+  }
+}
+
+/** Checks a message's fields in [start, end) against its spec, submessages included. */
 export function checkMessage(buf: Uint8Array, start: number, end: number, spec: MessageSpec): void {
+  checkShallow(buf, start, end, spec, 0);
+}
+
+/**
+ * Attribute value nesting checked by recursion; deeper values go to checkDeep. Recursion is the
+ * faster of the two for OTLP's own few levels, and the JS stack takes the ~30 message levels
+ * this allows anywhere.
+ */
+const RECURSION_NESTING = 8;
+
+/** checkMessage by recursion; `depth` is the attribute value nesting around the message. */
+function checkShallow(buf: Uint8Array, start: number, end: number, spec: MessageSpec, depth: number): void {
   const fields = spec.fields;
   let pos = start;
   while (pos < end) {
@@ -231,6 +277,7 @@ export function checkMessage(buf: Uint8Array, start: number, end: number, spec: 
         multiplier *= 128;
         if (multiplier > 2 ** 35) throw new WireFormatError('tag varint too long');
       }
+      if (tag > MAX_TAG) throw new WireFormatError(`field number ${Math.floor(tag / 8)} is above the largest protobuf allows`);
     }
     const fieldNumber = Math.floor(tag / 8);
     const wireType = tag & 7;
@@ -275,7 +322,7 @@ export function checkMessage(buf: Uint8Array, start: number, end: number, spec: 
         if (pos > end || len > end - pos) throw new WireFormatError(`length ${len} runs past the end of the message`);
         const valueStart = pos;
         pos += len;
-        if (f !== undefined) checkValue(buf, valueStart, pos, f, WIRE_LEN);
+        if (f !== undefined) checkValue(buf, valueStart, pos, f, WIRE_LEN, depth);
         break;
       }
       default:
@@ -285,20 +332,140 @@ export function checkMessage(buf: Uint8Array, start: number, end: number, spec: 
   }
 }
 
+/** checkMessage with an explicit stack instead of recursion, for submessages nested deep. */
+function checkDeep(buf: Uint8Array, start: number, end: number, spec: MessageSpec, depth: number): void {
+  let fields = spec.fields;
+  let pos = start;
+  /** Enclosing messages on the stack. */
+  let sp = 0;
+  try {
+    for (;;) {
+      if (pos >= end) {
+        if (sp === 0) return;
+        // Back to the enclosing message (a submessage ends exactly at its length).
+        depth -= spec.nesting;
+        sp--;
+        end = stackEnds[sp]!;
+        spec = stackSpecs[sp]!;
+        fields = spec.fields;
+        continue;
+      }
+      // Tag: field numbers up to 2^28 fit in 5 bytes.
+      let tag = buf[pos++]!;
+      if (tag >= 0x80) {
+        tag &= 0x7f;
+        let multiplier = 128;
+        for (;;) {
+          if (pos >= end) throw new WireFormatError('truncated varint');
+          const b = buf[pos++]!;
+          tag += (b & 0x7f) * multiplier;
+          if (b < 0x80) break;
+          multiplier *= 128;
+          if (multiplier > 2 ** 35) throw new WireFormatError('tag varint too long');
+        }
+        if (tag > MAX_TAG) throw new WireFormatError(`field number ${Math.floor(tag / 8)} is above the largest protobuf allows`);
+      }
+      const fieldNumber = Math.floor(tag / 8);
+      const wireType = tag & 7;
+      if (fieldNumber === 0) throw new WireFormatError('field number 0 is not allowed');
+      const f = fields[fieldNumber];
+      switch (wireType) {
+        case WIRE_VARINT: {
+          let n = 0;
+          while (pos < end && buf[pos]! >= 0x80) {
+            pos++;
+            if (++n >= 10) throw new WireFormatError('varint longer than 10 bytes');
+          }
+          if (pos >= end) throw new WireFormatError('truncated varint');
+          pos++;
+          if (f !== undefined && WIRE_OF[f.kind] !== WIRE_VARINT) fail(`wire type 0, expected ${WIRE_OF[f.kind]}`, f.name);
+          break;
+        }
+        case WIRE_I64:
+          pos += 8;
+          if (pos > end) throw new WireFormatError('truncated fixed-width field');
+          if (f !== undefined && WIRE_OF[f.kind] !== WIRE_I64) fail(`wire type 1, expected ${WIRE_OF[f.kind]}`, f.name);
+          break;
+        case WIRE_I32:
+          pos += 4;
+          if (pos > end) throw new WireFormatError('truncated fixed-width field');
+          if (f !== undefined && WIRE_OF[f.kind] !== WIRE_I32) fail(`wire type 5, expected ${WIRE_OF[f.kind]}`, f.name);
+          break;
+        case WIRE_LEN: {
+          let len = buf[pos++]!;
+          if (len >= 0x80) {
+            len &= 0x7f;
+            let multiplier = 128;
+            for (;;) {
+              if (pos >= end) throw new WireFormatError('truncated varint');
+              const b = buf[pos++]!;
+              len += (b & 0x7f) * multiplier;
+              if (b < 0x80) break;
+              multiplier *= 128;
+              if (multiplier > 2 ** 35) throw new WireFormatError('length varint too long');
+            }
+          }
+          if (pos > end || len > end - pos) throw new WireFormatError(`length ${len} runs past the end of the message`);
+          if (f === undefined) {
+            pos += len;
+          } else if (f.kind === KIND_MSG) {
+            // Into the submessage; its fields are read next, then the enclosing message's again.
+            if (sp === stackEnds.length) growStack();
+            stackEnds[sp] = end;
+            stackSpecs[sp] = spec;
+            stackFields[sp] = f;
+            sp++;
+            end = pos + len;
+            spec = f.message!;
+            fields = spec.fields;
+            depth += spec.nesting;
+            if (depth > MAX_NESTING_DEPTH) throw new WireFormatError(nestingTooDeep());
+          } else {
+            const valueStart = pos;
+            pos += len;
+            checkValue(buf, valueStart, pos, f, WIRE_LEN, depth);
+          }
+          break;
+        }
+        default:
+          if (wireType === 3 || wireType === 4) throw new WireFormatError(`field ${fieldNumber}: groups are not used by OTLP`);
+          throw new WireFormatError(`field ${fieldNumber}: invalid wire type ${wireType}`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof WireFormatError && sp > 0) err.within(pathOf(sp));
+    throw err;
+  }
+}
+
+/** Path segments kept from each end of the stack; the error message elides the middle anyway. */
+const PATH_ENDS = 8;
+
+/** The field names leading to the message `sp` levels down the stack, the middle of a long path elided. */
+function pathOf(sp: number): string[] {
+  const names = (from: number, to: number) => stackFields.slice(from, to).map((f) => f.name);
+  if (sp <= 2 * PATH_ENDS + 1) return names(0, sp);
+  return [...names(0, PATH_ENDS), '…', ...names(sp - PATH_ENDS, sp)];
+}
+
 /** Checks one known field's value in [start, end) (for LEN fields: the payload). */
-function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, wireType: number): void {
+function checkValue(buf: Uint8Array, start: number, end: number, f: FieldSpec, wireType: number, depth: number): void {
   if (wireType !== WIRE_LEN) {
     if (WIRE_OF[f.kind] !== wireType) fail(`wire type ${wireType}, expected ${WIRE_OF[f.kind]}`, f.name);
     return;
   }
   switch (f.kind) {
-    case KIND_MSG:
+    case KIND_MSG: {
+      const message = f.message!;
+      const nested = depth + message.nesting;
       try {
-        checkMessage(buf, start, end, f.message!);
+        if (nested < RECURSION_NESTING) checkShallow(buf, start, end, message, nested);
+        else checkDeep(buf, start, end, message, nested);
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(f.name) : err;
       }
       return;
+    }
     case KIND_STRING:
       if (!isValidUtf8(buf, start, end)) fail('string is not valid UTF-8', f.name);
       return;

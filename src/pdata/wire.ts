@@ -7,6 +7,14 @@ export const WIRE_LEN = 2;
 export const WIRE_I32 = 5;
 
 /** Raised for bytes that are not a well-formed protobuf message; `path` names where. */
+/** Segments of an error's path shown at each end; a path through deep nesting has its middle elided. */
+const PATH_ENDS = 8;
+
+function shortPath(path: readonly string[]): string {
+  if (path.length <= 2 * PATH_ENDS + 1) return path.join('.');
+  return `${path.slice(0, PATH_ENDS).join('.')}.….${path.slice(-PATH_ENDS).join('.')}`;
+}
+
 export class WireFormatError extends Error {
   constructor(
     readonly detail: string,
@@ -18,7 +26,14 @@ export class WireFormatError extends Error {
   /** Prefixes a location segment while the error travels up through nested messages. */
   at(segment: string): WireFormatError {
     this.path.unshift(segment);
-    this.message = `${this.path.join('.')}: ${this.detail}`;
+    this.message = `${shortPath(this.path)}: ${this.detail}`;
+    return this;
+  }
+
+  /** Prefixes several segments at once, outermost first. */
+  within(segments: readonly string[]): WireFormatError {
+    this.path.unshift(...segments);
+    this.message = `${shortPath(this.path)}: ${this.detail}`;
     return this;
   }
 }
@@ -71,6 +86,8 @@ export class WireReader {
     const field = Math.floor(tag / 8);
     const wireType = tag & 7;
     if (field === 0) throw new WireFormatError('field number 0 is not allowed');
+    // protobuf's largest field number is 2^29 - 1; readers that take the tag as 32 bits would see another field.
+    if (tag > 2 ** 32 - 1) throw new WireFormatError(`field number ${field} is above the largest protobuf allows`);
     if (wireType === 3 || wireType === 4) throw new WireFormatError(`field ${field}: groups are not used by OTLP`);
     if (wireType > 5) throw new WireFormatError(`field ${field}: invalid wire type ${wireType}`);
     return tag;

@@ -121,7 +121,7 @@ describe('otlp (gRPC) exporter', () => {
         assert.equal(seen[0]!.compressedFlag, 1);
         // gRPC's snappy codec writes the framing format (it starts with the stream identifier).
         if (compression === 'snappy') assert.equal(seen[0]!.message.subarray(4, 10).toString(), 'sNaPpY');
-        assert.deepEqual(decompress(compression === 'snappy' ? 'x-snappy-framed' : compression, seen[0]!.message, 1 << 20), expected);
+        assert.deepEqual(await decompress(compression === 'snappy' ? 'x-snappy-framed' : compression, seen[0]!.message, 1 << 20), expected);
       }
     });
   }

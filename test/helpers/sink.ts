@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
 import * as zlib from 'node:zlib';
 import { types } from '../../src/pdata/codec';
-import { decompress, type Compression } from '../../src/util/compression';
+import { decompressSync, type Compression } from '../../src/util/compression';
 import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
 import { rawExportMethod } from './grpc';
 
@@ -115,7 +115,7 @@ export class HttpSink extends Sink {
         let body: Buffer = Buffer.concat(chunks);
         const encoding = req.headers['content-encoding'];
         if (encoding === 'gzip') body = zlib.gunzipSync(body);
-        else if (encoding) body = decompress(encoding === 'zlib' ? 'deflate' : (encoding as Compression), body, 64 << 20);
+        else if (encoding) body = decompressSync(encoding === 'zlib' ? 'deflate' : (encoding as Compression), body, 64 << 20);
         const signal = req.url === '/v1/metrics' ? 'metrics' : 'traces';
         if (req.headers['content-type'] === 'application/json') {
           // Keep JSON bodies as JSON text; tests that use JSON read `body` themselves.

@@ -3,7 +3,7 @@ import type { Component, Consumer, CreateSettings, ExporterFactory } from '../..
 import type { Node } from '../../config/reader';
 import { attrValueToString } from '../../pdata/attributes';
 import type { Batch } from '../../pdata/batch';
-import { decodeToPlain, types, type PlainMessage } from '../../pdata/codec';
+import { TooDeepError, decodeToPlain, types, type PlainMessage } from '../../pdata/codec';
 
 export interface DebugExporterConfig {
   /** basic: one line per batch; normal: one line per span or metric; detailed: normal plus attributes. */
@@ -48,8 +48,14 @@ export class DebugExporter implements Component, Consumer {
     for (const block of batch.resources) {
       const service = attrValueToString(block.attributes.get('service.name') ?? '');
       const instance = attrValueToString(block.attributes.get('service.instance.id') ?? '');
-      if (batch.signal === 'traces') this.printSpans(decodeToPlain(types.ResourceSpans, block.bytes), service, instance);
-      else this.printMetrics(decodeToPlain(types.ResourceMetrics, block.bytes), service, instance);
+      try {
+        if (batch.signal === 'traces') this.printSpans(decodeToPlain(types.ResourceSpans, block.bytes), service, instance);
+        else this.printMetrics(decodeToPlain(types.ResourceMetrics, block.bytes), service, instance);
+      } catch (err) {
+        // Valid data the receiver took: not shown, rather than refused.
+        if (!(err instanceof TooDeepError)) throw err;
+        this.logger.info({ signal: batch.signal, 'service.name': service, 'service.instance.id': instance, items: block.itemCount }, `resource not shown: ${err.message}`);
+      }
     }
   }
 

@@ -175,12 +175,10 @@ export class GrpcUnaryClient {
           unreadable(new Error(responseEncoding === 'identity' ? 'compressed response without grpc-encoding' : `compressed response in unknown grpc-encoding ${JSON.stringify(responseEncoding)}`));
           return;
         }
-        try {
-          finish({ code, message: text, details, response: decompress(compression, message.subarray(MESSAGE_PREFIX_LENGTH), MAX_RESPONSE_BYTES) });
-        } catch (err) {
-          if (!(err instanceof DecompressError)) throw err;
-          unreadable(err);
-        }
+        decompress(compression, message.subarray(MESSAGE_PREFIX_LENGTH), MAX_RESPONSE_BYTES).then(
+          (response) => finish({ code, message: text, details, response }),
+          (err: unknown) => unreadable(err instanceof DecompressError ? err : new Error(String(err))),
+        );
       });
       // One writev for prefix and message instead of two writes.
       call.cork();

@@ -5,7 +5,7 @@ import type { CreateSettings, ExporterFactory, Host } from '../../component/comp
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
-import { toOtlpJson, types } from '../../pdata/codec';
+import { TooDeepError, toOtlpJson, types } from '../../pdata/codec';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { compress, loadZstd, type Compression } from '../../util/compression';
 import { HTTP_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, type ClientCompression, type OtlpClientConfig } from '../otlp-common';
@@ -94,7 +94,7 @@ export class OtlpHttpExporter extends RequestExporter {
     const json = this.config.encoding === 'json';
     const requestType = batch.signal === 'traces' ? types.ExportTraceServiceRequest : types.ExportMetricsServiceRequest;
     const raw = batch.toRequestBytes();
-    let body: Buffer = json ? Buffer.from(toOtlpJson(requestType, raw)) : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    let body: Buffer = json ? Buffer.from(jsonBody(requestType, raw)) : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     const headers: Record<string, string> = {
       ...this.config.headers,
       // Last, so they replace a configured header of the same name (as the Collector's auth does).
@@ -205,3 +205,13 @@ export const otlpHttpExporterFactory: ExporterFactory<OtlpHttpExporterConfig> = 
   create: (settings, config) => new OtlpHttpExporter(settings, config),
   authenticatorsOf: clientAuthenticatorsOf,
 };
+
+/** The request as OTLP/JSON; one too deep to render can never be sent: a permanent failure. */
+function jsonBody(type: typeof types.ExportTraceServiceRequest, raw: Uint8Array): string {
+  try {
+    return toOtlpJson(type, raw);
+  } catch (err) {
+    if (err instanceof TooDeepError) throw new PermanentError(`cannot encode as OTLP/JSON: ${err.message}`);
+    throw err;
+  }
+}

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { attrValueToString, type Attributes } from '../../pdata/attributes';
 import { WIRE_LEN, WireReader } from '../../pdata/wire';
 import type { ResourceBlock } from '../../pdata/batch';
-import { types } from '../../pdata/codec';
+import { TooDeepError, decodeWithinLimit, types } from '../../pdata/codec';
 import {
   SERVICE_INSTANCE_ID,
   SERVICE_NAME,
@@ -180,15 +180,24 @@ export class Accumulator {
   accumulate(block: ResourceBlock, now: number): AccumulateResult {
     // The resource is not decoded again: its attributes are in the block (bounded), while the
     // message may hold any number of them.
-    const decoded = types.ResourceMetrics.toObject(types.ResourceMetrics.decode(withoutResource(block.bytes)), {
+    const resource = block.attributes;
+    const { job, instance } = jobAndInstance(resource);
+    const resourceKey = `${job ?? ''}\u0000${instance ?? ''}`;
+    let message;
+    try {
+      message = decodeWithinLimit(types.ResourceMetrics, withoutResource(block.bytes));
+    } catch (err) {
+      // Valid, but nested too deep to translate: its points are dropped (counted), not refused.
+      if (!(err instanceof TooDeepError)) throw err;
+      this.logger.warn({ job, instance, points: block.itemCount }, `metrics dropped: ${err.message}`);
+      return { resourceKey, touched: [], dropped: block.itemCount, accepted: 0 };
+    }
+    const decoded = types.ResourceMetrics.toObject(message, {
       longs: Number,
       bytes: String,
       enums: Number,
       defaults: false,
     }) as DecodedResourceMetrics;
-    const resource = block.attributes;
-    const { job, instance } = jobAndInstance(resource);
-    const resourceKey = `${job ?? ''}\u0000${instance ?? ''}`;
     const resourceLabels: LabelPairs = [];
     if (this.options.resourceToTelemetry) {
       resourceLabels.push(...attributesToLabels([...resource].map(([k, v]) => [k, attrValueToString(v)] as const)));

@@ -7,6 +7,7 @@ import { parseRequest, type ResourcePredicate } from '../../pdata/scan';
 import { WireFormatError } from '../../pdata/wire';
 import type { Inventory } from '../../service/inventory';
 import { LogThrottle } from '../../util/log-throttle';
+import { cappedMessage } from './echo';
 
 export type Transport = 'grpc' | 'http';
 
@@ -57,9 +58,15 @@ export class ExportHandler {
       const bytes = encoding === 'json' ? encodeFromOtlpJson(this.requestType(), parseJson(body)) : body;
       parsed = parseRequest(this.signal, bytes, this.mayKeep);
     } catch (err) {
+      const what = encoding === 'json' ? 'OTLP/JSON' : 'OTLP protobuf';
       if (err instanceof WireFormatError || err instanceof JsonShapeError) {
-        const what = encoding === 'json' ? 'OTLP/JSON' : 'OTLP protobuf';
         return { kind: 'invalid', message: `invalid ${what} ${this.signal} request: ${err.message}` };
+      }
+      // Reading recurses nowhere deeper than a few hundred levels; should a request still exhaust
+      // the stack, it is the request that cannot be read: retrying it (5xx) would never succeed.
+      if (err instanceof RangeError && err.message.includes('call stack')) {
+        this.logger.warn({ err: err.message }, 'an export request exhausted the stack while being read');
+        return { kind: 'invalid', message: `invalid ${what} ${this.signal} request: nested too deep to read` };
       }
       throw err;
     }
@@ -105,8 +112,8 @@ export class ExportHandler {
         : {
             partialSuccess:
               this.signal === 'traces'
-                ? { rejectedSpans: outcome.rejected, errorMessage: outcome.message }
-                : { rejectedDataPoints: outcome.rejected, errorMessage: outcome.message },
+                ? { rejectedSpans: outcome.rejected, errorMessage: cappedMessage(outcome.message) }
+                : { rejectedDataPoints: outcome.rejected, errorMessage: cappedMessage(outcome.message) },
           };
     if (encoding === 'json') {
       return Buffer.from(JSON.stringify(type.toObject(type.fromObject(partial), { longs: String, defaults: false })));

@@ -9,7 +9,7 @@ import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } f
 import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
-import { echoed } from './echo';
+import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
@@ -435,41 +435,36 @@ export class OtlpGrpcServer {
       }
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
       chunks.length = 0;
-      // zstd is loaded by the first call that needs it (about 10 MiB that most senders never use).
-      if (encoding === 'zstd' && !zstdReady()) {
-        loadZstd().then(
-          () => this.unframeAndExport(stream, handler, body, encoding, reservation),
-          (err: unknown) => {
-            reservation.release();
-            this.logger.error({ err }, 'cannot decompress an OTLP/gRPC zstd request');
-            respondStatus(stream, GrpcStatus.INTERNAL, 'internal error: zstd is not available');
-          },
-        );
-        return;
-      }
-      this.unframeAndExport(stream, handler, body, encoding, reservation);
+      this.readMessage(body, encoding).then(
+        (message) => this.export(stream, handler, message, reservation),
+        (err: unknown) => {
+          reservation.release();
+          if (err instanceof CallError) {
+            respondStatus(stream, err.code, err.message);
+          } else {
+            this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
+            respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+          }
+        },
+      );
     });
   }
 
-  private unframeAndExport(stream: http2.ServerHttp2Stream, handler: ExportHandler, body: Buffer, encoding: string, reservation: Reservation): void {
-    let message: Buffer;
-    try {
-      message = this.unframe(body, encoding);
-    } catch (err) {
-      reservation.release();
-      if (err instanceof CallError) {
-        respondStatus(stream, err.code, err.message);
-      } else {
-        this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
-        respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+  private async readMessage(body: Buffer, encoding: string): Promise<Buffer> {
+    // zstd is loaded by the first call that needs it (about 10 MiB that most senders never use).
+    if (encoding === 'zstd' && !zstdReady()) {
+      try {
+        await loadZstd();
+      } catch (err) {
+        this.logger.error({ err }, 'cannot decompress an OTLP/gRPC zstd request');
+        throw new CallError(GrpcStatus.INTERNAL, 'internal error: zstd is not available');
       }
-      return;
     }
-    this.export(stream, handler, message, reservation);
+    return this.unframe(body, encoding);
   }
 
   /** The one request message of a unary call, decompressed. */
-  private unframe(body: Buffer, encoding: string): Buffer {
+  private async unframe(body: Buffer, encoding: string): Promise<Buffer> {
     if (body.length === 0) throw new CallError(GrpcStatus.INTERNAL, 'no request message: a unary call sends exactly one');
     if (body.length < MESSAGE_PREFIX_LENGTH) throw new CallError(GrpcStatus.INTERNAL, `truncated message prefix (${body.length} bytes)`);
     const flag = body[0];
@@ -482,7 +477,7 @@ export class OtlpGrpcServer {
     if (flag !== 1) throw new CallError(GrpcStatus.INTERNAL, `invalid compressed-flag byte ${String(flag)} in the message prefix`);
     if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
     try {
-      return decompress(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes);
+      return await decompress(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes);
     } catch (err) {
       if (!(err instanceof DecompressError)) throw err;
       if (err.tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);
@@ -620,6 +615,7 @@ export function refuseUnread(stream: http2.ServerHttp2Stream, code: number, mess
  */
 function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string, details?: Uint8Array): void {
   if (!isOpen(stream)) return;
+  message = cappedMessage(message);
   const headers: http2.OutgoingHttpHeaders = {
     ':status': 200,
     'content-type': 'application/grpc',
@@ -681,7 +677,7 @@ function wake(session: http2.Http2Session | undefined): void {
 function respondHttpError(stream: http2.ServerHttp2Stream, status: number, message: string): void {
   if (!isOpen(stream)) return;
   stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
-  stream.end(`${message}\n`);
+  stream.end(`${cappedMessage(message)}\n`);
   stream.resume();
 }
 

@@ -8,7 +8,7 @@ import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
-import { echoed } from './echo';
+import { cappedMessage, echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
@@ -43,7 +43,7 @@ export const SHUTDOWN_GRACE_MS = 1000;
 
 const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly grpcCode: number,
@@ -322,11 +322,11 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
 }
 
 /** The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. */
-function decompressBody(raw: Buffer, contentEncoding: string, limit: number): Buffer {
+export async function decompressBody(raw: Buffer, contentEncoding: string, limit: number): Promise<Buffer> {
   const compression = CONTENT_ENCODINGS.get(contentEncoding);
   if (compression === undefined) return raw;
   try {
-    return decompress(compression, raw, limit);
+    return await decompress(compression, raw, limit);
   } catch (err) {
     if (!(err instanceof DecompressError)) throw err;
     if (err.tooLarge) throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes (${contentEncoding})`);
@@ -355,6 +355,7 @@ function sendStatus(
   headers: Record<string, string> = {},
 ): void {
   if (res.headersSent) return;
+  message = cappedMessage(message);
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   if (encoding === undefined) {
     reply(res, status, 'text/plain; charset=utf-8', Buffer.from(`${message}\n`));

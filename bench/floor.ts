@@ -1,24 +1,26 @@
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
-import { createGrpcSink, createHttpSink } from './sinks';
+import { createGrpcSink, createHttpSink, type SinkTls } from './sinks';
 
 // The floor: the least a Node OTLP server on the same stack as spansieve can do. node:http2 with
 // gRPC framing (the whole stream read, a compressed message inflated) and node:http reading the
 // whole body (gunzipped when Content-Encoding: gzip), each answered with an empty success. No
-// parsing, filtering or forwarding: the lower bound for spansieve's receive path.
+// parsing, filtering or forwarding: the lower bound for spansieve's receive path. With a
+// certificate and key, both ports serve TLS (the TLS transports).
 //
-// Usage: node dist/bench/floor.js GRPC_HOST:PORT HTTP_HOST:PORT
+// Usage: node dist/bench/floor.js GRPC_HOST:PORT HTTP_HOST:PORT [CERT_FILE KEY_FILE]
 
-async function main(grpcAddress: string, httpAddress: string): Promise<void> {
+async function main(grpcAddress: string, httpAddress: string, tls: SinkTls | undefined): Promise<void> {
   let bytes = 0;
   const grpcServer = createGrpcSink((message) => {
     bytes += message.length;
-  });
+  }, tls);
   await listenOn(grpcServer, grpcAddress);
 
   const httpServer = createHttpSink((message) => {
     bytes += message.length;
-  });
+  }, tls);
   await listenOn(httpServer, httpAddress);
 
   const stop = () => {
@@ -32,17 +34,18 @@ async function main(grpcAddress: string, httpAddress: string): Promise<void> {
   process.on('SIGINT', stop);
 }
 
-function listenOn(server: http.Server | http2.Http2Server, address: string): Promise<void> {
+function listenOn(server: http.Server | http2.Http2Server | http2.Http2SecureServer, address: string): Promise<void> {
   const colon = address.lastIndexOf(':');
   return new Promise<void>((resolve) => server.listen(Number(address.slice(colon + 1)), address.slice(0, colon), () => resolve()));
 }
 
-const [grpcAddress, httpAddress] = process.argv.slice(2);
-if (!grpcAddress || !httpAddress) {
-  process.stderr.write('usage: node dist/bench/floor.js GRPC_HOST:PORT HTTP_HOST:PORT\n');
+const [grpcAddress, httpAddress, certFile, keyFile] = process.argv.slice(2);
+if (!grpcAddress || !httpAddress || (certFile === undefined) !== (keyFile === undefined)) {
+  process.stderr.write('usage: node dist/bench/floor.js GRPC_HOST:PORT HTTP_HOST:PORT [CERT_FILE KEY_FILE]\n');
   process.exit(2);
 }
-main(grpcAddress, httpAddress).catch((err: unknown) => {
+const tls = certFile && keyFile ? { cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) } : undefined;
+main(grpcAddress, httpAddress, tls).catch((err: unknown) => {
   process.stderr.write(`floor: ${(err as Error).message}\n`);
   process.exit(1);
 });

@@ -1,11 +1,13 @@
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { attrValueToString } from '../src/pdata/attributes';
 import { parseRequest } from '../src/pdata/scan';
 import { createGrpcSink, createHttpSink } from './sinks';
 import { buildPool, findMarkers, type Pool, type PooledRequest } from './obi';
-import type { Command, Hello, PoolInfo, Reply, Snapshot, Target, Transport } from './protocol';
+import { isTls, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Target, type Transport } from './protocol';
 import { TAIL_BYTES } from './wire';
 
 // The load generator and the sink, in one child process pinned to its own core (run.ts starts it
@@ -118,15 +120,19 @@ interface Sender {
   close(): void;
 }
 
-/** OTLP/gRPC with pre-framed (and for grpc-gzip pre-compressed) messages on one HTTP/2 session. */
-function grpcSender(address: string, gzip: boolean): Sender {
-  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 1024 * 1024 } });
+/**
+ * OTLP/gRPC with pre-framed (and for grpc-gzip pre-compressed) messages on one HTTP/2 session;
+ * with `ca`, over TLS (h2 through ALPN), the server's certificate verified against it.
+ */
+function grpcSender(address: string, transport: Transport, ca: Buffer | undefined): Sender {
+  const settings = { initialWindowSize: 1024 * 1024 };
+  const session = ca ? http2.connect(`https://${address}`, { settings, ca }) : http2.connect(`http://${address}`, { settings });
   session.on('error', (err) => (lastError = `gRPC session: ${err.message}`));
   const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': EXPORT_PATH, 'content-type': 'application/grpc', te: 'trailers' };
-  if (gzip) headers['grpc-encoding'] = 'gzip';
+  if (transport === 'grpc-gzip') headers['grpc-encoding'] = 'gzip';
   return {
     send(request, done) {
-      const frame = sentBytes(request, gzip ? 'grpc-gzip' : 'grpc');
+      const frame = sentBytes(request, transport);
       let stream: http2.ClientHttp2Stream;
       try {
         stream = session.request(headers);
@@ -152,15 +158,18 @@ function grpcSender(address: string, gzip: boolean): Sender {
   };
 }
 
-function httpSender(address: string, gzip: boolean): Sender {
+/** OTLP/HTTP on kept-alive connections; with `ca`, HTTPS, the server's certificate verified against it. */
+function httpSender(address: string, transport: Transport, ca: Buffer | undefined): Sender {
   const [host, port] = splitHostPort(address);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const agent = ca ? new https.Agent({ keepAlive: true, maxSockets: 256, ca }) : new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const request = ca ? https.request : http.request;
+  const gzip = transport === 'http-protobuf-gzip';
   return {
-    send(request, done) {
-      const body = sentBytes(request, gzip ? 'http-protobuf-gzip' : 'http-protobuf');
+    send(pooled, done) {
+      const body = sentBytes(pooled, transport);
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/x-protobuf', 'content-length': body.length };
       if (gzip) headers['content-encoding'] = 'gzip';
-      const req = http.request({ host, port, method: 'POST', path: '/v1/traces', agent, headers }, (res) => {
+      const req = request({ host, port, method: 'POST', path: '/v1/traces', agent, headers }, (res) => {
         const status = res.statusCode ?? 0;
         res.on('data', () => undefined);
         res.on('end', () => done(status === 200 ? undefined : `HTTP ${status}`));
@@ -177,10 +186,12 @@ function httpSender(address: string, gzip: boolean): Sender {
 function sentBytes(request: PooledRequest, transport: Transport): Buffer {
   switch (transport) {
     case 'grpc':
+    case 'grpc-tls':
       return request.grpcFrame;
     case 'grpc-gzip':
       return request.grpcGzipFrame;
     case 'http-protobuf':
+    case 'http-protobuf-tls':
       return request.body;
     case 'http-protobuf-gzip':
       return request.gzipped;
@@ -331,15 +342,18 @@ async function handle(command: Command): Promise<unknown> {
       };
       return info;
     }
-    case 'target':
+    case 'target': {
       client?.close();
       target = command.target;
+      if (isTls(target.transport) && target.caFile === undefined) throw new Error(`${target.transport} needs a CA file`);
+      const ca = isTls(target.transport) ? fs.readFileSync(target.caFile!) : undefined;
       client = target.transport.startsWith('grpc')
-        ? grpcSender(target.grpcAddress, target.transport === 'grpc-gzip')
-        : httpSender(target.httpAddress, target.transport === 'http-protobuf-gzip');
+        ? grpcSender(target.grpcAddress, target.transport, ca)
+        : httpSender(target.httpAddress, target.transport, ca);
       awaitingSink.fill(0);
       resetCounters();
       return undefined;
+    }
     case 'probe':
       await probe(command.timeoutMs);
       resetCounters();

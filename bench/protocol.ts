@@ -2,8 +2,13 @@ import type { PoolSpec } from './obi';
 
 // Messages between the orchestrator (run.ts) and the load generator + sink child (loadgen.ts).
 
-export type Transport = 'grpc' | 'grpc-gzip' | 'http-protobuf' | 'http-protobuf-gzip';
-export const TRANSPORTS: readonly Transport[] = ['grpc', 'grpc-gzip', 'http-protobuf', 'http-protobuf-gzip'];
+export type Transport = 'grpc' | 'grpc-gzip' | 'http-protobuf' | 'http-protobuf-gzip' | 'grpc-tls' | 'http-protobuf-tls';
+export const TRANSPORTS: readonly Transport[] = ['grpc', 'grpc-gzip', 'http-protobuf', 'http-protobuf-gzip', 'grpc-tls', 'http-protobuf-tls'];
+/** What runs without --transports: the TLS variants are opt-in, so the default run keeps its length. */
+export const DEFAULT_TRANSPORTS: readonly Transport[] = ['grpc', 'grpc-gzip', 'http-protobuf', 'http-protobuf-gzip'];
+
+/** Whether the load generator connects over TLS (the server under test then serves TLS on both ports). */
+export const isTls = (transport: Transport): boolean => transport.endsWith('-tls');
 
 export interface Target {
   readonly transport: Transport;
@@ -11,6 +16,8 @@ export interface Target {
   readonly httpAddress: string;
   /** Whether forwarded requests are expected at the sink (not for the floor). */
   readonly expectSink: boolean;
+  /** PEM file of the CA the load generator trusts; required for a TLS transport. */
+  readonly caFile?: string;
 }
 
 export type Command =

@@ -20,7 +20,8 @@ import {
 } from './proc';
 import { parseHostPort } from '../src/config/reader';
 import { startCapture, wireLatencyFromFile, type Capture, type WireLatency } from './wire';
-import { TRANSPORTS, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
+import { makeBenchCerts, type BenchCerts } from './certs';
+import { DEFAULT_TRANSPORTS, TRANSPORTS, isTls, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
 import {
   percentile,
   ratios,
@@ -123,16 +124,17 @@ const QUICK: Timing = {
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems ${SYSTEMS.join(',')}]
-                      [--transports grpc,grpc-gzip,http-protobuf,http-protobuf-gzip] [--no-scaling]
+                      [--transports ${TRANSPORTS.join(',')}] [--no-scaling]
                       [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
---storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)`;
+--storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)
+default --transports ${DEFAULT_TRANSPORTS.join(',')}; the -tls ones serve TLS on the systems' receivers`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
     quick: false,
     rate: 20_000,
     systems: [...DEFAULT_SYSTEMS],
-    transports: [...TRANSPORTS],
+    transports: [...DEFAULT_TRANSPORTS],
     scaling: true,
     profile: false,
     out: path.join(RESULTS_DIR, 'latest.json'),
@@ -353,8 +355,11 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
   const expectSink = o.system !== 'floor';
   let server: RunningServer | undefined;
   let capture: RunningCapture | undefined;
+  const tls = isTls(o.transport) ? ctx.certs : undefined;
+  if (isTls(o.transport) && !tls) throw new Error(`${o.label}: no certificates for ${o.transport}`);
   const start = async (label: string, sendingQueue: boolean): Promise<RunningServer> => {
     server = await startServer({
+      tls,
       system: o.system,
       keepIds: o.keepIds,
       sinkGrpcPort: ctx.hello.sinkGrpcPort,
@@ -367,7 +372,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     if (pinned !== String(SERVER_CPU)) flags.push(`server-not-pinned(${pinned})`);
     await ctx.loadgen.call({
       type: 'target',
-      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink },
+      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink, caFile: tls?.caFile },
     });
     await ctx.loadgen.call({ type: 'probe', timeoutMs: 30_000 });
     return server;
@@ -386,7 +391,9 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     if (!resetPeakRss(fixedServer.pid)) flags.push('peak-rss-includes-burst');
     await ctx.loadgen.call({ type: 'fixed', spansPerSecond: o.rate, maxInFlight: 64 });
     await sleep(o.warmupS * 1000);
-    capture = expectSink ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
+    // Over TLS the request bytes on the wire are encrypted, so the capture cannot match requests:
+    // latency is then the sink's clock (result.latency says which).
+    capture = expectSink && !isTls(o.transport) ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
     const fromMs = Date.now();
     const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
     const toMs = Date.now();
@@ -530,6 +537,8 @@ interface Context {
   readonly loadgen: LoadGen;
   readonly hello: Hello;
   readonly workDir: string;
+  /** Made when a TLS transport is measured. */
+  readonly certs: BenchCerts | undefined;
 }
 
 function machineInfo(): Record<string, unknown> {
@@ -660,7 +669,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const loadgenChild = spawnPinned(LOADGEN_CPU, process.execPath, [path.join(__dirname, 'loadgen.js')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const loadgen = new LoadGen(loadgenChild);
   const hello = await loadgen.ready;
-  const ctx: Context = { options, timing, loadgen, hello, workDir };
+  const certs = options.transports.some(isTls) ? makeBenchCerts(path.join(workDir, 'tls')) : undefined;
+  const ctx: Context = { options, timing, loadgen, hello, workDir, certs };
 
   const machine = machineInfo();
   const vers = versions(options.systems.includes('collector'), options.systems.some(isReferenceBuild));
@@ -767,6 +777,8 @@ async function main(argv: readonly string[]): Promise<void> {
       file_storage: { fsync: false, systems: options.systems.filter(persistent) },
       timing: { ...timing, warmupS: options.warmupS ?? timing.warmupS, burstS: options.burstS ?? timing.burstS },
       burst_concurrency: BURST_CONCURRENCY,
+      // The TLS transports: the systems' receivers serve a generated EC P-256 certificate; the sink leg stays plaintext.
+      tls: certs ? { transports: options.transports.filter(isTls), key: 'EC P-256', sink_leg: 'plaintext' } : null,
       pool: { ...DEFAULT_POOL, ...poolInfo },
     },
     results,

@@ -1,18 +1,26 @@
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as https from 'node:https';
 import * as zlib from 'node:zlib';
 
 const EMPTY_RESPONSE_FRAME = Buffer.alloc(5);
 const OK_TRAILERS = { 'grpc-status': '0' };
+
+/** PEM certificate and key: the floor serves TLS with them for the TLS transports (the sink never does). */
+export interface SinkTls {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
 
 /**
  * The least an OTLP/gRPC server can do on node:http2: read each call's one message (inflated when
  * its compressed flag is set), hand it to `onMessage`, answer an empty success. Used by the floor
  * and by the load generator's sink.
  */
-export function createGrpcSink(onMessage: (message: Buffer) => void): http2.Http2Server {
+export function createGrpcSink(onMessage: (message: Buffer) => void, tls?: SinkTls): http2.Http2Server | http2.Http2SecureServer {
   // The same HTTP/2 settings as spansieve's receiver (src/receivers/otlp/grpc-server.ts).
-  const server = http2.createServer({ maxSessionMemory: 1024, settings: { initialWindowSize: 1024 * 1024, maxFrameSize: 1024 * 1024 } });
+  const options = { maxSessionMemory: 1024, settings: { initialWindowSize: 1024 * 1024, maxFrameSize: 1024 * 1024 } };
+  const server: http2.Http2Server | http2.Http2SecureServer = tls ? http2.createSecureServer({ ...options, ...tls }) : http2.createServer(options);
   server.on('session', (session) => session.on('connect', () => session.setLocalWindowSize(16 * 1024 * 1024)));
   server.on('stream', (stream) => {
     const chunks: Buffer[] = [];
@@ -31,8 +39,8 @@ export function createGrpcSink(onMessage: (message: Buffer) => void): http2.Http
 }
 
 /** The same for OTLP/HTTP: read the whole body (gunzipped when Content-Encoding: gzip), answer 200. */
-export function createHttpSink(onMessage: (message: Buffer) => void): http.Server {
-  const server = http.createServer((req, res) => {
+export function createHttpSink(onMessage: (message: Buffer) => void, tls?: SinkTls): http.Server {
+  const handler: http.RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -41,7 +49,8 @@ export function createHttpSink(onMessage: (message: Buffer) => void): http.Serve
       onMessage(body);
       res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end();
     });
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   server.keepAliveTimeout = 60_000;
   return server;
 }

@@ -16,6 +16,8 @@ import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 //   collector-ref      the reference Collector with its queue in memory (not in the default list):
 //                      collector-storage's own baseline, same build
 //   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
+// With a TLS transport every system serves TLS on both receiver ports (ServerOptions.tls); the
+// forward to the sink stays plaintext.
 
 export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor';
 export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor'];
@@ -61,6 +63,14 @@ export interface ServerOptions {
    * was forwarded (used for the closed-loop max, on both systems). Default: the component defaults.
    */
   readonly sendingQueue?: boolean;
+  /** Serve TLS on both receiver ports with this certificate (the TLS transports); plaintext when absent. */
+  readonly tls?: ServerTls;
+}
+
+/** PEM files of the server's certificate and key. */
+export interface ServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
 }
 
 export interface RunningServer {
@@ -71,6 +81,20 @@ export interface RunningServer {
   readonly configFile: string | undefined;
   readonly logFile: string;
   stop(): Promise<void>;
+}
+
+/**
+ * The otlp receiver of both systems: the same keys in spansieve and the Collector, `tls` per
+ * protocol (configtls' cert_file / key_file) when serving TLS.
+ */
+function otlpReceiver(grpcPort: number, httpPort: number, tls: ServerTls | undefined): Record<string, unknown> {
+  const serverTls = tls ? { tls: { cert_file: tls.certFile, key_file: tls.keyFile } } : {};
+  return {
+    protocols: {
+      grpc: { endpoint: `127.0.0.1:${grpcPort}`, ...serverTls },
+      http: { endpoint: `127.0.0.1:${httpPort}`, ...serverTls },
+    },
+  };
 }
 
 /** The exporter both systems use: OTLP/gRPC to the sink, plaintext, uncompressed. */
@@ -90,13 +114,12 @@ export function spansieveConfig(
   keepIds: readonly string[],
   sendingQueue = true,
   storageDirectory?: string,
+  tls?: ServerTls,
 ): Record<string, unknown> {
   const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
   if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
   return {
-    receivers: {
-      otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } },
-    },
+    receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls) },
     processors: {
       'filter/keep': { keep: keepIds.map((id) => ({ 'service.instance.id': id })) },
     },
@@ -124,13 +147,12 @@ export function collectorConfig(
   keepIds: readonly string[],
   sendingQueue = true,
   storageDirectory?: string,
+  tls?: ServerTls,
 ): Record<string, unknown> {
   const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
   if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
   return {
-    receivers: {
-      otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}` } } },
-    },
+    receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls) },
     processors: {
       // traces.resource (filterprocessor v0.140 config.go: TraceFilters.ResourceConditions): the
       // condition is evaluated once per ResourceSpans, the cheapest form for a per-process choice.
@@ -159,7 +181,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     case 'spansieve-storage': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
       fs.writeFileSync(configFile, stringify(
-          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options)),
+          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls),
         ));
       child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],
@@ -172,7 +194,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     case 'collector-ref': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
       fs.writeFileSync(configFile, stringify(
-        collectorConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options)),
+        collectorConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls),
         { lineWidth: 0 },
       ));
       const bin = options.system === 'collector' ? jaegerBinary() : otelcolBinary();
@@ -180,7 +202,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       break;
     }
     case 'floor':
-      child = spawnPinned(SERVER_CPU, process.execPath, [path.join(ROOT, 'dist', 'bench', 'floor.js'), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`], {
+      child = spawnPinned(SERVER_CPU, process.execPath, [
+        path.join(ROOT, 'dist', 'bench', 'floor.js'), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
+        ...(options.tls ? [options.tls.certFile, options.tls.keyFile] : []),
+      ], {
         stdio: ['ignore', log, log],
       });
       break;

@@ -29,7 +29,7 @@ export function makeBenchCerts(dir: string): BenchCerts {
     ]);
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`cannot make the TLS transports' certificates with openssl (3.0 or later needed): ${stderr || (err as Error).message}`);
+    throw new Error(`cannot make the TLS transports' certificates with openssl (3.0 or later needed): ${stderr || (err as Error).message}`, { cause: err });
   }
   return { caFile: path.join(dir, 'ca.pem'), certFile: path.join(dir, 'server.pem'), keyFile: path.join(dir, 'server.key') };
 }

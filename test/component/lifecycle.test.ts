@@ -96,7 +96,8 @@ void describe('component lifecycle, every factory', () => {
         await component.shutdown();
       });
 
-      void test('consume after shutdown settles', { skip: factory.kind === 'receiver' || factory.kind === 'extension' }, async () => {
+      if (factory.kind === 'receiver' || factory.kind === 'extension') return; // nothing to consume
+      void test('consume after shutdown settles', async () => {
         const { component, signal } = create(factory);
         await component.start(host);
         await component.shutdown();

@@ -71,13 +71,19 @@ export function idleConnection(port: number): Promise<net.Socket> {
   });
 }
 
-/** Opens `n` idle connections, a batch at a time; errors after connecting are ignored. */
+/**
+ * Opens `n` idle connections, a batch at a time; errors after connecting are ignored. A connection
+ * reset before it was established (a server at its fd limit may refuse it that early) is left out.
+ */
 export async function idleConnections(port: number, n: number): Promise<net.Socket[]> {
   const sockets: net.Socket[] = [];
   for (let i = 0; i < n; i += 100) {
-    const batch = await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => idleConnection(port)));
-    for (const s of batch) s.on('error', () => undefined);
-    sockets.push(...batch);
+    const batch = await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => idleConnection(port).catch(() => undefined)));
+    for (const s of batch) {
+      if (s === undefined) continue;
+      s.on('error', () => undefined);
+      sockets.push(s);
+    }
   }
   return sockets;
 }

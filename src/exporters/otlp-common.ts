@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { parseAuth, type AuthenticatorRef } from '../component/auth';
 import type { Node } from '../config/reader';
-import { parseClientTls, type ClientTlsConfig } from '../util/tls';
+import { parseClientTls, type ClientTlsConfig } from '../config/tls';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig } from './exporterhelper/exporterhelper';
 
 /** Request compressions: configgrpc's for otlp, confighttp's (lz4 aside) for otlphttp. */

@@ -1,7 +1,8 @@
 import { clientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
-import { parseHostPort, type Node } from '../../config/reader';
+import type { Node } from '../../config/reader';
+import { parseHostPort } from '../../util/net';
 import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';

@@ -73,7 +73,6 @@ const ALLOWED = new Set<string>([
   'SIDE src/connectors/servicegraph/servicegraph-connector.ts -> src/connectors/spanmetrics/spanmetrics-connector.ts',
   'SIDE src/exporters/exporterhelper/exporterhelper.ts -> src/extensions/filestorage/file-storage.ts',
   'SIDE src/exporters/exporterhelper/exporterhelper.ts -> src/extensions/filestorage/segment-queue.ts',
-  'SIDE src/exporters/otlp/otlp-exporter.ts -> src/receivers/otlp/grpc-server.ts',
   'SIDE src/exporters/prometheusremotewrite/prometheusremotewrite-exporter.ts -> src/extensions/filestorage/segment-queue.ts',
   'SIDE src/exporters/prometheusremotewrite/prometheusremotewrite-exporter.ts -> src/exporters/otlphttp/otlphttp-exporter.ts',
   'SIDE src/exporters/prometheusremotewrite/prometheusremotewrite-exporter.ts -> src/exporters/prometheus/accumulator.ts',

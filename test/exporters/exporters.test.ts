@@ -15,7 +15,7 @@ import { otlpHttpExporterFactory, parseRetryAfter } from '../../src/exporters/ot
 import type { Batch } from '../../src/pdata/batch';
 import { types } from '../../src/pdata/codec';
 import { parseRequest } from '../../src/pdata/scan';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 import { rawExportMethod } from '../helpers/grpc';
 import { SelfTelemetry } from '../../src/service/telemetry';
 import { decompress } from '../../src/util/compression';

@@ -5,7 +5,7 @@ import type { Node } from '../../config/reader';
 import { parseHostPort } from '../../util/net';
 import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
-import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../pdata/otlp';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
 import { GrpcUnaryClient, type UnaryResult } from './grpc-client';

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
+import { EXPORT_METHOD } from '../../pdata/otlp';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
@@ -43,11 +44,6 @@ export interface GrpcProtocolConfig {
   /** Id of the authenticator extension every call must pass (`auth.authenticator`); undefined: none. */
   readonly auth?: string | undefined;
 }
-
-export const EXPORT_METHOD: Record<Signal, string> = {
-  traces: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
-  metrics: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
-};
 
 /** grpc-encoding values accepted: grpc-go's gzip, the Collector's zstd and snappy (framing format), deflate (zlib). */
 const GRPC_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([

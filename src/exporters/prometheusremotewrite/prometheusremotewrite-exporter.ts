@@ -6,7 +6,7 @@ import type { CreateSettings, ExporterFactory, Host, QueueRequest } from '../../
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
-import type { RecordCodec } from '../../extensions/filestorage/segment-queue';
+import type { RecordCodec } from '../../component/storage';
 import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig, type RequestType } from '../exporterhelper/exporterhelper';

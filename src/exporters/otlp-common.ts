@@ -63,3 +63,11 @@ export function parseOtlpClientConfig(at: (key: string) => Node, allowed: readon
 export function clientAuthenticatorsOf(config: { readonly auth: string | undefined }): AuthenticatorRef[] {
   return config.auth === undefined ? [] : [{ key: 'auth::authenticator', id: config.auth }];
 }
+
+/** Retry-After is either delay-seconds or an HTTP date. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}

@@ -8,7 +8,7 @@ import type { Batch, Signal } from '../../pdata/batch';
 import { TooDeepError, toOtlpJson, types } from '../../pdata/codec';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { compress, loadZstd, type Compression } from '../../util/compression';
-import { HTTP_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, type ClientCompression, type OtlpClientConfig } from '../otlp-common';
+import { HTTP_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, parseRetryAfter, type ClientCompression, type OtlpClientConfig } from '../otlp-common';
 
 /** What each `compression` value sends (`zlib` and `deflate` are both the zlib format, as in confighttp). */
 const BODY_COMPRESSION: Readonly<Record<Exclude<ClientCompression, 'none'>, Compression>> = {
@@ -173,14 +173,6 @@ export class OtlpHttpExporter extends RequestExporter {
       this.settings.logger.warn({ rejected, message: partial?.errorMessage }, 'the server accepted the export only partially');
     }
   }
-}
-
-/** Retry-After is either delay-seconds or an HTTP date. */
-export function parseRetryAfter(value: string | undefined): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 /** The message of a google.rpc.Status error body, or the body's text. */

@@ -11,11 +11,9 @@ import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig, type RequestType } from '../exporterhelper/exporterhelper';
 import { QueueingExporter } from '../exporterhelper/request-exporter';
-import { clientAuthenticatorsOf, parseHttpUrl, readCaFile } from '../otlp-common';
-import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
-import { Accumulator, samplesOf, type Series } from '../prometheus/accumulator';
-import { parseLabelMap } from '../prometheus/prometheus-exporter';
-import { normalizeNamespace, type LabelPairs } from '../prometheus/translation';
+import { Accumulator, samplesOf, type Series } from '../internal/prometheus/accumulator';
+import { normalizeNamespace, parseLabelMap, type LabelPairs } from '../internal/prometheus/translation';
+import { clientAuthenticatorsOf, parseHttpUrl, parseRetryAfter, readCaFile } from '../otlp-common';
 
 // Pushes metrics to a Prometheus remote-write 1.0 endpoint (Prometheus's own receiver with
 // --web.enable-remote-write-receiver, Mimir, Thanos receive, ...): the same OTel -> Prometheus

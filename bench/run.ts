@@ -18,7 +18,7 @@ import {
   stopChild,
   taskset,
 } from './proc';
-import { parseHostPort } from '../src/config/reader';
+import { parseHostPort } from '../src/util/net';
 import { startCapture, wireLatencyFromFile, type Capture, type WireLatency } from './wire';
 import { makeBenchCerts, type BenchCerts } from './certs';
 import { DEFAULT_TRANSPORTS, TRANSPORTS, isTls, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';

@@ -6,7 +6,7 @@ import { readConfigFile } from './config/load';
 import { ConfigIssues, ConfigValidationError } from './config/reader';
 import { buildServiceConfig, type ServiceConfig } from './config/service-config';
 import { zeroConfig, type ZeroConfigOptions } from './config/zero-config';
-import type { InstanceView } from './service/inventory';
+import type { InstanceView } from './component/component';
 import { heapLimitMib, type MemoryLimiterConfig } from './processors/memorylimiter/memory-limiter';
 import { heapLimitAction } from './service/node-flags';
 import { Supervisor } from './service/supervisor';

@@ -2,9 +2,7 @@ import type { Logger } from 'pino';
 import type { AuthenticatorRef } from './auth';
 import type { Node } from '../config/reader';
 import type { Attributes } from '../pdata/attributes';
-import type { Batch, Signal } from '../pdata/batch';
-import type { Inventory, InstanceView } from '../service/inventory';
-import type { SelfTelemetry } from '../service/telemetry';
+import type { Batch, ResourceBlock, Signal } from '../pdata/batch';
 
 export type ComponentKind = 'receiver' | 'processor' | 'exporter' | 'connector' | 'extension';
 
@@ -96,13 +94,48 @@ export interface ServiceControl {
 
 export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';
 
+/** The admin API's shape of one instance. */
+export interface InstanceView {
+  readonly id: string;
+  readonly service: string | null;
+  readonly host: string | null;
+  readonly pid: number | null;
+  readonly kept: boolean | null;
+  readonly selector: string | null;
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+  readonly spansPerSecond: number;
+  readonly metricPointsPerSecond: number;
+  /** At most MAX_KEPT_ATTRIBUTES (service/inventory.ts); keys and strings longer than MAX_KEPT_VALUE_LENGTH end with TRUNCATION_MARK. */
+  readonly attributes: Record<string, unknown>;
+  /** How many of the resource's attributes are not in `attributes` (0: all are). */
+  readonly omittedAttributes: number;
+}
+
+/** Where receivers record the instances they see and filters their decisions (the service's Inventory). */
+export interface InstanceRecorder {
+  observe(block: ResourceBlock, signal: Signal): void;
+  /** `filterId`: the filter processor whose decision this is. */
+  decide(attributes: Attributes, kept: boolean, selector: string | null, filterId?: string | null): void;
+  /** Decides again every instance `filterId` decided, after its rules changed. */
+  redecide(filterId: string, decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): void;
+}
+
+/** The service's own metrics, as components write them (implemented by service/telemetry.ts). */
+export interface ComponentTelemetry {
+  counter(name: string, help: string, labels: Record<string, string>): { inc(n: number): void };
+  gauge(name: string, help: string, labels: Record<string, string>): { set(n: number): void };
+  /** Counter named by signal: `otelcol_<prefix>_<spans|metric_points>`. */
+  signalCounter(prefix: string, signal: Signal, help: string, labels: Record<string, string>): { inc(n: number): void };
+}
+
 export interface CreateSettings {
   /** `type[/name]` as written in the config. */
   readonly id: string;
   readonly logger: Logger;
-  readonly telemetry: SelfTelemetry;
+  readonly telemetry: ComponentTelemetry;
   /** Where receivers record the instances they see and filters their decisions. */
-  readonly inventory?: Inventory;
+  readonly inventory?: InstanceRecorder;
 }
 
 export interface Factory<C> {

@@ -2,6 +2,8 @@
 // (`receivers::otlp::protocols::grpc::endpoint: ...`) and reading goes on, so one run of
 // `spansieve validate` reports every error at once.
 
+import { parseHostPort } from '../util/net';
+
 export class ConfigIssues {
   readonly errors: string[] = [];
 
@@ -167,14 +169,6 @@ export function parseDuration(text: string): number | undefined {
     consumed = re.lastIndex;
   }
   return consumed === text.length && text.length > 0 ? total : undefined;
-}
-
-export function parseHostPort(value: string): { host: string; port: number } | undefined {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s/[\]]*)):(\d{1,5})$/.exec(value);
-  if (!match) return undefined;
-  const port = Number(match[3]);
-  if (port > 65535) return undefined;
-  return { host: match[1] ?? match[2] ?? '', port };
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { parseAuth, type AuthenticatorRef } from '../component/auth';
 import type { Node } from '../config/reader';
-import { parseClientTls, type ClientTlsConfig } from '../util/tls';
+import { parseClientTls, type ClientTlsConfig } from '../config/tls';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig } from './exporterhelper/exporterhelper';
 
 /** Request compressions: configgrpc's for otlp, confighttp's (lz4 aside) for otlphttp. */
@@ -62,4 +62,12 @@ export function parseOtlpClientConfig(at: (key: string) => Node, allowed: readon
 /** For the config validation: the client authenticator an exporter's `auth` names. */
 export function clientAuthenticatorsOf(config: { readonly auth: string | undefined }): AuthenticatorRef[] {
   return config.auth === undefined ? [] : [{ key: 'auth::authenticator', id: config.auth }];
+}
+
+/** Retry-After is either delay-seconds or an HTTP date. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }

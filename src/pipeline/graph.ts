@@ -3,11 +3,13 @@ import {
   canAbandon,
   canHandOver,
   type Component,
+  type ComponentTelemetry,
   type Consumer,
   type ConnectorFactory,
   type CreateSettings,
   type ExporterFactory,
   type Host,
+  type InstanceRecorder,
   type ProcessorFactory,
   type QueueRequest,
   type ReceiverFactory,
@@ -16,8 +18,6 @@ import { RetryableError } from '../component/errors';
 import type { ComponentConfig, PipelineConfig, ServiceConfig } from '../config/service-config';
 import type { Attributes } from '../pdata/attributes';
 import type { Batch, Signal } from '../pdata/batch';
-import type { Inventory } from '../service/inventory';
-import type { SelfTelemetry } from '../service/telemetry';
 
 async function abandonAll(components: readonly Component[]): Promise<void> {
   await Promise.all(components.map((c) => (canAbandon(c) ? c.abandonQueue() : Promise.resolve())));
@@ -90,8 +90,8 @@ export class Graph {
   constructor(
     private readonly config: ServiceConfig,
     private readonly logger: Logger,
-    private readonly telemetry: SelfTelemetry,
-    private readonly inventory?: Inventory,
+    private readonly telemetry: ComponentTelemetry,
+    private readonly inventory?: InstanceRecorder,
   ) {
     const entries = new Map<string, PipelineEntry>(config.pipelines.map((p) => [p.id, new PipelineEntry()]));
 

@@ -1,5 +1,6 @@
 import { omittedValues, type AttrValue, type Attributes } from '../pdata/attributes';
 import type { ResourceBlock, Signal } from '../pdata/batch';
+import type { InstanceRecorder, InstanceView } from '../component/component';
 import { INSTANCE_ID, pidOfInstanceId } from '../processors/filter/selectors';
 
 // Every instance (service.instance.id) that has sent data: what it is, when it was seen, how much
@@ -74,30 +75,12 @@ interface InstanceRecord {
   decidedBy: string | null;
 }
 
-/** The admin API's shape of one instance. */
-export interface InstanceView {
-  readonly id: string;
-  readonly service: string | null;
-  readonly host: string | null;
-  readonly pid: number | null;
-  readonly kept: boolean | null;
-  readonly selector: string | null;
-  readonly firstSeen: string;
-  readonly lastSeen: string;
-  readonly spansPerSecond: number;
-  readonly metricPointsPerSecond: number;
-  /** At most MAX_KEPT_ATTRIBUTES; keys and strings longer than MAX_KEPT_VALUE_LENGTH end with TRUNCATION_MARK. */
-  readonly attributes: Record<string, unknown>;
-  /** How many of the resource's attributes are not in `attributes` (0: all are). */
-  readonly omittedAttributes: number;
-}
-
 /**
  * Bounded in instances (maxInstances) and in estimated bytes (maxBytes): the least recently seen
  * instance goes first. The Map's insertion order is the recency order (an instance seen again is
  * moved to the end), so eviction and every update cost O(1) whatever the number of instances.
  */
-export class Inventory {
+export class Inventory implements InstanceRecorder {
   private readonly records = new Map<string, InstanceRecord>();
   private bytes = 0;
 

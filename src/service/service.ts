@@ -6,7 +6,8 @@ import { ConfigIssues, Node, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
 import { FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
 import { Graph } from '../pipeline/graph';
-import { Inventory, type InstanceView } from './inventory';
+import type { InstanceView } from '../component/component';
+import { Inventory } from './inventory';
 import { SelfTelemetry, TelemetryServer } from './telemetry';
 
 export interface ServiceOptions {

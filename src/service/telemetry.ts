@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import type { Counter, Gauge, Registry } from 'prom-client';
+import type { ComponentTelemetry } from '../component/component';
 import { itemNoun, type Signal } from '../pdata/batch';
 import { promClient } from '../util/lazy-modules';
 import { listen, closeServer } from '../util/net';
@@ -35,7 +36,7 @@ interface Family {
  * creation, so the hot path only adds to a number. The prom-client registry that exposes them is
  * built on first use (the metrics endpoint, a test): with metrics off prom-client is never loaded.
  */
-export class SelfTelemetry {
+export class SelfTelemetry implements ComponentTelemetry {
   private readonly families = new Map<string, Family>();
   private promRegistry: Registry | undefined;
 

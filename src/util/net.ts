@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import type * as net from 'node:net';
-import { parseHostPort } from '../config/reader';
 
 /** Listens on `host:port`; rejects with a message naming the address when it is taken. */
 export function listen(server: net.Server | http.Server, address: string): Promise<void> {
@@ -153,4 +152,13 @@ export function trackConnections(server: net.Server, limits: ConnectionLimits): 
     });
   });
   return sockets;
+}
+
+/** `host:port` or `[v6]:port`; the host may be empty (all interfaces). */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s/[\]]*)):(\d{1,5})$/.exec(value);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  return { host: match[1] ?? match[2] ?? '', port };
 }

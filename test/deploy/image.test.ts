@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 import { rawExportMethod } from '../helpers/grpc';
 import { Jaeger } from '../helpers/jaeger';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';

@@ -11,7 +11,7 @@ import { readConfigFile } from '../../src/config/load';
 import { ConfigIssues, ConfigValidationError } from '../../src/config/reader';
 import { buildServiceConfig } from '../../src/config/service-config';
 import { ADMIN_PAGE_HTML } from '../../src/extensions/admin/page';
-import type { InstanceView } from '../../src/service/inventory';
+import type { InstanceView } from '../../src/component/component';
 import { Service } from '../../src/service/service';
 import { hostInstance, obiTraceRequest, type ObiInstance } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Service } from '../../src/service/service';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 import { rawExportMethod } from '../helpers/grpc';
 import { Jaeger, tagValue, type JaegerTrace } from '../helpers/jaeger';
 import { dockerInstance, encodeTraces, gzip, hostInstance, k8sInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../helpers/obi';

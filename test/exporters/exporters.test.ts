@@ -11,11 +11,12 @@ import type { Component, Consumer, ExporterFactory } from '../../src/component/c
 import { PermanentError, RetryableError } from '../../src/component/errors';
 import { ConfigIssues, ConfigValidationError, Node } from '../../src/config/reader';
 import { otlpExporterFactory } from '../../src/exporters/otlp/otlp-exporter';
-import { otlpHttpExporterFactory, parseRetryAfter } from '../../src/exporters/otlphttp/otlphttp-exporter';
+import { parseRetryAfter } from '../../src/exporters/otlp-common';
+import { otlpHttpExporterFactory } from '../../src/exporters/otlphttp/otlphttp-exporter';
 import type { Batch } from '../../src/pdata/batch';
 import { types } from '../../src/pdata/codec';
 import { parseRequest } from '../../src/pdata/scan';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 import { rawExportMethod } from '../helpers/grpc';
 import { SelfTelemetry } from '../../src/service/telemetry';
 import { decompress } from '../../src/util/compression';

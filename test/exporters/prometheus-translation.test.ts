@@ -7,8 +7,8 @@ import {
   jobAndInstance,
   normalizeNamespace,
   type OtelMetricType,
-} from '../../src/exporters/prometheus/translation';
-import { exponentialToHistogram, mergeExponential, type ExponentialValue } from '../../src/exporters/prometheus/accumulator';
+} from '../../src/exporters/internal/prometheus/translation';
+import { exponentialToHistogram, mergeExponential, type ExponentialValue } from '../../src/exporters/internal/prometheus/accumulator';
 
 // The OTel -> Prometheus naming rules (Collector: prometheus/otlptranslator, UnderscoreEscapingWithSuffixes;
 // spec: compatibility/prometheus_and_openmetrics.md). Expected names are the Collector's.

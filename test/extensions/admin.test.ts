@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import * as YAML from 'yaml';
 import { loadConfig } from '../../src/cli';
-import type { InstanceView } from '../../src/service/inventory';
+import type { InstanceView } from '../../src/component/component';
 import { Supervisor } from '../../src/service/supervisor';
 import { encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';

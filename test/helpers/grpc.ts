@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Signal } from '../../src/pdata/batch';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 
 const passThrough = (value: Buffer): Buffer => value;
 

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as zlib from 'node:zlib';
 import { types } from '../../src/pdata/codec';
 import { decompressSync, type Compression } from '../../src/util/compression';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 import { rawExportMethod } from './grpc';
 
 // A downstream OTLP server for exporter tests: records every request's raw bytes and can be told

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { EXPORT_METHOD } from '../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 import { rawExportMethod } from '../helpers/grpc';
 import { GrpcSink } from '../helpers/sink';
 import { hostInstance, obiResourceSpans, obiSpan, encodeTraces } from '../helpers/obi';

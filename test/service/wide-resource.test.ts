@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import * as YAML from 'yaml';
-import type { InstanceView } from '../../src/service/inventory';
+import type { InstanceView } from '../../src/component/component';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
 import { wideResourceRequest, withInstanceId } from '../helpers/wide-resource';

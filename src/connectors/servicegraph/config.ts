@@ -1,5 +1,5 @@
 import type { Node } from '../../config/reader';
-import { parseBuckets } from '../spanmetrics/config';
+import { parseBuckets } from '../histogram';
 
 // The servicegraph connector's options, named as in the Collector's servicegraph connector
 // (connector/servicegraphconnector). See docs/servicegraph-connector.md.

@@ -14,7 +14,7 @@ import {
   forEachSpan,
   type SpanView,
 } from '../../pdata/spans';
-import { bucketIndex } from '../spanmetrics/spanmetrics-connector';
+import { bucketIndex } from '../histogram';
 import {
   TEMPORALITY_CUMULATIVE,
   buildMetricsBatch,

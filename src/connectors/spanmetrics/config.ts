@@ -1,4 +1,5 @@
 import type { Node } from '../../config/reader';
+import { parseBuckets, type HistogramUnit } from '../histogram';
 
 // The spanmetrics connector's options, named as in the Collector's spanmetrics connector
 // (connector/spanmetricsconnector). See docs/spanmetrics-connector.md.
@@ -8,8 +9,6 @@ export interface Dimension {
   /** Used when neither the span nor its resource has the attribute; without it the dimension is left out. */
   readonly default: string | undefined;
 }
-
-export type HistogramUnit = 'ms' | 's';
 
 export interface SpanMetricsConfig {
   readonly dimensions: readonly Dimension[];
@@ -65,27 +64,6 @@ export function parseDimensions(node: Node, taken: Set<string>): Dimension[] {
     out.push({ name, default: def.isAbsent ? undefined : def.string('') });
   }
   return out;
-}
-
-/** Reads a list of durations ("2ms", "1s") as bounds in `unit`, checking that they increase. */
-export function parseBuckets(node: Node, unit: HistogramUnit): number[] {
-  const divider = unit === 'ms' ? 1 : 1000;
-  const bounds: number[] = [];
-  for (const item of node.list()) {
-    if (typeof item.value === 'number' && item.value !== 0) {
-      item.report(`expected a duration such as "100ms" or "2s", got ${item.value} (a bare number has no unit)`);
-      continue;
-    }
-    const ms = item.duration(-1);
-    if (ms < 0) continue;
-    const bound = ms / divider;
-    if (bounds.length > 0 && bound <= bounds[bounds.length - 1]!) {
-      item.report('bucket bounds must be strictly increasing');
-      continue;
-    }
-    bounds.push(bound);
-  }
-  return bounds;
 }
 
 export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {

@@ -18,6 +18,7 @@ import {
   type PlainMetric,
   type PlainNumberPoint,
 } from '../metrics-output';
+import { bucketIndex } from '../histogram';
 import { parseSpanMetricsConfig, type Dimension, type SpanMetricsConfig } from './config';
 
 // Traces -> metrics, as the Collector's spanmetrics connector: per resource, a `calls` counter and
@@ -325,18 +326,6 @@ function dimensionValue(dim: Dimension, span: SpanView, resourceAttrs: Attribute
   const fromResource = resourceAttrs.get(dim.name);
   if (fromResource !== undefined) return fromResource;
   return dim.default;
-}
-
-/** Index of the first bound >= value (upper bounds are inclusive); bounds.length for the overflow bucket. */
-export function bucketIndex(bounds: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = bounds.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (bounds[mid]! < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 export const spanMetricsConnectorFactory: ConnectorFactory<SpanMetricsConfig> = {

@@ -4,9 +4,8 @@ import type { Component, CreateSettings, Host, QueueRequest } from '../../compon
 import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import { Batch, type Signal } from '../../pdata/batch';
-import { isQueueStorage } from '../../extensions/filestorage/file-storage';
 import { LogThrottle } from '../../util/log-throttle';
-import { batchRecords, type RecordCodec, type RecordRef, type SegmentQueue } from '../../extensions/filestorage/segment-queue';
+import { batchRecords, isQueueStorage, type PersistentQueue, type RecordCodec, type RecordRef } from '../../component/storage';
 
 // What every network exporter shares, as in the Collector's exporterhelper: the exporter only
 // implements `push`; timeout, retry with backoff and a bounded sending queue wrap it.
@@ -174,7 +173,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
   private readonly inFlight = new Set<TimedAttempt>();
   private sweeper: NodeJS.Timeout | undefined;
   /** The persistent queue (sending_queue.storage); undefined: in memory only. */
-  private store: SegmentQueue<R> | undefined;
+  private store: PersistentQueue<R> | undefined;
   /** Where each queued or in-flight request of the persistent queue is on disk, to acknowledge it once sent. */
   private readonly refs = new Map<R, RecordRef>();
   /** Persistent appends being written (their size is already in `queued`). */
@@ -261,7 +260,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
    * `fsync` says), so the receiver acknowledges only what a crash cannot lose. A failed write
    * (disk full, I/O error) refuses the batch with a retryable error: the client keeps it.
    */
-  private async consumePersistent(batch: R, store: SegmentQueue<R>, counters: SignalCounters): Promise<void> {
+  private async consumePersistent(batch: R, store: PersistentQueue<R>, counters: SignalCounters): Promise<void> {
     const size = this.sizeOf(batch);
     if (!this.hasRoomFor(size)) {
       counters.enqueueFailed.inc(batch.itemCount);
@@ -314,7 +313,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
    * Batches a predecessor without a persistent queue released: written to disk before they are
    * queued, so that a crash does not lose them. One that cannot be written is queued in memory.
    */
-  private async adoptPersistent(batches: readonly R[], store: SegmentQueue<R>): Promise<void> {
+  private async adoptPersistent(batches: readonly R[], store: PersistentQueue<R>): Promise<void> {
     const stored = batches.map((batch) => this.requests.toStored(batch));
     for (const batch of stored) this.queued += this.sizeOf(batch);
     this.writing++;

@@ -1,10 +1,11 @@
 import { clientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
-import { parseHostPort, type Node } from '../../config/reader';
+import type { Node } from '../../config/reader';
+import { parseHostPort } from '../../util/net';
 import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
-import { EXPORT_METHOD } from '../../receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../pdata/otlp';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
 import { GrpcUnaryClient, type UnaryResult } from './grpc-client';

@@ -1,5 +1,3 @@
-import * as http from 'node:http';
-import * as https from 'node:https';
 import { clientAuthenticator, type ClientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
@@ -7,8 +5,9 @@ import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
 import { TooDeepError, toOtlpJson, types } from '../../pdata/codec';
 import { RequestExporter } from '../exporterhelper/request-exporter';
+import { HttpPoster } from '../http-post';
 import { compress, loadZstd, type Compression } from '../../util/compression';
-import { HTTP_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, type ClientCompression, type OtlpClientConfig } from '../otlp-common';
+import { HTTP_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseHttpUrl, parseOtlpClientConfig, parseRetryAfter, type ClientCompression, type OtlpClientConfig } from '../otlp-common';
 
 /** What each `compression` value sends (`zlib` and `deflate` are both the zlib format, as in confighttp). */
 const BODY_COMPRESSION: Readonly<Record<Exclude<ClientCompression, 'none'>, Compression>> = {
@@ -66,7 +65,7 @@ export function parseOtlpHttpExporterConfig(node: Node): OtlpHttpExporterConfig 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
 export class OtlpHttpExporter extends RequestExporter {
-  private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  private readonly poster: HttpPoster;
   private auth: ClientAuthenticator | undefined;
 
   constructor(
@@ -74,6 +73,7 @@ export class OtlpHttpExporter extends RequestExporter {
     private readonly config: OtlpHttpExporterConfig,
   ) {
     super(settings, config.helper);
+    this.poster = new HttpPoster(config.tls.options);
   }
 
   async start(host?: Host): Promise<void> {
@@ -84,8 +84,7 @@ export class OtlpHttpExporter extends RequestExporter {
 
   async shutdown(): Promise<void> {
     await this.helper.shutdown();
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.poster.destroy();
   }
 
   protected async push(batch: Batch, signal: AbortSignal): Promise<void> {
@@ -106,7 +105,7 @@ export class OtlpHttpExporter extends RequestExporter {
       body = await compress(BODY_COMPRESSION[compression], body, this.config.compressionLevel);
       headers['content-encoding'] = compression;
     }
-    const response = await this.send(url, headers, body, signal);
+    const response = await this.poster.post(url, headers, body, signal);
     if (response.status >= 200 && response.status < 300) {
       this.logPartialSuccess(batch.signal, response.body, json);
       return;
@@ -114,45 +113,6 @@ export class OtlpHttpExporter extends RequestExporter {
     const message = `HTTP ${response.status} from ${url.toString()}: ${describeBody(response.body, response.contentType)}`;
     if (RETRYABLE_STATUS.has(response.status)) throw new RetryableError(message, parseRetryAfter(response.retryAfter));
     throw new PermanentError(message);
-  }
-
-  private send(
-    url: URL,
-    headers: Record<string, string>,
-    body: Buffer,
-    signal: AbortSignal,
-  ): Promise<{ status: number; body: Buffer; contentType: string; retryAfter: string | undefined }> {
-    const secure = url.protocol === 'https:';
-    return new Promise((resolve, reject) => {
-      const request = (secure ? https : http).request(
-        url,
-        {
-          method: 'POST',
-          headers: { ...headers, 'content-length': String(body.length) },
-          agent: secure ? this.agents.https : this.agents.http,
-          signal,
-          ...(secure ? this.config.tls.options : {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              body: Buffer.concat(chunks),
-              contentType: String(res.headers['content-type'] ?? ''),
-              retryAfter: res.headers['retry-after'],
-            }),
-          );
-          res.on('error', (err) => reject(new RetryableError(`reading the response from ${url.toString()} failed: ${err.message}`)));
-        },
-      );
-      request.on('error', (err) => {
-        if (signal.aborted) reject(signal.reason instanceof Error ? signal.reason : new RetryableError('export aborted'));
-        else reject(new RetryableError(`POST ${url.toString()} failed: ${err.message}`));
-      });
-      request.end(body);
-    });
   }
 
   private logPartialSuccess(signal: Signal, body: Buffer, json: boolean): void {
@@ -173,14 +133,6 @@ export class OtlpHttpExporter extends RequestExporter {
       this.settings.logger.warn({ rejected, message: partial?.errorMessage }, 'the server accepted the export only partially');
     }
   }
-}
-
-/** Retry-After is either delay-seconds or an HTTP date. */
-export function parseRetryAfter(value: string | undefined): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 /** The message of a google.rpc.Status error body, or the body's text. */

@@ -6,11 +6,11 @@ import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
 import { boundPort, closeServer, listen } from '../../util/net';
 import { promClient } from '../../util/lazy-modules';
-import { Accumulator, samplesOf, type Family } from './accumulator';
-import { normalizeNamespace, type LabelPairs } from './translation';
+import { Accumulator, samplesOf, type Family } from '../internal/prometheus/accumulator';
+import { normalizeNamespace, parseLabelMap, type LabelPairs } from '../internal/prometheus/translation';
 
 // A scrape endpoint for the metrics spansieve keeps: OTLP metrics are translated to Prometheus
-// series (translation.ts) and held with their latest values (accumulator.ts); each scrape writes
+// series (internal/prometheus/translation.ts) and held with their latest values (accumulator.ts); each scrape writes
 // them out through a prom-client Registry in text format 0.0.4, or OpenMetrics 1.0 when
 // enable_open_metrics is set and the scraper asks for it (Prometheus does).
 //
@@ -32,19 +32,6 @@ export interface PrometheusExporterConfig {
 }
 
 export const DEFAULT_ENDPOINT = '127.0.0.1:8889';
-
-/** Label names a user may set (const_labels, external_labels). */
-export function parseLabelMap(node: Node): LabelPairs {
-  const out: LabelPairs = [];
-  for (const [name, value] of Object.entries(node.stringMap())) {
-    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || name.startsWith('__')) {
-      node.child(name).report('not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)');
-      continue;
-    }
-    if (value !== '') out.push([name, value]);
-  }
-  return out;
-}
 
 export function parsePrometheusExporterConfig(node: Node): PrometheusExporterConfig {
   const at = node.struct([

@@ -1,21 +1,18 @@
-import * as http from 'node:http';
-import * as https from 'node:https';
 import { compress } from 'snappyjs';
 import { clientAuthenticator, parseAuth, type ClientAuthenticator } from '../../component/auth';
 import type { CreateSettings, ExporterFactory, Host, QueueRequest } from '../../component/component';
 import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
-import type { RecordCodec } from '../../extensions/filestorage/segment-queue';
+import type { RecordCodec } from '../../component/storage';
 import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig, type RequestType } from '../exporterhelper/exporterhelper';
 import { QueueingExporter } from '../exporterhelper/request-exporter';
-import { clientAuthenticatorsOf, parseHttpUrl, readCaFile } from '../otlp-common';
-import { parseRetryAfter } from '../otlphttp/otlphttp-exporter';
-import { Accumulator, samplesOf, type Series } from '../prometheus/accumulator';
-import { parseLabelMap } from '../prometheus/prometheus-exporter';
-import { normalizeNamespace, type LabelPairs } from '../prometheus/translation';
+import { Accumulator, samplesOf, type Series } from '../internal/prometheus/accumulator';
+import { normalizeNamespace, parseLabelMap, type LabelPairs } from '../internal/prometheus/translation';
+import { HttpPoster } from '../http-post';
+import { clientAuthenticatorsOf, parseHttpUrl, parseRetryAfter, readCaFile } from '../otlp-common';
 
 // Pushes metrics to a Prometheus remote-write 1.0 endpoint (Prometheus's own receiver with
 // --web.enable-remote-write-receiver, Mimir, Thanos receive, ...): the same OTel -> Prometheus
@@ -192,7 +189,7 @@ const RETRYABLE_STATUS = (status: number) => status === 429 || status >= 500;
 
 export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
   readonly accumulator: Accumulator;
-  private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  private readonly poster: HttpPoster;
   private lastExpiry = 0;
   private auth: ClientAuthenticator | undefined;
 
@@ -201,6 +198,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
     private readonly config: RemoteWriteConfig,
   ) {
     super(settings, config.helper, remoteWriteRequests);
+    this.poster = new HttpPoster({ ca: config.tls.caPem, rejectUnauthorized: !config.tls.insecureSkipVerify });
     this.accumulator = new Accumulator(
       {
         namespace: config.namespace,
@@ -220,8 +218,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
 
   async shutdown(): Promise<void> {
     await this.helper.shutdown();
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.poster.destroy();
   }
 
   /** Translates now (in arrival order, so deltas add up once) and queues the compressed requests. */
@@ -273,49 +270,22 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
     const url = this.config.endpoint;
     if (!url) throw new PermanentError('no endpoint is configured');
     for (const body of request.bodies) {
-      const response = await this.send(url, body, signal);
+      const headers = {
+        ...this.config.headers,
+        ...this.auth?.requestHeaders(),
+        'content-encoding': 'snappy',
+        'content-type': 'application/x-protobuf',
+        'x-prometheus-remote-write-version': '0.1.0',
+        'user-agent': 'spansieve',
+      };
+      const response = await this.poster.post(url, headers, body, signal);
       if (response.status >= 200 && response.status < 300) continue;
-      const message = `HTTP ${response.status} from ${url.toString()}: ${response.body.slice(0, 500).trim() || '(empty body)'}`;
+      const message = `HTTP ${response.status} from ${url.toString()}: ${response.body.toString('utf8').slice(0, 500).trim() || '(empty body)'}`;
       if (RETRYABLE_STATUS(response.status)) throw new RetryableError(message, parseRetryAfter(response.retryAfter));
       throw new PermanentError(message);
     }
   }
 
-  private send(url: URL, body: Buffer, signal: AbortSignal): Promise<{ status: number; body: string; retryAfter: string | undefined }> {
-    const secure = url.protocol === 'https:';
-    const headers = {
-      ...this.config.headers,
-      ...this.auth?.requestHeaders(),
-      'content-encoding': 'snappy',
-      'content-type': 'application/x-protobuf',
-      'x-prometheus-remote-write-version': '0.1.0',
-      'user-agent': 'spansieve',
-      'content-length': String(body.length),
-    };
-    return new Promise((resolve, reject) => {
-      const request = (secure ? https : http).request(
-        url,
-        {
-          method: 'POST',
-          headers,
-          agent: secure ? this.agents.https : this.agents.http,
-          signal,
-          ...(secure ? { ca: this.config.tls.caPem, rejectUnauthorized: !this.config.tls.insecureSkipVerify } : {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), retryAfter: res.headers['retry-after'] }));
-          res.on('error', (err) => reject(new RetryableError(`reading the response from ${url.toString()} failed: ${err.message}`)));
-        },
-      );
-      request.on('error', (err) => {
-        if (signal.aborted) reject(signal.reason instanceof Error ? signal.reason : new RetryableError('export aborted'));
-        else reject(new RetryableError(`POST ${url.toString()} failed: ${err.message}`));
-      });
-      request.end(body);
-    });
-  }
 }
 
 export const prometheusRemoteWriteExporterFactory: ExporterFactory<RemoteWriteConfig> = {

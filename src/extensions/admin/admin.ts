@@ -2,8 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { Logger } from 'pino';
 import type { Component, ExtensionFactory, Host, ServiceControl } from '../../component/component';
-import { parseHostPort, type Node } from '../../config/reader';
-import { closeServer, listen } from '../../util/net';
+import type { Node } from '../../config/reader';
+import { closeServer, listen, parseHostPort } from '../../util/net';
 import { ADMIN_PAGE_HTML } from './page';
 
 export interface AdminConfig {

@@ -8,7 +8,8 @@ import { errorMessage } from '../../component/errors';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
-import { SegmentQueue, realIo, type QueueIo, type RecordCodec } from './segment-queue';
+import type { QueueStorage, RecordCodec } from '../../component/storage';
+import { SegmentQueue, realIo, type QueueIo } from './segment-queue';
 
 // The Collector's file_storage extension, for exporters' persistent sending queues
 // (`sending_queue: { storage: file_storage }`). It owns a directory, locked against a second
@@ -67,18 +68,6 @@ export function parseFileStorageConfig(node: Node): FileStorageConfig {
     createDirectory,
     directoryPermissions,
   };
-}
-
-/** An extension that can hold exporters' persistent queues (what `sending_queue.storage` names). */
-export interface QueueStorage {
-  /** A queue of batches, or of the requests `codec` writes and reads. */
-  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>): SegmentQueue<R>;
-  /** Where openQueue() keeps that component's queue. */
-  directoryFor?(componentId: string): string;
-}
-
-export function isQueueStorage(component: unknown): component is QueueStorage {
-  return typeof (component as Partial<QueueStorage> | undefined)?.openQueue === 'function';
 }
 
 export class FileStorage implements Component, QueueStorage {

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../../component/errors';
 import { LogThrottle } from '../../util/log-throttle';
 import type { Batch, Signal } from '../../pdata/batch';
-import { parseRequest } from '../../pdata/scan';
+import { SIGNAL_CODE, batchRecords, type PersistentQueue, type RecordCodec, type RecordRef, type RecoveredRecord, type RecoveryReport } from '../../component/storage';
 
 // One exporter's persistent sending queue: append-only segment files of checksummed records, and
 // beside each segment a file of the offsets of its records that were sent (each entry written at
@@ -44,55 +44,12 @@ export const realIo: QueueIo = {
   fdatasync: (fd) => new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve()))),
 };
 
-export interface RecordRef {
-  readonly segment: Segment;
-  readonly offset: number;
-}
-
-export interface RecoveredRecord<R> {
-  readonly request: R;
-  readonly ref: RecordRef;
-}
-
-/**
- * How one exporter's requests are written as records and read back. Kinds are global (a
- * directory could be reused by another exporter type): 0 and 1 batches, 2 remote write.
- */
-export interface RecordCodec<R> {
-  /** The payload's first byte. */
-  kind(request: R): number;
-  /** The rest of the payload, in one or more buffers (written as they are, not copied). */
-  body(request: R): Buffer | readonly Buffer[];
-  /** A request from a record's kind and body (a view into the segment: copy what is kept); throws when it is not one. */
-  decode(kind: number, body: Buffer): R;
-}
-
-const SIGNAL_CODE: Record<Signal, number> = { traces: 0, metrics: 1 };
-const CODE_SIGNAL: readonly Signal[] = ['traces', 'metrics'];
-
-/** Records of batches (otlp, otlphttp): the batch's export request, as sent. */
-export const batchRecords: RecordCodec<Batch> = {
-  kind: (batch) => SIGNAL_CODE[batch.signal],
-  body: (batch) => batch.toRequestBytes(),
-  decode: (kind, body) => {
-    const signal = CODE_SIGNAL[kind];
-    if (!signal) throw new Error(`record kind ${kind} is not a batch`);
-    return parseRequest(signal, Buffer.from(body)).batch.compact();
-  },
-};
-
 /** Files of a file-storage directory are the holder's only (they hold what clients sent). */
 const FILE_MODE = 0o600;
 
-export interface RecoveryReport<R> {
-  readonly records: RecoveredRecord<R>[];
-  /** Records (or unreadable regions) skipped because their checksum or framing was wrong. */
-  readonly corrupt: number;
-  /** Bytes cut from the end of segments (a write that a crash interrupted). */
-  readonly tornBytes: number;
-  /** Segments that held nothing readable, renamed to *.corrupt. */
-  readonly corruptSegments: string[];
-  readonly segments: number;
+/** A record's place: its segment and offset there. */
+interface SegmentRef extends RecordRef {
+  readonly segment: Segment;
 }
 
 export interface SegmentQueueOptions<R> {
@@ -138,12 +95,12 @@ class Segment {
 interface PendingAppend {
   readonly buffers: Buffer[];
   readonly bytes: number;
-  readonly resolve: (ref: RecordRef) => void;
+  readonly resolve: (ref: SegmentRef) => void;
   readonly reject: (err: Error) => void;
 }
 
 interface PendingAck {
-  readonly ref: RecordRef;
+  readonly ref: SegmentRef;
   readonly resolve: () => void;
 }
 
@@ -278,7 +235,7 @@ function parseAcks(buf: Buffer): Set<number> {
  * (and fdatasync'ed with `fsync`); appends that arrive while a write is under way share the next
  * write (group commit). ack() marks a record sent; fully acknowledged segments are deleted.
  */
-export class SegmentQueue<R = Batch> {
+export class SegmentQueue<R = Batch> implements PersistentQueue<R> {
   private readonly codec: RecordCodec<R>;
   private readonly io: QueueIo;
   private readonly segmentBytes: number;
@@ -309,7 +266,7 @@ export class SegmentQueue<R = Batch> {
   }
 
   /** Reads what a previous run left: unacknowledged records in order; cuts torn tails; deletes finished segments. */
-  recover(): RecoveryReport<R> {
+  recover(): RecoveryReport<R, SegmentRef> {
     const { dir, logger } = this.options;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const names = fs.readdirSync(dir);
@@ -318,7 +275,7 @@ export class SegmentQueue<R = Batch> {
       .filter((id): id is string => id !== undefined)
       .map(Number)
       .sort((a, b) => a - b);
-    const records: RecoveredRecord<R>[] = [];
+    const records: RecoveredRecord<R, SegmentRef>[] = [];
     const corruptSegments: string[] = [];
     let corrupt = 0;
     let tornBytes = 0;
@@ -388,7 +345,7 @@ export class SegmentQueue<R = Batch> {
   }
 
   /** Writes a request; resolves with its place once it is as durable as `fsync` says. */
-  append(request: R): Promise<RecordRef> {
+  append(request: R): Promise<SegmentRef> {
     if (this.closed) return Promise.reject(new Error('the persistent queue is closed'));
     const body = this.codec.body(request);
     const header = encodeRecordHeader(this.codec.kind(request), body);
@@ -406,7 +363,7 @@ export class SegmentQueue<R = Batch> {
   }
 
   /** Marks a record sent; resolves once the mark is written (or failed to be: then the record may be resent after a restart). */
-  ack(ref: RecordRef): Promise<void> {
+  ack(ref: SegmentRef): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       this.pendingAcks.push({ ref, resolve });
@@ -447,7 +404,7 @@ export class SegmentQueue<R = Batch> {
       const writeAt = segment.size;
       const buffers: Buffer[] = segment.size === 0 ? [encodeSegmentHeader(segment.salt)] : [];
       const start = segment.size === 0 ? SEGMENT_HEADER : segment.size;
-      const refs: RecordRef[] = [];
+      const refs: SegmentRef[] = [];
       let bytes = 0;
       for (const append of group) {
         refs.push({ segment, offset: start + bytes });

@@ -1,12 +1,11 @@
 import * as os from 'node:os';
-import type { Component, Consumer, CreateSettings, FilterLists, ProcessorFactory } from '../../component/component';
+import type { Component, Consumer, CreateSettings, FilterLists, InstanceRecorder, ProcessorFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import type { Attributes } from '../../pdata/attributes';
 import { itemNoun, type Batch, type ResourceBlock, type Signal } from '../../pdata/batch';
 import { PermanentError } from '../../component/errors';
 import { checkDeferredBlock } from '../../pdata/scan';
 import { WireFormatError } from '../../pdata/wire';
-import type { Inventory } from '../../service/inventory';
 import { sharedProcessTable, type ProcessTable } from './process-table';
 import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
 
@@ -81,7 +80,7 @@ export function filterLists(config: FilterConfig): FilterLists {
 
 export class FilterProcessor implements Component, Consumer {
   private readonly filtered: { inc(n: number): void };
-  private readonly inventory: Inventory | undefined;
+  private readonly inventory: InstanceRecorder | undefined;
   private rules: FilterConfig;
   private started = false;
   private readonly id: string;

@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
-import type { Consumer, CreateSettings } from '../../component/component';
+import type { Consumer, CreateSettings, InstanceRecorder } from '../../component/component';
 import { PermanentError, RetryableError, errorMessage } from '../../component/errors';
 import type { Signal } from '../../pdata/batch';
 import { JsonShapeError, encodeFromOtlpJson, types } from '../../pdata/codec';
 import { parseRequest, type ResourcePredicate } from '../../pdata/scan';
 import { WireFormatError } from '../../pdata/wire';
-import type { Inventory } from '../../service/inventory';
 import { LogThrottle } from '../../util/log-throttle';
 import { cappedMessage } from './echo';
 
@@ -29,7 +28,7 @@ export class ExportHandler {
   private readonly accepted: { inc(n: number): void };
   private readonly refused: { inc(n: number): void };
   private readonly logger: Logger;
-  private readonly inventory: Inventory | undefined;
+  private readonly inventory: InstanceRecorder | undefined;
   /** Lets the parser skip checking resources that no pipeline keeps. */
   private readonly mayKeep: ResourcePredicate | undefined;
   /** Refusals come in storms (a full queue refuses every request): one warn line per 10 s. */

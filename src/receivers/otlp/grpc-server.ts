@@ -5,10 +5,11 @@ import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
+import { EXPORT_METHOD } from '../../pdata/otlp';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
 import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
-import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
+import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
@@ -43,11 +44,6 @@ export interface GrpcProtocolConfig {
   /** Id of the authenticator extension every call must pass (`auth.authenticator`); undefined: none. */
   readonly auth?: string | undefined;
 }
-
-export const EXPORT_METHOD: Record<Signal, string> = {
-  traces: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
-  metrics: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
-};
 
 /** grpc-encoding values accepted: grpc-go's gzip, the Collector's zstd and snappy (framing format), deflate (zlib). */
 const GRPC_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([

@@ -7,7 +7,7 @@ import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
-import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../util/tls';
+import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';

@@ -5,7 +5,7 @@ import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
 import { HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type HttpProtocolConfig } from './http-server';
-import { parseServerTls } from '../../util/tls';
+import { parseServerTls } from '../../config/tls';
 import { InflightBytes, type ServerCounters } from './inflight';
 
 export interface OtlpReceiverConfig {

@@ -6,7 +6,7 @@ import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../../src/pdata/otlp';
 import { SPANSIEVE_NODE_FLAGS } from '../../../src/service/node-flags';
 import { hostInstance, obiTraceRequest } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';

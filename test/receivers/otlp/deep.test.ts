@@ -3,7 +3,7 @@ import * as http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { types } from '../../../src/pdata/codec';
 import { MAX_NESTING_DEPTH } from '../../../src/pdata/schema';
-import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../../src/pdata/otlp';
 import { MAX_ERROR_MESSAGE_BYTES } from '../../../src/receivers/otlp/echo';
 import type { Service } from '../../../src/service/service';
 import { decodeGrpcMessage, framedMessage } from '../../../src/util/grpc';

@@ -4,7 +4,7 @@ import * as http2 from 'node:http2';
 import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { decodeToPlain, types } from '../../../src/pdata/codec';
-import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../../src/pdata/otlp';
 import { loadZstd } from '../../../src/util/compression';
 import { snappyFramed, zstdCompress, zstdWithoutContentSize } from '../../helpers/compression';
 import { rawExportMethod } from '../../helpers/grpc';

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { types } from '../../../src/pdata/codec';
-import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../../src/pdata/otlp';
 import type { Service } from '../../../src/service/service';
 import { rawExportMethod } from '../../helpers/grpc';
 import { Jaeger } from '../../helpers/jaeger';

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { types } from '../../../src/pdata/codec';
-import { EXPORT_METHOD } from '../../../src/receivers/otlp/grpc-server';
+import { EXPORT_METHOD } from '../../../src/pdata/otlp';
 import type { Service } from '../../../src/service/service';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';

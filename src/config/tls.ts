@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { Node } from '../config/reader';
+import type { Node } from './reader';
 
 // The Collector's configtls keys, for servers (receivers) and clients (exporters). Files are read
 // at config time, so a missing or unreadable file is a config error naming its key.

@@ -1,4 +1,5 @@
-import { attrValueToString, type AttrValue } from '../../pdata/attributes';
+import type { Node } from '../../../config/reader';
+import { attrValueToString, type AttrValue } from '../../../pdata/attributes';
 
 // OTel -> Prometheus names, as the Collector translates them (prometheus/otlptranslator with the
 // UnderscoreEscapingWithSuffixes strategy, which the Collector's prometheus exporter uses by
@@ -209,6 +210,19 @@ export function attributesToLabels(entries: Iterable<readonly [string, string]>)
   const out: LabelPairs = [];
   for (const [name, list] of byName) {
     const value = list.length === 1 ? list[0]![1] : list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((e) => e[1]).join(';');
+    if (value !== '') out.push([name, value]);
+  }
+  return out;
+}
+
+/** Label names a user may set (const_labels, external_labels). */
+export function parseLabelMap(node: Node): LabelPairs {
+  const out: LabelPairs = [];
+  for (const [name, value] of Object.entries(node.stringMap())) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || name.startsWith('__')) {
+      node.child(name).report('not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)');
+      continue;
+    }
     if (value !== '') out.push([name, value]);
   }
   return out;

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { attrValueToString, type Attributes } from '../../pdata/attributes';
-import { WIRE_LEN, WireReader } from '../../pdata/wire';
-import type { ResourceBlock } from '../../pdata/batch';
-import { TooDeepError, decodeWithinLimit, types } from '../../pdata/codec';
+import { attrValueToString, type Attributes } from '../../../pdata/attributes';
+import { WIRE_LEN, WireReader } from '../../../pdata/wire';
+import type { ResourceBlock } from '../../../pdata/batch';
+import { TooDeepError, decodeWithinLimit, types } from '../../../pdata/codec';
 import {
   SERVICE_INSTANCE_ID,
   SERVICE_NAME,

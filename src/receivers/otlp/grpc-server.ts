@@ -431,22 +431,38 @@ export class OtlpGrpcServer {
       }
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
       chunks.length = 0;
-      this.readMessage(body, encoding).then(
+      let framed: { message: Buffer; compressed: boolean };
+      try {
+        framed = unframe(body, encoding);
+      } catch (err) {
+        this.refuseRead(stream, reservation, err);
+        return;
+      }
+      // An uncompressed message is exported in this same turn; only decompression waits.
+      if (!framed.compressed) {
+        this.export(stream, handler, framed.message, reservation);
+        return;
+      }
+      this.decompressMessage(framed.message, encoding).then(
         (message) => this.export(stream, handler, message, reservation),
-        (err: unknown) => {
-          reservation.release();
-          if (err instanceof CallError) {
-            respondStatus(stream, err.code, err.message);
-          } else {
-            this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
-            respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
-          }
-        },
+        (err: unknown) => this.refuseRead(stream, reservation, err),
       );
     });
   }
 
-  private async readMessage(body: Buffer, encoding: string): Promise<Buffer> {
+  /** Answers a call whose message could not be read (a CallError names why). */
+  private refuseRead(stream: http2.ServerHttp2Stream, reservation: Reservation, err: unknown): void {
+    reservation.release();
+    if (err instanceof CallError) {
+      respondStatus(stream, err.code, err.message);
+    } else {
+      this.logger.error({ err }, 'unexpected error reading an OTLP/gRPC request');
+      respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+    }
+  }
+
+  /** A compressed request message, decompressed within max_recv_msg_size_mib. */
+  private async decompressMessage(message: Buffer, encoding: string): Promise<Buffer> {
     // zstd is loaded by the first call that needs it (about 10 MiB that most senders never use).
     if (encoding === 'zstd' && !zstdReady()) {
       try {
@@ -456,22 +472,6 @@ export class OtlpGrpcServer {
         throw new CallError(GrpcStatus.INTERNAL, 'internal error: zstd is not available');
       }
     }
-    return this.unframe(body, encoding);
-  }
-
-  /** The one request message of a unary call, decompressed. */
-  private async unframe(body: Buffer, encoding: string): Promise<Buffer> {
-    if (body.length === 0) throw new CallError(GrpcStatus.INTERNAL, 'no request message: a unary call sends exactly one');
-    if (body.length < MESSAGE_PREFIX_LENGTH) throw new CallError(GrpcStatus.INTERNAL, `truncated message prefix (${body.length} bytes)`);
-    const flag = body[0];
-    const length = body.readUInt32BE(1);
-    const end = MESSAGE_PREFIX_LENGTH + length;
-    if (body.length < end) throw new CallError(GrpcStatus.INTERNAL, `truncated request message: prefix says ${length} bytes, ${body.length - MESSAGE_PREFIX_LENGTH} arrived`);
-    if (body.length > end) throw new CallError(GrpcStatus.INTERNAL, 'more than one request message: a unary call sends exactly one');
-    const message = body.subarray(MESSAGE_PREFIX_LENGTH, end);
-    if (flag === 0) return message;
-    if (flag !== 1) throw new CallError(GrpcStatus.INTERNAL, `invalid compressed-flag byte ${String(flag)} in the message prefix`);
-    if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
     try {
       return await decompress(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes);
     } catch (err) {
@@ -561,6 +561,22 @@ function respondMessage(stream: http2.ServerHttp2Stream, response: Buffer | unde
   stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': ACCEPTED_ENCODINGS }, { waitForTrailers: true });
   stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
   stream.end(response === undefined || response.length === 0 ? EMPTY_RESPONSE_FRAME : framedMessage(false, response));
+}
+
+/** The one request message of a unary call, and whether its prefix marks it compressed. */
+function unframe(body: Buffer, encoding: string): { message: Buffer; compressed: boolean } {
+  if (body.length === 0) throw new CallError(GrpcStatus.INTERNAL, 'no request message: a unary call sends exactly one');
+  if (body.length < MESSAGE_PREFIX_LENGTH) throw new CallError(GrpcStatus.INTERNAL, `truncated message prefix (${body.length} bytes)`);
+  const flag = body[0];
+  const length = body.readUInt32BE(1);
+  const end = MESSAGE_PREFIX_LENGTH + length;
+  if (body.length < end) throw new CallError(GrpcStatus.INTERNAL, `truncated request message: prefix says ${length} bytes, ${body.length - MESSAGE_PREFIX_LENGTH} arrived`);
+  if (body.length > end) throw new CallError(GrpcStatus.INTERNAL, 'more than one request message: a unary call sends exactly one');
+  const message = body.subarray(MESSAGE_PREFIX_LENGTH, end);
+  if (flag === 0) return { message, compressed: false };
+  if (flag !== 1) throw new CallError(GrpcStatus.INTERNAL, `invalid compressed-flag byte ${String(flag)} in the message prefix`);
+  if (encoding === 'identity') throw new CallError(GrpcStatus.INTERNAL, 'message is marked compressed but the call has no grpc-encoding');
+  return { message, compressed: true };
 }
 
 /**

@@ -121,18 +121,24 @@ interface Sender {
 }
 
 /**
- * OTLP/gRPC with pre-framed (and for grpc-gzip pre-compressed) messages on one HTTP/2 session;
- * with `ca`, over TLS (h2 through ALPN), the server's certificate verified against it.
+ * OTLP/gRPC with pre-framed (and for grpc-gzip pre-compressed) messages on `connections` HTTP/2
+ * sessions, taken in turn; with `ca`, over TLS (h2 through ALPN), the server's certificate verified against it.
  */
-function grpcSender(address: string, transport: Transport, ca: Buffer | undefined): Sender {
+function grpcSender(address: string, transport: Transport, ca: Buffer | undefined, connections: number): Sender {
   const settings = { initialWindowSize: 1024 * 1024 };
-  const session = ca ? http2.connect(`https://${address}`, { settings, ca }) : http2.connect(`http://${address}`, { settings });
-  session.on('error', (err) => (lastError = `gRPC session: ${err.message}`));
+  const sessions = Array.from({ length: Math.max(1, connections) }, () => {
+    const session = ca ? http2.connect(`https://${address}`, { settings, ca }) : http2.connect(`http://${address}`, { settings });
+    session.on('error', (err) => (lastError = `gRPC session: ${err.message}`));
+    return session;
+  });
+  let turn = 0;
   const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': EXPORT_PATH, 'content-type': 'application/grpc', te: 'trailers' };
   if (transport === 'grpc-gzip') headers['grpc-encoding'] = 'gzip';
   return {
     send(request, done) {
       const frame = sentBytes(request, transport);
+      const session = sessions[turn]!;
+      turn = (turn + 1) % sessions.length;
       let stream: http2.ClientHttp2Stream;
       try {
         stream = session.request(headers);
@@ -154,7 +160,9 @@ function grpcSender(address: string, transport: Transport, ca: Buffer | undefine
       stream.resume();
       stream.end(frame);
     },
-    close: () => session.close(),
+    close: () => {
+      for (const session of sessions) session.close();
+    },
   };
 }
 
@@ -348,7 +356,7 @@ async function handle(command: Command): Promise<unknown> {
       if (isTls(target.transport) && target.caFile === undefined) throw new Error(`${target.transport} needs a CA file`);
       const ca = isTls(target.transport) ? fs.readFileSync(target.caFile!) : undefined;
       client = target.transport.startsWith('grpc')
-        ? grpcSender(target.grpcAddress, target.transport, ca)
+        ? grpcSender(target.grpcAddress, target.transport, ca, target.connections ?? 1)
         : httpSender(target.httpAddress, target.transport, ca);
       awaitingSink.fill(0);
       resetCounters();

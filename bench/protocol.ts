@@ -18,6 +18,8 @@ export interface Target {
   readonly expectSink: boolean;
   /** PEM file of the CA the load generator trusts; required for a TLS transport. */
   readonly caFile?: string;
+  /** gRPC sessions to spread the load over (default 1). */
+  readonly connections?: number;
 }
 
 export type Command =

@@ -4,6 +4,8 @@ import type { SystemName } from './systems';
 // Result records, percentiles, the targets, and the stdout tables.
 
 export interface Result {
+  /** The load shape (bench/shapes.ts). */
+  readonly shape: string;
   readonly system: SystemName;
   readonly transport: Transport;
   readonly offered_spans_per_second: number;
@@ -37,6 +39,8 @@ export interface Result {
   readonly server_cpu_cores: number;
   /** The same split by thread name (live threads): "main" vs V8/libuv helper threads. */
   readonly server_cpu_cores_by_thread: Record<string, number>;
+  /** Main-thread event-loop utilisation at the fixed rate (spansieve only; null for the others). */
+  readonly server_event_loop_utilization: number | null;
   readonly window_seconds: number;
   readonly forwarded_spans_per_second: number | null;
   readonly forwarded_ratio: number | null;
@@ -49,6 +53,7 @@ export interface Result {
   readonly other_load_server_core: number;
   readonly other_load_loadgen_core: number;
   readonly max_server_cpu_cores: number | null;
+  readonly max_server_event_loop_utilization: number | null;
   /** Closed-loop spans acknowledged and forwarded per second of server CPU. */
   readonly max_spans_per_cpu_second: number | null;
   /** Closed-loop spans acknowledged per second (max_spans_per_second_one_core also needs them forwarded). */
@@ -89,6 +94,7 @@ export interface ScalingResult {
 }
 
 export interface TargetCheck {
+  readonly shape: string;
   readonly target: string;
   readonly transport: Transport;
   readonly value: number | null;
@@ -115,6 +121,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
 }
 
 export interface Ratios {
+  readonly shape: string;
   readonly transport: Transport;
   /** spansieve CPU/span ÷ collector CPU/span (target ≤ 0.5). */
   readonly cpu_vs_collector: number | null;
@@ -126,23 +133,30 @@ export interface Ratios {
   readonly cpu_vs_floor: number | null;
   /** collector CPU/span ÷ floor CPU/span (context). */
   readonly collector_cpu_vs_floor: number | null;
+  /** spansieve peak RSS ÷ collector peak RSS at the fixed rate (target ≤ 1). */
+  readonly rss_vs_collector: number | null;
+  /** spansieve p99 ÷ collector p99 at the fixed rate (target ≤ 1). */
+  readonly p99_vs_collector: number | null;
 }
 
-export function ratios(results: readonly Result[], transports: readonly Transport[]): Ratios[] {
-  return transports.map((transport) => {
-    const of = (system: SystemName) => results.find((r) => r.system === system && r.transport === transport);
+export function ratios(results: readonly Result[], transports: readonly Transport[], shapes: readonly string[] = ['default']): Ratios[] {
+  return shapes.flatMap((shape) => transports.map((transport) => {
+    const of = (system: SystemName) => results.find((r) => r.shape === shape && r.system === system && r.transport === transport);
     const s = of('spansieve');
     const c = of('collector');
     const f = of('floor');
     return {
+      shape,
       transport,
       cpu_vs_collector: ratio(s?.cpu_seconds_per_million_spans, c?.cpu_seconds_per_million_spans),
       max_vs_collector: ratio(s?.max_spans_per_second_one_core, c?.max_spans_per_second_one_core),
       max_per_cpu_second_vs_collector: ratio(s?.max_spans_per_cpu_second, c?.max_spans_per_cpu_second),
       cpu_vs_floor: ratio(s?.cpu_seconds_per_million_spans, f?.cpu_seconds_per_million_spans),
       collector_cpu_vs_floor: ratio(c?.cpu_seconds_per_million_spans, f?.cpu_seconds_per_million_spans),
+      rss_vs_collector: ratio(s?.peak_rss_mb, c?.peak_rss_mb),
+      p99_vs_collector: ratio(s?.p99_ms, c?.p99_ms),
     };
-  });
+  }));
 }
 
 /** The persistent queue's comparison on one transport: spansieve with and without file_storage, the Collector with it. */
@@ -202,19 +216,22 @@ export function storageRows(results: readonly Result[], transports: readonly Tra
 
 export function targetChecks(results: readonly Result[], rs: readonly Ratios[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
-  const check = (target: string, transport: Transport, value: number | null, limit: string, ok: (v: number) => boolean) =>
-    checks.push({ target, transport, value, limit, met: value === null || !Number.isFinite(value) ? null : ok(value) });
   for (const r of rs) {
+    const check = (target: string, transport: Transport, value: number | null, limit: string, ok: (v: number) => boolean) =>
+      checks.push({ shape: r.shape, target, transport, value, limit, met: value === null || !Number.isFinite(value) ? null : ok(value) });
     check('CPU per span vs Collector', r.transport, r.cpu_vs_collector, '<= 0.5x', (v) => v <= 0.5);
     check('one-core max throughput vs Collector', r.transport, r.max_vs_collector, '>= 2x', (v) => v >= 2);
     check('  same, per server CPU-second', r.transport, r.max_per_cpu_second_vs_collector, '>= 2x', (v) => v >= 2);
     check('CPU per span vs floor', r.transport, r.cpu_vs_floor, '<= 1.5x', (v) => v <= 1.5);
-    const s = results.find((x) => x.system === 'spansieve' && x.transport === r.transport);
+    check('peak RSS vs Collector', r.transport, r.rss_vs_collector, '<= 1x', (v) => v <= 1);
+    check('p99 latency vs Collector', r.transport, r.p99_vs_collector, '<= 1x', (v) => v <= 1);
+    const s = results.find((x) => x.shape === r.shape && x.system === 'spansieve' && x.transport === r.transport);
+    check('core busy at max throughput', r.transport, s?.max_server_cpu_cores ?? null, '>= 0.95', (v) => v >= 0.95);
     check('p99 latency at the fixed rate (ms)', r.transport, s ? round(s.p99_ms) : null, '<= 5', (v) => v <= 5);
     // The same on the load generator's clock (both network hops and the sink's event loop included).
     check('  same, send to sink arrival', r.transport, s?.sink_p99_ms ?? null, '<= 5', (v) => v <= 5);
     check('peak RSS at the fixed rate (MiB)', r.transport, s ? round(s.peak_rss_mb, 1) : null, '<= 100', (v) => v <= 100);
-    const p = results.find((x) => x.system === 'spansieve-storage' && x.transport === r.transport);
+    const p = results.find((x) => x.shape === r.shape && x.system === 'spansieve-storage' && x.transport === r.transport);
     if (p) {
       check('file_storage: CPU per span vs in-memory', r.transport, ratio(p.cpu_seconds_per_million_spans, s?.cpu_seconds_per_million_spans), '<= 1.5x', (v) => v <= 1.5);
       check('file_storage: p99 at the fixed rate (ms)', r.transport, round(p.p99_ms), '<= 10', (v) => v <= 10);
@@ -237,14 +254,17 @@ const int = (n: number | null | undefined): string => (n === null || n === undef
 
 export function resultsTable(results: readonly Result[]): string {
   return table(
-    ['system', 'transport', 'offered/s', 'achieved/s', 'CPU s / M spans', 'max spans/s (1 core)', 'p50 ms', 'p99 ms', 'sink p99 ms', 'peak RSS MiB', 'flags'],
+    ['shape', 'system', 'transport', 'offered/s', 'achieved/s', 'CPU s / M spans', 'max spans/s (1 core)', 'core at max', 'ELU at max', 'p50 ms', 'p99 ms', 'sink p99 ms', 'peak RSS MiB', 'flags'],
     results.map((r) => [
+      r.shape,
       r.system,
       r.transport,
       int(r.offered_spans_per_second),
       int(r.achieved_spans_per_second),
       fmt(r.cpu_seconds_per_million_spans, 2),
       int(r.max_spans_per_second_one_core),
+      fmt(r.max_server_cpu_cores),
+      fmt(r.max_server_event_loop_utilization),
       fmt(r.p50_ms),
       fmt(r.p99_ms),
       fmt(r.sink_p99_ms),
@@ -256,12 +276,15 @@ export function resultsTable(results: readonly Result[]): string {
 
 export function ratiosTable(rs: readonly Ratios[]): string {
   return table(
-    ['transport', 'spansieve/collector CPU per span', 'spansieve/collector max', 'same, per CPU-second', 'spansieve/floor CPU per span', 'collector/floor CPU per span'],
+    ['shape', 'transport', 'spansieve/collector CPU per span', 'spansieve/collector max', 'same, per CPU-second', 'spansieve/collector peak RSS', 'spansieve/collector p99', 'spansieve/floor CPU per span', 'collector/floor CPU per span'],
     rs.map((r) => [
+      r.shape,
       r.transport,
       fmt(r.cpu_vs_collector, 3),
       fmt(r.max_vs_collector, 3),
       fmt(r.max_per_cpu_second_vs_collector, 3),
+      fmt(r.rss_vs_collector, 3),
+      fmt(r.p99_vs_collector, 3),
       fmt(r.cpu_vs_floor, 3),
       fmt(r.collector_cpu_vs_floor, 3),
     ]),
@@ -289,8 +312,8 @@ export function scalingTable(rows: readonly ScalingResult[], dimension: ScalingR
 
 export function targetsTable(checks: readonly TargetCheck[]): string {
   return table(
-    ['target', 'transport', 'value', 'limit', 'met'],
-    checks.map((c) => [c.target, c.transport, fmt(c.value, 3), c.limit, c.met === null ? 'n/a' : c.met ? 'yes' : 'NO']),
+    ['shape', 'target', 'transport', 'value', 'limit', 'met'],
+    checks.map((c) => [c.shape, c.target, c.transport, fmt(c.value, 3), c.limit, c.met === null ? 'n/a' : c.met ? 'yes' : 'NO']),
   );
 }
 

@@ -4,6 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_POOL, keptInstanceIds, type PoolSpec } from './obi';
+import { readElu } from './elu-probe';
+import { SHAPES, SHAPE_NAMES, shapeNamed, type Shape } from './shapes';
 import {
   allowedCpus,
   cpuBusySeconds,
@@ -77,6 +79,8 @@ interface Options {
   burstS: number | undefined;
   /** Measure added latency on the wire with tcpdump (when it can run); --no-wire turns it off. */
   wire: boolean;
+  /** Load shapes (bench/shapes.ts) measured one after another; scaling runs on the default pool only. */
+  shapes: Shape[];
 }
 
 interface Timing {
@@ -126,6 +130,7 @@ const QUICK: Timing = {
 const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems ${SYSTEMS.join(',')}]
                       [--transports ${TRANSPORTS.join(',')}] [--no-scaling]
                       [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
+                      [--shapes all|${SHAPE_NAMES.join(',')}] (default: default)
 --storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)
 default --transports ${DEFAULT_TRANSPORTS.join(',')}; the -tls ones serve TLS on the systems' receivers`;
 
@@ -143,6 +148,7 @@ function parseOptions(argv: readonly string[]): Options {
     warmupS: undefined,
     burstS: undefined,
     wire: true,
+    shapes: [shapeNamed('default')],
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -199,6 +205,11 @@ function parseOptions(argv: readonly string[]): Options {
       case '--storage':
         options.systems = [...STORAGE_SYSTEMS];
         break;
+      case '--shapes': {
+        const names = value();
+        options.shapes = names === 'all' ? [...SHAPES] : names.split(',').map(shapeNamed);
+        break;
+      }
       case '--out':
         options.out = path.resolve(value());
         break;
@@ -274,6 +285,8 @@ interface Window {
   readonly otherLoadLoadgenCore: number;
   /** Server CPU cores by thread name ("main", V8 and libuv helpers; Go: all threads share one name). */
   readonly serverThreads: Record<string, number>;
+  /** The server's main-thread event-loop utilisation over the window (spansieve only: elu-probe.ts). */
+  readonly serverElu: number | null;
   readonly a: Snapshot;
   readonly b: Snapshot;
   /** Latency samples gathered during the window. */
@@ -291,6 +304,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Pr
   const lgA = cpuSeconds(loadgen.pid);
   const core0A = cpuBusySeconds(SERVER_CPU);
   const core1A = cpuBusySeconds(LOADGEN_CPU);
+  const eluA = readElu(pid);
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
   const cpuB = cpuSeconds(pid);
@@ -298,6 +312,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Pr
   const lgB = cpuSeconds(loadgen.pid);
   const core0B = cpuBusySeconds(SERVER_CPU);
   const core1B = cpuBusySeconds(LOADGEN_CPU);
+  const eluB = readElu(pid);
   const b = await loadgen.call<Snapshot>({ type: 'snapshot' });
   const wall = (b.at - a.at) / 1000;
   const serverThreads: Record<string, number> = {};
@@ -305,8 +320,11 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Pr
     const used = (seconds - (threadsA.get(name) ?? 0)) / wall;
     if (used >= 0.001) serverThreads[name] = round(used, 3);
   }
+  const eluActive = eluA && eluB ? eluB.active - eluA.active : NaN;
+  const eluTotal = eluA && eluB ? eluActive + (eluB.idle - eluA.idle) : NaN;
   return {
     serverThreads,
+    serverElu: eluTotal > 0 ? round(eluActive / eluTotal, 3) : null,
     seconds: wall,
     serverCpu: cpuB - cpuA,
     loadgenCpu: lgB - lgA,
@@ -333,6 +351,8 @@ interface MeasureOptions {
   /** Closed-loop max throughput after the fixed-rate window. */
   readonly max?: { warmupS: number; windowS: number; concurrency: number };
   readonly label: string;
+  /** gRPC sessions the load generator spreads the load over. */
+  readonly connections: number;
 }
 
 interface Measurement {
@@ -372,7 +392,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     if (pinned !== String(SERVER_CPU)) flags.push(`server-not-pinned(${pinned})`);
     await ctx.loadgen.call({
       type: 'target',
-      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink, caFile: tls?.caFile },
+      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink, caFile: tls?.caFile, connections: o.connections },
     });
     await ctx.loadgen.call({ type: 'probe', timeoutMs: 30_000 });
     return server;
@@ -494,8 +514,9 @@ function portOf(address: string): number {
 /** --profile adds --cpu-prof; BENCH_SPANSIEVE_NODE_FLAGS adds flags for experiments (e.g. V8 heap sizes). */
 function spansieveNodeFlags(profile: boolean, label: string): string[] {
   const extra = (process.env.BENCH_SPANSIEVE_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const probe = ['--require', path.join(__dirname, 'elu-probe.js')];
   const prof = profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS_DIR, 'profiles')}`, `--cpu-prof-name=${label}.cpuprofile`] : [];
-  return [...extra, ...prof];
+  return [...probe, ...extra, ...prof];
 }
 
 /** Flags for a fixed-rate window: the generator kept up, the server kept up, the filter was right. */
@@ -685,37 +706,42 @@ async function main(argv: readonly string[]): Promise<void> {
     return info;
   };
 
-  // ---- systems x transports at the fixed rate, then closed loop
-  const poolInfo = await setPool(DEFAULT_POOL);
-  const keepIds = keptInstanceIds(DEFAULT_POOL);
-  const keptFraction = poolInfo.keptSpansPerRequest / poolInfo.spansPerRequest;
+  // ---- per shape: systems x transports at the fixed rate, then closed loop
   const results: Result[] = [];
-  for (const transport of options.transports) {
-    for (const system of options.systems) {
-      const label = `${system}-${transport}`;
-      log(`${label}: starting`);
-      const m = await measure(ctx, {
-        system,
-        transport,
-        keepIds,
-        rate: options.rate,
-        warmupS: options.warmupS ?? timing.warmupS,
-        burstS: options.burstS ?? timing.burstS,
-        windowS: timing.windowS,
-        // The closed loop runs without a sending queue, where storage has nothing to do; a
-        // persistent system runs it only with --max-with-queue.
-        max: !persistent(system) || options.maxWithQueue ? { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency } : undefined,
-        label,
-      });
-      const result = toResult(system, transport, options.rate, m, keptFraction);
-      results.push(result);
-      process.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+  const pools: Record<string, PoolSpec & PoolInfo & { connections: number }> = {};
+  for (const shape of options.shapes) {
+    const poolInfo = await setPool(shape.pool);
+    pools[shape.name] = { ...shape.pool, ...poolInfo, connections: shape.connections };
+    const keepIds = keptInstanceIds(shape.pool);
+    const keptFraction = poolInfo.keptSpansPerRequest / poolInfo.spansPerRequest;
+    for (const transport of options.transports) {
+      for (const system of options.systems) {
+        const label = options.shapes.length > 1 || shape.name !== 'default' ? `${shape.name}-${system}-${transport}` : `${system}-${transport}`;
+        log(`${label}: starting`);
+        const m = await measure(ctx, {
+          system,
+          transport,
+          keepIds,
+          rate: options.rate,
+          warmupS: options.warmupS ?? timing.warmupS,
+          burstS: options.burstS ?? timing.burstS,
+          windowS: timing.windowS,
+          // The closed loop runs without a sending queue, where storage has nothing to do; a
+          // persistent system runs it only with --max-with-queue.
+          max: !persistent(system) || options.maxWithQueue ? { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency } : undefined,
+          label,
+          connections: shape.connections,
+        });
+        const result = toResult(shape.name, system, transport, options.rate, m, keptFraction);
+        results.push(result);
+        process.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+      }
     }
   }
 
   // ---- scaling: spansieve's CPU per span against keep-list size and resource size
   const scaling: ScalingResult[] = [];
-  if (options.scaling && options.systems.includes('spansieve')) {
+  if (options.scaling && options.systems.includes('spansieve') && options.shapes.some((sh) => sh.name === 'default')) {
     const points: { dimension: ScalingResult['dimension']; value: number; spec: PoolSpec }[] = [
       ...timing.selectorPoints.map((k) => ({ dimension: 'selectors' as const, value: k, spec: { ...DEFAULT_POOL, keptInstances: k } })),
       ...timing.attributePoints.map((n) => ({ dimension: 'resource_attributes' as const, value: n, spec: { ...DEFAULT_POOL, resourceAttributes: n } })),
@@ -733,8 +759,9 @@ async function main(argv: readonly string[]): Promise<void> {
         burstS: options.burstS ?? timing.burstS,
         windowS: timing.scalingWindowS,
         label,
+        connections: 1,
       });
-      const r = toResult('spansieve', 'grpc', options.rate, m, info.keptSpansPerRequest / info.spansPerRequest);
+      const r = toResult('default', 'spansieve', 'grpc', options.rate, m, info.keptSpansPerRequest / info.spansPerRequest);
       const row: ScalingResult = {
         dimension: point.dimension,
         value: point.value,
@@ -760,7 +787,8 @@ async function main(argv: readonly string[]): Promise<void> {
   await loadgen.call({ type: 'exit' }).catch(() => undefined);
   await stopChild(loadgenChild, 2000);
 
-  const rs = ratios(results, options.transports);
+  const shapeNames = options.shapes.map((sh) => sh.name);
+  const rs = ratios(results, options.transports, shapeNames);
   const checks = targetChecks(results, rs);
   const report = {
     command: commandLine(argv),
@@ -779,11 +807,12 @@ async function main(argv: readonly string[]): Promise<void> {
       burst_concurrency: BURST_CONCURRENCY,
       // The TLS transports: the systems' receivers serve a generated EC P-256 certificate; the sink leg stays plaintext.
       tls: certs ? { transports: options.transports.filter(isTls), key: 'EC P-256', sink_leg: 'plaintext' } : null,
-      pool: { ...DEFAULT_POOL, ...poolInfo },
+      pool: pools.default ?? null,
+      shapes: pools,
     },
     results,
     ratios: rs,
-    storage: storageRows(results, options.transports),
+    storage: storageRows(results.filter((r) => r.shape === shapeNames[0]), options.transports),
     targets: checks,
     scaling,
   };
@@ -803,7 +832,7 @@ async function main(argv: readonly string[]): Promise<void> {
     'Targets:',
     targetsTable(checks),
   ];
-  const storage = storageRows(results, options.transports);
+  const storage = report.storage;
   if (storage.length > 0) out.push('', 'Persistent sending queue (file_storage, fsync off), same run:', storageTable(storage));
   if (scaling.length > 0) {
     out.push('', 'Scaling, spansieve over grpc at the fixed rate: keep-list size', scalingTable(scaling, 'selectors'));
@@ -813,7 +842,7 @@ async function main(argv: readonly string[]): Promise<void> {
   process.stdout.write(out.join('\n'));
 }
 
-function toResult(system: SystemName, transport: Transport, rate: number, m: Measurement, keptFraction: number): Result {
+function toResult(shape: string, system: SystemName, transport: Transport, rate: number, m: Measurement, keptFraction: number): Result {
   const w = m.fixed;
   const spans = w.b.ackedSpans - w.a.ackedSpans;
   const expectSink = system !== 'floor';
@@ -830,6 +859,7 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
   const maxSpans = Math.min(maxAcked, maxForwardedInput);
   if (maxForwardedInput < maxAcked * 0.95) flags.push(`max:forwarded-${round((100 * maxForwardedInput) / maxAcked, 0)}%-of-acked`);
   return {
+    shape,
     system,
     transport,
     offered_spans_per_second: round((w.b.sentSpans - w.a.sentSpans) / w.seconds, 0),
@@ -855,6 +885,7 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
     slow_request_share: latency.length > 0 ? round(latency.filter((ms) => ms > 5).length / latency.length, 4) : null,
     server_cpu_cores: round(w.serverCpu / w.seconds, 3),
     server_cpu_cores_by_thread: w.serverThreads,
+    server_event_loop_utilization: w.serverElu,
     window_seconds: round(w.seconds, 2),
     forwarded_spans_per_second: expectSink ? round((w.b.sinkSpans - w.a.sinkSpans) / w.seconds, 0) : null,
     forwarded_requests_per_second: expectSink ? round((w.b.sinkRequests - w.a.sinkRequests) / w.seconds, 1) : null,
@@ -866,6 +897,7 @@ function toResult(system: SystemName, transport: Transport, rate: number, m: Mea
     other_load_server_core: round(w.otherLoadServerCore, 2),
     other_load_loadgen_core: round(w.otherLoadLoadgenCore, 2),
     max_server_cpu_cores: max ? round(max.serverCpu / max.seconds, 3) : null,
+    max_server_event_loop_utilization: max ? max.serverElu : null,
     max_spans_per_cpu_second: max && max.serverCpu > 0 ? round(maxSpans / max.serverCpu, 0) : null,
     max_acked_spans_per_second: max ? round(maxAcked / max.seconds, 0) : null,
     max_forwarded_spans_per_second: max && expectSink ? round((max.b.sinkSpans - max.a.sinkSpans) / max.seconds, 0) : null,

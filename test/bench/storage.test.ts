@@ -57,7 +57,7 @@ describe('bench: persistent sending queue systems', () => {
 
   test('storage rows: ratios per transport, and the file_storage targets', () => {
     const result = (system: Result['system'], cpu: number, p99: number, rss: number): Result =>
-      ({ system, transport: 'grpc', cpu_seconds_per_million_spans: cpu, p99_ms: p99, peak_rss_mb: rss, other_load_server_core: 0.1 }) as unknown as Result;
+      ({ shape: 'default', system, transport: 'grpc', cpu_seconds_per_million_spans: cpu, p99_ms: p99, peak_rss_mb: rss, other_load_server_core: 0.1 }) as unknown as Result;
     const results = [result('spansieve', 4, 2, 80), result('spansieve-storage', 7, 12, 90), result('collector-storage', 14, 30, 120)];
     const [row] = storageRows(results, ['grpc', 'http-protobuf']);
     assert.equal(storageRows(results, ['grpc', 'http-protobuf']).length, 1); // no storage results on http

@@ -25,14 +25,20 @@ export function readElu(pid: number): { idle: number; active: number } | undefin
 // Only as a preload (--require runs before any main module): importing it for readElu starts nothing.
 if (require.main === undefined) {
   const file = eluFile(process.pid);
+  const scratch = `${file}.tmp`;
   const write = () => {
     const elu = performance.eventLoopUtilization();
     try {
-      fs.writeFileSync(file, `${elu.idle} ${elu.active}`);
+      // Rename, so that the harness never reads a half-written file.
+      fs.writeFileSync(scratch, `${elu.idle} ${elu.active}`);
+      fs.renameSync(scratch, file);
     } catch {
       // The harness reads what it can; a missing sample only loses the ELU column.
     }
   };
   setInterval(write, 100).unref();
-  process.on('exit', () => fs.rmSync(file, { force: true }));
+  process.on('exit', () => {
+    fs.rmSync(file, { force: true });
+    fs.rmSync(scratch, { force: true });
+  });
 }

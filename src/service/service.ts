@@ -209,9 +209,9 @@ export class Service implements ServiceControl {
     this.logger.info({ component: id, file: this.configFile }, 'live settings saved to the config file');
   }
 
-  /** The live-editable components of this configuration, by id: their kind and capability. */
-  liveComponents(): ReadonlyMap<string, { readonly kind: ComponentKind; readonly live: LiveSettings<unknown> }> {
-    return new Map([...this.live].map(([id, c]) => [id, { kind: c.kind, live: c.factory.live }]));
+  /** The live-editable components of this configuration, by id: their kind, capability and raw body as now applied. */
+  liveComponents(): ReadonlyMap<string, { readonly kind: ComponentKind; readonly live: LiveSettings<unknown>; readonly raw: Readonly<Record<string, unknown>> }> {
+    return new Map([...this.live].map(([id, c]) => [id, { kind: c.kind, live: c.factory.live, raw: c.raw }]));
   }
 }
 

@@ -158,14 +158,13 @@ export class Supervisor {
     const inPlace = [...live].filter(([id, c]) => c.live.appliesInPlace(bodyOf(this.appliedRaw, c.kind, id), bodyOf(next.raw, c.kind, id)));
     if (canonical(blanked(this.appliedRaw, inPlace)) === canonical(blanked(next.raw, inPlace))) {
       const changed: string[] = [];
-      for (const [id, { kind }] of inPlace) {
+      for (const [id, { kind, raw: applied }] of inPlace) {
         const raw = bodyOf(next.raw, kind, id);
-        if (running.hasUnsavedChanges(id)) {
-          this.logger.warn({ reason, component: id }, 'unsaved changes made through the admin API are replaced by the new configuration');
-          changed.push(id);
-        }
-        running.applyLive(id, componentsOf(next, kind).get(id)!.config, isRecord(raw) ? { ...raw } : {});
-        if (canonical(raw) !== canonical(bodyOf(this.appliedRaw, kind, id)) && !changed.includes(id)) changed.push(id);
+        const body = isRecord(raw) ? { ...raw } : {};
+        if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, component: id }, 'unsaved changes made through the admin API are replaced by the new configuration');
+        // Against what runs, admin API changes included (saved or not), not the file as last loaded.
+        if (canonical(body) !== canonical(applied)) changed.push(id);
+        running.applyLive(id, componentsOf(next, kind).get(id)!.config, body);
       }
       this.appliedRaw = next.raw;
       this.logger.info({ reason, components: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');

@@ -136,7 +136,8 @@ export class Service implements ServiceControl {
     if (parsed.errors.length > 0) return parsed.errors;
     this.applyLive(id, parsed.config, parsed.raw);
     this.unsaved.add(id);
-    this.logger.info({ component: id, settings: this.live.get(id)!.factory.live.current(parsed.config) }, 'live settings replaced through the admin API');
+    // Messages and fields as documented (docs/telemetry.md): the filters were the first live-editable components.
+    this.logger.info({ filter: id, ...this.live.get(id)!.factory.live.current(parsed.config) }, 'filter lists replaced through the admin API');
     return [];
   }
 
@@ -206,7 +207,7 @@ export class Service implements ServiceControl {
     await fs.promises.writeFile(temporary, doc.toString());
     await fs.promises.rename(temporary, this.configFile);
     this.unsaved.delete(id);
-    this.logger.info({ component: id, file: this.configFile }, 'live settings saved to the config file');
+    this.logger.info({ filter: id, file: this.configFile }, 'filter lists saved to the config file');
   }
 
   /** The live-editable components of this configuration, by id: their kind, capability and raw body as now applied. */

@@ -161,18 +161,19 @@ export class Supervisor {
       for (const [id, { kind, raw: applied }] of inPlace) {
         const raw = bodyOf(next.raw, kind, id);
         const body = isRecord(raw) ? { ...raw } : {};
-        if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, component: id }, 'unsaved changes made through the admin API are replaced by the new configuration');
+        if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
         // Against what runs, admin API changes included (saved or not), not the file as last loaded.
         if (canonical(body) !== canonical(applied)) changed.push(id);
         running.applyLive(id, componentsOf(next, kind).get(id)!.config, body);
       }
       this.appliedRaw = next.raw;
-      this.logger.info({ reason, components: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');
+      // Messages and fields as documented (docs/telemetry.md); `filters`: the live-editable components changed.
+      this.logger.info({ reason, filters: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');
       return changed.length > 0 ? { kind: 'filters', ids: changed } : { kind: 'unchanged' };
     }
-    this.logger.warn({ reason }, 'configuration changed beyond what components take while running: restarting the service (queues carried over)');
+    this.logger.warn({ reason }, 'configuration changed beyond filter lists: restarting the service (queues carried over)');
     for (const id of live.keys()) {
-      if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, component: id }, 'unsaved changes made through the admin API are replaced by the new configuration');
+      if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
     }
     // Exporters that stay (same id, so same type) take over their predecessors' unsent batches;
     // the old config's other exporters drain in the background. Either way the reload does not

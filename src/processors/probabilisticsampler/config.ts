@@ -68,7 +68,7 @@ export function parseProbabilisticSamplerConfig(node: Node): ProbabilisticSample
   if (!percentageNode.isAbsent) {
     const raw = percentageNode.value;
     const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-    if (typeof n !== 'number') {
+    if (typeof n !== 'number' || (typeof raw === 'string' && Number.isNaN(n))) {
       percentageNode.report(`expected a number, got ${JSON.stringify(raw)}`);
     } else {
       const pct = Math.fround(n);

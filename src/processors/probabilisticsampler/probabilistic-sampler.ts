@@ -176,7 +176,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
       if (this.planSpan(buf, spanStart, reader.pos)) changed = true;
       if (plan.spanKept[plan.spans - 1]) kept++;
     }
-    return changed || spans === 0 || kept === 0;
+    return changed || kept === 0;
   }
 
   /** Decides one span; true when it is dropped or its tracestate changes. */
@@ -321,7 +321,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
       pos = writeVarint(out, pos, spanSize[i]!);
       const ts = tsBytes[i];
       if (ts === undefined) {
-        out.set(buf.subarray(plan.spanStart[i]!, plan.spanEnd[i]!), pos);
+        out.set(buf.subarray(plan.spanStart[i], plan.spanEnd[i]), pos);
         pos += plan.spanEnd[i]! - plan.spanStart[i]!;
       } else {
         pos = writeSpanWithTraceState(buf, plan.spanStart[i]!, plan.spanEnd[i]!, ts, out, pos);

@@ -162,7 +162,6 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     const plan = this.plan;
     plan.addScope(start, end);
     let changed = false;
-    let spans = 0;
     let kept = 0;
     const reader = new WireReader(buf, start, end);
     while (!reader.done) {
@@ -172,10 +171,10 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
         continue;
       }
       const spanStart = reader.lengthDelimited();
-      spans++;
       if (this.planSpan(buf, spanStart, reader.pos)) changed = true;
       if (plan.spanKept[plan.spans - 1]) kept++;
     }
+    // A scope left without spans (or that came without) is removed, as the Collector does.
     return changed || kept === 0;
   }
 

@@ -22,6 +22,7 @@ const SPAN_TRACE_STATE_FIELD = 3;
 const SPAN_TRACE_STATE = SPAN_TRACE_STATE_FIELD * 8 + WIRE_LEN;
 const SPAN_ATTRIBUTES = 9 * 8 + WIRE_LEN;
 const PRIORITY_KEY = Buffer.from('sampling.priority', 'utf8');
+const ENCODED_CACHE_LIMIT = 256;
 
 /** What pass one learned about the spans of one resource, reused across resources. */
 class ResourcePlan {
@@ -71,6 +72,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
   /** One counter per policy and outcome, index policy * 2 + (sampled ? 1 : 0). */
   private readonly counters: { inc(n: number): void }[] = [];
   private readonly counts: number[];
+  private readonly encodedCache = new Map<string, Buffer>();
 
   constructor(
     settings: CreateSettings,
@@ -237,7 +239,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
       const ts = plan.spanTraceState[i];
       let size = plan.spanEnd[i]! - plan.spanStart[i]!;
       if (ts !== undefined) {
-        const encoded = Buffer.from(ts, 'utf8');
+        const encoded = this.encodedTraceState(ts);
         tsBytes[i] = encoded;
         size += -plan.spanTraceStateBytes[i]! + (encoded.length > 0 ? 1 + varintSize(encoded.length) + encoded.length : 0);
       }
@@ -327,6 +329,17 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
       }
     }
     return pos;
+  }
+
+  /** The tracestate as bytes; the few that recur (the consistent modes' `ot=th:...`) are kept. */
+  private encodedTraceState(ts: string): Buffer {
+    let encoded = this.encodedCache.get(ts);
+    if (encoded === undefined) {
+      encoded = Buffer.from(ts, 'utf8');
+      if (this.encodedCache.size >= ENCODED_CACHE_LIMIT) this.encodedCache.clear();
+      this.encodedCache.set(ts, encoded);
+    }
+    return encoded;
   }
 
   private flushCounts(): void {

@@ -1,4 +1,4 @@
-import type { ProbabilisticSamplerConfig } from './config';
+import type { ProbabilisticSamplerConfig, SamplerMode } from './config';
 import {
   ALL_PROBABILITIES,
   ALWAYS_SAMPLE,
@@ -47,17 +47,20 @@ const PROPORTIONAL_CACHE_LIMIT = 4096;
 
 export class Sampler {
   readonly kind: Kind;
-  readonly mode: 'hash_seed' | 'proportional' | 'equalizing';
+  readonly mode: SamplerMode;
   private readonly failClosed: boolean;
   private readonly hashSeedBytes: Uint8Array;
   /** hash_seed and equalizing: the configured threshold. */
-  private readonly threshold: U56 = NEVER_SAMPLE;
-  private readonly ratio: number = 0;
+  private readonly threshold: U56;
+  private readonly ratio: number;
   private readonly precision: number;
   /** proportional: the threshold for each arriving `th` seen (few distinct ones in practice). */
   private readonly proportionalCache = new Map<string, U56>();
-  private readonly proportionalDefault: U56 = NEVER_SAMPLE;
+  private readonly proportionalDefault: U56;
   private readonly decision: SpanDecision = { sampled: false, policy: 'missing_randomness', traceState: undefined };
+  /** tValue() of the two configured thresholds, computed once. */
+  private readonly thresholdText: string;
+  private readonly proportionalDefaultText: string;
 
   constructor(config: ProbabilisticSamplerConfig) {
     this.failClosed = config.failClosed;
@@ -66,31 +69,13 @@ export class Sampler {
     new DataView(this.hashSeedBytes.buffer).setUint32(0, config.hashSeed >>> 0, true);
     // The mode when unset is hash_seed (for traces, whatever hash_seed is).
     this.mode = config.mode === '' ? 'hash_seed' : config.mode;
-    let pct = config.samplingPercentage;
-    if (pct > 100) pct = 100;
-    if (pct === 0) {
-      this.kind = 'never';
-      return;
-    }
-    let ratio = pct / 100;
-    if (ratio < MIN_SAMPLING_PROBABILITY) ratio = MIN_SAMPLING_PROBABILITY;
-    if (this.mode === 'equalizing') {
-      this.kind = 'equalizing';
-      this.threshold = probabilityToThreshold(ratio, this.precision) ?? ALWAYS_SAMPLE;
-    } else if (this.mode === 'proportional') {
-      this.kind = 'proportional';
-      this.ratio = ratio;
-      this.proportionalDefault = probabilityToThreshold(ratio, this.precision) ?? NEVER_SAMPLE;
-    } else {
-      // Kept as the Collector computes it for compatibility: a float32 product, truncated.
-      const scaled = Math.trunc(Math.fround(pct * PERCENTAGE_SCALE));
-      if (scaled === 0) {
-        this.kind = 'never';
-        return;
-      }
-      this.kind = 'hash';
-      this.threshold = hashBucketThreshold(NUM_HASH_BUCKETS - scaled);
-    }
+    const { kind, threshold, ratio, proportionalDefault } = configure(config, this.mode);
+    this.kind = kind;
+    this.threshold = threshold;
+    this.ratio = ratio;
+    this.proportionalDefault = proportionalDefault;
+    this.thresholdText = tValue(threshold);
+    this.proportionalDefaultText = tValue(proportionalDefault);
   }
 
   /**
@@ -99,6 +84,7 @@ export class Sampler {
    */
   decide(buf: Uint8Array, traceIdStart: number, traceIdEnd: number, traceState: string, priority: Priority): SpanDecision {
     const hasTraceId = traceIdEnd - traceIdStart === 16 && !allZero(buf, traceIdStart, traceIdEnd);
+    if (traceState === '' && hasTraceId) return this.decideWithoutTraceState(buf, traceIdStart, traceIdEnd, priority);
     let randomness: U56 | undefined; // undefined: missing
     let policy: Policy = 'missing_randomness';
     let carrier: W3CTraceState | undefined;
@@ -183,6 +169,51 @@ export class Sampler {
     return decision;
   }
 
+  /**
+   * The common case, without building a tracestate: the same steps as decide() for an empty
+   * tracestate and a valid trace id (no error is possible), the kept span's tracestate written
+   * directly (`rv` first in hash_seed mode, then `th`).
+   */
+  private decideWithoutTraceState(buf: Uint8Array, traceIdStart: number, traceIdEnd: number, priority: Priority): SpanDecision {
+    let randomness: U56;
+    let policy: Policy;
+    let threshold: U56;
+    switch (this.kind) {
+      case 'hash':
+        randomness = hashRandomness(this.hashSeedBytes, buf, traceIdStart, traceIdEnd);
+        policy = 'trace_id_hash';
+        threshold = this.threshold;
+        break;
+      case 'equalizing':
+      case 'proportional':
+        randomness = traceIdRandomness(buf, traceIdStart);
+        policy = 'trace_id_w3c';
+        threshold = this.kind === 'equalizing' ? this.threshold : this.proportionalDefault;
+        break;
+      case 'never':
+        randomness = ALL_PROBABILITIES;
+        policy = 'sampling_priority';
+        threshold = NEVER_SAMPLE;
+        break;
+    }
+    if (priority === Priority.DoNotSample) {
+      threshold = NEVER_SAMPLE;
+      policy = 'sampling_priority';
+    } else if (priority === Priority.MustSample) {
+      threshold = ALWAYS_SAMPLE;
+      policy = 'sampling_priority';
+    }
+    const decision = this.decision;
+    decision.sampled = shouldSample(threshold, randomness);
+    decision.policy = policy;
+    decision.traceState = undefined;
+    if (decision.sampled) {
+      const th = threshold === this.threshold ? this.thresholdText : threshold === this.proportionalDefault ? this.proportionalDefaultText : tValue(threshold);
+      decision.traceState = this.kind === 'hash' ? `ot=rv:${hex14(randomness)};th:${th}` : `ot=th:${th}`;
+    }
+    return decision;
+  }
+
   private thresholdFor(carrier: W3CTraceState | undefined): U56 {
     switch (this.kind) {
       case 'never':
@@ -206,6 +237,26 @@ export class Sampler {
         }
         return cached;
       }
+    }
+  }
+}
+
+/** The sampler a config makes, as the Collector's makeSampler (a percentage above 100 is 100). */
+function configure(config: ProbabilisticSamplerConfig, mode: SamplerMode): { kind: Kind; threshold: U56; ratio: number; proportionalDefault: U56 } {
+  const never = { kind: 'never' as const, threshold: NEVER_SAMPLE, ratio: 0, proportionalDefault: NEVER_SAMPLE };
+  const pct = Math.min(config.samplingPercentage, 100);
+  if (pct === 0) return never;
+  const ratio = Math.max(pct / 100, MIN_SAMPLING_PROBABILITY);
+  switch (mode) {
+    case 'equalizing':
+      return { ...never, kind: 'equalizing', threshold: probabilityToThreshold(ratio, config.samplingPrecision) ?? ALWAYS_SAMPLE };
+    case 'proportional':
+      return { ...never, kind: 'proportional', ratio, proportionalDefault: probabilityToThreshold(ratio, config.samplingPrecision) ?? NEVER_SAMPLE };
+    case 'hash_seed': {
+      // Kept as the Collector computes it for compatibility: a float32 product, truncated.
+      const scaled = Math.trunc(Math.fround(pct * PERCENTAGE_SCALE));
+      if (scaled === 0) return never;
+      return { ...never, kind: 'hash', threshold: hashBucketThreshold(NUM_HASH_BUCKETS - scaled) };
     }
   }
 }

@@ -3,6 +3,7 @@ import type { Batch } from '../pdata/batch';
 import { types } from '../pdata/codec';
 import { parseRequest } from '../pdata/scan';
 import { resourceMessage } from '../pdata/spans';
+import { EXPORT_REQUEST, RESOURCE_ITEMS, fieldOf } from '../pdata/fields';
 import { encodeRepeatedField } from '../pdata/wire';
 
 // What the trace -> metrics connectors share: OTLP metric messages as protobufjs plain objects,
@@ -57,6 +58,9 @@ export interface OutputResource {
   readonly metrics: PlainMetric[];
 }
 
+const RESOURCE_FIELD = fieldOf(RESOURCE_ITEMS.resource);
+const RESOURCE_METRICS_FIELD = fieldOf(EXPORT_REQUEST.resources);
+
 export const TEMPORALITY_DELTA = 1;
 export const TEMPORALITY_CUMULATIVE = 2;
 
@@ -65,10 +69,10 @@ export function buildMetricsBatch(resources: readonly OutputResource[]): Batch {
   const parts = resources.map((r) => {
     const body = types.ResourceMetrics.encode(types.ResourceMetrics.fromObject({ scopeMetrics: [{ scope: r.scope, metrics: r.metrics }] })).finish();
     if (!r.resource) return body;
-    // `resource` is field 1 in ResourceMetrics as in ResourceSpans: the span resource's bytes are reused as they are.
-    return Buffer.concat([encodeRepeatedField(1, [r.resource]), body]);
+    // `resource` has one number in ResourceMetrics and ResourceSpans: the span resource's bytes are reused as they are.
+    return Buffer.concat([encodeRepeatedField(RESOURCE_FIELD, [r.resource]), body]);
   });
-  return parseRequest('metrics', encodeRepeatedField(1, parts)).batch;
+  return parseRequest('metrics', encodeRepeatedField(RESOURCE_METRICS_FIELD, parts)).batch;
 }
 
 export function toAnyValue(value: AttrValue): PlainAnyValue {

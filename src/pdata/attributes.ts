@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
-import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireFormatError, WireReader, readVarintBigInt } from './wire';
+import { ANY_VALUE, KEY_VALUE, VALUES, fieldOf } from './fields';
+import { WIRE_LEN, WireFormatError, WireReader, readVarintBigInt } from './wire';
 
 /** An OTLP AnyValue as a plain JS value; int64s beyond 2^53 stay exact as bigint. */
 export type AttrValue =
@@ -58,6 +59,12 @@ export const MAX_DECODED_VALUES = 256;
 /** Decoded whatever their position, so that identity survives the bound. */
 const ALWAYS_DECODED = ['service.instance.id', 'service.name', 'host.name'].map((key) => Buffer.from(key));
 const OMITTED = Symbol('omitted attributes');
+const KVLIST_VALUES_FIELD = fieldOf(VALUES.values);
+/** AnyValue's value tags by field number, to refuse a value field of the wrong wire type. */
+const ANY_VALUE_TAGS: readonly (number | undefined)[] = Object.values(ANY_VALUE).reduce<(number | undefined)[]>((byField, t) => {
+  byField[t >>> 3] = t;
+  return byField;
+}, []);
 
 /** Values left out of a map decodeKeyValues built (0 when it holds everything). */
 export function omittedValues(attributes: Attributes | Readonly<Record<string, AttrValue>>): number {
@@ -114,7 +121,7 @@ function decodeKeyValuesWithin(buf: Uint8Array, start: number, end: number, fiel
 /** Whether a KeyValue's key is one of ALWAYS_DECODED, compared as bytes (no string made). */
 function isAlwaysDecoded(buf: Uint8Array, start: number, end: number): boolean {
   // The usual layout, key first with a one-byte length, without a reader.
-  if (buf[start] === 1 * 8 + WIRE_LEN && start + 1 < end && buf[start + 1]! < 0x80) {
+  if (buf[start] === KEY_VALUE.key && start + 1 < end && buf[start + 1]! < 0x80) {
     const s = start + 2;
     const length = buf[start + 1]!;
     if (s + length <= end) {
@@ -122,13 +129,13 @@ function isAlwaysDecoded(buf: Uint8Array, start: number, end: number): boolean {
         if (key.length === length && key.compare(buf, s, s + length) === 0) return true;
       }
       // A later key field would replace this one: rare enough for the general path.
-      if (s + length === end || buf[s + length] !== 1 * 8 + WIRE_LEN) return false;
+      if (s + length === end || buf[s + length] !== KEY_VALUE.key) return false;
     }
   }
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag !== 1 * 8 + WIRE_LEN) {
+    if (tag !== KEY_VALUE.key) {
       reader.skip(tag & 7);
       continue;
     }
@@ -147,10 +154,10 @@ function decodeKeyValue(buf: Uint8Array, start: number, end: number, budget: Bud
   let value: AttrValue = null;
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === KEY_VALUE.key) {
       const s = reader.lengthDelimited();
       key = readString(buf, s, reader.pos);
-    } else if (tag === 2 * 8 + WIRE_LEN) {
+    } else if (tag === KEY_VALUE.value) {
       const s = reader.lengthDelimited();
       try {
         value = decodeValue(buf, s, reader.pos, budget);
@@ -174,31 +181,24 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
   let value: AttrValue = null;
   while (!reader.done) {
     const tag = reader.tag();
-    const field = Math.floor(tag / 8);
-    const wireType = tag & 7;
-    switch (field) {
-      case 1: {
-        expectWireType(field, wireType, WIRE_LEN);
+    switch (tag) {
+      case ANY_VALUE.string_value: {
         const s = reader.lengthDelimited();
         value = readString(buf, s, reader.pos);
         break;
       }
-      case 2:
-        expectWireType(field, wireType, WIRE_VARINT);
+      case ANY_VALUE.bool_value:
         value = reader.varint() !== 0;
         break;
-      case 3: {
-        expectWireType(field, wireType, WIRE_VARINT);
+      case ANY_VALUE.int_value: {
         const big = readVarintBigInt(reader);
         value = big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
         break;
       }
-      case 4:
-        expectWireType(field, wireType, WIRE_I64);
+      case ANY_VALUE.double_value:
         value = reader.double();
         break;
-      case 5: {
-        expectWireType(field, wireType, WIRE_LEN);
+      case ANY_VALUE.array_value: {
         const s = reader.lengthDelimited();
         const items: AttrValue[] = [];
         value = items;
@@ -210,7 +210,7 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
         const inner = new WireReader(buf, s, reader.pos);
         while (!inner.done) {
           const t = inner.tag();
-          if (t === 1 * 8 + WIRE_LEN) {
+          if (t === VALUES.values) {
             const vs = inner.lengthDelimited();
             if (budget.left <= 0) {
               budget.omitted++;
@@ -223,8 +223,7 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
         budget.depth--;
         break;
       }
-      case 6: {
-        expectWireType(field, wireType, WIRE_LEN);
+      case ANY_VALUE.kvlist_value: {
         const s = reader.lengthDelimited();
         if (budget.depth >= MAX_DECODED_DEPTH) {
           budget.omitted++;
@@ -232,24 +231,23 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
           break;
         }
         budget.depth++;
-        value = Object.fromEntries(decodeKeyValuesWithin(buf, s, reader.pos, 1, budget));
+        value = Object.fromEntries(decodeKeyValuesWithin(buf, s, reader.pos, KVLIST_VALUES_FIELD, budget));
         budget.depth--;
         break;
       }
-      case 7: {
-        expectWireType(field, wireType, WIRE_LEN);
+      case ANY_VALUE.bytes_value: {
         const s = reader.lengthDelimited();
         // A copy: a view would keep the whole request buffer alive.
         value = Uint8Array.prototype.slice.call(buf, s, reader.pos);
         break;
       }
-      default:
-        reader.skip(wireType);
+      default: {
+        // A value field with another wire type is malformed; any other field is skipped.
+        const expected = ANY_VALUE_TAGS[tag >>> 3];
+        if (expected !== undefined) throw new WireFormatError(`field ${tag >>> 3}: wire type ${tag & 7}, expected ${expected & 7}`);
+        reader.skip(tag & 7);
+      }
     }
   }
   return value;
-}
-
-function expectWireType(field: number, actual: number, expected: number): void {
-  if (actual !== expected) throw new WireFormatError(`field ${field}: wire type ${actual}, expected ${expected}`);
 }

@@ -1,7 +1,11 @@
 import type { Attributes } from './attributes';
-import { WIRE_LEN, encodeRepeatedField, varintSize } from './wire';
+import { EXPORT_REQUEST, fieldOf } from './fields';
+import { encodeRepeatedField, varintSize } from './wire';
 
 export type Signal = 'traces' | 'metrics';
+
+const RESOURCES_FIELD = fieldOf(EXPORT_REQUEST.resources);
+const RESOURCES_TAG_SIZE = varintSize(EXPORT_REQUEST.resources);
 
 /**
  * One ResourceSpans or ResourceMetrics, kept as its encoded bytes. Its resource attributes are
@@ -37,7 +41,7 @@ export class Batch {
 
   /** The batch as an ExportTraceServiceRequest / ExportMetricsServiceRequest (field 1 both); a Buffer. */
   toRequestBytes(): Buffer {
-    return this.encoded ?? encodeRepeatedField(1, this.resources.map((block) => block.bytes));
+    return this.encoded ?? encodeRepeatedField(RESOURCES_FIELD, this.resources.map((block) => block.bytes));
   }
 
   /**
@@ -49,7 +53,7 @@ export class Batch {
   compact(): Batch {
     if (this.encoded) return this;
     const encoded = this.toRequestBytes();
-    const tagSize = varintSize(1 * 8 + WIRE_LEN);
+    const tagSize = RESOURCES_TAG_SIZE;
     let pos = 0;
     const resources = this.resources.map((block): ResourceBlock => {
       pos += tagSize + varintSize(block.bytes.length);

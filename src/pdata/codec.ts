@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type * as Protobuf from 'protobufjs';
 import { protobufjs } from '../util/lazy-modules';
+import { ANY_VALUE, KEY_VALUE as KV_FIELD, VALUES } from './fields';
 import { MAX_NESTING_DEPTH, nestingTooDeep } from './schema';
 
 // Full decoding and encoding through protobufjs reflection over the OTLP .proto files in proto/
@@ -151,10 +152,10 @@ const HEAD = 7;
 const TAIL = 8;
 const KEY = 9;
 
-/** AnyValue's kvlist_value (field 6) and array_value (5): tag, JSON name, step. */
+/** AnyValue's kvlist_value and array_value: tag, JSON name, step. */
 const NESTED_FIELDS = [
-  [6 * 8 + 2, 'kvlistValue', KVLIST],
-  [5 * 8 + 2, 'arrayValue', ARRAY],
+  [ANY_VALUE.kvlist_value, 'kvlistValue', KVLIST],
+  [ANY_VALUE.array_value, 'arrayValue', ARRAY],
 ] as const;
 
 /** protobufjs' String(key), whatever the key's JSON type. */
@@ -290,7 +291,7 @@ function deepAnyValueFromJson(
         const items = list(v as Record<string, unknown>, type);
         for (const item of items) {
           if (!isObject(item)) throw TypeError(`.opentelemetry.proto.common.v1.${type}.values: object expected`);
-          push(OPEN, 1 * 8 + 2);
+          push(OPEN, VALUES.values);
           push(step === ARRAY ? ANY : KEY_VALUE, item);
           push(CLOSE, undefined);
         }
@@ -301,16 +302,16 @@ function deepAnyValueFromJson(
         if (kv.key != null && (typeof kv.key !== 'string' || kv.key.length > 0)) push(KEY, kv.key);
         if (kv.value != null) {
           if (!isObject(kv.value)) throw TypeError('.opentelemetry.proto.common.v1.KeyValue.value: object expected');
-          push(OPEN, 2 * 8 + 2);
+          push(OPEN, KV_FIELD.value);
           push(ANY, kv.value);
           push(CLOSE, undefined);
         }
         break;
       }
       case KEY:
-        // protobufjs' own UTF-8 (it differs from Buffer's for lone surrogates); 0x0a: field 1, LEN.
+        // protobufjs' own UTF-8 (it differs from Buffer's for lone surrogates).
         writer.bytes(protobufjs().Writer.create().string(keyString(v)).finish());
-        writer.varint(1 * 8 + 2);
+        writer.varint(KV_FIELD.key);
         break;
     }
   }

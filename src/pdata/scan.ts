@@ -18,6 +18,7 @@ import {
   varint,
   type MessageSpec,
 } from './schema';
+import { EXPORT_REQUEST, METRIC, POINTS_HOLDER as DATA, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, fieldOf } from './fields';
 import { WIRE_LEN, WireFormatError, WireReader, encodeRepeatedField, hashBytes } from './wire';
 
 // Splits an export request into resource blocks straight from the wire: checks every byte that
@@ -33,6 +34,18 @@ export interface ParsedRequest {
 }
 
 const EMPTY_ATTRIBUTES: ReadonlyMap<string, AttrValue> = new Map();
+
+// Field numbers of fields.ts's tags, for the checks that compare numbers (any wire type).
+const RESOURCES_FIELD = fieldOf(EXPORT_REQUEST.resources);
+const RESOURCE_FIELD = fieldOf(RESOURCE_ITEMS.resource);
+const SCOPES_FIELD = fieldOf(RESOURCE_ITEMS.scopes);
+const SCHEMA_URL_FIELD = fieldOf(RESOURCE_ITEMS.schema_url);
+const ITEMS_FIELD = fieldOf(SCOPE_ITEMS.items);
+const DATA_POINTS_FIELD = fieldOf(DATA.data_points);
+const AGGREGATION_TEMPORALITY_FIELD = fieldOf(DATA.aggregation_temporality);
+const IS_MONOTONIC_FIELD = fieldOf(DATA.is_monotonic);
+const RESOURCE_ATTRIBUTES_FIELD = fieldOf(RESOURCE.attributes);
+const METRIC_NAME_FIELD = fieldOf(METRIC.name);
 
 /**
  * Decoded attributes by the exact bytes of their Resource message. OBI sends the same resource
@@ -68,7 +81,7 @@ function resourceAttributes(buf: Uint8Array, start: number, end: number): Readon
       if (entry.bytes.length === length && entry.bytes.compare(buf, start, end) === 0) return entry.attributes;
     }
   }
-  const attributes = decodeKeyValues(buf, start, end, 1);
+  const attributes = decodeKeyValues(buf, start, end, RESOURCE_ATTRIBUTES_FIELD);
   checkMessage(buf, start, end, ResourceSpec);
   if (cacheable) {
     if (resourceCacheEntries >= RESOURCE_CACHE_MAX_ENTRIES || resourceCacheBytes + length > RESOURCE_CACHE_MAX_TOTAL_BYTES) {
@@ -104,8 +117,8 @@ export function parseRequest(signal: Signal, buf: Uint8Array, mayKeep?: Resource
   let index = 0;
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag !== 1 * 8 + WIRE_LEN) {
-      if (Math.floor(tag / 8) === 1) throw new WireFormatError(`${container}: wrong wire type ${tag & 7}`);
+    if (tag !== EXPORT_REQUEST.resources) {
+      if (Math.floor(tag / 8) === RESOURCES_FIELD) throw new WireFormatError(`${container}: wrong wire type ${tag & 7}`);
       reader.skip(tag & 7);
       continue;
     }
@@ -213,7 +226,7 @@ function scanResourceLevel(
   while (!reader.done) {
     const tag = reader.tag();
     const field = Math.floor(tag / 8);
-    if (field === 1) {
+    if (field === RESOURCE_FIELD) {
       expectLen(tag, 'resource');
       const s = reader.lengthDelimited();
       try {
@@ -222,7 +235,7 @@ function scanResourceLevel(
         throw err instanceof WireFormatError ? err.at('resource') : err;
       }
       countOnly = mayKeep !== undefined && !mayKeep(result.attributes);
-    } else if (field === 2) {
+    } else if (field === SCOPES_FIELD) {
       location.scopeIndex = scopeIndex++;
       try {
         if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`);
@@ -232,8 +245,8 @@ function scanResourceLevel(
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(`${scopeName}[${location.scopeIndex}]`) : err;
       }
-    } else if (field === 3) {
-      checkField(reader, ScopeHolder, 3, tag & 7);
+    } else if (field === SCHEMA_URL_FIELD) {
+      checkField(reader, ScopeHolder, SCHEMA_URL_FIELD, tag & 7);
     } else {
       reader.skip(tag & 7);
     }
@@ -252,7 +265,7 @@ function scanScope(buf: Uint8Array, start: number, end: number, at: ItemLocation
   while (!reader.done) {
     const tag = reader.tag();
     const field = Math.floor(tag / 8);
-    if (field === 2) {
+    if (field === ITEMS_FIELD) {
       at.itemIndex = itemIndex++;
       try {
         if ((tag & 7) !== WIRE_LEN) throw new WireFormatError(`wire type ${tag & 7}, expected 2`);
@@ -332,7 +345,7 @@ function scanMetric(buf: Uint8Array, start: number, end: number, at: ItemLocatio
       } catch (err) {
         throw err instanceof WireFormatError ? err.at(data.name) : err;
       }
-    } else if (field === 1) {
+    } else if (field === METRIC_NAME_FIELD) {
       expectLen(tag, 'name');
       const s = reader.lengthDelimited();
       if (!isValidUtf8(buf, s, reader.pos)) throw new WireFormatError('string is not valid UTF-8').at('name');
@@ -355,7 +368,7 @@ function countMetric(buf: Uint8Array, start: number, end: number, _at: ItemLocat
       const data = new WireReader(buf, s, reader.pos);
       while (!data.done) {
         const dataTag = data.tag();
-        if (dataTag === 1 * 8 + WIRE_LEN) result.items++;
+        if (dataTag === DATA.data_points) result.items++;
         data.skip(dataTag & 7);
       }
     } else {
@@ -370,7 +383,7 @@ function scanMetricData(buf: Uint8Array, start: number, end: number, point: Mess
   while (!reader.done) {
     const tag = reader.tag();
     const field = Math.floor(tag / 8);
-    if (field === 1) {
+    if (field === DATA_POINTS_FIELD) {
       expectLen(tag, `data_points[${points}]`);
       const s = reader.lengthDelimited();
       try {
@@ -380,8 +393,8 @@ function scanMetricData(buf: Uint8Array, start: number, end: number, point: Mess
       }
       points++;
     } else {
-      // aggregation_temporality (2) and is_monotonic (3) are varints.
-      if ((field === 2 || field === 3) && (tag & 7) !== 0) throw new WireFormatError(`field ${field}: wire type ${tag & 7}, expected 0`);
+      // aggregation_temporality and is_monotonic are varints.
+      if ((field === AGGREGATION_TEMPORALITY_FIELD || field === IS_MONOTONIC_FIELD) && (tag & 7) !== 0) throw new WireFormatError(`field ${field}: wire type ${tag & 7}, expected 0`);
       reader.skip(tag & 7);
     }
   }
@@ -404,7 +417,7 @@ function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
-    if (tag !== 2 * 8 + WIRE_LEN) {
+    if (tag !== RESOURCE_ITEMS.scopes) {
       reader.skip(tag & 7);
       parts.push(bytes.subarray(fieldStart, reader.pos));
       continue;
@@ -415,7 +428,7 @@ function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
     while (!scope.done) {
       const itemFieldStart = scope.pos;
       const itemTag = scope.tag();
-      if (itemTag === 2 * 8 + WIRE_LEN) {
+      if (itemTag === SCOPE_ITEMS.items) {
         const s = scope.lengthDelimited();
         const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: undefined, unchecked: false };
         scanItem(bytes, s, scope.pos, NOWHERE, verdict);
@@ -426,7 +439,7 @@ function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
       }
       kept.push(bytes.subarray(itemFieldStart, scope.pos));
     }
-    parts.push(encodeRepeatedField(2, [Buffer.concat(kept)]));
+    parts.push(encodeRepeatedField(SCOPES_FIELD, [Buffer.concat(kept)]));
   }
   return { bytes: Buffer.concat(parts), items };
 }

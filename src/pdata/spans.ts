@@ -1,5 +1,6 @@
 import { decodeAnyValue, decodeKeyValues, readString, type AttrValue, type Attributes } from './attributes';
-import { WIRE_LEN, WireReader } from './wire';
+import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS, fieldOf } from './fields';
+import { WireReader } from './wire';
 
 // Reads the few span fields that trace-derived metrics need (ids, name, kind, times, status)
 // straight from an encoded ResourceSpans, without building span objects. Attributes are decoded
@@ -21,6 +22,8 @@ export const SPAN_KIND_CLIENT = 3;
 export const SPAN_KIND_PRODUCER = 4;
 export const SPAN_KIND_CONSUMER = 5;
 export const STATUS_CODE_ERROR = 2;
+
+const SPAN_ATTRIBUTES_FIELD = fieldOf(SPAN.attributes);
 
 /** One span, valid only inside the callback that received it (the object is reused). */
 export class SpanView {
@@ -71,7 +74,9 @@ export class SpanView {
 
   /** The span's attributes, decoded on first use: only the wanted ones if forEachSpan was given a list. */
   attributes(): Attributes {
-    this.attrs ??= this.wanted ? pickKeyValues(this.buf, this.start, this.end, 9, this.wanted) : decodeKeyValues(this.buf, this.start, this.end, 9);
+    this.attrs ??= this.wanted
+      ? pickKeyValues(this.buf, this.start, this.end, SPAN.attributes, this.wanted)
+      : decodeKeyValues(this.buf, this.start, this.end, SPAN_ATTRIBUTES_FIELD);
     return this.attrs;
   }
 
@@ -114,7 +119,7 @@ export function resourceMessage(bytes: Uint8Array): Uint8Array | undefined {
   const reader = new WireReader(bytes, 0, bytes.length);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === RESOURCE_ITEMS.resource) {
       const s = reader.lengthDelimited();
       return bytes.subarray(s, reader.pos);
     }
@@ -142,7 +147,7 @@ export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, 
   const reader = new WireReader(bytes, 0, bytes.length);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag !== 2 * 8 + WIRE_LEN) {
+    if (tag !== RESOURCE_ITEMS.scopes) {
       reader.skip(tag & 7);
       continue;
     }
@@ -157,7 +162,7 @@ function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView,
   const first = new WireReader(buf, start, end);
   while (!first.done) {
     const tag = first.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === SCOPE_ITEMS.scope) {
       const s = first.lengthDelimited();
       scopeName = scopeNameOf(buf, s, first.pos);
     } else first.skip(tag & 7);
@@ -165,7 +170,7 @@ function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView,
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag !== 2 * 8 + WIRE_LEN) {
+    if (tag !== SCOPE_ITEMS.items) {
       reader.skip(tag & 7);
       continue;
     }
@@ -179,7 +184,7 @@ function scopeNameOf(buf: Uint8Array, start: number, end: number): string {
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === INSTRUMENTATION_SCOPE.name) {
       const s = reader.lengthDelimited();
       return readString(buf, s, reader.pos);
     }
@@ -198,44 +203,44 @@ function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, s
   while (!reader.done) {
     const tag = reader.tag();
     switch (tag) {
-      case 1 * 8 + WIRE_LEN: {
+      case SPAN.trace_id: {
         view.traceIdStart = reader.lengthDelimited();
         view.traceIdLen = reader.pos - view.traceIdStart;
         break;
       }
-      case 2 * 8 + WIRE_LEN: {
+      case SPAN.span_id: {
         view.spanIdStart = reader.lengthDelimited();
         view.spanIdLen = reader.pos - view.spanIdStart;
         break;
       }
-      case 4 * 8 + WIRE_LEN: {
+      case SPAN.parent_span_id: {
         view.parentIdStart = reader.lengthDelimited();
         view.parentIdLen = reader.pos - view.parentIdStart;
         break;
       }
-      case 5 * 8 + WIRE_LEN: {
+      case SPAN.name: {
         const s = reader.lengthDelimited();
         view.name = readString(buf, s, reader.pos);
         break;
       }
-      case 6 * 8 + 0:
+      case SPAN.kind:
         view.kind = reader.varint();
         break;
-      case 7 * 8 + 1: {
+      case SPAN.start_time_unix_nano: {
         const pos = reader.pos;
         reader.advance(8);
         startLo = readUint32LE(buf, pos);
         startHi = readUint32LE(buf, pos + 4);
         break;
       }
-      case 8 * 8 + 1: {
+      case SPAN.end_time_unix_nano: {
         const pos = reader.pos;
         reader.advance(8);
         endLo = readUint32LE(buf, pos);
         endHi = readUint32LE(buf, pos + 4);
         break;
       }
-      case 15 * 8 + WIRE_LEN: {
+      case SPAN.status: {
         const s = reader.lengthDelimited();
         view.statusCode = statusCodeOf(buf, s, reader.pos);
         break;
@@ -253,19 +258,19 @@ function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
   let code = 0;
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 3 * 8 + 0) code = reader.varint();
+    if (tag === STATUS.code) code = reader.varint();
     else reader.skip(tag & 7);
   }
   return code;
 }
 
 /** Like decodeKeyValues, but reads the value of a key only if it is wanted (first occurrence wins). */
-function pickKeyValues(buf: Uint8Array, start: number, end: number, field: number, wanted: WantedAttributes): Map<string, AttrValue> {
+function pickKeyValues(buf: Uint8Array, start: number, end: number, kvTag: number, wanted: WantedAttributes): Map<string, AttrValue> {
   const out = new Map<string, AttrValue>();
   const reader = new WireReader(buf, start, end);
   while (!reader.done && out.size < wanted.keys.length) {
     const tag = reader.tag();
-    if (tag !== field * 8 + WIRE_LEN) {
+    if (tag !== kvTag) {
       reader.skip(tag & 7);
       continue;
     }
@@ -277,11 +282,11 @@ function pickKeyValues(buf: Uint8Array, start: number, end: number, field: numbe
     let valueEnd = -1;
     while (!kv.done) {
       const t = kv.tag();
-      if (t === 1 * 8 + WIRE_LEN) {
+      if (t === KEY_VALUE.key) {
         const s = kv.lengthDelimited();
         name = matchKey(buf, s, kv.pos, wanted);
         if (name === undefined || out.has(name)) break;
-      } else if (t === 2 * 8 + WIRE_LEN) {
+      } else if (t === KEY_VALUE.value) {
         valueStart = kv.lengthDelimited();
         valueEnd = kv.pos;
       } else kv.skip(t & 7);

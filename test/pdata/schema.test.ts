@@ -3,7 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import * as protobuf from 'protobufjs';
+import { TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA } from '../../src/connectors/metrics-output';
 import { PROTO_FILES } from '../../src/pdata/codec';
+import { OTLP_FIELD_TABLES, fieldOf } from '../../src/pdata/fields';
 import { SCANNER_TABLES } from '../../src/pdata/scan';
 import {
   AnyValueSpec,
@@ -22,6 +24,16 @@ import {
   SummaryDataPointSpec,
   type MessageSpec,
 } from '../../src/pdata/schema';
+import {
+  SPAN_KIND_CLIENT,
+  SPAN_KIND_CONSUMER,
+  SPAN_KIND_NAMES,
+  SPAN_KIND_PRODUCER,
+  SPAN_KIND_SERVER,
+  STATUS_CODE_ERROR,
+  STATUS_CODE_NAMES,
+} from '../../src/pdata/spans';
+import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT } from '../../src/pdata/wire';
 
 // The wire scanner's tables (src/pdata/schema.ts, scan.ts) against the published .proto files in
 // proto/, through protobufjs reflection: every field the scanner checks has that number, name and
@@ -194,5 +206,101 @@ void describe('OTLP schema: the scanner tables against proto/', () => {
       assert.equal(points.id, 1);
       assert.deepEqual(UPSTREAM[data.point.name], [(points.resolvedType as protobuf.Type).fullName.slice(1)]);
     }
+  });
+});
+
+/** The upstream message(s) each table of src/pdata/fields.ts stands for: upstream names where they differ, fields it lacks. */
+interface TableUpstream {
+  readonly message: string;
+  readonly names?: Record<string, string>;
+  readonly absent?: readonly string[];
+}
+
+const COLLECTOR = 'opentelemetry.proto.collector';
+const FIELD_TABLE_UPSTREAM: Record<keyof typeof OTLP_FIELD_TABLES, readonly TableUpstream[]> = {
+  EXPORT_REQUEST: [
+    { message: `${COLLECTOR}.trace.v1.ExportTraceServiceRequest`, names: { resources: 'resource_spans' } },
+    { message: `${COLLECTOR}.metrics.v1.ExportMetricsServiceRequest`, names: { resources: 'resource_metrics' } },
+  ],
+  RESOURCE_ITEMS: [
+    { message: `${TRACE}.ResourceSpans`, names: { scopes: 'scope_spans' } },
+    { message: `${METRICS}.ResourceMetrics`, names: { scopes: 'scope_metrics' } },
+  ],
+  SCOPE_ITEMS: [
+    { message: `${TRACE}.ScopeSpans`, names: { items: 'spans' } },
+    { message: `${METRICS}.ScopeMetrics`, names: { items: 'metrics' } },
+  ],
+  RESOURCE: [{ message: 'opentelemetry.proto.resource.v1.Resource' }],
+  INSTRUMENTATION_SCOPE: [{ message: `${COMMON}.InstrumentationScope` }],
+  SPAN: [{ message: `${TRACE}.Span` }],
+  STATUS: [{ message: `${TRACE}.Status` }],
+  KEY_VALUE: [{ message: `${COMMON}.KeyValue` }],
+  ANY_VALUE: [{ message: `${COMMON}.AnyValue` }],
+  VALUES: [{ message: `${COMMON}.ArrayValue` }, { message: `${COMMON}.KeyValueList` }],
+  METRIC: [{ message: `${METRICS}.Metric` }],
+  POINTS_HOLDER: [
+    { message: `${METRICS}.Sum` },
+    { message: `${METRICS}.Histogram`, absent: ['is_monotonic'] },
+    { message: `${METRICS}.ExponentialHistogram`, absent: ['is_monotonic'] },
+    { message: `${METRICS}.Gauge`, absent: ['aggregation_temporality', 'is_monotonic'] },
+    { message: `${METRICS}.Summary`, absent: ['aggregation_temporality', 'is_monotonic'] },
+  ],
+};
+
+/** The wire type an upstream field is written with (proto3: repeated scalars packed). */
+function upstreamWireType(field: protobuf.Field): number {
+  if (field.resolvedType instanceof protobuf.Type || field.type === 'string' || field.type === 'bytes' || field.repeated) return WIRE_LEN;
+  if (VARINT_TYPES.has(field.type) || field.resolvedType instanceof protobuf.Enum) return WIRE_VARINT;
+  if (I64_TYPES.has(field.type)) return WIRE_I64;
+  if (I32_TYPES.has(field.type)) return WIRE_I32;
+  throw new Error(`no wire type for ${field.fullName} (${field.type})`);
+}
+
+void describe('OTLP schema: the readers\' field tags (src/pdata/fields.ts) against proto/', () => {
+  const root = loadSnakeCase();
+
+  void test('every table stands for upstream messages', () => {
+    assert.deepEqual(Object.keys(FIELD_TABLE_UPSTREAM).sort(), Object.keys(OTLP_FIELD_TABLES).sort());
+  });
+
+  for (const [tableName, table] of Object.entries(OTLP_FIELD_TABLES) as [keyof typeof OTLP_FIELD_TABLES, Record<string, number>][]) {
+    for (const { message, names = {}, absent = [] } of FIELD_TABLE_UPSTREAM[tableName]) {
+      void test(`${tableName} ↔ ${message}: name, number and wire type of each tag`, () => {
+        const type = root.lookupType(message);
+        const problems: string[] = [];
+        for (const [key, tag] of Object.entries(table)) {
+          const name = names[key] ?? key;
+          const upstream = type.fields[name];
+          if (absent.includes(name)) {
+            if (upstream) problems.push(`${name} is listed as absent but exists upstream (field ${upstream.id})`);
+            continue;
+          }
+          if (!upstream) {
+            problems.push(`${key}: no field ${name} upstream`);
+            continue;
+          }
+          if (fieldOf(tag) !== upstream.id) problems.push(`${key}: field number ${fieldOf(tag)}, upstream ${upstream.id}`);
+          if ((tag & 7) !== upstreamWireType(upstream)) problems.push(`${key}: wire type ${tag & 7}, upstream ${upstreamWireType(upstream)} (${upstream.type})`);
+        }
+        assert.deepEqual(problems, []);
+      });
+    }
+  }
+
+  void test('enum values the readers name: span kinds, status codes, aggregation temporality', () => {
+    const kinds = root.lookupEnum(`${TRACE}.Span.SpanKind`);
+    assert.deepEqual([...SPAN_KIND_NAMES], SPAN_KIND_NAMES.map((_n, i) => kinds.valuesById[i]));
+    assert.equal(Object.keys(kinds.values).length, SPAN_KIND_NAMES.length);
+    assert.deepEqual(
+      [SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER],
+      ['SPAN_KIND_SERVER', 'SPAN_KIND_CLIENT', 'SPAN_KIND_PRODUCER', 'SPAN_KIND_CONSUMER'].map((n) => kinds.values[n]),
+    );
+    const codes = root.lookupEnum(`${TRACE}.Status.StatusCode`);
+    assert.deepEqual([...STATUS_CODE_NAMES], STATUS_CODE_NAMES.map((_n, i) => codes.valuesById[i]));
+    assert.equal(Object.keys(codes.values).length, STATUS_CODE_NAMES.length);
+    assert.equal(STATUS_CODE_ERROR, codes.values.STATUS_CODE_ERROR);
+    const temporality = root.lookupEnum(`${METRICS}.AggregationTemporality`);
+    assert.equal(TEMPORALITY_DELTA, temporality.values.AGGREGATION_TEMPORALITY_DELTA);
+    assert.equal(TEMPORALITY_CUMULATIVE, temporality.values.AGGREGATION_TEMPORALITY_CUMULATIVE);
   });
 });

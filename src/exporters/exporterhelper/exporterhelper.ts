@@ -6,6 +6,7 @@ import type { Node } from '../../config/reader';
 import { Batch, type Signal } from '../../pdata/batch';
 import { LogThrottle } from '../../util/log-throttle';
 import { batchRecords, isQueueStorage, type PersistentQueue, type RecordCodec, type RecordRef } from '../../component/storage';
+import { BEHAVIOUR, nextState, type QueueEvent, type QueueState, type StateBehaviour } from './queue-state';
 
 // What every network exporter shares, as in the Collector's exporterhelper: the exporter only
 // implements `push`; timeout, retry with backoff and a bounded sending queue wrap it.
@@ -149,6 +150,9 @@ function ownCopy(batch: Batch): Batch {
   return compact === batch ? new Batch(batch.signal, batch.resources) : compact;
 }
 
+/** The states a shutdown, a release or an abandon waits for: the queue is stopped. */
+const STOPPED: readonly QueueState[] = ['drained', 'handedOver', 'abandoned'];
+
 /** Per exporter id, the directory a released persistent queue left unsent batches in (for a reload's successor). */
 const leftOnDisk = new Map<string, string>();
 
@@ -160,15 +164,18 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
   private readonly queueSizeGauge: { set(n: number): void };
   private readonly logger: Logger;
   private activeWorkers = 0;
-  private stopping = false;
-  /** Set by releaseQueue(): batches leave unsent instead of being retried. */
-  private releasing = false;
+  /** Where the queue is in its life (queue-state.ts); changed only by transition(). */
+  private state: QueueState = 'running';
+  /** BEHAVIOUR[state], kept at hand for the hot path. */
+  private does: StateBehaviour = BEHAVIOUR.running;
+  /** Calls waiting for the queue to reach one of `states` (a shutdown for the end of the drain, ...). */
+  private readonly stateWaiters: { readonly states: readonly QueueState[]; readonly resolve: () => void }[] = [];
+  /** Batches a release or abandon took from their workers before their next attempt. */
   private readonly released: R[] = [];
   /** Resolve early the backoff sleeps of batches waiting for their next attempt. */
   private readonly wakeSleepers = new Set<() => void>();
-  private idleWaiters: (() => void)[] = [];
-  private readonly releaseWaiters: (() => void)[] = [];
-  private abandoning = false;
+  /** A hand-over or abandon waiting for the workers' attempts in flight to end. */
+  private readonly workerWaiters: (() => void)[] = [];
   /** Attempts with a deadline, for sweepDeadlines(). */
   private readonly inFlight = new Set<TimedAttempt>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -235,7 +242,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
 
   async consume(batch: R): Promise<void> {
     const counters = this.countersFor(batch.signal);
-    if (this.stopping) {
+    if (!this.does.takesBatches) {
       counters.enqueueFailed.inc(batch.itemCount);
       throw new RetryableError(this.shuttingDownMessage());
     }
@@ -352,23 +359,30 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
    * size is known.
    */
   wouldRefuse(): string | undefined {
-    if (this.stopping) return this.shuttingDownMessage();
+    if (!this.does.takesBatches) return this.shuttingDownMessage();
     if (!this.config.queue.enabled) return undefined;
     return this.hasRoomFor(1) ? undefined : this.queueFullMessage();
   }
 
-  /** Stops accepting batches and waits until every queued batch was sent or given up on. */
+  /**
+   * Stops accepting batches and waits until every queued batch was sent or given up on (in
+   * memory), or until the attempts in flight ended (persistent: the rest stays on disk).
+   */
   async shutdown(): Promise<void> {
-    this.stopping = true;
     if (this.store) {
       // Persistent: no drain. What is unsent stays on disk for the next start.
       const unsaved = await this.releaseQueue();
       if (unsaved.length > 0) this.drop(unsaved, 'shutdown: dropping batches that were never written to the persistent queue');
       return;
     }
-    if (this.queue.length === 0 && this.activeWorkers === 0) return;
-    this.logger.info({ queued: this.queue.length }, 'draining the sending queue before shutdown');
-    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const from = this.state;
+    this.transition('drain');
+    if (from === 'running' && this.state === 'draining') {
+      if (this.queue.length > 0 || this.activeWorkers > 0) this.logger.info({ queued: this.queue.length }, 'draining the sending queue before shutdown');
+      this.drainedIfIdle();
+    }
+    // A drain in progress ends drained, or abandoned by the deadline.
+    await this.until(STOPPED);
   }
 
   /**
@@ -378,14 +392,21 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
    * wait (no sending queue) are refused to those callers instead, who still hold them.
    */
   async releaseQueue(): Promise<R[]> {
-    this.stopping = true;
-    this.prepareRelease();
-    if (this.activeWorkers > 0) await new Promise<void>((resolve) => this.releaseWaiters.push(resolve));
+    this.transition('release');
+    // The shutdown deadline abandoned this queue first: it dropped what there was.
+    if (this.state !== 'handingOver') {
+      await this.until(STOPPED);
+      return [];
+    }
+    await this.workersIdle();
     const batches = [...this.released.splice(0), ...this.queue.splice(0)];
     this.queued = 0;
     this.queueSizeGauge.set(0);
     const store = this.store;
-    if (!store) return batches;
+    if (!store) {
+      this.transition('done');
+      return batches;
+    }
     // Persistent batches stay on disk, for whoever opens this exporter's queue next (the
     // successor of a reload, or the next start); only batches never written are handed over.
     this.store = undefined;
@@ -394,7 +415,11 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
     const all = [...batches, ...this.queue.splice(0)];
     this.queued = 0;
     this.queueSizeGauge.set(0);
-    await store.close();
+    try {
+      await store.close();
+    } finally {
+      this.transition('done');
+    }
     const unsaved = all.filter((batch) => !this.refs.has(batch));
     const kept = all.length - unsaved.length;
     this.refs.clear();
@@ -422,8 +447,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
    * reload waits for it. New batches are still taken, and queued for the successor.
    */
   prepareRelease(): void {
-    this.releasing = true;
-    for (const wake of this.wakeSleepers) wake();
+    this.transition('prepareRelease');
   }
 
   /**
@@ -434,27 +458,35 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
   async abandonQueue(): Promise<void> {
     if (this.store || this.refs.size > 0) {
       // Persistent: aborting the attempts in flight ends the shutdown; nothing is dropped.
-      this.prepareRelease();
-      for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
+      if (this.state === 'running' || this.state === 'releasing') this.transition('prepareRelease');
+      this.abortAttempts();
       return;
     }
-    this.abandoning = true;
-    const releasing = this.releaseQueue();
-    for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
-    const dropped = await releasing;
-    if (dropped.length > 0) {
-      let items = 0;
-      for (const batch of dropped) {
-        this.countersFor(batch.signal).failed.inc(batch.itemCount);
-        items += batch.itemCount;
-      }
-      this.logger.error({ batches: dropped.length, items }, 'shutdown deadline passed: dropping what the exporter has not sent');
+    const from = this.state;
+    this.transition('abandon');
+    this.abortAttempts();
+    if (from === 'abandoning' || this.state === 'handingOver') {
+      // Another abandon, or a hand-over, is under way: its end is this one's.
+      await this.until(STOPPED);
+      return;
     }
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
+    if (this.state !== 'abandoning') return;
+    await this.workersIdle();
+    const dropped = [...this.released.splice(0), ...this.queue.splice(0)];
+    this.queued = 0;
+    this.queueSizeGauge.set(0);
+    if (dropped.length > 0) this.drop(dropped, 'shutdown deadline passed: dropping what the exporter has not sent');
+    this.transition('done');
   }
 
   /** Takes over requests released by this exporter's predecessor: ahead of new ones, whatever the capacity (they were accepted). */
   adoptQueue(handedOver: readonly QueueRequest[]): void {
+    try {
+      this.transition('adopt');
+    } catch (err) {
+      if (handedOver.length > 0) this.drop(handedOver, 'dropping the queue of the previous configuration: this exporter is stopped');
+      throw err;
+    }
     const batches = handedOver.filter((request) => this.requests.accepts(request));
     // Same id means same exporter type, so this does not happen; if it did, it is not silent.
     if (batches.length < handedOver.length) {
@@ -475,12 +507,58 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
     this.pump();
   }
 
+  /** The queue's state (for tests and diagnostics). */
+  get lifecycleState(): QueueState {
+    return this.state;
+  }
+
+  /**
+   * The one place the state changes: nextState() checks the transition against the table (an
+   * illegal one throws); leaving the sending states cuts short every backoff wait; waiters for
+   * the new state are released.
+   */
+  private transition(event: QueueEvent): void {
+    const next = nextState(this.state, event, this.settings.id);
+    if (next === this.state) return;
+    const wasSending = this.does.sends;
+    this.state = next;
+    this.does = BEHAVIOUR[next];
+    if (wasSending && !this.does.sends) for (const wake of this.wakeSleepers) wake();
+    for (let i = this.stateWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.stateWaiters[i]!;
+      if (!waiter.states.includes(next)) continue;
+      this.stateWaiters.splice(i, 1);
+      waiter.resolve();
+    }
+  }
+
+  /** Resolves once the queue is in one of `states` (at once if it is). */
+  private until(states: readonly QueueState[]): Promise<void> {
+    if (states.includes(this.state)) return Promise.resolve();
+    return new Promise((resolve) => this.stateWaiters.push({ states, resolve }));
+  }
+
+  /** Resolves once no worker has an attempt in flight. */
+  private workersIdle(): Promise<void> {
+    if (this.activeWorkers === 0) return Promise.resolve();
+    return new Promise((resolve) => this.workerWaiters.push(resolve));
+  }
+
+  private abortAttempts(): void {
+    for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
+  }
+
+  /** A drain ends when nothing is queued and no worker sends. */
+  private drainedIfIdle(): void {
+    if (this.state === 'draining' && this.activeWorkers === 0 && this.queue.length === 0) this.transition('done');
+  }
+
   get queueLength(): number {
     return this.queue.length;
   }
 
   private pump(): void {
-    while (!this.releasing && this.activeWorkers < this.config.queue.numConsumers && this.queue.length > 0) {
+    while (this.does.sends && this.activeWorkers < this.config.queue.numConsumers && this.queue.length > 0) {
       const batch = this.queue.shift()!;
       this.queued -= this.sizeOf(batch);
       this.queueSizeGauge.set(this.queued);
@@ -499,10 +577,8 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
 
   private notifyIdle(): void {
     if (this.activeWorkers !== 0) return;
-    for (const resolve of this.releaseWaiters.splice(0)) resolve();
-    // abandonQueue() ends the drain itself, once it has counted what it drops.
-    if (this.abandoning) return;
-    if (this.queue.length === 0 || this.releasing) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    for (const resolve of this.workerWaiters.splice(0)) resolve();
+    this.drainedIfIdle();
   }
 
   /** True when the batch is done with (sent, or given up on); false when a release set it aside. */
@@ -512,7 +588,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
     const startedAt = performance.now();
     let interval = retry.initialIntervalMs;
     for (let attempt = 1; ; attempt++) {
-      if (attempt > 1 && this.releasing) {
+      if (attempt > 1 && !this.does.sends) {
         if (queued) {
           this.released.push(batch);
           return false;
@@ -529,7 +605,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
         // Released during this attempt: no backoff, the loop hands the batch over. A persistent
         // batch (acknowledged to its client, on disk) stays on disk even without retries: the
         // release (or the shutdown deadline) cut its attempt short, the backend did not refuse it.
-        if (!permanent && this.releasing && (retry.enabled || (queued && this.refs.has(batch)))) continue;
+        if (!permanent && !this.does.sends && (retry.enabled || (queued && this.refs.has(batch)))) continue;
         let delay = err instanceof RetryableError && err.retryAfterMs !== undefined ? err.retryAfterMs : jitter(interval, retry.randomizationFactor);
         const elapsed = performance.now() - startedAt;
         const outOfTime = retry.maxElapsedTimeMs > 0 && elapsed + delay > retry.maxElapsedTimeMs;
@@ -615,7 +691,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
     }
   }
 
-  /** A backoff wait that releaseQueue() can cut short. */
+  /** A backoff wait that leaving the sending states (transition()) cuts short. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const wake = () => {

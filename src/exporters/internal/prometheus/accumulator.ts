@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { attrValueToString, type Attributes } from '../../../pdata/attributes';
-import { WIRE_LEN, WireReader } from '../../../pdata/wire';
+import { RESOURCE_ITEMS } from '../../../pdata/fields';
+import { WireReader } from '../../../pdata/wire';
 import type { ResourceBlock } from '../../../pdata/batch';
 import { TooDeepError, decodeWithinLimit, types } from '../../../pdata/codec';
 import {
@@ -605,7 +606,7 @@ function withoutResource(bytes: Uint8Array): Uint8Array {
     const at = reader.pos;
     const tag = reader.tag();
     reader.skip(tag & 7);
-    if (tag === 1 * 8 + WIRE_LEN) sawResource = true;
+    if (tag === RESOURCE_ITEMS.resource) sawResource = true;
     else parts.push(bytes.subarray(at, reader.pos));
   }
   return sawResource ? Buffer.concat(parts) : bytes;

@@ -1,0 +1,83 @@
+import { WIRE_I64, WIRE_LEN, WIRE_VARINT } from './wire';
+
+// The OTLP fields that the wire readers find by number (scan.ts, spans.ts, attributes.ts,
+// batch.ts, codec.ts, the prometheus accumulator, the connectors' metric output), named once here
+// as tags: field number × 8 + wire type, what WireReader.tag() returns, so a reader compares
+// with them directly. Keys are the upstream field names. test/pdata/schema.test.ts checks every
+// entry against proto/ (opentelemetry-proto as published): number, name and wire type.
+// (schema.ts keeps the scanner's full message tables; the same test checks those.)
+
+const tag = (field: number, wireType: number): number => field * 8 + wireType;
+
+/** The field number of a tag (for APIs that take a number; call it once, at module load). */
+export const fieldOf = (t: number): number => t >>> 3;
+
+/** ExportTraceServiceRequest.resource_spans, ExportMetricsServiceRequest.resource_metrics. */
+export const EXPORT_REQUEST = { resources: tag(1, WIRE_LEN) } as const;
+
+/** ResourceSpans / ResourceMetrics; `scopes` is scope_spans / scope_metrics. */
+export const RESOURCE_ITEMS = { resource: tag(1, WIRE_LEN), scopes: tag(2, WIRE_LEN), schema_url: tag(3, WIRE_LEN) } as const;
+
+/** ScopeSpans / ScopeMetrics; `items` is spans / metrics. */
+export const SCOPE_ITEMS = { scope: tag(1, WIRE_LEN), items: tag(2, WIRE_LEN), schema_url: tag(3, WIRE_LEN) } as const;
+
+export const RESOURCE = { attributes: tag(1, WIRE_LEN) } as const;
+
+export const INSTRUMENTATION_SCOPE = { name: tag(1, WIRE_LEN) } as const;
+
+export const SPAN = {
+  trace_id: tag(1, WIRE_LEN),
+  span_id: tag(2, WIRE_LEN),
+  parent_span_id: tag(4, WIRE_LEN),
+  name: tag(5, WIRE_LEN),
+  kind: tag(6, WIRE_VARINT),
+  start_time_unix_nano: tag(7, WIRE_I64),
+  end_time_unix_nano: tag(8, WIRE_I64),
+  attributes: tag(9, WIRE_LEN),
+  status: tag(15, WIRE_LEN),
+} as const;
+
+export const STATUS = { code: tag(3, WIRE_VARINT) } as const;
+
+export const KEY_VALUE = { key: tag(1, WIRE_LEN), value: tag(2, WIRE_LEN) } as const;
+
+export const ANY_VALUE = {
+  string_value: tag(1, WIRE_LEN),
+  bool_value: tag(2, WIRE_VARINT),
+  int_value: tag(3, WIRE_VARINT),
+  double_value: tag(4, WIRE_I64),
+  array_value: tag(5, WIRE_LEN),
+  kvlist_value: tag(6, WIRE_LEN),
+  bytes_value: tag(7, WIRE_LEN),
+} as const;
+
+/** ArrayValue.values and KeyValueList.values. */
+export const VALUES = { values: tag(1, WIRE_LEN) } as const;
+
+export const METRIC = { name: tag(1, WIRE_LEN) } as const;
+
+/**
+ * Gauge, Sum, Histogram, ExponentialHistogram, Summary: data_points in all; the scanner checks
+ * fields 2 and 3 as varints in each (Sum has both, the histograms field 2).
+ */
+export const POINTS_HOLDER = {
+  data_points: tag(1, WIRE_LEN),
+  aggregation_temporality: tag(2, WIRE_VARINT),
+  is_monotonic: tag(3, WIRE_VARINT),
+} as const;
+
+/** Every table above, for the test that checks them against proto/. */
+export const OTLP_FIELD_TABLES = {
+  EXPORT_REQUEST,
+  RESOURCE_ITEMS,
+  SCOPE_ITEMS,
+  RESOURCE,
+  INSTRUMENTATION_SCOPE,
+  SPAN,
+  STATUS,
+  KEY_VALUE,
+  ANY_VALUE,
+  VALUES,
+  METRIC,
+  POINTS_HOLDER,
+} as const;

@@ -7,7 +7,7 @@ import * as vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { loadConfig } from '../../src/cli';
-import { ADMIN_PAGE_HTML } from '../../src/extensions/admin/page';
+import { PAGE_DIR } from '../../src/extensions/admin/admin';
 import { Supervisor } from '../../src/service/supervisor';
 import { compileLinearRegex } from '../../src/util/regex';
 import { freePorts } from '../helpers/ports';
@@ -178,7 +178,8 @@ void describe('admin API with a token', () => {
 
 void describe('admin page regex predictions', () => {
   // The page's own functions, taken from the served script (test/e2e/admin-page.test.ts runs the whole page).
-  const script = ADMIN_PAGE_HTML.slice(ADMIN_PAGE_HTML.indexOf('var BACKSLASH'), ADMIN_PAGE_HTML.indexOf('  // true, false, or null when the page cannot tell'));
+  const built = fs.readFileSync(path.join(PAGE_DIR, 'app.js'), 'utf8');
+  const script = built.slice(built.indexOf('// ---- regex predictions ----'), built.indexOf('// ---- end of regex predictions ----'));
   const context = vm.createContext({});
   vm.runInContext(script, context);
   const regexPrediction = (source: string, flags: string, value: string) =>

@@ -90,6 +90,15 @@ export interface ServiceControl {
   setFilter(id: string, lists: unknown): string[];
   /** Writes a filter processor's current lists into the config file. */
   saveFilter(id: string): Promise<void>;
+  /** What the given lists would decide for every instance the inventory knows; changes nothing. */
+  dryRun(id: string, lists: unknown): DryRunResult;
+}
+
+/** A dry run: the validation errors (then no instances), or each known instance as the lists would decide it. */
+export interface DryRunResult {
+  readonly errors: string[];
+  /** `kept: null`: not decidable here (the inventory did not keep all of the instance's attributes). */
+  readonly instances: { id: string; kept: boolean | null; selector: string | null }[];
 }
 
 export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';

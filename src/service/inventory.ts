@@ -129,6 +129,16 @@ export class Inventory implements InstanceRecorder {
     }
   }
 
+  /**
+   * What `decide` says for every instance, in list() order, changing nothing (a dry run of new
+   * rules). An instance whose attributes were not all kept gets null, as redecide() would give it.
+   */
+  preview(decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): { id: string; kept: boolean | null; selector: string | null }[] {
+    return [...this.records.values()]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((r) => (r.source === undefined ? { id: r.id, kept: null, selector: null } : { id: r.id, ...decide(r.source) }));
+  }
+
   list(): InstanceView[] {
     const now = this.clock();
     return [...this.records.values()]

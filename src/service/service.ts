@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import pino, { type Logger } from 'pino';
 import * as YAML from 'yaml';
-import { canHandOver, type FilterLists, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
+import { canHandOver, type DryRunResult, type FilterLists, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
 import { ConfigIssues, Node, isRecord } from '../config/reader';
 import type { ServiceConfig } from '../config/service-config';
-import { FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
+import { decide, FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
 import { Graph } from '../pipeline/graph';
 import type { InstanceView } from '../component/component';
 import { Inventory } from './inventory';
@@ -135,21 +135,41 @@ export class Service implements ServiceControl {
   }
 
   setFilter(id: string, lists: unknown): string[] {
+    const parsed = this.parseLists(id, lists);
+    if (parsed.errors.length > 0) return parsed.errors;
+    const { config, raw } = parsed;
+    this.applyFilter(id, config!, raw);
+    this.unsaved.add(id);
+    this.logger.info({ filter: id, keep: raw.keep ?? null, drop: raw.drop ?? [] }, 'filter lists replaced through the admin API');
+    return [];
+  }
+
+  dryRun(id: string, lists: unknown): DryRunResult {
+    const parsed = this.parseLists(id, lists);
+    if (parsed.errors.length > 0) return { errors: parsed.errors, instances: [] };
+    const config = parsed.config!;
+    return {
+      errors: [],
+      instances: this.inventory.preview((attributes) => {
+        const decision = decide(config, attributes);
+        return { kept: decision.kept, selector: decision.selector?.text ?? null };
+      }),
+    };
+  }
+
+  /** Validates new lists over a filter's current config, as setFilter and dryRun take them. */
+  private parseLists(id: string, lists: unknown): { errors: string[]; config?: FilterConfig; raw: Record<string, unknown> } {
     const issues = new ConfigIssues();
     const body = new Node(lists, '', issues);
     const at = body.struct(['keep', 'drop']);
-    if (!isRecord(lists)) return issues.errors.length > 0 ? issues.errors : ['the body must be a JSON object with "keep" and/or "drop"'];
     const raw: Record<string, unknown> = { ...this.filterSources.get(id) };
+    if (!isRecord(lists)) return { errors: issues.errors.length > 0 ? issues.errors : ['the body must be a JSON object with "keep" and/or "drop"'], raw };
     delete raw.keep;
     delete raw.drop;
     if (!at('keep').isAbsent) raw.keep = lists.keep;
     if (!at('drop').isAbsent) raw.drop = lists.drop;
     const config = parseFilterConfig(new Node(raw, `processors::${id}`, issues));
-    if (issues.errors.length > 0) return issues.errors;
-    this.applyFilter(id, config, raw);
-    this.unsaved.add(id);
-    this.logger.info({ filter: id, keep: raw.keep ?? null, drop: raw.drop ?? [] }, 'filter lists replaced through the admin API');
-    return [];
+    return { errors: issues.errors, config, raw };
   }
 
   /** Swaps a filter processor's rules in every pipeline; receivers and queues are untouched. */

@@ -118,7 +118,7 @@ export class AdminExtension implements Component {
       sendJson(res, 200, Object.fromEntries(control.filters()));
       return;
     }
-    const filterPath = /^\/api\/v1\/filters\/(.+?)(\/save)?$/.exec(path);
+    const filterPath = /^\/api\/v1\/filters\/(.+?)(\/save|\/dry-run)?$/.exec(path);
     if (filterPath) {
       let id: string;
       try {
@@ -128,6 +128,13 @@ export class AdminExtension implements Component {
       }
       const filters = control.filters();
       if (!filters.has(id)) throw new ApiError(404, `no filter processor "${id}" runs in a pipeline (known: ${[...filters.keys()].join(', ') || 'none'})`);
+      if (filterPath[2] === '/dry-run') {
+        if (method !== 'POST') throw new ApiError(405, 'use POST with the lists to try');
+        const result = control.dryRun(id, await readJson(req));
+        if (result.errors.length > 0) throw new ApiError(400, `invalid filter lists for ${id}`, result.errors);
+        sendJson(res, 200, { instances: result.instances });
+        return;
+      }
       if (filterPath[2]) {
         if (method !== 'POST') throw new ApiError(405, 'use POST to save');
         try {

@@ -15,6 +15,7 @@ const control: ServiceControl = {
   filters: () => new Map([['filter/obi', { keep: undefined, drop: [] }]]),
   setFilter: () => [],
   saveFilter: async () => undefined,
+  dryRun: () => ({ errors: [], instances: [] }),
 };
 
 void describe('admin page files', () => {

@@ -1,7 +1,9 @@
 // The admin page's script (index.html loads the compiled app.js as a module): the instance
 // inventory, live, with one-click keep/drop of an instance or a whole service through the same
-// admin API that scripts use. Browser code: compiled by this folder's tsconfig.json (ES2020, DOM),
-// no imports, no bundler. test/e2e/admin-page.test.ts runs it in headless Chromium.
+// admin API that scripts use. What lists decide is always the server's answer (the dry-run
+// endpoint runs the filter's own matcher); the page matches nothing itself. Browser code: compiled
+// by this folder's tsconfig.json (ES2020, DOM), no imports, no bundler.
+// test/e2e/admin-page.test.ts runs it in headless Chromium.
 
 const POLL_MS = 2000;
 const TOKEN_KEY = 'spansieve.adminToken';
@@ -121,7 +123,7 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-// ---- the server's selector semantics (src/processors/filter/selectors.ts), for predictions ----
+// ---- lists as data: equality and display (matching is the server's: see the dry runs below) ----
 
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
@@ -136,161 +138,77 @@ function canonical(value: unknown): string {
 function same(a: unknown, b: unknown): boolean {
   return canonical(a) === canonical(b);
 }
+/** A selector as the server writes it in an instance's `selector` (key="value", ...). */
 function selectorText(selector: Selector): string {
   return Object.keys(selector)
     .map((k) => `${k}=${JSON.stringify(selector[k])}`)
     .join(', ');
 }
-function pidOf(instanceId: string): string | undefined {
-  const colon = instanceId.lastIndexOf(':');
-  if (colon < 0) return undefined;
-  const pid = instanceId.slice(colon + 1);
-  return /^[0-9]+$/.test(pid) ? pid : undefined;
+
+// ---- what lists decide: asked of the server (POST .../dry-run), never computed here ----
+
+/** One instance as a dry run decides it; kept null: the server cannot tell (attributes not all kept). */
+interface Decision {
+  id: string;
+  kept: boolean | null;
+  selector: string | null;
 }
-function attrString(value: unknown): string {
-  if (value === null) return '';
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return JSON.stringify(value) ?? '';
+
+/** The decisions of the selected filter processor's running lists, for the lists they were asked for. */
+let preview: { key: string; decisions: Map<string, Decision> } | null = null;
+
+function previewKey(id: string, lists: Lists): string {
+  return `${id}|${canonical(body(lists))}`;
 }
-function globMatch(pattern: string, text: string): boolean {
-  const p = Array.from(pattern);
-  const t = Array.from(text);
-  let pi = 0;
-  let ti = 0;
-  let star = -1;
-  let mark = 0;
-  while (ti < t.length) {
-    if (pi < p.length && (p[pi] === '?' || (p[pi] !== '*' && p[pi] === t[ti]))) {
-      pi++;
-      ti++;
-    } else if (pi < p.length && p[pi] === '*') {
-      star = pi++;
-      mark = ti;
-    } else if (star >= 0) {
-      pi = star + 1;
-      ti = ++mark;
-    } else return false;
+
+/** What `lists` would decide for every known instance, or the refused answer. */
+async function dryRun(id: string, lists: Lists): Promise<Map<string, Decision> | ApiResult> {
+  const result = await api('POST', filterPath(id, '/dry-run'), body(lists));
+  if (!result.ok || !isRecord(result.data) || !Array.isArray(result.data.instances)) return result;
+  return new Map((result.data.instances as Decision[]).map((d) => [d.id, d]));
+}
+
+/** dryRun for an action: a refusal ends the action with the server's answer. */
+async function mustDryRun(id: string, lists: Lists): Promise<Map<string, Decision>> {
+  const answer = await dryRun(id, lists);
+  if (answer instanceof Map) return answer;
+  throw new Error(`the dry run of ${id} was refused: ${failure(answer).title}`);
+}
+
+/** Asks the server what the selected lists decide now; without an answer the page shows the inventory's decisions. */
+async function refreshPreview(): Promise<void> {
+  chooseFilter();
+  const id = state.filterId;
+  const lists = currentLists();
+  if (!id || !lists) {
+    preview = null;
+    return;
   }
-  while (pi < p.length && p[pi] === '*') pi++;
-  return pi === p.length;
+  const key = previewKey(id, lists);
+  const answer = await dryRun(id, lists);
+  preview = answer instanceof Map ? { key, decisions: answer } : null;
 }
-// ---- regex predictions ----
-// The server matches regexes with RE2 (linear time, docs/filter-processor.md); the browser's
-// engine backtracks, and a sender's value must not hang this tab. So the page predicts a regex
-// only when both engines agree and the browser's cost is bounded: with the u flag (RE2 is always
-// Unicode), no quantified group holding a quantifier or '|', at most two unbounded quantifiers,
-// no backreference, lookaround or named group, values up to 256 characters. Else: null.
-function regexIsTame(source: string): boolean {
-  const open: boolean[] = [];
-  let last: 'atom' | 'risky' | 'quantifier' | null = null;
-  let unbounded = 0;
-  for (let i = 0; i < source.length; i++) {
-    const c = source.charAt(i);
-    if (c === '\\') {
-      if (/[1-9k]/.test(source.charAt(i + 1))) return false;
-      i++;
-      last = 'atom';
-    } else if (c === '[') {
-      for (i++; i < source.length && source.charAt(i) !== ']'; i++) if (source.charAt(i) === '\\') i++;
-      last = 'atom';
-    } else if (c === '(') {
-      if (source.charAt(i + 1) === '?') {
-        if (source.charAt(i + 2) !== ':') return false;
-        i += 2;
-      }
-      open.push(false);
-      last = null;
-    } else if (c === ')') {
-      if (!open.length) return false;
-      const risky = open.pop();
-      if (risky && open.length) open[open.length - 1] = true;
-      last = risky ? 'risky' : 'atom';
-    } else if (c === '|') {
-      if (open.length) open[open.length - 1] = true;
-      last = null;
-    } else if (c === '*' || c === '+' || c === '?' || c === '{') {
-      if (last === 'quantifier' && c === '?') continue;
-      if (last === 'risky') return false;
-      if (open.length) open[open.length - 1] = true;
-      const close = c === '{' ? source.indexOf('}', i) : -1;
-      const range = close > 0 ? source.slice(i + 1, close) : '';
-      if (c === '*' || c === '+' || /,$/.test(range)) unbounded++;
-      if (close > 0) i = close;
-      last = 'quantifier';
-    } else {
-      last = 'atom';
-    }
-  }
-  return unbounded <= 2;
+
+/** The server's decision for an instance under the lists the page shows, if it gave one for exactly those lists. */
+function decisionFor(instance: Instance): Decision | undefined {
+  const id = state.filterId;
+  const lists = currentLists();
+  if (!id || !lists || !preview || preview.key !== previewKey(id, lists)) return undefined;
+  const decision = preview.decisions.get(instance.id);
+  return decision && decision.kept !== null ? decision : undefined;
 }
-function regexPrediction(source: string, flags: string, value: string): boolean | null {
-  if (value.length > 256 || !/^[imsgyud]*$/.test(flags) || !regexIsTame(source)) return null;
-  try {
-    return new RegExp(source, `${flags.replace(/[gyud]/g, '')}u`).test(value);
-  } catch {
-    return null;
-  }
-}
-// ---- end of regex predictions ----
-// true, false, or null when the page cannot tell (process selectors need the host's /proc).
-function conditionMatches(key: string, want: unknown, instance: Instance): boolean | null {
-  if (key === 'process') return null;
-  if (key === 'pid') {
-    const pid = pidOf(instance.id);
-    const wanted = typeof want === 'number' ? String(want) : /^[0-9]+$/.test(String(want)) ? String(Number(want)) : null;
-    return pid !== undefined && wanted !== null && pid === wanted;
-  }
-  const attributes = instance.attributes || {};
-  if (!Object.prototype.hasOwnProperty.call(attributes, key)) return false;
-  const value = attrString(attributes[key]);
-  if (typeof want === 'number' || typeof want === 'boolean') return value === String(want);
-  if (typeof want !== 'string') return null;
-  const slash = want.lastIndexOf('/');
-  if (want.charAt(0) === '/' && slash > 0 && /^[a-z]*$/.test(want.slice(slash + 1))) {
-    return regexPrediction(want.slice(1, slash), want.slice(slash + 1), value);
-  }
-  if (want.includes('*') || want.includes('?')) return globMatch(want, value);
-  return value === want;
-}
-function selectorMatches(selector: Selector, instance: Instance): boolean | null {
-  let unknown = false;
-  for (const key of Object.keys(selector)) {
-    const r = conditionMatches(key, selector[key], instance);
-    if (r === false) return false;
-    if (r === null) unknown = true;
-  }
-  return unknown ? null : true;
-}
-/** The first matching selector in written order; matched is null when the page cannot tell. */
-function firstMatch(list: readonly Selector[], instance: Instance): { matched: boolean | null; selector: Selector | null } {
-  let unknown = false;
-  for (const selector of list) {
-    const r = selectorMatches(selector, instance);
-    if (r === true) return { matched: true, selector: unknown ? null : selector };
-    if (r === null) unknown = true;
-  }
-  return { matched: unknown ? null : false, selector: null };
-}
-interface Prediction {
-  kept: boolean;
-  selector: Selector | null;
-  why: string;
-}
-/** What the lists decide for an instance, or null when the page cannot tell. */
-function predict(instance: Instance, lists: Lists | undefined): Prediction | null {
-  if (!lists) return null;
-  let keptBy: Selector | null = null;
-  if (lists.keep) {
-    const k = firstMatch(lists.keep, instance);
-    if (k.matched === null) return null;
-    if (!k.matched) return { kept: false, selector: null, why: 'matches no keep selector' };
-    keptBy = k.selector;
-  }
-  const d = firstMatch(lists.drop || [], instance);
-  if (d.matched === null) return null;
-  if (d.matched) return { kept: false, selector: d.selector, why: 'dropped by' };
-  return { kept: true, selector: keptBy, why: lists.keep ? 'kept by' : 'no keep list: kept' };
+
+/**
+ * For each selector, whether it matches any of the instances: a drop list of that selector alone
+ * drops the instance. One dry run per selector, all at once.
+ */
+async function matchesAny(id: string, selectors: readonly Selector[], instanceIds: readonly string[]): Promise<boolean[]> {
+  return Promise.all(
+    selectors.map(async (selector) => {
+      const decisions = await mustDryRun(id, { drop: [selector] });
+      return instanceIds.some((i) => decisions.get(i)?.kept === false);
+    }),
+  );
 }
 
 // ---- one-click actions: the new lists for the selected filter processor ----
@@ -298,17 +216,19 @@ function predict(instance: Instance, lists: Lists | undefined): Prediction | nul
 function droppedByServer(instance: Instance, selector: Selector): boolean {
   return instance.kept === false && instance.selector !== null && instance.selector === selectorText(selector);
 }
-function keepInstance(instance: Instance, lists: Lists): Change {
+/** Keep: remove the drop selectors that match the instance; add it to a keep list that does not keep it. */
+async function keepInstance(id: string, instance: Instance, lists: Lists): Promise<Change> {
   const exact: Selector = { [ID]: instance.id };
+  const hits = await matchesAny(id, lists.drop || [], [instance.id]);
   const removed: Selector[] = [];
-  const drop = (lists.drop || []).filter((s) => {
-    const hit = selectorMatches(s, instance) === true || droppedByServer(instance, s);
+  const drop = (lists.drop || []).filter((s, i) => {
+    const hit = hits[i] === true || droppedByServer(instance, s);
     if (hit) removed.push(s);
     return !hit;
   });
   const keep = clone(lists.keep);
   let added: Selector | null = null;
-  if (keep && firstMatch(keep, instance).matched !== true) {
+  if (keep && (await mustDryRun(id, { keep, drop: [] })).get(instance.id)?.kept !== true) {
     keep.push(exact);
     added = exact;
   }
@@ -337,11 +257,17 @@ function dropExact(lists: Lists, exact: Selector): Change {
 function dropInstance(instance: Instance, lists: Lists): Change {
   return dropExact(lists, { [ID]: instance.id });
 }
-function keepService(name: string, members: readonly Instance[], lists: Lists): Change {
+/** Keep service: remove the drop selectors equal to the service's or matching any of its instances; add the service to a keep list. */
+async function keepService(id: string, name: string, members: readonly Instance[], lists: Lists): Promise<Change> {
   const exact: Selector = { [SERVICE]: name };
+  const hits = await matchesAny(
+    id,
+    lists.drop || [],
+    members.map((m) => m.id),
+  );
   const removed: Selector[] = [];
-  const drop = (lists.drop || []).filter((s) => {
-    const hit = same(s, exact) || members.some((m) => selectorMatches(s, m) === true || droppedByServer(m, s));
+  const drop = (lists.drop || []).filter((s, i) => {
+    const hit = same(s, exact) || hits[i] === true || members.some((m) => droppedByServer(m, s));
     if (hit) removed.push(s);
     return !hit;
   });
@@ -355,6 +281,17 @@ function keepService(name: string, members: readonly Instance[], lists: Lists): 
 }
 function dropService(name: string, lists: Lists): Change {
   return dropExact(lists, { [SERVICE]: name });
+}
+// Whether Keep / Keep service would change the lists, from the dry run of the lists shown: Keep
+// changes nothing exactly when the lists keep the instance (no drop selector matches it, the keep
+// list does or is absent). Without the server's answer the button stays enabled.
+function keepChanges(instance: Instance, lists: Lists): boolean {
+  return decisionFor(instance)?.kept !== true || (lists.drop || []).some((s) => droppedByServer(instance, s));
+}
+function keepServiceChanges(name: string, members: readonly Instance[], lists: Lists): boolean {
+  const exact: Selector = { [SERVICE]: name };
+  if (lists.keep && !lists.keep.some((s) => same(s, exact))) return true;
+  return (lists.drop || []).some((s) => same(s, exact)) || members.some((m) => keepChanges(m, lists));
 }
 function unchanged(change: Change, lists: Lists): boolean {
   return same(change.keep === undefined ? null : change.keep, lists.keep === undefined ? null : lists.keep) && same(change.drop, lists.drop || []);
@@ -456,6 +393,7 @@ async function refresh(): Promise<void> {
     if (inst.ok && Array.isArray(inst.data)) state.instances = inst.data as Instance[];
     if (filt.ok && isRecord(filt.data)) state.filters = filt.data as Record<string, Lists>;
     if (inst.ok && filt.ok) {
+      await refreshPreview();
       if (!state.lastUpdate) setStatus(`Live: refreshed every ${POLL_MS / 1000} s.`);
       state.lastUpdate = new Date();
       if (status.dataset.offline) {
@@ -486,10 +424,16 @@ function currentLists(): Lists | undefined {
   return state.filterId ? state.filters[state.filterId] : undefined;
 }
 
-function renderFilterSelect(): void {
-  const select = el<HTMLSelectElement>('filter');
+/** The selected filter processor, the first one when none (or one that is gone) was. */
+function chooseFilter(): string[] {
   const ids = Object.keys(state.filters);
   if (!state.filterId || !ids.includes(state.filterId)) state.filterId = ids[0] ?? null;
+  return ids;
+}
+
+function renderFilterSelect(): void {
+  const select = el<HTMLSelectElement>('filter');
+  const ids = chooseFilter();
   const existing = Array.from(select.options).map((o) => o.value);
   if (existing.join('|') !== ids.join('|')) {
     select.textContent = '';
@@ -500,20 +444,22 @@ function renderFilterSelect(): void {
   if (state.filterId) select.value = state.filterId;
 }
 
+/** The Kept and Selector columns: the server's dry run of the lists shown, else the inventory's last decision. */
 function effective(instance: Instance): Effective {
-  const prediction = predict(instance, currentLists());
   if (instance.kept === null || instance.kept === undefined) {
     return { kept: null, selectorText: null, note: 'no filter decision yet', how: '' };
   }
-  if (!prediction) {
+  const decision = decisionFor(instance);
+  const lists = currentLists();
+  if (!decision || !lists) {
     return { kept: instance.kept, selectorText: instance.selector, note: '', how: instance.kept ? 'kept by' : instance.selector ? 'dropped by' : 'matches no keep selector' };
   }
-  const pending = prediction.kept !== instance.kept;
+  const pending = decision.kept !== instance.kept;
   return {
-    kept: prediction.kept,
-    selectorText: prediction.selector ? selectorText(prediction.selector) : pending ? null : instance.selector,
+    kept: decision.kept,
+    selectorText: decision.selector ?? (pending ? null : instance.selector),
     note: pending ? `from the next request (last data: ${instance.kept ? 'kept' : 'dropped'})` : '',
-    how: prediction.why,
+    how: decision.kept ? (lists.keep ? 'kept by' : 'no keep list: kept') : decision.selector ? 'dropped by' : 'matches no keep selector',
   };
 }
 
@@ -602,7 +548,7 @@ function updateRow(row: Row, instance: Instance, eff: Effective, lists: Lists | 
   row.cells.first.title = instance.firstSeen;
   row.cells.last.title = instance.lastSeen;
   const canAct = !!lists && !!instance.id && !state.busy;
-  row.keep.disabled = !canAct || !lists || unchanged(keepInstance(instance, lists), lists);
+  row.keep.disabled = !canAct || !lists || !keepChanges(instance, lists);
   row.drop.disabled = !canAct || !lists || unchanged(dropInstance(instance, lists), lists);
   row.keep.title = row.keep.disabled && canAct ? 'already kept by these lists' : '';
   row.drop.title = row.drop.disabled && canAct ? 'already in the drop list' : '';
@@ -683,7 +629,7 @@ function render(): void {
       if (group.counts.textContent !== countText) group.counts.textContent = countText;
       const all = state.instances.filter((i) => (i.service === null ? '' : i.service) === k);
       const canAct = !!lists && k !== '' && !state.busy;
-      group.keep.disabled = !canAct || !lists || unchanged(keepService(k, all, lists), lists);
+      group.keep.disabled = !canAct || !lists || !keepServiceChanges(k, all, lists);
       group.drop.disabled = !canAct || !lists || unchanged(dropService(k, lists), lists);
     } else if (group.header.parentNode) {
       group.header.remove();
@@ -793,12 +739,12 @@ async function act(kind: Action, target: string | number): Promise<void> {
         setStatus(`Instance ${target} is no longer listed.`, true);
         return;
       }
-      change = kind === 'keep-instance' ? keepInstance(instance, lists) : dropInstance(instance, lists);
+      change = kind === 'keep-instance' ? await keepInstance(id, instance, lists) : dropInstance(instance, lists);
       what = `${kind === 'keep-instance' ? 'Keep' : 'Drop'} instance ${target}`;
     } else if (kind === 'keep-service' || kind === 'drop-service') {
       const name = String(target);
       const members = state.instances.filter((i) => i.service === name);
-      change = kind === 'keep-service' ? keepService(name, members, lists) : dropService(name, lists);
+      change = kind === 'keep-service' ? await keepService(id, name, members, lists) : dropService(name, lists);
       what = `${kind === 'keep-service' ? 'Keep' : 'Drop'} service ${name}`;
     } else {
       const listName = kind === 'remove-keep' ? 'keep' : 'drop';
@@ -838,6 +784,8 @@ async function put(id: string, payload: unknown, success: string): Promise<boole
   state.filters[id] = result.data as Lists;
   delete el('lists-json').dataset.edited;
   setStatus(`${success} Applies from the next request.`);
+  // What the new lists decide, before data arrives under them.
+  await refreshPreview().catch(() => undefined);
   return true;
 }
 
@@ -906,6 +854,7 @@ el('filter').addEventListener('change', () => {
   state.filterId = el<HTMLSelectElement>('filter').value;
   delete el('lists-json').dataset.edited;
   render();
+  refreshPreview().then(render, () => undefined);
 });
 el('search').addEventListener('input', render);
 el('group').addEventListener('change', render);

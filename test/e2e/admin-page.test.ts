@@ -316,8 +316,8 @@ describe('admin page in headless Chromium', () => {
 });
 
 describe('admin page and server agree on what lists decide', () => {
-  // The page shows the server's dry run of the running lists: after an edit, what it shows for each
-  // instance is what the filter then does to that instance's data. The cases include where the
+  // The page shows the server's dry run, of the lists being edited (the JSON editor's preview) and
+  // of the running lists (the table): both are what the filter then does to each instance's data. The cases include where the
   // page's former matcher of its own differed from the server: RE2's \s is ASCII only (a browser's
   // is Unicode), and a glob's literal half of a surrogate pair (the server compares UTF-16 units).
   // A glob's ? is one character, a surrogate pair included, on both.
@@ -365,12 +365,8 @@ describe('admin page and server agree on what lists decide', () => {
     await sink.stop();
   });
 
-  /** Applies lists in the JSON editor and returns what the page then shows per instance (true: kept). */
-  async function applyInPage(lists: unknown): Promise<Map<string, boolean>> {
-    await page.fill('#lists-json', JSON.stringify(lists));
-    await page.getByRole('button', { name: 'Apply', exact: true }).click();
-    await waitFor('the page to apply the lists', async () => /Replaced the lists of filter\/obi/.test(await statusText(page)), UI_TIMEOUT_MS);
-    await page.waitForSelector('#apply-json:not([disabled])', { timeout: UI_TIMEOUT_MS });
+  /** The Kept column per instance (true: kept). */
+  async function shownInTable(): Promise<Map<string, boolean>> {
     const shown = new Map<string, boolean>();
     for (const instance of all) {
       const kept = await page.getAttribute(row(instance.instanceId), 'data-kept');
@@ -378,6 +374,34 @@ describe('admin page and server agree on what lists decide', () => {
       shown.set(instance.instanceId, kept === 'yes');
     }
     return shown;
+  }
+
+  /**
+   * Types lists into the JSON editor and reads its preview (the table's decisions with the changes it
+   * lists), then applies them and reads the table. True: kept.
+   */
+  async function editInPage(lists: unknown, shot?: string): Promise<{ preview: Map<string, boolean>; applied: Map<string, boolean> }> {
+    const text = JSON.stringify(lists);
+    await page.fill('#lists-json', text);
+    // The preview of exactly this text (the server was asked after the last keystroke).
+    await waitFor('the preview of the edit', async () => (await page.getAttribute('#json-preview', 'data-for')) === text, UI_TIMEOUT_MS);
+    const preview = await shownInTable();
+    const summary = (await page.textContent('#json-preview p')) ?? '';
+    assert.match(summary, /^If applied: \d+ of 5 instances kept/);
+    for (const item of await page.locator('#json-preview li').all()) {
+      const id = (await item.getAttribute('data-instance')) ?? '';
+      const kept = await item.getAttribute('data-kept');
+      assert.ok(preview.has(id) && (kept === 'yes' || kept === 'no'), `preview line ${await item.textContent()}`);
+      preview.set(id, kept === 'yes');
+    }
+    assert.equal(Number(/(\d+) of/.exec(summary)![1]), [...preview.values()].filter(Boolean).length, summary);
+    if (shot) console.log(`screenshot: ${await screenshot(page, shot)}`);
+
+    await page.getByRole('button', { name: 'Apply', exact: true }).click();
+    await waitFor('the page to apply the lists', async () => /Replaced the lists of filter\/obi/.test(await statusText(page)), UI_TIMEOUT_MS);
+    await page.waitForSelector('#apply-json:not([disabled])', { timeout: UI_TIMEOUT_MS });
+    assert.equal(await page.locator('#json-preview').isHidden(), true, 'no preview once applied');
+    return { preview, applied: await shownInTable() };
   }
 
   /** What the filter does with the next data: the instances whose spans reach the exporter. */
@@ -399,10 +423,11 @@ describe('admin page and server agree on what lists decide', () => {
   ];
   for (const [name, lists, expected] of cases) {
     test(`after an edit the page shows what the server then does: ${name}`, async () => {
-      const shown = await applyInPage(lists);
+      const { preview, applied } = await editInPage(lists, name.includes('regex, a pid') ? 'admin-page-edit-preview.png' : undefined);
       const done = await serverKeeps();
-      assert.deepEqual(Object.fromEntries(shown), Object.fromEntries(done), `page vs exported data for ${JSON.stringify(lists)}`);
-      for (const [id, kept] of Object.entries(expected)) assert.equal(shown.get(id), kept, id);
+      assert.deepEqual(Object.fromEntries(preview), Object.fromEntries(done), `editor preview vs exported data for ${JSON.stringify(lists)}`);
+      assert.deepEqual(Object.fromEntries(applied), Object.fromEntries(done), `page after Apply vs exported data for ${JSON.stringify(lists)}`);
+      for (const [id, kept] of Object.entries(expected)) assert.equal(applied.get(id), kept, id);
     });
   }
 

@@ -162,15 +162,15 @@ function previewKey(id: string, lists: Lists): string {
 }
 
 /** What `lists` would decide for every known instance, or the refused answer. */
-async function dryRun(id: string, lists: Lists): Promise<Map<string, Decision> | ApiResult> {
-  const result = await api('POST', filterPath(id, '/dry-run'), body(lists));
+async function dryRun(id: string, lists: unknown): Promise<Map<string, Decision> | ApiResult> {
+  const result = await api('POST', filterPath(id, '/dry-run'), lists);
   if (!result.ok || !isRecord(result.data) || !Array.isArray(result.data.instances)) return result;
   return new Map((result.data.instances as Decision[]).map((d) => [d.id, d]));
 }
 
 /** dryRun for an action: a refusal ends the action with the server's answer. */
 async function mustDryRun(id: string, lists: Lists): Promise<Map<string, Decision>> {
-  const answer = await dryRun(id, lists);
+  const answer = await dryRun(id, body(lists));
   if (answer instanceof Map) return answer;
   throw new Error(`the dry run of ${id} was refused: ${failure(answer).title}`);
 }
@@ -185,7 +185,7 @@ async function refreshPreview(): Promise<void> {
     return;
   }
   const key = previewKey(id, lists);
-  const answer = await dryRun(id, lists);
+  const answer = await dryRun(id, body(lists));
   preview = answer instanceof Map ? { key, decisions: answer } : null;
 }
 
@@ -394,6 +394,8 @@ async function refresh(): Promise<void> {
     if (filt.ok && isRecord(filt.data)) state.filters = filt.data as Record<string, Lists>;
     if (inst.ok && filt.ok) {
       await refreshPreview();
+      // New instances or decisions: the editor's preview follows them.
+      if (el('lists-json').dataset.edited) scheduleEditPreview();
       if (!state.lastUpdate) setStatus(`Live: refreshed every ${POLL_MS / 1000} s.`);
       state.lastUpdate = new Date();
       if (status.dataset.offline) {
@@ -457,7 +459,7 @@ function effective(instance: Instance): Effective {
   const pending = decision.kept !== instance.kept;
   return {
     kept: decision.kept,
-    selectorText: decision.selector ?? (pending ? null : instance.selector),
+    selectorText: decision.selector,
     note: pending ? `from the next request (last data: ${instance.kept ? 'kept' : 'dropped'})` : '',
     how: decision.kept ? (lists.keep ? 'kept by' : 'no keep list: kept') : decision.selector ? 'dropped by' : 'matches no keep selector',
   };
@@ -705,6 +707,84 @@ function renderLists(lists: Lists | undefined): void {
   }
 }
 
+// ---- the JSON editor's preview: what the edited lists would do, before Apply ----
+
+const MAX_PREVIEW_LINES = 50;
+let editTimer: ReturnType<typeof setTimeout> | undefined;
+let editSeq = 0;
+
+function scheduleEditPreview(): void {
+  clearTimeout(editTimer);
+  editTimer = setTimeout(() => void previewEdit().catch(() => undefined), 300);
+}
+
+/** Dry-runs the editor's text as it would be sent (the same body as Apply) and lists what would change. */
+async function previewEdit(): Promise<void> {
+  const seq = ++editSeq;
+  const box = el('json-preview');
+  const textarea = el<HTMLTextAreaElement>('lists-json');
+  const id = state.filterId;
+  const text = textarea.value;
+  if (!textarea.dataset.edited || !id) {
+    box.hidden = true;
+    box.textContent = '';
+    delete box.dataset.for;
+    delete box.dataset.signature;
+    return;
+  }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch (err) {
+    showPreview(box, text, `Not valid JSON yet: ${message(err)}`, true);
+    return;
+  }
+  const answer = await dryRun(id, payload);
+  if (seq !== editSeq) return; // a newer edit is on its way
+  if (!(answer instanceof Map)) {
+    const f = failure(answer);
+    showPreview(box, text, `Apply would be refused: ${f.title}`, true, f.errors);
+    return;
+  }
+  const changes: { instance: Instance; now: boolean | null; decision: Decision }[] = [];
+  let kept = 0;
+  for (const instance of state.instances) {
+    const decision = answer.get(instance.id);
+    if (!decision) continue;
+    if (decision.kept) kept++;
+    const now = effective(instance).kept;
+    if (decision.kept !== now) changes.push({ instance, now, decision });
+  }
+  const word = (k: boolean | null): string => (k === null ? 'cannot tell' : k ? 'kept' : 'dropped');
+  const lines = changes.slice(0, MAX_PREVIEW_LINES).map(({ instance, now, decision }) => ({
+    text: `${instance.id}: ${word(now)} → ${word(decision.kept)}${decision.selector ? ` (${decision.kept ? 'kept by' : 'dropped by'}: ${decision.selector})` : ''}`,
+    attrs: { 'data-instance': instance.id, 'data-kept': decision.kept === null ? 'unknown' : decision.kept ? 'yes' : 'no' },
+  }));
+  if (changes.length > MAX_PREVIEW_LINES) lines.push({ text: `… and ${changes.length - MAX_PREVIEW_LINES} more`, attrs: { 'data-instance': '', 'data-kept': '' } });
+  const summary =
+    `If applied: ${kept} of ${state.instances.length} instances kept; ` +
+    (changes.length === 0 ? 'no instance would change.' : `${changes.length} would change:`);
+  showPreview(box, text, summary, false, [], lines);
+}
+
+function showPreview(box: HTMLElement, forText: string, summary: string, isError: boolean, errors: readonly string[] = [], lines: { text: string; attrs: Record<string, string> }[] = []): void {
+  // Polls recompute it: rewrite (and so announce) it only when it says something new.
+  const signature = JSON.stringify([forText, summary, isError, errors, lines]);
+  if (box.dataset.signature === signature && !box.hidden) return;
+  box.dataset.signature = signature;
+  box.textContent = '';
+  box.className = isError ? 'error' : '';
+  box.appendChild(make('p', null, summary));
+  if (errors.length || lines.length) {
+    const ul = make('ul');
+    for (const e of errors) ul.appendChild(make('li', null, e));
+    for (const line of lines) ul.appendChild(make('li', line.attrs, line.text));
+    box.appendChild(ul);
+  }
+  box.dataset.for = forText;
+  box.hidden = false;
+}
+
 // ---- actions ----
 
 function describeChange(change: Change): string {
@@ -783,6 +863,7 @@ async function put(id: string, payload: unknown, success: string): Promise<boole
   }
   state.filters[id] = result.data as Lists;
   delete el('lists-json').dataset.edited;
+  void previewEdit();
   setStatus(`${success} Applies from the next request.`);
   // What the new lists decide, before data arrives under them.
   await refreshPreview().catch(() => undefined);
@@ -853,6 +934,7 @@ el('token-form').addEventListener('submit', (event) => {
 el('filter').addEventListener('change', () => {
   state.filterId = el<HTMLSelectElement>('filter').value;
   delete el('lists-json').dataset.edited;
+  void previewEdit();
   render();
   refreshPreview().then(render, () => undefined);
 });
@@ -876,10 +958,12 @@ el('apply-json').addEventListener('click', () => void applyJson());
 el('reset-json').addEventListener('click', () => {
   delete el('lists-json').dataset.edited;
   el<HTMLTextAreaElement>('lists-json').value = '';
+  void previewEdit();
   render();
 });
 el('lists-json').addEventListener('input', () => {
   el('lists-json').dataset.edited = '1';
+  scheduleEditPreview();
 });
 
 void loop();

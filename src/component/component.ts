@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AuthenticatorRef } from './auth';
+import type { DryRunResult, LiveSettings } from './live';
 import type { Node } from '../config/reader';
 import type { Attributes } from '../pdata/attributes';
 import type { Batch, ResourceBlock, Signal } from '../pdata/batch';
@@ -77,28 +78,20 @@ export interface Host {
   readonly extensions?: ReadonlyMap<string, Component>;
 }
 
-/** The filter lists of one filter processor as written (selectors as plain objects). */
-export interface FilterLists {
-  readonly keep: readonly Record<string, unknown>[] | undefined;
-  readonly drop: readonly Record<string, unknown>[];
-}
-
+/** Run-time control of the running service, for the admin extension (implemented by the Service). */
 export interface ServiceControl {
   instances(): InstanceView[];
-  filters(): Map<string, FilterLists>;
-  /** Replaces a filter processor's lists; returns validation errors (nothing changed) or []. */
-  setFilter(id: string, lists: unknown): string[];
-  /** Writes a filter processor's current lists into the config file. */
-  saveFilter(id: string): Promise<void>;
-  /** What the given lists would decide for every instance the inventory knows; changes nothing. */
-  dryRun(id: string, lists: unknown): DryRunResult;
-}
-
-/** A dry run: the validation errors (then no instances), or each known instance as the lists would decide it. */
-export interface DryRunResult {
-  readonly errors: string[];
-  /** `kept: null`: not decidable here (the inventory did not keep all of the instance's attributes). */
-  readonly instances: { id: string; kept: boolean | null; selector: string | null }[];
+  /**
+   * The live settings of every running live-editable component (a factory with `live`, see
+   * component/live.ts), by component id: the filter processors' keep and drop lists.
+   */
+  liveSettings(): Map<string, Record<string, unknown>>;
+  /** Replaces a component's live settings in all its instances; returns validation errors (nothing changed) or []. */
+  setLive(id: string, settings: unknown): string[];
+  /** Writes a component's current live settings into the config file. */
+  saveLive(id: string): Promise<void>;
+  /** What the given settings would decide for every instance the inventory knows; changes nothing. */
+  dryRun(id: string, settings: unknown): DryRunResult;
 }
 
 export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';
@@ -152,6 +145,8 @@ export interface Factory<C> {
   readonly kind: ComponentKind;
   /** Reads and validates this component's config, merged over its defaults; problems go to `node.issues`. */
   parseConfig(node: Node): C;
+  /** Present when its components can change settings while running (component/live.ts). */
+  readonly live?: LiveSettings<C>;
 }
 
 export interface ReceiverFactory<C> extends Factory<C> {

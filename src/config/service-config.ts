@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory } from '../component/component';
-import { findFactory, knownTypes } from '../components';
+import { FACTORIES } from '../components';
 import type { Signal } from '../pdata/batch';
 import { ConfigIssues, ConfigValidationError, Node } from './reader';
 
@@ -55,15 +55,28 @@ const SECTIONS = [
 
 const ID_PATTERN = /^([a-z][a-z0-9_]*)(?:\/([^\s/]+))?$/;
 
-/** Validates a parsed document; throws ConfigValidationError listing every problem. */
-export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): ServiceConfig {
+/** The config section (`processors`) of a kind (`processor`). */
+export function sectionOf(kind: ComponentKind): (typeof SECTIONS)[number][0] {
+  return SECTIONS.find(([, k]) => k === kind)![0];
+}
+
+/** The configured components of one kind, by id, in document order. */
+export function componentsOf(config: ServiceConfig, kind: ComponentKind): ReadonlyMap<string, ComponentConfig> {
+  return config[sectionOf(kind)];
+}
+
+/**
+ * Validates a parsed document; throws ConfigValidationError listing every problem. `factories`:
+ * the component types it may use (all of spansieve's by default; tests pass their own).
+ */
+export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), factories: readonly AnyFactory[] = FACTORIES): ServiceConfig {
   const root = new Node(doc, '', issues);
   const top = root.struct(['receivers', 'processors', 'exporters', 'connectors', 'extensions', 'service']);
   const sections = {} as Record<(typeof SECTIONS)[number][0], Map<string, ComponentConfig>>;
   for (const [section, kind] of SECTIONS) {
     const components = new Map<string, ComponentConfig>();
     for (const [id, node] of Object.entries(top(section).object())) {
-      const parsed = parseComponent(kind, id, node);
+      const parsed = parseComponent(kind, id, node, factories);
       if (parsed) components.set(id, parsed);
     }
     sections[section] = components;
@@ -112,16 +125,17 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues()): S
   return config;
 }
 
-function parseComponent(kind: ComponentKind, id: string, node: Node): ComponentConfig | undefined {
+function parseComponent(kind: ComponentKind, id: string, node: Node, factories: readonly AnyFactory[]): ComponentConfig | undefined {
   const match = ID_PATTERN.exec(id);
   if (!match) {
     node.report(`invalid component id "${id}": expected type or type/name`);
     return undefined;
   }
   const type = match[1]!;
-  const factory = findFactory(kind, type);
+  const factory = factories.find((f) => f.kind === kind && f.type === type);
   if (!factory) {
-    node.report(`unknown ${kind} type "${type}" (known: ${knownTypes(kind).join(', ') || 'none'})`);
+    const known = factories.filter((f) => f.kind === kind).map((f) => f.type);
+    node.report(`unknown ${kind} type "${type}" (known: ${known.join(', ') || 'none'})`);
     return undefined;
   }
   return { id, kind, factory, config: factory.parseConfig(node) };

@@ -3,6 +3,7 @@ import {
   canAbandon,
   canHandOver,
   type Component,
+  type ComponentKind,
   type ComponentTelemetry,
   type Consumer,
   type ConnectorFactory,
@@ -134,6 +135,22 @@ export class Graph {
       const receiver = config.receivers.get(id)!;
       const next = this.consumersOf(id, entries, () => true);
       this.receivers.set(id, (receiver.factory as ReceiverFactory<unknown>).create(this.settings(receiver), receiver.config, next));
+    }
+  }
+
+  /** The running instances of a component: one per pipeline for a processor, per incoming signal for a connector. */
+  instancesOf(kind: ComponentKind, id: string): Component[] {
+    switch (kind) {
+      case 'receiver':
+        return this.receivers.has(id) ? [this.receivers.get(id)!] : [];
+      case 'processor':
+        return this.processors.filter((p) => p.id === id).map((p) => p.component);
+      case 'exporter':
+        return this.exporters.has(id) ? [this.exporters.get(id)!] : [];
+      case 'connector':
+        return [...this.connectors].filter(([key]) => key.slice(0, key.lastIndexOf(':')) === id).map(([, c]) => c);
+      case 'extension':
+        return this.extensions.has(id) ? [this.extensions.get(id)!] : [];
     }
   }
 

@@ -1,7 +1,7 @@
 import { omittedValues, type AttrValue, type Attributes } from '../pdata/attributes';
 import type { ResourceBlock, Signal } from '../pdata/batch';
 import type { InstanceRecorder, InstanceView } from '../component/component';
-import { INSTANCE_ID, pidOfInstanceId } from '../processors/filter/selectors';
+import { INSTANCE_ID, pidOfInstanceId } from '../pdata/instance-id';
 
 // Every instance (service.instance.id) that has sent data: what it is, when it was seen, how much
 // it sends, and whether the filter keeps it. Fed by receivers (seen) and filter processors
@@ -133,10 +133,13 @@ export class Inventory implements InstanceRecorder {
    * What `decide` says for every instance, in list() order, changing nothing (a dry run of new
    * rules). An instance whose attributes were not all kept gets null, as redecide() would give it.
    */
-  preview(decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): { id: string; kept: boolean | null; selector: string | null }[] {
+  preview(decide: (attributes: Attributes) => { kept: boolean; selector: string | null } | undefined): { id: string; kept: boolean | null; selector: string | null }[] {
     return [...this.records.values()]
       .sort((a, b) => a.id.localeCompare(b.id))
-      .map((r) => (r.source === undefined ? { id: r.id, kept: null, selector: null } : { id: r.id, ...decide(r.source) }));
+      .map((r) => {
+        const decision = r.source === undefined ? undefined : decide(r.source);
+        return { id: r.id, kept: decision?.kept ?? null, selector: decision?.selector ?? null };
+      });
   }
 
   list(): InstanceView[] {

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import pino, { type Logger } from 'pino';
 import * as YAML from 'yaml';
-import { canHandOver, type DryRunResult, type FilterLists, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
+import { canHandOver, type AnyFactory, type ComponentKind, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
+import { canReconfigure, isLiveEditable, type DryRunResult, type LiveSettings } from '../component/live';
 import { ConfigIssues, Node, isRecord } from '../config/reader';
-import type { ServiceConfig } from '../config/service-config';
-import { decide, FilterProcessor, filterLists, parseFilterConfig, type FilterConfig } from '../processors/filter/filter';
+import { componentsOf, sectionOf, type ServiceConfig } from '../config/service-config';
 import { Graph } from '../pipeline/graph';
 import type { InstanceView } from '../component/component';
 import { Inventory } from './inventory';
@@ -15,7 +15,7 @@ export interface ServiceOptions {
   readonly logger?: Logger;
   /** Kept across reloads by the caller; a fresh one otherwise. */
   readonly inventory?: Inventory;
-  /** The file the config came from, where filter lists can be saved back. */
+  /** The file the config came from, where live settings (filter lists) can be saved back. */
   readonly configFile?: string;
 }
 
@@ -28,9 +28,9 @@ export class Service implements ServiceControl {
   private readonly telemetryServer: TelemetryServer | undefined;
   private readonly configFile: string | undefined;
   private status: ServiceStatus = 'stopped';
-  /** Each filter processor's raw config as currently applied (config file or admin API). */
-  private readonly filterSources = new Map<string, Record<string, unknown>>();
-  /** Filters changed through the admin API and not saved to the config file. */
+  /** Live-editable components (component/live.ts) as currently applied. */
+  private readonly live: Map<string, LiveComponent>;
+  /** Components changed through the admin API and not saved to the config file. */
   private readonly unsaved = new Set<string>();
 
   constructor(
@@ -41,10 +41,7 @@ export class Service implements ServiceControl {
     this.inventory = options.inventory ?? new Inventory();
     this.configFile = options.configFile;
     this.graph = new Graph(config, this.logger, this.telemetry, this.inventory);
-    for (const id of this.filterIds()) {
-      const raw = isRecord(config.raw.processors) ? config.raw.processors[id] : undefined;
-      this.filterSources.set(id, isRecord(raw) ? { ...raw } : {});
-    }
+    this.live = liveComponentsOf(config);
     this.telemetryServer = config.telemetry.metricsAddress ? new TelemetryServer(this.telemetry, config.telemetry.metricsAddress) : undefined;
   }
 
@@ -125,73 +122,85 @@ export class Service implements ServiceControl {
     return this.inventory.list();
   }
 
-  filters(): Map<string, FilterLists> {
-    const out = new Map<string, FilterLists>();
-    for (const id of this.filterIds()) {
-      const processor = this.filterProcessors(id)[0];
-      if (processor) out.set(id, filterLists(processor.config));
+  /** Live-editable components that run (have instances), in config order. */
+  liveSettings(): Map<string, Record<string, unknown>> {
+    const out = new Map<string, Record<string, unknown>>();
+    for (const [id, live] of this.live) {
+      if (this.graph.instancesOf(live.kind, id).length > 0) out.set(id, live.factory.live.current(live.config));
     }
     return out;
   }
 
-  setFilter(id: string, lists: unknown): string[] {
-    const parsed = this.parseLists(id, lists);
+  setLive(id: string, settings: unknown): string[] {
+    const parsed = this.parseLive(id, settings);
     if (parsed.errors.length > 0) return parsed.errors;
-    const { config, raw } = parsed;
-    this.applyFilter(id, config!, raw);
+    this.applyLive(id, parsed.config, parsed.raw);
     this.unsaved.add(id);
-    this.logger.info({ filter: id, keep: raw.keep ?? null, drop: raw.drop ?? [] }, 'filter lists replaced through the admin API');
+    // Messages and fields as documented (docs/telemetry.md): the filters were the first live-editable components.
+    this.logger.info({ filter: id, ...this.live.get(id)!.factory.live.current(parsed.config) }, 'filter lists replaced through the admin API');
     return [];
   }
 
-  dryRun(id: string, lists: unknown): DryRunResult {
-    const parsed = this.parseLists(id, lists);
+  dryRun(id: string, settings: unknown): DryRunResult {
+    const parsed = this.parseLive(id, settings);
     if (parsed.errors.length > 0) return { errors: parsed.errors, instances: [] };
-    const config = parsed.config!;
-    return {
-      errors: [],
-      instances: this.inventory.preview((attributes) => {
-        const decision = decide(config, attributes);
-        return { kept: decision.kept, selector: decision.selector?.text ?? null };
-      }),
-    };
+    const live = this.live.get(id)!.factory.live;
+    // A component that does not decide on instances leaves every decision null.
+    return { errors: [], instances: this.inventory.preview((attributes) => live.decide?.(parsed.config, attributes)) };
   }
 
-  /** Validates new lists over a filter's current config, as setFilter and dryRun take them. */
-  private parseLists(id: string, lists: unknown): { errors: string[]; config?: FilterConfig; raw: Record<string, unknown> } {
+  /**
+   * Validates new live settings the way the config file is validated: the body's keys replace
+   * those of the component's current raw config, and its factory parses the result (same
+   * messages, paths under `<kind>s::<id>`).
+   */
+  private parseLive(id: string, settings: unknown): { errors: string[]; config: unknown; raw: Record<string, unknown> } {
+    const live = this.live.get(id);
+    if (!live) return { errors: [`no live-editable component "${id}"`], config: undefined, raw: {} };
+    const keys = live.factory.live.keys;
     const issues = new ConfigIssues();
-    const body = new Node(lists, '', issues);
-    const at = body.struct(['keep', 'drop']);
-    const raw: Record<string, unknown> = { ...this.filterSources.get(id) };
-    if (!isRecord(lists)) return { errors: issues.errors.length > 0 ? issues.errors : ['the body must be a JSON object with "keep" and/or "drop"'], raw };
-    delete raw.keep;
-    delete raw.drop;
-    if (!at('keep').isAbsent) raw.keep = lists.keep;
-    if (!at('drop').isAbsent) raw.drop = lists.drop;
-    const config = parseFilterConfig(new Node(raw, `processors::${id}`, issues));
+    const body = new Node(settings, '', issues);
+    const at = body.struct(keys);
+    if (!isRecord(settings)) {
+      const errors = issues.errors.length > 0 ? issues.errors : [`the body must be a JSON object with ${keys.map((k) => `"${k}"`).join(' and/or ')}`];
+      return { errors, config: undefined, raw: {} };
+    }
+    const raw: Record<string, unknown> = { ...live.raw };
+    for (const key of keys) {
+      delete raw[key];
+      if (!at(key).isAbsent) raw[key] = settings[key];
+    }
+    const config = live.factory.parseConfig(new Node(raw, `${sectionOf(live.kind)}::${id}`, issues));
     return { errors: issues.errors, config, raw };
   }
 
-  /** Swaps a filter processor's rules in every pipeline; receivers and queues are untouched. */
-  applyFilter(id: string, config: FilterConfig, raw: Record<string, unknown>): void {
-    for (const processor of this.filterProcessors(id)) processor.setConfig(config);
-    this.filterSources.set(id, raw);
+  /**
+   * Gives every instance of a live-editable component a new validated config (from the admin API
+   * or a reload in place); receivers and queues are untouched. `raw`: the body it was parsed from.
+   */
+  applyLive(id: string, config: unknown, raw: Record<string, unknown>): void {
+    const live = this.live.get(id);
+    if (!live) throw new Error(`no live-editable component "${id}"`);
+    for (const instance of this.graph.instancesOf(live.kind, id)) if (canReconfigure(instance)) instance.reconfigure(config);
+    live.config = config;
+    live.raw = raw;
     this.unsaved.delete(id);
   }
 
-  /** True when the admin API changed this filter's lists and they were not saved. */
+  /** True when the admin API changed this component's settings and they were not saved. */
   hasUnsavedChanges(id: string): boolean {
     return this.unsaved.has(id);
   }
 
-  async saveFilter(id: string): Promise<void> {
+  async saveLive(id: string): Promise<void> {
     if (!this.configFile) throw new Error('spansieve was started without a config file; there is nothing to save to');
-    const raw = this.filterSources.get(id);
-    if (!raw) throw new Error(`no filter processor "${id}"`);
+    const live = this.live.get(id);
+    if (!live) throw new Error(`no live-editable component "${id}"`);
     const doc = YAML.parseDocument(await fs.promises.readFile(this.configFile, 'utf8'));
-    for (const key of ['keep', 'drop'] as const) {
-      if (raw[key] === undefined) doc.deleteIn(['processors', id, key]);
-      else doc.setIn(['processors', id, key], doc.createNode(raw[key]));
+    const at = [sectionOf(live.kind), id];
+    for (const key of live.factory.live.keys) {
+      if (live.raw[key] === undefined) doc.deleteIn([...at, key]);
+      else doc.setIn([...at, key], doc.createNode(live.raw[key]));
     }
     // Write beside and rename, so a reader (or the file watcher) never sees half a file.
     const temporary = `${this.configFile}.${process.pid}.tmp`;
@@ -201,11 +210,37 @@ export class Service implements ServiceControl {
     this.logger.info({ filter: id, file: this.configFile }, 'filter lists saved to the config file');
   }
 
-  filterIds(): string[] {
-    return [...this.config.processors.values()].filter((p) => p.factory.type === 'filter').map((p) => p.id);
+  /** The live-editable components of this configuration, by id: their kind, capability and raw body as now applied. */
+  liveComponents(): ReadonlyMap<string, { readonly kind: ComponentKind; readonly live: LiveSettings<unknown>; readonly raw: Readonly<Record<string, unknown>> }> {
+    return new Map([...this.live].map(([id, c]) => [id, { kind: c.kind, live: c.factory.live, raw: c.raw }]));
   }
+}
 
-  private filterProcessors(id: string): FilterProcessor[] {
-    return this.graph.processors.filter((p) => p.id === id && p.component instanceof FilterProcessor).map((p) => p.component as FilterProcessor);
+/** A live-editable component as currently applied (config file, reload or admin API). */
+interface LiveComponent {
+  readonly kind: ComponentKind;
+  readonly factory: AnyFactory & { readonly live: LiveSettings<unknown> };
+  config: unknown;
+  /** Its raw body in the document, with the live keys as last applied. */
+  raw: Record<string, unknown>;
+}
+
+const KINDS: readonly ComponentKind[] = ['receiver', 'processor', 'exporter', 'connector', 'extension'];
+
+/**
+ * The live-editable components of a config. The admin API addresses them by id alone; ids are
+ * unique per kind, so should two kinds both have a live-editable `x`, the first kind listed wins.
+ */
+function liveComponentsOf(config: ServiceConfig): Map<string, LiveComponent> {
+  const out = new Map<string, LiveComponent>();
+  for (const kind of KINDS) {
+    const section = config.raw[sectionOf(kind)];
+    for (const [id, component] of componentsOf(config, kind)) {
+      const factory = component.factory;
+      if (!isLiveEditable(factory) || out.has(id)) continue;
+      const raw = isRecord(section) ? section[id] : undefined;
+      out.set(id, { kind, factory, config: component.config, raw: isRecord(raw) ? { ...raw } : {} });
+    }
   }
+  return out;
 }

@@ -1,14 +1,14 @@
 import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigValidationError, isRecord } from '../config/reader';
-import type { ServiceConfig } from '../config/service-config';
-import type { QueueRequest } from '../component/component';
-import type { FilterConfig } from '../processors/filter/filter';
+import { componentsOf, sectionOf, type ServiceConfig } from '../config/service-config';
+import type { ComponentKind, QueueRequest } from '../component/component';
 import { Inventory } from './inventory';
 import { Service } from './service';
 
 export type ReloadOutcome =
   | { kind: 'unchanged' }
+  /** Only live-editable components (filter processors) changed, and took their new settings in place. */
   | { kind: 'filters'; ids: string[] }
   | { kind: 'restarted' }
   | { kind: 'rejected'; errors: readonly string[] }
@@ -24,9 +24,9 @@ const RESTORE_RETRY_MS = 5000;
 
 /**
  * Runs the service and reloads it on demand (SIGHUP, a change of the config file). A new config
- * is validated first and an invalid one leaves the running service alone. When only filter lists
- * changed they are swapped in place: receivers, queues and connections are untouched, so nothing
- * in flight is lost. Any other change restarts the service: receivers stop, each exporter that
+ * is validated first and an invalid one leaves the running service alone. When only the settings
+ * of live-editable components changed (filter lists; component/live.ts) they are swapped in
+ * place: receivers, queues and connections are untouched, so nothing in flight is lost. Any other change restarts the service: receivers stop, each exporter that
  * stays hands its unsent batches to its successor (the others drain in the background), and the
  * new service starts (clients see refused connections for that moment and retry).
  */
@@ -152,25 +152,27 @@ export class Supervisor {
       this.logger.warn({ reason }, 'no service is running: starting the new configuration');
       return this.startReplacement(next, this.down.config, this.down.carried, reason);
     }
-    const filterIds = running.filterIds();
-    if (canonical(withoutFilters(this.appliedRaw, filterIds)) === canonical(withoutFilters(next.raw, filterIds))) {
+    // Live-editable components (the filter processors) whose bodies changed in a way they can
+    // take while running are compared blanked; if nothing else changed they are reconfigured in place.
+    const live = running.liveComponents();
+    const inPlace = [...live].filter(([id, c]) => c.live.appliesInPlace(bodyOf(this.appliedRaw, c.kind, id), bodyOf(next.raw, c.kind, id)));
+    if (canonical(blanked(this.appliedRaw, inPlace)) === canonical(blanked(next.raw, inPlace))) {
       const changed: string[] = [];
-      for (const id of filterIds) {
-        const raw = processorsOf(next.raw)[id];
-        const before = processorsOf(this.appliedRaw)[id];
-        if (running.hasUnsavedChanges(id)) {
-          this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
-          changed.push(id);
-        }
-        running.applyFilter(id, next.processors.get(id)!.config as FilterConfig, isRecord(raw) ? { ...raw } : {});
-        if (canonical(raw) !== canonical(before) && !changed.includes(id)) changed.push(id);
+      for (const [id, { kind, raw: applied }] of inPlace) {
+        const raw = bodyOf(next.raw, kind, id);
+        const body = isRecord(raw) ? { ...raw } : {};
+        if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
+        // Against what runs, admin API changes included (saved or not), not the file as last loaded.
+        if (canonical(body) !== canonical(applied)) changed.push(id);
+        running.applyLive(id, componentsOf(next, kind).get(id)!.config, body);
       }
       this.appliedRaw = next.raw;
+      // Messages and fields as documented (docs/telemetry.md); `filters`: the live-editable components changed.
       this.logger.info({ reason, filters: changed }, changed.length > 0 ? 'filter lists reloaded in place' : 'configuration unchanged');
       return changed.length > 0 ? { kind: 'filters', ids: changed } : { kind: 'unchanged' };
     }
     this.logger.warn({ reason }, 'configuration changed beyond filter lists: restarting the service (queues carried over)');
-    for (const id of filterIds) {
+    for (const id of live.keys()) {
       if (running.hasUnsavedChanges(id)) this.logger.warn({ reason, filter: id }, 'unsaved filter changes made through the admin API are replaced by the new configuration');
     }
     // Exporters that stay (same id, so same type) take over their predecessors' unsent batches;
@@ -279,15 +281,21 @@ function exportersIn(config: ServiceConfig): Set<string> {
   return new Set(config.pipelines.flatMap((p) => p.exporters).filter((id) => config.exporters.has(id)));
 }
 
-function processorsOf(raw: Record<string, unknown>): Record<string, unknown> {
-  return isRecord(raw.processors) ? raw.processors : {};
+/** A component's raw body (the mapping under its id) in a document. */
+function bodyOf(raw: Record<string, unknown>, kind: ComponentKind, id: string): unknown {
+  const section = raw[sectionOf(kind)];
+  return isRecord(section) ? section[id] : undefined;
 }
 
-/** The document with the bodies of the given filter processors blanked, for comparison. */
-function withoutFilters(raw: Record<string, unknown>, ids: readonly string[]): Record<string, unknown> {
-  const processors = { ...processorsOf(raw) };
-  for (const id of ids) if (id in processors) processors[id] = null;
-  return { ...raw, processors };
+/** The document with the bodies of the given components blanked, for comparison. */
+function blanked(raw: Record<string, unknown>, components: ReadonlyArray<readonly [string, { readonly kind: ComponentKind }]>): Record<string, unknown> {
+  const out = { ...raw };
+  for (const [id, { kind }] of components) {
+    const key = sectionOf(kind);
+    const section = out[key];
+    if (isRecord(section) && id in section) out[key] = { ...section, [id]: null };
+  }
+  return out;
 }
 
 /** JSON with mapping keys sorted: reordering keys in the file is not a change. */

@@ -33,6 +33,17 @@ function layerOf(rel: string): number | undefined {
 // kind; nothing in layer 4 imports another component, and no helper imports a component.
 const HELPER_FOLDERS = new Set(['exporters/exporterhelper']);
 
+// Beyond pointing down: the service runs any component through the contracts in component/ and
+// knows none of them (issue 17). It may not import components, the factory list, or anything else
+// not listed here, so a live-editable component or a new exporter never needs a change in service/.
+const ONLY_IMPORTS: Record<string, readonly string[]> = {
+  'service/': ['service/', 'component/', 'config/', 'pipeline/', 'pdata/', 'util/', 'types/'],
+};
+
+function restrictedImport(from: string, to: string): boolean {
+  return Object.entries(ONLY_IMPORTS).some(([folder, allowed]) => from.startsWith(folder) && !allowed.some((prefix) => to.startsWith(prefix)));
+}
+
 /** 'exporters/otlp' for a component, 'helper:exporters/exporterhelper' for a helper. */
 function unitOf(rel: string): string {
   const parts = rel.split('/');
@@ -87,6 +98,7 @@ function findViolations(): { violations: string[]; unlayered: string[] } {
       if (to === undefined) continue; // reported as unlayered on its own
       const edge = `src/${rel} -> src/${targetRel}`;
       if (to > from) violations.push(`UP ${edge}`);
+      else if (restrictedImport(rel, targetRel)) violations.push(`NOT ALLOWED ${edge}`);
       else if (from === 4 && to === 4 && sideViolation(rel, targetRel)) violations.push(`SIDE ${edge}`);
     }
   }
@@ -97,8 +109,8 @@ void test('every src/ module has a layer', () => {
   assert.deepEqual(findViolations().unlayered, [], 'add these to layerOf() here and to docs/architecture.md');
 });
 
-void test('imports point down the layers; components do not import each other', () => {
-  assert.deepEqual(findViolations().violations, [], 'imports that run up a layer or sideways into another component');
+void test('imports point down the layers; components do not import each other; service/ imports no component', () => {
+  assert.deepEqual(findViolations().violations, [], 'imports that run up a layer, sideways into another component, or from service/ to anything but its allowed folders');
 });
 
 void test('the checker sees a violation (self-check)', () => {
@@ -110,4 +122,10 @@ void test('the checker sees a violation (self-check)', () => {
   assert.equal(sideViolation('exporters/prometheus/p.ts', 'exporters/internal/prometheus/translation.ts'), false);
   assert.equal(sideViolation('exporters/internal/prometheus/t.ts', 'exporters/prometheus/prometheus-exporter.ts'), true);
   assert.ok((layerOf('service/inventory.ts') ?? 0) > (layerOf('component/component.ts') ?? 0));
+  assert.equal(restrictedImport('service/service.ts', 'processors/filter/filter.ts'), true);
+  assert.equal(restrictedImport('service/inventory.ts', 'processors/filter/selectors.ts'), true);
+  assert.equal(restrictedImport('service/service.ts', 'components.ts'), true);
+  assert.equal(restrictedImport('service/service.ts', 'extensions/admin/admin.ts'), true);
+  assert.equal(restrictedImport('service/service.ts', 'component/live.ts'), false);
+  assert.equal(restrictedImport('service/supervisor.ts', 'config/service-config.ts'), false);
 });

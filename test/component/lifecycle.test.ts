@@ -40,7 +40,7 @@ const MINIMAL: Record<string, () => unknown> = {
 const host: Host = {
   reportStatus: () => undefined,
   extensions: new Map(),
-  control: { instances: () => [], filters: () => new Map(), setFilter: () => [], saveFilter: async () => undefined, dryRun: () => ({ errors: [], instances: [] }) },
+  control: { instances: () => [], liveSettings: () => new Map(), setLive: () => [], saveLive: async () => undefined, dryRun: () => ({ errors: [], instances: [] }) },
 };
 
 function key(factory: AnyFactory): string {

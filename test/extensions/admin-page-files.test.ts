@@ -12,9 +12,9 @@ import { freePorts } from '../helpers/ports';
 
 const control: ServiceControl = {
   instances: () => [],
-  filters: () => new Map([['filter/obi', { keep: undefined, drop: [] }]]),
-  setFilter: () => [],
-  saveFilter: async () => undefined,
+  liveSettings: () => new Map([['filter/obi', { drop: [] }]]),
+  setLive: () => [],
+  saveLive: async () => undefined,
   dryRun: () => ({ errors: [], instances: [] }),
 };
 

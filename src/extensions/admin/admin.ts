@@ -44,8 +44,9 @@ class ApiError extends Error {
 }
 
 /**
- * Run-time control over HTTP: the instance inventory, the filter lists (read, replace, save to
- * the config file) and a page that shows both. Changes apply from the next request; receivers and
+ * Run-time control over HTTP: the instance inventory, the settings of every live-editable
+ * component (the filter processors' lists: read, replace, try on the inventory, save to the config
+ * file; under /api/v1/filters whatever the component) and a page that shows both. Changes apply from the next request; receivers and
  * queues are not touched.
  */
 export class AdminExtension implements Component {
@@ -115,7 +116,7 @@ export class AdminExtension implements Component {
     }
     if (path === '/api/v1/filters') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
-      sendJson(res, 200, Object.fromEntries(control.filters()));
+      sendJson(res, 200, Object.fromEntries(control.liveSettings()));
       return;
     }
     const filterPath = /^\/api\/v1\/filters\/(.+?)(\/save|\/dry-run)?$/.exec(path);
@@ -126,19 +127,19 @@ export class AdminExtension implements Component {
       } catch {
         throw new ApiError(400, `malformed percent-encoding in the filter processor id: ${filterPath[1]!}`);
       }
-      const filters = control.filters();
-      if (!filters.has(id)) throw new ApiError(404, `no filter processor "${id}" runs in a pipeline (known: ${[...filters.keys()].join(', ') || 'none'})`);
+      const components = control.liveSettings();
+      if (!components.has(id)) throw new ApiError(404, `no filter processor or other live-editable component "${id}" runs (known: ${[...components.keys()].join(', ') || 'none'})`);
       if (filterPath[2] === '/dry-run') {
         if (method !== 'POST') throw new ApiError(405, 'use POST with the lists to try');
         const result = control.dryRun(id, await readJson(req));
-        if (result.errors.length > 0) throw new ApiError(400, `invalid filter lists for ${id}`, result.errors);
+        if (result.errors.length > 0) throw new ApiError(400, `invalid settings for ${id}`, result.errors);
         sendJson(res, 200, { instances: result.instances });
         return;
       }
       if (filterPath[2]) {
         if (method !== 'POST') throw new ApiError(405, 'use POST to save');
         try {
-          await control.saveFilter(id);
+          await control.saveLive(id);
         } catch (err) {
           throw new ApiError(409, (err as Error).message);
         }
@@ -146,14 +147,14 @@ export class AdminExtension implements Component {
         return;
       }
       if (method === 'GET') {
-        sendJson(res, 200, filters.get(id));
+        sendJson(res, 200, components.get(id));
         return;
       }
       if (method !== 'PUT') throw new ApiError(405, 'use GET or PUT');
       const body = await readJson(req);
-      const errors = control.setFilter(id, body);
-      if (errors.length > 0) throw new ApiError(400, `invalid filter lists for ${id}`, errors);
-      sendJson(res, 200, control.filters().get(id));
+      const errors = control.setLive(id, body);
+      if (errors.length > 0) throw new ApiError(400, `invalid settings for ${id}`, errors);
+      sendJson(res, 200, control.liveSettings().get(id));
       return;
     }
     throw new ApiError(404, `no such API: ${method} ${path}`);

@@ -1,5 +1,6 @@
 import * as os from 'node:os';
-import type { Component, Consumer, CreateSettings, FilterLists, InstanceRecorder, ProcessorFactory } from '../../component/component';
+import type { Component, Consumer, CreateSettings, InstanceRecorder, ProcessorFactory } from '../../component/component';
+import type { InstanceDecision, LiveReconfigurable } from '../../component/live';
 import type { Node } from '../../config/reader';
 import type { Attributes } from '../../pdata/attributes';
 import { itemNoun, type Batch, type ResourceBlock, type Signal } from '../../pdata/batch';
@@ -70,6 +71,12 @@ export function parseFilterConfig(node: Node): FilterConfig {
   return { keep, drop, processTable: usesProcesses ? processes.table : undefined };
 }
 
+/** The lists of a filter processor as written (selectors as plain objects). */
+export interface FilterLists {
+  readonly keep: readonly Record<string, unknown>[] | undefined;
+  readonly drop: readonly Record<string, unknown>[];
+}
+
 /** The lists as written, for the admin API and for saving back to the config file. */
 export function filterLists(config: FilterConfig): FilterLists {
   return {
@@ -78,7 +85,13 @@ export function filterLists(config: FilterConfig): FilterLists {
   };
 }
 
-export class FilterProcessor implements Component, Consumer {
+/** A decision as the inventory and the admin API show it. */
+function instanceDecision(config: FilterConfig, attributes: Attributes): InstanceDecision {
+  const decision = decide(config, attributes);
+  return { kept: decision.kept, selector: decision.selector?.text ?? null };
+}
+
+export class FilterProcessor implements Component, Consumer, LiveReconfigurable<FilterConfig> {
   private readonly filtered: { inc(n: number): void };
   private readonly inventory: InstanceRecorder | undefined;
   private rules: FilterConfig;
@@ -107,13 +120,10 @@ export class FilterProcessor implements Component, Consumer {
   }
 
   /** Replaces the rules; takes effect from the next batch (and at once in the inventory). */
-  setConfig(config: FilterConfig): void {
+  reconfigure(config: FilterConfig): void {
     const previous = this.rules;
     this.rules = config;
-    this.inventory?.redecide(this.id, (attributes) => {
-      const decision = decide(config, attributes);
-      return { kept: decision.kept, selector: decision.selector?.text ?? null };
-    });
+    this.inventory?.redecide(this.id, (attributes) => instanceDecision(config, attributes));
     if (this.started) {
       config.processTable?.acquire();
       previous.processTable?.release();
@@ -195,5 +205,13 @@ export const filterFactory: ProcessorFactory<FilterConfig> = {
   kind: 'processor',
   signals: ['traces', 'metrics'],
   parseConfig: parseFilterConfig,
+  live: {
+    keys: ['keep', 'drop'],
+    current: (config) => ({ ...filterLists(config) }),
+    // The rules are read once per batch and the process table is swapped on reconfigure, so any
+    // change of the processor's own options is taken in place (host_names and the refresh too).
+    appliesInPlace: () => true,
+    decide: instanceDecision,
+  },
   create: (settings, config, signal, next) => new FilterProcessor(settings, config, signal, next),
 };

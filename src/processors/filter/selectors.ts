@@ -2,6 +2,7 @@ import { attrValueToString, type Attributes } from '../../pdata/attributes';
 import type { Node } from '../../config/reader';
 import type { PortRange, ProcessCriteria, ProcessTable } from './process-table';
 import { processMatches } from './process-table';
+import { INSTANCE_ID, pidOfInstanceId } from '../../pdata/instance-id';
 import { compileGlob } from '../../util/glob';
 import { compileLinearRegex } from '../../util/regex';
 
@@ -14,8 +15,6 @@ import { compileLinearRegex } from '../../util/regex';
 //                a live local process, looked up in /proc by the PID of a host-form instance id
 //                whose host part is one of this host's names
 // A resource without an attribute does not match a condition on it.
-
-export const INSTANCE_ID = 'service.instance.id';
 
 type ValueTest = (value: string) => boolean;
 
@@ -132,14 +131,6 @@ function parsePidCondition(node: Node): { condition: Condition; exactValue?: str
   }
   const suffix = String(pid);
   return { condition: { key: INSTANCE_ID, test: (id) => pidOfInstanceId(id) === suffix } };
-}
-
-/** The PID of a host-form instance id (`host:pid`), or undefined for Kubernetes/Docker forms. */
-export function pidOfInstanceId(instanceId: string): string | undefined {
-  const colon = instanceId.lastIndexOf(':');
-  if (colon < 0) return undefined;
-  const pid = instanceId.slice(colon + 1);
-  return /^\d+$/.test(pid) ? pid : undefined;
 }
 
 function parseValueCondition(key: string, node: Node): { condition: Condition; exactValue?: string } | undefined {

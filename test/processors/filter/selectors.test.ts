@@ -9,7 +9,8 @@ import { PermanentError } from '../../../src/component/errors';
 import { parseRequest } from '../../../src/pdata/scan';
 import { FanOut } from '../../../src/pipeline/graph';
 import { decide, FilterProcessor, keeps, parseFilterConfig, type FilterConfig } from '../../../src/processors/filter/filter';
-import { parseSelector, pidOfInstanceId, SelectorList, type Selector } from '../../../src/processors/filter/selectors';
+import { pidOfInstanceId } from '../../../src/pdata/instance-id';
+import { parseSelector, SelectorList, type Selector } from '../../../src/processors/filter/selectors';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 
@@ -274,7 +275,7 @@ void describe('FilterProcessor.consume', () => {
     assert.equal(await counterValue(telemetry, 'otelcol_processor_filter_spans_filtered', 'filter/obi'), 18);
 
     // New rules apply from the next batch.
-    filter.setConfig(filterConfig({ drop: [{ pid: 4242 }] }));
+    filter.reconfigure(filterConfig({ drop: [{ pid: 4242 }] }));
     await filter.consume(new Batch('traces', [a, b, d]));
     assert.deepEqual(next.batches[2]!.resources, [b, d]);
     assert.equal(await counterValue(telemetry, 'otelcol_processor_filter_spans_filtered', 'filter/obi'), 21);

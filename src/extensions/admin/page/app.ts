@@ -92,6 +92,8 @@ const state = {
   lastUpdate: null as Date | null,
   busy: false,
 };
+/** Counts the changes this page made, so that a poll started before one does not undo it on screen. */
+let changesMade = 0;
 const rows = new Map<string, Row>();
 const groups = new Map<string, Group>();
 
@@ -186,6 +188,9 @@ async function refreshPreview(): Promise<void> {
   }
   const key = previewKey(id, lists);
   const answer = await dryRun(id, body(lists));
+  // The lists changed meanwhile (a click, another poll): this answer is about lists no longer shown.
+  const now = currentLists();
+  if (state.filterId !== id || !now || previewKey(id, now) !== key) return;
   preview = answer instanceof Map ? { key, decisions: answer } : null;
 }
 
@@ -389,9 +394,11 @@ function failure(result: ApiResult): { title: string; errors: string[] } {
 async function refresh(): Promise<void> {
   const status = el('status');
   try {
+    const changes = changesMade;
     const [inst, filt] = await Promise.all([api('GET', '/api/v1/instances'), api('GET', '/api/v1/filters')]);
     if (inst.ok && Array.isArray(inst.data)) state.instances = inst.data as Instance[];
-    if (filt.ok && isRecord(filt.data)) state.filters = filt.data as Record<string, Lists>;
+    // Lists read before a change this page made since are older than what it holds.
+    if (filt.ok && isRecord(filt.data) && changes === changesMade) state.filters = filt.data as Record<string, Lists>;
     if (inst.ok && filt.ok) {
       await refreshPreview();
       // New instances or decisions: the editor's preview follows them.
@@ -861,6 +868,7 @@ async function put(id: string, payload: unknown, success: string): Promise<boole
     setStatus('The change was refused; the running lists are unchanged.', true);
     return false;
   }
+  changesMade++;
   state.filters[id] = result.data as Lists;
   delete el('lists-json').dataset.edited;
   void previewEdit();

@@ -1,14 +1,14 @@
 import { readString } from '../../pdata/attributes';
 import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
 import type { ConditionSequence, DataPointData, MetricData, MetricType, OttlValue, ResourceData, ScopeData, TelemetryItem } from '../../ottl';
-import { decodeOttlAttributes } from './ottl-wire-values';
+import { WireAttributes } from './ottl-wire-values';
 
 // The filter processor's metric and datapoint conditions (`metrics: { metric, datapoint }`), read
 // straight from an encoded ResourceMetrics. Semantics are the Collector's (filterprocessor v0.160.0):
 // a metric a `metric` condition matches is removed; a data point a `datapoint` condition matches is
 // removed; a metric left without data points, a ScopeMetrics left without metrics and a resource
 // left without ScopeMetrics are removed. What the conditions read is decoded when they read it
-// (a point's attributes only if a condition asks for them), and what is not removed keeps its bytes:
+// (of a point's attributes only the keys a condition looks up), and what is not removed keeps its bytes:
 // only the messages that lose something get new length prefixes.
 
 export interface MetricRules {
@@ -200,7 +200,7 @@ class WireScope implements ScopeData {
   }
 
   get attributes(): ReadonlyMap<string, OttlValue> {
-    this.attrs ??= this.start < 0 ? new Map() : decodeOttlAttributes(this.buf, this.start, this.end, 3);
+    this.attrs ??= this.start < 0 ? new Map() : new WireAttributes(this.buf, this.start, this.end, 3);
     return this.attrs;
   }
 
@@ -383,7 +383,7 @@ class WirePoint implements DataPointData {
   ) {}
 
   get attributes(): ReadonlyMap<string, OttlValue> {
-    this.attrs ??= decodeOttlAttributes(this.buf, this.start, this.end, POINT_ATTRIBUTES[this.type] ?? 0);
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, POINT_ATTRIBUTES[this.type] ?? 0);
     return this.attrs;
   }
 

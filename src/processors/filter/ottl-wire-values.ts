@@ -146,3 +146,147 @@ export function resourceDataOf(bytes: Uint8Array): ResourceData {
   }
   return { attributes: decodeOttlAttributes(bytes, resourceStart, resourceEnd, 1), droppedAttributesCount: dropped, schemaUrl };
 }
+
+const ABSENT = Symbol('absent');
+const keyBytes = new Map<string, Buffer>();
+/** Keys a condition names repeat for every item: encoded once (a bounded cache, keys may be computed). */
+function encodedKey(key: string): Buffer {
+  let b = keyBytes.get(key);
+  if (!b) {
+    if (keyBytes.size >= 1024) keyBytes.clear();
+    b = Buffer.from(key, 'utf8');
+    keyBytes.set(key, b);
+  }
+  return b;
+}
+
+const lookupReader = new WireReader(new Uint8Array(0), 0, 0);
+const kvReader = new WireReader(new Uint8Array(0), 0, 0);
+
+/**
+ * The repeated KeyValue field `field` of a message as an OTTL map that reads from the wire only what
+ * is asked: get/has of one key find that key's bytes and decode its value alone (what
+ * `attributes["http.route"]` needs); size, iteration and the rest decode the whole map once.
+ * First key wins, as with decodeOttlAttributes.
+ */
+export class WireAttributes extends Map<string, OttlValue> {
+  private decoded = false;
+  private looked: Map<string, OttlValue | typeof ABSENT> | undefined;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+    private readonly field: number,
+  ) {
+    super();
+  }
+
+  override get(key: string): OttlValue | undefined {
+    if (this.decoded) return super.get(key);
+    const v = this.lookup(key);
+    return v === ABSENT ? undefined : v;
+  }
+
+  override has(key: string): boolean {
+    return this.decoded ? super.has(key) : this.lookup(key) !== ABSENT;
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, OttlValue]> {
+    this.all();
+    return super.entries();
+  }
+
+  override entries(): MapIterator<[string, OttlValue]> {
+    this.all();
+    return super.entries();
+  }
+
+  override keys(): MapIterator<string> {
+    this.all();
+    return super.keys();
+  }
+
+  override values(): MapIterator<OttlValue> {
+    this.all();
+    return super.values();
+  }
+
+  override forEach(fn: (value: OttlValue, key: string, map: Map<string, OttlValue>) => void, thisArg?: unknown): void {
+    this.all();
+    super.forEach(fn, thisArg);
+  }
+
+  override set(key: string, value: OttlValue): this {
+    this.all();
+    return super.set(key, value);
+  }
+
+  override delete(key: string): boolean {
+    this.all();
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.decoded = true;
+    super.clear();
+  }
+
+  /** Decodes every entry into the map itself, once. */
+  all(): void {
+    if (this.decoded) return;
+    this.decoded = true;
+    for (const [k, v] of decodeOttlAttributes(this.buf, this.start, this.end, this.field)) super.set(k, v);
+  }
+
+  private lookup(key: string): OttlValue | typeof ABSENT {
+    const cached = this.looked?.get(key);
+    if (cached !== undefined || this.looked?.has(key)) return cached as OttlValue | typeof ABSENT;
+    const want = encodedKey(key);
+    const buf = this.buf;
+    const fieldTag = this.field * 8 + WIRE_LEN;
+    const reader = lookupReader.reset(buf, this.start, this.end);
+    let found: OttlValue | typeof ABSENT = ABSENT;
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== fieldTag) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const kvStart = reader.lengthDelimited();
+      // A KeyValue's last key and last value count (protobuf: the last occurrence wins).
+      const kv = kvReader.reset(buf, kvStart, reader.pos);
+      let keyStart = -1;
+      let keyEnd = 0;
+      let valueStart = -1;
+      let valueEnd = 0;
+      while (!kv.done) {
+        const t = kv.tag();
+        if (t === 1 * 8 + WIRE_LEN) {
+          keyStart = kv.lengthDelimited();
+          keyEnd = kv.pos;
+        } else if (t === 2 * 8 + WIRE_LEN) {
+          valueStart = kv.lengthDelimited();
+          valueEnd = kv.pos;
+        } else kv.skip(t & 7);
+      }
+      const keyLen = keyStart < 0 ? 0 : keyEnd - keyStart;
+      if (keyLen !== want.length || (keyLen > 0 && buf.compare(want, 0, keyLen, keyStart, keyEnd) !== 0)) continue;
+      found = valueStart < 0 ? null : decodeOttlAnyValue(buf, valueStart, valueEnd);
+      break;
+    }
+    (this.looked ??= new Map()).set(key, found);
+    return found;
+  }
+}
+
+const sizeDescriptor: { get?: (this: Map<string, OttlValue>) => number } | undefined = Object.getOwnPropertyDescriptor(Map.prototype, 'size');
+const mapSize = sizeDescriptor?.get ?? ((): number => 0);
+// Map's size is an accessor on its prototype, which TypeScript declares as a property: replaced
+// here, once, on the subclass's prototype (an own accessor per instance made construction 20x slower).
+Object.defineProperty(WireAttributes.prototype, 'size', {
+  get(this: WireAttributes): number {
+    this.all();
+    return mapSize.call(this);
+  },
+});

@@ -9,7 +9,7 @@ import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/cod
 import { parseRequest } from '../../../src/pdata/scan';
 import { encodeRepeatedField } from '../../../src/pdata/wire';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
-import { decodeOttlAnyValue, resourceDataOf } from '../../../src/processors/filter/ottl-wire-values';
+import { WireAttributes, decodeOttlAnyValue, decodeOttlAttributes, resourceDataOf } from '../../../src/processors/filter/ottl-wire-values';
 import { deepAnyValue } from '../../helpers/deep';
 
 // filterMetricsBlock against the Collector's algorithm run over a full protobufjs decode of the
@@ -420,6 +420,30 @@ test('attribute values nested 100,000 levels deep are read without recursion', (
     assert.equal(depth, 100_000);
     assert.equal(cur, 'x');
   }
+});
+
+test('WireAttributes: one key read alone answers as the whole map decoded does', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'é', ''), fc.option(attrValue, { nil: undefined })), { maxLength: 6 }), fc.constantFrom('a', 'b', 'é', '', 'zz'), (entries, key) => {
+      // KeyValues by hand: duplicate keys, a missing value, and the key written after the value.
+      const body = Buffer.concat(entries.map(([k, v], i) => {
+        const value = v === undefined ? Buffer.alloc(0) : len(2, Buffer.from(types.ResourceMetrics.lookupType('opentelemetry.proto.common.v1.AnyValue').encode(anyValue(v)).finish()));
+        return len(9, ...(i % 2 === 0 ? [str(1, k), value] : [value, str(1, k)]));
+      }));
+      const full = decodeOttlAttributes(body, 0, body.length, 9);
+      const lazy = (): WireAttributes => new WireAttributes(body, 0, body.length, 9);
+      assert.deepEqual(lazy().get(key), full.get(key));
+      assert.equal(lazy().has(key), full.has(key));
+      const read = lazy();
+      read.get(key);
+      assert.equal(read.size, full.size);
+      assert.deepEqual([...read], [...full]);
+      assert.deepEqual([...lazy().keys()], [...full.keys()]);
+      assert.deepEqual([...lazy().values()], [...full.values()]);
+      assert.ok(lazy() instanceof Map);
+    }),
+    { numRuns: 300, seed: 7 },
+  );
 });
 
 // --- Equivalence over a generated corpus. ---

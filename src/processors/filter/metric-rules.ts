@@ -3,7 +3,8 @@ import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt, varintSi
 import type { ConditionSequence, DataPointData, MetricData, MetricType, OttlValue, ResourceData, ScopeData, TelemetryItem } from '../../ottl';
 import { WireAttributes } from './ottl-wire-values';
 
-// The filter processor's metric and datapoint conditions (`metrics: { metric, datapoint }`), read
+// The filter processor's metric and datapoint conditions (`metrics: { metric, datapoint }`, and the
+// scope, metric and datapoint conditions `metric_conditions` infers), read
 // straight from an encoded ResourceMetrics. Semantics are the Collector's (filterprocessor v0.160.0):
 // a metric a `metric` condition matches is removed; a data point a `datapoint` condition matches is
 // removed; a metric left without data points, a ScopeMetrics left without metrics and a resource
@@ -14,6 +15,11 @@ import { WireAttributes } from './ottl-wire-values';
 export interface MetricRules {
   readonly metric?: ConditionSequence<TelemetryItem>;
   readonly datapoint?: ConditionSequence<TelemetryItem>;
+  /**
+   * Scope-context conditions, which only `metric_conditions` have (the `metrics:` block has none): a
+   * ScopeMetrics they match is removed before its metrics are read.
+   */
+  readonly scope?: ConditionSequence<TelemetryItem>;
 }
 
 /** Metric.data fields (gauge, sum, histogram, exponential_histogram, summary) -> pmetric.MetricType. */
@@ -38,7 +44,7 @@ let lastItems = 0;
 export function filterMetricsBlock(bytes: Uint8Array, resource: ResourceData, rules: MetricRules): { bytes: Uint8Array; itemCount: number } | null | undefined {
   const buf = asBuffer(bytes);
   const reader = new WireReader(buf, 0, buf.length);
-  const withItems = rules.metric !== undefined || rules.datapoint !== undefined;
+  const withItems = rules.metric !== undefined || rules.datapoint !== undefined || rules.scope !== undefined;
   const parts: Uint8Array[] = [];
   let changed = false;
   let scopes = 0;
@@ -52,8 +58,8 @@ export function filterMetricsBlock(bytes: Uint8Array, resource: ResourceData, ru
       continue;
     }
     const s = reader.lengthDelimited();
-    // Without metric or datapoint conditions the Collector leaves scopes alone (it still drops a
-    // resource that has none).
+    // Without scope, metric or datapoint conditions the Collector leaves scopes alone (it still
+    // drops a resource that has none).
     const kept = withItems ? filterScope(buf, s, reader.pos, resource, rules) : undefined;
     if (kept === null) {
       changed = true;
@@ -104,6 +110,10 @@ function filterScope(buf: Buffer, start: number, end: number, resource: Resource
     } else reader.skip(tag & 7);
   }
   const scope = new WireScope(buf, scopeStart, scopeEnd, urlStart, urlEnd);
+  if (rules.scope?.eval({ resource, scope })) {
+    lastItems = 0;
+    return null;
+  }
   const parts: Uint8Array[] = [];
   let changed = false;
   let metrics = 0;

@@ -4,7 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, OttlRuntimeError, compileCondition, type ErrorMode } from '../../../src/ottl';
+import {
+  ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, METRIC_CONTEXTS, OttlRuntimeError, compileCondition, inferContext,
+  type CompiledCondition, type ErrorMode, type OttlContext, type TelemetryItem,
+} from '../../../src/ottl';
 import { Batch, type ResourceBlock } from '../../../src/pdata/batch';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import { parseRequest } from '../../../src/pdata/scan';
@@ -22,14 +25,16 @@ import { GrpcSink } from '../../helpers/sink';
 interface Reference {
   readonly bin: string;
   readonly otlpExporter: string;
+  /** metric_conditions exist from contrib v0.149 on (otelcol v0.160.0 has them, Jaeger's v0.140.1 not). */
+  readonly inferred: boolean;
 }
 
 function reference(): Reference | undefined {
   const peers = path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin');
   const otelcol = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(peers, 'otelcol');
   const jaeger = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(peers, 'jaeger');
-  if (process.env.SPANSIEVE_OTTL_REFERENCE !== 'jaeger' && fs.existsSync(otelcol)) return { bin: otelcol, otlpExporter: 'otlp_grpc' };
-  if (fs.existsSync(jaeger)) return { bin: jaeger, otlpExporter: 'otlp' };
+  if (process.env.SPANSIEVE_OTTL_REFERENCE !== 'jaeger' && fs.existsSync(otelcol)) return { bin: otelcol, otlpExporter: 'otlp_grpc', inferred: true };
+  if (fs.existsSync(jaeger)) return { bin: jaeger, otlpExporter: 'otlp', inferred: false };
   return undefined;
 }
 
@@ -39,10 +44,12 @@ const SKIP = REF ? false : 'neither the reference Collector nor Jaeger is instal
 interface Case {
   readonly metric?: readonly string[];
   readonly datapoint?: readonly string[];
+  /** `metric_conditions` (flat): each condition's context is inferred. */
+  readonly metricConditions?: readonly string[];
   readonly errorMode: ErrorMode;
 }
 
-const CASES: readonly Case[] = [
+const ALL_CASES: readonly Case[] = [
   { errorMode: 'ignore', metric: ['name == "http.server.request.body.size"'] },
   { errorMode: 'ignore', metric: ['type == METRIC_DATA_TYPE_SUM'] },
   { errorMode: 'ignore', metric: ['HasAttrKeyOnDatapoint("db.system.name")'] },
@@ -71,7 +78,14 @@ const CASES: readonly Case[] = [
   { errorMode: 'propagate', metric: ['name == "obi.empty"'] },
   { errorMode: 'propagate', datapoint: ['attributes["http.route"][0] == "x"'] },
   { errorMode: 'propagate', metric: ['HasAttrKeyOnDatapoint("cpu.mode")'] },
+  { errorMode: 'ignore', metricConditions: ['scope.name == "runtime"'] },
+  { errorMode: 'ignore', metricConditions: ['scope.version == "1.2.0" and resource.attributes["service.name"] == "frontend"', 'datapoint.attributes["http.route"] == "/health"'] },
+  { errorMode: 'ignore', metricConditions: ['metric.type == METRIC_DATA_TYPE_NONE', 'datapoint.value_int == 0', 'resource.attributes["service.instance.id"] == 100'] },
+  { errorMode: 'ignore', metricConditions: ['HasAttrKeyOnDatapoint("db.system.name") and metric.unit == "s"', 'scope.attributes["x"] == nil and scope.name == ""'] },
+  { errorMode: 'propagate', metricConditions: ['scope.name == "runtime" and metric.name == "x"', 'datapoint.attributes["http.route"][0] == "x"'] },
 ];
+
+const CASES = ALL_CASES.filter((c) => REF?.inferred === true || !c.metricConditions);
 
 type Json = Record<string, unknown>;
 const T0 = 1_700_000_000_000_000_000n;
@@ -177,7 +191,12 @@ function collectorConfig(ports: { ignore: number; propagate: number; sink: numbe
     'processors:',
   ];
   CASES.forEach((c, n) => {
-    lines.push(`  filter/${n}:`, `    error_mode: ${c.errorMode}`, '    metrics:');
+    lines.push(`  filter/${n}:`, `    error_mode: ${c.errorMode}`);
+    if (c.metricConditions) {
+      lines.push('    metric_conditions:', ...c.metricConditions.map((t) => `      - ${JSON.stringify(t)}`));
+      return;
+    }
+    lines.push('    metrics:');
     if (c.metric) lines.push('      metric:', ...c.metric.map((t) => `        - ${JSON.stringify(t)}`));
     if (c.datapoint) lines.push('      datapoint:', ...c.datapoint.map((t) => `        - ${JSON.stringify(t)}`));
   });
@@ -193,7 +212,20 @@ function collectorConfig(ports: { ignore: number; propagate: number; sink: numbe
   return `${lines.join('\n')}\n`;
 }
 
-function rulesOf(c: Case): MetricRules {
+/** The rules for a case, plus its resource-context conditions (decided per resource, before the block is read). */
+function rulesOf(c: Case): MetricRules & { resource?: ConditionSequence<TelemetryItem> } {
+  if (c.metricConditions) {
+    const byContext = new Map<string, CompiledCondition<TelemetryItem>[]>();
+    for (const t of c.metricConditions) {
+      const name = inferContext(t, METRIC_CONTEXTS);
+      byContext.set(name, [...(byContext.get(name) ?? []), compileCondition(t, METRIC_CONTEXTS[name] as OttlContext<TelemetryItem>, { mode: 'explicit' })]);
+    }
+    const seq = (name: string): { [k: string]: ConditionSequence<TelemetryItem> } => {
+      const conditions = byContext.get(name);
+      return conditions ? { [name]: new ConditionSequence(conditions, c.errorMode) } : {};
+    };
+    return { ...seq('resource'), ...seq('scope'), ...seq('metric'), ...seq('datapoint') };
+  }
   return {
     ...(c.metric ? { metric: new ConditionSequence(c.metric.map((t) => compileCondition(t, METRIC_CONTEXT)), c.errorMode) } : {}),
     ...(c.datapoint ? { datapoint: new ConditionSequence(c.datapoint.map((t) => compileCondition(t, DATAPOINT_CONTEXT)), c.errorMode) } : {}),
@@ -207,7 +239,9 @@ function spansieveExport(request: Uint8Array, c: Case): Json | null | undefined 
   const kept: ResourceBlock[] = [];
   try {
     for (const block of batch.resources) {
-      const out = filterMetricsBlock(block.bytes, resourceDataOf(block.bytes), rules);
+      const resource = resourceDataOf(block.bytes);
+      if (rules.resource?.eval({ resource })) continue;
+      const out = filterMetricsBlock(block.bytes, resource, rules);
       if (out === undefined) kept.push(block);
       else if (out !== null) kept.push({ ...block, bytes: out.bytes, itemCount: out.itemCount });
     }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
-  ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, OttlRuntimeError, compileCondition,
+  ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, OttlRuntimeError, SCOPE_CONTEXT, compileCondition,
   type DataPointData, type ErrorMode, type MetricData, type MetricType, type OttlValue, type ResourceData, type ScopeData, type TelemetryItem,
 } from '../../../src/ottl';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
@@ -81,8 +81,9 @@ function resourceMetrics(resourceAttrs: Record<string, Attr>, scopes: S[]): Buff
   return Buffer.from(encodeFromOtlpJson(types.ResourceMetrics, json));
 }
 
-function rules(metric: readonly string[] | undefined, datapoint: readonly string[] | undefined, mode: ErrorMode = 'ignore', onError?: () => void): MetricRules {
+function rules(metric: readonly string[] | undefined, datapoint: readonly string[] | undefined, mode: ErrorMode = 'ignore', onError?: () => void, scope?: readonly string[]): MetricRules {
   return {
+    ...(scope ? { scope: new ConditionSequence(scope.map((t) => compileCondition(t, SCOPE_CONTEXT)), mode, onError) } : {}),
     ...(metric ? { metric: new ConditionSequence(metric.map((t) => compileCondition(t, METRIC_CONTEXT)), mode, onError) } : {}),
     ...(datapoint ? { datapoint: new ConditionSequence(datapoint.map((t) => compileCondition(t, DATAPOINT_CONTEXT)), mode, onError) } : {}),
   };
@@ -134,7 +135,7 @@ function reference(bytes: Uint8Array, r: MetricRules): { plain: Json | null; poi
   const resource: ResourceData = resourceDataOf(bytes);
   let points = 0;
   const scopes = ((plain.scopeMetrics ?? []) as Json[]).filter((sm) => {
-    if (!r.metric && !r.datapoint) {
+    if (!r.metric && !r.datapoint && !r.scope) {
       points += ((sm.metrics ?? []) as Json[]).reduce((n, m) => n + (((m[DATA_KEY[typeOf(m)] as string] as Json | undefined)?.dataPoints ?? []) as Json[]).length, 0);
       return true;
     }
@@ -144,6 +145,7 @@ function reference(bytes: Uint8Array, r: MetricRules): { plain: Json | null; poi
       attributes: mapFromJson(sc.attributes as Json[] | undefined), droppedAttributesCount: Number(sc.droppedAttributesCount ?? 0),
       schemaUrl: (sm.schemaUrl as string | undefined) ?? '',
     };
+    if (r.scope?.eval({ resource, scope })) return false;
     const metrics = ((sm.metrics ?? []) as Json[]).filter((m) => {
       const type = typeOf(m);
       const body = type === 0 ? undefined : (m[DATA_KEY[type] as string] as Json);
@@ -461,6 +463,8 @@ const DATAPOINT_CONDITIONS = [
   'attributes == {}', 'Len(attributes) > 2', 'metric.type == METRIC_DATA_TYPE_HISTOGRAM and sum == nil',
 ];
 
+const SCOPE_CONDITIONS = ['name == "s1"', 'version == "2" and resource.attributes["host.name"] != nil', 'attributes["k"] == 1', 'attributes["k"][0] == 1'];
+
 const attrValue: fc.Arbitrary<Attr> = fc.oneof(
   fc.constantFrom('/a', '/b', '200', ''), fc.constantFrom(200n, 2n, -1n, 9007199254740993n), fc.constantFrom(200, 1.5, -0, 2),
   fc.boolean(), fc.constant({ k: true }), fc.constant(['x', 1n]),
@@ -501,9 +505,10 @@ test('equivalence with a full decode, filter and encode over a generated corpus'
       fc.option(fc.subarray(METRIC_CONDITIONS, { minLength: 0, maxLength: 2 }), { nil: undefined }),
       fc.option(fc.subarray(DATAPOINT_CONDITIONS, { minLength: 0, maxLength: 3 }), { nil: undefined }),
       fc.constantFrom<ErrorMode>('ignore', 'ignore', 'silent', 'propagate'),
-      (resourceAttrs, scopes, metric, datapoint, mode) => {
+      fc.option(fc.subarray(SCOPE_CONDITIONS, { minLength: 0, maxLength: 2 }), { nil: undefined, freq: 3 }),
+      (resourceAttrs, scopes, metric, datapoint, mode, scope) => {
         const bytes = resourceMetrics(resourceAttrs, scopes);
-        const out = agree(bytes, rules(metric, datapoint, mode));
+        const out = agree(bytes, rules(metric, datapoint, mode, undefined, scope));
         if (out === null) dropped++;
         else if (out === undefined) untouched++;
         else changed++;

@@ -1,0 +1,459 @@
+import { readString } from '../../pdata/attributes';
+import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
+import type { ConditionSequence, DataPointData, MetricData, MetricType, OttlValue, ResourceData, ScopeData, TelemetryItem } from '../../ottl';
+import { WireAttributes } from './ottl-wire-values';
+
+// The filter processor's metric and datapoint conditions (`metrics: { metric, datapoint }`, and the
+// scope, metric and datapoint conditions `metric_conditions` infers), read
+// straight from an encoded ResourceMetrics. Semantics are the Collector's (filterprocessor v0.160.0):
+// a metric a `metric` condition matches is removed; a data point a `datapoint` condition matches is
+// removed; a metric left without data points, a ScopeMetrics left without metrics and a resource
+// left without ScopeMetrics are removed. What the conditions read is decoded when they read it
+// (of a point's attributes only the keys a condition looks up), and what is not removed keeps its bytes:
+// only the messages that lose something get new length prefixes.
+
+export interface MetricRules {
+  readonly metric?: ConditionSequence<TelemetryItem>;
+  readonly datapoint?: ConditionSequence<TelemetryItem>;
+  /**
+   * Scope-context conditions, which only `metric_conditions` have (the `metrics:` block has none): a
+   * ScopeMetrics they match is removed before its metrics are read.
+   */
+  readonly scope?: ConditionSequence<TelemetryItem>;
+}
+
+/** Metric.data fields (gauge, sum, histogram, exponential_histogram, summary) -> pmetric.MetricType. */
+const DATA_TYPE: readonly (MetricType | undefined)[] = [undefined, undefined, undefined, undefined, undefined, 1, undefined, 2, undefined, 3, 4, 5];
+/** Per MetricType: the field numbers of a point's attributes and flags. */
+const POINT_ATTRIBUTES = [0, 7, 7, 9, 1, 7];
+const POINT_FLAGS = [0, 8, 8, 10, 10, 8];
+
+const TAG_SCOPE_METRICS = 2 * 8 + WIRE_LEN;
+const TAG_METRIC = 2 * 8 + WIRE_LEN;
+const TAG_DATA_POINT = 1 * 8 + WIRE_LEN;
+
+/** The data points left by the last filterScope / filterMetric call (they do not nest in time). */
+let lastItems = 0;
+
+/**
+ * Applies `rules` to one encoded ResourceMetrics (a ResourceBlock's bytes, checked by the receiver).
+ * undefined = unchanged (forward the same bytes), null = every metric removed (drop the resource).
+ * A condition's evaluation error under error_mode `propagate` is thrown (OttlRuntimeError), as the
+ * Collector then fails the whole batch; `ignore` and `silent` count it as false.
+ */
+export function filterMetricsBlock(bytes: Uint8Array, resource: ResourceData, rules: MetricRules): { bytes: Uint8Array; itemCount: number } | null | undefined {
+  const buf = asBuffer(bytes);
+  const reader = new WireReader(buf, 0, buf.length);
+  const withItems = rules.metric !== undefined || rules.datapoint !== undefined || rules.scope !== undefined;
+  const parts: Uint8Array[] = [];
+  let changed = false;
+  let scopes = 0;
+  let items = 0;
+  while (!reader.done) {
+    const fieldStart = reader.pos;
+    const tag = reader.tag();
+    if (tag !== TAG_SCOPE_METRICS) {
+      reader.skip(tag & 7);
+      parts.push(buf.subarray(fieldStart, reader.pos));
+      continue;
+    }
+    const s = reader.lengthDelimited();
+    // Without scope, metric or datapoint conditions the Collector leaves scopes alone (it still
+    // drops a resource that has none).
+    const kept = withItems ? filterScope(buf, s, reader.pos, resource, rules) : undefined;
+    if (kept === null) {
+      changed = true;
+      continue;
+    }
+    scopes++;
+    items += lastItems;
+    if (kept === undefined) parts.push(buf.subarray(fieldStart, reader.pos));
+    else {
+      changed = true;
+      pushLenField(parts, TAG_SCOPE_METRICS, kept);
+    }
+  }
+  if (scopes === 0) return null;
+  if (!changed) return undefined;
+  return { bytes: Buffer.concat(parts), itemCount: items };
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Appends field `tag` holding the concatenation of `payload` (a header, then the parts themselves). */
+function pushLenField(parts: Uint8Array[], tag: number, payload: readonly Uint8Array[]): void {
+  let len = 0;
+  for (const p of payload) len += p.length;
+  const header = Buffer.allocUnsafe(varintSize(tag) + varintSize(len));
+  writeVarint(header, writeVarint(header, 0, tag), len);
+  parts.push(header, ...payload);
+}
+
+/** One ScopeMetrics: undefined = unchanged, null = removed, else the parts of its new payload. Sets lastItems. */
+function filterScope(buf: Buffer, start: number, end: number, resource: ResourceData, rules: MetricRules): Uint8Array[] | null | undefined {
+  // The scope (field 1) and schema_url (3) may follow the metrics; the last occurrence wins.
+  let scopeStart = -1;
+  let scopeEnd = -1;
+  let urlStart = -1;
+  let urlEnd = -1;
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 1 * 8 + WIRE_LEN) {
+      scopeStart = reader.lengthDelimited();
+      scopeEnd = reader.pos;
+    } else if (tag === 3 * 8 + WIRE_LEN) {
+      urlStart = reader.lengthDelimited();
+      urlEnd = reader.pos;
+    } else reader.skip(tag & 7);
+  }
+  const scope = new WireScope(buf, scopeStart, scopeEnd, urlStart, urlEnd);
+  if (rules.scope?.eval({ resource, scope })) {
+    lastItems = 0;
+    return null;
+  }
+  const parts: Uint8Array[] = [];
+  let changed = false;
+  let metrics = 0;
+  let items = 0;
+  reader.reset(buf, start, end);
+  while (!reader.done) {
+    const fieldStart = reader.pos;
+    const tag = reader.tag();
+    if (tag !== TAG_METRIC) {
+      reader.skip(tag & 7);
+      parts.push(buf.subarray(fieldStart, reader.pos));
+      continue;
+    }
+    const s = reader.lengthDelimited();
+    const kept = filterMetric(buf, s, reader.pos, resource, scope, rules);
+    if (kept === null) {
+      changed = true;
+      continue;
+    }
+    metrics++;
+    items += lastItems;
+    if (kept === undefined) parts.push(buf.subarray(fieldStart, reader.pos));
+    else {
+      changed = true;
+      pushLenField(parts, TAG_METRIC, kept);
+    }
+  }
+  lastItems = items;
+  if (metrics === 0) return null;
+  return changed ? parts : undefined;
+}
+
+interface MutableItem {
+  resource: ResourceData;
+  scope: ScopeData;
+  metric: MetricData;
+  dataPoint?: DataPointData;
+}
+
+/** One Metric: undefined = unchanged, null = removed, else the parts of its new payload. Sets lastItems. */
+function filterMetric(buf: Buffer, start: number, end: number, resource: ResourceData, scope: ScopeData, rules: MetricRules): Uint8Array[] | null | undefined {
+  const metric = new WireMetric(buf, start, end);
+  const item: MutableItem = { resource, scope, metric };
+  lastItems = metric.pointCount;
+  if (rules.metric?.eval(item)) return null;
+  const datapoint = rules.datapoint;
+  // A metric without data (pmetric's MetricTypeEmpty) is left alone by datapoint conditions.
+  if (!datapoint || metric.type === 0) return undefined;
+  const points = metric.dataPoints;
+  if (points.length === 0) return null;
+  let removed: Uint8Array | undefined;
+  let removedCount = 0;
+  for (let i = 0; i < points.length; i++) {
+    item.dataPoint = points[i];
+    if (!datapoint.eval(item)) continue;
+    (removed ??= new Uint8Array(points.length))[i] = 1;
+    removedCount++;
+  }
+  if (removed === undefined) return undefined;
+  if (removedCount === points.length) return null;
+  lastItems = metric.pointCount - removedCount;
+  return metric.rewrite(removed);
+}
+
+/** The InstrumentationScope of a ScopeMetrics, decoded on first read. */
+class WireScope implements ScopeData {
+  private parsed = false;
+  private nameValue = '';
+  private versionValue = '';
+  private dropped = 0;
+  private attrs: Map<string, OttlValue> | undefined;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+    private readonly urlStart: number,
+    private readonly urlEnd: number,
+  ) {}
+
+  get name(): string {
+    this.parse();
+    return this.nameValue;
+  }
+
+  get version(): string {
+    this.parse();
+    return this.versionValue;
+  }
+
+  get droppedAttributesCount(): number {
+    this.parse();
+    return this.dropped;
+  }
+
+  get attributes(): ReadonlyMap<string, OttlValue> {
+    this.attrs ??= this.start < 0 ? new Map() : new WireAttributes(this.buf, this.start, this.end, 3);
+    return this.attrs;
+  }
+
+  get schemaUrl(): string {
+    return this.urlStart < 0 ? '' : readString(this.buf, this.urlStart, this.urlEnd);
+  }
+
+  private parse(): void {
+    if (this.parsed) return;
+    this.parsed = true;
+    if (this.start < 0) return;
+    const reader = new WireReader(this.buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag === 1 * 8 + WIRE_LEN || tag === 2 * 8 + WIRE_LEN) {
+        const s = reader.lengthDelimited();
+        const text = readString(this.buf, s, reader.pos);
+        if (tag === 1 * 8 + WIRE_LEN) this.nameValue = text;
+        else this.versionValue = text;
+      } else if (tag === 4 * 8 + WIRE_VARINT) {
+        this.dropped = Number(BigInt.asUintN(32, readVarintBigInt(reader)));
+      } else reader.skip(tag & 7);
+    }
+  }
+}
+
+/**
+ * One Metric's framing: its string fields' places, its data fields, and the data points of the
+ * data field that counts. Like pdata, the last data field (the `data` oneof) decides the type and
+ * holds the points; earlier ones are ignored by decoders but kept as bytes and counted, as the
+ * receiver counts them.
+ */
+class WireMetric implements MetricData {
+  readonly type: MetricType = 0;
+  readonly aggregationTemporality: number | undefined;
+  readonly isMonotonic: boolean | undefined;
+  /** Data points in every data field (what the receiver counted). */
+  readonly pointCount: number = 0;
+  private nameStart = -1;
+  private nameEnd = -1;
+  private descriptionStart = -1;
+  private descriptionEnd = -1;
+  private unitStart = -1;
+  private unitEnd = -1;
+  /** The data field that counts: where its field starts (tag), its payload, and its points. */
+  private dataFieldStart = -1;
+  private dataTag = 0;
+  private dataStart = -1;
+  private dataEnd = -1;
+  private points: WirePoint[] | undefined;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+  ) {
+    const reader = new WireReader(buf, start, end);
+    let count = 0;
+    while (!reader.done) {
+      const fieldStart = reader.pos;
+      const tag = reader.tag();
+      const field = Math.floor(tag / 8);
+      const dataType = DATA_TYPE[field];
+      if ((tag & 7) !== WIRE_LEN) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const s = reader.lengthDelimited();
+      if (dataType !== undefined) {
+        this.type = dataType;
+        this.dataFieldStart = fieldStart;
+        this.dataTag = tag;
+        this.dataStart = s;
+        this.dataEnd = reader.pos;
+        count += countPoints(buf, s, reader.pos);
+      } else if (field === 1) {
+        this.nameStart = s;
+        this.nameEnd = reader.pos;
+      } else if (field === 2) {
+        this.descriptionStart = s;
+        this.descriptionEnd = reader.pos;
+      } else if (field === 3) {
+        this.unitStart = s;
+        this.unitEnd = reader.pos;
+      }
+    }
+    this.pointCount = count;
+    if (this.type === 2 || this.type === 3 || this.type === 4) {
+      // Sum, Histogram, ExponentialHistogram: aggregation_temporality (2); Sum: is_monotonic (3).
+      let temporality = 0;
+      let monotonic = false;
+      const data = new WireReader(buf, this.dataStart, this.dataEnd);
+      while (!data.done) {
+        const tag = data.tag();
+        if (tag === 2 * 8 + WIRE_VARINT) temporality = Number(BigInt.asIntN(32, readVarintBigInt(data)));
+        else if (tag === 3 * 8 + WIRE_VARINT && this.type === 2) monotonic = data.varint() !== 0;
+        else data.skip(tag & 7);
+      }
+      this.aggregationTemporality = temporality;
+      if (this.type === 2) this.isMonotonic = monotonic;
+    }
+  }
+
+  get name(): string {
+    return this.nameStart < 0 ? '' : readString(this.buf, this.nameStart, this.nameEnd);
+  }
+
+  get description(): string {
+    return this.descriptionStart < 0 ? '' : readString(this.buf, this.descriptionStart, this.descriptionEnd);
+  }
+
+  get unit(): string {
+    return this.unitStart < 0 ? '' : readString(this.buf, this.unitStart, this.unitEnd);
+  }
+
+  /** The points of the data field that counts, each decoded only as far as it is read. */
+  get dataPoints(): readonly WirePoint[] {
+    if (this.points) return this.points;
+    const points: WirePoint[] = [];
+    if (this.type !== 0) {
+      const reader = new WireReader(this.buf, this.dataStart, this.dataEnd);
+      while (!reader.done) {
+        const tag = reader.tag();
+        if (tag === TAG_DATA_POINT) {
+          const s = reader.lengthDelimited();
+          points.push(new WirePoint(this.buf, s, reader.pos, this.type));
+        } else reader.skip(tag & 7);
+      }
+    }
+    this.points = points;
+    return points;
+  }
+
+  /** The metric's payload without the points flagged in `removed` (indexes into dataPoints). */
+  rewrite(removed: Uint8Array): Uint8Array[] {
+    const parts: Uint8Array[] = [this.buf.subarray(this.start, this.dataFieldStart)];
+    const data: Uint8Array[] = [];
+    const reader = new WireReader(this.buf, this.dataStart, this.dataEnd);
+    let index = 0;
+    while (!reader.done) {
+      const fieldStart = reader.pos;
+      const tag = reader.tag();
+      reader.skip(tag & 7);
+      if (tag === TAG_DATA_POINT && removed[index++] === 1) continue;
+      data.push(this.buf.subarray(fieldStart, reader.pos));
+    }
+    pushLenField(parts, this.dataTag, data);
+    parts.push(this.buf.subarray(this.dataEnd, this.end));
+    return parts;
+  }
+}
+
+function countPoints(buf: Buffer, start: number, end: number): number {
+  const reader = new WireReader(buf, start, end);
+  let n = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === TAG_DATA_POINT) n++;
+    reader.skip(tag & 7);
+  }
+  return n;
+}
+
+/** A data point of any type; its scalars are read on first use, its attributes when asked for. */
+class WirePoint implements DataPointData {
+  private scanned = false;
+  private start_ = 0n;
+  private time_ = 0n;
+  private value_: number | bigint | undefined;
+  private count_ = 0n;
+  private sum_ = 0;
+  private flags_ = 0;
+  private attrs: Map<string, OttlValue> | undefined;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+    private readonly type: MetricType,
+  ) {}
+
+  get attributes(): ReadonlyMap<string, OttlValue> {
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, POINT_ATTRIBUTES[this.type] ?? 0);
+    return this.attrs;
+  }
+
+  get startTimeUnixNano(): bigint {
+    this.scan();
+    return this.start_;
+  }
+
+  get timeUnixNano(): bigint {
+    this.scan();
+    return this.time_;
+  }
+
+  get value(): number | bigint | undefined {
+    this.scan();
+    return this.value_;
+  }
+
+  get count(): bigint {
+    this.scan();
+    return this.count_;
+  }
+
+  get sum(): number {
+    this.scan();
+    return this.sum_;
+  }
+
+  get flags(): number {
+    this.scan();
+    return this.flags_;
+  }
+
+  private scan(): void {
+    if (this.scanned) return;
+    this.scanned = true;
+    const number = this.type === 1 || this.type === 2;
+    const flagsTag = (POINT_FLAGS[this.type] ?? 0) * 8 + WIRE_VARINT;
+    const buf = this.buf;
+    const reader = new WireReader(buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if ((tag & 7) === WIRE_I64) {
+        const at = reader.pos;
+        reader.advance(8);
+        // OTTL reads timestamps and counts as int64, as the Collector's int64(...) conversions do.
+        switch (tag >>> 3) {
+          case 2: this.start_ = buf.readBigInt64LE(at); break;
+          case 3: this.time_ = buf.readBigInt64LE(at); break;
+          case 4:
+            if (number) this.value_ = buf.readDoubleLE(at);
+            else this.count_ = buf.readBigInt64LE(at);
+            break;
+          case 5: if (!number) this.sum_ = buf.readDoubleLE(at); break;
+          case 6: if (number) this.value_ = buf.readBigInt64LE(at); break;
+          default:
+        }
+      } else if (tag === flagsTag) {
+        this.flags_ = Number(BigInt.asUintN(32, readVarintBigInt(reader)));
+      } else reader.skip(tag & 7);
+    }
+  }
+}

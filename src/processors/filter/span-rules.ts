@@ -42,13 +42,44 @@ function concat(parts: Parts): Uint8Array {
 }
 
 /**
+ * The content of a message with some of its fields cut or replaced: unchanged runs of fields are
+ * copied as single views, and nothing is built until the first change.
+ */
+class Splice {
+  parts: Parts | undefined;
+  private copyFrom: number;
+
+  constructor(private readonly buf: Uint8Array, start: number) {
+    this.copyFrom = start;
+  }
+
+  /** Leaves out the field at [fieldStart, fieldEnd). */
+  cut(fieldStart: number, fieldEnd: number): void {
+    const parts = (this.parts ??= []);
+    if (fieldStart > this.copyFrom) parts.push(this.buf.subarray(this.copyFrom, fieldStart));
+    this.copyFrom = fieldEnd;
+  }
+
+  /** Puts `field` with new content in place of the field at [fieldStart, fieldEnd). */
+  replace(fieldStart: number, fieldEnd: number, field: number, content: Parts): void {
+    this.cut(fieldStart, fieldEnd);
+    pushFramed(this.parts!, field, content);
+  }
+
+  /** The new content, or undefined when nothing changed. */
+  finish(end: number): Parts | undefined {
+    if (this.parts && end > this.copyFrom) this.parts.push(this.buf.subarray(this.copyFrom, end));
+    return this.parts;
+  }
+}
+
+/**
  * Applies one group's scope / span / span event conditions to a ResourceSpans. Returns undefined
  * when nothing is removed, null when the resource is left without scopes, else the new bytes and
  * span count. Evaluation errors under error_mode propagate are thrown (OttlRuntimeError).
  */
 export function filterSpansBlock(bytes: Uint8Array, resource: ResourceData, group: OttlGroup): FilteredBlock | null | undefined {
-  const out: Parts = [];
-  let changed = false;
+  const splice = new Splice(bytes, 0);
   let scopes = 0;
   let spans = 0;
   const reader = new WireReader(bytes, 0, bytes.length);
@@ -57,28 +88,23 @@ export function filterSpansBlock(bytes: Uint8Array, resource: ResourceData, grou
     const tag = reader.tag();
     if (tag !== 2 * 8 + WIRE_LEN) {
       reader.skip(tag & 7);
-      out.push(bytes.subarray(fieldStart, reader.pos));
       continue;
     }
     const s = reader.lengthDelimited();
     const e = reader.pos;
     const result = filterScope(bytes, s, e, resource, group);
     if (result === null) {
-      changed = true;
+      splice.cut(fieldStart, e);
       continue;
     }
     scopes++;
     spans += result.spans;
-    if (result.parts === undefined) out.push(bytes.subarray(fieldStart, e));
-    else {
-      changed = true;
-      pushFramed(out, 2, result.parts);
-    }
+    if (result.parts) splice.replace(fieldStart, e, 2, result.parts);
   }
   // A resource without scopes is removed, also one that arrived so.
   if (scopes === 0) return null;
-  if (!changed) return undefined;
-  return { bytes: concat(out), itemCount: spans };
+  const parts = splice.finish(bytes.length);
+  return parts ? { bytes: concat(parts), itemCount: spans } : undefined;
 }
 
 /** One ScopeSpans: null = removed, else its spans left and its new content (undefined: unchanged). */
@@ -87,8 +113,7 @@ function filterScope(buf: Uint8Array, start: number, end: number, resource: Reso
   if (group.scope?.eval({ resource, scope })) return null;
   const spanSeq = group.span;
   const eventSeq = group.spanevent;
-  const out: Parts = [];
-  let changed = false;
+  const splice = new Splice(buf, start);
   let kept = 0;
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
@@ -96,39 +121,32 @@ function filterScope(buf: Uint8Array, start: number, end: number, resource: Reso
     const tag = reader.tag();
     if (tag !== 2 * 8 + WIRE_LEN) {
       reader.skip(tag & 7);
-      out.push(buf.subarray(fieldStart, reader.pos));
       continue;
     }
     const s = reader.lengthDelimited();
     const e = reader.pos;
     if (!spanSeq && !eventSeq) {
       kept++;
-      out.push(buf.subarray(fieldStart, e));
       continue;
     }
     const span = new WireSpan(buf, s, e);
     const item: TelemetryItem = { resource, scope, span };
     if (spanSeq?.eval(item)) {
-      changed = true;
+      splice.cut(fieldStart, e);
       continue;
     }
     kept++;
     const events = eventSeq ? filterEvents(buf, s, e, item, eventSeq) : undefined;
-    if (events === undefined) out.push(buf.subarray(fieldStart, e));
-    else {
-      changed = true;
-      pushFramed(out, 2, events);
-    }
+    if (events) splice.replace(fieldStart, e, 2, events);
   }
   // An empty scope is removed, as the Collector does (also one that arrived empty).
   if (kept === 0) return null;
-  return { parts: changed ? out : undefined, spans: kept };
+  return { parts: splice.finish(end), spans: kept };
 }
 
 /** The span's content without the events the conditions match; undefined when none does. */
 function filterEvents(buf: Uint8Array, start: number, end: number, spanItem: TelemetryItem, seq: NonNullable<OttlGroup['spanevent']>): Parts | undefined {
-  let out: Parts | undefined;
-  let copiedTo = start;
+  const splice = new Splice(buf, start);
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const fieldStart = reader.pos;
@@ -139,13 +157,7 @@ function filterEvents(buf: Uint8Array, start: number, end: number, spanItem: Tel
     }
     const s = reader.lengthDelimited();
     const e = reader.pos;
-    if (!seq.eval({ ...spanItem, spanEvent: new WireSpanEvent(buf, s, e) })) continue;
-    // Drop [fieldStart, e): copy what precedes it since the last cut.
-    out ??= [];
-    if (fieldStart > copiedTo) out.push(buf.subarray(copiedTo, fieldStart));
-    copiedTo = e;
+    if (seq.eval({ ...spanItem, spanEvent: new WireSpanEvent(buf, s, e) })) splice.cut(fieldStart, e);
   }
-  if (!out) return undefined;
-  if (end > copiedTo) out.push(buf.subarray(copiedTo, end));
-  return out;
+  return splice.finish(end);
 }

@@ -95,6 +95,131 @@ export function decodeOttlAnyValue(buf: Uint8Array, start: number, end: number, 
   return value;
 }
 
+/** find() does not nest (decoding a value uses readers of its own). */
+const findReader = new WireReader(new Uint8Array(0), 0, 0);
+
+/** Attribute keys conditions name, encoded once (bounded: cleared when full). */
+const encodedKeys = new Map<string, Buffer>();
+
+function encodedKey(key: string): Buffer {
+  let b = encodedKeys.get(key);
+  if (b === undefined) {
+    if (encodedKeys.size >= 4096) encodedKeys.clear();
+    b = Buffer.from(key, 'utf8');
+    encodedKeys.set(key, b);
+  }
+  return b;
+}
+
+/**
+ * A `repeated KeyValue` as an OTTL map that answers `has` / `get` by comparing key bytes on the
+ * wire, decoding only the value asked for; anything else (size, iteration) decodes it whole first.
+ * `attributes["url.path"] == "/health"` then costs no string per attribute.
+ */
+export class WireAttributes extends Map<string, OttlValue> {
+  private decoded = false;
+  private lastKey: string | undefined;
+  private lastValue: OttlValue | undefined;
+
+  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly field: number) {
+    super();
+  }
+
+  private all(): void {
+    if (this.decoded) return;
+    this.decoded = true;
+    for (const [k, v] of decodeOttlKeyValues(this.buf, this.start, this.end, this.field)) super.set(k, v);
+  }
+
+  /** The value of the first KeyValue with this key; undefined when there is none. */
+  private find(key: string): OttlValue | undefined {
+    if (key === this.lastKey) return this.lastValue;
+    const want = encodedKey(key);
+    const wl = want.length;
+    const buf = this.buf;
+    const fieldTag = this.field * 8 + WIRE_LEN;
+    let found: OttlValue | undefined;
+    const reader = findReader.reset(buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== fieldTag) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const s = reader.lengthDelimited();
+      const e = reader.pos;
+      // The usual layout, the key first with a one-byte length: a different key is skipped
+      // without a reader (unless another key field follows, which would replace it).
+      if (buf[s] === 1 * 8 + WIRE_LEN && buf[s + 1]! < 0x80) {
+        const ks = s + 2;
+        const ke = ks + buf[s + 1]!;
+        let same = ke - ks === wl && ke <= e;
+        for (let i = 0; same && i < wl; i++) if (buf[ks + i] !== want[i]) same = false;
+        if (!same && (ke >= e || buf[ke] !== 1 * 8 + WIRE_LEN)) continue;
+      }
+      const kv = new WireReader(buf, s, e);
+      let matched = false;
+      let vs = -1;
+      let ve = -1;
+      while (!kv.done) {
+        const t = kv.tag();
+        if (t === 1 * 8 + WIRE_LEN) {
+          const ks = kv.lengthDelimited();
+          matched = kv.pos - ks === wl && want.compare(buf, ks, kv.pos) === 0;
+        } else if (t === 2 * 8 + WIRE_LEN) {
+          vs = kv.lengthDelimited();
+          ve = kv.pos;
+        } else kv.skip(t & 7);
+      }
+      if (matched) {
+        found = vs < 0 ? null : decodeOttlAnyValue(buf, vs, ve);
+        break;
+      }
+    }
+    this.lastKey = key;
+    this.lastValue = found;
+    return found;
+  }
+
+  override has(key: string): boolean {
+    return this.decoded ? super.has(key) : this.find(key) !== undefined;
+  }
+
+  override get(key: string): OttlValue | undefined {
+    return this.decoded ? super.get(key) : this.find(key);
+  }
+
+  override get size(): number {
+    this.all();
+    return super.size;
+  }
+
+  override entries(): MapIterator<[string, OttlValue]> {
+    this.all();
+    return super.entries();
+  }
+
+  override keys(): MapIterator<string> {
+    this.all();
+    return super.keys();
+  }
+
+  override values(): MapIterator<OttlValue> {
+    this.all();
+    return super.values();
+  }
+
+  override forEach(callback: (value: OttlValue, key: string, map: Map<string, OttlValue>) => void, thisArg?: unknown): void {
+    this.all();
+    super.forEach(callback, thisArg);
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, OttlValue]> {
+    this.all();
+    return super[Symbol.iterator]();
+  }
+}
+
 /** [start, end) of the last occurrence of a length-delimited field, or undefined. */
 function lastLen(buf: Uint8Array, start: number, end: number, field: number): [number, number] | undefined {
   const reader = new WireReader(buf, start, end);
@@ -296,7 +421,7 @@ export class WireSpan implements SpanData {
   }
 
   get attributes(): Attributes {
-    this.attrs ??= decodeOttlKeyValues(this.buf, this.start, this.end, 9);
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, 9);
     return this.attrs;
   }
 
@@ -333,7 +458,7 @@ export class WireSpanEvent implements SpanEventData {
   }
 
   get attributes(): Attributes {
-    this.attrs ??= decodeOttlKeyValues(this.buf, this.start, this.end, 3);
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, 3);
     return this.attrs;
   }
 

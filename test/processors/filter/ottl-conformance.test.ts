@@ -145,6 +145,7 @@ const ALL_CASES: readonly Case[] = [
   { name: 'resource block', signal: 'traces', filter: { traces: { resource: ['attributes["service.name"] == "sshd"', 'attributes["service.instance.id"] == 100'] } } },
   { name: 'resource block that drops nothing', signal: 'traces', filter: { traces: { resource: ['attributes["nope"] == "x"'] } } },
   { name: 'span block that drops nothing', signal: 'traces', filter: { traces: { span: ['false'] } } },
+  { name: 'whole attribute maps: Len, String, ==', signal: 'traces', filter: { traces: { span: ['Len(attributes) > 2 and attributes["url.path"] != "/health"', 'String(attributes) == "{\\"http.request.method\\":\\"GET\\"}"'], spanevent: ['attributes == {"exception.type": "IOError"}'] } } },
   { name: 'IsRootSpan and names', signal: 'traces', filter: { traces: { span: ['IsRootSpan() and name != "GET /health"'] } } },
   { name: 'trace_conditions inferred', signal: 'traces', filter: { trace_conditions: ['resource.attributes["service.name"] == "nginx"', 'span.attributes["url.path"] == "/health"', 'spanevent.name == "log"'] } },
   { name: 'trace_conditions: scope', signal: 'traces', filter: { trace_conditions: ['scope.version == "2"'] } },

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import pino from 'pino';
 import { PermanentError } from '../../../src/component/errors';
 import { ConfigIssues, Node } from '../../../src/config/reader';
 import type { Batch } from '../../../src/pdata/batch';
@@ -165,5 +167,59 @@ describe('filter: span-level OTTL on the wire', () => {
       const { out } = await run(raw(mode));
       assert.deepEqual(spanNames(out), [['GET /users/*'], ['GET /users/*', 'GET /users/*'], ['GET /users/*']], mode);
     }
+  });
+});
+
+describe('filter: OTTL rules at run time', () => {
+  async function counterValue(telemetry: SelfTelemetry, name: string): Promise<number | undefined> {
+    if (telemetry.registry.getSingleMetric(name) === undefined) return undefined;
+    const text = await telemetry.registry.getSingleMetricAsString(name);
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{processor="filter"} `));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+
+  test('spans dropped by conditions are counted in otelcol_processor_filter_spans_filtered', async () => {
+    const telemetry = new SelfTelemetry();
+    const processor = new FilterProcessor(testSettings('filter', telemetry), config({ keep: [{ 'service.name': 'envoy' }], traces: { span: ['name == "GET /health"'] } }), 'traces', new Capture());
+    await processor.consume(parseRequest('traces', request()).batch);
+    // sshd and backend by the selector (3 spans), the two health checks of envoy by the condition.
+    assert.equal(await counterValue(telemetry, 'otelcol_processor_filter_spans_filtered'), 5);
+  });
+
+  test('new rules (setConfig) forget the cached verdicts; a resource read unchecked is checked before it is kept', async () => {
+    const capture = new Capture();
+    const processor = new FilterProcessor(testSettings('filter', new SelfTelemetry()), config(SEED), 'traces', capture);
+    await processor.consume(parseRequest('traces', request(), (a) => processor.mayKeep(a)).batch);
+    const second = parseRequest('traces', request(), (a) => processor.mayKeep(a)).batch;
+    assert.equal(second.resources[2]?.unchecked, true);
+    processor.setConfig(config({ traces: { span: ['name == "GET /health"'] } }));
+    assert.equal(processor.mayKeep(second.resources[2].attributes), true);
+    await processor.consume(second);
+    const out = capture.batches[1];
+    assert.deepEqual(spanNames(out), [['GET /users/*'], ['GET /users/*', 'GET /users/*'], ['GET /users/*']]);
+    assert.ok(out?.resources.every((b) => !b.unchecked));
+  });
+
+  test('error_mode ignore logs a failing condition at most once per 10 s; silent does not log', async () => {
+    for (const [mode, expected] of [['ignore', 1], ['silent', 0]] as const) {
+      const lines: string[] = [];
+      const logger = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done(); } }));
+      const processor = new FilterProcessor({ ...testSettings('filter', new SelfTelemetry()), logger }, config({ error_mode: mode, traces: { span: ['Substring(name, 0, 12) == "x"'] } }), 'traces', new Capture());
+      await processor.consume(parseRequest('traces', request()).batch);
+      await processor.consume(parseRequest('traces', request()).batch);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(lines.length, expected, `${mode}: ${lines.join('')}`);
+      if (expected) assert.match(lines[0]!, /Substring\(name, 0, 12\).*error_mode: ignore/);
+    }
+  });
+
+  test('a metrics pipeline applies metrics.resource conditions and not the traces ones', async () => {
+    const type = types.ExportMetricsServiceRequest;
+    const gauge = { name: 'g', gauge: { dataPoints: [{ asDouble: 1, timeUnixNano: '1' }] } };
+    const body = Buffer.from(type.encode(type.fromObject({ resourceMetrics: ['a', 'b'].map((name) => ({ resource: { attributes: [{ key: 'service.name', value: { stringValue: name } }] }, scopeMetrics: [{ metrics: [gauge] }] })) })).finish());
+    const capture = new Capture();
+    const processor = new FilterProcessor(testSettings('filter', new SelfTelemetry()), config({ traces: { resource: ['true'] }, metrics: { resource: ['attributes["service.name"] == "a"'] } }), 'metrics', capture);
+    await processor.consume(parseRequest('metrics', body, (a) => processor.mayKeep(a)).batch);
+    assert.deepEqual(capture.resourceMetrics().map((rm) => rm.resource?.attributes?.[0]?.value.stringValue), ['b']);
   });
 });

@@ -13,6 +13,7 @@ import { FilterProcessor, parseFilterConfig } from '../../../src/processors/filt
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, testSettings } from '../../helpers/components';
 import { freePorts, waitFor } from '../../helpers/ports';
+import { startService } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
 
 // The filter processor configs a Collector user brings, run unchanged through the reference
@@ -266,6 +267,9 @@ after(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** The Collector's survivors per case, filled by the first test. */
+const collectorSurvivors = new Map<number, string[]>();
+
 test('every Collector filter config leaves the same resources, scopes, spans and events in spansieve', { skip: SKIP }, async () => {
   const mismatches: string[] = [];
   const distinct = new Set<string>();
@@ -285,6 +289,7 @@ test('every Collector filter config leaves the same resources, scopes, spans and
     assert.equal(res.status, 200, `${c.name}: ${logs.join('')}`);
     assert.equal(ours.error, undefined, c.name);
     distinct.add(JSON.stringify(collector));
+    collectorSurvivors.set(n, collector);
     if (process.env.OTTL_CONFORMANCE_DEBUG) process.stdout.write(`# ${c.name}: ${JSON.stringify(collector)}\n`);
     if (JSON.stringify(collector) !== JSON.stringify(ours.survivors)) {
       mismatches.push(`${c.name}:\n  collector ${JSON.stringify(collector)}\n  spansieve ${JSON.stringify(ours.survivors)}`);
@@ -293,4 +298,36 @@ test('every Collector filter config leaves the same resources, scopes, spans and
   assert.deepEqual(mismatches, []);
   // Not a vacuous pass: the configs leave many different results.
   assert.ok(distinct.size >= (REF?.v160 ? 15 : 10), `distinct outcomes: ${distinct.size}`);
+});
+
+test('a running spansieve service (otlp receiver -> filter -> otlp exporter) forwards what the Collector forwards', { skip: SKIP }, async () => {
+  // Every case that succeeds, as one pipeline each behind one receiver (a propagate failure
+  // would fail the shared request, so those cases stay with the in-process test above).
+  const cases = [...CASES.entries()].filter(([n, c]) => !c.fails && collectorSurvivors.has(n));
+  const ownSink = new GrpcSink();
+  await ownSink.start();
+  const [httpPort] = await freePorts(1);
+  const service = await startService({
+    receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+    processors: Object.fromEntries(cases.map(([n, c]) => [`filter/${n}`, c.filter])),
+    exporters: Object.fromEntries(cases.map(([n]) => [`otlp/${n}`, { endpoint: `127.0.0.1:${ownSink.port}`, tls: { insecure: true }, compression: 'none', headers: { 'x-case': String(n) } }])),
+    service: { pipelines: Object.fromEntries(cases.map(([n, c]) => [`${c.signal}/${n}`, { receivers: ['otlp'], processors: [`filter/${n}`], exporters: [`otlp/${n}`] }])) },
+  });
+  try {
+    for (const signal of ['traces', 'metrics'] as const) {
+      const res = await fetch(`http://127.0.0.1:${httpPort}/v1/${signal}`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: body(signal) });
+      assert.equal(res.status, 200, await res.text());
+    }
+    const expecting = cases.filter(([n]) => (collectorSurvivors.get(n) ?? []).length > 0);
+    await waitFor('every pipeline exported', () => expecting.every(([n]) => ownSink.requests.some((r) => r.headers['x-case'] === String(n))), 30_000);
+    const mismatches: string[] = [];
+    for (const [n, c] of cases) {
+      const ours = survivors(c.signal, ownSink.requests.filter((r) => r.headers['x-case'] === String(n)).map((r) => r.body));
+      if (JSON.stringify(ours) !== JSON.stringify(collectorSurvivors.get(n))) mismatches.push(`${c.name}: collector ${JSON.stringify(collectorSurvivors.get(n))}, spansieve ${JSON.stringify(ours)}`);
+    }
+    assert.deepEqual(mismatches, []);
+  } finally {
+    await service.shutdown();
+    await ownSink.stop();
+  }
 });

@@ -6,9 +6,13 @@ import type { Attributes } from '../../pdata/attributes';
 import { itemNoun, type Batch, type ResourceBlock, type Signal } from '../../pdata/batch';
 import { PermanentError } from '../../component/errors';
 import { checkDeferredBlock } from '../../pdata/scan';
-import { WireFormatError } from '../../pdata/wire';
+import { WIRE_LEN, WireFormatError, WireReader } from '../../pdata/wire';
+import { OttlRuntimeError } from '../../ottl';
+import { OTTL_KEYS, bindOttlRules, parseOttlConfig, type OttlConfig, type OttlRules } from './ottl-rules';
 import { sharedProcessTable, type ProcessTable } from './process-table';
 import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
+import { filterSpansBlock } from './span-rules';
+import { WireResource } from './wire-items';
 
 export interface FilterConfig {
   /** Absent means keep everything (then `drop` alone decides). */
@@ -16,6 +20,8 @@ export interface FilterConfig {
   readonly drop: SelectorList;
   /** Set when a `process:` selector needs /proc kept fresh while the processor runs. */
   readonly processTable: ProcessTable | undefined;
+  /** The Collector's OTTL keys (error_mode, traces, metrics, trace_conditions, metric_conditions), if any. */
+  readonly ottl?: OttlConfig | undefined;
 }
 
 export interface FilterDecision {
@@ -52,7 +58,7 @@ export function parseSelectorList(node: Node, processes?: ProcessContext): Selec
   return new SelectorList(selectors);
 }
 
-export const FILTER_KEYS = ['keep', 'drop', 'host_names', 'process_refresh_interval'] as const;
+export const FILTER_KEYS = ['keep', 'drop', 'host_names', 'process_refresh_interval', ...OTTL_KEYS] as const;
 
 export function parseFilterConfig(node: Node): FilterConfig {
   const at = node.struct(FILTER_KEYS);
@@ -68,7 +74,8 @@ export function parseFilterConfig(node: Node): FilterConfig {
   }
   const drop = parseSelectorList(at('drop'), processes) ?? new SelectorList([]);
   const usesProcesses = [...(keep?.selectors ?? []), ...drop.selectors].some((selector) => selector.usesProcesses);
-  return { keep, drop, processTable: usesProcesses ? processes.table : undefined };
+  const ottl = parseOttlConfig(at);
+  return { keep, drop, processTable: usesProcesses ? processes.table : undefined, ottl };
 }
 
 /** The lists of a filter processor as written (selectors as plain objects). */
@@ -91,12 +98,21 @@ function instanceDecision(config: FilterConfig, attributes: Attributes): Instanc
   return { kept: decision.kept, selector: decision.selector?.text ?? null };
 }
 
+/** The OTTL rules bound to one processor instance, with their per-resource decisions. */
+interface BoundOttl {
+  readonly rules: OttlRules;
+  /** Whether the resource-level conditions drop a resource, by its decoded attributes (one map per distinct Resource message). */
+  readonly resourceDrops: WeakMap<Attributes, boolean>;
+}
+
 export class FilterProcessor implements Component, Consumer, LiveReconfigurable<FilterConfig> {
   private readonly filtered: { inc(n: number): void };
   private readonly inventory: InstanceRecorder | undefined;
   private rules: FilterConfig;
+  private ottl: BoundOttl | undefined;
   private started = false;
   private readonly id: string;
+  private readonly logger: CreateSettings['logger'] | undefined;
 
   constructor(
     settings: CreateSettings,
@@ -106,13 +122,20 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
   ) {
     this.rules = config;
     this.id = settings.id;
+    this.logger = settings.logger;
     this.inventory = settings.inventory;
+    this.ottl = this.bind(config);
     const noun = itemNoun(signal) === 'spans' ? 'spans' : 'datapoints';
     this.filtered = settings.telemetry.counter(
       `otelcol_processor_filter_${noun}_filtered`,
       `Number of ${noun === 'spans' ? 'spans' : 'data points'} dropped by the filter processor`,
       { processor: settings.id },
     );
+  }
+
+  private bind(config: FilterConfig): BoundOttl | undefined {
+    const rules = bindOttlRules(config.ottl, this.signal, this.logger, this.id);
+    return rules ? { rules, resourceDrops: new WeakMap() } : undefined;
   }
 
   get config(): FilterConfig {
@@ -123,6 +146,7 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
   reconfigure(config: FilterConfig): void {
     const previous = this.rules;
     this.rules = config;
+    this.ottl = this.bind(config);
     this.inventory?.redecide(this.id, (attributes) => instanceDecision(config, attributes));
     if (this.started) {
       config.processTable?.acquire();
@@ -142,7 +166,9 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
   }
 
   mayKeep(attributes: Attributes): boolean {
-    return keeps(this.rules, attributes) && (this.next.mayKeep?.(attributes) ?? true);
+    // OTTL resource conditions answer from the decision cached when this resource was last seen
+    // (their exact values come from the bytes, which this question does not have).
+    return keeps(this.rules, attributes) && this.ottl?.resourceDrops.get(attributes) !== true && (this.next.mayKeep?.(attributes) ?? true);
   }
 
   /** Passed on as it is: whether a request unread holds anything kept cannot be known. */
@@ -154,8 +180,13 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
   consume(batch: Batch): Promise<void> {
     let kept: Batch | undefined;
     try {
-      kept = this.keptPart(batch);
+      kept = this.ottl ? this.keptPartOttl(batch, this.ottl) : this.keptPart(batch);
     } catch (err) {
+      if (err instanceof OttlRuntimeError) {
+        // error_mode: propagate. The same data would fail the same way: the sender should not retry.
+        this.logger?.error({ processor: this.id, err: err.message }, 'failed processing traces or metrics (error_mode: propagate)');
+        return Promise.reject(new PermanentError(`processor ${this.id}: ${err.message}`));
+      }
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return kept === undefined ? NOTHING_TO_SEND : this.next.consume(kept);
@@ -186,6 +217,89 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
     if (dropped > 0) this.filtered.inc(dropped);
     return kept.length === 0 ? undefined : batch.withResources(kept);
   }
+
+  /** keptPart with OTTL conditions: selectors first, then the conditions on what they keep. */
+  private keptPartOttl(batch: Batch, ottl: BoundOttl): Batch | undefined {
+    const rules = this.rules;
+    const kept: ResourceBlock[] = [];
+    let changed = false;
+    let dropped = 0;
+    const inventory = this.inventory;
+    for (const block of batch.resources) {
+      const decision = decide(rules, block.attributes);
+      let out: ResourceBlock | undefined;
+      if (decision.kept) {
+        const resource = new WireResource(block.bytes);
+        if (this.resourceDropped(block, resource, ottl)) {
+          inventory?.decide(block.attributes, false, OTTL_SELECTOR, this.id);
+        } else {
+          inventory?.decide(block.attributes, true, decision.selector?.text ?? null, this.id);
+          out = this.applyItemLevel(block.unchecked ? checkedBlock(this.signal, block) : block, resource, ottl.rules);
+        }
+      } else {
+        inventory?.decide(block.attributes, false, decision.selector?.text ?? null, this.id);
+      }
+      if (out !== block) changed = true;
+      if (out) kept.push(out);
+      dropped += block.itemCount - (out?.itemCount ?? 0);
+    }
+    if (dropped > 0) this.filtered.inc(dropped);
+    if (!changed) return batch;
+    return kept.length === 0 ? undefined : batch.withResources(kept);
+  }
+
+  /** The resource-level conditions' verdict, cached per distinct resource unless they read the block's schema_url. */
+  private resourceDropped(block: ResourceBlock, resource: WireResource, ottl: BoundOttl): boolean {
+    const cacheable = !ottl.rules.perBlock;
+    if (cacheable) {
+      const cached = ottl.resourceDrops.get(block.attributes);
+      if (cached !== undefined) return cached;
+    }
+    let drop = false;
+    const item = { resource };
+    for (const group of ottl.rules.groups) {
+      if (group.resource?.eval(item)) {
+        drop = true;
+        break;
+      }
+    }
+    if (cacheable) ottl.resourceDrops.set(block.attributes, drop);
+    return drop;
+  }
+
+  /** Scope, span and event conditions, and the Collector's removal of emptied scopes and resources. */
+  private applyItemLevel(block: ResourceBlock, resource: WireResource, rules: OttlRules): ResourceBlock | undefined {
+    let bytes = block.bytes;
+    let items = block.itemCount;
+    for (const group of rules.groups) {
+      if (group.wire) {
+        const filtered = filterSpansBlock(bytes, resource, group);
+        if (filtered === null) return undefined;
+        if (filtered) {
+          bytes = filtered.bytes;
+          items = filtered.itemCount;
+        }
+      } else if (items === 0 && (group.liftedItemLevel || !hasScopes(bytes))) {
+        // Span conditions leave no empty scope, resource conditions no resource without scopes.
+        return undefined;
+      }
+    }
+    return bytes === block.bytes ? block : { bytes, attributes: block.attributes, itemCount: items, unchecked: false };
+  }
+}
+
+/** What the inventory shows as the deciding selector when an OTTL condition dropped a resource. */
+const OTTL_SELECTOR = 'OTTL condition';
+
+/** Whether a ResourceSpans / ResourceMetrics holds any ScopeSpans / ScopeMetrics (field 2). */
+function hasScopes(bytes: Uint8Array): boolean {
+  const reader = new WireReader(bytes, 0, bytes.length);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 2 * 8 + WIRE_LEN) return true;
+    reader.skip(tag & 7);
+  }
+  return false;
 }
 
 /** The block, checked now; malformed or invalid content refuses the batch, as the receiver would have. */

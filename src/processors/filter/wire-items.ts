@@ -1,0 +1,468 @@
+// OTTL's view of a resource, scope, span and span event read straight from the checked bytes of a
+// ResourceSpans / ResourceMetrics: each field is decoded the first time a condition reads it, with
+// OTTL's types (int64 as bigint, doubles as numbers, kvlists as Maps), so what no condition reads
+// is never decoded.
+
+import { readString } from '../../pdata/attributes';
+import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt } from '../../pdata/wire';
+import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
+import type { OttlValue } from '../../ottl';
+
+/** Values nested deeper than this read as an empty list or map (the wire scanner accepts far deeper). */
+export const MAX_OTTL_DEPTH = 128;
+
+/** `repeated KeyValue` occurrences of `field` in [start, end) as an OTTL map (first key wins, as pcommon's Get). */
+export function decodeOttlKeyValues(buf: Uint8Array, start: number, end: number, field: number, depth = 0): Map<string, OttlValue> {
+  const out = new Map<string, OttlValue>();
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== field * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const s = reader.lengthDelimited();
+    const kv = new WireReader(buf, s, reader.pos);
+    let key = '';
+    let vs = -1;
+    let ve = -1;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === 1 * 8 + WIRE_LEN) {
+        const ks = kv.lengthDelimited();
+        key = readString(buf, ks, kv.pos);
+      } else if (t === 2 * 8 + WIRE_LEN) {
+        vs = kv.lengthDelimited();
+        ve = kv.pos;
+      } else kv.skip(t & 7);
+    }
+    if (!out.has(key)) out.set(key, vs < 0 ? null : decodeOttlAnyValue(buf, vs, ve, depth));
+  }
+  return out;
+}
+
+/** One AnyValue; an empty one (no value set) is nil, as pcommon's empty value reads in OTTL. */
+export function decodeOttlAnyValue(buf: Uint8Array, start: number, end: number, depth = 0): OttlValue {
+  const reader = new WireReader(buf, start, end);
+  let value: OttlValue = null;
+  while (!reader.done) {
+    const tag = reader.tag();
+    switch (tag) {
+      case 1 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        value = readString(buf, s, reader.pos);
+        break;
+      }
+      case 2 * 8 + WIRE_VARINT:
+        value = reader.varint() !== 0;
+        break;
+      case 3 * 8 + WIRE_VARINT:
+        value = readVarintBigInt(reader);
+        break;
+      case 4 * 8 + WIRE_I64:
+        value = reader.double();
+        break;
+      case 5 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        const items: OttlValue[] = [];
+        if (depth < MAX_OTTL_DEPTH) {
+          const inner = new WireReader(buf, s, reader.pos);
+          while (!inner.done) {
+            const t = inner.tag();
+            if (t === 1 * 8 + WIRE_LEN) {
+              const is = inner.lengthDelimited();
+              items.push(decodeOttlAnyValue(buf, is, inner.pos, depth + 1));
+            } else inner.skip(t & 7);
+          }
+        }
+        value = items;
+        break;
+      }
+      case 6 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        value = depth < MAX_OTTL_DEPTH ? decodeOttlKeyValues(buf, s, reader.pos, 1, depth + 1) : new Map();
+        break;
+      }
+      case 7 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        value = Uint8Array.prototype.slice.call(buf, s, reader.pos);
+        break;
+      }
+      default:
+        reader.skip(tag & 7);
+    }
+  }
+  return value;
+}
+
+/** find() does not nest (decoding a value uses readers of its own). */
+const findReader = new WireReader(new Uint8Array(0), 0, 0);
+
+/** Attribute keys conditions name, encoded once (bounded: cleared when full). */
+const encodedKeys = new Map<string, Buffer>();
+
+function encodedKey(key: string): Buffer {
+  let b = encodedKeys.get(key);
+  if (b === undefined) {
+    if (encodedKeys.size >= 4096) encodedKeys.clear();
+    b = Buffer.from(key, 'utf8');
+    encodedKeys.set(key, b);
+  }
+  return b;
+}
+
+/**
+ * A `repeated KeyValue` as an OTTL map that answers `has` / `get` by comparing key bytes on the
+ * wire, decoding only the value asked for; anything else (size, iteration) decodes it whole first.
+ * `attributes["url.path"] == "/health"` then costs no string per attribute.
+ */
+export class WireAttributes extends Map<string, OttlValue> {
+  private decoded = false;
+  private lastKey: string | undefined;
+  private lastValue: OttlValue | undefined;
+
+  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly field: number) {
+    super();
+  }
+
+  private all(): void {
+    if (this.decoded) return;
+    this.decoded = true;
+    for (const [k, v] of decodeOttlKeyValues(this.buf, this.start, this.end, this.field)) super.set(k, v);
+  }
+
+  /** The value of the first KeyValue with this key; undefined when there is none. */
+  private find(key: string): OttlValue | undefined {
+    if (key === this.lastKey) return this.lastValue;
+    const want = encodedKey(key);
+    const wl = want.length;
+    const buf = this.buf;
+    const fieldTag = this.field * 8 + WIRE_LEN;
+    let found: OttlValue | undefined;
+    const reader = findReader.reset(buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== fieldTag) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const s = reader.lengthDelimited();
+      const e = reader.pos;
+      // The usual layout, the key first with a one-byte length: a different key is skipped
+      // without a reader (unless another key field follows, which would replace it).
+      if (buf[s] === 1 * 8 + WIRE_LEN && buf[s + 1]! < 0x80) {
+        const ks = s + 2;
+        const ke = ks + buf[s + 1]!;
+        let same = ke - ks === wl && ke <= e;
+        for (let i = 0; same && i < wl; i++) if (buf[ks + i] !== want[i]) same = false;
+        if (!same && (ke >= e || buf[ke] !== 1 * 8 + WIRE_LEN)) continue;
+      }
+      const kv = new WireReader(buf, s, e);
+      let matched = false;
+      let vs = -1;
+      let ve = -1;
+      while (!kv.done) {
+        const t = kv.tag();
+        if (t === 1 * 8 + WIRE_LEN) {
+          const ks = kv.lengthDelimited();
+          matched = kv.pos - ks === wl && want.compare(buf, ks, kv.pos) === 0;
+        } else if (t === 2 * 8 + WIRE_LEN) {
+          vs = kv.lengthDelimited();
+          ve = kv.pos;
+        } else kv.skip(t & 7);
+      }
+      if (matched) {
+        found = vs < 0 ? null : decodeOttlAnyValue(buf, vs, ve);
+        break;
+      }
+    }
+    this.lastKey = key;
+    this.lastValue = found;
+    return found;
+  }
+
+  override has(key: string): boolean {
+    return this.decoded ? super.has(key) : this.find(key) !== undefined;
+  }
+
+  override get(key: string): OttlValue | undefined {
+    return this.decoded ? super.get(key) : this.find(key);
+  }
+
+  override get size(): number {
+    this.all();
+    return super.size;
+  }
+
+  override entries(): MapIterator<[string, OttlValue]> {
+    this.all();
+    return super.entries();
+  }
+
+  override keys(): MapIterator<string> {
+    this.all();
+    return super.keys();
+  }
+
+  override values(): MapIterator<OttlValue> {
+    this.all();
+    return super.values();
+  }
+
+  override forEach(callback: (value: OttlValue, key: string, map: Map<string, OttlValue>) => void, thisArg?: unknown): void {
+    this.all();
+    super.forEach(callback, thisArg);
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, OttlValue]> {
+    this.all();
+    return super[Symbol.iterator]();
+  }
+}
+
+/** [start, end) of the last occurrence of a length-delimited field, or undefined. */
+function lastLen(buf: Uint8Array, start: number, end: number, field: number): [number, number] | undefined {
+  const reader = new WireReader(buf, start, end);
+  let found: [number, number] | undefined;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === field * 8 + WIRE_LEN) {
+      const s = reader.lengthDelimited();
+      found = [s, reader.pos];
+    } else reader.skip(tag & 7);
+  }
+  return found;
+}
+
+function lastVarint(buf: Uint8Array, start: number, end: number, field: number): number | undefined {
+  const reader = new WireReader(buf, start, end);
+  let found: number | undefined;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === field * 8 + WIRE_VARINT) found = reader.varint();
+    else reader.skip(tag & 7);
+  }
+  return found;
+}
+
+function lastString(buf: Uint8Array, start: number, end: number, field: number): string | undefined {
+  const r = lastLen(buf, start, end, field);
+  return r ? readString(buf, r[0], r[1]) : undefined;
+}
+
+function fixed64At(buf: Uint8Array, pos: number): bigint {
+  return new DataView(buf.buffer, buf.byteOffset + pos, 8).getBigUint64(0, true);
+}
+
+/** The resource of a ResourceSpans / ResourceMetrics block; fields decoded on first read. */
+export class WireResource implements ResourceData {
+  private attrs: Attributes | undefined;
+  private dropped: number | undefined;
+  private schema: string | undefined;
+  private resource: [number, number] | undefined | null = null;
+
+  constructor(private readonly buf: Uint8Array) {}
+
+  private range(): [number, number] | undefined {
+    if (this.resource === null) this.resource = lastLen(this.buf, 0, this.buf.length, 1);
+    return this.resource;
+  }
+
+  get attributes(): Attributes {
+    if (this.attrs === undefined) {
+      const r = this.range();
+      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], 1) : new Map();
+    }
+    return this.attrs;
+  }
+
+  get droppedAttributesCount(): number {
+    if (this.dropped === undefined) {
+      const r = this.range();
+      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], 2) : undefined) ?? 0;
+    }
+    return this.dropped;
+  }
+
+  get schemaUrl(): string {
+    this.schema ??= lastString(this.buf, 0, this.buf.length, 3) ?? '';
+    return this.schema;
+  }
+}
+
+/** A ScopeSpans' scope (field 1) and schema_url (field 3). */
+export class WireScope implements ScopeData {
+  private scopeRange: [number, number] | undefined | null = null;
+  private n: string | undefined;
+  private v: string | undefined;
+  private attrs: Attributes | undefined;
+  private dropped: number | undefined;
+  private schema: string | undefined;
+
+  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number) {}
+
+  private range(): [number, number] | undefined {
+    if (this.scopeRange === null) this.scopeRange = lastLen(this.buf, this.start, this.end, 1);
+    return this.scopeRange;
+  }
+
+  private str(field: number): string {
+    const r = this.range();
+    return (r ? lastString(this.buf, r[0], r[1], field) : undefined) ?? '';
+  }
+
+  get name(): string {
+    this.n ??= this.str(1);
+    return this.n;
+  }
+
+  get version(): string {
+    this.v ??= this.str(2);
+    return this.v;
+  }
+
+  get attributes(): Attributes {
+    if (this.attrs === undefined) {
+      const r = this.range();
+      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], 3) : new Map();
+    }
+    return this.attrs;
+  }
+
+  get droppedAttributesCount(): number {
+    if (this.dropped === undefined) {
+      const r = this.range();
+      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], 4) : undefined) ?? 0;
+    }
+    return this.dropped;
+  }
+
+  get schemaUrl(): string {
+    this.schema ??= lastString(this.buf, this.start, this.end, 3) ?? '';
+    return this.schema;
+  }
+}
+
+const NO_STATUS = Object.freeze({});
+
+/** A Span; one pass over its tags on first read records where each field is. */
+export class WireSpan implements SpanData {
+  private read = false;
+  // Offsets of the last occurrence of each singular field (-1: absent).
+  private traceIdAt = -1; private traceIdEnd = -1;
+  private spanIdAt = -1; private spanIdEnd = -1;
+  private parentAt = -1; private parentEnd = -1;
+  private traceStateAt = -1; private traceStateEnd = -1;
+  private nameAt = -1; private nameEnd = -1;
+  private statusAt = -1; private statusEnd = -1;
+  private startAt = -1;
+  private endAt = -1;
+  private flagsAt = -1;
+  private kindValue = 0;
+  private droppedAttrs = 0;
+  private droppedEvents = 0;
+  private droppedLinks = 0;
+  private attrs: Attributes | undefined;
+  private nameValue: string | undefined;
+
+  constructor(readonly buf: Uint8Array, readonly start: number, readonly end: number) {}
+
+  private scan(): void {
+    if (this.read) return;
+    this.read = true;
+    const buf = this.buf;
+    const reader = new WireReader(buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      switch (tag) {
+        case 1 * 8 + WIRE_LEN: this.traceIdAt = reader.lengthDelimited(); this.traceIdEnd = reader.pos; break;
+        case 2 * 8 + WIRE_LEN: this.spanIdAt = reader.lengthDelimited(); this.spanIdEnd = reader.pos; break;
+        case 3 * 8 + WIRE_LEN: this.traceStateAt = reader.lengthDelimited(); this.traceStateEnd = reader.pos; break;
+        case 4 * 8 + WIRE_LEN: this.parentAt = reader.lengthDelimited(); this.parentEnd = reader.pos; break;
+        case 5 * 8 + WIRE_LEN: this.nameAt = reader.lengthDelimited(); this.nameEnd = reader.pos; break;
+        case 6 * 8 + WIRE_VARINT: this.kindValue = reader.varint(); break;
+        case 7 * 8 + WIRE_I64: this.startAt = reader.pos; reader.advance(8); break;
+        case 8 * 8 + WIRE_I64: this.endAt = reader.pos; reader.advance(8); break;
+        case 10 * 8 + WIRE_VARINT: this.droppedAttrs = reader.varint(); break;
+        case 12 * 8 + WIRE_VARINT: this.droppedEvents = reader.varint(); break;
+        case 14 * 8 + WIRE_VARINT: this.droppedLinks = reader.varint(); break;
+        case 15 * 8 + WIRE_LEN: this.statusAt = reader.lengthDelimited(); this.statusEnd = reader.pos; break;
+        case 16 * 8 + WIRE_I32: this.flagsAt = reader.pos; reader.advance(4); break;
+        default: reader.skip(tag & 7);
+      }
+    }
+  }
+
+  private bytes(at: number, end: number): Uint8Array | undefined {
+    return at < 0 ? undefined : this.buf.subarray(at, end);
+  }
+
+  get traceId(): Uint8Array | undefined { this.scan(); return this.bytes(this.traceIdAt, this.traceIdEnd); }
+  get spanId(): Uint8Array | undefined { this.scan(); return this.bytes(this.spanIdAt, this.spanIdEnd); }
+  get parentSpanId(): Uint8Array | undefined { this.scan(); return this.bytes(this.parentAt, this.parentEnd); }
+  get traceState(): string { this.scan(); return this.traceStateAt < 0 ? '' : readString(this.buf, this.traceStateAt, this.traceStateEnd); }
+  get name(): string {
+    this.scan();
+    this.nameValue ??= this.nameAt < 0 ? '' : readString(this.buf, this.nameAt, this.nameEnd);
+    return this.nameValue;
+  }
+  get kind(): number { this.scan(); return this.kindValue; }
+  get startTimeUnixNano(): bigint { this.scan(); return this.startAt < 0 ? 0n : fixed64At(this.buf, this.startAt); }
+  get endTimeUnixNano(): bigint { this.scan(); return this.endAt < 0 ? 0n : fixed64At(this.buf, this.endAt); }
+  get droppedAttributesCount(): number { this.scan(); return this.droppedAttrs; }
+  get droppedEventsCount(): number { this.scan(); return this.droppedEvents; }
+  get droppedLinksCount(): number { this.scan(); return this.droppedLinks; }
+  get flags(): number {
+    this.scan();
+    if (this.flagsAt < 0) return 0;
+    const b = this.buf;
+    const p = this.flagsAt;
+    return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16)) + b[p + 3]! * 0x1000000;
+  }
+
+  get attributes(): Attributes {
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, 9);
+    return this.attrs;
+  }
+
+  get status(): { readonly code?: number; readonly message?: string } {
+    this.scan();
+    if (this.statusAt < 0) return NO_STATUS;
+    const code = lastVarint(this.buf, this.statusAt, this.statusEnd, 3) ?? 0;
+    const message = lastString(this.buf, this.statusAt, this.statusEnd, 2) ?? '';
+    return { code, message };
+  }
+}
+
+/** A Span.Event. */
+export class WireSpanEvent implements SpanEventData {
+  private attrs: Attributes | undefined;
+
+  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number) {}
+
+  get timeUnixNano(): bigint {
+    const reader = new WireReader(this.buf, this.start, this.end);
+    let at = -1;
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag === 1 * 8 + WIRE_I64) {
+        at = reader.pos;
+        reader.advance(8);
+      } else reader.skip(tag & 7);
+    }
+    return at < 0 ? 0n : fixed64At(this.buf, at);
+  }
+
+  get name(): string {
+    return lastString(this.buf, this.start, this.end, 2) ?? '';
+  }
+
+  get attributes(): Attributes {
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, 3);
+    return this.attrs;
+  }
+
+  get droppedAttributesCount(): number {
+    return lastVarint(this.buf, this.start, this.end, 4) ?? 0;
+  }
+}

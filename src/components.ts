@@ -13,6 +13,7 @@ import { prometheusExporterFactory } from './exporters/prometheus/prometheus-exp
 import { prometheusRemoteWriteExporterFactory } from './exporters/prometheusremotewrite/prometheusremotewrite-exporter';
 import { filterFactory } from './processors/filter/filter';
 import { memoryLimiterFactory } from './processors/memorylimiter/memory-limiter';
+import { tailSamplingFactory } from './processors/tailsampling/tail-sampling';
 import { otlpReceiverFactory } from './receivers/otlp/otlp-receiver';
 
 /** Every component spansieve can build, by kind and type. Adding a component = adding its factory here. */
@@ -20,6 +21,7 @@ export const FACTORIES: readonly AnyFactory[] = [
   otlpReceiverFactory,
   memoryLimiterFactory,
   filterFactory,
+  tailSamplingFactory,
   otlpExporterFactory,
   otlpHttpExporterFactory,
   debugExporterFactory,

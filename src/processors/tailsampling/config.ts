@@ -121,14 +121,14 @@ function parsePolicyList(node: Node, level: Level): NamedPolicy[] {
   const out: NamedPolicy[] = [];
   const names = new Set<string>();
   for (const item of node.list()) {
-    const parsed = parsePolicy(item, level);
-    if (!parsed) continue;
+    const name = item.child('name').string('');
     if (level === 'top') {
-      if (parsed.name === '') item.child('name').report('policy name cannot be empty');
-      else if (names.has(parsed.name)) item.child('name').report(`duplicate policy name "${parsed.name}"`);
+      if (name === '') item.child('name').report('policy name cannot be empty');
+      else if (names.has(name)) item.child('name').report(`duplicate policy name "${name}"`);
     }
-    names.add(parsed.name);
-    out.push(parsed);
+    names.add(name);
+    const parsed = parsePolicy(item, level);
+    if (parsed) out.push(parsed);
   }
   return out;
 }

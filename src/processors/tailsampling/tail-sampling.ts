@@ -225,6 +225,8 @@ export class TailSamplingProcessor implements Component, Consumer {
       if (trace && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
     }
     for (const trace of due) this.decide(trace);
+    // Drops the decided traces from the front of the arrival queue.
+    this.arrivals.first();
     this.flush();
     this.updateGauges();
   }
@@ -373,6 +375,8 @@ export class TailSamplingProcessor implements Component, Consumer {
         block.counted = false;
       }
     }
+    // The arrival queue may hold the trace a while longer: not its spans.
+    trace.parts.length = 0;
   }
 
   private forget(trace: PendingTrace): void {

@@ -23,7 +23,10 @@ export class Fifo<T> {
   first(): T | undefined {
     while (this.head < this.items.length) {
       const item = this.items[this.head]!;
-      if (this.isLive(item)) return item;
+      if (this.isLive(item)) {
+        this.trimFront();
+        return item;
+      }
       this.items[this.head++] = undefined;
     }
     this.items = [];
@@ -34,6 +37,11 @@ export class Fifo<T> {
   /** Removes the oldest item (after first() returned it). */
   shift(): void {
     this.items[this.head++] = undefined;
+    this.trimFront();
+  }
+
+  /** Gives back the slots before the front once they are most of the array. */
+  private trimFront(): void {
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;

@@ -384,7 +384,7 @@ describe('tail_sampling queues', () => {
         assert.equal(q.first(), i - 9);
       }
     }
-    assert.ok(q.length < 3000, `queue holds ${q.length} slots for 10 live items`);
+    assert.ok(q.slots < 3000, `queue holds ${q.slots} slots for 10 live items`);
     const seen: number[] = [];
     q.forEachWhile((n) => (seen.push(n), seen.length < 3));
     assert.deepEqual(seen, [99_990, 99_991, 99_992]);

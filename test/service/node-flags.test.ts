@@ -73,6 +73,13 @@ service:
       assert.equal(nodeFlags(file), '');
     }));
 
+    void test('the launcher passes validate, instances and help straight to the cli', withConfig(true, (file) => {
+      assert.match(execFileSync(LAUNCHER, ['validate', '--config', file], { encoding: 'utf8' }), /is valid/);
+      fs.writeFileSync(file, 'receivers: [');
+      assert.throws(() => execFileSync(LAUNCHER, ['validate', '--config', file], { stdio: 'pipe' }), (err: { status?: number }) => err.status === 1);
+      assert.match(execFileSync(LAUNCHER, ['help'], { encoding: 'utf8' }), /spansieve validate \[--config FILE\]/);
+    }));
+
     void test('the launcher execs one node process, same pid, with the flag', withConfig(true, async (file) => {
       const child = spawn(LAUNCHER, ['--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

@@ -24,12 +24,20 @@ export interface PlainKeyValue {
   value: PlainAnyValue;
 }
 
+export interface PlainExemplar {
+  timeUnixNano: string;
+  asDouble: number;
+  traceId: Uint8Array;
+  spanId: Uint8Array;
+}
+
 export interface PlainNumberPoint {
   attributes: PlainKeyValue[];
   startTimeUnixNano: string;
   timeUnixNano: string;
   asInt?: string | number;
   asDouble?: number;
+  exemplars?: PlainExemplar[];
 }
 
 export interface PlainHistogramPoint {
@@ -40,6 +48,7 @@ export interface PlainHistogramPoint {
   sum: number;
   bucketCounts: number[];
   explicitBounds: readonly number[];
+  exemplars?: PlainExemplar[];
 }
 
 export interface PlainMetric {
@@ -75,7 +84,8 @@ export function toAnyValue(value: AttrValue): PlainAnyValue {
   if (typeof value === 'string') return { stringValue: value };
   if (typeof value === 'boolean') return { boolValue: value };
   if (typeof value === 'bigint') return { intValue: value.toString() };
-  if (typeof value === 'number') return Number.isInteger(value) ? { intValue: value } : { doubleValue: value };
+  // A decoded int outside the safe range is a bigint, so such a number was a double.
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? { intValue: value } : { doubleValue: value };
   if (value === null) return {};
   if (value instanceof Uint8Array) return { bytesValue: value };
   if (Array.isArray(value)) return { arrayValue: { values: (value as readonly AttrValue[]).map(toAnyValue) } };

@@ -39,11 +39,14 @@ export class SpanView {
   /** end - start in nanoseconds; 0 when the end precedes the start. */
   durationNs = 0;
   scopeName = '';
+  scopeVersion = '';
   private startHi = 0;
   private startLo = 0;
   private endHi = 0;
   private endLo = 0;
   private attrs: Attributes | undefined;
+  /** Keys among attrs whose value was a double on the wire (a decoded 5.0 reads as 5). */
+  private doubles: Set<string> | undefined;
 
   constructor(private readonly wanted?: WantedAttributes) {}
 
@@ -71,12 +74,48 @@ export class SpanView {
 
   /** The span's attributes, decoded on first use: only the wanted ones if forEachSpan was given a list. */
   attributes(): Attributes {
-    this.attrs ??= this.wanted ? pickKeyValues(this.buf, this.start, this.end, 9, this.wanted) : decodeKeyValues(this.buf, this.start, this.end, 9);
+    if (this.attrs) return this.attrs;
+    if (this.wanted) {
+      const doubles: DoubleKeys = { set: undefined };
+      this.attrs = pickKeyValues(this.buf, this.start, this.end, 9, this.wanted, doubles);
+      this.doubles = doubles.set;
+    } else {
+      this.attrs = decodeKeyValues(this.buf, this.start, this.end, 9);
+    }
     return this.attrs;
   }
 
+  /** Whether attribute `key` (as returned by attributes()) holds a double. */
+  isDouble(key: string): boolean {
+    if (!this.wanted && this.doubles === undefined) this.doubles = doubleKeysOf(this.buf, this.start, this.end, 9) ?? new Set();
+    return this.doubles?.has(key) === true;
+  }
+
+  /**
+   * One attribute's value read straight from the span (not cached, nothing else decoded); for a
+   * rare check such as a marker attribute. undefined when absent.
+   */
+  attribute(key: WantedAttributes): AttrValue | undefined {
+    const found = pickKeyValues(this.buf, this.start, this.end, 9, key, { set: undefined });
+    return found.values().next().value;
+  }
+
+  /** Calls `visit` with the bounds of each event (field 11) of the span, in order. */
+  forEachEvent(visit: (start: number, end: number) => void): void {
+    const reader = new WireReader(this.buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== 11 * 8 + WIRE_LEN) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const s = reader.lengthDelimited();
+      visit(s, reader.pos);
+    }
+  }
+
   /** @internal */
-  reset(buf: Uint8Array, start: number, end: number, scopeName: string): void {
+  reset(buf: Uint8Array, start: number, end: number, scopeName: string, scopeVersion: string): void {
     this.buf = buf;
     this.start = start;
     this.end = end;
@@ -87,7 +126,9 @@ export class SpanView {
     this.durationNs = 0;
     this.startHi = this.startLo = this.endHi = this.endLo = 0;
     this.attrs = undefined;
+    this.doubles = undefined;
     this.scopeName = scopeName;
+    this.scopeVersion = scopeVersion;
   }
 
   /** @internal */
@@ -154,12 +195,13 @@ export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, 
 function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView, visit: (span: SpanView) => void): void {
   // The scope (field 1) normally precedes the spans; read it first so every span knows its scope.
   let scopeName = '';
+  let scopeVersion = '';
   const first = new WireReader(buf, start, end);
   while (!first.done) {
     const tag = first.tag();
     if (tag === 1 * 8 + WIRE_LEN) {
       const s = first.lengthDelimited();
-      scopeName = scopeNameOf(buf, s, first.pos);
+      [scopeName, scopeVersion] = scopeNameOf(buf, s, first.pos);
     } else first.skip(tag & 7);
   }
   const reader = new WireReader(buf, start, end);
@@ -170,26 +212,31 @@ function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView,
       continue;
     }
     const s = reader.lengthDelimited();
-    readSpan(buf, s, reader.pos, view, scopeName);
+    readSpan(buf, s, reader.pos, view, scopeName, scopeVersion);
     visit(view);
   }
 }
 
-function scopeNameOf(buf: Uint8Array, start: number, end: number): string {
+/** The name and version of an InstrumentationScope. */
+function scopeNameOf(buf: Uint8Array, start: number, end: number): [string, string] {
   const reader = new WireReader(buf, start, end);
+  let name = '';
+  let version = '';
   while (!reader.done) {
     const tag = reader.tag();
     if (tag === 1 * 8 + WIRE_LEN) {
       const s = reader.lengthDelimited();
-      return readString(buf, s, reader.pos);
-    }
-    reader.skip(tag & 7);
+      name = readString(buf, s, reader.pos);
+    } else if (tag === 2 * 8 + WIRE_LEN) {
+      const s = reader.lengthDelimited();
+      version = readString(buf, s, reader.pos);
+    } else reader.skip(tag & 7);
   }
-  return '';
+  return [name, version];
 }
 
-function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, scopeName: string): void {
-  view.reset(buf, start, end, scopeName);
+function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, scopeName: string, scopeVersion: string): void {
+  view.reset(buf, start, end, scopeName, scopeVersion);
   const reader = new WireReader(buf, start, end);
   let startLo = 0;
   let startHi = 0;
@@ -260,7 +307,11 @@ function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
 }
 
 /** Like decodeKeyValues, but reads the value of a key only if it is wanted (first occurrence wins). */
-function pickKeyValues(buf: Uint8Array, start: number, end: number, field: number, wanted: WantedAttributes): Map<string, AttrValue> {
+interface DoubleKeys {
+  set: Set<string> | undefined;
+}
+
+function pickKeyValues(buf: Uint8Array, start: number, end: number, field: number, wanted: WantedAttributes, doubles: DoubleKeys): Map<string, AttrValue> {
   const out = new Map<string, AttrValue>();
   const reader = new WireReader(buf, start, end);
   while (!reader.done && out.size < wanted.keys.length) {
@@ -286,7 +337,58 @@ function pickKeyValues(buf: Uint8Array, start: number, end: number, field: numbe
         valueEnd = kv.pos;
       } else kv.skip(t & 7);
     }
-    if (name !== undefined && !out.has(name)) out.set(name, valueStart < 0 ? null : decodeAnyValue(buf, valueStart, valueEnd));
+    if (name !== undefined && !out.has(name)) {
+      const value = valueStart < 0 ? null : decodeAnyValue(buf, valueStart, valueEnd);
+      if (typeof value === 'number' && isDoubleValue(buf, valueStart, valueEnd)) (doubles.set ??= new Set()).add(name);
+      out.set(name, value);
+    }
+  }
+  return out;
+}
+
+/** Whether an encoded AnyValue holds a double (its last value field, as a decoder keeps, is double_value). */
+function isDoubleValue(buf: Uint8Array, start: number, end: number): boolean {
+  const reader = new WireReader(buf, start, end);
+  let last = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    last = tag >>> 3;
+    reader.skip(tag & 7);
+  }
+  return last === 4;
+}
+
+/**
+ * The keys of a KeyValue list (repeated `field` within start..end) whose value is a double,
+ * first occurrence of a key deciding, as in decodeKeyValues; undefined when there are none.
+ */
+export function doubleKeysOf(buf: Uint8Array, start: number, end: number, field: number): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  const seen = new Set<string>();
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== field * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kv = new WireReader(buf, kvStart, reader.pos);
+    let key = '';
+    let double = false;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === 1 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        key = readString(buf, s, kv.pos);
+      } else if (t === 2 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        double = isDoubleValue(buf, s, kv.pos);
+      } else kv.skip(t & 7);
+    }
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (double) (out ??= new Set()).add(key);
   }
   return out;
 }

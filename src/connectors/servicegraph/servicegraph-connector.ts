@@ -15,6 +15,7 @@ import {
   type SpanView,
 } from '../../pdata/spans';
 import { bucketIndex } from '../histogram';
+import { skipScope, spanIsMarked } from '../skip-mark';
 import {
   TEMPORALITY_CUMULATIVE,
   buildMetricsBatch,
@@ -106,8 +107,20 @@ export class ServiceGraphConnector implements Component, Consumer {
     for (const block of batch.resources) {
       const serviceName = block.attributes.get('service.name');
       if (typeof serviceName !== 'string' || serviceName === '') continue;
+      const skip = this.config.honorSpanMetricsSkip ? skipScope(block) : 'none';
+      if (skip === 'all') continue;
       try {
-        forEachSpan(block.bytes, (span) => this.visit(span, serviceName, block.attributes), this.wanted);
+        if (skip === 'spans') {
+          forEachSpan(
+            block.bytes,
+            (span) => {
+              if (!spanIsMarked(span)) this.visit(span, serviceName, block.attributes);
+            },
+            this.wanted,
+          );
+        } else {
+          forEachSpan(block.bytes, (span) => this.visit(span, serviceName, block.attributes), this.wanted);
+        }
       } catch (err) {
         // Never fail the traces pipeline over derived metrics: the other exporters got the spans.
         this.logger.error({ err: errorMessage(err), service: serviceName }, 'servicegraph: could not read the spans of a resource');

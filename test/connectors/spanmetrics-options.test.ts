@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseSpanMetricsConfig } from '../../src/connectors/spanmetrics/config';
 import { SpanMetricsConnector, spanMetricsConnectorFactory } from '../../src/connectors/spanmetrics/spanmetrics-connector';
+import { PrometheusExporter, parsePrometheusExporterConfig } from '../../src/exporters/prometheus/prometheus-exporter';
 import type { Batch } from '../../src/pdata/batch';
 import { types } from '../../src/pdata/codec';
 import { parseRequest } from '../../src/pdata/scan';
@@ -108,6 +109,24 @@ describe('spanmetrics: exemplars', () => {
     // Exemplars belong to the interval flushed: the next flush has none.
     await c.flush();
     assert.equal(flushed(capture).get('traces.span.metrics.duration')![0]!.exemplars, undefined);
+  });
+
+  test('the prometheus exporter shows them in OpenMetrics only: on the bucket holding the value, and the last one on the counter', async () => {
+    const { c, capture } = connector({ exemplars: { enabled: true }, histogram: { explicit: { buckets: ['5ms', '50ms'] } } });
+    const spans = [3, 4, 30, 70].map((n) => obiSpan({ durationNs: BigInt(n) * 1_000_000n }));
+    await c.consume(traces(obiResourceSpans(backend, spans)));
+    await c.flush();
+    const exporter = new PrometheusExporter(testSettings('prometheus'), parseWith(parsePrometheusExporterConfig, { enable_open_metrics: true }));
+    await exporter.consume(capture.batches[capture.batches.length - 1]!);
+    const om = (await exporter.render(true)).body;
+    const ids = (i: number) => `trace_id="${spans[i]!.traceId.toString('hex')}",span_id="${spans[i]!.spanId.toString('hex')}"`;
+    const exemplarOf = (line: RegExp) => om.split('\n').find((l) => line.test(l))?.split(' # ')[1];
+    assert.match(exemplarOf(/^traces_span_metrics_duration_milliseconds_bucket\{.*le="5"\}/) ?? '', new RegExp(`^\\{${ids(1)}\\} 4 \\d+(\\.\\d+)?$`), 'the later of two in a bucket');
+    assert.match(exemplarOf(/^traces_span_metrics_duration_milliseconds_bucket\{.*le="50"\}/) ?? '', new RegExp(`^\\{${ids(2)}\\} 30 `));
+    assert.match(exemplarOf(/^traces_span_metrics_duration_milliseconds_bucket\{.*le="\+Inf"\}/) ?? '', new RegExp(`^\\{${ids(3)}\\} 70 `));
+    assert.match(exemplarOf(/^traces_span_metrics_calls_total\{/) ?? '', new RegExp(`^\\{${ids(3)}\\} 70 `), 'the counter shows the last one');
+    const text = (await exporter.render(false)).body;
+    assert.doesNotMatch(text, /trace_id/, 'text format 0.0.4 has no exemplars');
   });
 
   test('off by default; max_per_data_point 0 keeps none', async () => {

@@ -194,8 +194,10 @@ export class SpanMetricsConnector implements Component, Consumer {
   async consume(batch: Batch): Promise<void> {
     const now = this.now();
     for (const block of batch.resources) {
-      const serviceName = block.attributes.get('service.name');
-      if (typeof serviceName !== 'string') continue;
+      // As the Collector: a resource without service.name is skipped; a non-string one reads as "".
+      const serviceValue = block.attributes.get('service.name');
+      if (serviceValue === undefined) continue;
+      const serviceName = typeof serviceValue === 'string' ? serviceValue : '';
       const skip = this.config.honorSpanMetricsSkip ? skipScope(block) : 'none';
       if (skip === 'all') continue;
       const state = this.resourceFor(block.bytes, block.attributes);

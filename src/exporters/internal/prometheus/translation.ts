@@ -1,5 +1,6 @@
 import type { Node } from '../../../config/reader';
 import { attrValueToString, type AttrValue } from '../../../pdata/attributes';
+import { goFloatString } from '../../../pdata/go-format';
 
 // OTel -> Prometheus names, as the Collector translates them (prometheus/otlptranslator with the
 // UnderscoreEscapingWithSuffixes strategy, which the Collector's prometheus exporter uses by
@@ -150,7 +151,8 @@ export function anyValueToString(value: DecodedAnyValue | undefined): string {
   if (value.stringValue !== undefined) return value.stringValue;
   if (value.boolValue !== undefined) return String(value.boolValue);
   if (value.intValue !== undefined) return String(value.intValue);
-  if (value.doubleValue !== undefined) return formatDouble(value.doubleValue);
+  // As pdata's AsString, which the Collector's exporters use for label values: "-0", "Infinity".
+  if (value.doubleValue !== undefined) return goFloatString(value.doubleValue);
   if (value.bytesValue !== undefined) return value.bytesValue;
   return JSON.stringify(anyValueToJson(value));
 }

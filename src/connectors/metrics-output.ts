@@ -3,7 +3,8 @@ import type { Batch } from '../pdata/batch';
 import { types } from '../pdata/codec';
 import { parseRequest } from '../pdata/scan';
 import { resourceMessage } from '../pdata/spans';
-import { encodeRepeatedField } from '../pdata/wire';
+import { readString } from '../pdata/attributes';
+import { WIRE_LEN, WireReader, encodeRepeatedField, readVarintBigInt } from '../pdata/wire';
 
 // What the trace -> metrics connectors share: OTLP metric messages as protobufjs plain objects,
 // encoded and turned into a metrics Batch the same way a receiver builds one (parseRequest), so
@@ -90,6 +91,104 @@ export function toAnyValue(value: AttrValue): PlainAnyValue {
   if (value instanceof Uint8Array) return { bytesValue: value };
   if (Array.isArray(value)) return { arrayValue: { values: (value as readonly AttrValue[]).map(toAnyValue) } };
   return { kvlistValue: { values: Object.entries(value as Record<string, AttrValue>).map(([key, v]) => ({ key, value: toAnyValue(v) })) } };
+}
+
+/** Nesting beyond this is emitted empty, as decodeKeyValues decodes it (MAX_DECODED_DEPTH). */
+const MAX_WIRE_DEPTH = 128;
+
+/**
+ * An encoded AnyValue as a plain value with every type kept (a whole double nested in a list
+ * stays a double, which an AttrValue cannot tell), for attributes copied into emitted metrics.
+ */
+export function anyValueFromWire(buf: Uint8Array, start: number, end: number, depth = 0): PlainAnyValue {
+  const reader = new WireReader(buf, start, end);
+  let out: PlainAnyValue = {};
+  while (!reader.done) {
+    const tag = reader.tag();
+    switch (tag) {
+      case 1 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        out = { stringValue: readString(buf, s, reader.pos) };
+        break;
+      }
+      case 2 * 8:
+        out = { boolValue: reader.varint() !== 0 };
+        break;
+      case 3 * 8:
+        out = { intValue: BigInt.asIntN(64, readVarintBigInt(reader)).toString() };
+        break;
+      case 4 * 8 + 1:
+        out = { doubleValue: reader.double() };
+        break;
+      case 5 * 8 + WIRE_LEN:
+      case 6 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        const inner = new WireReader(buf, s, reader.pos);
+        const values: Array<PlainAnyValue | PlainKeyValue> = [];
+        while (depth < MAX_WIRE_DEPTH && !inner.done) {
+          const t = inner.tag();
+          if (t !== 1 * 8 + WIRE_LEN) {
+            inner.skip(t & 7);
+            continue;
+          }
+          const vs = inner.lengthDelimited();
+          values.push(tag === 5 * 8 + WIRE_LEN ? anyValueFromWire(buf, vs, inner.pos, depth + 1) : keyValueFromWire(buf, vs, inner.pos, depth + 1));
+        }
+        out = tag === 5 * 8 + WIRE_LEN ? { arrayValue: { values: values as PlainAnyValue[] } } : { kvlistValue: { values: values as PlainKeyValue[] } };
+        break;
+      }
+      case 7 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        out = { bytesValue: Uint8Array.prototype.slice.call(buf, s, reader.pos) };
+        break;
+      }
+      default:
+        reader.skip(tag & 7);
+    }
+  }
+  return out;
+}
+
+function keyValueFromWire(buf: Uint8Array, start: number, end: number, depth: number): PlainKeyValue {
+  const reader = new WireReader(buf, start, end);
+  let key = '';
+  let value: PlainAnyValue = {};
+  while (!reader.done) {
+    const tag = reader.tag();
+    const s = tag === 1 * 8 + WIRE_LEN || tag === 2 * 8 + WIRE_LEN ? reader.lengthDelimited() : -1;
+    if (tag === 1 * 8 + WIRE_LEN) key = readString(buf, s, reader.pos);
+    else if (tag === 2 * 8 + WIRE_LEN) value = anyValueFromWire(buf, s, reader.pos, depth);
+    else reader.skip(tag & 7);
+  }
+  return { key, value };
+}
+
+/** The encoded value of the first `key` in a KeyValue list (repeated `field` within start..end). */
+export function keyValueBytes(buf: Uint8Array, start: number, end: number, field: number, key: string): [number, number] | undefined {
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== field * 8 + WIRE_LEN) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kv = new WireReader(buf, kvStart, reader.pos);
+    let name: string | undefined;
+    let range: [number, number] | undefined;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === 1 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        name = readString(buf, s, kv.pos);
+      } else if (t === 2 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        range = [s, kv.pos];
+      } else kv.skip(t & 7);
+    }
+    if (name === key) return range ?? [0, 0];
+  }
+  return undefined;
 }
 
 export function toKeyValues(entries: Iterable<readonly [string, AttrValue]>): PlainKeyValue[] {

@@ -82,7 +82,7 @@ function corpus() {
       {
         spans: [
           span('egress', { kind: 3, ms: 12, attributes: [str('http.request.method', 'POST'), int('x.ratio', 5)] }),
-          span('egress', { kind: 3, ms: 2500, status: 1, attributes: [str('http.request.method', 'POST'), { key: 'x.list', value: { arrayValue: { values: [{ intValue: 1 }, { stringValue: 'a' }] } } }] }),
+          span('egress', { kind: 3, ms: 2500, status: 1, attributes: [str('http.request.method', 'POST'), { key: 'x.list', value: { arrayValue: { values: [{ intValue: 1 }, { doubleValue: 3 }, { kvlistValue: { values: [{ key: 'z', value: { doubleValue: 1e21 } }, { key: 'b', value: { boolValue: true } }] } }] } } }] }),
           span('ingress', { kind: 2, ms: 60_000, events: [event([str('exception.type', 'Timeout')])] }),
         ],
       },

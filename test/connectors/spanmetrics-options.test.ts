@@ -89,6 +89,15 @@ describe('spanmetrics: label values as the Collector writes them', () => {
     assert.deepEqual(attr(byName.get('b')!, 'x.ratio'), { doubleValue: 5 });
     assert.ok(Object.is(attr(byName.get('c')!, 'x.ratio')!.doubleValue, -0));
   });
+
+  test('a list or map dimension is copied with its nested types (a whole double stays a double)', async () => {
+    const { c, capture } = connector({ dimensions: [{ name: 'x.list' }] });
+    const list = { arrayValue: { values: [{ doubleValue: 3 }, { intValue: '3' }, { kvlistValue: { values: [{ key: 'k', value: { doubleValue: 2 } }] } }] } };
+    await c.consume(traces(obiResourceSpans(backend, [obiSpan({ attributes: [{ key: 'x.list', value: list }] })])));
+    await c.flush();
+    const [point] = flushed(capture).get('traces.span.metrics.calls')!;
+    assert.deepEqual(attr(point!, 'x.list'), list);
+  });
 });
 
 describe('spanmetrics: exemplars', () => {

@@ -14,8 +14,11 @@ import {
   buildMetricsBatch,
   encodeResource,
   msToNanos,
+  anyValueFromWire,
+  keyValueBytes,
   toAnyValue,
   type OutputResource,
+  type PlainAnyValue,
   type PlainExemplar,
   type PlainHistogramPoint,
   type PlainKeyValue,
@@ -155,6 +158,8 @@ export class SpanMetricsConnector implements Component, Consumer {
   /** Set by lookUp: the value found (undefined: none) and whether it is a double. */
   private found: AttrValue | undefined;
   private foundDouble = false;
+  /** Where lookUp found it. */
+  private foundIn: 'span' | 'event' | 'resource' | 'default' = 'default';
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
 
@@ -329,6 +334,7 @@ export class SpanMetricsConnector implements Component, Consumer {
     const fromSpan = span.attributes().get(dim.name);
     if (fromSpan !== undefined) {
       this.found = fromSpan;
+      this.foundIn = 'span';
       this.foundDouble = isAmbiguousNumber(fromSpan) && span.isDouble(dim.name);
       return;
     }
@@ -336,6 +342,7 @@ export class SpanMetricsConnector implements Component, Consumer {
       const fromEvent = event.attrs.get(dim.name);
       if (fromEvent !== undefined) {
         this.found = fromEvent;
+        this.foundIn = 'event';
         if (isAmbiguousNumber(fromEvent)) {
           event.doubles ??= doubleKeysOf(event.buf, event.start, event.end, 3) ?? new Set();
           this.foundDouble = event.doubles.has(dim.name);
@@ -346,6 +353,7 @@ export class SpanMetricsConnector implements Component, Consumer {
     const fromResource = ctx.resourceAttrs.get(dim.name);
     if (fromResource !== undefined) {
       this.found = fromResource;
+      this.foundIn = 'resource';
       if (isAmbiguousNumber(fromResource)) {
         if (ctx.resourceDoubles === undefined) {
           const message = resourceMessage(ctx.bytes);
@@ -357,6 +365,23 @@ export class SpanMetricsConnector implements Component, Consumer {
     }
     this.found = dim.default;
     this.foundDouble = false;
+    this.foundIn = 'default';
+  }
+
+  /** A list or map value as it is on the wire (its nested numbers keep their types); called when a series is created. */
+  private foundFromWire(name: string, ctx: BlockContext, span: SpanView, event: EventContext | undefined): PlainAnyValue | undefined {
+    let range: [number, number] | undefined;
+    let buf: Uint8Array = span.buf;
+    if (this.foundIn === 'span') range = keyValueBytes(span.buf, span.start, span.end, 9, name);
+    else if (this.foundIn === 'event' && event) range = keyValueBytes(event.buf, event.start, event.end, 3, name);
+    else if (this.foundIn === 'resource') {
+      const message = resourceMessage(ctx.bytes);
+      if (message) {
+        buf = message;
+        range = keyValueBytes(message, 0, message.length, 1, name);
+      }
+    }
+    return range ? anyValueFromWire(buf, range[0], range[1]) : undefined;
   }
 
   private buildKey(ctx: BlockContext, span: SpanView, dims: readonly Dimension[], event: EventContext | undefined): string {
@@ -389,7 +414,10 @@ export class SpanMetricsConnector implements Component, Consumer {
       this.lookUp(dim, ctx, span, event);
       const value = this.found;
       if (value === undefined) continue;
-      out.push({ key: dim.name, value: this.foundDouble ? { doubleValue: value as number } : toAnyValue(value) });
+      let typed: PlainAnyValue | undefined;
+      if (this.foundDouble) typed = { doubleValue: value as number };
+      else if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) typed = this.foundFromWire(dim.name, ctx, span, event);
+      out.push({ key: dim.name, value: typed ?? toAnyValue(value) });
     }
     return out;
   }

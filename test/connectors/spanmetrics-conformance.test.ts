@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -298,3 +299,79 @@ function exemplarsOf(rest: string): string {
   if (!m) return exemplar;
   return `{${m[1]!.split(',').sort().join(',')}} ${Number(m[2])}`;
 }
+
+// Glob dimensions exist from Collector v0.160 on, which Jaeger v2 does not bundle: checked against
+// the reference Collector build (v0.160; collector.instance.id, which it adds by default there, is
+// excluded so the series are comparable).
+describe('spanmetrics glob dimensions against the reference Collector (v0.160)', { timeout: 120_000 }, () => {
+  const bin = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
+  const config = {
+    dimensions: [{ name: 'http.request.method' }, { glob: 'x.*' }, { glob: 'res.**' }],
+    exclude_dimensions: ['collector.instance.id'],
+    aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA',
+  };
+
+  test('the same series, with the keys the globs select from span and resource attributes', { skip: !fs.existsSync(bin) && 'no reference Collector' }, async () => {
+    const received: Decoded[] = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push(decode(Buffer.concat(chunks)));
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await listen(server, '127.0.0.1:0');
+    const otlpPort = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-spanmetrics-glob-'));
+    const doc = {
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${otlpPort}` } } } },
+      connectors: { span_metrics: { ...config, metrics_flush_interval: '500ms' } },
+      exporters: { otlp_http: { endpoint: `http://127.0.0.1:${boundPort(server)}`, compression: 'none', retry_on_failure: { enabled: false } } },
+      service: {
+        pipelines: { traces: { receivers: ['otlp'], exporters: ['span_metrics'] }, metrics: { receivers: ['span_metrics'], exporters: ['otlp_http'] } },
+        telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+      },
+    };
+    fs.writeFileSync(path.join(dir, 'otelcol.yaml'), YAML.stringify(doc));
+    const output: string[] = [];
+    const child = spawn(bin, ['--config', path.join(dir, 'otelcol.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
+    child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+    try {
+      const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: corpus() })).finish());
+      await waitFor(
+        'the reference Collector to take the spans',
+        async () => {
+          if (child.exitCode !== null) throw new Error(`otelcol exited: ${output.join('').slice(-2000)}`);
+          try {
+            const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+            return res.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        60_000,
+        200,
+      );
+      const capture = new Capture();
+      const ours = new SpanMetricsConnector(testSettings('glob'), parseWith(parseSpanMetricsConfig, config), capture);
+      await ours.consume(parseRequest('traces', body).batch);
+      await ours.flush();
+      const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+      await waitFor("the reference Collector's flush", () => seriesOf(received).size >= expected.size, 30_000, 100);
+      const actual = seriesOf(received);
+      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
+      assert.ok([...expected.keys()].some((k) => k.includes('"res.shard"') && k.includes('"x.flag"')), 'globs select span and resource attributes');
+    } finally {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await closeServer(server);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

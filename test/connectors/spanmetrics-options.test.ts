@@ -253,6 +253,19 @@ describe('spanmetrics: config', () => {
     assert.deepEqual(configErrors((n) => spanMetricsConnectorFactory.parseConfig(n), raw), []);
   });
 
+  test('glob dimensions: one of name or glob, no default, no clash with a named dimension, a valid pattern', () => {
+    const errors = configErrors(
+      (n) => parseSpanMetricsConfig(n),
+      { dimensions: [{ name: 'http.method' }, { glob: 'http.*' }, { name: 'a', glob: 'b.*' }, { glob: 'db.*', default: 'x' }, { glob: 'db.[' }, { glob: 'service.*' }] },
+      'connectors::spanmetrics',
+    ).join('\n');
+    assert.match(errors, /dimensions\[1\]::glob: dimension name "http.method" conflicts with glob "http.\*"/);
+    assert.match(errors, /dimensions\[2\]::glob: set either name or glob, not both/);
+    assert.match(errors, /dimensions\[3\]::default: not supported on a glob dimension/);
+    assert.match(errors, /dimensions\[4\]::glob: invalid glob "db.\["/);
+    assert.match(errors, /dimensions\[5\]::glob: dimension name "service.name" conflicts/);
+  });
+
   test('bad values name their path', () => {
     const errors = configErrors(
       (n) => parseSpanMetricsConfig(n),

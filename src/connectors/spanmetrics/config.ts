@@ -5,9 +5,61 @@ import { parseBuckets, type HistogramUnit } from '../histogram';
 // (connector/spanmetricsconnector). See docs/spanmetrics-connector.md.
 
 export interface Dimension {
+  /** '' for a glob dimension. */
   readonly name: string;
   /** Used when neither the span nor its resource has the attribute; without it the dimension is left out. */
   readonly default: string | undefined;
+  /** A glob dimension (Collector v0.160): every span or resource attribute whose key matches. */
+  readonly glob?: RegExp;
+}
+
+/**
+ * A glob pattern as the Collector compiles it (gobwas/glob with '.' as separator) as an anchored
+ * RegExp: `*` any run without '.', `**` any run, `?` one character but '.', `[abc]` `[a-z]`
+ * `[!abc]` classes, `{a,b}` alternatives, `\\` escapes. undefined when malformed.
+ */
+export function compileGlob(pattern: string): RegExp | undefined {
+  let out = '';
+  let depth = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      if (i + 1 >= pattern.length) return undefined;
+      out += escapeRegExp(pattern[++i]!);
+    } else if (c === '*') {
+      if (pattern[i + 1] === '*') {
+        out += '.*';
+        i++;
+      } else out += '[^.]*';
+    } else if (c === '?') out += '[^.]';
+    else if (c === '[') {
+      const close = pattern.indexOf(']', i + 1);
+      if (close < 0) return undefined;
+      let body = pattern.slice(i + 1, close);
+      const negated = body.startsWith('!');
+      if (negated) body = body.slice(1);
+      if (body === '') return undefined;
+      out += `[${negated ? '^' : ''}${body.replace(/[\\\]^]/g, (m) => `\\${m}`)}]`;
+      i = close;
+    } else if (c === '{') {
+      out += '(?:';
+      depth++;
+    } else if (c === '}' && depth > 0) {
+      out += ')';
+      depth--;
+    } else if (c === ',' && depth > 0) out += '|';
+    else out += escapeRegExp(c);
+  }
+  if (depth !== 0) return undefined;
+  try {
+    return new RegExp(`^(?:${out})$`, 's');
+  } catch {
+    return undefined;
+  }
+}
+
+function escapeRegExp(c: string): string {
+  return /[.*+?^${}()|[\]\\/-]/.test(c) ? `\\${c}` : c;
 }
 
 export interface SpanMetricsConfig {
@@ -60,11 +112,31 @@ const TEMPORALITIES = ['AGGREGATION_TEMPORALITY_CUMULATIVE', 'AGGREGATION_TEMPOR
 
 export function parseDimensions(node: Node, taken: Set<string>): Dimension[] {
   const out: Dimension[] = [];
+  const globs: Array<{ text: string; glob: RegExp; at: Node }> = [];
   for (const item of node.list()) {
-    const at = item.struct(['name', 'default']);
+    const at = item.struct(['name', 'default', 'glob']);
     const name = at('name').string('');
+    const globText = at('glob').string('');
+    if (globText) {
+      if (name) {
+        at('glob').report('set either name or glob, not both');
+        continue;
+      }
+      if (!at('default').isAbsent) {
+        at('default').report('not supported on a glob dimension');
+        continue;
+      }
+      const glob = compileGlob(globText);
+      if (!glob) {
+        at('glob').report(`invalid glob ${JSON.stringify(globText)}`);
+        continue;
+      }
+      globs.push({ text: globText, glob, at: at('glob') });
+      out.push({ name: '', default: undefined, glob });
+      continue;
+    }
     if (!name) {
-      at('name').report('required: the span or resource attribute to use, e.g. http.response.status_code');
+      at('name').report('required (or glob): the span or resource attribute to use, e.g. http.response.status_code');
       continue;
     }
     if (taken.has(name)) {
@@ -74,6 +146,9 @@ export function parseDimensions(node: Node, taken: Set<string>): Dimension[] {
     taken.add(name);
     const def = at('default');
     out.push({ name, default: def.isAbsent ? undefined : def.string('') });
+  }
+  for (const { text, glob, at } of globs) {
+    for (const name of taken) if (glob.test(name)) at.report(`dimension name ${JSON.stringify(name)} conflicts with glob ${JSON.stringify(text)}`);
   }
   return out;
 }

@@ -145,16 +145,16 @@ export class SpanMetricsConnector implements Component, Consumer {
   /** Delta temporality: when each series was last flushed, so successive points are contiguous. */
   private readonly lastDeltaFlush = new Map<string, number>();
   private readonly logger: Logger;
-  private readonly callsDims: readonly Dimension[];
-  private readonly durationDims: readonly Dimension[];
-  private readonly eventDims: readonly Dimension[];
+  private readonly callsDims: readonly DimStep[];
+  private readonly durationDims: readonly DimStep[];
+  private readonly eventDims: readonly DimStep[];
   private readonly sameDims: boolean;
   private readonly exclude: ReadonlySet<string>;
   private readonly includeScopes: ReadonlySet<string>;
   private readonly divider: number;
   private readonly maxExemplars: number;
   /** Span attributes the dimensions read; the others are never decoded. */
-  private readonly wanted: WantedAttributes;
+  private readonly wanted: WantedAttributes | undefined;
   /** Set by lookUp: the value found (undefined: none) and whether it is a double. */
   private found: AttrValue | undefined;
   private foundDouble = false;
@@ -170,16 +170,17 @@ export class SpanMetricsConnector implements Component, Consumer {
     private readonly now: () => number = Date.now,
   ) {
     this.logger = settings.logger;
-    this.callsDims = [...config.dimensions, ...config.callsDimensions];
-    this.durationDims = [...config.dimensions, ...config.histogramDimensions];
-    this.eventDims = [...config.dimensions, ...config.events.dimensions];
+    this.callsDims = [...steps(config.dimensions), ...steps(config.callsDimensions)];
+    this.durationDims = [...steps(config.dimensions), ...steps(config.histogramDimensions)];
+    this.eventDims = [...steps(config.dimensions), ...steps(config.events.dimensions)];
     this.sameDims = config.callsDimensions.length === 0 && config.histogramDimensions.length === 0;
     this.exclude = new Set(config.excludeDimensions);
     this.includeScopes = new Set(config.includeInstrumentationScope);
     this.divider = config.histogram.unit === 'ms' ? 1e6 : 1e9;
     this.maxExemplars = config.exemplars.enabled ? config.exemplars.maxPerDataPoint : 0;
-    const names = [...this.callsDims, ...this.durationDims, ...(config.events.enabled ? this.eventDims : [])].map((d) => d.name);
-    this.wanted = new WantedAttributes(names);
+    const all = [...this.callsDims, ...this.durationDims, ...(config.events.enabled ? this.eventDims : [])];
+    // A glob dimension may match any attribute: then spans' attributes are decoded in full.
+    this.wanted = all.some((d) => 'globs' in d) ? undefined : new WantedAttributes(all.map((d) => (d as Dimension).name));
   }
 
   async start(): Promise<void> {
@@ -384,22 +385,42 @@ export class SpanMetricsConnector implements Component, Consumer {
     return range ? anyValueFromWire(buf, range[0], range[1]) : undefined;
   }
 
-  private buildKey(ctx: BlockContext, span: SpanView, dims: readonly Dimension[], event: EventContext | undefined): string {
+  private buildKey(ctx: BlockContext, span: SpanView, dims: readonly DimStep[], event: EventContext | undefined): string {
     const ex = this.exclude;
     let key = ex.has('service.name') ? '' : ctx.serviceName;
     if (!ex.has('span.name')) key += SEP + span.name;
     if (!ex.has('span.kind')) key += SEP + span.kindName;
     if (!ex.has('status.code')) key += SEP + span.statusName;
-    for (const dim of dims) {
-      this.lookUp(dim, ctx, span, event);
-      const value = this.found;
-      // The dimension's name is part of the key, so a missing dimension cannot shift the others.
-      if (value !== undefined) key += `${SEP}${dim.name}=${typeof value === 'string' ? value : goAsString(value, this.foundDouble)}`;
+    for (const step of dims) {
+      if ('globs' in step) {
+        for (const name of this.globMatches(step.globs, ctx, span, event)) key += this.keyPart({ name, default: undefined }, ctx, span, event);
+      } else key += this.keyPart(step, ctx, span, event);
     }
     return key;
   }
 
-  private buildAttributes(ctx: BlockContext, span: SpanView, dims: readonly Dimension[], event: EventContext | undefined): PlainKeyValue[] {
+  private keyPart(dim: Dimension, ctx: BlockContext, span: SpanView, event: EventContext | undefined): string {
+    this.lookUp(dim, ctx, span, event);
+    const value = this.found;
+    // The dimension's name is part of the key, so a missing dimension cannot shift the others.
+    return value === undefined ? '' : `${SEP}${dim.name}=${typeof value === 'string' ? value : goAsString(value, this.foundDouble)}`;
+  }
+
+  /**
+   * The attributes a list's glob dimensions select, as the Collector picks them: the span's keys
+   * in sorted order, then the (event's and) resource's keys the span does not have, sorted; a key
+   * counts once however many globs match it.
+   */
+  private globMatches(globs: readonly RegExp[], ctx: BlockContext, span: SpanView, event: EventContext | undefined): string[] {
+    const spanAttrs = span.attributes();
+    const out = [...spanAttrs.keys()].filter((k) => globs.some((g) => g.test(k))).sort();
+    const others = new Set<string>(ctx.resourceAttrs.keys());
+    if (event) for (const k of event.attrs.keys()) others.add(k);
+    const rest = [...others].filter((k) => !spanAttrs.has(k) && globs.some((g) => g.test(k))).sort();
+    return [...out, ...rest];
+  }
+
+  private buildAttributes(ctx: BlockContext, span: SpanView, dims: readonly DimStep[], event: EventContext | undefined): PlainKeyValue[] {
     const ex = this.exclude;
     const out: PlainKeyValue[] = [];
     if (!ex.has('service.name')) out.push({ key: 'service.name', value: { stringValue: ctx.serviceName } });
@@ -410,16 +431,22 @@ export class SpanMetricsConnector implements Component, Consumer {
       out.push({ key: SCOPE_NAME_KEY, value: { stringValue: span.scopeName } });
       if (span.scopeVersion !== '') out.push({ key: SCOPE_VERSION_KEY, value: { stringValue: span.scopeVersion } });
     }
-    for (const dim of dims) {
-      this.lookUp(dim, ctx, span, event);
-      const value = this.found;
-      if (value === undefined) continue;
-      let typed: PlainAnyValue | undefined;
-      if (this.foundDouble) typed = { doubleValue: value as number };
-      else if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) typed = this.foundFromWire(dim.name, ctx, span, event);
-      out.push({ key: dim.name, value: typed ?? toAnyValue(value) });
+    for (const step of dims) {
+      if ('globs' in step) {
+        for (const name of this.globMatches(step.globs, ctx, span, event)) this.pushAttribute(out, { name, default: undefined }, ctx, span, event);
+      } else this.pushAttribute(out, step, ctx, span, event);
     }
     return out;
+  }
+
+  private pushAttribute(out: PlainKeyValue[], dim: Dimension, ctx: BlockContext, span: SpanView, event: EventContext | undefined): void {
+    this.lookUp(dim, ctx, span, event);
+    const value = this.found;
+    if (value === undefined) return;
+    let typed: PlainAnyValue | undefined;
+    if (this.foundDouble) typed = { doubleValue: value as number };
+    else if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) typed = this.foundFromWire(dim.name, ctx, span, event);
+    out.push({ key: dim.name, value: typed ?? toAnyValue(value) });
   }
 
   private build(now: number): OutputResource[] {
@@ -507,6 +534,15 @@ export class SpanMetricsConnector implements Component, Consumer {
       if (expirationMs > 0 && now - state.lastSeenMs >= expirationMs) this.resources.delete(key);
     }
   }
+}
+
+/** A named dimension, or the glob dimensions of one list (matched together, after its named ones). */
+type DimStep = Dimension | { readonly globs: readonly RegExp[] };
+
+function steps(list: readonly Dimension[]): DimStep[] {
+  const globs = list.flatMap((d) => (d.glob ? [d.glob] : []));
+  const named: DimStep[] = list.filter((d) => !d.glob);
+  return globs.length > 0 ? [...named, { globs }] : named;
 }
 
 /** A number that may have been an int or a whole double on the wire (the decoded value cannot tell). */

@@ -1,6 +1,6 @@
-import type { Attributes, AttrValue } from '../pdata/attributes';
+import { decodeAnyValue, type AttrValue } from '../pdata/attributes';
 import type { ResourceBlock } from '../pdata/batch';
-import { WantedAttributes, type SpanView } from '../pdata/spans';
+import type { SpanView } from '../pdata/spans';
 
 // OBI (and Beyla) put `span.metrics.skip=true` on spans whose RED metrics and service graph they
 // already emit themselves: as a span attribute (bool) on the spans OBI generates, as a resource
@@ -9,25 +9,22 @@ import { WantedAttributes, type SpanView } from '../pdata/spans';
 
 export const SPAN_METRICS_SKIP = 'span.metrics.skip';
 const KEY_BYTES = Buffer.from(SPAN_METRICS_SKIP, 'utf8');
-const WANTED = new WantedAttributes([SPAN_METRICS_SKIP]);
 
 /** bool true, or the string "true" in any case, as Go's strconv.ParseBool reads it. */
 export function isSkipMark(value: AttrValue | undefined): boolean {
   return value === true || (typeof value === 'string' && (value === 'true' || value === 'TRUE' || value === 'True' || value === 't' || value === 'T' || value === '1'));
 }
 
-/**
- * How a block's spans are to be treated: 'all' when its resource is marked, 'spans' when the key
- * occurs somewhere in its bytes (some span may be marked: check each), 'none' otherwise. The byte
- * search is one native scan per block, so unmarked traffic pays no per-span cost.
- */
-export function skipScope(block: ResourceBlock, resourceAttributes: Attributes = block.attributes): 'all' | 'spans' | 'none' {
-  if (isSkipMark(resourceAttributes.get(SPAN_METRICS_SKIP))) return 'all';
-  const bytes = block.bytes;
-  const haystack = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return haystack.indexOf(KEY_BYTES) >= 0 ? 'spans' : 'none';
+/** Pass to forEachSpan so that the span walk notes the mark (see spanIsMarked). */
+export const SKIP_MARK_KEY: Uint8Array = KEY_BYTES;
+
+/** Whether a resource is marked: then none of its spans is counted. */
+export function resourceIsMarked(block: ResourceBlock): boolean {
+  return isSkipMark(block.attributes.get(SPAN_METRICS_SKIP));
 }
 
+/** Whether a span (walked by forEachSpan with SKIP_MARK_KEY) is marked. */
 export function spanIsMarked(span: SpanView): boolean {
-  return isSkipMark(span.attribute(WANTED));
+  if (span.markStart < 0) return false;
+  return isSkipMark(span.markStart === span.markEnd ? null : decodeAnyValue(span.buf, span.markStart, span.markEnd));
 }

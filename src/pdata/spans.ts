@@ -45,6 +45,10 @@ export class SpanView {
   private endHi = 0;
   private endLo = 0;
   private attrs: Attributes | undefined;
+  /** forEachSpan's `markKey`: where that attribute's value is in buf (markStart -1: the span has none). */
+  markKey: Uint8Array | undefined;
+  markStart = -1;
+  markEnd = -1;
   /** Keys among attrs whose value was a double on the wire (a decoded 5.0 reads as 5). */
   private doubles: Set<string> | undefined;
 
@@ -76,9 +80,9 @@ export class SpanView {
   attributes(): Attributes {
     if (this.attrs) return this.attrs;
     if (this.wanted) {
-      const doubles: DoubleKeys = { set: undefined };
-      this.attrs = pickKeyValues(this.buf, this.start, this.end, 9, this.wanted, doubles);
-      this.doubles = doubles.set;
+      SCRATCH_DOUBLES.set = undefined;
+      this.attrs = pickKeyValues(this.buf, this.start, this.end, 9, this.wanted, SCRATCH_DOUBLES);
+      this.doubles = SCRATCH_DOUBLES.set;
     } else {
       this.attrs = decodeKeyValues(this.buf, this.start, this.end, 9);
     }
@@ -89,15 +93,6 @@ export class SpanView {
   isDouble(key: string): boolean {
     if (!this.wanted && this.doubles === undefined) this.doubles = doubleKeysOf(this.buf, this.start, this.end, 9) ?? new Set();
     return this.doubles?.has(key) === true;
-  }
-
-  /**
-   * One attribute's value read straight from the span (not cached, nothing else decoded); for a
-   * rare check such as a marker attribute. undefined when absent.
-   */
-  attribute(key: WantedAttributes): AttrValue | undefined {
-    const found = pickKeyValues(this.buf, this.start, this.end, 9, key, { set: undefined });
-    return found.values().next().value;
   }
 
   /** Calls `visit` with the bounds of each event (field 11) of the span, in order. */
@@ -127,6 +122,7 @@ export class SpanView {
     this.startHi = this.startLo = this.endHi = this.endLo = 0;
     this.attrs = undefined;
     this.doubles = undefined;
+    this.markStart = this.markEnd = -1;
     this.scopeName = scopeName;
     this.scopeVersion = scopeVersion;
   }
@@ -176,10 +172,13 @@ export class WantedAttributes {
 /**
  * Calls `visit` for every span of an encoded ResourceSpans. The bytes were checked by the
  * receiver (parseRequest), so malformed input only raises WireFormatError here. With `wanted`,
- * SpanView.attributes() holds only those keys.
+ * SpanView.attributes() holds only those keys. With `markKey` (a key shorter than 128 bytes), the
+ * span walk notes where that attribute's value is (markStart / markEnd), comparing key bytes
+ * only: a marker check that decodes nothing.
  */
-export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, wanted?: WantedAttributes): void {
+export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, wanted?: WantedAttributes, markKey?: Uint8Array): void {
   const view = new SpanView(wanted);
+  view.markKey = markKey;
   const reader = new WireReader(bytes, 0, bytes.length);
   while (!reader.done) {
     const tag = reader.tag();
@@ -287,12 +286,35 @@ function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, s
         view.statusCode = statusCodeOf(buf, s, reader.pos);
         break;
       }
+      case 9 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        if (view.markKey !== undefined && view.markStart < 0) findMark(buf, s, reader.pos, view, view.markKey);
+        break;
+      }
       default:
         reader.skip(tag & 7);
     }
   }
   view.setTimes(startLo, startHi, endLo, endHi);
   view.computeDuration();
+}
+
+/** Notes the value of a KeyValue (start..end) whose key is `key`, written key first as encoders do. */
+function findMark(buf: Uint8Array, start: number, end: number, view: SpanView, key: Uint8Array): void {
+  const len = key.length;
+  if (buf[start] !== 1 * 8 + WIRE_LEN || buf[start + 1] !== len || start + 2 + len > end) return;
+  for (let i = 0; i < len; i++) if (buf[start + 2 + i] !== key[i]) return;
+  const kv = new WireReader(buf, start + 2 + len, end);
+  while (!kv.done) {
+    const t = kv.tag();
+    if (t === 2 * 8 + WIRE_LEN) {
+      view.markStart = kv.lengthDelimited();
+      view.markEnd = kv.pos;
+      return;
+    }
+    kv.skip(t & 7);
+  }
+  view.markStart = view.markEnd = end; // present with no value: an empty AnyValue
 }
 
 function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
@@ -310,6 +332,9 @@ function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
 interface DoubleKeys {
   set: Set<string> | undefined;
 }
+
+/** Reused by SpanView.attributes() (synchronous, so one suffices). */
+const SCRATCH_DOUBLES: DoubleKeys = { set: undefined };
 
 function pickKeyValues(buf: Uint8Array, start: number, end: number, field: number, wanted: WantedAttributes, doubles: DoubleKeys): Map<string, AttrValue> {
   const out = new Map<string, AttrValue>();
@@ -348,6 +373,14 @@ function pickKeyValues(buf: Uint8Array, start: number, end: number, field: numbe
 
 /** Whether an encoded AnyValue holds a double (its last value field, as a decoder keeps, is double_value). */
 function isDoubleValue(buf: Uint8Array, start: number, end: number): boolean {
+  // The usual encodings, one field filling the value: double_value (tag 0x21 + 8 bytes), int_value (tag 0x18 + varint).
+  const first = buf[start];
+  if (first === 0x21 && end - start === 9) return true;
+  if (first === 0x18) {
+    let i = start + 1;
+    while (i < end && buf[i]! >= 0x80) i++;
+    if (i === end - 1) return false;
+  }
   const reader = new WireReader(buf, start, end);
   let last = 0;
   while (!reader.done) {

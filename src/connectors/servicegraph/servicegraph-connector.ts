@@ -15,7 +15,7 @@ import {
   type SpanView,
 } from '../../pdata/spans';
 import { bucketIndex } from '../histogram';
-import { skipScope, spanIsMarked } from '../skip-mark';
+import { SKIP_MARK_KEY, resourceIsMarked, spanIsMarked } from '../skip-mark';
 import {
   TEMPORALITY_CUMULATIVE,
   buildMetricsBatch,
@@ -107,16 +107,17 @@ export class ServiceGraphConnector implements Component, Consumer {
     for (const block of batch.resources) {
       const serviceName = block.attributes.get('service.name');
       if (typeof serviceName !== 'string' || serviceName === '') continue;
-      const skip = this.config.honorSpanMetricsSkip ? skipScope(block) : 'none';
-      if (skip === 'all') continue;
+      const honor = this.config.honorSpanMetricsSkip;
+      if (honor && resourceIsMarked(block)) continue;
       try {
-        if (skip === 'spans') {
+        if (honor) {
           forEachSpan(
             block.bytes,
             (span) => {
               if (!spanIsMarked(span)) this.visit(span, serviceName, block.attributes);
             },
             this.wanted,
+            SKIP_MARK_KEY,
           );
         } else {
           forEachSpan(block.bytes, (span) => this.visit(span, serviceName, block.attributes), this.wanted);

@@ -7,7 +7,7 @@ import { attrValueToString, decodeKeyValues, type AttrValue, type Attributes } f
 import type { Batch } from '../../pdata/batch';
 import { goAsString } from '../../pdata/go-format';
 import { WantedAttributes, doubleKeysOf, forEachSpan, resourceMessage, type SpanView } from '../../pdata/spans';
-import { skipScope, spanIsMarked } from '../skip-mark';
+import { SKIP_MARK_KEY, resourceIsMarked, spanIsMarked } from '../skip-mark';
 import {
   TEMPORALITY_CUMULATIVE,
   TEMPORALITY_DELTA,
@@ -126,7 +126,6 @@ interface BlockContext {
   readonly resourceAttrs: Attributes;
   /** Resource attributes holding doubles, read from the bytes on first need. */
   resourceDoubles: Set<string> | undefined;
-  readonly checkSpans: boolean;
   readonly now: number;
 }
 
@@ -180,7 +179,7 @@ export class SpanMetricsConnector implements Component, Consumer {
     this.maxExemplars = config.exemplars.enabled ? config.exemplars.maxPerDataPoint : 0;
     const all = [...this.callsDims, ...this.durationDims, ...(config.events.enabled ? this.eventDims : [])];
     // A glob dimension may match any attribute: then spans' attributes are decoded in full.
-    this.wanted = all.some((d) => 'globs' in d) ? undefined : new WantedAttributes(all.map((d) => (d as Dimension).name));
+    this.wanted = all.some((d) => d.glob !== undefined) ? undefined : new WantedAttributes(all.map((d) => d.name));
   }
 
   async start(): Promise<void> {
@@ -204,13 +203,13 @@ export class SpanMetricsConnector implements Component, Consumer {
       const serviceValue = block.attributes.get('service.name');
       if (serviceValue === undefined) continue;
       const serviceName = typeof serviceValue === 'string' ? serviceValue : '';
-      const skip = this.config.honorSpanMetricsSkip ? skipScope(block) : 'none';
-      if (skip === 'all') continue;
+      const honor = this.config.honorSpanMetricsSkip;
+      if (honor && resourceIsMarked(block)) continue;
       const state = this.resourceFor(block.bytes, block.attributes);
       if (this.config.expirationMs > 0) state.lastSeenMs = now;
-      const ctx: BlockContext = { state, serviceName, bytes: block.bytes, resourceAttrs: block.attributes, resourceDoubles: undefined, checkSpans: skip === 'spans', now };
+      const ctx: BlockContext = { state, serviceName, bytes: block.bytes, resourceAttrs: block.attributes, resourceDoubles: undefined, now };
       try {
-        forEachSpan(block.bytes, (span) => this.aggregate(ctx, span), this.wanted);
+        forEachSpan(block.bytes, (span) => this.aggregate(ctx, span), this.wanted, honor ? SKIP_MARK_KEY : undefined);
       } catch (err) {
         // Never fail the traces pipeline over derived metrics: the other exporters got the spans.
         this.logger.error({ err: errorMessage(err), service: serviceName }, 'spanmetrics: could not read the spans of a resource');
@@ -280,7 +279,7 @@ export class SpanMetricsConnector implements Component, Consumer {
   }
 
   private aggregate(ctx: BlockContext, span: SpanView): void {
-    if (ctx.checkSpans && spanIsMarked(span)) return;
+    if (span.markStart >= 0 && spanIsMarked(span)) return;
     const { state, now } = ctx;
     const duration = span.durationNs / this.divider;
     const callsKey = this.buildKey(ctx, span, this.callsDims, undefined);
@@ -392,9 +391,14 @@ export class SpanMetricsConnector implements Component, Consumer {
     if (!ex.has('span.kind')) key += SEP + span.kindName;
     if (!ex.has('status.code')) key += SEP + span.statusName;
     for (const step of dims) {
-      if ('globs' in step) {
+      if (step.glob === undefined) {
+        this.lookUp(step, ctx, span, event);
+        const value = this.found;
+        // The dimension's name is part of the key, so a missing dimension cannot shift the others.
+        if (value !== undefined) key += `${SEP}${step.name}=${typeof value === 'string' ? value : goAsString(value, this.foundDouble)}`;
+      } else {
         for (const name of this.globMatches(step.globs, ctx, span, event)) key += this.keyPart({ name, default: undefined }, ctx, span, event);
-      } else key += this.keyPart(step, ctx, span, event);
+      }
     }
     return key;
   }
@@ -432,9 +436,8 @@ export class SpanMetricsConnector implements Component, Consumer {
       if (span.scopeVersion !== '') out.push({ key: SCOPE_VERSION_KEY, value: { stringValue: span.scopeVersion } });
     }
     for (const step of dims) {
-      if ('globs' in step) {
-        for (const name of this.globMatches(step.globs, ctx, span, event)) this.pushAttribute(out, { name, default: undefined }, ctx, span, event);
-      } else this.pushAttribute(out, step, ctx, span, event);
+      if (step.glob === undefined) this.pushAttribute(out, step, ctx, span, event);
+      else for (const name of this.globMatches(step.globs, ctx, span, event)) this.pushAttribute(out, { name, default: undefined }, ctx, span, event);
     }
     return out;
   }
@@ -536,13 +539,21 @@ export class SpanMetricsConnector implements Component, Consumer {
   }
 }
 
-/** A named dimension, or the glob dimensions of one list (matched together, after its named ones). */
-type DimStep = Dimension | { readonly globs: readonly RegExp[] };
+/**
+ * A named dimension (glob undefined), or the glob dimensions of one list, matched together after
+ * its named ones. One object shape for both, so the per-span loop stays monomorphic.
+ */
+interface DimStep {
+  readonly name: string;
+  readonly default: string | undefined;
+  readonly glob: RegExp | undefined;
+  readonly globs: readonly RegExp[];
+}
 
 function steps(list: readonly Dimension[]): DimStep[] {
   const globs = list.flatMap((d) => (d.glob ? [d.glob] : []));
-  const named: DimStep[] = list.filter((d) => !d.glob);
-  return globs.length > 0 ? [...named, { globs }] : named;
+  const named: DimStep[] = list.filter((d) => !d.glob).map((d) => ({ name: d.name, default: d.default, glob: undefined, globs: [] }));
+  return globs.length > 0 ? [...named, { name: '', default: undefined, glob: globs[0], globs }] : named;
 }
 
 /** A number that may have been an int or a whole double on the wire (the decoded value cannot tell). */

@@ -3,8 +3,9 @@ import type { Batch } from '../pdata/batch';
 import { types } from '../pdata/codec';
 import { parseRequest } from '../pdata/scan';
 import { resourceMessage } from '../pdata/spans';
-import { EXPORT_REQUEST, RESOURCE_ITEMS, fieldOf } from '../pdata/fields';
-import { encodeRepeatedField } from '../pdata/wire';
+import { readString } from '../pdata/attributes';
+import { ANY_VALUE, EXPORT_REQUEST, KEY_VALUE, RESOURCE_ITEMS, VALUES, fieldOf } from '../pdata/fields';
+import { WireReader, encodeRepeatedField, readVarintBigInt } from '../pdata/wire';
 
 // What the trace -> metrics connectors share: OTLP metric messages as protobufjs plain objects,
 // encoded and turned into a metrics Batch the same way a receiver builds one (parseRequest), so
@@ -25,12 +26,20 @@ export interface PlainKeyValue {
   value: PlainAnyValue;
 }
 
+export interface PlainExemplar {
+  timeUnixNano: string;
+  asDouble: number;
+  traceId: Uint8Array;
+  spanId: Uint8Array;
+}
+
 export interface PlainNumberPoint {
   attributes: PlainKeyValue[];
   startTimeUnixNano: string;
   timeUnixNano: string;
   asInt?: string | number;
   asDouble?: number;
+  exemplars?: PlainExemplar[];
 }
 
 export interface PlainHistogramPoint {
@@ -41,6 +50,7 @@ export interface PlainHistogramPoint {
   sum: number;
   bucketCounts: number[];
   explicitBounds: readonly number[];
+  exemplars?: PlainExemplar[];
 }
 
 export interface PlainMetric {
@@ -79,11 +89,110 @@ export function toAnyValue(value: AttrValue): PlainAnyValue {
   if (typeof value === 'string') return { stringValue: value };
   if (typeof value === 'boolean') return { boolValue: value };
   if (typeof value === 'bigint') return { intValue: value.toString() };
-  if (typeof value === 'number') return Number.isInteger(value) ? { intValue: value } : { doubleValue: value };
+  // A decoded int outside the safe range is a bigint, so such a number was a double.
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? { intValue: value } : { doubleValue: value };
   if (value === null) return {};
   if (value instanceof Uint8Array) return { bytesValue: value };
   if (Array.isArray(value)) return { arrayValue: { values: (value as readonly AttrValue[]).map(toAnyValue) } };
   return { kvlistValue: { values: Object.entries(value as Record<string, AttrValue>).map(([key, v]) => ({ key, value: toAnyValue(v) })) } };
+}
+
+/** Nesting beyond this is emitted empty, as decodeKeyValues decodes it (MAX_DECODED_DEPTH). */
+const MAX_WIRE_DEPTH = 128;
+
+/**
+ * An encoded AnyValue as a plain value with every type kept (a whole double nested in a list
+ * stays a double, which an AttrValue cannot tell), for attributes copied into emitted metrics.
+ */
+export function anyValueFromWire(buf: Uint8Array, start: number, end: number, depth = 0): PlainAnyValue {
+  const reader = new WireReader(buf, start, end);
+  let out: PlainAnyValue = {};
+  while (!reader.done) {
+    const tag = reader.tag();
+    switch (tag) {
+      case ANY_VALUE.string_value: {
+        const s = reader.lengthDelimited();
+        out = { stringValue: readString(buf, s, reader.pos) };
+        break;
+      }
+      case ANY_VALUE.bool_value:
+        out = { boolValue: reader.varint() !== 0 };
+        break;
+      case ANY_VALUE.int_value:
+        out = { intValue: BigInt.asIntN(64, readVarintBigInt(reader)).toString() };
+        break;
+      case ANY_VALUE.double_value:
+        out = { doubleValue: reader.double() };
+        break;
+      case ANY_VALUE.array_value:
+      case ANY_VALUE.kvlist_value: {
+        const s = reader.lengthDelimited();
+        const inner = new WireReader(buf, s, reader.pos);
+        const values: Array<PlainAnyValue | PlainKeyValue> = [];
+        while (depth < MAX_WIRE_DEPTH && !inner.done) {
+          const t = inner.tag();
+          if (t !== VALUES.values) {
+            inner.skip(t & 7);
+            continue;
+          }
+          const vs = inner.lengthDelimited();
+          values.push(tag === ANY_VALUE.array_value ? anyValueFromWire(buf, vs, inner.pos, depth + 1) : keyValueFromWire(buf, vs, inner.pos, depth + 1));
+        }
+        out = tag === ANY_VALUE.array_value ? { arrayValue: { values: values as PlainAnyValue[] } } : { kvlistValue: { values: values as PlainKeyValue[] } };
+        break;
+      }
+      case ANY_VALUE.bytes_value: {
+        const s = reader.lengthDelimited();
+        out = { bytesValue: Uint8Array.prototype.slice.call(buf, s, reader.pos) };
+        break;
+      }
+      default:
+        reader.skip(tag & 7);
+    }
+  }
+  return out;
+}
+
+function keyValueFromWire(buf: Uint8Array, start: number, end: number, depth: number): PlainKeyValue {
+  const reader = new WireReader(buf, start, end);
+  let key = '';
+  let value: PlainAnyValue = {};
+  while (!reader.done) {
+    const tag = reader.tag();
+    const s = tag === KEY_VALUE.key || tag === KEY_VALUE.value ? reader.lengthDelimited() : -1;
+    if (tag === KEY_VALUE.key) key = readString(buf, s, reader.pos);
+    else if (tag === KEY_VALUE.value) value = anyValueFromWire(buf, s, reader.pos, depth);
+    else reader.skip(tag & 7);
+  }
+  return { key, value };
+}
+
+/** The encoded value of the first `key` in a KeyValue list (repeated field with tag `kvTag` within start..end). */
+export function keyValueBytes(buf: Uint8Array, start: number, end: number, kvTag: number, key: string): [number, number] | undefined {
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== kvTag) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kv = new WireReader(buf, kvStart, reader.pos);
+    let name: string | undefined;
+    let range: [number, number] | undefined;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === KEY_VALUE.key) {
+        const s = kv.lengthDelimited();
+        name = readString(buf, s, kv.pos);
+      } else if (t === KEY_VALUE.value) {
+        const s = kv.lengthDelimited();
+        range = [s, kv.pos];
+      } else kv.skip(t & 7);
+    }
+    if (name === key) return range ?? [0, 0];
+  }
+  return undefined;
 }
 
 export function toKeyValues(entries: Iterable<readonly [string, AttrValue]>): PlainKeyValue[] {

@@ -23,7 +23,7 @@ export const SCOPE_ITEMS = { scope: tag(1, WIRE_LEN), items: tag(2, WIRE_LEN), s
 
 export const RESOURCE = { attributes: tag(1, WIRE_LEN) } as const;
 
-export const INSTRUMENTATION_SCOPE = { name: tag(1, WIRE_LEN) } as const;
+export const INSTRUMENTATION_SCOPE = { name: tag(1, WIRE_LEN), version: tag(2, WIRE_LEN) } as const;
 
 export const SPAN = {
   trace_id: tag(1, WIRE_LEN),
@@ -34,8 +34,11 @@ export const SPAN = {
   start_time_unix_nano: tag(7, WIRE_I64),
   end_time_unix_nano: tag(8, WIRE_I64),
   attributes: tag(9, WIRE_LEN),
+  events: tag(11, WIRE_LEN),
   status: tag(15, WIRE_LEN),
 } as const;
+
+export const SPAN_EVENT = { attributes: tag(3, WIRE_LEN) } as const;
 
 export const STATUS = { code: tag(3, WIRE_VARINT) } as const;
 
@@ -74,6 +77,7 @@ export const OTLP_FIELD_TABLES = {
   RESOURCE,
   INSTRUMENTATION_SCOPE,
   SPAN,
+  SPAN_EVENT,
   STATUS,
   KEY_VALUE,
   ANY_VALUE,

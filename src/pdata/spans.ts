@@ -42,11 +42,18 @@ export class SpanView {
   /** end - start in nanoseconds; 0 when the end precedes the start. */
   durationNs = 0;
   scopeName = '';
+  scopeVersion = '';
   private startHi = 0;
   private startLo = 0;
   private endHi = 0;
   private endLo = 0;
   private attrs: Attributes | undefined;
+  /** forEachSpan's `markKey`: where that attribute's value is in buf (markStart -1: the span has none). */
+  markKey: Uint8Array | undefined;
+  markStart = -1;
+  markEnd = -1;
+  /** Keys among attrs whose value was a double on the wire (a decoded 5.0 reads as 5). */
+  private doubles: Set<string> | undefined;
 
   constructor(private readonly wanted?: WantedAttributes) {}
 
@@ -74,14 +81,39 @@ export class SpanView {
 
   /** The span's attributes, decoded on first use: only the wanted ones if forEachSpan was given a list. */
   attributes(): Attributes {
-    this.attrs ??= this.wanted
-      ? pickKeyValues(this.buf, this.start, this.end, SPAN.attributes, this.wanted)
-      : decodeKeyValues(this.buf, this.start, this.end, SPAN_ATTRIBUTES_FIELD);
+    if (this.attrs) return this.attrs;
+    if (this.wanted) {
+      SCRATCH_DOUBLES.set = undefined;
+      this.attrs = pickKeyValues(this.buf, this.start, this.end, SPAN.attributes, this.wanted, SCRATCH_DOUBLES);
+      this.doubles = SCRATCH_DOUBLES.set;
+    } else {
+      this.attrs = decodeKeyValues(this.buf, this.start, this.end, SPAN_ATTRIBUTES_FIELD);
+    }
     return this.attrs;
   }
 
+  /** Whether attribute `key` (as returned by attributes()) holds a double. */
+  isDouble(key: string): boolean {
+    if (!this.wanted && this.doubles === undefined) this.doubles = doubleKeysOf(this.buf, this.start, this.end, SPAN.attributes) ?? new Set();
+    return this.doubles?.has(key) === true;
+  }
+
+  /** Calls `visit` with the bounds of each event (field 11) of the span, in order. */
+  forEachEvent(visit: (start: number, end: number) => void): void {
+    const reader = new WireReader(this.buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== SPAN.events) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const s = reader.lengthDelimited();
+      visit(s, reader.pos);
+    }
+  }
+
   /** @internal */
-  reset(buf: Uint8Array, start: number, end: number, scopeName: string): void {
+  reset(buf: Uint8Array, start: number, end: number, scopeName: string, scopeVersion: string): void {
     this.buf = buf;
     this.start = start;
     this.end = end;
@@ -92,7 +124,10 @@ export class SpanView {
     this.durationNs = 0;
     this.startHi = this.startLo = this.endHi = this.endLo = 0;
     this.attrs = undefined;
+    this.doubles = undefined;
+    this.markStart = this.markEnd = -1;
     this.scopeName = scopeName;
+    this.scopeVersion = scopeVersion;
   }
 
   /** @internal */
@@ -140,10 +175,13 @@ export class WantedAttributes {
 /**
  * Calls `visit` for every span of an encoded ResourceSpans. The bytes were checked by the
  * receiver (parseRequest), so malformed input only raises WireFormatError here. With `wanted`,
- * SpanView.attributes() holds only those keys.
+ * SpanView.attributes() holds only those keys. With `markKey` (a key shorter than 128 bytes), the
+ * span walk notes where that attribute's value is (markStart / markEnd), comparing key bytes
+ * only: a marker check that decodes nothing.
  */
-export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, wanted?: WantedAttributes): void {
+export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, wanted?: WantedAttributes, markKey?: Uint8Array): void {
   const view = new SpanView(wanted);
+  view.markKey = markKey;
   const reader = new WireReader(bytes, 0, bytes.length);
   while (!reader.done) {
     const tag = reader.tag();
@@ -159,12 +197,13 @@ export function forEachSpan(bytes: Uint8Array, visit: (span: SpanView) => void, 
 function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView, visit: (span: SpanView) => void): void {
   // The scope (field 1) normally precedes the spans; read it first so every span knows its scope.
   let scopeName = '';
+  let scopeVersion = '';
   const first = new WireReader(buf, start, end);
   while (!first.done) {
     const tag = first.tag();
     if (tag === SCOPE_ITEMS.scope) {
       const s = first.lengthDelimited();
-      scopeName = scopeNameOf(buf, s, first.pos);
+      [scopeName, scopeVersion] = scopeNameOf(buf, s, first.pos);
     } else first.skip(tag & 7);
   }
   const reader = new WireReader(buf, start, end);
@@ -175,26 +214,31 @@ function visitScope(buf: Uint8Array, start: number, end: number, view: SpanView,
       continue;
     }
     const s = reader.lengthDelimited();
-    readSpan(buf, s, reader.pos, view, scopeName);
+    readSpan(buf, s, reader.pos, view, scopeName, scopeVersion);
     visit(view);
   }
 }
 
-function scopeNameOf(buf: Uint8Array, start: number, end: number): string {
+/** The name and version of an InstrumentationScope. */
+function scopeNameOf(buf: Uint8Array, start: number, end: number): [string, string] {
   const reader = new WireReader(buf, start, end);
+  let name = '';
+  let version = '';
   while (!reader.done) {
     const tag = reader.tag();
     if (tag === INSTRUMENTATION_SCOPE.name) {
       const s = reader.lengthDelimited();
-      return readString(buf, s, reader.pos);
-    }
-    reader.skip(tag & 7);
+      name = readString(buf, s, reader.pos);
+    } else if (tag === INSTRUMENTATION_SCOPE.version) {
+      const s = reader.lengthDelimited();
+      version = readString(buf, s, reader.pos);
+    } else reader.skip(tag & 7);
   }
-  return '';
+  return [name, version];
 }
 
-function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, scopeName: string): void {
-  view.reset(buf, start, end, scopeName);
+function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, scopeName: string, scopeVersion: string): void {
+  view.reset(buf, start, end, scopeName, scopeVersion);
   const reader = new WireReader(buf, start, end);
   let startLo = 0;
   let startHi = 0;
@@ -245,12 +289,35 @@ function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, s
         view.statusCode = statusCodeOf(buf, s, reader.pos);
         break;
       }
+      case SPAN.attributes: {
+        const s = reader.lengthDelimited();
+        if (view.markKey !== undefined && view.markStart < 0) findMark(buf, s, reader.pos, view, view.markKey);
+        break;
+      }
       default:
         reader.skip(tag & 7);
     }
   }
   view.setTimes(startLo, startHi, endLo, endHi);
   view.computeDuration();
+}
+
+/** Notes the value of a KeyValue (start..end) whose key is `key`, written key first as encoders do. */
+function findMark(buf: Uint8Array, start: number, end: number, view: SpanView, key: Uint8Array): void {
+  const len = key.length;
+  if (buf[start] !== KEY_VALUE.key || buf[start + 1] !== len || start + 2 + len > end) return;
+  for (let i = 0; i < len; i++) if (buf[start + 2 + i] !== key[i]) return;
+  const kv = new WireReader(buf, start + 2 + len, end);
+  while (!kv.done) {
+    const t = kv.tag();
+    if (t === KEY_VALUE.value) {
+      view.markStart = kv.lengthDelimited();
+      view.markEnd = kv.pos;
+      return;
+    }
+    kv.skip(t & 7);
+  }
+  view.markStart = view.markEnd = end; // present with no value: an empty AnyValue
 }
 
 function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
@@ -265,7 +332,14 @@ function statusCodeOf(buf: Uint8Array, start: number, end: number): number {
 }
 
 /** Like decodeKeyValues, but reads the value of a key only if it is wanted (first occurrence wins). */
-function pickKeyValues(buf: Uint8Array, start: number, end: number, kvTag: number, wanted: WantedAttributes): Map<string, AttrValue> {
+interface DoubleKeys {
+  set: Set<string> | undefined;
+}
+
+/** Reused by SpanView.attributes() (synchronous, so one suffices). */
+const SCRATCH_DOUBLES: DoubleKeys = { set: undefined };
+
+function pickKeyValues(buf: Uint8Array, start: number, end: number, kvTag: number, wanted: WantedAttributes, doubles: DoubleKeys): Map<string, AttrValue> {
   const out = new Map<string, AttrValue>();
   const reader = new WireReader(buf, start, end);
   while (!reader.done && out.size < wanted.keys.length) {
@@ -291,7 +365,66 @@ function pickKeyValues(buf: Uint8Array, start: number, end: number, kvTag: numbe
         valueEnd = kv.pos;
       } else kv.skip(t & 7);
     }
-    if (name !== undefined && !out.has(name)) out.set(name, valueStart < 0 ? null : decodeAnyValue(buf, valueStart, valueEnd));
+    if (name !== undefined && !out.has(name)) {
+      const value = valueStart < 0 ? null : decodeAnyValue(buf, valueStart, valueEnd);
+      if (typeof value === 'number' && isDoubleValue(buf, valueStart, valueEnd)) (doubles.set ??= new Set()).add(name);
+      out.set(name, value);
+    }
+  }
+  return out;
+}
+
+/** Whether an encoded AnyValue holds a double (its last value field, as a decoder keeps, is double_value). */
+function isDoubleValue(buf: Uint8Array, start: number, end: number): boolean {
+  // The usual encodings, one field filling the value: double_value (tag 0x21 + 8 bytes), int_value (tag 0x18 + varint).
+  const first = buf[start];
+  if (first === 0x21 && end - start === 9) return true;
+  if (first === 0x18) {
+    let i = start + 1;
+    while (i < end && buf[i]! >= 0x80) i++;
+    if (i === end - 1) return false;
+  }
+  const reader = new WireReader(buf, start, end);
+  let last = 0;
+  while (!reader.done) {
+    const tag = reader.tag();
+    last = tag >>> 3;
+    reader.skip(tag & 7);
+  }
+  return last === 4;
+}
+
+/**
+ * The keys of a KeyValue list (repeated field with tag `kvTag` within start..end) whose value is a double,
+ * first occurrence of a key deciding, as in decodeKeyValues; undefined when there are none.
+ */
+export function doubleKeysOf(buf: Uint8Array, start: number, end: number, kvTag: number): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  const seen = new Set<string>();
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== kvTag) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kv = new WireReader(buf, kvStart, reader.pos);
+    let key = '';
+    let double = false;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === KEY_VALUE.key) {
+        const s = kv.lengthDelimited();
+        key = readString(buf, s, kv.pos);
+      } else if (t === KEY_VALUE.value) {
+        const s = kv.lengthDelimited();
+        double = isDoubleValue(buf, s, kv.pos);
+      } else kv.skip(t & 7);
+    }
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (double) (out ??= new Set()).add(key);
   }
   return out;
 }

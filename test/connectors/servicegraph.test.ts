@@ -93,6 +93,24 @@ describe('servicegraph connector', () => {
     assert.match(text, /^traces_service_graph_request_client_seconds_count\{.*client="client".*\} 2$/m);
   });
 
+  test('span.metrics.skip: marked spans and marked resources make no edges (honor_span_metrics_skip, on by default)', async () => {
+    const mark = <T extends { attributes: unknown[] }>(span: T): T => ({ ...span, attributes: [...span.attributes, { key: 'span.metrics.skip', value: { boolValue: true } }] });
+    for (const honor of [true, false]) {
+      const { c, capture } = setup(honor ? {} : { honor_span_metrics_skip: false });
+      const marked = pair(5, 4);
+      const plain = pair(5, 4);
+      const fromMarkedResource = pair(5, 4);
+      const sdkApp = hostInstance('h', 9, 'sdk-app');
+      const markedResource = obiResourceSpans(sdkApp, [fromMarkedResource.c]);
+      markedResource.resource.attributes.push({ key: 'span.metrics.skip', value: { stringValue: 'true' } });
+      await c.consume(parseRequest('traces', encodeTraces([obiResourceSpans(client, [mark(marked.c), plain.c]), markedResource, obiResourceSpans(backend, [mark(marked.s), plain.s, fromMarkedResource.s])])).batch);
+      await c.flush();
+      const total = metricsOf(capture).get('traces_service_graph_request_total')!;
+      const edges = total.sum!.dataPoints!.map((p) => `${attrs(p.attributes).client}->${attrs(p.attributes).server}=${p.asInt}`).sort();
+      assert.deepEqual(edges, honor ? ['client->backend=1'] : ['client->backend=2', 'sdk-app->backend=1'], `honor=${honor}`);
+    }
+  });
+
   test('a request is failed when either side has status ERROR', async () => {
     const { c, capture } = setup();
     const bad = pair(5, 4, { server: 2 });

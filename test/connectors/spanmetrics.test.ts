@@ -160,9 +160,9 @@ describe('spanmetrics connector', () => {
     assert.equal(c.seriesCount, 8);
   });
 
-  test('metrics_expiration removes series that received no span for that long', async () => {
+  test('series_expiration removes series that received no span for that long', async () => {
     let now = 1_000_000;
-    const { connector: c, capture } = connector({ metrics_expiration: '5s' }, () => now);
+    const { connector: c, capture } = connector({ series_expiration: '5s' }, () => now);
     await c.consume(traces(obiResourceSpans(backend, [obiSpan({ name: 'old' })])));
     now += 4000;
     await c.consume(traces(obiResourceSpans(backend, [obiSpan({ name: 'fresh' })])));
@@ -178,6 +178,24 @@ describe('spanmetrics connector', () => {
     await c.flush();
     await c.flush();
     assert.equal(capture.batches.length, before + 1, 'the last flush before expiry, then nothing');
+    assert.equal(c.seriesCount, 0);
+  });
+
+  test('metrics_expiration drops a whole resource that received no span for that long, as the Collector does', async () => {
+    let now = 1_000_000;
+    const { connector: c, capture } = connector({ metrics_expiration: '5s' }, () => now);
+    await c.consume(traces(obiResourceSpans(backend, [obiSpan({ name: 'old' })]), obiResourceSpans(envoy, [obiSpan({ name: 'other' })])));
+    now += 4000;
+    await c.consume(traces(obiResourceSpans(backend, [obiSpan({ name: 'fresh' })])));
+    now += 2000; // backend last seen 2s ago (both its series stay), envoy 6s ago
+    await c.flush();
+    await c.flush();
+    const flushed = lastFlush(capture);
+    assert.equal(flushed.length, 1, 'only the backend resource is left');
+    const names = flushed[0]!.scopeMetrics![0]!.metrics![0]!.sum!.dataPoints!.map((p) => attrs(p.attributes)['span.name']).sort();
+    assert.deepEqual(names, ['fresh', 'old']);
+    now += 10_000;
+    await c.flush();
     assert.equal(c.seriesCount, 0);
   });
 

@@ -233,6 +233,7 @@ const FIELD_TABLE_UPSTREAM: Record<keyof typeof OTLP_FIELD_TABLES, readonly Tabl
   RESOURCE: [{ message: 'opentelemetry.proto.resource.v1.Resource' }],
   INSTRUMENTATION_SCOPE: [{ message: `${COMMON}.InstrumentationScope` }],
   SPAN: [{ message: `${TRACE}.Span` }],
+  SPAN_EVENT: [{ message: `${TRACE}.Span.Event` }],
   STATUS: [{ message: `${TRACE}.Status` }],
   KEY_VALUE: [{ message: `${COMMON}.KeyValue` }],
   ANY_VALUE: [{ message: `${COMMON}.AnyValue` }],

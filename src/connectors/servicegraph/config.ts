@@ -16,6 +16,8 @@ export interface ServiceGraphConfig {
   readonly flushIntervalMs: number;
   /** A CLIENT span with one of these attributes is a database call: its edge completes without a SERVER span. */
   readonly databaseNameAttributes: readonly string[];
+  /** Skip spans marked span.metrics.skip (OBI already emits their service graph). */
+  readonly honorSpanMetricsSkip: boolean;
 }
 
 export const DEFAULT_LATENCY_BOUNDS_S: readonly number[] = [0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15];
@@ -32,6 +34,7 @@ export function parseServiceGraphConfig(node: Node): ServiceGraphConfig {
     'store_expiration_loop',
     'metrics_flush_interval',
     'database_name_attributes',
+    'honor_span_metrics_skip',
   ]);
   const store = at('store').struct(['ttl', 'max_items']);
   const ttlMs = store('ttl').duration(2000);
@@ -62,5 +65,6 @@ export function parseServiceGraphConfig(node: Node): ServiceGraphConfig {
     storeExpirationLoopMs: positive('store_expiration_loop', 2000),
     flushIntervalMs: at('metrics_flush_interval').duration(DEFAULT_FLUSH_INTERVAL_MS),
     databaseNameAttributes: dbAttrs.length > 0 ? dbAttrs : ['db.name'],
+    honorSpanMetricsSkip: at('honor_span_metrics_skip').boolean(true),
   };
 }

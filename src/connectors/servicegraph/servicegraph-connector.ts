@@ -15,6 +15,7 @@ import {
   type SpanView,
 } from '../../pdata/spans';
 import { bucketIndex } from '../histogram';
+import { SKIP_MARK_KEY, resourceIsMarked, spanIsMarked } from '../skip-mark';
 import {
   TEMPORALITY_CUMULATIVE,
   buildMetricsBatch,
@@ -106,8 +107,21 @@ export class ServiceGraphConnector implements Component, Consumer {
     for (const block of batch.resources) {
       const serviceName = block.attributes.get('service.name');
       if (typeof serviceName !== 'string' || serviceName === '') continue;
+      const honor = this.config.honorSpanMetricsSkip;
+      if (honor && resourceIsMarked(block)) continue;
       try {
-        forEachSpan(block.bytes, (span) => this.visit(span, serviceName, block.attributes), this.wanted);
+        if (honor) {
+          forEachSpan(
+            block.bytes,
+            (span) => {
+              if (!spanIsMarked(span)) this.visit(span, serviceName, block.attributes);
+            },
+            this.wanted,
+            SKIP_MARK_KEY,
+          );
+        } else {
+          forEachSpan(block.bytes, (span) => this.visit(span, serviceName, block.attributes), this.wanted);
+        }
       } catch (err) {
         // Never fail the traces pipeline over derived metrics: the other exporters got the spans.
         this.logger.error({ err: errorMessage(err), service: serviceName }, 'servicegraph: could not read the spans of a resource');

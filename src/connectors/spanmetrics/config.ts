@@ -5,9 +5,61 @@ import { parseBuckets, type HistogramUnit } from '../histogram';
 // (connector/spanmetricsconnector). See docs/spanmetrics-connector.md.
 
 export interface Dimension {
+  /** '' for a glob dimension. */
   readonly name: string;
   /** Used when neither the span nor its resource has the attribute; without it the dimension is left out. */
   readonly default: string | undefined;
+  /** A glob dimension (Collector v0.160): every span or resource attribute whose key matches. */
+  readonly glob?: RegExp;
+}
+
+/**
+ * A glob pattern as the Collector compiles it (gobwas/glob with '.' as separator) as an anchored
+ * RegExp: `*` any run without '.', `**` any run, `?` one character but '.', `[abc]` `[a-z]`
+ * `[!abc]` classes, `{a,b}` alternatives, `\\` escapes. undefined when malformed.
+ */
+export function compileGlob(pattern: string): RegExp | undefined {
+  let out = '';
+  let depth = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      if (i + 1 >= pattern.length) return undefined;
+      out += escapeRegExp(pattern[++i]!);
+    } else if (c === '*') {
+      if (pattern[i + 1] === '*') {
+        out += '.*';
+        i++;
+      } else out += '[^.]*';
+    } else if (c === '?') out += '[^.]';
+    else if (c === '[') {
+      const close = pattern.indexOf(']', i + 1);
+      if (close < 0) return undefined;
+      let body = pattern.slice(i + 1, close);
+      const negated = body.startsWith('!');
+      if (negated) body = body.slice(1);
+      if (body === '') return undefined;
+      out += `[${negated ? '^' : ''}${body.replace(/[\\\]^]/g, (m) => `\\${m}`)}]`;
+      i = close;
+    } else if (c === '{') {
+      out += '(?:';
+      depth++;
+    } else if (c === '}' && depth > 0) {
+      out += ')';
+      depth--;
+    } else if (c === ',' && depth > 0) out += '|';
+    else out += escapeRegExp(c);
+  }
+  if (depth !== 0) return undefined;
+  try {
+    return new RegExp(`^(?:${out})$`, 's');
+  } catch {
+    return undefined;
+  }
+}
+
+function escapeRegExp(c: string): string {
+  return /[.*+?^${}()|[\]\\/-]/.test(c) ? `\\${c}` : c;
 }
 
 export interface SpanMetricsConfig {
@@ -18,6 +70,13 @@ export interface SpanMetricsConfig {
   readonly histogramDimensions: readonly Dimension[];
   /** Built-in dimensions to leave out (service.name, span.name, span.kind, status.code). */
   readonly excludeDimensions: readonly string[];
+  /** Scope names whose spans get span.instrumentation.scope.name / .version attributes. */
+  readonly includeInstrumentationScope: readonly string[];
+  readonly exemplars: { readonly enabled: boolean; readonly maxPerDataPoint: number };
+  /** The events metric: one series per span event and dimensions. */
+  readonly events: { readonly enabled: boolean; readonly dimensions: readonly Dimension[] };
+  /** Skip spans marked span.metrics.skip (OBI's, and Beyla's, mark for "metrics already made"). */
+  readonly honorSpanMetricsSkip: boolean;
   readonly histogram: {
     readonly disable: boolean;
     readonly unit: HistogramUnit;
@@ -27,8 +86,10 @@ export interface SpanMetricsConfig {
   readonly namespace: string;
   readonly temporality: 'cumulative' | 'delta';
   readonly flushIntervalMs: number;
-  /** 0: series never expire. */
+  /** A resource that received no span for this long is dropped at a flush; 0: never. */
   readonly expirationMs: number;
+  /** A series that received no span for this long is dropped at a flush; 0: never. */
+  readonly seriesExpirationMs: number;
   /** 0: no limit. */
   readonly cardinalityLimit: number;
   /** Resource attributes that identify a resource; empty means all of them. */
@@ -43,16 +104,39 @@ export const DEFAULT_NAMESPACE = 'traces.span.metrics';
 /** The Collector flushes every 60s; spansieve every 15s, so a 15s scrape sees fresh values (see the docs). */
 export const DEFAULT_FLUSH_INTERVAL_MS = 15_000;
 export const BUILTIN_DIMENSIONS = ['service.name', 'span.name', 'span.kind', 'status.code'] as const;
+/** Also accepted by exclude_dimensions: what the Collector adds under feature gates that spansieve keeps off. */
+const GATED_DIMENSIONS = ['collector.instance.id', 'otel.status_code'];
+export const DEFAULT_MAX_EXEMPLARS_PER_POINT = 5;
 
 const TEMPORALITIES = ['AGGREGATION_TEMPORALITY_CUMULATIVE', 'AGGREGATION_TEMPORALITY_DELTA'] as const;
 
 export function parseDimensions(node: Node, taken: Set<string>): Dimension[] {
   const out: Dimension[] = [];
+  const globs: Array<{ text: string; glob: RegExp; at: Node }> = [];
   for (const item of node.list()) {
-    const at = item.struct(['name', 'default']);
+    const at = item.struct(['name', 'default', 'glob']);
     const name = at('name').string('');
+    const globText = at('glob').string('');
+    if (globText) {
+      if (name) {
+        at('glob').report('set either name or glob, not both');
+        continue;
+      }
+      if (!at('default').isAbsent) {
+        at('default').report('not supported on a glob dimension');
+        continue;
+      }
+      const glob = compileGlob(globText);
+      if (!glob) {
+        at('glob').report(`invalid glob ${JSON.stringify(globText)}`);
+        continue;
+      }
+      globs.push({ text: globText, glob, at: at('glob') });
+      out.push({ name: '', default: undefined, glob });
+      continue;
+    }
     if (!name) {
-      at('name').report('required: the span or resource attribute to use, e.g. http.response.status_code');
+      at('name').report('required (or glob): the span or resource attribute to use, e.g. http.response.status_code');
       continue;
     }
     if (taken.has(name)) {
@@ -62,6 +146,9 @@ export function parseDimensions(node: Node, taken: Set<string>): Dimension[] {
     taken.add(name);
     const def = at('default');
     out.push({ name, default: def.isAbsent ? undefined : def.string('') });
+  }
+  for (const { text, glob, at } of globs) {
+    for (const name of taken) if (glob.test(name)) at.report(`dimension name ${JSON.stringify(name)} conflicts with glob ${JSON.stringify(text)}`);
   }
   return out;
 }
@@ -80,6 +167,14 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
     'resource_metrics_key_attributes',
     'resource_metrics_cache_size',
     'metric_timestamp_cache_size',
+    'series_expiration',
+    'exemplars',
+    'events',
+    'dimensions_cache_size',
+    'include_instrumentation_scope',
+    'add_resource_attributes',
+    'enable_metrics_sampling_method',
+    'honor_span_metrics_skip',
   ]);
   const builtins = new Set<string>(BUILTIN_DIMENSIONS);
   const dimensions = parseDimensions(at('dimensions'), new Set(builtins));
@@ -104,9 +199,27 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
     .list()
     .map((item) => {
       const name = item.string('');
-      if (!(BUILTIN_DIMENSIONS as readonly string[]).includes(name)) item.report(`can only exclude ${BUILTIN_DIMENSIONS.join(', ')}`);
+      if (!(BUILTIN_DIMENSIONS as readonly string[]).includes(name) && !GATED_DIMENSIONS.includes(name)) {
+        item.report(`can only exclude ${[...BUILTIN_DIMENSIONS, ...GATED_DIMENSIONS].join(', ')}`);
+      }
       return name;
     });
+
+  const exemplars = at('exemplars').struct(['enabled', 'max_per_data_point']);
+  const events = at('events').struct(['enabled', 'dimensions']);
+  const eventsEnabled = events('enabled').boolean(false);
+  // Event dimensions may repeat the common ones (the Collector checks them only against the built-ins).
+  const eventDimensions = parseDimensions(events('dimensions'), new Set(builtins));
+  if (eventsEnabled && eventDimensions.length === 0) events('dimensions').report('at least one dimension is required when events are enabled (as in the Collector)');
+  // Deprecated in the Collector (replaced by aggregation_cardinality_limit), where it only logs a warning.
+  at('dimensions_cache_size').integer(0, 0);
+  // The Collector copies resource attributes unless a feature gate (off by default) removes them; spansieve always copies them.
+  at('add_resource_attributes').boolean(false);
+  if (at('enable_metrics_sampling_method').boolean(false)) {
+    at('enable_metrics_sampling_method').report('not supported by spansieve: spans are counted once each, as the Collector v0.140 (Jaeger v2) does');
+  }
+  const seriesExpirationMs = at('series_expiration').duration(0);
+  if (seriesExpirationMs < 0) at('series_expiration').report('must not be negative');
 
   const temporality = at('aggregation_temporality').oneOf<(typeof TEMPORALITIES)[number]>('AGGREGATION_TEMPORALITY_CUMULATIVE', TEMPORALITIES);
   const flushIntervalMs = at('metrics_flush_interval').duration(DEFAULT_FLUSH_INTERVAL_MS);
@@ -117,11 +230,18 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
     callsDimensions,
     histogramDimensions,
     excludeDimensions,
+    includeInstrumentationScope: at('include_instrumentation_scope')
+      .list()
+      .map((item) => item.string('')),
+    exemplars: { enabled: exemplars('enabled').boolean(false), maxPerDataPoint: exemplars('max_per_data_point').integer(DEFAULT_MAX_EXEMPLARS_PER_POINT, 0) },
+    events: { enabled: eventsEnabled, dimensions: eventDimensions },
+    honorSpanMetricsSkip: at('honor_span_metrics_skip').boolean(true),
     histogram: { disable: histogram('disable').boolean(false), unit, bounds },
     namespace: at('namespace').string(DEFAULT_NAMESPACE),
     temporality: temporality === 'AGGREGATION_TEMPORALITY_DELTA' ? 'delta' : 'cumulative',
     flushIntervalMs: flushIntervalMs > 0 ? flushIntervalMs : DEFAULT_FLUSH_INTERVAL_MS,
     expirationMs: at('metrics_expiration').duration(0),
+    seriesExpirationMs: Math.max(0, seriesExpirationMs),
     cardinalityLimit: at('aggregation_cardinality_limit').integer(0, 0),
     resourceMetricsKeyAttributes: at('resource_metrics_key_attributes')
       .list()

@@ -3,18 +3,26 @@ import type { Logger } from 'pino';
 import type { Component, Consumer, ConnectorFactory, CreateSettings } from '../../component/component';
 import { errorMessage } from '../../component/errors';
 import type { Node } from '../../config/reader';
-import { attrValueToString, type AttrValue, type Attributes } from '../../pdata/attributes';
+import { attrValueToString, decodeKeyValues, type AttrValue, type Attributes } from '../../pdata/attributes';
 import type { Batch } from '../../pdata/batch';
-import { WantedAttributes, forEachSpan, resourceMessage, type SpanView } from '../../pdata/spans';
+import { RESOURCE, SPAN, SPAN_EVENT } from '../../pdata/fields';
+import { goAsString } from '../../pdata/go-format';
+import { WantedAttributes, doubleKeysOf, forEachSpan, resourceMessage, type SpanView } from '../../pdata/spans';
+import { SKIP_MARK_KEY, resourceIsMarked, spanIsMarked } from '../skip-mark';
 import {
   TEMPORALITY_CUMULATIVE,
   TEMPORALITY_DELTA,
   buildMetricsBatch,
   encodeResource,
   msToNanos,
-  toKeyValues,
+  anyValueFromWire,
+  keyValueBytes,
+  toAnyValue,
   type OutputResource,
+  type PlainAnyValue,
+  type PlainExemplar,
   type PlainHistogramPoint,
+  type PlainKeyValue,
   type PlainMetric,
   type PlainNumberPoint,
 } from '../metrics-output';
@@ -22,17 +30,30 @@ import { bucketIndex } from '../histogram';
 import { parseSpanMetricsConfig, type Dimension, type SpanMetricsConfig } from './config';
 
 // Traces -> metrics, as the Collector's spanmetrics connector: per resource, a `calls` counter and
-// a `duration` histogram for every (service.name, span.name, span.kind, status.code, dimensions...)
-// combination, flushed every metrics_flush_interval to the metrics pipelines that list it.
+// a `duration` histogram (and with `events`, an `events` counter) for every (service.name,
+// span.name, span.kind, status.code, dimensions...) combination, flushed every
+// metrics_flush_interval to the metrics pipelines that list it.
 
 export const OVERFLOW_ATTRIBUTE = 'otel.metric.overflow';
 const OVERFLOW_KEY = OVERFLOW_ATTRIBUTE;
+const OVERFLOW_ATTRIBUTES: PlainKeyValue[] = [{ key: OVERFLOW_ATTRIBUTE, value: { boolValue: true } }];
 const SEP = '\u0000';
+const SCOPE_NAME_KEY = 'span.instrumentation.scope.name';
+const SCOPE_VERSION_KEY = 'span.instrumentation.scope.version';
+
+interface Exemplar {
+  readonly traceId: Uint8Array;
+  readonly spanId: Uint8Array;
+  /** The span's duration in the histogram unit, as the Collector records it (on every metric). */
+  readonly value: number;
+}
 
 interface SeriesBase {
-  readonly attributes: ReadonlyArray<readonly [string, AttrValue]>;
+  readonly attributes: PlainKeyValue[];
   readonly startMs: number;
   lastSeenMs: number;
+  /** Since the last flush; only with exemplars enabled. */
+  exemplars: Exemplar[] | undefined;
 }
 
 interface SumSeries extends SeriesBase {
@@ -50,20 +71,30 @@ interface HistogramSeries extends SeriesBase {
 /** Series of one metric for one resource, bounded by aggregation_cardinality_limit. */
 export class LimitedSeries<T extends SeriesBase> {
   readonly map = new Map<string, T>();
+  /** Whether the last getOrCreate answered with the overflow series (the Collector's limitReached). */
+  overflowed = false;
 
   constructor(private readonly limit: number) {}
 
-  /** Returns the series for `key`, creating it; past the limit, new keys share one overflow series. */
-  getOrCreate(key: string, create: (attributes: ReadonlyArray<readonly [string, AttrValue]>) => T, attributes: () => ReadonlyArray<readonly [string, AttrValue]>): T {
+  /**
+   * Returns the series for `key`, creating it; once the map holds `limit` series (the overflow
+   * series counts among them, as in the Collector), new keys share one overflow series.
+   */
+  getOrCreate(key: string, create: (attributes: PlainKeyValue[]) => T, attributes: () => PlainKeyValue[]): T {
     const found = this.map.get(key);
-    if (found) return found;
+    if (found) {
+      this.overflowed = false;
+      return found;
+    }
     if (this.limit > 0 && this.map.size >= this.limit) {
+      this.overflowed = true;
       const overflow = this.map.get(OVERFLOW_KEY);
       if (overflow) return overflow;
-      const series = create([[OVERFLOW_ATTRIBUTE, true]]);
+      const series = create(OVERFLOW_ATTRIBUTES);
       this.map.set(OVERFLOW_KEY, series);
       return series;
     }
+    this.overflowed = false;
     const series = create(attributes());
     this.map.set(key, series);
     return series;
@@ -72,6 +103,10 @@ export class LimitedSeries<T extends SeriesBase> {
   expire(now: number, expirationMs: number): void {
     for (const [key, series] of this.map) if (now - series.lastSeenMs >= expirationMs) this.map.delete(key);
   }
+
+  clearExemplars(): void {
+    for (const series of this.map.values()) series.exemplars = undefined;
+  }
 }
 
 interface ResourceState {
@@ -79,6 +114,29 @@ interface ResourceState {
   readonly resource: Uint8Array | undefined;
   readonly sums: LimitedSeries<SumSeries>;
   readonly histograms: LimitedSeries<HistogramSeries>;
+  readonly events: LimitedSeries<SumSeries>;
+  /** For metrics_expiration, which drops whole resources as the Collector does. */
+  lastSeenMs: number;
+}
+
+/** What the spans of one resource block share while they are aggregated. */
+interface BlockContext {
+  readonly state: ResourceState;
+  readonly serviceName: string;
+  readonly bytes: Uint8Array;
+  readonly resourceAttrs: Attributes;
+  /** Resource attributes holding doubles, read from the bytes on first need. */
+  resourceDoubles: Set<string> | undefined;
+  readonly now: number;
+}
+
+/** The event a dimension is being looked up for (events metric only). */
+interface EventContext {
+  readonly attrs: Attributes;
+  readonly buf: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+  doubles: Set<string> | undefined;
 }
 
 export class SpanMetricsConnector implements Component, Consumer {
@@ -87,13 +145,21 @@ export class SpanMetricsConnector implements Component, Consumer {
   /** Delta temporality: when each series was last flushed, so successive points are contiguous. */
   private readonly lastDeltaFlush = new Map<string, number>();
   private readonly logger: Logger;
-  private readonly callsDims: readonly Dimension[];
-  private readonly durationDims: readonly Dimension[];
+  private readonly callsDims: readonly DimStep[];
+  private readonly durationDims: readonly DimStep[];
+  private readonly eventDims: readonly DimStep[];
   private readonly sameDims: boolean;
   private readonly exclude: ReadonlySet<string>;
+  private readonly includeScopes: ReadonlySet<string>;
   private readonly divider: number;
+  private readonly maxExemplars: number;
   /** Span attributes the dimensions read; the others are never decoded. */
-  private readonly wanted: WantedAttributes;
+  private readonly wanted: WantedAttributes | undefined;
+  /** Set by lookUp: the value found (undefined: none) and whether it is a double. */
+  private found: AttrValue | undefined;
+  private foundDouble = false;
+  /** Where lookUp found it. */
+  private foundIn: 'span' | 'event' | 'resource' | 'default' = 'default';
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
 
@@ -104,12 +170,17 @@ export class SpanMetricsConnector implements Component, Consumer {
     private readonly now: () => number = Date.now,
   ) {
     this.logger = settings.logger;
-    this.callsDims = [...config.dimensions, ...config.callsDimensions];
-    this.durationDims = [...config.dimensions, ...config.histogramDimensions];
+    this.callsDims = [...steps(config.dimensions), ...steps(config.callsDimensions)];
+    this.durationDims = [...steps(config.dimensions), ...steps(config.histogramDimensions)];
+    this.eventDims = [...steps(config.dimensions), ...steps(config.events.dimensions)];
     this.sameDims = config.callsDimensions.length === 0 && config.histogramDimensions.length === 0;
     this.exclude = new Set(config.excludeDimensions);
+    this.includeScopes = new Set(config.includeInstrumentationScope);
     this.divider = config.histogram.unit === 'ms' ? 1e6 : 1e9;
-    this.wanted = new WantedAttributes([...this.callsDims, ...this.durationDims].map((d) => d.name));
+    this.maxExemplars = config.exemplars.enabled ? config.exemplars.maxPerDataPoint : 0;
+    const all = [...this.callsDims, ...this.durationDims, ...(config.events.enabled ? this.eventDims : [])];
+    // A glob dimension may match any attribute: then spans' attributes are decoded in full.
+    this.wanted = all.some((d) => d.glob !== undefined) ? undefined : new WantedAttributes(all.map((d) => d.name));
   }
 
   async start(): Promise<void> {
@@ -129,11 +200,17 @@ export class SpanMetricsConnector implements Component, Consumer {
   async consume(batch: Batch): Promise<void> {
     const now = this.now();
     for (const block of batch.resources) {
-      const serviceName = block.attributes.get('service.name');
-      if (typeof serviceName !== 'string') continue;
+      // As the Collector: a resource without service.name is skipped; a non-string one reads as "".
+      const serviceValue = block.attributes.get('service.name');
+      if (serviceValue === undefined) continue;
+      const serviceName = typeof serviceValue === 'string' ? serviceValue : '';
+      const honor = this.config.honorSpanMetricsSkip;
+      if (honor && resourceIsMarked(block)) continue;
       const state = this.resourceFor(block.bytes, block.attributes);
+      if (this.config.expirationMs > 0) state.lastSeenMs = now;
+      const ctx: BlockContext = { state, serviceName, bytes: block.bytes, resourceAttrs: block.attributes, resourceDoubles: undefined, now };
       try {
-        forEachSpan(block.bytes, (span) => this.aggregate(state, serviceName, span, block.attributes, now), this.wanted);
+        forEachSpan(block.bytes, (span) => this.aggregate(ctx, span), this.wanted, honor ? SKIP_MARK_KEY : undefined);
       } catch (err) {
         // Never fail the traces pipeline over derived metrics: the other exporters got the spans.
         this.logger.error({ err: errorMessage(err), service: serviceName }, 'spanmetrics: could not read the spans of a resource');
@@ -141,10 +218,10 @@ export class SpanMetricsConnector implements Component, Consumer {
     }
   }
 
-  /** Number of series held (calls + duration), for tests and self-observation. */
+  /** Number of series held (calls + duration + events), for tests and self-observation. */
   get seriesCount(): number {
     let n = 0;
-    for (const r of this.resources.values()) n += r.sums.map.size + r.histograms.map.size;
+    for (const r of this.resources.values()) n += r.sums.map.size + r.histograms.map.size + r.events.map.size;
     return n;
   }
 
@@ -175,11 +252,14 @@ export class SpanMetricsConnector implements Component, Consumer {
     if (state) {
       this.resources.delete(key);
     } else {
+      const limit = this.config.cardinalityLimit;
       state = {
         key,
         resource: ownResource(bytes, attributes),
-        sums: new LimitedSeries<SumSeries>(this.config.cardinalityLimit),
-        histograms: new LimitedSeries<HistogramSeries>(this.config.cardinalityLimit),
+        sums: new LimitedSeries<SumSeries>(limit),
+        histograms: new LimitedSeries<HistogramSeries>(limit),
+        events: new LimitedSeries<SumSeries>(limit),
+        lastSeenMs: 0,
       };
       if (this.resources.size >= this.config.resourceMetricsCacheSize) {
         const oldest = this.resources.keys().next().value;
@@ -199,57 +279,178 @@ export class SpanMetricsConnector implements Component, Consumer {
     return key.length <= MAX_RESOURCE_KEY_CHARS ? key : `sha256${SEP}${createHash('sha256').update(key).digest('base64')}`;
   }
 
-  private aggregate(state: ResourceState, serviceName: string, span: SpanView, resourceAttrs: Attributes, now: number): void {
+  private aggregate(ctx: BlockContext, span: SpanView): void {
+    if (span.markStart >= 0 && spanIsMarked(span)) return;
+    const { state, now } = ctx;
     const duration = span.durationNs / this.divider;
-    const callsKey = this.buildKey(serviceName, span, this.callsDims, resourceAttrs);
+    const callsKey = this.buildKey(ctx, span, this.callsDims, undefined);
     const sum = state.sums.getOrCreate(
       callsKey,
-      (attributes) => ({ attributes, startMs: now, lastSeenMs: now, count: 0, isFirst: true }),
-      () => this.buildAttributes(serviceName, span, this.callsDims, resourceAttrs),
+      (attributes) => ({ attributes, startMs: now, lastSeenMs: now, count: 0, isFirst: true, exemplars: undefined }),
+      () => this.buildAttributes(ctx, span, this.callsDims, undefined),
     );
+    if (this.maxExemplars > 0 && !state.sums.overflowed) addExemplar(sum, span, duration, this.maxExemplars);
     sum.count++;
     sum.lastSeenMs = now;
 
-    if (this.config.histogram.disable) return;
-    const durationKey = this.sameDims ? callsKey : this.buildKey(serviceName, span, this.durationDims, resourceAttrs);
-    const bounds = this.config.histogram.bounds;
-    const histogram = state.histograms.getOrCreate(
-      durationKey,
-      (attributes) => ({ attributes, startMs: now, lastSeenMs: now, counts: new Array<number>(bounds.length + 1).fill(0), count: 0, sum: 0 }),
-      () => this.buildAttributes(serviceName, span, this.durationDims, resourceAttrs),
-    );
-    histogram.counts[bucketIndex(bounds, duration)]!++;
-    histogram.count++;
-    histogram.sum += duration;
-    histogram.lastSeenMs = now;
+    if (!this.config.histogram.disable) {
+      const durationKey = this.sameDims ? callsKey : this.buildKey(ctx, span, this.durationDims, undefined);
+      const bounds = this.config.histogram.bounds;
+      const histogram = state.histograms.getOrCreate(
+        durationKey,
+        (attributes) => ({ attributes, startMs: now, lastSeenMs: now, counts: new Array<number>(bounds.length + 1).fill(0), count: 0, sum: 0, exemplars: undefined }),
+        () => this.buildAttributes(ctx, span, this.durationDims, undefined),
+      );
+      if (this.maxExemplars > 0 && !state.histograms.overflowed) addExemplar(histogram, span, duration, this.maxExemplars);
+      histogram.counts[bucketIndex(bounds, duration)]!++;
+      histogram.count++;
+      histogram.sum += duration;
+      histogram.lastSeenMs = now;
+    }
+
+    if (this.config.events.enabled) this.aggregateEvents(ctx, span, duration);
   }
 
-  private buildKey(serviceName: string, span: SpanView, dims: readonly Dimension[], resourceAttrs: Attributes): string {
+  private aggregateEvents(ctx: BlockContext, span: SpanView, duration: number): void {
+    const { state, now } = ctx;
+    span.forEachEvent((start, end) => {
+      const event: EventContext = { attrs: decodeKeyValues(span.buf, start, end, 3), buf: span.buf, start, end, doubles: undefined };
+      const key = this.buildKey(ctx, span, this.eventDims, event);
+      const series = state.events.getOrCreate(
+        key,
+        (attributes) => ({ attributes, startMs: now, lastSeenMs: now, count: 0, isFirst: true, exemplars: undefined }),
+        () => this.buildAttributes(ctx, span, this.eventDims, event),
+      );
+      if (this.maxExemplars > 0 && !state.events.overflowed) addExemplar(series, span, duration, this.maxExemplars);
+      series.count++;
+      series.lastSeenMs = now;
+    });
+  }
+
+  /**
+   * Looks a dimension up as the Collector does: the span's attributes, then (events metric) the
+   * event's, then the resource's, then the dimension's default. Sets `found` and `foundDouble`.
+   */
+  private lookUp(dim: Dimension, ctx: BlockContext, span: SpanView, event: EventContext | undefined): void {
+    const fromSpan = span.attributes().get(dim.name);
+    if (fromSpan !== undefined) {
+      this.found = fromSpan;
+      this.foundIn = 'span';
+      this.foundDouble = isAmbiguousNumber(fromSpan) && span.isDouble(dim.name);
+      return;
+    }
+    if (event) {
+      const fromEvent = event.attrs.get(dim.name);
+      if (fromEvent !== undefined) {
+        this.found = fromEvent;
+        this.foundIn = 'event';
+        if (isAmbiguousNumber(fromEvent)) {
+          event.doubles ??= doubleKeysOf(event.buf, event.start, event.end, SPAN_EVENT.attributes) ?? new Set();
+          this.foundDouble = event.doubles.has(dim.name);
+        } else this.foundDouble = false;
+        return;
+      }
+    }
+    const fromResource = ctx.resourceAttrs.get(dim.name);
+    if (fromResource !== undefined) {
+      this.found = fromResource;
+      this.foundIn = 'resource';
+      if (isAmbiguousNumber(fromResource)) {
+        if (ctx.resourceDoubles === undefined) {
+          const message = resourceMessage(ctx.bytes);
+          ctx.resourceDoubles = (message && doubleKeysOf(message, 0, message.length, RESOURCE.attributes)) ?? new Set();
+        }
+        this.foundDouble = ctx.resourceDoubles.has(dim.name);
+      } else this.foundDouble = false;
+      return;
+    }
+    this.found = dim.default;
+    this.foundDouble = false;
+    this.foundIn = 'default';
+  }
+
+  /** A list or map value as it is on the wire (its nested numbers keep their types); called when a series is created. */
+  private foundFromWire(name: string, ctx: BlockContext, span: SpanView, event: EventContext | undefined): PlainAnyValue | undefined {
+    let range: [number, number] | undefined;
+    let buf: Uint8Array = span.buf;
+    if (this.foundIn === 'span') range = keyValueBytes(span.buf, span.start, span.end, SPAN.attributes, name);
+    else if (this.foundIn === 'event' && event) range = keyValueBytes(event.buf, event.start, event.end, SPAN_EVENT.attributes, name);
+    else if (this.foundIn === 'resource') {
+      const message = resourceMessage(ctx.bytes);
+      if (message) {
+        buf = message;
+        range = keyValueBytes(message, 0, message.length, RESOURCE.attributes, name);
+      }
+    }
+    return range ? anyValueFromWire(buf, range[0], range[1]) : undefined;
+  }
+
+  private buildKey(ctx: BlockContext, span: SpanView, dims: readonly DimStep[], event: EventContext | undefined): string {
     const ex = this.exclude;
-    let key = ex.has('service.name') ? '' : serviceName;
+    let key = ex.has('service.name') ? '' : ctx.serviceName;
     if (!ex.has('span.name')) key += SEP + span.name;
     if (!ex.has('span.kind')) key += SEP + span.kindName;
     if (!ex.has('status.code')) key += SEP + span.statusName;
-    for (const dim of dims) {
-      const value = dimensionValue(dim, span, resourceAttrs);
-      // The dimension's name is part of the key, so a missing dimension cannot shift the others.
-      if (value !== undefined) key += `${SEP}${dim.name}=${attrValueToString(value)}`;
+    for (const step of dims) {
+      if (step.glob === undefined) {
+        this.lookUp(step, ctx, span, event);
+        const value = this.found;
+        // The dimension's name is part of the key, so a missing dimension cannot shift the others.
+        if (value !== undefined) key += `${SEP}${step.name}=${typeof value === 'string' ? value : goAsString(value, this.foundDouble)}`;
+      } else {
+        for (const name of this.globMatches(step.globs, ctx, span, event)) key += this.keyPart({ name, default: undefined }, ctx, span, event);
+      }
     }
     return key;
   }
 
-  private buildAttributes(serviceName: string, span: SpanView, dims: readonly Dimension[], resourceAttrs: Attributes): Array<readonly [string, AttrValue]> {
+  private keyPart(dim: Dimension, ctx: BlockContext, span: SpanView, event: EventContext | undefined): string {
+    this.lookUp(dim, ctx, span, event);
+    const value = this.found;
+    // The dimension's name is part of the key, so a missing dimension cannot shift the others.
+    return value === undefined ? '' : `${SEP}${dim.name}=${typeof value === 'string' ? value : goAsString(value, this.foundDouble)}`;
+  }
+
+  /**
+   * The attributes a list's glob dimensions select, as the Collector picks them: the span's keys
+   * in sorted order, then the (event's and) resource's keys the span does not have, sorted; a key
+   * counts once however many globs match it.
+   */
+  private globMatches(globs: readonly RegExp[], ctx: BlockContext, span: SpanView, event: EventContext | undefined): string[] {
+    const spanAttrs = span.attributes();
+    const out = [...spanAttrs.keys()].filter((k) => globs.some((g) => g.test(k))).sort();
+    const others = new Set<string>(ctx.resourceAttrs.keys());
+    if (event) for (const k of event.attrs.keys()) others.add(k);
+    const rest = [...others].filter((k) => !spanAttrs.has(k) && globs.some((g) => g.test(k))).sort();
+    return [...out, ...rest];
+  }
+
+  private buildAttributes(ctx: BlockContext, span: SpanView, dims: readonly DimStep[], event: EventContext | undefined): PlainKeyValue[] {
     const ex = this.exclude;
-    const out: Array<readonly [string, AttrValue]> = [];
-    if (!ex.has('service.name')) out.push(['service.name', serviceName]);
-    if (!ex.has('span.name')) out.push(['span.name', span.name]);
-    if (!ex.has('span.kind')) out.push(['span.kind', span.kindName]);
-    if (!ex.has('status.code')) out.push(['status.code', span.statusName]);
-    for (const dim of dims) {
-      const value = dimensionValue(dim, span, resourceAttrs);
-      if (value !== undefined) out.push([dim.name, value]);
+    const out: PlainKeyValue[] = [];
+    if (!ex.has('service.name')) out.push({ key: 'service.name', value: { stringValue: ctx.serviceName } });
+    if (!ex.has('span.name')) out.push({ key: 'span.name', value: { stringValue: span.name } });
+    if (!ex.has('span.kind')) out.push({ key: 'span.kind', value: { stringValue: span.kindName } });
+    if (!ex.has('status.code')) out.push({ key: 'status.code', value: { stringValue: span.statusName } });
+    if (span.scopeName !== '' && this.includeScopes.has(span.scopeName)) {
+      out.push({ key: SCOPE_NAME_KEY, value: { stringValue: span.scopeName } });
+      if (span.scopeVersion !== '') out.push({ key: SCOPE_VERSION_KEY, value: { stringValue: span.scopeVersion } });
+    }
+    for (const step of dims) {
+      if (step.glob === undefined) this.pushAttribute(out, step, ctx, span, event);
+      else for (const name of this.globMatches(step.globs, ctx, span, event)) this.pushAttribute(out, { name, default: undefined }, ctx, span, event);
     }
     return out;
+  }
+
+  private pushAttribute(out: PlainKeyValue[], dim: Dimension, ctx: BlockContext, span: SpanView, event: EventContext | undefined): void {
+    this.lookUp(dim, ctx, span, event);
+    const value = this.found;
+    if (value === undefined) return;
+    let typed: PlainAnyValue | undefined;
+    if (this.foundDouble) typed = { doubleValue: value as number };
+    else if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) typed = this.foundFromWire(dim.name, ctx, span, event);
+    out.push({ key: dim.name, value: typed ?? toAnyValue(value) });
   }
 
   private build(now: number): OutputResource[] {
@@ -265,31 +466,41 @@ export class SpanMetricsConnector implements Component, Consumer {
       this.rememberDeltaFlush(cacheKey, now);
       return msToNanos(last ?? series.startMs);
     };
+    const sumPoints = (state: ResourceState, prefix: string, series: LimitedSeries<SumSeries>): PlainNumberPoint[] => {
+      const points: PlainNumberPoint[] = [];
+      for (const [key, s] of series.map) {
+        const value = !delta && s.isFirst ? 0 : s.count;
+        s.isFirst = false;
+        const point: PlainNumberPoint = { attributes: s.attributes, startTimeUnixNano: startOf(state, prefix, key, s), timeUnixNano, asInt: value };
+        if (s.exemplars) point.exemplars = exemplarsOut(s.exemplars, timeUnixNano);
+        points.push(point);
+      }
+      return points;
+    };
 
     const out: OutputResource[] = [];
     for (const state of this.resources.values()) {
       if (state.sums.map.size === 0) continue;
-      const callPoints: PlainNumberPoint[] = [];
-      for (const [key, series] of state.sums.map) {
-        const value = !delta && series.isFirst ? 0 : series.count;
-        series.isFirst = false;
-        callPoints.push({ attributes: toKeyValues(series.attributes), startTimeUnixNano: startOf(state, 'c', key, series), timeUnixNano, asInt: value });
-      }
-      const metrics: PlainMetric[] = [{ name: name('calls'), sum: { dataPoints: callPoints, aggregationTemporality: temporality, isMonotonic: true } }];
+      const metrics: PlainMetric[] = [{ name: name('calls'), sum: { dataPoints: sumPoints(state, 'c', state.sums), aggregationTemporality: temporality, isMonotonic: true } }];
       if (!this.config.histogram.disable) {
         const points: PlainHistogramPoint[] = [];
         for (const [key, series] of state.histograms.map) {
-          points.push({
-            attributes: toKeyValues(series.attributes),
+          const point: PlainHistogramPoint = {
+            attributes: series.attributes,
             startTimeUnixNano: startOf(state, 'h', key, series),
             timeUnixNano,
             count: series.count,
             sum: series.sum,
             bucketCounts: [...series.counts],
             explicitBounds: this.config.histogram.bounds,
-          });
+          };
+          if (series.exemplars) point.exemplars = exemplarsOut(series.exemplars, timeUnixNano);
+          points.push(point);
         }
         metrics.push({ name: name('duration'), unit: this.config.histogram.unit, histogram: { dataPoints: points, aggregationTemporality: temporality } });
+      }
+      if (this.config.events.enabled) {
+        metrics.push({ name: name('events'), sum: { dataPoints: sumPoints(state, 'e', state.events), aggregationTemporality: temporality, isMonotonic: true } });
       }
       out.push({ resource: state.resource, scope: { name: 'spanmetricsconnector' }, metrics });
     }
@@ -310,22 +521,61 @@ export class SpanMetricsConnector implements Component, Consumer {
       this.resources.clear();
       return;
     }
-    if (this.config.expirationMs <= 0) return;
+    const { expirationMs, seriesExpirationMs } = this.config;
+    if (expirationMs <= 0 && seriesExpirationMs <= 0 && this.maxExemplars === 0) return;
     for (const [key, state] of this.resources) {
-      state.sums.expire(now, this.config.expirationMs);
-      state.histograms.expire(now, this.config.expirationMs);
-      if (state.sums.map.size === 0 && state.histograms.map.size === 0) this.resources.delete(key);
+      // Exemplars belong to the interval just flushed.
+      if (this.maxExemplars > 0) {
+        state.sums.clearExemplars();
+        state.histograms.clearExemplars();
+        state.events.clearExemplars();
+      }
+      if (seriesExpirationMs > 0) {
+        state.sums.expire(now, seriesExpirationMs);
+        state.histograms.expire(now, seriesExpirationMs);
+        state.events.expire(now, seriesExpirationMs);
+      }
+      if (expirationMs > 0 && now - state.lastSeenMs >= expirationMs) this.resources.delete(key);
     }
   }
 }
 
-/** A span attribute, else a resource attribute, else the dimension's default. */
-function dimensionValue(dim: Dimension, span: SpanView, resourceAttrs: Attributes): AttrValue | undefined {
-  const fromSpan = span.attributes().get(dim.name);
-  if (fromSpan !== undefined) return fromSpan;
-  const fromResource = resourceAttrs.get(dim.name);
-  if (fromResource !== undefined) return fromResource;
-  return dim.default;
+/**
+ * A named dimension (glob undefined), or the glob dimensions of one list, matched together after
+ * its named ones. One object shape for both, so the per-span loop stays monomorphic.
+ */
+interface DimStep {
+  readonly name: string;
+  readonly default: string | undefined;
+  readonly glob: RegExp | undefined;
+  readonly globs: readonly RegExp[];
+}
+
+function steps(list: readonly Dimension[]): DimStep[] {
+  const globs = list.flatMap((d) => (d.glob ? [d.glob] : []));
+  const named: DimStep[] = list.filter((d) => !d.glob).map((d) => ({ name: d.name, default: d.default, glob: undefined, globs: [] }));
+  return globs.length > 0 ? [...named, { name: '', default: undefined, glob: globs[0], globs }] : named;
+}
+
+/** A number that may have been an int or a whole double on the wire (the decoded value cannot tell). */
+function isAmbiguousNumber(value: AttrValue): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value);
+}
+
+/** Keeps the first `max` spans of a series' interval, as the Collector does. */
+function addExemplar(series: SeriesBase, span: SpanView, value: number, max: number): void {
+  const list = (series.exemplars ??= []);
+  if (list.length >= max || span.traceIdLen === 0) return;
+  list.push({
+    traceId: Uint8Array.prototype.slice.call(span.buf, span.traceIdStart, span.traceIdStart + span.traceIdLen),
+    spanId: Uint8Array.prototype.slice.call(span.buf, span.spanIdStart, span.spanIdStart + span.spanIdLen),
+    value,
+  });
+}
+
+/** Exemplars carry the flush time, as in the Collector. */
+function exemplarsOut(list: readonly Exemplar[], timeUnixNano: string): PlainExemplar[] {
+  return list.map((e) => ({ timeUnixNano, asDouble: e.value, traceId: e.traceId, spanId: e.spanId }));
 }
 
 export const spanMetricsConnectorFactory: ConnectorFactory<SpanMetricsConfig> = {

@@ -63,6 +63,8 @@ interface ExpositionValue {
   metricName?: string;
   labels: Record<string, string>;
   value: number;
+  /** prom-client writes it in OpenMetrics only, as `# {labels} value timestamp`. */
+  exemplar?: { labelSet: Readonly<Record<string, string>>; value: number; timestamp: number };
 }
 
 /**
@@ -164,7 +166,9 @@ export class PrometheusExporter implements Component, Consumer {
         const labels = labelsRecord(series.labels);
         for (const sample of samplesOf(series)) {
           const sampleLabels = sample.extra ? { ...labels, [sample.extra[0]]: sample.extra[1] } : labels;
-          values.push(sample.suffix ? { metricName: family.name + sample.suffix, labels: sampleLabels, value: sample.value } : { labels: sampleLabels, value: sample.value });
+          const value: ExpositionValue = sample.suffix ? { metricName: family.name + sample.suffix, labels: sampleLabels, value: sample.value } : { labels: sampleLabels, value: sample.value };
+          if (sample.exemplar) value.exemplar = { labelSet: sample.exemplar.labels, value: sample.exemplar.value, timestamp: sample.exemplar.timestampSec };
+          values.push(value);
         }
       }
       registry.registerMetric(registryFamily(family.name, family.help, family.type, values));

@@ -66,6 +66,15 @@ export interface Series {
   updatedAt: number;
   /** prometheusremotewrite: timestamp (ms) of the last sample sent, so none goes out of order. */
   lastSentMs: number;
+  /** The latest point's exemplars (counters and histograms), as the Collector's exporter keeps them. */
+  exemplars: readonly PromExemplar[] | undefined;
+}
+
+/** An exemplar as OpenMetrics shows it: trace_id / span_id labels (hex), value, time in seconds. */
+export interface PromExemplar {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+  readonly timestampSec: number;
 }
 
 export interface Family {
@@ -107,6 +116,14 @@ interface KV {
   key?: string;
   value?: DecodedAnyValue;
 }
+interface DecodedExemplar {
+  timeUnixNano?: number;
+  asDouble?: number;
+  asInt?: number;
+  /** base64 (decoded with bytes: String). */
+  traceId?: string;
+  spanId?: string;
+}
 interface NumberPoint {
   attributes?: KV[];
   startTimeUnixNano?: number;
@@ -114,6 +131,7 @@ interface NumberPoint {
   asDouble?: number;
   asInt?: number;
   flags?: number;
+  exemplars?: DecodedExemplar[];
 }
 interface HistogramPoint {
   attributes?: KV[];
@@ -124,6 +142,7 @@ interface HistogramPoint {
   bucketCounts?: number[];
   explicitBounds?: number[];
   flags?: number;
+  exemplars?: DecodedExemplar[];
 }
 interface ExponentialPoint {
   attributes?: KV[];
@@ -400,6 +419,7 @@ export class Accumulator {
         timeNs,
         updatedAt: now,
         lastSentMs: 0,
+        exemplars: undefined,
       };
       family.series.set(key, series);
       // A new delta series starts from zero; a cumulative one takes the point as it is.
@@ -443,6 +463,7 @@ export class Accumulator {
         };
         break;
     }
+    if (kind === 'number' || kind === 'histogram') series.exemplars = point.exemplars?.length ? point.exemplars.map(toPromExemplar) : undefined;
     if (!delta) series.startNs = startNs;
     series.timeNs = timeNs;
     series.updatedAt = now;
@@ -565,23 +586,56 @@ export interface Sample {
   readonly suffix: '' | '_bucket' | '_sum' | '_count';
   readonly extra: readonly [string, string] | undefined;
   readonly value: number;
+  /** Shown in OpenMetrics only. */
+  readonly exemplar?: PromExemplar;
+}
+
+function toPromExemplar(e: DecodedExemplar): PromExemplar {
+  const labels: Record<string, string> = {};
+  const traceId = e.traceId ? Buffer.from(e.traceId, 'base64').toString('hex') : '';
+  const spanId = e.spanId ? Buffer.from(e.spanId, 'base64').toString('hex') : '';
+  if (traceId !== '' && !/^0+$/.test(traceId)) labels.trace_id = traceId;
+  if (spanId !== '' && !/^0+$/.test(spanId)) labels.span_id = spanId;
+  return { labels, value: e.asDouble ?? e.asInt ?? 0, timestampSec: (e.timeUnixNano ?? 0) / 1e9 };
+}
+
+/**
+ * Which bucket (index into bounds, bounds.length for +Inf) shows each exemplar, as client_golang
+ * places them: the first bucket whose bound is >= the value, a later exemplar replacing an earlier one.
+ */
+function exemplarsByBucket(bounds: readonly number[], exemplars: readonly PromExemplar[] | undefined): Map<number, PromExemplar> | undefined {
+  if (!exemplars) return undefined;
+  const out = new Map<number, PromExemplar>();
+  for (const e of exemplars) {
+    let i = 0;
+    while (i < bounds.length && bounds[i]! < e.value) i++;
+    out.set(i, e);
+  }
+  return out;
 }
 
 /** The samples of a series in Prometheus form (histogram buckets cumulative, ending with +Inf). */
 export function samplesOf(series: Series): Sample[] {
   switch (series.family.type) {
-    case 'counter':
+    case 'counter': {
+      // A counter shows its last exemplar (client_golang keeps one).
+      const exemplar = series.exemplars?.[series.exemplars.length - 1];
+      return [exemplar ? { suffix: '', extra: undefined, value: series.value, exemplar } : { suffix: '', extra: undefined, value: series.value }];
+    }
     case 'gauge':
       return [{ suffix: '', extra: undefined, value: series.value }];
     case 'histogram': {
       const h = series.histogram ?? (series.exponential ? exponentialToHistogram(series.exponential) : { bounds: [], counts: [0], count: 0, sum: 0 });
+      const byBucket = series.histogram ? exemplarsByBucket(h.bounds, series.exemplars) : undefined;
       const out: Sample[] = [];
       let cumulative = 0;
-      for (let i = 0; i < h.bounds.length; i++) {
-        cumulative += h.counts[i] ?? 0;
-        out.push({ suffix: '_bucket', extra: ['le', formatDouble(h.bounds[i]!)], value: cumulative });
+      for (let i = 0; i <= h.bounds.length; i++) {
+        const last = i === h.bounds.length;
+        cumulative += last ? 0 : (h.counts[i] ?? 0);
+        const sample: Sample = { suffix: '_bucket', extra: ['le', last ? '+Inf' : formatDouble(h.bounds[i]!)], value: last ? h.count : cumulative };
+        const exemplar = byBucket?.get(i);
+        out.push(exemplar ? { ...sample, exemplar } : sample);
       }
-      out.push({ suffix: '_bucket', extra: ['le', '+Inf'], value: h.count });
       out.push({ suffix: '_sum', extra: undefined, value: h.sum });
       out.push({ suffix: '_count', extra: undefined, value: h.count });
       return out;

@@ -1,5 +1,6 @@
 import type { Node } from '../../../config/reader';
 import { attrValueToString, type AttrValue } from '../../../pdata/attributes';
+import { goFloatString } from '../../../pdata/go-format';
 
 // OTel -> Prometheus names, as the Collector translates them (prometheus/otlptranslator with the
 // UnderscoreEscapingWithSuffixes strategy, which the Collector's prometheus exporter uses by
@@ -150,21 +151,28 @@ export function anyValueToString(value: DecodedAnyValue | undefined): string {
   if (value.stringValue !== undefined) return value.stringValue;
   if (value.boolValue !== undefined) return String(value.boolValue);
   if (value.intValue !== undefined) return String(value.intValue);
-  if (value.doubleValue !== undefined) return formatDouble(value.doubleValue);
+  // As pdata's AsString, which the Collector's exporters use for label values: "-0", "Infinity".
+  if (value.doubleValue !== undefined) return goFloatString(value.doubleValue);
   if (value.bytesValue !== undefined) return value.bytesValue;
-  return JSON.stringify(anyValueToJson(value));
+  return anyValueToJson(value);
 }
 
-function anyValueToJson(value: DecodedAnyValue | undefined): unknown {
-  if (!value) return null;
-  if (value.arrayValue) return (value.arrayValue.values ?? []).map(anyValueToJson);
-  if (value.kvlistValue) return Object.fromEntries((value.kvlistValue.values ?? []).map((kv) => [kv.key ?? '', anyValueToJson(kv.value)]));
-  if (value.stringValue !== undefined) return value.stringValue;
-  if (value.boolValue !== undefined) return value.boolValue;
-  if (value.intValue !== undefined) return Number(value.intValue);
-  if (value.doubleValue !== undefined) return value.doubleValue;
-  if (value.bytesValue !== undefined) return value.bytesValue;
-  return null;
+/** JSON as Go's encoding/json writes pdata's AsRaw: map keys sorted, last duplicate key winning. */
+function anyValueToJson(value: DecodedAnyValue | undefined): string {
+  if (!value) return 'null';
+  if (value.arrayValue) return `[${(value.arrayValue.values ?? []).map(anyValueToJson).join(',')}]`;
+  if (value.kvlistValue) {
+    const entries = new Map<string, string>();
+    for (const kv of value.kvlistValue.values ?? []) entries.set(kv.key ?? '', anyValueToJson(kv.value));
+    const keys = [...entries.keys()].sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${entries.get(k)!}`).join(',')}}`;
+  }
+  if (value.stringValue !== undefined) return JSON.stringify(value.stringValue);
+  if (value.boolValue !== undefined) return String(value.boolValue);
+  if (value.intValue !== undefined) return String(value.intValue);
+  if (value.doubleValue !== undefined) return Number.isFinite(value.doubleValue) ? goFloatString(value.doubleValue) : 'null';
+  if (value.bytesValue !== undefined) return JSON.stringify(value.bytesValue);
+  return 'null';
 }
 
 export function formatDouble(value: number): string {

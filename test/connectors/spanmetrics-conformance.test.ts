@@ -1,0 +1,377 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as YAML from 'yaml';
+import { parseSpanMetricsConfig } from '../../src/connectors/spanmetrics/config';
+import { SpanMetricsConnector } from '../../src/connectors/spanmetrics/spanmetrics-connector';
+import { PrometheusExporter, parsePrometheusExporterConfig } from '../../src/exporters/prometheus/prometheus-exporter';
+import { types } from '../../src/pdata/codec';
+import { parseRequest } from '../../src/pdata/scan';
+import { Capture, parseWith, testSettings } from '../helpers/components';
+import { Jaeger } from '../helpers/jaeger';
+import { freePort, waitFor } from '../helpers/ports';
+import { closeServer, listen, boundPort } from '../../src/util/net';
+
+// spansieve's spanmetrics connector against the real one: the same spans go through the Jaeger v2
+// binary (its contrib spanmetrics connector, Collector v0.140) and through spansieve's connector
+// with the same options; the series (names, attributes with their types, values, buckets, the
+// overflow series, exemplars with their trace and span ids) must be identical. Jaeger's metrics
+// leave through otlphttp to a capture server here, and through its prometheus exporter, whose
+// OpenMetrics exposition (exemplars on buckets and counters) is compared with spansieve's.
+
+const hexId = (n: number) => randomBytes(n);
+const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
+const int = (key: string, value: number) => ({ key, value: { intValue: value } });
+const dbl = (key: string, value: number) => ({ key, value: { doubleValue: value } });
+const bool = (key: string, value: boolean) => ({ key, value: { boolValue: value } });
+
+const NOW_NS = BigInt(Date.now()) * 1_000_000n;
+
+function span(name: string, o: { kind?: number; status?: number; ms?: number; attributes?: unknown[]; events?: unknown[] } = {}) {
+  const start = NOW_NS - 10_000_000_000n;
+  return {
+    traceId: hexId(16),
+    spanId: hexId(8),
+    name,
+    kind: o.kind ?? 2,
+    startTimeUnixNano: start.toString(),
+    endTimeUnixNano: (start + BigInt(Math.round((o.ms ?? 1.5) * 1e6))).toString(),
+    attributes: o.attributes ?? [],
+    events: o.events ?? [],
+    status: { code: o.status ?? 0 },
+  };
+}
+
+const event = (attributes: unknown[]) => ({ timeUnixNano: NOW_NS.toString(), name: 'exception', attributes });
+
+function resource(attributes: unknown[], scopes: Array<{ scope?: { name?: string; version?: string }; spans: unknown[] }>) {
+  return { resource: { attributes }, scopeSpans: scopes.map((s) => ({ scope: s.scope ?? {}, spans: s.spans })) };
+}
+
+const obiResource = (service: string, instance: string, extra: unknown[] = []) => [
+  str('service.name', service),
+  str('service.instance.id', instance),
+  str('telemetry.sdk.language', 'go'),
+  str('host.name', 'edge-1'),
+  ...extra,
+];
+
+/** OBI-shaped and edge-case spans: typed dimension values, events, scopes, many span names (overflow), errors. */
+function corpus() {
+  const routes = ['/users/*', '/orders/*', '/health', '/metrics', '/login', '/cart'];
+  const backendSpans = routes.flatMap((route, i) =>
+    [0, 1, 2].map((j) =>
+      span(`GET ${route}`, {
+        ms: 0.5 + i * 7.3 + j * 3.1,
+        status: j === 2 && i % 2 === 0 ? 2 : 0,
+        attributes: [str('http.request.method', 'GET'), int('http.response.status_code', j === 2 ? 500 : 200), str('http.route', route), dbl('x.ratio', i === 0 ? 1e21 : i === 1 ? 5 : 0.25), bool('x.flag', j === 1)],
+        events: j === 2 ? [event([str('exception.type', 'Timeout'), str('exception.message', 'deadline')]), event([str('exception.type', 'Refused')])] : [],
+      }),
+    ),
+  );
+  return [
+    resource(obiResource('backend', 'web-1:4242', [dbl('res.weight', 2), int('res.shard', 7)]), [
+      { scope: { name: 'go.opentelemetry.io/obi', version: 'v0.3.0' }, spans: backendSpans.slice(0, 9) },
+      { scope: { name: 'other.scope' }, spans: backendSpans.slice(9) },
+    ]),
+    resource(obiResource('envoy', 'edge-1:900'), [
+      {
+        spans: [
+          span('egress', { kind: 3, ms: 12, attributes: [str('http.request.method', 'POST'), int('x.ratio', 5)] }),
+          span('egress', { kind: 3, ms: 2500, status: 1, attributes: [str('http.request.method', 'POST'), { key: 'x.list', value: { arrayValue: { values: [{ intValue: 1 }, { doubleValue: 3 }, { kvlistValue: { values: [{ key: 'z', value: { doubleValue: 1e21 } }, { key: 'b', value: { boolValue: true } }] } }] } } }] }),
+          span('ingress', { kind: 2, ms: 60_000, events: [event([str('exception.type', 'Timeout')])] }),
+        ],
+      },
+    ]),
+    // The same service on another instance: its own resource (metrics per resource).
+    // More spans in one series than max_per_data_point keeps as exemplars.
+    resource(obiResource('backend', 'web-2:4242'), [
+      { spans: [span('GET /users/*', { ms: 3 }), span('GET /users/*', { ms: 4, attributes: [dbl('x.ratio', -0)] }), ...[1, 2, 3, 4, 5, 6, 7].map((n) => span('GET /users/*', { ms: n * 0.9 }))] },
+    ]),
+    // No service.name: skipped by both. A non-string one reads as "".
+    resource([str('service.instance.id', 'anon:1')], [{ spans: [span('lost')] }]),
+    resource([int('service.name', 42), str('service.instance.id', 'int:1')], [{ spans: [span('numbered')] }]),
+  ];
+}
+
+/** Connector configs run side by side (one Jaeger, one pipeline each). */
+const CONFIGS: Record<string, Record<string, unknown>> = {
+  delta: {
+    aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA',
+    dimensions: [{ name: 'http.request.method', default: 'NONE' }, { name: 'x.ratio' }, { name: 'res.weight' }, { name: 'x.list' }],
+    calls_dimensions: [{ name: 'x.flag' }],
+    histogram: { dimensions: [{ name: 'http.response.status_code' }], explicit: { buckets: ['1ms', '5ms', '10ms', '50ms', '1s'] } },
+    exemplars: { enabled: true, max_per_data_point: 2 },
+    aggregation_cardinality_limit: 7,
+    events: { enabled: true, dimensions: [{ name: 'exception.type' }, { name: 'res.shard' }] },
+    include_instrumentation_scope: ['go.opentelemetry.io/obi'],
+  },
+  cumulative: {
+    dimensions: [{ name: 'http.route' }, { name: 'x.ratio' }],
+    exclude_dimensions: ['status.code'],
+    resource_metrics_key_attributes: ['service.name'],
+    histogram: { unit: 's' },
+    namespace: 'obi.red',
+    aggregation_cardinality_limit: 4,
+    exemplars: { enabled: true },
+  },
+};
+
+interface Decoded {
+  resourceMetrics?: Array<{
+    resource?: { attributes?: unknown[] };
+    scopeMetrics?: Array<{ scope?: { name?: string }; metrics?: DecodedMetric[] }>;
+  }>;
+}
+interface DecodedPoint {
+  attributes?: Array<{ key: string; value: unknown }>;
+  asInt?: string;
+  count?: string;
+  sum?: number;
+  bucketCounts?: string[];
+  explicitBounds?: number[];
+  exemplars?: Array<{ asDouble?: number; traceId?: string; spanId?: string }>;
+}
+interface DecodedMetric {
+  name: string;
+  unit?: string;
+  sum?: { dataPoints?: DecodedPoint[]; aggregationTemporality?: number; isMonotonic?: boolean };
+  histogram?: { dataPoints?: DecodedPoint[]; aggregationTemporality?: number };
+}
+
+const sortByKey = <T extends { key: string }>(list: readonly T[] | undefined) => [...(list ?? [])].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+
+/** Series by a stable text key: resource + metric + point attributes -> the point without timestamps. */
+function seriesOf(requests: Decoded[]): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const request of requests) {
+    for (const rm of request.resourceMetrics ?? []) {
+      const res = JSON.stringify(sortByKey(rm.resource?.attributes as Array<{ key: string }>));
+      for (const sm of rm.scopeMetrics ?? []) {
+        for (const m of sm.metrics ?? []) {
+          const meta = { scope: sm.scope?.name, unit: m.unit ?? '', temporality: (m.sum ?? m.histogram)?.aggregationTemporality, monotonic: m.sum?.isMonotonic };
+          for (const p of m.sum?.dataPoints ?? m.histogram?.dataPoints ?? []) {
+            const key = `${res} ${m.name} ${JSON.stringify(sortByKey(p.attributes))}`;
+            const value = m.sum
+              ? { ...meta, value: p.asInt }
+              : { ...meta, count: p.count, sum: p.sum, buckets: p.bucketCounts, bounds: p.explicitBounds };
+            // Later flushes of a cumulative series replace earlier ones; exemplars come with the first flush after the spans.
+            const previous = out.get(key) as { exemplars?: unknown } | undefined;
+            const exemplars = p.exemplars?.map((e) => [e.traceId, e.spanId, e.asDouble]);
+            out.set(key, { ...value, exemplars: exemplars ?? previous?.exemplars });
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+function decode(body: Buffer): Decoded {
+  const type = types.ExportMetricsServiceRequest;
+  return type.toObject(type.decode(body), { longs: String, bytes: String, defaults: false });
+}
+
+describe("spanmetrics conformance with the Jaeger v2 binary's spanmetrics connector", { timeout: 120_000 }, () => {
+  const received = new Map<string, Decoded[]>();
+  let server: http.Server;
+  let jaeger: Jaeger;
+  const promPorts: Record<string, number> = {};
+  let dir: string;
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const name = (req.url ?? '').split('/')[1] ?? '';
+        received.set(name, [...(received.get(name) ?? []), decode(Buffer.concat(chunks))]);
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await listen(server, '127.0.0.1:0');
+    const port = boundPort(server);
+    const pipelines: Record<string, unknown> = {};
+    const exporters: Record<string, unknown> = { jaeger_storage_exporter: { trace_storage: 'memstore' } };
+    const connectors: Record<string, unknown> = {};
+    for (const [name, config] of Object.entries(CONFIGS)) {
+      promPorts[name] = await freePort();
+      connectors[`spanmetrics/${name}`] = { ...config, metrics_flush_interval: '500ms' };
+      exporters[`otlphttp/${name}`] = { endpoint: `http://127.0.0.1:${port}/${name}`, compression: 'none', retry_on_failure: { enabled: false } };
+      exporters[`prometheus/${name}`] = { endpoint: `127.0.0.1:${promPorts[name]}`, enable_open_metrics: true };
+      pipelines[`metrics/${name}`] = { receivers: [`spanmetrics/${name}`], exporters: [`otlphttp/${name}`, `prometheus/${name}`] };
+    }
+    const doc = {
+      service: {
+        extensions: ['jaeger_storage', 'jaeger_query'],
+        pipelines: { traces: { receivers: ['otlp'], exporters: ['jaeger_storage_exporter', ...Object.keys(connectors)] }, ...pipelines },
+        telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+      },
+      extensions: {
+        jaeger_query: { enable_tracing: false, storage: { traces: 'memstore' } },
+        jaeger_storage: { backends: { memstore: { memory: { max_traces: 1000 } } } },
+      },
+      receivers: { otlp: { protocols: {} } },
+      exporters,
+      connectors,
+    };
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-spanmetrics-conf-'));
+    fs.writeFileSync(path.join(dir, 'jaeger.yaml'), YAML.stringify(doc));
+    jaeger = await Jaeger.startFromFile(path.join(dir, 'jaeger.yaml'));
+  });
+
+  after(async () => {
+    await jaeger?.stop();
+    await closeServer(server);
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('same spans, same series: attributes and their types, counts, buckets, overflow, events, exemplars', async () => {
+    const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: corpus() })).finish());
+    // One request: Jaeger's connector aggregates it in one go, inside one flush interval.
+    const res = await fetch(`http://127.0.0.1:${jaeger.otlpHttpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+    assert.equal(res.status, 200, await res.text());
+
+    for (const [name, config] of Object.entries(CONFIGS)) {
+      const capture = new Capture();
+      const ours = new SpanMetricsConnector(testSettings(name), parseWith(parseSpanMetricsConfig, config), capture);
+      await ours.consume(parseRequest('traces', body).batch);
+      await ours.flush();
+      await ours.flush(); // a new cumulative calls series is first sent as 0
+      const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+      const totalCalls = (series: Map<string, unknown>) =>
+        [...series].filter(([k]) => / [^ ]*calls /.test(k)).reduce((n, [, v]) => n + Number((v as { value?: string }).value ?? 0), 0);
+      await waitFor(`Jaeger's ${name} spanmetrics to flush every span`, () => totalCalls(seriesOf(received.get(name) ?? [])) >= totalCalls(expected), 30_000, 100);
+      const actual = seriesOf(received.get(name) ?? []);
+      assert.ok(expected.size > 10, `${name}: the corpus makes enough series (${expected.size})`);
+      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${name}: the same series`);
+      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, `${name}: ${key}`);
+      assert.ok([...expected.keys()].some((k) => k.includes('otel.metric.overflow')), `${name}: the corpus reaches the cardinality limit`);
+      assert.ok([...expected.values()].some((v) => (v as { exemplars?: unknown[] }).exemplars?.length), `${name}: exemplars are compared`);
+
+      if (name !== 'delta') continue;
+      // The same flush through both prometheus exporters (delta: one flush holds everything, then nothing comes).
+      const exporter = new PrometheusExporter(testSettings('prometheus'), parseWith(parsePrometheusExporterConfig, { enable_open_metrics: true }));
+      for (const batch of capture.batches) await exporter.consume(batch);
+      const ourLines = normalize((await exporter.render(true)).body);
+      const scrape = await fetch(`http://127.0.0.1:${promPorts[name]}/metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0' } });
+      const theirLines = normalize(await scrape.text());
+      assert.deepEqual([...theirLines.keys()].sort(), [...ourLines.keys()].sort(), 'the same Prometheus series');
+      for (const [series, rest] of ourLines) {
+        assert.equal(valueOf(theirLines.get(series)!), valueOf(rest), series);
+        assert.equal(exemplarsOf(theirLines.get(series)!), exemplarsOf(rest), `exemplar of ${series}`);
+      }
+      assert.ok([...ourLines.values()].some((rest) => exemplarsOf(rest) !== ''), 'exemplars are shown');
+    }
+  });
+});
+
+/** OpenMetrics sample lines by series (labels sorted), keeping what follows the series: value and exemplar. */
+function normalize(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '' || !line.startsWith('traces_span_metrics')) continue;
+    const m = /^([^{ ]+)(?:\{(.*?)\})? (.*)$/.exec(line);
+    if (!m) continue;
+    // An empty label is no label to Prometheus (the Collector writes otel_scope_version="" and the like).
+    const labels = ((m[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? [])
+      .filter((l) => !l.endsWith('=""'))
+      .map((l) => (l.startsWith('le="') && l !== 'le="+Inf"' ? `le="${Number(l.slice(4, -1))}"` : l));
+    out.set(`${m[1]}{${labels.sort().join(',')}}`, m[3]!);
+  }
+  return out;
+}
+
+function valueOf(rest: string): number {
+  return Number(rest.split(' ')[0]);
+}
+
+/** The exemplar part of a sample line, labels sorted, without its timestamp. */
+function exemplarsOf(rest: string): string {
+  const [, exemplar] = rest.split(' # ');
+  if (!exemplar) return '';
+  const m = /^\{(.*?)\} (\S+)/.exec(exemplar);
+  if (!m) return exemplar;
+  return `{${m[1]!.split(',').sort().join(',')}} ${Number(m[2])}`;
+}
+
+// Glob dimensions exist from Collector v0.160 on, which Jaeger v2 does not bundle: checked against
+// the reference Collector build (v0.160; collector.instance.id, which it adds by default there, is
+// excluded so the series are comparable).
+describe('spanmetrics glob dimensions against the reference Collector (v0.160)', { timeout: 120_000 }, () => {
+  const bin = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
+  const config = {
+    dimensions: [{ name: 'http.request.method' }, { glob: 'x.*' }, { glob: 'res.**' }],
+    exclude_dimensions: ['collector.instance.id'],
+    aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA',
+  };
+
+  test('the same series, with the keys the globs select from span and resource attributes', { skip: !fs.existsSync(bin) && 'no reference Collector' }, async () => {
+    const received: Decoded[] = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push(decode(Buffer.concat(chunks)));
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await listen(server, '127.0.0.1:0');
+    const otlpPort = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-spanmetrics-glob-'));
+    const doc = {
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${otlpPort}` } } } },
+      connectors: { span_metrics: { ...config, metrics_flush_interval: '500ms' } },
+      exporters: { otlp_http: { endpoint: `http://127.0.0.1:${boundPort(server)}`, compression: 'none', retry_on_failure: { enabled: false } } },
+      service: {
+        pipelines: { traces: { receivers: ['otlp'], exporters: ['span_metrics'] }, metrics: { receivers: ['span_metrics'], exporters: ['otlp_http'] } },
+        telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+      },
+    };
+    fs.writeFileSync(path.join(dir, 'otelcol.yaml'), YAML.stringify(doc));
+    const output: string[] = [];
+    const child = spawn(bin, ['--config', path.join(dir, 'otelcol.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
+    child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+    try {
+      const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: corpus() })).finish());
+      await waitFor(
+        'the reference Collector to take the spans',
+        async () => {
+          if (child.exitCode !== null) throw new Error(`otelcol exited: ${output.join('').slice(-2000)}`);
+          try {
+            const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+            return res.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        60_000,
+        200,
+      );
+      const capture = new Capture();
+      const ours = new SpanMetricsConnector(testSettings('glob'), parseWith(parseSpanMetricsConfig, config), capture);
+      await ours.consume(parseRequest('traces', body).batch);
+      await ours.flush();
+      const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+      await waitFor("the reference Collector's flush", () => seriesOf(received).size >= expected.size, 30_000, 100);
+      const actual = seriesOf(received);
+      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
+      assert.ok([...expected.keys()].some((k) => k.includes('"res.shard"') && k.includes('"x.flag"')), 'globs select span and resource attributes');
+    } finally {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await closeServer(server);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

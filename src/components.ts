@@ -14,6 +14,7 @@ import { prometheusRemoteWriteExporterFactory } from './exporters/prometheusremo
 import { filterFactory } from './processors/filter/filter';
 import { memoryLimiterFactory } from './processors/memorylimiter/memory-limiter';
 import { probabilisticSamplerFactory } from './processors/probabilisticsampler/probabilistic-sampler';
+import { tailSamplingFactory } from './processors/tailsampling/tail-sampling';
 import { otlpReceiverFactory } from './receivers/otlp/otlp-receiver';
 
 /** Every component spansieve can build, by kind and type. Adding a component = adding its factory here. */
@@ -22,6 +23,7 @@ export const FACTORIES: readonly AnyFactory[] = [
   memoryLimiterFactory,
   filterFactory,
   probabilisticSamplerFactory,
+  tailSamplingFactory,
   otlpExporterFactory,
   otlpHttpExporterFactory,
   debugExporterFactory,

@@ -24,6 +24,7 @@ const MINIMAL: Record<string, () => unknown> = {
   'processor/memory_limiter': () => ({ check_interval: '1s', limit_mib: 4096, spike_limit_mib: 512 }),
   'processor/filter': () => ({ keep: [{ 'service.instance.id': 'h:1000' }] }),
   'processor/probabilistic_sampler': () => ({ sampling_percentage: 50 }),
+  'processor/tail_sampling': () => ({ policies: [{ name: 'all', type: 'always_sample' }] }),
   'exporter/otlp': () => ({ endpoint: '127.0.0.1:1', tls: { insecure: true }, retry_on_failure: { enabled: false } }),
   'exporter/otlphttp': () => ({ endpoint: 'http://127.0.0.1:1', retry_on_failure: { enabled: false } }),
   'exporter/debug': () => ({ verbosity: 'basic' }),

@@ -1,0 +1,140 @@
+// Memory bound of the tail_sampling processor: 1M OBI-shaped traces (2 spans each, the two ends in
+// separate requests from two processes) offered to one processor with num_traces 10,000 and
+// decision_wait 10 s on a simulated clock running faster than the offers can be decided, so the
+// buffer stays full and the oldest traces are decided early. Prints JSON: RSS peak, heap peak,
+// traces kept, early decisions. Run: npx tsc -p tsconfig.json && node dist/bench/tail-sampling-memory.js [traces]
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import type { Consumer } from '../src/component/component';
+import { ConfigIssues, Node } from '../src/config/reader';
+import type { Batch } from '../src/pdata/batch';
+import { types } from '../src/pdata/codec';
+import { parseRequest } from '../src/pdata/scan';
+import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
+import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
+import { SelfTelemetry } from '../src/service/telemetry';
+
+const TOTAL = Number(process.argv[2] ?? 1_000_000);
+const PER_REQUEST = 100;
+const NUM_TRACES = 10_000;
+const START_NS = 1_700_000_000_000_000_000n;
+
+const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
+const int = (key: string, value: number) => ({ key, value: { intValue: value } });
+
+/** One request of PER_REQUEST spans from one process; trace ids are rewritten in place per offer. */
+function template(service: string, pid: number, root: boolean): { bytes: Buffer; idOffsets: number[] } {
+  const marker = (i: number) => Buffer.concat([Buffer.from('TRACEID!'), Buffer.alloc(4), Buffer.from([0, 0, i >> 8, i & 255])]);
+  const spans = Array.from({ length: PER_REQUEST }, (_, i) => ({
+    traceId: marker(i),
+    spanId: randomBytes(8),
+    ...(root ? {} : { parentSpanId: randomBytes(8) }),
+    name: 'GET /users/*',
+    kind: 2,
+    startTimeUnixNano: START_NS.toString(),
+    endTimeUnixNano: (START_NS + BigInt(1 + (i % 50)) * 10_000_000n).toString(),
+    attributes: [str('http.request.method', 'GET'), int('http.response.status_code', i % 50 === 0 ? 500 : 200), str('url.path', '/users/42'), str('http.route', '/users/*'), str('server.address', 'backend'), int('server.port', 8080)],
+    status: { code: i % 50 === 0 ? 2 : 0 },
+  }));
+  const resource = {
+    attributes: [str('service.name', service), str('service.instance.id', `host:${pid}`), str('host.name', 'host'), str('telemetry.sdk.language', 'go'), str('telemetry.distro.name', 'opentelemetry-ebpf-instrumentation')],
+  };
+  const type = types.ExportTraceServiceRequest;
+  const bytes = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource, scopeSpans: spans.map((span) => ({ scope: {}, spans: [span] })) }] })).finish());
+  const idOffsets: number[] = [];
+  for (let i = 0; i < PER_REQUEST; i++) idOffsets.push(bytes.indexOf(marker(i)));
+  return { bytes, idOffsets };
+}
+
+function mix(n: number, seed: number): number {
+  let h = Math.imul(n ^ Math.imul(seed, 0x9e3779b9), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function offer(t: { bytes: Buffer; idOffsets: number[] }, firstTrace: number): Batch {
+  const bytes = Buffer.from(t.bytes);
+  t.idOffsets.forEach((offset, i) => {
+    // Spread like random ids (the Collector's FNV hash barely mixes the last bytes into the top bits).
+    const n = firstTrace + i;
+    bytes.writeUInt32BE(mix(n, 1), offset);
+    bytes.writeUInt32BE(mix(n, 2), offset + 4);
+    bytes.writeUInt32BE(mix(n, 3), offset + 8);
+    bytes.writeUInt32BE(n >>> 0, offset + 12);
+  });
+  return parseRequest('traces', bytes).batch;
+}
+
+async function main(): Promise<void> {
+  const issues = new ConfigIssues();
+  const config = parseTailSamplingConfig(
+    new Node(
+      {
+        decision_wait: '10s',
+        num_traces: NUM_TRACES,
+        policies: [
+          { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
+          { name: 'slow', type: 'latency', latency: { threshold_ms: 400 } },
+          { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
+        ],
+      },
+      'tail_sampling',
+      issues,
+    ),
+  );
+  if (issues.errors.length > 0) throw new Error(issues.errors.join('\n'));
+  let keptSpans = 0;
+  const sink: Consumer = {
+    consume: async (batch) => {
+      keptSpans += batch.itemCount;
+    },
+  };
+  let now = 0;
+  const telemetry = new SelfTelemetry();
+  const processor = new TailSamplingProcessor({ id: 'tail_sampling', logger: pino({ level: 'silent' }), telemetry }, config, sink, { clock: () => now, timer: false });
+  const front = template('frontend', 100, true);
+  const back = template('backend', 200, false);
+  let rssPeak = 0;
+  let heapPeak = 0;
+  const started = process.hrtime.bigint();
+  for (let first = 0; first < TOTAL; first += PER_REQUEST) {
+    await processor.consume(offer(front, first));
+    // The other end of the same traces, from the other process, 2 simulated seconds later.
+    if (first >= 2 * PER_REQUEST) await processor.consume(offer(back, first - 2 * PER_REQUEST));
+    now += 10; // 100 requests per simulated second: 10,000 new traces a second, far more than num_traces / decision_wait
+    if (now % 1000 === 0) processor.tick();
+    if ((first / PER_REQUEST) % 50 === 0) {
+      const m = process.memoryUsage();
+      rssPeak = Math.max(rssPeak, m.rss);
+      heapPeak = Math.max(heapPeak, m.heapUsed);
+    }
+  }
+  now += 20_000;
+  processor.tick();
+  await processor.shutdown();
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const text = await telemetry.registry.metrics();
+  const metric = (name: string, filter = ''): number =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(name) && l.includes(filter))
+      .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+  console.log(
+    JSON.stringify({
+      traces: TOTAL,
+      spansOffered: TOTAL * 2,
+      numTraces: NUM_TRACES,
+      rssPeakMiB: Math.round(rssPeak / 1048576),
+      heapPeakMiB: Math.round(heapPeak / 1048576),
+      decidedEarly: metric('otelcol_processor_tail_sampling_sampling_trace_dropped_too_early'),
+      tracesSampled: metric('otelcol_processor_tail_sampling_global_count_traces_sampled', 'decision="sampled"'),
+      lateSpans: metric('otelcol_processor_tail_sampling_late_spans'),
+      keptSpans,
+      seconds: Math.round(seconds * 10) / 10,
+      spansPerSecond: Math.round((TOTAL * 2) / seconds),
+    }),
+  );
+}
+
+void main();

@@ -1,0 +1,455 @@
+import { readString, type Attributes } from '../../pdata/attributes';
+import type { ResourceBlock } from '../../pdata/batch';
+import { WIRE_LEN, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
+import type { OttlValue } from '../../ottl';
+
+// Spans wait for their trace's decision as the bytes they arrived in. A received ResourceSpans is
+// walked once: each span's trace id picks its trace, and the trace records the span's byte range
+// (grouped by resource block and scope). Nothing is decoded until a policy reads a field, and then
+// only that field. A kept trace leaves as new ResourceSpans made of the original resource and scope
+// fields and the original span bytes, concatenated.
+
+const SPAN_TAG = 2 * 8 + WIRE_LEN;
+const SCOPE_SPANS_TAG = 2 * 8 + WIRE_LEN;
+
+/** One received resource whose spans (some of them) wait in traces. Shared by those traces. */
+export class StoredBlock {
+  /** Traces still holding spans of this block; the bytes are released at 0. */
+  refs = 0;
+  /** Whether its bytes are counted in the processor's buffered bytes. */
+  counted = false;
+
+  constructor(
+    /** The ResourceSpans bytes: the received view while ingesting, a private copy once buffered. */
+    public bytes: Uint8Array,
+    readonly attributes: Attributes,
+  ) {}
+}
+
+/**
+ * The spans of one trace from one block: `ranges` is flat, per scope
+ * `scopeStart, scopeEnd, n, spanStart1, spanEnd1, ...` (offsets into block.bytes).
+ */
+export interface Part {
+  readonly block: StoredBlock;
+  readonly ranges: number[];
+  /** Offset of the last scope appended, so the next span of that scope joins it. */
+  lastScope: number;
+  /** Index in `ranges` of the last scope's span count. */
+  lastCountAt: number;
+  spans: number;
+  bytes: number;
+}
+
+/** Trace id bytes as a Map key (16 one-byte characters). */
+export function traceKey(buf: Uint8Array, start: number, len: number): string {
+  let key = '';
+  for (let i = 0; i < len; i++) key += String.fromCharCode(buf[start + i]!);
+  return key;
+}
+
+export function keyToHex(key: string): string {
+  let out = '';
+  for (let i = 0; i < key.length; i++) out += key.charCodeAt(i).toString(16).padStart(2, '0');
+  return out;
+}
+
+export function keyToBytes(key: string): Uint8Array {
+  const out = new Uint8Array(key.length);
+  for (let i = 0; i < key.length; i++) out[i] = key.charCodeAt(i);
+  return out;
+}
+
+/** Calls `visit(traceKey, part)` for every trace present in the block, with the spans of that trace. */
+export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (key: string, part: Part, hasRoot: boolean) => void): void {
+  const buf = block.bytes;
+  const parts = new Map<string, { part: Part; root: boolean }>();
+  const reader = new WireReader(buf, 0, buf.length);
+  const scopeReader = new WireReader(buf, 0, 0);
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== SCOPE_SPANS_TAG) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const scopeStart = reader.lengthDelimited();
+    const scopeEnd = reader.pos;
+    scopeReader.reset(buf, scopeStart, scopeEnd);
+    while (!scopeReader.done) {
+      const t = scopeReader.tag();
+      if (t !== SPAN_TAG) {
+        scopeReader.skip(t & 7);
+        continue;
+      }
+      const spanStart = scopeReader.lengthDelimited();
+      const spanEnd = scopeReader.pos;
+      const ids = spanIds(buf, spanStart, spanEnd);
+      const key = traceKey(buf, ids.traceStart, 16);
+      let entry = parts.get(key);
+      if (!entry) {
+        entry = { part: { block: stored, ranges: [], lastScope: -1, lastCountAt: -1, spans: 0, bytes: 0 }, root: false };
+        parts.set(key, entry);
+      }
+      const part = entry.part;
+      if (part.lastScope !== scopeStart) {
+        part.ranges.push(scopeStart, scopeEnd, 0);
+        part.lastScope = scopeStart;
+        part.lastCountAt = part.ranges.length - 1;
+      }
+      part.ranges.push(spanStart, spanEnd);
+      part.ranges[part.lastCountAt]!++;
+      part.spans++;
+      part.bytes += spanEnd - spanStart;
+      if (!ids.hasParent) entry.root = true;
+    }
+  }
+  for (const [key, entry] of parts) visit(key, entry.part, entry.root);
+}
+
+const idScratch = { traceStart: 0, hasParent: false };
+
+/** Where the trace id starts, and whether the span has a parent (the scanner checked both ids). */
+function spanIds(buf: Uint8Array, start: number, end: number): typeof idScratch {
+  const reader = new WireReader(buf, start, end);
+  idScratch.traceStart = -1;
+  idScratch.hasParent = false;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 1 * 8 + WIRE_LEN) {
+      idScratch.traceStart = reader.lengthDelimited();
+    } else if (tag === 4 * 8 + WIRE_LEN) {
+      const s = reader.lengthDelimited();
+      if (reader.pos > s) idScratch.hasParent = true;
+    } else reader.skip(tag & 7);
+  }
+  return idScratch;
+}
+
+/** Calls `visit` for every span of the parts, in arrival order. */
+export function forEachSpanRange(parts: readonly Part[], visit: (buf: Uint8Array, start: number, end: number, part: Part, scopeStart: number, scopeEnd: number) => boolean | void): boolean {
+  for (const part of parts) {
+    const r = part.ranges;
+    const buf = part.block.bytes;
+    let i = 0;
+    while (i < r.length) {
+      const scopeStart = r[i]!;
+      const scopeEnd = r[i + 1]!;
+      const n = r[i + 2]!;
+      i += 3;
+      for (let k = 0; k < n; k++, i += 2) if (visit(buf, r[i]!, r[i + 1]!, part, scopeStart, scopeEnd) === true) return true;
+    }
+  }
+  return false;
+}
+
+/** Reads single fields of one encoded Span on demand (the bytes were checked by the receiver). */
+export class SpanFields {
+  buf: Uint8Array = new Uint8Array(0);
+  start = 0;
+  end = 0;
+  private readonly reader = new WireReader(new Uint8Array(0), 0, 0);
+
+  at(buf: Uint8Array, start: number, end: number): this {
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    return this;
+  }
+
+  statusCode(): number {
+    const s = this.find(15 * 8 + WIRE_LEN);
+    if (s < 0) return 0;
+    const reader = new WireReader(this.buf, s, this.reader.pos);
+    let code = 0;
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag === 3 * 8 + 0) code = reader.varint();
+      else reader.skip(tag & 7);
+    }
+    return code;
+  }
+
+  startTime(): bigint {
+    return this.fixed64(7 * 8 + 1);
+  }
+
+  endTime(): bigint {
+    return this.fixed64(8 * 8 + 1);
+  }
+
+  flags(): number {
+    const reader = this.reader.reset(this.buf, this.start, this.end);
+    let flags = 0;
+    while (!reader.done) {
+      const t = reader.tag();
+      if (t === 16 * 8 + 5) {
+        const p = reader.pos;
+        reader.advance(4);
+        flags = (this.buf[p]! | (this.buf[p + 1]! << 8) | (this.buf[p + 2]! << 16) | (this.buf[p + 3]! << 24)) >>> 0;
+      } else reader.skip(t & 7);
+    }
+    return flags;
+  }
+
+  traceState(): string {
+    const s = this.find(3 * 8 + WIRE_LEN);
+    return s < 0 ? '' : readString(this.buf, s, this.reader.pos);
+  }
+
+  /** The value of the first attribute named `key` (as bytes), or undefined when absent. */
+  attribute(key: Uint8Array): OttlValue | undefined {
+    return findAttribute(this.buf, this.start, this.end, 9, key);
+  }
+
+  /** Offset of the payload of the last occurrence of a length-delimited field (protobuf: last wins), or -1; reader.pos is its end. */
+  private find(tag: number): number {
+    const reader = this.reader.reset(this.buf, this.start, this.end);
+    let found = -1;
+    let foundEnd = 0;
+    while (!reader.done) {
+      const t = reader.tag();
+      if (t === tag) {
+        found = reader.lengthDelimited();
+        foundEnd = reader.pos;
+      } else reader.skip(t & 7);
+    }
+    reader.pos = foundEnd;
+    return found;
+  }
+
+  private fixed64(tag: number): bigint {
+    const reader = this.reader.reset(this.buf, this.start, this.end);
+    let value = 0n;
+    while (!reader.done) {
+      const t = reader.tag();
+      if (t === tag) value = reader.fixed64AsBigInt();
+      else reader.skip(t & 7);
+    }
+    return value;
+  }
+}
+
+/** First key-value (field `field` of the message in [start, end)) whose key equals `key`. */
+export function findAttribute(buf: Uint8Array, start: number, end: number, field: number, key: Uint8Array): OttlValue | undefined {
+  const reader = new WireReader(buf, start, end);
+  const kvTag = field * 8 + WIRE_LEN;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== kvTag) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kv = new WireReader(buf, kvStart, reader.pos);
+    let matched = false;
+    let value: OttlValue = null;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === 1 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        matched = sameBytes(buf, s, kv.pos, key);
+        if (!matched) break;
+      } else if (t === 2 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        value = decodeValue(buf, s, kv.pos);
+      } else kv.skip(t & 7);
+    }
+    if (matched) return value;
+  }
+  return undefined;
+}
+
+function sameBytes(buf: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
+  if (end - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (buf[start + i] !== key[i]) return false;
+  return true;
+}
+
+/** Spans to emit from one block: per scope (by its offset), the span ranges in arrival order. */
+export class OutputBlock {
+  readonly scopes = new Map<number, { end: number; spans: number[] }>();
+  spanCount = 0;
+
+  constructor(readonly block: StoredBlock) {}
+
+  add(part: Part): void {
+    const r = part.ranges;
+    let i = 0;
+    while (i < r.length) {
+      const scopeStart = r[i]!;
+      const scopeEnd = r[i + 1]!;
+      const n = r[i + 2]!;
+      i += 3;
+      let scope = this.scopes.get(scopeStart);
+      if (!scope) {
+        scope = { end: scopeEnd, spans: [] };
+        this.scopes.set(scopeStart, scope);
+      }
+      for (let k = 0; k < n; k++, i += 2) scope.spans.push(r[i]!, r[i + 1]!);
+      this.spanCount += n;
+    }
+  }
+
+  /** A ResourceSpans: the block's fields other than scope_spans, then each scope's own fields and its spans. */
+  encode(): ResourceBlock {
+    const buf = this.block.bytes;
+    const head = otherFields(buf, 0, buf.length, SCOPE_SPANS_TAG);
+    const scopes: { head: number[]; spans: number[]; size: number }[] = [];
+    let total = rangesSize(head);
+    for (const [scopeStart, scope] of this.scopes) {
+      const scopeHead = otherFields(buf, scopeStart, scope.end, SPAN_TAG);
+      let size = rangesSize(scopeHead);
+      for (let i = 0; i < scope.spans.length; i += 2) {
+        const len = scope.spans[i + 1]! - scope.spans[i]!;
+        size += 1 + varintSize(len) + len;
+      }
+      scopes.push({ head: scopeHead, spans: scope.spans, size });
+      total += 1 + varintSize(size) + size;
+    }
+    const out = Buffer.allocUnsafe(total);
+    let pos = copyRanges(out, 0, buf, head);
+    for (const scope of scopes) {
+      out[pos++] = SCOPE_SPANS_TAG;
+      pos = writeVarint(out, pos, scope.size);
+      pos = copyRanges(out, pos, buf, scope.head);
+      for (let i = 0; i < scope.spans.length; i += 2) {
+        const s = scope.spans[i]!;
+        const e = scope.spans[i + 1]!;
+        out[pos++] = SPAN_TAG;
+        pos = writeVarint(out, pos, e - s);
+        out.set(buf.subarray(s, e), pos);
+        pos += e - s;
+      }
+    }
+    return { bytes: out, attributes: this.block.attributes, itemCount: this.spanCount };
+  }
+}
+
+/** Ranges [start, end) of every field (tag included) in the message other than those with `skipTag`. */
+function otherFields(buf: Uint8Array, start: number, end: number, skipTag: number): number[] {
+  const out: number[] = [];
+  const reader = new WireReader(buf, start, end);
+  while (!reader.done) {
+    const fieldStart = reader.pos;
+    const tag = reader.tag();
+    reader.skip(tag & 7);
+    if (tag === skipTag) continue;
+    const last = out.length;
+    if (last > 0 && out[last - 1] === fieldStart) out[last - 1] = reader.pos;
+    else out.push(fieldStart, reader.pos);
+  }
+  return out;
+}
+
+function rangesSize(ranges: number[]): number {
+  let n = 0;
+  for (let i = 0; i < ranges.length; i += 2) n += ranges[i + 1]! - ranges[i]!;
+  return n;
+}
+
+function copyRanges(out: Buffer, pos: number, buf: Uint8Array, ranges: number[]): number {
+  for (let i = 0; i < ranges.length; i += 2) {
+    out.set(buf.subarray(ranges[i], ranges[i + 1]), pos);
+    pos += ranges[i + 1]! - ranges[i]!;
+  }
+  return pos;
+}
+
+/**
+ * An AnyValue with its type kept as pcommon keeps it: int64 as bigint, double as number, a map as a
+ * Map (first key wins), so policies can tell `5` from `5.0` as the Collector does.
+ */
+export function decodeValue(buf: Uint8Array, start: number, end: number): OttlValue {
+  const reader = new WireReader(buf, start, end);
+  let value: OttlValue = null;
+  while (!reader.done) {
+    const tag = reader.tag();
+    switch (tag) {
+      case 1 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        value = readString(buf, s, reader.pos);
+        break;
+      }
+      case 2 * 8 + 0:
+        value = reader.varint() !== 0;
+        break;
+      case 3 * 8 + 0:
+        value = readVarintBigInt(reader);
+        break;
+      case 4 * 8 + 1:
+        value = reader.double();
+        break;
+      case 5 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        const items: OttlValue[] = [];
+        const inner = new WireReader(buf, s, reader.pos);
+        while (!inner.done) {
+          const t = inner.tag();
+          if (t === 1 * 8 + WIRE_LEN) {
+            const v = inner.lengthDelimited();
+            items.push(decodeValue(buf, v, inner.pos));
+          } else inner.skip(t & 7);
+        }
+        value = items;
+        break;
+      }
+      case 6 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        value = decodeKeyValueMap(buf, s, reader.pos, 1);
+        break;
+      }
+      case 7 * 8 + WIRE_LEN: {
+        const s = reader.lengthDelimited();
+        value = buf.slice(s, reader.pos);
+        break;
+      }
+      default:
+        reader.skip(tag & 7);
+    }
+  }
+  return value;
+}
+
+/** Every key-value (field `field`) of a message as a Map; the first occurrence of a key wins, as pcommon's Get. */
+export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, field: number): Map<string, OttlValue> {
+  const out = new Map<string, OttlValue>();
+  const reader = new WireReader(buf, start, end);
+  const kvTag = field * 8 + WIRE_LEN;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag !== kvTag) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const kvStart = reader.lengthDelimited();
+    const kv = new WireReader(buf, kvStart, reader.pos);
+    let key = '';
+    let value: OttlValue = null;
+    while (!kv.done) {
+      const t = kv.tag();
+      if (t === 1 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        key = readString(buf, s, kv.pos);
+      } else if (t === 2 * 8 + WIRE_LEN) {
+        const s = kv.lengthDelimited();
+        value = decodeValue(buf, s, kv.pos);
+      } else kv.skip(t & 7);
+    }
+    if (!out.has(key)) out.set(key, value);
+  }
+  return out;
+}
+
+/** [start, end) of the encoded Resource (field 1) of a ResourceSpans, or undefined. */
+export function resourceRange(buf: Uint8Array): [number, number] | undefined {
+  const reader = new WireReader(buf, 0, buf.length);
+  let found: [number, number] | undefined;
+  while (!reader.done) {
+    const tag = reader.tag();
+    if (tag === 1 * 8 + WIRE_LEN) {
+      const s = reader.lengthDelimited();
+      found = [s, reader.pos];
+    } else reader.skip(tag & 7);
+  }
+  return found;
+}

@@ -7,8 +7,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.image.json ./
+COPY scripts/build-page.js ./scripts/
 COPY src ./src
-RUN npx tsc -p tsconfig.image.json && npm prune --omit=dev --no-audit --no-fund
+# The server, then the admin page (browser script, HTML, CSS) into dist/src/extensions/admin/page.
+RUN npx tsc -p tsconfig.image.json && node scripts/build-page.js && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
 WORKDIR /app

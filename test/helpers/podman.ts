@@ -71,7 +71,7 @@ async function contextHash(): Promise<string> {
     }
     hash.update(`${path.relative(ROOT, file)}\0`).update(fs.readFileSync(file)).update('\0');
   };
-  for (const entry of ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.image.json', 'src', 'proto', 'config']) add(path.join(ROOT, entry));
+  for (const entry of ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.image.json', 'scripts/build-page.js', 'src', 'proto', 'config']) add(path.join(ROOT, entry));
   hash.update((await podman('image', 'inspect', '--format', '{{.Id}}', NODE_BASE_IMAGE)).trim());
   return hash.digest('hex');
 }

@@ -1,10 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Component, ExtensionFactory, Host, ServiceControl } from '../../component/component';
 import type { Node } from '../../config/reader';
 import { closeServer, listen, parseHostPort } from '../../util/net';
-import { ADMIN_PAGE_HTML } from './page';
 
 export interface AdminConfig {
   readonly endpoint: string;
@@ -13,6 +14,20 @@ export interface AdminConfig {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Where `npm run build` puts the page (scripts/build-page.js): beside this module in dist/. */
+export const PAGE_DIR = join(__dirname, 'page');
+
+/** The page's files by URL path. Relative links in index.html name the others. */
+export const PAGE_FILES: ReadonlyMap<string, { readonly file: string; readonly type: string }> = new Map([
+  ['/', { file: 'index.html', type: 'text/html; charset=utf-8' }],
+  ['/index.html', { file: 'index.html', type: 'text/html; charset=utf-8' }],
+  ['/app.js', { file: 'app.js', type: 'text/javascript; charset=utf-8' }],
+  ['/page.css', { file: 'page.css', type: 'text/css; charset=utf-8' }],
+]);
+
+// The page loads its own script and style only and talks to this origin's API.
+const PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -37,6 +52,8 @@ class ApiError extends Error {
 export class AdminExtension implements Component {
   private server: http.Server | undefined;
   private control: ServiceControl | undefined;
+  /** The page's files read at start, or why they could not be. */
+  private page: Map<string, Buffer> | Error | undefined;
 
   constructor(
     private readonly config: AdminConfig,
@@ -46,6 +63,8 @@ export class AdminExtension implements Component {
   async start(host: Host): Promise<void> {
     if (!host.control) throw new Error('the admin extension needs a service that offers run-time control');
     this.control = host.control;
+    this.page = await readPage();
+    if (this.page instanceof Error) this.logger.error({ err: this.page }, 'the admin page cannot be served; the admin API works');
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         const apiError = err instanceof ApiError ? err : undefined;
@@ -72,9 +91,18 @@ export class AdminExtension implements Component {
     } catch {
       throw new ApiError(400, `malformed request target: ${req.url ?? ''}`);
     }
-    if (path === '/' || path === '/index.html') {
+    const pageFile = PAGE_FILES.get(path);
+    if (pageFile) {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(ADMIN_PAGE_HTML);
+      if (!(this.page instanceof Map)) throw new ApiError(500, this.page?.message ?? 'the admin page is not loaded');
+      res
+        .writeHead(200, {
+          'content-type': pageFile.type,
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+          'content-security-policy': PAGE_POLICY,
+        })
+        .end(this.page.get(pageFile.file));
       return;
     }
     if (!path.startsWith('/api/')) throw new ApiError(404, `no such page: ${path}`);
@@ -148,6 +176,19 @@ export class AdminExtension implements Component {
     const ok = given.length === wanted.length && timingSafeEqual(given, wanted);
     if (!ok) throw new ApiError(401, 'a valid bearer token is required (Authorization: Bearer <token>)');
   }
+}
+
+/** Reads the built page; a missing file means the build skipped scripts/build-page.js. */
+async function readPage(): Promise<Map<string, Buffer> | Error> {
+  const files = new Map<string, Buffer>();
+  try {
+    for (const { file } of PAGE_FILES.values()) {
+      if (!files.has(file)) files.set(file, await fs.promises.readFile(join(PAGE_DIR, file)));
+    }
+  } catch (err) {
+    return new Error(`the admin page is not built (${(err as Error).message}): run npm run build`);
+  }
+  return files;
 }
 
 /**

@@ -694,7 +694,7 @@ function renderSampling(): void {
     for (const cells of rowsOf) {
       const tr = make('tr');
       cells.forEach((value, i) => {
-        const cell = make(i === 0 ? 'th' : 'td', classes[i] ? { class: classes[i]! } : null, value === null ? '—' : String(value));
+        const cell = make(i === 0 ? 'th' : 'td', classes[i] ? { class: classes[i] } : null, value === null ? '—' : String(value));
         if (i === 0) cell.setAttribute('scope', 'row');
         tr.append(cell);
       });

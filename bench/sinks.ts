@@ -30,6 +30,8 @@ export function createGrpcSink(onMessage: (message: Buffer) => void, tls?: SinkT
       const frame = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       const message = frame.subarray(5, 5 + frame.readUInt32BE(1));
       onMessage(frame[0] === 1 ? zlib.gunzipSync(message) : message);
+      // A call the client gave up on (its timeout) ends here too; it can no longer be answered.
+      if (stream.destroyed) return;
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
       stream.end(EMPTY_RESPONSE_FRAME);

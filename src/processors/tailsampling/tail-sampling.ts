@@ -9,6 +9,7 @@ import { WireFormatError } from '../../pdata/wire';
 import { LogThrottle } from '../../util/log-throttle';
 import { parseTailSamplingConfig, type TailSamplingConfig } from './config';
 import { buildEvaluator, type Clock, type Decision, type Evaluator, type TraceView } from './policies';
+import { Fifo } from './fifo';
 import { keyToHex, OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data';
 
 // tail_sampling: spans wait, grouped by trace id, for `decision_wait` after their trace's first span;
@@ -24,6 +25,13 @@ interface PendingTrace extends TraceView {
   bytes: number;
   readonly arrivedAt: number;
   decideAt: number;
+  /** Decided or dropped: no longer in `pending` (its queue entry is dead). */
+  done: boolean;
+}
+
+interface DecidedTrace {
+  readonly key: string;
+  readonly sampled: boolean;
 }
 
 interface Policy {
@@ -37,21 +45,34 @@ interface Policy {
 
 /** A set of trace ids that forgets the least recently used past its size (the Collector's decision caches). */
 class LruSet {
-  private readonly keys = new Map<string, true>();
+  /** Key -> stamp of its latest use; the queue holds (key, stamp) per use, live while the stamp is current. */
+  private readonly stamps = new Map<string, number>();
+  private readonly order = new Fifo<{ key: string; stamp: number }>((e) => this.stamps.get(e.key) === e.stamp);
+  private clock = 0;
 
   constructor(private readonly size: number) {}
 
   has(key: string): boolean {
-    if (!this.keys.has(key)) return false;
-    this.keys.delete(key);
-    this.keys.set(key, true);
+    if (!this.stamps.has(key)) return false;
+    this.touch(key);
     return true;
   }
 
   add(key: string): void {
-    this.keys.delete(key);
-    this.keys.set(key, true);
-    if (this.keys.size > this.size) this.keys.delete(this.keys.keys().next().value!);
+    this.touch(key);
+    while (this.stamps.size > this.size) {
+      const oldest = this.order.first();
+      if (!oldest) break;
+      this.order.shift();
+      this.stamps.delete(oldest.key);
+    }
+  }
+
+  private touch(key: string): void {
+    const stamp = ++this.clock;
+    this.stamps.set(key, stamp);
+    this.order.push({ key, stamp });
+    this.order.compactAbove(2 * this.size + 1024);
   }
 }
 
@@ -70,10 +91,13 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly useTimer: boolean;
   private readonly policies: Policy[];
   private readonly pending = new Map<string, PendingTrace>();
+  /** The undecided traces in arrival order. */
+  private readonly arrivals = new Fifo<PendingTrace>((t) => !t.done);
   /** Traces whose root span moved their decision ahead (decision_wait_after_root_received). */
   private readonly early = new Set<string>();
   /** Decisions kept without a decision cache: as the Collector, they hold a num_traces slot. */
-  private readonly decided = new Map<string, boolean>();
+  private readonly decided = new Map<string, DecidedTrace>();
+  private readonly decidedOrder = new Fifo<DecidedTrace>((d) => this.decided.get(d.key) === d);
   private readonly sampledCache: LruSet | undefined;
   private readonly nonSampledCache: LruSet | undefined;
   private bufferedBytes = 0;
@@ -198,15 +222,18 @@ export class TailSamplingProcessor implements Component, Consumer {
   tick(): void {
     const now = this.clock();
     const due: PendingTrace[] = [];
-    for (const trace of this.pending.values()) {
-      if (trace.arrivedAt + this.config.decisionWaitMs > now) break;
+    this.arrivals.forEachWhile((trace) => {
+      if (trace.arrivedAt + this.config.decisionWaitMs > now) return false;
       due.push(trace);
-    }
+      return true;
+    });
     for (const key of this.early) {
       const trace = this.pending.get(key);
       if (trace && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
     }
     for (const trace of due) this.decide(trace);
+    // Drops the decided traces from the front of the arrival queue.
+    this.arrivals.first();
     this.flush();
     this.updateGauges();
   }
@@ -235,16 +262,17 @@ export class TailSamplingProcessor implements Component, Consumer {
       }
       const decided = this.decided.get(key);
       if (decided !== undefined) {
-        this.metrics.lateSpans[decided ? 'true' : 'false'].inc(part.spans);
-        this.sampling?.sampled(this.id, part.block.attributes, part.spans, decided ? part.spans : 0);
-        if (decided) (late ??= new OutputBlock(stored)).add(part);
+        this.metrics.lateSpans[decided.sampled ? 'true' : 'false'].inc(part.spans);
+        this.sampling?.sampled(this.id, part.block.attributes, part.spans, decided.sampled ? part.spans : 0);
+        if (decided.sampled) (late ??= new OutputBlock(stored)).add(part);
         return;
       }
       let trace = this.pending.get(key);
       if (!trace) {
         this.makeRoom();
-        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs };
+        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, done: false };
         this.pending.set(key, trace);
+        this.arrivals.push(trace);
         this.metrics.newTraces.inc(1);
       }
       trace.parts.push(part);
@@ -277,24 +305,25 @@ export class TailSamplingProcessor implements Component, Consumer {
   /** Before a new trace: at num_traces, forget the oldest kept decision, else decide the oldest waiting trace now. */
   private makeRoom(): void {
     while (this.pending.size + this.decided.size >= this.config.numTraces) {
-      const oldestDecided = this.decided.keys().next();
-      if (!oldestDecided.done) {
-        this.decided.delete(oldestDecided.value);
+      const oldestDecided = this.decidedOrder.first();
+      if (oldestDecided) {
+        this.decidedOrder.shift();
+        this.decided.delete(oldestDecided.key);
         continue;
       }
-      const oldest = this.pending.values().next();
-      if (oldest.done) return;
+      const oldest = this.arrivals.first();
+      if (!oldest) return;
       this.metrics.tooEarly.inc(1);
-      this.decide(oldest.value);
+      this.decide(oldest);
     }
   }
 
   private enforceByteLimit(): void {
     while (this.bufferedBytes > this.config.maxBufferedBytes) {
-      const oldest = this.pending.values().next();
-      if (oldest.done) return;
+      const oldest = this.arrivals.first();
+      if (!oldest) return;
       this.metrics.tooEarly.inc(1);
-      this.decide(oldest.value);
+      this.decide(oldest);
     }
   }
 
@@ -360,12 +389,17 @@ export class TailSamplingProcessor implements Component, Consumer {
   private remember(key: string, sampled: boolean): void {
     const cache = sampled ? this.sampledCache : this.nonSampledCache;
     if (cache) cache.add(key);
-    else this.decided.set(key, sampled);
+    else {
+      const entry = { key, sampled };
+      this.decided.set(key, entry);
+      this.decidedOrder.push(entry);
+    }
   }
 
   /** Takes the trace out of the buffer; blocks no trace holds any more are freed. */
   private release(trace: PendingTrace): void {
     this.pending.delete(trace.key);
+    trace.done = true;
     this.early.delete(trace.key);
     for (const part of trace.parts) {
       const block = part.block;
@@ -374,6 +408,8 @@ export class TailSamplingProcessor implements Component, Consumer {
         block.counted = false;
       }
     }
+    // The arrival queue may hold the trace a while longer: not its spans.
+    trace.parts.length = 0;
   }
 
   private forget(trace: PendingTrace): void {

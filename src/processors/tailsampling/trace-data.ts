@@ -43,26 +43,20 @@ export interface Part {
 
 /** Trace id bytes as a Map key (16 one-byte characters). */
 export function traceKey(buf: Uint8Array, start: number, len: number): string {
-  let key = '';
-  for (let i = 0; i < len; i++) key += String.fromCharCode(buf[start + i]!);
-  return key;
+  return asBuffer(buf).toString('latin1', start, start + len);
 }
 
-export function keyToHex(key: string): string {
-  let out = '';
-  for (let i = 0; i < key.length; i++) out += key.charCodeAt(i).toString(16).padStart(2, '0');
-  return out;
+function asBuffer(buf: Uint8Array): Buffer {
+  return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 export function keyToBytes(key: string): Uint8Array {
-  const out = new Uint8Array(key.length);
-  for (let i = 0; i < key.length; i++) out[i] = key.charCodeAt(i);
-  return out;
+  return Buffer.from(key, 'latin1');
 }
 
 /** Calls `visit(traceKey, part)` for every trace present in the block, with the spans of that trace. */
 export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (key: string, part: Part, hasRoot: boolean) => void): void {
-  const buf = block.bytes;
+  const buf = asBuffer(block.bytes);
   const parts = new Map<string, { part: Part; root: boolean }>();
   const reader = new WireReader(buf, 0, buf.length);
   const scopeReader = new WireReader(buf, 0, 0);
@@ -219,13 +213,13 @@ export class SpanFields {
 
   private fixed64(tag: number): bigint {
     const reader = this.reader.reset(this.buf, this.start, this.end);
-    let value = 0n;
+    let at = -1;
     while (!reader.done) {
       const t = reader.tag();
-      if (t === tag) value = reader.fixed64AsBigInt();
-      else reader.skip(t & 7);
+      if (t === tag) at = reader.pos;
+      reader.skip(t & 7);
     }
-    return value;
+    return at < 0 ? 0n : asBuffer(this.buf).readBigUInt64LE(at);
   }
 }
 

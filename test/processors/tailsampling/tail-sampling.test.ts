@@ -370,3 +370,23 @@ describe('tail_sampling policies', () => {
     assert.equal(keptTraces(c.capture).size, 3, 'three spans in one second');
   });
 });
+
+describe('tail_sampling queues', () => {
+  test('the oldest-first queue gives its slots back as the front advances', async () => {
+    const { Fifo } = await import('../../../src/processors/tailsampling/fifo');
+    const live = new Set<number>();
+    const q = new Fifo<number>((n) => live.has(n));
+    for (let i = 0; i < 100_000; i++) {
+      live.add(i);
+      q.push(i);
+      if (i >= 10) {
+        live.delete(i - 10);
+        assert.equal(q.first(), i - 9);
+      }
+    }
+    assert.ok(q.length < 3000, `queue holds ${q.length} slots for 10 live items`);
+    const seen: number[] = [];
+    q.forEachWhile((n) => (seen.push(n), seen.length < 3));
+    assert.deepEqual(seen, [99_990, 99_991, 99_992]);
+  });
+});

@@ -1,0 +1,217 @@
+// The issue's tail-sampling row: OBI-shaped load at 20,000 spans/s (two processes per trace, the
+// backend's half 5 s after the frontend's), decision_wait 10s, policies errors + latency + 10 %
+// probabilistic, through spansieve and through the reference Collector's tail_sampling (v0.160.0,
+// scripts/install-peers.sh otelcol; with `batch` behind it), each pinned to core 0, one after the other. Measures the
+// server's CPU per offered span and its peak RSS over the run. Prints JSON.
+// Run: npx tsc -p tsconfig.json && node dist/bench/tail-sampling.js [seconds]
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import { types } from '../src/pdata/codec';
+import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
+import { cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
+import { createGrpcSink } from './sinks';
+import { otelcolBinary, SERVER_CPU } from './systems';
+
+const SECONDS = Number(process.argv[2] ?? 60);
+const SPANS_PER_REQUEST = 500;
+const REQUESTS_PER_SECOND = 20; // per process: 2 × 20 × 500 = 20,000 spans/s
+const LAG_MS = 5000;
+const START_NS = 1_700_000_000_000_000_000n;
+const ROOT = path.resolve(__dirname, '..', '..');
+
+const POLICIES = [
+  { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
+  { name: 'slow', type: 'latency', latency: { threshold_ms: 400 } },
+  { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
+];
+
+const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
+const int = (key: string, value: number) => ({ key, value: { intValue: value } });
+
+function mix(n: number, seed: number): number {
+  let h = Math.imul(n ^ Math.imul(seed, 0x9e3779b9), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** An OBI-shaped request of one process (each span in its own empty scope); trace ids rewritten per send. */
+function template(service: string, pid: number, root: boolean): { bytes: Buffer; idOffsets: number[] } {
+  const marker = (i: number) => Buffer.concat([Buffer.from('TRACEID!'), Buffer.alloc(4), Buffer.from([0, 0, i >> 8, i & 255])]);
+  const spans = Array.from({ length: SPANS_PER_REQUEST }, (_, i) => ({
+    traceId: marker(i),
+    spanId: Buffer.from([1, 2, 3, 4, 5, 6, i >> 8, (i & 255) | 1]),
+    ...(root ? {} : { parentSpanId: Buffer.from([9, 9, 9, 9, 9, 9, i >> 8, (i & 255) | 1]) }),
+    name: 'GET /users/*',
+    kind: root ? 2 : 3,
+    startTimeUnixNano: START_NS.toString(),
+    endTimeUnixNano: (START_NS + BigInt(1 + (i % 50)) * 10_000_000n).toString(),
+    attributes: [
+      str('http.request.method', 'GET'), int('http.response.status_code', i % 50 === 0 ? 500 : 200), str('url.path', '/users/42'),
+      str('url.scheme', 'http'), str('http.route', '/users/*'), str('client.address', '10.0.0.7'), str('server.address', 'backend'), int('server.port', 8080),
+    ],
+    status: { code: i % 50 === 0 ? 2 : 0 },
+  }));
+  const resource = {
+    attributes: [
+      str('service.name', service), str('service.instance.id', `host:${pid}`), str('host.name', 'host'), str('telemetry.sdk.language', 'go'),
+      str('telemetry.sdk.name', 'opentelemetry'), str('telemetry.distro.name', 'opentelemetry-ebpf-instrumentation'), str('os.type', 'linux'),
+    ],
+  };
+  const type = types.ExportTraceServiceRequest;
+  const bytes = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource, scopeSpans: spans.map((span) => ({ scope: {}, spans: [span] })) }] })).finish());
+  return { bytes, idOffsets: spans.map((_, i) => bytes.indexOf(marker(i))) };
+}
+
+function request(t: { bytes: Buffer; idOffsets: number[] }, firstTrace: number): Buffer {
+  const bytes = Buffer.from(t.bytes);
+  t.idOffsets.forEach((offset, i) => {
+    const n = firstTrace + i;
+    bytes.writeUInt32BE(mix(n, 1), offset);
+    bytes.writeUInt32BE(mix(n, 2), offset + 4);
+    bytes.writeUInt32BE(mix(n, 3), offset + 8);
+    bytes.writeUInt32BE(n >>> 0, offset + 12);
+  });
+  return bytes;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+function post(port: number, body: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/v1/traces', method: 'POST', agent, headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', () => resolve(0));
+    req.end(body);
+  });
+}
+
+interface Row {
+  system: string;
+  spansOffered: number;
+  spansRefused: number;
+  spansKept: number;
+  undecodableExports: number;
+  incompleteExports: number;
+  cpuSeconds: number;
+  cpuMicrosPerSpan: number;
+  peakRssMiB: number;
+}
+
+async function run(system: 'spansieve' | 'collector', dir: string): Promise<Row> {
+  let kept = 0;
+  let undecodable = 0;
+  let incomplete = 0;
+  const sink = createGrpcSink((message) => {
+    if (message.length > 0 && message.length < 5) return;
+    try {
+      const decoded = types.ExportTraceServiceRequest.decode(message) as unknown as { resourceSpans: { scopeSpans: { spans: unknown[] }[] }[] };
+      for (const rs of decoded.resourceSpans) for (const ss of rs.scopeSpans) kept += ss.spans.length;
+    } catch (err) {
+      // A call cut short (the exporter's timeout while this process was busy generating load) ends with part of its message.
+      if ((err as Error).message.includes('index out of range')) {
+        incomplete++;
+        return;
+      }
+      if (undecodable++ === 0) {
+        fs.writeFileSync(path.join(os.tmpdir(), `tail-bench-undecodable-${system}.bin`), message);
+        console.error(`${system}: undecodable export (${message.length} bytes): ${(err as Error).message}`);
+      }
+    }
+  });
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+  const sinkPort = (sink.address() as { port: number }).port;
+  const [port] = (await freePorts(1)) as [number];
+  const pipeline = { tail_sampling: { decision_wait: '10s', num_traces: 200_000, policies: POLICIES } };
+  const exporter = { endpoint: `127.0.0.1:${sinkPort}`, tls: { insecure: true }, compression: 'none', timeout: '30s' };
+  const configFile = path.join(dir, `${system}.yaml`);
+  const log = fs.openSync(path.join(dir, `${system}.log`), 'w');
+  let child;
+  if (system === 'spansieve') {
+    fs.writeFileSync(configFile, stringify({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } },
+      processors: pipeline,
+      exporters: { 'otlp/sink': exporter },
+      service: { pipelines: { traces: { receivers: ['otlp'], processors: ['tail_sampling'], exporters: ['otlp/sink'] } }, telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } } },
+    }));
+    child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] });
+  } else {
+    // The Collector forwards each kept trace as its own request: batch behind it, as its docs advise
+    // (without it the exporter's queue overflows at this rate and kept traces are dropped).
+    fs.writeFileSync(configFile, stringify({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } },
+      processors: { ...pipeline, batch: {} },
+      exporters: { 'otlp_grpc/sink': exporter },
+      service: { pipelines: { traces: { receivers: ['otlp'], processors: ['tail_sampling', 'batch'], exporters: ['otlp_grpc/sink'] } }, telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } } },
+    }));
+    child = spawnPinned(SERVER_CPU, otelcolBinary(), ['--config', configFile], { stdio: ['ignore', log, log] });
+  }
+  const pid = child.pid!;
+  await waitForPort(port, 60_000, () => {
+    if (child.exitCode !== null) throw new Error(`${system} exited: ${fs.readFileSync(path.join(dir, `${system}.log`), 'utf8')}`);
+  });
+  const front = template('frontend', 100, true);
+  const back = template('backend', 200, false);
+  const cpuBefore = cpuSeconds(pid);
+  let offered = 0;
+  let refused = 0;
+  const sends: Promise<void>[] = [];
+  const started = Date.now();
+  const total = SECONDS * REQUESTS_PER_SECOND;
+  const lag = (LAG_MS / 1000) * REQUESTS_PER_SECOND;
+  for (let k = 0; k < total + lag; k++) {
+    const due = started + (k * 1000) / REQUESTS_PER_SECOND;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const sendOne = (body: Buffer) => {
+      offered += SPANS_PER_REQUEST;
+      sends.push(post(port, body).then((status) => {
+        if (status !== 200) refused += SPANS_PER_REQUEST;
+      }));
+    };
+    if (k < total) sendOne(request(front, k * SPANS_PER_REQUEST));
+    if (k >= lag) sendOne(request(back, (k - lag) * SPANS_PER_REQUEST));
+  }
+  await Promise.all(sends);
+  // Every trace decided: decision_wait after the last one's first span, and the export behind it.
+  await new Promise((resolve) => setTimeout(resolve, 12_000));
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  const rss = peakRssMb(pid);
+  await stopChild(child, 10_000);
+  fs.closeSync(log);
+  await new Promise<void>((resolve) => sink.close(() => resolve()));
+  return {
+    system,
+    spansOffered: offered,
+    spansRefused: refused,
+    spansKept: kept,
+    undecodableExports: undecodable,
+    incompleteExports: incomplete,
+    cpuSeconds: Math.round(cpu * 100) / 100,
+    cpuMicrosPerSpan: Math.round((cpu / offered) * 1e6 * 100) / 100,
+    peakRssMiB: Math.round(rss),
+  };
+}
+
+async function main(): Promise<void> {
+  installCleanup(() => killAll());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-tail-'));
+  const rows: Row[] = [];
+  for (const system of ['spansieve', 'collector'] as const) rows.push(await run(system, dir));
+  const [s, c] = rows as [Row, Row];
+  console.log(JSON.stringify({
+    load: { spansPerSecond: 2 * REQUESTS_PER_SECOND * SPANS_PER_REQUEST, seconds: SECONDS, backendLagMs: LAG_MS, decisionWait: '10s', policies: POLICIES.map((p) => p.name) },
+    rows,
+    cpuRatio: Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100,
+    rssRatio: Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100,
+  }, null, 2));
+  fs.rmSync(dir, { recursive: true, force: true });
+  agent.destroy();
+}
+
+void main();

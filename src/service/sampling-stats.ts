@@ -23,8 +23,9 @@ interface ServiceCounts {
 export class SamplingStats implements SamplingRecorder {
   private readonly services = new Map<string, ServiceCounts>();
   private readonly policies = new Map<string, { processor: string; policy: string | null; sampled: number; notSampled: number }>();
-  /** A ring: `next` is where the next one goes. */
-  private readonly recent: (DroppedTrace & { at: number })[] = [];
+  /** A ring of the recent sampled-out traces, as parallel arrays (no object per trace: this is on the data path); `next` is where the next one goes. */
+  private readonly recentTrace: DroppedTrace[] = [];
+  private readonly recentAt: number[] = [];
   private next = 0;
 
   constructor(private readonly clock: () => number = Date.now) {}
@@ -61,11 +62,11 @@ export class SamplingStats implements SamplingRecorder {
     else p.notSampled++;
   }
 
+  /** Keeps the caller's object as is (it must not change it); the service name is cut when shown. */
   dropped(trace: DroppedTrace): void {
-    const entry = { ...trace, service: trace.service === null ? null : cut(trace.service), at: this.clock() };
-    if (this.recent.length < MAX_RECENT_DROPPED) this.recent.push(entry);
-    else this.recent[this.next] = entry;
-    this.next = (this.next + 1) % MAX_RECENT_DROPPED;
+    this.recentTrace[this.next] = trace;
+    this.recentAt[this.next] = this.clock();
+    this.next = this.next + 1 === MAX_RECENT_DROPPED ? 0 : this.next + 1;
   }
 
   view(): SamplingView {
@@ -82,11 +83,12 @@ export class SamplingStats implements SamplingRecorder {
           samplers,
         };
       });
-    const n = this.recent.length;
+    const n = this.recentTrace.length;
     const recentDropped = [];
     for (let i = 1; i <= n; i++) {
-      const e = this.recent[(this.next - i + n) % n]!;
-      recentDropped.push({ ...e, at: new Date(e.at).toISOString() });
+      const at = (this.next - i + n) % n;
+      const t = this.recentTrace[at]!;
+      recentDropped.push({ traceId: t.traceId, service: t.service === null ? null : cut(t.service), processor: t.processor, policy: t.policy, reason: t.reason, at: new Date(this.recentAt[at]!).toISOString() });
     }
     const policies = [...this.policies.values()].map((p) => ({ ...p })).sort((a, b) => a.processor.localeCompare(b.processor) || (a.policy ?? '').localeCompare(b.policy ?? ''));
     return { services, policies, recentDropped, maxRecentDropped: MAX_RECENT_DROPPED };

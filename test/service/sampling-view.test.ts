@@ -5,6 +5,7 @@ import type { Service } from '../../src/service/service';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts } from '../helpers/ports';
 import { startService } from '../helpers/service';
+import { MAX_RECENT_DROPPED, SamplingStats } from '../../src/service/sampling-stats';
 
 // GET /api/v1/sampling: per service the spans received, kept by the filter and kept by each
 // sampler; traces decided per tail_sampling policy; the traces sampled out, with who decided.
@@ -91,5 +92,33 @@ describe('admin API sampling view', () => {
   test('is read only', async () => {
     const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/sampling`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'sec-fetch-site': 'same-origin' } });
     assert.equal(res.status, 405);
+  });
+});
+
+describe('SamplingStats', () => {
+  test('keeps the last MAX_RECENT_DROPPED sampled-out traces, newest first', () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const stats = new SamplingStats(() => now);
+    for (let i = 0; i < MAX_RECENT_DROPPED + 7; i++) {
+      now += 1000;
+      stats.dropped({ traceId: String(i), service: 's', processor: 'p', policy: null, reason: 'r' });
+    }
+    const recent = stats.view().recentDropped;
+    assert.equal(recent.length, MAX_RECENT_DROPPED);
+    assert.equal(recent[0]!.traceId, String(MAX_RECENT_DROPPED + 6));
+    assert.equal(recent[0]!.at, new Date(now).toISOString());
+    assert.equal(recent.at(-1)!.traceId, '7');
+  });
+
+  test('counts per service, a service without a name apart from one named like the key', () => {
+    const stats = new SamplingStats();
+    stats.seen(new Map([['service.name', 'a']]), 5);
+    stats.seen(new Map(), 2);
+    stats.sampled('tail_sampling', new Map([['service.name', 'a']]), 5, 1);
+    stats.sampled('probabilistic_sampler', new Map([['service.name', 'a']]), 5, 3);
+    assert.deepEqual(stats.view().services, [
+      { service: null, seen: 2, keptByFilter: null, keptBySampling: null, samplers: [] },
+      { service: 'a', seen: 5, keptByFilter: null, keptBySampling: 1, samplers: [{ processor: 'probabilistic_sampler', seen: 5, kept: 3 }, { processor: 'tail_sampling', seen: 5, kept: 1 }] },
+    ]);
   });
 });

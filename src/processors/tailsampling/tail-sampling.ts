@@ -10,7 +10,7 @@ import { LogThrottle } from '../../util/log-throttle';
 import { parseTailSamplingConfig, type TailSamplingConfig } from './config';
 import { buildEvaluator, type Clock, type Decision, type Evaluator, type TraceView } from './policies';
 import { Fifo } from './fifo';
-import { keyToHex, OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data';
+import { OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data';
 
 // tail_sampling: spans wait, grouped by trace id, for `decision_wait` after their trace's first span;
 // then the policies decide and the kept traces go on. Buffered spans stay as received bytes
@@ -382,7 +382,7 @@ export class TailSamplingProcessor implements Component, Consumer {
     sampling.traceDecided(this.id, policy, kept);
     if (!kept) {
       const name = trace.parts[0]?.block.attributes.get('service.name');
-      sampling.dropped({ traceId: keyToHex(trace.key), service: typeof name === 'string' ? name : null, processor: this.id, policy, reason });
+      sampling.dropped({ traceId: Buffer.from(trace.key, 'latin1').toString('hex'), service: typeof name === 'string' ? name : null, processor: this.id, policy, reason });
     }
   }
 

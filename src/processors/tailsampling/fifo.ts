@@ -15,6 +15,11 @@ export class Fifo<T> {
     return this.items.length - this.head;
   }
 
+  /** Slots in use, dead ones before the front included (for tests). */
+  get slots(): number {
+    return this.items.length;
+  }
+
   push(item: T): void {
     this.items.push(item);
   }

@@ -384,9 +384,26 @@ describe('tail_sampling queues', () => {
         assert.equal(q.first(), i - 9);
       }
     }
-    assert.ok(q.length < 3000, `queue holds ${q.length} slots for 10 live items`);
+    assert.ok(q.slots < 3000, `queue holds ${q.slots} slots for 10 live items`);
     const seen: number[] = [];
     q.forEachWhile((n) => (seen.push(n), seen.length < 3));
     assert.deepEqual(seen, [99_990, 99_991, 99_992]);
+  });
+});
+
+describe('tail_sampling and unchecked resources', () => {
+  test('a resource the receiver only counted is checked before it is buffered; a malformed one refuses the batch', async () => {
+    const { processor } = setup({ policies: [{ name: 'a', type: 'always_sample' }] });
+    const body = encodeTraces([obiResourceSpans(hostInstance('h', 1, 'svc'), [obiSpan({ attributes: [str('k', 'XYZXYZ')] })])]);
+    const at = body.indexOf('XYZXYZ');
+    body[at] = 0xff;
+    body[at + 1] = 0xfe;
+    const batch = parseRequest('traces', body, () => false).batch;
+    assert.equal(batch.resources[0]!.unchecked, true);
+    await assert.rejects(processor.consume(batch), (err: Error) => err.name === 'PermanentError' || /invalid traces resource/.test(err.message));
+    assert.equal(processor.stats.pending, 0);
+    const valid = parseRequest('traces', encodeTraces([obiResourceSpans(hostInstance('h', 1, 'svc'), [obiSpan({})])]), () => false).batch;
+    await processor.consume(valid);
+    assert.equal(processor.stats.pending, 1);
   });
 });

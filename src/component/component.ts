@@ -81,6 +81,8 @@ export interface Host {
 /** Run-time control of the running service, for the admin extension (implemented by the Service). */
 export interface ServiceControl {
   instances(): InstanceView[];
+  /** Per service: spans seen, kept by filters, kept by samplers; per policy; the last sampled-out traces. */
+  sampling(): SamplingView;
   /**
    * The live settings of every running live-editable component (a factory with `live`, see
    * component/live.ts), by component id: the filter processors' keep and drop lists.
@@ -92,6 +94,26 @@ export interface ServiceControl {
   saveLive(id: string): Promise<void>;
   /** What the given settings would decide for every instance the inventory knows; changes nothing. */
   dryRun(id: string, settings: unknown): DryRunResult;
+}
+
+/** The admin API's `GET /api/v1/sampling`. Counts are totals since the process started. */
+export interface SamplingView {
+  readonly services: readonly {
+    readonly service: string | null;
+    /** Spans received (every receiver). */
+    readonly seen: number;
+    /** Spans in resources a filter processor kept; null when no filter decided on this service. */
+    readonly keptByFilter: number | null;
+    /** Spans a sampling processor kept; null when no sampler saw this service. */
+    readonly keptBySampling: number | null;
+    /** Per sampling processor: spans it saw and kept. */
+    readonly samplers: readonly { readonly processor: string; readonly seen: number; readonly kept: number }[];
+  }[];
+  /** Traces decided, per processor and policy (null: no policy decided). */
+  readonly policies: readonly { readonly processor: string; readonly policy: string | null; readonly sampled: number; readonly notSampled: number }[];
+  /** Newest first; at most `maxRecentDropped`. `at`: ISO time of the decision. */
+  readonly recentDropped: readonly (DroppedTrace & { readonly at: string })[];
+  readonly maxRecentDropped: number;
 }
 
 export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';
@@ -117,10 +139,36 @@ export interface InstanceView {
 /** Where receivers record the instances they see and filters their decisions (the service's Inventory). */
 export interface InstanceRecorder {
   observe(block: ResourceBlock, signal: Signal): void;
-  /** `filterId`: the filter processor whose decision this is. */
-  decide(attributes: Attributes, kept: boolean, selector: string | null, filterId?: string | null): void;
+  /** `filterId`: the filter processor whose decision this is; `spans`: the resource's spans (0 for other signals), counted as kept or not by the filter. */
+  decide(attributes: Attributes, kept: boolean, selector: string | null, filterId?: string | null, spans?: number): void;
   /** Decides again every instance `filterId` decided, after its rules changed. */
   redecide(filterId: string, decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): void;
+}
+
+/** A sampled-out trace as the admin API shows it. */
+export interface DroppedTrace {
+  /** Hex, as in Jaeger. */
+  readonly traceId: string;
+  readonly service: string | null;
+  /** The sampling processor's id. */
+  readonly processor: string;
+  /** tail_sampling: the drop policy that dropped it, null when no policy sampled it; probabilistic_sampler: its policy label (trace_id_hash, ...). */
+  readonly policy: string | null;
+  /** Why, in words: "no policy sampled", "drop policy", "mode hash_seed, 25%", ... */
+  readonly reason: string;
+}
+
+/**
+ * Where sampling processors report their decisions (the service's SamplingStats, service/sampling-stats.ts).
+ * Called per resource (or per trace part), never per span, so that it stays cheap.
+ */
+export interface SamplingRecorder {
+  /** Spans of one resource (`attributes`) that `processor` saw, and how many of them it kept. */
+  sampled(processor: string, attributes: Attributes, seen: number, kept: number): void;
+  /** One trace decided by `processor`: counted under `policy` (null: no policy decided it). */
+  traceDecided(processor: string, policy: string | null, kept: boolean): void;
+  /** A trace sampled out; the last MAX_RECENT_DROPPED are kept. */
+  dropped(trace: DroppedTrace): void;
 }
 
 /** The service's own metrics, as components write them (implemented by service/telemetry.ts). */
@@ -138,6 +186,8 @@ export interface CreateSettings {
   readonly telemetry: ComponentTelemetry;
   /** Where receivers record the instances they see and filters their decisions. */
   readonly inventory?: InstanceRecorder;
+  /** Where sampling processors report what they saw, kept and sampled out. */
+  readonly sampling?: SamplingRecorder;
 }
 
 export interface Factory<C> {

@@ -11,6 +11,7 @@ import {
   type ExporterFactory,
   type Host,
   type InstanceRecorder,
+  type SamplingRecorder,
   type ProcessorFactory,
   type QueueRequest,
   type ReceiverFactory,
@@ -93,6 +94,7 @@ export class Graph {
     private readonly logger: Logger,
     private readonly telemetry: ComponentTelemetry,
     private readonly inventory?: InstanceRecorder,
+    private readonly sampling?: SamplingRecorder,
   ) {
     const entries = new Map<string, PipelineEntry>(config.pipelines.map((p) => [p.id, new PipelineEntry()]));
 
@@ -250,6 +252,6 @@ export class Graph {
   private settings(component: ComponentConfig, pipeline?: PipelineConfig): CreateSettings {
     const bindings: Record<string, string> = { 'otelcol.component.kind': component.kind, 'otelcol.component.id': component.id };
     if (pipeline) bindings['otelcol.pipeline.id'] = pipeline.id;
-    return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry, ...(this.inventory ? { inventory: this.inventory } : {}) };
+    return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry, ...(this.inventory ? { inventory: this.inventory } : {}), ...(this.sampling ? { sampling: this.sampling } : {}) };
   }
 }

@@ -2,6 +2,7 @@ import { omittedValues, type AttrValue, type Attributes } from '../pdata/attribu
 import type { ResourceBlock, Signal } from '../pdata/batch';
 import type { InstanceRecorder, InstanceView } from '../component/component';
 import { INSTANCE_ID, pidOfInstanceId } from '../pdata/instance-id';
+import { SamplingStats } from './sampling-stats';
 
 // Every instance (service.instance.id) that has sent data: what it is, when it was seen, how much
 // it sends, and whether the filter keeps it. Fed by receivers (seen) and filter processors
@@ -83,12 +84,16 @@ interface InstanceRecord {
 export class Inventory implements InstanceRecorder {
   private readonly records = new Map<string, InstanceRecord>();
   private bytes = 0;
+  /** Spans seen, kept by filters and samplers, per service (the admin API's /api/v1/sampling). */
+  readonly sampling: SamplingStats;
 
   constructor(
     private readonly clock: () => number = Date.now,
     private readonly maxInstances = MAX_INSTANCES,
     private readonly maxBytes = MAX_INVENTORY_BYTES,
-  ) {}
+  ) {
+    this.sampling = new SamplingStats(clock);
+  }
 
   /** Instances held and their estimated bytes (tests, self-observation). */
   get size(): { instances: number; bytes: number } {
@@ -101,10 +106,12 @@ export class Inventory implements InstanceRecorder {
     const now = this.clock();
     record.lastSeen = now;
     (signal === 'traces' ? record.spans : record.points).add(block.itemCount, now);
+    if (signal === 'traces') this.sampling.seen(block.attributes, block.itemCount);
   }
 
   /** Records a filter decision for a resource's instance. */
-  decide(attributes: Attributes, kept: boolean, selector: string | null, filterId: string | null = null): void {
+  decide(attributes: Attributes, kept: boolean, selector: string | null, filterId: string | null = null, spans = 0): void {
+    if (spans > 0) this.sampling.filtered(attributes, spans, kept);
     const record = this.recordFor(attributes, false);
     record.kept = kept;
     record.selector = selector;

@@ -6,7 +6,7 @@ import { canReconfigure, isLiveEditable, type DryRunResult, type LiveSettings } 
 import { ConfigIssues, Node, isRecord } from '../config/reader';
 import { componentsOf, sectionOf, type ServiceConfig } from '../config/service-config';
 import { Graph } from '../pipeline/graph';
-import type { InstanceView } from '../component/component';
+import type { InstanceView, SamplingView } from '../component/component';
 import { Inventory } from './inventory';
 import { SelfTelemetry, TelemetryServer } from './telemetry';
 
@@ -40,7 +40,7 @@ export class Service implements ServiceControl {
     this.logger = options.logger ?? pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
     this.inventory = options.inventory ?? new Inventory();
     this.configFile = options.configFile;
-    this.graph = new Graph(config, this.logger, this.telemetry, this.inventory);
+    this.graph = new Graph(config, this.logger, this.telemetry, this.inventory, this.inventory.sampling);
     this.live = liveComponentsOf(config);
     this.telemetryServer = config.telemetry.metricsAddress ? new TelemetryServer(this.telemetry, config.telemetry.metricsAddress) : undefined;
   }
@@ -120,6 +120,10 @@ export class Service implements ServiceControl {
 
   instances(): InstanceView[] {
     return this.inventory.list();
+  }
+
+  sampling(): SamplingView {
+    return this.inventory.sampling.view();
   }
 
   /** Live-editable components that run (have instances), in config order. */

@@ -42,7 +42,7 @@ const MINIMAL: Record<string, () => unknown> = {
 const host: Host = {
   reportStatus: () => undefined,
   extensions: new Map(),
-  control: { instances: () => [], liveSettings: () => new Map(), setLive: () => [], saveLive: async () => undefined, dryRun: () => ({ errors: [], instances: [] }) },
+  control: { instances: () => [], sampling: () => ({ services: [], policies: [], recentDropped: [], maxRecentDropped: 100 }), liveSettings: () => new Map(), setLive: () => [], saveLive: async () => undefined, dryRun: () => ({ errors: [], instances: [] }) },
 };
 
 function key(factory: AnyFactory): string {

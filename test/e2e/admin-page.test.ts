@@ -12,7 +12,7 @@ import { buildServiceConfig } from '../../src/config/service-config';
 import { PAGE_DIR, PAGE_FILES } from '../../src/extensions/admin/admin';
 import type { InstanceView } from '../../src/component/component';
 import { Service } from '../../src/service/service';
-import { hostInstance, obiTraceRequest, type ObiInstance } from '../helpers/obi';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, obiTraceRequest, type ObiInstance } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
 import { startService } from '../helpers/service';
 import { GrpcSink } from '../helpers/sink';
@@ -561,6 +561,93 @@ describe('admin page with a bearer token and a config file', () => {
     });
     assert.equal(await page.locator('#errors').isHidden(), true, 'no refused change');
     assert.equal(await page.getByRole('button', { name: 'Remove keep selector 1: service.name="backend"' }).isDisabled(), true);
+  });
+
+  test('the page raised no script errors', () => {
+    assert.deepEqual(browser?.pageErrors, []);
+  });
+});
+
+describe('admin page shows sampling decisions', () => {
+  // filter + tail_sampling (decision_wait 200 ms): an error trace is kept by the `errors` policy, a
+  // health check is dropped by the `no-health` drop policy, a fast OK trace by no policy; the page's
+  // Sampling section shows the counts per service and per policy, and the sampled-out traces.
+  let service: Service | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let httpPort: number;
+  let adminUrl: string;
+  const backend = hostInstance('web-1', 7001, 'backend');
+  const ignored = hostInstance('web-1', 7002, 'batch');
+  const errorTrace = Buffer.from('5b8efff798038103d269b633813fc60c', 'hex');
+  const healthTrace = Buffer.from('eee19b7ec3c1b174a7cba96a6bd1af3e', 'hex');
+  const okTrace = Buffer.from('4bf92f3577b34da6a3ce929d0e0e4736', 'hex');
+
+  before(async () => {
+    let adminPort: number;
+    [httpPort, adminPort] = await freePorts(2);
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+    service = await startService({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+      processors: {
+        'filter/obi': { keep: [{ 'service.name': 'backend' }] },
+        tail_sampling: {
+          decision_wait: '200ms',
+          policies: [
+            { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
+            { name: 'no-health', type: 'drop', drop: { drop_sub_policy: [{ name: 'health', type: 'string_attribute', string_attribute: { key: 'url.path', values: ['/health'] } }] } },
+          ],
+        },
+      },
+      exporters: { debug: { verbosity: 'basic' } },
+      extensions: { admin: { endpoint: adminUrl.slice('http://'.length) } },
+      service: {
+        extensions: ['admin'],
+        pipelines: { traces: { receivers: ['otlp'], processors: ['filter/obi', 'tail_sampling'], exporters: ['debug'] } },
+        telemetry: { metrics: { level: 'none' } },
+      },
+    });
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    await closeBrowser(browser);
+    await service?.shutdown();
+  });
+
+  test('per-service and per-policy counts, and the sampled-out traces with their policy', async () => {
+    const health = [{ key: 'url.path', value: { stringValue: '/health' } }];
+    const body = encodeTraces([
+      obiResourceSpans(backend, [obiSpan({ traceId: errorTrace, statusCode: 2 }), obiSpan({ traceId: errorTrace })]),
+      obiResourceSpans(backend, [obiSpan({ traceId: healthTrace, attributes: health })]),
+      obiResourceSpans(backend, [obiSpan({ traceId: okTrace })]),
+      obiResourceSpans(ignored, [obiSpan()]),
+    ]);
+    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+    assert.equal(res.status, 200);
+
+    await page.goto(`${adminUrl}/`);
+    // The decisions come after decision_wait and the page's next refresh: waited for, not slept.
+    const policyRow = (policy: string) => page.locator('#sampling-policies tbody tr', { hasText: policy });
+    await policyRow('no-health').waitFor();
+    await policyRow('errors').waitFor();
+    assert.deepEqual((await policyRow('errors').locator('> *').allTextContents()).map((t) => t.trim()), ['tail_sampling', 'errors', '1', '0']);
+    assert.deepEqual((await policyRow('no-health').locator('> *').allTextContents()).map((t) => t.trim()), ['tail_sampling', 'no-health', '0', '1']);
+    await policyRow('(no policy sampled)').waitFor();
+    assert.deepEqual((await policyRow('(no policy sampled)').locator('> *').allTextContents()).map((t) => t.trim()), ['tail_sampling', '(no policy sampled)', '0', '1']);
+
+    const serviceRow = (name: string) => page.locator('#sampling-services tbody tr', { hasText: name });
+    assert.deepEqual((await serviceRow('backend').locator('> *').allTextContents()).map((t) => t.trim()), ['backend', '4', '4', '2', 'tail_sampling: 2 / 4']);
+    assert.deepEqual((await serviceRow('batch').locator('> *').allTextContents()).map((t) => t.trim()), ['batch', '1', '0', '—', '—']);
+
+    const droppedRow = (trace: Buffer) => page.locator('#sampling-dropped tbody tr', { hasText: trace.toString('hex') });
+    const healthCells = (await droppedRow(healthTrace).locator('> *').allTextContents()).map((t) => t.trim());
+    assert.deepEqual(healthCells.slice(1), [healthTrace.toString('hex'), 'backend', 'tail_sampling', 'no-health', 'drop policy']);
+    const okCells = (await droppedRow(okTrace).locator('> *').allTextContents()).map((t) => t.trim());
+    assert.deepEqual(okCells.slice(1), [okTrace.toString('hex'), 'backend', 'tail_sampling', '—', 'no policy sampled']);
+    assert.equal(await droppedRow(errorTrace).count(), 0, 'the kept trace is not listed');
+    await screenshot(page, 'admin-page-sampling.png');
   });
 
   test('the page raised no script errors', () => {

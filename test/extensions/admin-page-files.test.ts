@@ -12,6 +12,7 @@ import { freePorts } from '../helpers/ports';
 
 const control: ServiceControl = {
   instances: () => [],
+  sampling: () => ({ services: [], policies: [], recentDropped: [], maxRecentDropped: 100 }),
   liveSettings: () => new Map([['filter/obi', { drop: [] }]]),
   setLive: () => [],
   saveLive: async () => undefined,

@@ -114,6 +114,11 @@ export class AdminExtension implements Component {
       sendJson(res, 200, control.instances());
       return;
     }
+    if (path === '/api/v1/sampling') {
+      if (method !== 'GET') throw new ApiError(405, 'use GET');
+      sendJson(res, 200, control.sampling());
+      return;
+    }
     if (path === '/api/v1/filters') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
       sendJson(res, 200, Object.fromEntries(control.liveSettings()));

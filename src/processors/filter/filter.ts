@@ -201,7 +201,7 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
     for (let i = 0; i < batch.resources.length; i++) {
       const block = batch.resources[i]!;
       const decision = decide(rules, block.attributes);
-      inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null, this.id);
+      inventory?.decide(block.attributes, decision.kept, decision.selector?.text ?? null, this.id, this.signal === 'traces' ? block.itemCount : 0);
       if (decision.kept && block.unchecked) {
         // Read unchecked because no pipeline kept it on arrival; the rules changed since.
         kept ??= batch.resources.slice(0, i);

@@ -1,4 +1,4 @@
-import type { Component, Consumer, CreateSettings, ProcessorFactory } from '../../component/component';
+import type { Component, Consumer, CreateSettings, ProcessorFactory, SamplingRecorder } from '../../component/component';
 import { PermanentError } from '../../component/errors';
 import type { Attributes } from '../../pdata/attributes';
 import { readString } from '../../pdata/attributes';
@@ -73,6 +73,13 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
   private readonly counters: { inc(n: number): void }[] = [];
   private readonly counts: number[];
   private readonly encodedCache = new Map<string, Buffer>();
+  /** Where decisions are shown (the admin API's /api/v1/sampling): counts per resource, one dropped trace per resource. */
+  private readonly sampling: SamplingRecorder | undefined;
+  private readonly id: string;
+  private readonly reason: string;
+  /** The first span dropped in the resource being planned: its trace id (hex) and policy label. */
+  private droppedTraceId: string | undefined;
+  private droppedPolicy = '';
 
   constructor(
     settings: CreateSettings,
@@ -80,6 +87,9 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     private readonly next: Consumer,
   ) {
     this.sampler = new Sampler(config);
+    this.sampling = settings.sampling;
+    this.id = settings.id;
+    this.reason = `mode ${this.sampler.mode}, sampling_percentage ${config.samplingPercentage}`;
     for (const policy of POLICIES) {
       for (const sampled of ['false', 'true']) {
         this.counters.push(
@@ -126,7 +136,9 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
       let block = batch.resources[i]!;
       // Counted unread because a later filter drops it: checked before its spans are read.
       if (block.unchecked) block = checkedBlock(block);
+      this.droppedTraceId = undefined;
       const result = this.sampleBlock(block);
+      if (this.sampling) this.report(block);
       if (result === block && block === batch.resources[i]) {
         out?.push(block);
         continue;
@@ -136,6 +148,18 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     }
     if (!out) return batch;
     return out.length === 0 ? undefined : batch.withResources(out);
+  }
+
+  /** The plan's counts for the resource just sampled, and its first dropped trace. */
+  private report(block: ResourceBlock): void {
+    const plan = this.plan;
+    let kept = 0;
+    for (let i = 0; i < plan.spans; i++) if (plan.spanKept[i]) kept++;
+    if (plan.spans > 0) this.sampling!.sampled(this.id, block.attributes, plan.spans, kept);
+    if (this.droppedTraceId !== undefined) {
+      const name = block.attributes.get('service.name');
+      this.sampling!.dropped({ traceId: this.droppedTraceId, service: typeof name === 'string' ? name : null, processor: this.id, policy: this.droppedPolicy, reason: this.reason });
+    }
   }
 
   /** The block as it goes on: itself if unchanged, a rebuilt one, or undefined when no span is kept. */
@@ -222,6 +246,10 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     const traceState = traceStateStart < 0 ? '' : readString(buf, traceStateStart, traceStateEnd);
     const decision = this.sampler.decide(buf, traceIdStart, traceIdEnd, traceState, priority);
     this.counts[POLICIES.indexOf(decision.policy) * 2 + (decision.sampled ? 1 : 0)]!++;
+    if (!decision.sampled && this.droppedTraceId === undefined && this.sampling) {
+      this.droppedTraceId = Buffer.from(buf.buffer, buf.byteOffset + traceIdStart, traceIdEnd - traceIdStart).toString('hex');
+      this.droppedPolicy = decision.policy;
+    }
     const rewritten = decision.sampled && decision.traceState !== undefined && decision.traceState !== traceState ? decision.traceState : undefined;
     this.plan.addSpan(start, end, decision.sampled, rewritten, traceStateBytes);
     return !decision.sampled || rewritten !== undefined;

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings, ProcessorFactory } from '../../component/component';
+import type { Component, Consumer, CreateSettings, ProcessorFactory, SamplingRecorder } from '../../component/component';
 import { PermanentError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Attributes } from '../../pdata/attributes';
@@ -108,6 +108,11 @@ export class TailSamplingProcessor implements Component, Consumer {
   private stopped = false;
   private readonly refusedLog = new LogThrottle();
   private readonly metrics;
+  /** Where decisions are shown (the admin API's /api/v1/sampling); undefined in tests without a service. */
+  private readonly sampling: SamplingRecorder | undefined;
+  private readonly id: string;
+  /** The policy that made evaluate()'s last decision: the first that sampled, or the drop policy; null: none. */
+  private decidingPolicy: string | null = null;
 
   constructor(
     settings: CreateSettings,
@@ -116,6 +121,8 @@ export class TailSamplingProcessor implements Component, Consumer {
     options: TailSamplingOptions = {},
   ) {
     this.logger = settings.logger;
+    this.sampling = settings.sampling;
+    this.id = settings.id;
     this.clock = options.clock ?? Date.now;
     this.useTimer = options.timer ?? true;
     this.sampledCache = config.sampledCacheSize > 0 ? new LruSet(config.sampledCacheSize) : undefined;
@@ -242,18 +249,21 @@ export class TailSamplingProcessor implements Component, Consumer {
     splitByTrace(block, stored, (key, part, hasRoot) => {
       if (this.sampledCache?.has(key)) {
         this.metrics.cacheReleases.true.inc(part.spans);
+        this.sampling?.sampled(this.id, part.block.attributes, part.spans, part.spans);
         this.metrics.lateSpans.true.inc(part.spans);
         (late ??= new OutputBlock(stored)).add(part);
         return;
       }
       if (this.nonSampledCache?.has(key)) {
         this.metrics.cacheReleases.false.inc(part.spans);
+        this.sampling?.sampled(this.id, part.block.attributes, part.spans, 0);
         this.metrics.lateSpans.false.inc(part.spans);
         return;
       }
       const decided = this.decided.get(key);
       if (decided !== undefined) {
         this.metrics.lateSpans[decided.sampled ? 'true' : 'false'].inc(part.spans);
+        this.sampling?.sampled(this.id, part.block.attributes, part.spans, decided.sampled ? part.spans : 0);
         if (decided.sampled) (late ??= new OutputBlock(stored)).add(part);
         return;
       }
@@ -278,6 +288,7 @@ export class TailSamplingProcessor implements Component, Consumer {
       }
       if (this.config.maximumTraceSizeBytes > 0 && trace.bytes > this.config.maximumTraceSizeBytes) {
         this.metrics.tooLarge.inc(1);
+        this.report(trace, false, null, 'larger than maximum_trace_size_bytes');
         this.release(trace);
         this.remember(key, false);
       }
@@ -317,8 +328,13 @@ export class TailSamplingProcessor implements Component, Consumer {
   }
 
   private decide(trace: PendingTrace): void {
+    this.decidingPolicy = null;
     const decision = this.evaluate(trace);
     this.metrics.global[decision].inc(1);
+    if (this.sampling) {
+      const policy = this.decidingPolicy;
+      this.report(trace, decision === 'sampled', policy, decision === 'dropped' ? 'drop policy' : decision === 'sampled' ? 'sampled' : 'no policy sampled');
+    }
     if (decision === 'sampled') {
       for (const part of trace.parts) this.outputFor(part.block).add(part);
     }
@@ -343,14 +359,31 @@ export class TailSamplingProcessor implements Component, Consumer {
         policy.executionMicros.inc(Math.round((performance.now() - started) * 1000));
       }
       policy.counts[decision].inc(1);
-      if (decision === 'dropped') return 'dropped';
+      if (decision === 'dropped') {
+        this.decidingPolicy = policy.name;
+        return 'dropped';
+      }
       if (policy.isDrop) continue;
       if (decision === 'sampled') {
+        // As the Collector's recorded policy: the first policy that sampled the trace.
+        if (!sampled) this.decidingPolicy = policy.name;
         sampled = true;
         if (this.config.sampleOnFirstMatch) break;
       }
     }
     return sampled ? 'sampled' : 'not_sampled';
+  }
+
+  /** Per trace part (one resource's spans of the trace), not per span; a trace not kept goes to the recent list. */
+  private report(trace: PendingTrace, kept: boolean, policy: string | null, reason: string): void {
+    const sampling = this.sampling;
+    if (!sampling) return;
+    for (const part of trace.parts) sampling.sampled(this.id, part.block.attributes, part.spans, kept ? part.spans : 0);
+    sampling.traceDecided(this.id, policy, kept);
+    if (!kept) {
+      const name = trace.parts[0]?.block.attributes.get('service.name');
+      sampling.dropped({ traceId: Buffer.from(trace.key, 'latin1').toString('hex'), service: typeof name === 'string' ? name : null, processor: this.id, policy, reason });
+    }
   }
 
   private remember(key: string, sampled: boolean): void {

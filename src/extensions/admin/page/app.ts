@@ -36,6 +36,14 @@ interface Instance {
   omittedAttributes: number;
 }
 
+/** GET /api/v1/sampling (src/component/component.ts: SamplingView). */
+interface Sampling {
+  services: { service: string | null; seen: number; keptByFilter: number | null; keptBySampling: number | null; samplers: { processor: string; seen: number; kept: number }[] }[];
+  policies: { processor: string; policy: string | null; sampled: number; notSampled: number }[];
+  recentDropped: { traceId: string; service: string | null; processor: string; policy: string | null; reason: string; at: string }[];
+  maxRecentDropped: number;
+}
+
 interface ApiResult {
   ok: boolean;
   status: number;
@@ -84,6 +92,8 @@ interface Group {
 
 const state = {
   instances: [] as Instance[],
+  /** null until the server answered (an older server has no /api/v1/sampling: the section stays empty). */
+  sampling: null as Sampling | null,
   filters: {} as Record<string, Lists>,
   filterId: null as string | null,
   sortKey: 'id' as SortKey,
@@ -395,8 +405,9 @@ async function refresh(): Promise<void> {
   const status = el('status');
   try {
     const changes = changesMade;
-    const [inst, filt] = await Promise.all([api('GET', '/api/v1/instances'), api('GET', '/api/v1/filters')]);
+    const [inst, filt, samp] = await Promise.all([api('GET', '/api/v1/instances'), api('GET', '/api/v1/filters'), api('GET', '/api/v1/sampling')]);
     if (inst.ok && Array.isArray(inst.data)) state.instances = inst.data as Instance[];
+    if (samp.ok && isRecord(samp.data) && Array.isArray(samp.data.services)) state.sampling = samp.data as unknown as Sampling;
     // Lists read before a change this page made since are older than what it holds.
     if (filt.ok && isRecord(filt.data) && changes === changesMade) state.filters = filt.data as Record<string, Lists>;
     if (inst.ok && filt.ok) {
@@ -418,6 +429,7 @@ async function refresh(): Promise<void> {
     setStatus(`Cannot reach spansieve (${message(err)}); retrying every ${POLL_MS / 1000} s.`, true);
   }
   render();
+  renderSampling();
 }
 async function loop(): Promise<void> {
   try {
@@ -671,6 +683,43 @@ function render(): void {
     (state.lastUpdate ? `; updated ${state.lastUpdate.toLocaleTimeString([], { hour12: false })}` : '');
   el('no-instances').hidden = state.instances.length > 0;
   renderLists(lists);
+}
+
+/** The Sampling section: small tables (at most 100 recent rows), rebuilt at each refresh. */
+function renderSampling(): void {
+  const s = state.sampling;
+  const fill = (tableId: string, rowsOf: (string | number | null)[][], classes: readonly string[]): void => {
+    const tbody = el<HTMLTableElement>(tableId).tBodies[0]!;
+    const fresh = document.createElement('tbody');
+    for (const cells of rowsOf) {
+      const tr = make('tr');
+      cells.forEach((value, i) => {
+        const cell = make(i === 0 ? 'th' : 'td', classes[i] ? { class: classes[i] } : null, value === null ? '—' : String(value));
+        if (i === 0) cell.setAttribute('scope', 'row');
+        tr.append(cell);
+      });
+      fresh.append(tr);
+    }
+    tbody.replaceWith(fresh);
+  };
+  const services = s?.services ?? [];
+  fill(
+    'sampling-services',
+    services.map((x) => [x.service ?? '(no service.name)', x.seen, x.keptByFilter, x.keptBySampling, x.samplers.map((p) => `${p.processor}: ${p.kept} / ${p.seen}`).join(', ') || null]),
+    ['', 'num', 'num', 'num', 'mono'],
+  );
+  fill(
+    'sampling-policies',
+    (s?.policies ?? []).map((p) => [p.processor, p.policy ?? '(no policy sampled)', p.sampled, p.notSampled]),
+    ['mono', 'mono', 'num', 'num'],
+  );
+  fill(
+    'sampling-dropped',
+    (s?.recentDropped ?? []).map((d) => [fmtTime(d.at), d.traceId, d.service, d.processor, d.policy, d.reason]),
+    ['', 'mono', '', 'mono', 'mono', ''],
+  );
+  el('dropped-bound').textContent = s ? `(last ${s.maxRecentDropped}, newest first)` : '';
+  el('no-sampling').hidden = services.length > 0;
 }
 
 function renderList(container: HTMLElement, list: Selector[] | undefined, name: 'keep' | 'drop'): void {

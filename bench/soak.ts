@@ -6,7 +6,7 @@ import { keptInstanceIds } from './obi';
 import { LoadGen } from './loadgen-client';
 import { readMem } from './mem-probe';
 import { isTls, type PoolInfo, type Snapshot } from './protocol';
-import { allowedCpus, cpuBusySeconds, cpuSeconds, installCleanup, loadAverage, peakRssMb, resetPeakRss, rssMb, spawnPinned, stopChild, taskset } from './proc';
+import { allowedCpus, brkHeapMb, cpuBusySeconds, rssAnonMb, cpuSeconds, installCleanup, loadAverage, peakRssMb, resetPeakRss, rssMb, spawnPinned, stopChild, taskset } from './proc';
 import { round } from './report';
 import { parseSoakOptions, summarise, type Point, type SeriesSummary } from './soak-stats';
 import { LOADGEN_CPU, SERVER_CPU, isCollector, isReferenceBuild, jaegerBinary, otelcolBinary, startServer, type SystemName } from './systems';
@@ -27,6 +27,10 @@ interface Sample {
   readonly t: number;
   readonly rss_mb: number;
   readonly hwm_mb: number;
+  /** RssAnon: RSS less the mapped binary and libraries. */
+  readonly anon_mb: number;
+  /** The brk heap's RSS (glibc malloc's main arena: Node's Buffers, nghttp2, V8's zones). */
+  readonly brk_heap_mb: number;
   readonly cpu_s: number;
   readonly acked_spans: number;
   readonly failed_requests: number;
@@ -46,6 +50,8 @@ interface SoakResult {
   /** VmHWM over the fixed-rate run (reset after the warm-up burst). */
   readonly peak_rss_mb: number;
   readonly rss: SeriesSummary;
+  readonly anon: SeriesSummary;
+  readonly brk_heap: SeriesSummary;
   readonly heap_used: SeriesSummary | null;
   readonly heap_total: SeriesSummary | null;
   readonly external: SeriesSummary | null;
@@ -105,6 +111,8 @@ async function soakOne(loadgen: LoadGen, sinkGrpcPort: number, workDir: string, 
         t: round((Date.now() - started) / 1000, 1),
         rss_mb: round(rssMb(server.pid), 1),
         hwm_mb: round(peakRssMb(server.pid), 1),
+        anon_mb: round(rssAnonMb(server.pid), 1),
+        brk_heap_mb: round(brkHeapMb(server.pid), 1),
         cpu_s: round(cpuSeconds(server.pid) - cpu0, 2),
         acked_spans: snap.ackedSpans - first.ackedSpans,
         failed_requests: snap.failedRequests - first.failedRequests,
@@ -136,6 +144,8 @@ async function soakOne(loadgen: LoadGen, sinkGrpcPort: number, workDir: string, 
       idle_rss_mb: round(idle, 1),
       peak_rss_mb: round(peak, 1),
       rss: summarise(series('rss_mb')),
+      anon: summarise(series('anon_mb')),
+      brk_heap: summarise(series('brk_heap_mb')),
       heap_used: spansieve ? summarise(series('heap_used_mb')) : null,
       heap_total: spansieve ? summarise(series('heap_total_mb')) : null,
       external: spansieve ? summarise(series('external_mb')) : null,
@@ -154,12 +164,12 @@ async function soakOne(loadgen: LoadGen, sinkGrpcPort: number, workDir: string, 
 function table(results: readonly SoakResult[]): string {
   const f = (n: number | null | undefined, d = 1) => (n === null || n === undefined ? '-' : n.toFixed(d));
   const rows = [
-    '| system | RSS at 1 min (MiB) | RSS at end | slope, 2nd half (MiB/min) | peak RSS (VmHWM) | heap used at 1 min → end (slope) | heap total at end | spans/s | CPU s per M spans | other load on core 0 | flags |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | RSS at 1 min (MiB) | RSS at end | slope, 2nd half (MiB/min) | peak RSS (VmHWM) | RssAnon at end | brk heap at end | heap used at 1 min → end (slope) | heap total at end | spans/s | CPU s per M spans | other load on core 0 | flags |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     const heap = r.heap_used ? `${f(r.heap_used.at_1min)} → ${f(r.heap_used.end)} (${f(r.heap_used.slope_per_min_second_half, 2)})` : '-';
-    rows.push(`| ${r.system} | ${f(r.rss.at_1min)} | ${f(r.rss.end)} | ${f(r.rss.slope_per_min_second_half, 2)} | ${f(r.peak_rss_mb)} | ${heap} | ${f(r.heap_total?.end)} | ${r.achieved_spans_per_second} | ${f(r.cpu_seconds_per_million_spans, 2)} | ${f(r.other_load_server_core, 2)} | ${r.flags.join(' ') || '-'} |`);
+    rows.push(`| ${r.system} | ${f(r.rss.at_1min)} | ${f(r.rss.end)} | ${f(r.rss.slope_per_min_second_half, 2)} | ${f(r.peak_rss_mb)} | ${f(r.anon.end)} | ${f(r.brk_heap.end)} | ${heap} | ${f(r.heap_total?.end)} | ${r.achieved_spans_per_second} | ${f(r.cpu_seconds_per_million_spans, 2)} | ${f(r.other_load_server_core, 2)} | ${r.flags.join(' ') || '-'} |`);
   }
   return rows.join('\n');
 }

@@ -147,6 +147,24 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
+/** Anonymous resident memory (RssAnon: heaps, not the mapped binary) in MiB. */
+export function rssAnonMb(pid: number): number {
+  return statusKb(pid, 'RssAnon') / 1024;
+}
+
+/** Resident size of the process's brk heap ([heap] in smaps: glibc malloc's main arena) in MiB. */
+export function brkHeapMb(pid: number): number {
+  try {
+    const smaps = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    const at = smaps.indexOf(' [heap]\n');
+    if (at < 0) return 0;
+    const match = /^Rss:\s+(\d+) kB/m.exec(smaps.slice(at));
+    return match ? Number(match[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 export function rssMb(pid: number): number {
   return statusKb(pid, 'VmRSS') / 1024;
 }

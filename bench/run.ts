@@ -1,4 +1,4 @@
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,7 +23,8 @@ import {
 import { parseHostPort } from '../src/util/net';
 import { startCapture, wireLatencyFromFile, type Capture, type WireLatency } from './wire';
 import { makeBenchCerts, type BenchCerts } from './certs';
-import { DEFAULT_TRANSPORTS, TRANSPORTS, isTls, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Transport } from './protocol';
+import { DEFAULT_TRANSPORTS, TRANSPORTS, isTls, type Hello, type PoolInfo, type Snapshot, type Transport } from './protocol';
+import { LoadGen } from './loadgen-client';
 import {
   percentile,
   ratios,
@@ -223,52 +224,6 @@ function parseOptions(argv: readonly string[]): Options {
     }
   }
   return options;
-}
-
-// ---------------------------------------------------------------- the load generator child
-
-class LoadGen {
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly ready: Promise<Hello>;
-
-  constructor(readonly child: ChildProcess) {
-    let hello: (h: Hello) => void = () => undefined;
-    let failed: (e: Error) => void = () => undefined;
-    this.ready = new Promise<Hello>((resolve, reject) => {
-      hello = resolve;
-      failed = reject;
-    });
-    child.on('message', (message: Reply | Hello) => {
-      if ('type' in message) {
-        hello(message);
-        return;
-      }
-      const waiter = this.pending.get(message.id);
-      if (!waiter) return;
-      this.pending.delete(message.id);
-      if (message.ok) waiter.resolve(message.result);
-      else waiter.reject(new Error(message.error));
-    });
-    child.once('exit', (code, signal) => {
-      const err = new Error(`the load generator exited (${code ?? signal})`);
-      failed(err);
-      for (const waiter of this.pending.values()) waiter.reject(err);
-      this.pending.clear();
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  call<T>(command: Command): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send({ id, command });
-    });
-  }
 }
 
 // ---------------------------------------------------------------- measuring

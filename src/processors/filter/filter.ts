@@ -11,6 +11,7 @@ import { OttlRuntimeError } from '../../ottl';
 import { OTTL_KEYS, bindOttlRules, parseOttlConfig, type OttlConfig, type OttlRules } from './ottl-rules';
 import { sharedProcessTable, type ProcessTable } from './process-table';
 import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
+import { filterMetricsBlock } from './metric-rules';
 import { filterSpansBlock } from './span-rules';
 import { WireResource } from './wire-items';
 
@@ -267,13 +268,17 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
     return drop;
   }
 
-  /** Scope, span and event conditions, and the Collector's removal of emptied scopes and resources. */
+  /** Scope, span, event, metric and datapoint conditions, and the Collector's removal of emptied scopes and resources. */
   private applyItemLevel(block: ResourceBlock, resource: WireResource, rules: OttlRules): ResourceBlock | undefined {
     let bytes = block.bytes;
     let items = block.itemCount;
     for (const group of rules.groups) {
       if (group.wire) {
-        const filtered = filterSpansBlock(bytes, resource, group);
+        // Each group runs on what the previous one left (the resource itself never changes). Under
+        // error_mode propagate an evaluation error throws OttlRuntimeError: consume fails the batch.
+        const filtered = this.signal === 'traces'
+          ? filterSpansBlock(bytes, resource, group)
+          : filterMetricsBlock(bytes, resource, { scope: group.scope, metric: group.metric, datapoint: group.datapoint });
         if (filtered === null) return undefined;
         if (filtered) {
           bytes = filtered.bytes;

@@ -1,12 +1,13 @@
 // The Collector filter processor's OTTL configuration (error_mode, traces / metrics blocks,
 // trace_conditions / metric_conditions), compiled into groups the filter runs after its selectors.
 // Conditions that read only the resource are lifted to a per-resource decision (cached per
-// distinct resource, like the selectors' answer); the rest run on the wire (span-rules.ts).
+// distinct resource, like the selectors' answer); the rest run on the wire (span-rules.ts,
+// metric-rules.ts).
 
 import type { Logger } from 'pino';
 import type { Node } from '../../config/reader';
 import {
-  ConditionSequence, METRIC_CONTEXTS, OTTL_DOCS, OttlCompileError, RESOURCE_CONTEXT, SPAN_CONTEXT, SPAN_EVENT_CONTEXT,
+  ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, METRIC_CONTEXTS, OTTL_DOCS, OttlCompileError, RESOURCE_CONTEXT, SPAN_CONTEXT, SPAN_EVENT_CONTEXT,
   TRACE_CONTEXTS, compileCondition, inferContext,
   type CompiledCondition, type ErrorMode, type OttlContext, type OttlRuntimeError, type PathContextMode, type TelemetryItem,
 } from '../../ottl';
@@ -45,7 +46,7 @@ export interface OttlConfig {
 export const OTTL_KEYS = ['error_mode', 'traces', 'metrics', 'trace_conditions', 'metric_conditions'] as const;
 
 const CONTEXT_BY_LEGACY_KEY: Readonly<Record<string, OttlContext<TelemetryItem>>> = {
-  resource: RESOURCE_CONTEXT, span: SPAN_CONTEXT, spanevent: SPAN_EVENT_CONTEXT,
+  resource: RESOURCE_CONTEXT, span: SPAN_CONTEXT, spanevent: SPAN_EVENT_CONTEXT, metric: METRIC_CONTEXT, datapoint: DATAPOINT_CONTEXT,
 };
 
 type Level = 'resource' | 'scope' | 'span' | 'spanevent' | 'metric' | 'datapoint';
@@ -71,8 +72,6 @@ function compileAt(node: Node, context: OttlContext<TelemetryItem>, mode: PathCo
 function withDocs(message: string): string {
   return message.includes(OTTL_DOCS) ? message : `${message} (supported paths and functions: ${OTTL_DOCS})`;
 }
-
-const NOT_YET = 'metric- and datapoint-level conditions are not yet supported by spansieve (resource-level ones are); see docs/filter-processor.md#ottl-conditions';
 
 /** Reads error_mode, traces, metrics, trace_conditions and metric_conditions; problems go to the node's issues. */
 export function parseOttlConfig(at: (key: string) => Node): OttlConfig | undefined {
@@ -107,13 +106,11 @@ export function parseOttlConfig(at: (key: string) => Node): OttlConfig | undefin
   } else if (!metricsNode.isAbsent) {
     const block = metricsNode.struct(['resource', 'metric', 'datapoint']);
     const group = emptyGroup(errorMode);
-    for (const item of block('resource').list()) {
-      const c = compileAt(item, RESOURCE_CONTEXT, 'legacy');
-      if (c) group.resource.push(c);
-    }
-    for (const key of ['metric', 'datapoint'] as const) {
-      const items = block(key).list();
-      if (items.length > 0) block(key).report(NOT_YET);
+    for (const key of ['resource', 'metric', 'datapoint'] as const) {
+      for (const item of block(key).list()) {
+        const c = compileAt(item, CONTEXT_BY_LEGACY_KEY[key]!, 'legacy');
+        if (c) group[key].push(c);
+      }
     }
     metrics.push(group);
   } else if (!metricConditions.isAbsent) {
@@ -135,7 +132,7 @@ function parseContextConditions(node: Node, errorMode: ErrorMode, signal: Signal
     node.report('configuring multiple configuration styles is not supported, please use only Basic configuration (a list of conditions) or only Advanced configuration (a list of {context, conditions, error_mode})');
     return [];
   }
-  if (strings.length > 0) return [parseGroup(strings, undefined, errorMode, contexts, signal)];
+  if (strings.length > 0) return [parseGroup(strings, undefined, errorMode, contexts)];
   const groups: OttlGroupSource[] = [];
   for (const item of items) {
     const at = item.struct(['context', 'conditions', 'error_mode']);
@@ -151,14 +148,14 @@ function parseContextConditions(node: Node, errorMode: ErrorMode, signal: Signal
     }
     const conditions = at('conditions').list();
     if (conditions.length === 0) at('conditions').report('at least one condition is required');
-    groups.push(parseGroup(conditions, context, mode, contexts, signal));
+    groups.push(parseGroup(conditions, context, mode, contexts));
   }
   return groups;
 }
 
 function parseGroup(
   items: readonly Node[], context: string | undefined, errorMode: ErrorMode,
-  contexts: Readonly<Record<string, OttlContext<TelemetryItem>>>, signal: Signal,
+  contexts: Readonly<Record<string, OttlContext<TelemetryItem>>>,
 ): OttlGroupSource {
   const group = emptyGroup(errorMode);
   for (const item of items) {
@@ -178,12 +175,7 @@ function parseGroup(
     }
     const c = compileAt(item, contexts[name]!, context === undefined ? 'explicit' : 'prepend');
     if (!c) continue;
-    const level = name as Level;
-    if (signal === 'metrics' && level !== 'resource') {
-      item.report(`${level}-level conditions: ${NOT_YET}`);
-      continue;
-    }
-    group[level].push(c);
+    group[name as Level].push(c);
   }
   return group;
 }
@@ -207,9 +199,15 @@ export interface OttlGroup {
   readonly scope: ConditionSequence<TelemetryItem> | undefined;
   readonly span: ConditionSequence<TelemetryItem> | undefined;
   readonly spanevent: ConditionSequence<TelemetryItem> | undefined;
+  /**
+   * Metric and datapoint conditions (metrics only). undefined when the config leaves the level
+   * unset: a set one also removes metrics and scopes left (or already) empty.
+   */
+  readonly metric: ConditionSequence<TelemetryItem> | undefined;
+  readonly datapoint: ConditionSequence<TelemetryItem> | undefined;
   /** Span / scope conditions lifted to the resource: a resource whose spans are all gone is removed. */
   readonly liftedItemLevel: boolean;
-  /** Scope, span or span event conditions remain: the block's bytes are read. */
+  /** Scope, span, span event, metric or datapoint conditions remain: the block's bytes are read. */
   readonly wire: boolean;
 }
 
@@ -246,17 +244,22 @@ export function bindOttlRules(config: OttlConfig | undefined, signal: Signal, lo
   const groups: OttlGroup[] = [];
   for (const g of sources) {
     const conds = (list: readonly SourcedCondition[]): CompiledCondition<TelemetryItem>[] => list.map((s) => s.condition);
-    const lifted = [...conds(g.scope), ...conds(g.span)].filter(readsResourceOnly);
-    const scope = conds(g.scope).filter((c) => !readsResourceOnly(c));
-    const span = conds(g.span).filter((c) => !readsResourceOnly(c));
+    // Only for traces: for metrics a set scope / metric / datapoint level also removes metrics
+    // and scopes that are empty, which a per-resource verdict cannot reproduce.
+    const lifted = signal === 'traces' ? [...conds(g.scope), ...conds(g.span)].filter(readsResourceOnly) : [];
+    const liftable = (c: CompiledCondition<TelemetryItem>): boolean => signal === 'traces' && readsResourceOnly(c);
+    const scope = conds(g.scope).filter((c) => !liftable(c));
+    const span = conds(g.span).filter((c) => !liftable(c));
     const group: OttlGroup = {
       // Resource conditions first: the Collector evaluates the resource before its spans.
       resource: seq([...conds(g.resource), ...lifted], g.errorMode),
       scope: seq(scope, g.errorMode),
       span: seq(span, g.errorMode),
       spanevent: seq(conds(g.spanevent), g.errorMode),
+      metric: seq(conds(g.metric), g.errorMode),
+      datapoint: seq(conds(g.datapoint), g.errorMode),
       liftedItemLevel: lifted.length > 0,
-      wire: scope.length > 0 || span.length > 0 || g.spanevent.length > 0,
+      wire: scope.length > 0 || span.length > 0 || g.spanevent.length > 0 || g.metric.length > 0 || g.datapoint.length > 0,
     };
     groups.push(group);
   }

@@ -9,6 +9,10 @@ import type { OttlValue, ResourceData } from '../../ottl';
 //
 // Values nest as deep as the receiver accepts (100,000 levels), so the decoder keeps its stack on
 // the heap. The bytes were checked by the receiver; a field with an unexpected wire type is skipped.
+//
+// TODO: wire-items.ts (the span path) has its own copies (decodeOttlKeyValues / decodeOttlAnyValue,
+// WireAttributes, WireResource vs resourceDataOf, a WireScope; metric-rules.ts another WireScope), and
+// those stop at MAX_OTTL_DEPTH where these do not: to be merged into one set.
 
 const ANY = 0;
 const ARRAY = 1;

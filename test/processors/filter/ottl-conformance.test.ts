@@ -161,6 +161,12 @@ const ALL_CASES: readonly Case[] = [
   { name: 'metrics: resource block', signal: 'metrics', filter: { metrics: { resource: ['attributes["service.instance.id"] == 100'] } } },
   { name: 'metrics: keep-only by metric_conditions', signal: 'metrics', filter: { metric_conditions: ['not ContainsValue(["ip-10-0-1-5:1"], resource.attributes["service.instance.id"])'] } },
   { name: 'metrics: nothing dropped', signal: 'metrics', filter: { metric_conditions: ['resource.attributes["x"] != nil'] } },
+  { name: 'metrics: metric and datapoint blocks', signal: 'metrics', filter: { metrics: { metric: ['name == "a"'], datapoint: ['value_double > 3.5'] } } },
+  { name: 'metrics: metric_conditions groups, each with its error_mode', signal: 'metrics', filter: { error_mode: 'propagate', metric_conditions: [
+    { context: 'datapoint', conditions: ['Substring(metric.name, 0, 5) == "x"', 'value_double == 2'], error_mode: 'silent' },
+    { context: 'scope', conditions: ['resource.attributes["service.name"] == "sshd"'] },
+    { conditions: ['metric.name == "c"'] },
+  ] } },
 ];
 
 const CASES: readonly Case[] = REF?.v160 !== false

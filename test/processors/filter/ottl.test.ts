@@ -89,10 +89,12 @@ describe('filter: the Collector OTTL config', () => {
     assert.match(errorsOf({ trace_conditions: [{ context: 'metric', conditions: ['name == "y"'] }] })[0]!, /trace_conditions\[0\]::context: unknown context "metric"/);
   });
 
-  test('metric- and datapoint-level conditions are refused as not yet supported; resource-level ones pass', () => {
-    assert.match(errorsOf({ metrics: { metric: ['name == "x"'] } })[0]!, /^processors::filter::metrics::metric: metric- and datapoint-level conditions are not yet supported/);
-    assert.match(errorsOf({ metric_conditions: ['datapoint.attributes["a"] == "b"'] })[0]!, /^processors::filter::metric_conditions\[0\]: datapoint-level conditions: .*not yet supported/);
-    assert.deepEqual(errorsOf({ metric_conditions: ['resource.attributes["a"] == "b"'] }), []);
+  test('metric-, datapoint- and scope-level metric conditions are accepted; a bad one is refused at its key path', () => {
+    config({ metrics: { metric: ['name == "x"', 'type == METRIC_DATA_TYPE_SUM'], datapoint: ['attributes["a"] == "b"'] } });
+    config({ metric_conditions: ['datapoint.attributes["a"] == "b"', 'metric.name == "x"', 'scope.name == "s"'] });
+    config({ metric_conditions: [{ context: 'metric', conditions: ['HasAttrOnDatapoint("a", "b")'] }] });
+    config({ metric_conditions: [{ context: 'datapoint', conditions: ['value_int == 0'], error_mode: 'propagate' }] });
+    assert.match(errorsOf({ metrics: { datapoint: ['nme == "x"'] } })[0]!, /^processors::filter::metrics::datapoint\[0\]: unable to parse OTTL condition/);
   });
 });
 
@@ -221,5 +223,39 @@ describe('filter: OTTL rules at run time', () => {
     const processor = new FilterProcessor(testSettings('filter', new SelfTelemetry()), config({ traces: { resource: ['true'] }, metrics: { resource: ['attributes["service.name"] == "a"'] } }), 'metrics', capture);
     await processor.consume(parseRequest('metrics', body, (a) => processor.mayKeep(a)).batch);
     assert.deepEqual(capture.resourceMetrics().map((rm) => rm.resource?.attributes?.[0]?.value.stringValue), ['b']);
+  });
+
+  const metricsBody = (): Buffer => {
+    const type = types.ExportMetricsServiceRequest;
+    const point = (route: string, v: number): unknown => ({ asDouble: v, timeUnixNano: '1', attributes: [{ key: 'http.route', value: { stringValue: route } }] });
+    return Buffer.from(type.encode(type.fromObject({ resourceMetrics: [
+      { resource: { attributes: [{ key: 'service.name', value: { stringValue: 'a' } }] }, scopeMetrics: [{ metrics: [{ name: 'g', gauge: { dataPoints: [point('/health', 1), point('/api', 2), point('/health', 3)] } }] }] },
+      { resource: { attributes: [{ key: 'service.name', value: { stringValue: 'b' } }] }, scopeMetrics: [{ metrics: [{ name: 'h', gauge: { dataPoints: [point('/health', 4)] } }] }] },
+    ] })).finish());
+  };
+
+  test('a legacy datapoint rule drops the points it matches, then emptied metrics and resources; the points are counted', async () => {
+    const telemetry = new SelfTelemetry();
+    const capture = new Capture();
+    const processor = new FilterProcessor(testSettings('filter', telemetry), config({ metrics: { datapoint: ['attributes["http.route"] == "/health"'] } }), 'metrics', capture);
+    await processor.consume(parseRequest('metrics', metricsBody(), (a) => processor.mayKeep(a)).batch);
+    const left = capture.resourceMetrics();
+    assert.deepEqual(left.map((rm) => rm.resource?.attributes?.[0]?.value.stringValue), ['a']);
+    const points = (left[0]?.scopeMetrics?.[0]?.metrics?.[0] as { gauge?: { dataPoints?: { asDouble?: number }[] } } | undefined)?.gauge?.dataPoints;
+    assert.deepEqual(points?.map((p) => p.asDouble), [2]);
+    assert.equal(capture.batches[0]?.itemCount, 1);
+    assert.equal(await counterValue(telemetry, 'otelcol_processor_filter_datapoints_filtered'), 3);
+  });
+
+  test('error_mode propagate fails a metrics batch with a permanent error; ignore goes on', async () => {
+    const raw = (mode: string): unknown => ({ error_mode: mode, metrics: { datapoint: ['attributes["http.route"][0] == "x"'] } });
+    const run = async (mode: string): Promise<Capture> => {
+      const capture = new Capture();
+      const processor = new FilterProcessor(testSettings('filter', new SelfTelemetry()), config(raw(mode)), 'metrics', capture);
+      await processor.consume(parseRequest('metrics', metricsBody()).batch);
+      return capture;
+    };
+    await assert.rejects(run('propagate'), (err: Error) => err instanceof PermanentError);
+    assert.equal((await run('ignore')).batches[0]?.itemCount, 4);
   });
 });

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
-import { ANY_VALUE, KEY_VALUE, VALUES, fieldOf } from './fields';
-import { WIRE_LEN, WireFormatError, WireReader, readVarintBigInt } from './wire';
+import { ANY_VALUE, KEY_VALUE, VALUES } from './fields';
+import { WireFormatError, WireReader, readVarintBigInt } from './wire';
 
 /** An OTLP AnyValue as a plain JS value; int64s beyond 2^53 stay exact as bigint. */
 export type AttrValue =
@@ -59,7 +59,6 @@ export const MAX_DECODED_VALUES = 256;
 /** Decoded whatever their position, so that identity survives the bound. */
 const ALWAYS_DECODED = ['service.instance.id', 'service.name', 'host.name'].map((key) => Buffer.from(key));
 const OMITTED = Symbol('omitted attributes');
-const KVLIST_VALUES_FIELD = fieldOf(VALUES.values);
 /** AnyValue's value tags by field number, to refuse a value field of the wrong wire type. */
 const ANY_VALUE_TAGS: readonly (number | undefined)[] = Object.values(ANY_VALUE).reduce<(number | undefined)[]>((byField, t) => {
   byField[t >>> 3] = t;
@@ -86,23 +85,23 @@ interface Budget {
 }
 
 /**
- * Decodes `repeated KeyValue` occurrences of `field` inside [start, end) into a map (first key
+ * Decodes `repeated KeyValue` occurrences of the field with tag `kvTag` (fields.ts) inside [start, end) into a map (first key
  * wins), at most MAX_DECODED_VALUES values; later ones are skipped (counted, see omittedValues),
  * except the ALWAYS_DECODED keys. Linear in the bytes whatever their content.
  */
-export function decodeKeyValues(buf: Uint8Array, start: number, end: number, field: number): Map<string, AttrValue> {
+export function decodeKeyValues(buf: Uint8Array, start: number, end: number, kvTag: number): Map<string, AttrValue> {
   const budget: Budget = { left: MAX_DECODED_VALUES, omitted: 0, depth: 0 };
-  const out = decodeKeyValuesWithin(buf, start, end, field, budget);
+  const out = decodeKeyValuesWithin(buf, start, end, kvTag, budget);
   if (budget.omitted > 0) Object.defineProperty(out, OMITTED, { value: budget.omitted });
   return out;
 }
 
-function decodeKeyValuesWithin(buf: Uint8Array, start: number, end: number, field: number, budget: Budget): Map<string, AttrValue> {
+function decodeKeyValuesWithin(buf: Uint8Array, start: number, end: number, kvTag: number, budget: Budget): Map<string, AttrValue> {
   const out = new Map<string, AttrValue>();
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === field * 8 + WIRE_LEN) {
+    if (tag === kvTag) {
       const kvStart = reader.lengthDelimited();
       if (budget.left <= 0 && !isAlwaysDecoded(buf, kvStart, reader.pos)) {
         budget.omitted++;
@@ -231,7 +230,7 @@ function decodeValue(buf: Uint8Array, start: number, end: number, budget: Budget
           break;
         }
         budget.depth++;
-        value = Object.fromEntries(decodeKeyValuesWithin(buf, s, reader.pos, KVLIST_VALUES_FIELD, budget));
+        value = Object.fromEntries(decodeKeyValuesWithin(buf, s, reader.pos, VALUES.values, budget));
         budget.depth--;
         break;
       }

@@ -1,7 +1,7 @@
-import { WIRE_I64, WIRE_LEN, WIRE_VARINT } from './wire';
+import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT } from './wire';
 
 // The OTLP fields that the wire readers find by number (scan.ts, spans.ts, attributes.ts,
-// batch.ts, codec.ts, the prometheus accumulator, the connectors' metric output), named once here
+// batch.ts, codec.ts, the prometheus accumulator, the connectors' metric output, the samplers), named once here
 // as tags: field number × 8 + wire type, what WireReader.tag() returns, so a reader compares
 // with them directly. Keys are the upstream field names. test/pdata/schema.test.ts checks every
 // entry against proto/ (opentelemetry-proto as published): number, name and wire type.
@@ -21,26 +21,42 @@ export const RESOURCE_ITEMS = { resource: tag(1, WIRE_LEN), scopes: tag(2, WIRE_
 /** ScopeSpans / ScopeMetrics; `items` is spans / metrics. */
 export const SCOPE_ITEMS = { scope: tag(1, WIRE_LEN), items: tag(2, WIRE_LEN), schema_url: tag(3, WIRE_LEN) } as const;
 
-export const RESOURCE = { attributes: tag(1, WIRE_LEN) } as const;
+export const RESOURCE = { attributes: tag(1, WIRE_LEN), dropped_attributes_count: tag(2, WIRE_VARINT) } as const;
 
-export const INSTRUMENTATION_SCOPE = { name: tag(1, WIRE_LEN), version: tag(2, WIRE_LEN) } as const;
+export const INSTRUMENTATION_SCOPE = {
+  name: tag(1, WIRE_LEN),
+  version: tag(2, WIRE_LEN),
+  attributes: tag(3, WIRE_LEN),
+  dropped_attributes_count: tag(4, WIRE_VARINT),
+} as const;
 
 export const SPAN = {
   trace_id: tag(1, WIRE_LEN),
   span_id: tag(2, WIRE_LEN),
+  trace_state: tag(3, WIRE_LEN),
   parent_span_id: tag(4, WIRE_LEN),
   name: tag(5, WIRE_LEN),
   kind: tag(6, WIRE_VARINT),
   start_time_unix_nano: tag(7, WIRE_I64),
   end_time_unix_nano: tag(8, WIRE_I64),
   attributes: tag(9, WIRE_LEN),
+  dropped_attributes_count: tag(10, WIRE_VARINT),
   events: tag(11, WIRE_LEN),
+  dropped_events_count: tag(12, WIRE_VARINT),
+  links: tag(13, WIRE_LEN),
+  dropped_links_count: tag(14, WIRE_VARINT),
   status: tag(15, WIRE_LEN),
+  flags: tag(16, WIRE_I32),
 } as const;
 
-export const SPAN_EVENT = { attributes: tag(3, WIRE_LEN) } as const;
+export const SPAN_EVENT = {
+  time_unix_nano: tag(1, WIRE_I64),
+  name: tag(2, WIRE_LEN),
+  attributes: tag(3, WIRE_LEN),
+  dropped_attributes_count: tag(4, WIRE_VARINT),
+} as const;
 
-export const STATUS = { code: tag(3, WIRE_VARINT) } as const;
+export const STATUS = { message: tag(2, WIRE_LEN), code: tag(3, WIRE_VARINT) } as const;
 
 export const KEY_VALUE = { key: tag(1, WIRE_LEN), value: tag(2, WIRE_LEN) } as const;
 

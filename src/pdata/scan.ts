@@ -44,7 +44,6 @@ const ITEMS_FIELD = fieldOf(SCOPE_ITEMS.items);
 const DATA_POINTS_FIELD = fieldOf(DATA.data_points);
 const AGGREGATION_TEMPORALITY_FIELD = fieldOf(DATA.aggregation_temporality);
 const IS_MONOTONIC_FIELD = fieldOf(DATA.is_monotonic);
-const RESOURCE_ATTRIBUTES_FIELD = fieldOf(RESOURCE.attributes);
 const METRIC_NAME_FIELD = fieldOf(METRIC.name);
 
 /**
@@ -81,7 +80,7 @@ function resourceAttributes(buf: Uint8Array, start: number, end: number): Readon
       if (entry.bytes.length === length && entry.bytes.compare(buf, start, end) === 0) return entry.attributes;
     }
   }
-  const attributes = decodeKeyValues(buf, start, end, RESOURCE_ATTRIBUTES_FIELD);
+  const attributes = decodeKeyValues(buf, start, end, RESOURCE.attributes);
   checkMessage(buf, start, end, ResourceSpec);
   if (cacheable) {
     if (resourceCacheEntries >= RESOURCE_CACHE_MAX_ENTRIES || resourceCacheBytes + length > RESOURCE_CACHE_MAX_TOTAL_BYTES) {

@@ -1,5 +1,5 @@
 import { decodeAnyValue, decodeKeyValues, readString, type AttrValue, type Attributes } from './attributes';
-import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS, fieldOf } from './fields';
+import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS } from './fields';
 import { WireReader } from './wire';
 
 // Reads the few span fields that trace-derived metrics need (ids, name, kind, times, status)
@@ -23,7 +23,6 @@ export const SPAN_KIND_PRODUCER = 4;
 export const SPAN_KIND_CONSUMER = 5;
 export const STATUS_CODE_ERROR = 2;
 
-const SPAN_ATTRIBUTES_FIELD = fieldOf(SPAN.attributes);
 
 /** One span, valid only inside the callback that received it (the object is reused). */
 export class SpanView {
@@ -87,7 +86,7 @@ export class SpanView {
       this.attrs = pickKeyValues(this.buf, this.start, this.end, SPAN.attributes, this.wanted, SCRATCH_DOUBLES);
       this.doubles = SCRATCH_DOUBLES.set;
     } else {
-      this.attrs = decodeKeyValues(this.buf, this.start, this.end, SPAN_ATTRIBUTES_FIELD);
+      this.attrs = decodeKeyValues(this.buf, this.start, this.end, SPAN.attributes);
     }
     return this.attrs;
   }

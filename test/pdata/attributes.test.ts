@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MAX_DECODED_VALUES, decodeKeyValues, isAscii, isValidUtf8, omittedValues } from '../../src/pdata/attributes';
 import { types } from '../../src/pdata/codec';
+import { RESOURCE } from '../../src/pdata/fields';
 import { parseRequest } from '../../src/pdata/scan';
 import { resourceMessage } from '../../src/pdata/spans';
 import { wideResourceRequest } from '../helpers/wide-resource';
@@ -51,7 +52,7 @@ void describe('decodeKeyValues bound', () => {
     attributes.push(kv('service.instance.id', { stringValue: 'late:1' }), kv('host.name', { stringValue: 'h' }), kv('service.name', { stringValue: 'svc' }));
     attributes.push(kv('service.instance.id', { stringValue: 'duplicate' }));
     const bytes = resourceBytes(attributes);
-    const decoded = decodeKeyValues(bytes, 0, bytes.length, 1);
+    const decoded = decodeKeyValues(bytes, 0, bytes.length, RESOURCE.attributes);
     assert.equal(decoded.size, MAX_DECODED_VALUES + 3);
     assert.equal(decoded.get(`k${MAX_DECODED_VALUES - 1}`), 'v');
     assert.equal(decoded.has(`k${MAX_DECODED_VALUES}`), false);
@@ -63,7 +64,7 @@ void describe('decodeKeyValues bound', () => {
   void test('nested values share the bound: a huge array is cut, the values after it are counted', () => {
     const big = { arrayValue: { values: Array.from({ length: 1000 }, (_, i) => ({ intValue: i })) } };
     const bytes = resourceBytes([kv('service.name', { stringValue: 'svc' }), kv('big', big), kv('after', { boolValue: true })]);
-    const decoded = decodeKeyValues(bytes, 0, bytes.length, 1);
+    const decoded = decodeKeyValues(bytes, 0, bytes.length, RESOURCE.attributes);
     assert.equal((decoded.get('big') as unknown[]).length, MAX_DECODED_VALUES - 2);
     assert.equal(decoded.has('after'), false);
     assert.equal(omittedValues(decoded), 1000 - (MAX_DECODED_VALUES - 2) + 1);
@@ -71,7 +72,7 @@ void describe('decodeKeyValues bound', () => {
 
   void test('an ordinary resource is decoded in full and reports nothing omitted', () => {
     const bytes = resourceBytes([kv('service.name', { stringValue: 'svc' }), kv('list', { arrayValue: { values: [{ intValue: 1 }, { stringValue: 'x' }] } })]);
-    const decoded = decodeKeyValues(bytes, 0, bytes.length, 1);
+    const decoded = decodeKeyValues(bytes, 0, bytes.length, RESOURCE.attributes);
     assert.deepEqual([...decoded], [['service.name', 'svc'], ['list', [1, 'x']]]);
     assert.equal(omittedValues(decoded), 0);
   });

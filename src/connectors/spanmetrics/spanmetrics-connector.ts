@@ -314,7 +314,7 @@ export class SpanMetricsConnector implements Component, Consumer {
   private aggregateEvents(ctx: BlockContext, span: SpanView, duration: number): void {
     const { state, now } = ctx;
     span.forEachEvent((start, end) => {
-      const event: EventContext = { attrs: decodeKeyValues(span.buf, start, end, 3), buf: span.buf, start, end, doubles: undefined };
+      const event: EventContext = { attrs: decodeKeyValues(span.buf, start, end, SPAN_EVENT.attributes), buf: span.buf, start, end, doubles: undefined };
       const key = this.buildKey(ctx, span, this.eventDims, event);
       const series = state.events.getOrCreate(
         key,

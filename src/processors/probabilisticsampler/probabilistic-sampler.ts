@@ -4,7 +4,8 @@ import type { Attributes } from '../../pdata/attributes';
 import { readString } from '../../pdata/attributes';
 import type { Batch, ResourceBlock } from '../../pdata/batch';
 import { checkDeferredBlock } from '../../pdata/scan';
-import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireFormatError, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
+import { ANY_VALUE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, fieldOf } from '../../pdata/fields';
+import { WireFormatError, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
 import { parseProbabilisticSamplerConfig, type ProbabilisticSamplerConfig } from './config';
 import { POLICIES, Priority, Sampler } from './sampler';
 
@@ -15,12 +16,12 @@ import { POLICIES, Priority, Sampler } from './sampler';
 // Scopes and resources left without spans are removed, as the Collector does.
 // See docs/probabilistic-sampler-processor.md.
 
-const RESOURCE_SCOPE_SPANS = 2 * 8 + WIRE_LEN;
-const SCOPE_SPANS = 2 * 8 + WIRE_LEN;
-const SPAN_TRACE_ID = 1 * 8 + WIRE_LEN;
-const SPAN_TRACE_STATE_FIELD = 3;
-const SPAN_TRACE_STATE = SPAN_TRACE_STATE_FIELD * 8 + WIRE_LEN;
-const SPAN_ATTRIBUTES = 9 * 8 + WIRE_LEN;
+const RESOURCE_SCOPE_SPANS = RESOURCE_ITEMS.scopes;
+const SCOPE_SPANS = SCOPE_ITEMS.items;
+const SPAN_TRACE_ID = SPAN.trace_id;
+const SPAN_TRACE_STATE = SPAN.trace_state;
+const SPAN_TRACE_STATE_FIELD = fieldOf(SPAN.trace_state);
+const SPAN_ATTRIBUTES = SPAN.attributes;
 const PRIORITY_KEY = Buffer.from('sampling.priority', 'utf8');
 const ENCODED_CACHE_LIMIT = 256;
 
@@ -422,11 +423,11 @@ function samplingPriority(buf: Uint8Array, start: number, end: number): Priority
   let valueEnd = -1;
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === KEY_VALUE.key) {
       const s = reader.lengthDelimited();
       isPriority = reader.pos - s === PRIORITY_KEY.length && PRIORITY_KEY.equals(buf.subarray(s, reader.pos));
       if (!isPriority) return undefined;
-    } else if (tag === 2 * 8 + WIRE_LEN) {
+    } else if (tag === KEY_VALUE.value) {
       valueStart = reader.lengthDelimited();
       valueEnd = reader.pos;
     } else reader.skip(tag & 7);
@@ -442,17 +443,17 @@ function priorityOfValue(buf: Uint8Array, start: number, end: number): Priority 
   while (!reader.done) {
     const tag = reader.tag();
     switch (tag) {
-      case 1 * 8 + WIRE_LEN: {
+      case ANY_VALUE.string_value: {
         const s = reader.lengthDelimited();
         priority = priorityOfNumber(parseGoFloat(readString(buf, s, reader.pos)));
         break;
       }
-      case 3 * 8 + WIRE_VARINT: {
+      case ANY_VALUE.int_value: {
         const value = readVarintBigInt(reader);
         priority = value === 0n ? Priority.DoNotSample : value > 0n ? Priority.MustSample : Priority.Defer;
         break;
       }
-      case 4 * 8 + WIRE_I64:
+      case ANY_VALUE.double_value:
         priority = priorityOfNumber(reader.double());
         break;
       default:

@@ -1,4 +1,5 @@
 import { compileConditions, ConditionSequence, type OttlValue, type TelemetryItem } from '../../ottl';
+import { RESOURCE } from '../../pdata/fields';
 import { compileRe2Pattern, type LinearRegex } from '../../util/regex';
 import type { PolicyConfig } from './config';
 import { decodeEvent, decodeResource, decodeScope, decodeSpan, SPAN_EVENT_OTTL_CONTEXT, SPAN_OTTL_CONTEXT } from './ottl-item';
@@ -34,7 +35,7 @@ function hasSpan(trace: TraceView, check: (span: SpanFields) => boolean): Decisi
 /** The resource attribute `key` of a block (first occurrence), undefined when absent. */
 function resourceAttribute(block: StoredBlock, key: Uint8Array): OttlValue | undefined {
   const range = resourceRange(block.bytes);
-  return range ? findAttribute(block.bytes, range[0], range[1], 1, key) : undefined;
+  return range ? findAttribute(block.bytes, range[0], range[1], RESOURCE.attributes, key) : undefined;
 }
 
 /** Sampled when some resource or span satisfies its check (resources checked before their spans). */

@@ -1,6 +1,7 @@
 import { readString, type Attributes } from '../../pdata/attributes';
 import type { ResourceBlock } from '../../pdata/batch';
-import { WIRE_LEN, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
+import { ANY_VALUE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS, VALUES } from '../../pdata/fields';
+import { WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
 import type { OttlValue } from '../../ottl';
 
 // Spans wait for their trace's decision as the bytes they arrived in. A received ResourceSpans is
@@ -9,8 +10,8 @@ import type { OttlValue } from '../../ottl';
 // only that field. A kept trace leaves as new ResourceSpans made of the original resource and scope
 // fields and the original span bytes, concatenated.
 
-const SPAN_TAG = 2 * 8 + WIRE_LEN;
-const SCOPE_SPANS_TAG = 2 * 8 + WIRE_LEN;
+const SPAN_TAG = SCOPE_ITEMS.items;
+const SCOPE_SPANS_TAG = RESOURCE_ITEMS.scopes;
 
 /** One received resource whose spans (some of them) wait in traces. Shared by those traces. */
 export class StoredBlock {
@@ -109,9 +110,9 @@ function spanIds(buf: Uint8Array, start: number, end: number): typeof idScratch 
   idScratch.hasParent = false;
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === SPAN.trace_id) {
       idScratch.traceStart = reader.lengthDelimited();
-    } else if (tag === 4 * 8 + WIRE_LEN) {
+    } else if (tag === SPAN.parent_span_id) {
       const s = reader.lengthDelimited();
       if (reader.pos > s) idScratch.hasParent = true;
     } else reader.skip(tag & 7);
@@ -151,24 +152,24 @@ export class SpanFields {
   }
 
   statusCode(): number {
-    const s = this.find(15 * 8 + WIRE_LEN);
+    const s = this.find(SPAN.status);
     if (s < 0) return 0;
     const reader = new WireReader(this.buf, s, this.reader.pos);
     let code = 0;
     while (!reader.done) {
       const tag = reader.tag();
-      if (tag === 3 * 8 + 0) code = reader.varint();
+      if (tag === STATUS.code) code = reader.varint();
       else reader.skip(tag & 7);
     }
     return code;
   }
 
   startTime(): bigint {
-    return this.fixed64(7 * 8 + 1);
+    return this.fixed64(SPAN.start_time_unix_nano);
   }
 
   endTime(): bigint {
-    return this.fixed64(8 * 8 + 1);
+    return this.fixed64(SPAN.end_time_unix_nano);
   }
 
   flags(): number {
@@ -176,7 +177,7 @@ export class SpanFields {
     let flags = 0;
     while (!reader.done) {
       const t = reader.tag();
-      if (t === 16 * 8 + 5) {
+      if (t === SPAN.flags) {
         const p = reader.pos;
         reader.advance(4);
         flags = (this.buf[p]! | (this.buf[p + 1]! << 8) | (this.buf[p + 2]! << 16) | (this.buf[p + 3]! << 24)) >>> 0;
@@ -186,13 +187,13 @@ export class SpanFields {
   }
 
   traceState(): string {
-    const s = this.find(3 * 8 + WIRE_LEN);
+    const s = this.find(SPAN.trace_state);
     return s < 0 ? '' : readString(this.buf, s, this.reader.pos);
   }
 
   /** The value of the first attribute named `key` (as bytes), or undefined when absent. */
   attribute(key: Uint8Array): OttlValue | undefined {
-    return findAttribute(this.buf, this.start, this.end, 9, key);
+    return findAttribute(this.buf, this.start, this.end, SPAN.attributes, key);
   }
 
   /** Offset of the payload of the last occurrence of a length-delimited field (protobuf: last wins), or -1; reader.pos is its end. */
@@ -223,10 +224,9 @@ export class SpanFields {
   }
 }
 
-/** First key-value (field `field` of the message in [start, end)) whose key equals `key`. */
-export function findAttribute(buf: Uint8Array, start: number, end: number, field: number, key: Uint8Array): OttlValue | undefined {
+/** First key-value (the field tagged `kvTag`, from fields.ts, of the message in [start, end)) whose key equals `key`. */
+export function findAttribute(buf: Uint8Array, start: number, end: number, kvTag: number, key: Uint8Array): OttlValue | undefined {
   const reader = new WireReader(buf, start, end);
-  const kvTag = field * 8 + WIRE_LEN;
   while (!reader.done) {
     const tag = reader.tag();
     if (tag !== kvTag) {
@@ -239,11 +239,11 @@ export function findAttribute(buf: Uint8Array, start: number, end: number, field
     let value: OttlValue = null;
     while (!kv.done) {
       const t = kv.tag();
-      if (t === 1 * 8 + WIRE_LEN) {
+      if (t === KEY_VALUE.key) {
         const s = kv.lengthDelimited();
         matched = sameBytes(buf, s, kv.pos, key);
         if (!matched) break;
-      } else if (t === 2 * 8 + WIRE_LEN) {
+      } else if (t === KEY_VALUE.value) {
         const s = kv.lengthDelimited();
         value = decodeValue(buf, s, kv.pos);
       } else kv.skip(t & 7);
@@ -359,27 +359,27 @@ export function decodeValue(buf: Uint8Array, start: number, end: number): OttlVa
   while (!reader.done) {
     const tag = reader.tag();
     switch (tag) {
-      case 1 * 8 + WIRE_LEN: {
+      case ANY_VALUE.string_value: {
         const s = reader.lengthDelimited();
         value = readString(buf, s, reader.pos);
         break;
       }
-      case 2 * 8 + 0:
+      case ANY_VALUE.bool_value:
         value = reader.varint() !== 0;
         break;
-      case 3 * 8 + 0:
+      case ANY_VALUE.int_value:
         value = readVarintBigInt(reader);
         break;
-      case 4 * 8 + 1:
+      case ANY_VALUE.double_value:
         value = reader.double();
         break;
-      case 5 * 8 + WIRE_LEN: {
+      case ANY_VALUE.array_value: {
         const s = reader.lengthDelimited();
         const items: OttlValue[] = [];
         const inner = new WireReader(buf, s, reader.pos);
         while (!inner.done) {
           const t = inner.tag();
-          if (t === 1 * 8 + WIRE_LEN) {
+          if (t === VALUES.values) {
             const v = inner.lengthDelimited();
             items.push(decodeValue(buf, v, inner.pos));
           } else inner.skip(t & 7);
@@ -387,12 +387,12 @@ export function decodeValue(buf: Uint8Array, start: number, end: number): OttlVa
         value = items;
         break;
       }
-      case 6 * 8 + WIRE_LEN: {
+      case ANY_VALUE.kvlist_value: {
         const s = reader.lengthDelimited();
-        value = decodeKeyValueMap(buf, s, reader.pos, 1);
+        value = decodeKeyValueMap(buf, s, reader.pos, VALUES.values);
         break;
       }
-      case 7 * 8 + WIRE_LEN: {
+      case ANY_VALUE.bytes_value: {
         const s = reader.lengthDelimited();
         value = buf.slice(s, reader.pos);
         break;
@@ -404,11 +404,10 @@ export function decodeValue(buf: Uint8Array, start: number, end: number): OttlVa
   return value;
 }
 
-/** Every key-value (field `field`) of a message as a Map; the first occurrence of a key wins, as pcommon's Get. */
-export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, field: number): Map<string, OttlValue> {
+/** Every key-value (the field tagged `kvTag`, from fields.ts) of a message as a Map; the first occurrence of a key wins, as pcommon's Get. */
+export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, kvTag: number): Map<string, OttlValue> {
   const out = new Map<string, OttlValue>();
   const reader = new WireReader(buf, start, end);
-  const kvTag = field * 8 + WIRE_LEN;
   while (!reader.done) {
     const tag = reader.tag();
     if (tag !== kvTag) {
@@ -421,10 +420,10 @@ export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, f
     let value: OttlValue = null;
     while (!kv.done) {
       const t = kv.tag();
-      if (t === 1 * 8 + WIRE_LEN) {
+      if (t === KEY_VALUE.key) {
         const s = kv.lengthDelimited();
         key = readString(buf, s, kv.pos);
-      } else if (t === 2 * 8 + WIRE_LEN) {
+      } else if (t === KEY_VALUE.value) {
         const s = kv.lengthDelimited();
         value = decodeValue(buf, s, kv.pos);
       } else kv.skip(t & 7);
@@ -434,13 +433,13 @@ export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, f
   return out;
 }
 
-/** [start, end) of the encoded Resource (field 1) of a ResourceSpans, or undefined. */
+/** [start, end) of the encoded Resource of a ResourceSpans, or undefined. */
 export function resourceRange(buf: Uint8Array): [number, number] | undefined {
   const reader = new WireReader(buf, 0, buf.length);
   let found: [number, number] | undefined;
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === RESOURCE_ITEMS.resource) {
       const s = reader.lengthDelimited();
       found = [s, reader.pos];
     } else reader.skip(tag & 7);

@@ -6,7 +6,8 @@ import { FACTORIES } from '../../src/components';
 
 // The docs stay navigable: every relative link in README.md and docs/*.md names a file that
 // exists, every #anchor a heading (GitHub's slugs) or an explicit <a id>, and every component in
-// src/components.ts has a README row linking a reference page with an options table. Reads the
+// src/components.ts has a README row linking a reference page with an options table, and is named
+// in docs/configuration.md's file shape. Reads the
 // source tree from dist/test/docs, no network.
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -139,6 +140,7 @@ test('every relative link and #anchor in README.md and docs/*.md resolves', () =
 
 test('every component has a README row linking its reference page, with an options table', () => {
   const readme = readRepo('README.md')!;
+  const configuration = readRepo('docs/configuration.md')!;
   const problems: string[] = [];
   for (const factory of FACTORIES) {
     const row = readme
@@ -154,6 +156,9 @@ test('every component has a README row linking its reference page, with an optio
       problems.push(`${factory.kind} ${factory.type}: README row links no existing docs page`);
       continue;
     }
+    // docs/configuration.md's file shape names the types of each kind: `receivers: ... (types: otlp)`.
+    const types = new RegExp(`^${factory.kind}s:.*\\(types: ([^)]*)\\)`, 'm').exec(configuration)?.[1]?.split(/,\s*/) ?? [];
+    if (!types.includes(factory.type)) problems.push(`docs/configuration.md: ${factory.kind}s' types do not list ${factory.type}`);
     const hasTable = /^\| key \| type \| default \| meaning \|$/m.test(text);
     const saysNone = /^## Options\s*\n\s*None\./m.test(text);
     if (!hasTable && !saysNone) problems.push(`${page}: no options table (| key | type | default | meaning |)`);

@@ -666,7 +666,8 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const machine = machineInfo();
   const vers = versions(options.systems.includes('collector'), options.systems.some(isReferenceBuild));
-  log(`${options.quick ? 'quick' : 'full'} run: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
+  const what = options.shapes.length > 0 ? `${options.systems.join(', ')} x ${options.transports.join(', ')}` : 'no shapes';
+  log(`${options.quick ? 'quick' : 'full'} run: ${what}${options.scenarios.length > 0 ? `; scenarios ${options.scenarios.join(', ')}` : ''} at ${options.rate} spans/s` +
     `; server on core ${SERVER_CPU}, load generator + sink on core ${LOADGEN_CPU}; load average ${loadAverage().join(' ')}`);
 
   const setPool = async (spec: PoolSpec): Promise<PoolInfo> => {

@@ -25,6 +25,11 @@ export interface PoolSpec {
   /** Instances that send but are not kept. */
   readonly droppedInstances: number;
   readonly seed: number;
+  /**
+   * Share of spans whose url.path is exactly "/health" (the filter-health scenario's rule matches
+   * those); absent in the default pool, whose spans (and random draws) stay as they were.
+   */
+  readonly healthShare?: number;
 }
 
 export const DEFAULT_POOL: PoolSpec = {
@@ -111,8 +116,9 @@ function hash(text: string): number {
 const ROUTES = ['/users/*', '/cart/*', '/checkout', '/api/v1/items/*', '/healthz', '/search'];
 const METHODS = ['GET', 'GET', 'GET', 'POST', 'PUT'];
 
-function span(rand: () => number, traceId: Buffer, nowNs: bigint) {
-  const route = ROUTES[Math.floor(rand() * ROUTES.length)]!;
+function span(rand: () => number, traceId: Buffer, nowNs: bigint, healthShare: number | undefined) {
+  const health = healthShare !== undefined && rand() < healthShare;
+  const route = health ? '/health' : ROUTES[Math.floor(rand() * ROUTES.length)]!;
   const method = METHODS[Math.floor(rand() * METHODS.length)]!;
   const status = rand() < 0.05 ? 500 : 200;
   const start = nowNs - BigInt(Math.floor(rand() * 1e9));
@@ -194,7 +200,7 @@ export function buildPool(spec: PoolSpec): Pool {
         } else {
           traceId = randomBytes(16);
         }
-        return span(rand, traceId, nowNs);
+        return span(rand, traceId, nowNs, spec.healthShare);
       });
       if (isKept) keptSpans += spans.length;
       return { resource: { attributes: attrsOf(id) }, scopeSpans: spans.map((s) => ({ scope: {}, spans: [s] })) };

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { DEFAULT_POOL, keptInstanceIds, type PoolSpec } from './obi';
 import { readElu } from './elu-probe';
 import { SHAPES, SHAPE_NAMES, shapeNamed, type Shape } from './shapes';
+import { SCENARIO_FULL, SCENARIO_NAMES, SCENARIO_QUICK, parseScenarios, runScenario, scenarioRatios, scenariosTable, type ScenarioName, type ScenarioRow } from './scenarios';
 import {
   allowedCpus,
   cpuBusySeconds,
@@ -82,6 +83,10 @@ interface Options {
   wire: boolean;
   /** Load shapes (bench/shapes.ts) measured one after another; scaling runs on the default pool only. */
   shapes: Shape[];
+  /** Whether --shapes was given: with --scenarios alone, only the scenarios run. */
+  shapesGiven: boolean;
+  /** Component scenarios (bench/scenarios.ts), spansieve vs the reference Collector, after the shapes. */
+  scenarios: ScenarioName[];
 }
 
 interface Timing {
@@ -132,10 +137,11 @@ const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems
                       [--transports ${TRANSPORTS.join(',')}] [--no-scaling]
                       [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
                       [--shapes all|${SHAPE_NAMES.join(',')}] (default: default)
+                      [--scenarios all|${SCENARIO_NAMES.join(',')}] (default: none; alone, only the scenarios run)
 --storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)
 default --transports ${DEFAULT_TRANSPORTS.join(',')}; the -tls ones serve TLS on the systems' receivers`;
 
-function parseOptions(argv: readonly string[]): Options {
+export function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
     quick: false,
     rate: 20_000,
@@ -150,6 +156,8 @@ function parseOptions(argv: readonly string[]): Options {
     burstS: undefined,
     wire: true,
     shapes: [shapeNamed('default')],
+    shapesGiven: false,
+    scenarios: [],
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -209,8 +217,12 @@ function parseOptions(argv: readonly string[]): Options {
       case '--shapes': {
         const names = value();
         options.shapes = names === 'all' ? [...SHAPES] : names.split(',').map(shapeNamed);
+        options.shapesGiven = true;
         break;
       }
+      case '--scenarios':
+        options.scenarios = parseScenarios(value());
+        break;
       case '--out':
         options.out = path.resolve(value());
         break;
@@ -222,6 +234,10 @@ function parseOptions(argv: readonly string[]): Options {
       default:
         throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
     }
+  }
+  if (options.scenarios.length > 0 && !options.shapesGiven) {
+    options.shapes = [];
+    options.scaling = false;
   }
   return options;
 }
@@ -616,7 +632,7 @@ function installPeers(options: Options): void {
     execFileSync('bash', [script, 'jaeger'], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   // The reference Collector with file_storage: bench only (the tests never build it).
-  if (options.systems.some(isReferenceBuild) && !process.env.SPANSIEVE_OTELCOL_BIN) {
+  if ((options.systems.some(isReferenceBuild) || options.scenarios.length > 0) && !process.env.SPANSIEVE_OTELCOL_BIN) {
     execFileSync('bash', [script, 'otelcol'], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   if (options.wire) {
@@ -635,7 +651,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (os.cpus().length < 2) throw new Error('the benchmark needs 2 cores: the server on core 0, the load generator and sink on core 1');
   installPeers(options);
   if (options.systems.includes('collector')) jaegerBinary();
-  if (options.systems.some(isReferenceBuild)) otelcolBinary();
+  if (options.systems.some(isReferenceBuild) || options.scenarios.length > 0) otelcolBinary();
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-'));
   // Every child (servers, load generator) is killed on exit, error and signals; see proc.ts.
@@ -650,7 +666,8 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const machine = machineInfo();
   const vers = versions(options.systems.includes('collector'), options.systems.some(isReferenceBuild));
-  log(`${options.quick ? 'quick' : 'full'} run: ${options.systems.join(', ')} x ${options.transports.join(', ')} at ${options.rate} spans/s` +
+  const what = options.shapes.length > 0 ? `${options.systems.join(', ')} x ${options.transports.join(', ')}` : 'no shapes';
+  log(`${options.quick ? 'quick' : 'full'} run: ${what}${options.scenarios.length > 0 ? `; scenarios ${options.scenarios.join(', ')}` : ''} at ${options.rate} spans/s` +
     `; server on core ${SERVER_CPU}, load generator + sink on core ${LOADGEN_CPU}; load average ${loadAverage().join(' ')}`);
 
   const setPool = async (spec: PoolSpec): Promise<PoolInfo> => {
@@ -742,6 +759,17 @@ async function main(argv: readonly string[]): Promise<void> {
   await loadgen.call({ type: 'exit' }).catch(() => undefined);
   await stopChild(loadgenChild, 2000);
 
+  // ---- scenarios: their own load and sink (bench/scenarios.ts), after the load generator is gone
+  const scenarioRows: ScenarioRow[] = [];
+  const scenarioTiming = { ...(options.quick ? SCENARIO_QUICK : SCENARIO_FULL), rate: options.rate };
+  for (const scenario of options.scenarios) {
+    for (const row of await runScenario(scenario, scenarioTiming, log)) {
+      scenarioRows.push(row);
+      process.stdout.write(`${JSON.stringify({ type: 'scenario', ...row })}\n`);
+    }
+  }
+  const scenarioRs = scenarioRatios(scenarioRows);
+
   const shapeNames = options.shapes.map((sh) => sh.name);
   const rs = ratios(results, options.transports, shapeNames);
   const checks = targetChecks(results, rs);
@@ -770,6 +798,9 @@ async function main(argv: readonly string[]): Promise<void> {
     storage: storageRows(results.filter((r) => r.shape === shapeNames[0]), options.transports),
     targets: checks,
     scaling,
+    scenarios: scenarioRows,
+    scenario_ratios: scenarioRs,
+    scenario_timing: options.scenarios.length > 0 ? scenarioTiming : null,
   };
   fs.mkdirSync(path.dirname(options.out), { recursive: true });
   fs.writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
@@ -778,21 +809,15 @@ async function main(argv: readonly string[]): Promise<void> {
     '',
     `spansieve benchmark (${report.command}); ${String(machine.cpu_model)}, ${String(machine.cores)} cores; server pinned to core ${SERVER_CPU}, load generator + sink to core ${LOADGEN_CPU}`,
     `fixed rate ${options.rate} spans/s for CPU, latency and RSS; closed loop with ${options.concurrency} requests in flight for max throughput`,
-    '',
-    resultsTable(results),
-    '',
-    'Ratios (same run):',
-    ratiosTable(rs),
-    '',
-    'Targets:',
-    targetsTable(checks),
   ];
+  if (results.length > 0) out.push('', resultsTable(results), '', 'Ratios (same run):', ratiosTable(rs), '', 'Targets:', targetsTable(checks));
   const storage = report.storage;
   if (storage.length > 0) out.push('', 'Persistent sending queue (file_storage, fsync off), same run:', storageTable(storage));
   if (scaling.length > 0) {
     out.push('', 'Scaling, spansieve over grpc at the fixed rate: keep-list size', scalingTable(scaling, 'selectors'));
     out.push('', 'Scaling, spansieve over grpc at the fixed rate: attributes per resource', scalingTable(scaling, 'resource_attributes'));
   }
+  if (scenarioRows.length > 0) out.push('', 'Scenarios, spansieve vs the reference Collector (v0.160.0), same run:', scenariosTable(scenarioRows, scenarioRs));
   out.push('', `written to ${path.relative(process.cwd(), options.out) || options.out} in ${report.duration_seconds} s`, '');
   process.stdout.write(out.join('\n'));
 }
@@ -867,7 +892,7 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
   };
 }
 
-main(process.argv.slice(2)).then(
+if (require.main === module) main(process.argv.slice(2)).then(
   () => process.exit(0),
   (err: unknown) => {
     process.stderr.write(`bench: ${(err as Error).message}\n`);

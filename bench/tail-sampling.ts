@@ -15,7 +15,6 @@ import { cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned,
 import { createGrpcSink } from './sinks';
 import { otelcolBinary, SERVER_CPU } from './systems';
 
-const SECONDS = Number(process.argv[2] ?? 60);
 const SPANS_PER_REQUEST = 500;
 const REQUESTS_PER_SECOND = 20; // per process: 2 × 20 × 500 = 20,000 spans/s
 const LAG_MS = 5000;
@@ -91,7 +90,7 @@ function post(port: number, body: Buffer): Promise<number> {
   });
 }
 
-interface Row {
+export interface Row {
   system: string;
   spansOffered: number;
   spansRefused: number;
@@ -103,7 +102,7 @@ interface Row {
   peakRssMiB: number;
 }
 
-async function run(system: 'spansieve' | 'collector', dir: string): Promise<Row> {
+async function run(system: 'spansieve' | 'collector', dir: string, seconds: number): Promise<Row> {
   let kept = 0;
   let undecodable = 0;
   let incomplete = 0;
@@ -162,7 +161,7 @@ async function run(system: 'spansieve' | 'collector', dir: string): Promise<Row>
   let refused = 0;
   const sends: Promise<void>[] = [];
   const started = Date.now();
-  const total = SECONDS * REQUESTS_PER_SECOND;
+  const total = seconds * REQUESTS_PER_SECOND;
   const lag = (LAG_MS / 1000) * REQUESTS_PER_SECOND;
   for (let k = 0; k < total + lag; k++) {
     const due = started + (k * 1000) / REQUESTS_PER_SECOND;
@@ -198,20 +197,35 @@ async function run(system: 'spansieve' | 'collector', dir: string): Promise<Row>
   };
 }
 
+export interface TailSamplingResult {
+  load: { spansPerSecond: number; seconds: number; backendLagMs: number; decisionWait: string; policies: string[] };
+  rows: Row[];
+  cpuRatio: number;
+  rssRatio: number;
+}
+
+/** spansieve then the Collector, `seconds` of load each (plus the backend lag and the decisions after it). */
+export async function measureTailSampling(seconds: number): Promise<TailSamplingResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-tail-'));
+  try {
+    const rows: Row[] = [];
+    for (const system of ['spansieve', 'collector'] as const) rows.push(await run(system, dir, seconds));
+    const [s, c] = rows as [Row, Row];
+    return {
+      load: { spansPerSecond: 2 * REQUESTS_PER_SECOND * SPANS_PER_REQUEST, seconds, backendLagMs: LAG_MS, decisionWait: '10s', policies: POLICIES.map((p) => p.name) },
+      rows,
+      cpuRatio: Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100,
+      rssRatio: Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   installCleanup(() => killAll());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-tail-'));
-  const rows: Row[] = [];
-  for (const system of ['spansieve', 'collector'] as const) rows.push(await run(system, dir));
-  const [s, c] = rows as [Row, Row];
-  console.log(JSON.stringify({
-    load: { spansPerSecond: 2 * REQUESTS_PER_SECOND * SPANS_PER_REQUEST, seconds: SECONDS, backendLagMs: LAG_MS, decisionWait: '10s', policies: POLICIES.map((p) => p.name) },
-    rows,
-    cpuRatio: Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100,
-    rssRatio: Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100,
-  }, null, 2));
-  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify(await measureTailSampling(Number(process.argv[2] ?? 60)), null, 2));
   agent.destroy();
 }
 
-void main();
+if (require.main === module) void main();

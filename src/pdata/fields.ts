@@ -1,7 +1,7 @@
 import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT } from './wire';
 
 // The OTLP fields that the wire readers find by number (scan.ts, spans.ts, attributes.ts,
-// batch.ts, codec.ts, the prometheus accumulator, the connectors' metric output, the samplers), named once here
+// batch.ts, codec.ts, the prometheus accumulator, the connectors' metric output, the samplers, the filter processor), named once here
 // as tags: field number × 8 + wire type, what WireReader.tag() returns, so a reader compares
 // with them directly. Keys are the upstream field names. test/pdata/schema.test.ts checks every
 // entry against proto/ (opentelemetry-proto as published): number, name and wire type.
@@ -73,7 +73,17 @@ export const ANY_VALUE = {
 /** ArrayValue.values and KeyValueList.values. */
 export const VALUES = { values: tag(1, WIRE_LEN) } as const;
 
-export const METRIC = { name: tag(1, WIRE_LEN) } as const;
+export const METRIC = {
+  name: tag(1, WIRE_LEN),
+  description: tag(2, WIRE_LEN),
+  unit: tag(3, WIRE_LEN),
+  gauge: tag(5, WIRE_LEN),
+  sum: tag(7, WIRE_LEN),
+  histogram: tag(9, WIRE_LEN),
+  exponential_histogram: tag(10, WIRE_LEN),
+  summary: tag(11, WIRE_LEN),
+  metadata: tag(12, WIRE_LEN),
+} as const;
 
 /**
  * Gauge, Sum, Histogram, ExponentialHistogram, Summary: data_points in all; the scanner checks
@@ -83,6 +93,44 @@ export const POINTS_HOLDER = {
   data_points: tag(1, WIRE_LEN),
   aggregation_temporality: tag(2, WIRE_VARINT),
   is_monotonic: tag(3, WIRE_VARINT),
+} as const;
+
+// The data points' fields the filter processor reads (the I64 ones are fixed64 / sfixed64 / double).
+
+export const NUMBER_DATA_POINT = {
+  start_time_unix_nano: tag(2, WIRE_I64),
+  time_unix_nano: tag(3, WIRE_I64),
+  as_double: tag(4, WIRE_I64),
+  as_int: tag(6, WIRE_I64),
+  attributes: tag(7, WIRE_LEN),
+  flags: tag(8, WIRE_VARINT),
+} as const;
+
+export const HISTOGRAM_DATA_POINT = {
+  start_time_unix_nano: tag(2, WIRE_I64),
+  time_unix_nano: tag(3, WIRE_I64),
+  count: tag(4, WIRE_I64),
+  sum: tag(5, WIRE_I64),
+  attributes: tag(9, WIRE_LEN),
+  flags: tag(10, WIRE_VARINT),
+} as const;
+
+export const EXPONENTIAL_HISTOGRAM_DATA_POINT = {
+  attributes: tag(1, WIRE_LEN),
+  start_time_unix_nano: tag(2, WIRE_I64),
+  time_unix_nano: tag(3, WIRE_I64),
+  count: tag(4, WIRE_I64),
+  sum: tag(5, WIRE_I64),
+  flags: tag(10, WIRE_VARINT),
+} as const;
+
+export const SUMMARY_DATA_POINT = {
+  start_time_unix_nano: tag(2, WIRE_I64),
+  time_unix_nano: tag(3, WIRE_I64),
+  count: tag(4, WIRE_I64),
+  sum: tag(5, WIRE_I64),
+  attributes: tag(7, WIRE_LEN),
+  flags: tag(8, WIRE_VARINT),
 } as const;
 
 /** Every table above, for the test that checks them against proto/. */
@@ -100,4 +148,8 @@ export const OTLP_FIELD_TABLES = {
   VALUES,
   METRIC,
   POINTS_HOLDER,
+  NUMBER_DATA_POINT,
+  HISTOGRAM_DATA_POINT,
+  EXPONENTIAL_HISTOGRAM_DATA_POINT,
+  SUMMARY_DATA_POINT,
 } as const;

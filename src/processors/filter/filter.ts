@@ -6,7 +6,8 @@ import type { Attributes } from '../../pdata/attributes';
 import { itemNoun, type Batch, type ResourceBlock, type Signal } from '../../pdata/batch';
 import { PermanentError } from '../../component/errors';
 import { checkDeferredBlock } from '../../pdata/scan';
-import { WIRE_LEN, WireFormatError, WireReader } from '../../pdata/wire';
+import { RESOURCE_ITEMS } from '../../pdata/fields';
+import { WireFormatError, WireReader } from '../../pdata/wire';
 import { OttlRuntimeError } from '../../ottl';
 import { OTTL_KEYS, bindOttlRules, parseOttlConfig, type OttlConfig, type OttlRules } from './ottl-rules';
 import { sharedProcessTable, type ProcessTable } from './process-table';
@@ -296,12 +297,12 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
 /** What the inventory shows as the deciding selector when an OTTL condition dropped a resource. */
 const OTTL_SELECTOR = 'OTTL condition';
 
-/** Whether a ResourceSpans / ResourceMetrics holds any ScopeSpans / ScopeMetrics (field 2). */
+/** Whether a ResourceSpans / ResourceMetrics holds any ScopeSpans / ScopeMetrics (scope_spans / scope_metrics). */
 function hasScopes(bytes: Uint8Array): boolean {
   const reader = new WireReader(bytes, 0, bytes.length);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 2 * 8 + WIRE_LEN) return true;
+    if (tag === RESOURCE_ITEMS.scopes) return true;
     reader.skip(tag & 7);
   }
   return false;

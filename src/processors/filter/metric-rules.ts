@@ -1,5 +1,17 @@
 import { readString } from '../../pdata/attributes';
-import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
+import {
+  EXPONENTIAL_HISTOGRAM_DATA_POINT,
+  HISTOGRAM_DATA_POINT,
+  INSTRUMENTATION_SCOPE,
+  METRIC,
+  NUMBER_DATA_POINT,
+  POINTS_HOLDER,
+  RESOURCE_ITEMS,
+  SCOPE_ITEMS,
+  SUMMARY_DATA_POINT,
+  fieldOf,
+} from '../../pdata/fields';
+import { WIRE_I64, WIRE_LEN, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
 import type { ConditionSequence, DataPointData, MetricData, MetricType, OttlValue, ResourceData, ScopeData, TelemetryItem } from '../../ottl';
 import { WireAttributes } from './ottl-wire-values';
 
@@ -22,15 +34,21 @@ export interface MetricRules {
   readonly scope?: ConditionSequence<TelemetryItem>;
 }
 
-/** Metric.data fields (gauge, sum, histogram, exponential_histogram, summary) -> pmetric.MetricType. */
-const DATA_TYPE: readonly (MetricType | undefined)[] = [undefined, undefined, undefined, undefined, undefined, 1, undefined, 2, undefined, 3, 4, 5];
-/** Per MetricType: the field numbers of a point's attributes and flags. */
-const POINT_ATTRIBUTES = [0, 7, 7, 9, 1, 7];
-const POINT_FLAGS = [0, 8, 8, 10, 10, 8];
+/** Metric.data fields (gauge, sum, histogram, exponential_histogram, summary) -> pmetric.MetricType, by field number. */
+const DATA_TYPE: (MetricType | undefined)[] = [];
+DATA_TYPE[fieldOf(METRIC.gauge)] = 1;
+DATA_TYPE[fieldOf(METRIC.sum)] = 2;
+DATA_TYPE[fieldOf(METRIC.histogram)] = 3;
+DATA_TYPE[fieldOf(METRIC.exponential_histogram)] = 4;
+DATA_TYPE[fieldOf(METRIC.summary)] = 5;
+/** Per MetricType: its data point's fields. */
+const POINT_FIELDS = [undefined, NUMBER_DATA_POINT, NUMBER_DATA_POINT, HISTOGRAM_DATA_POINT, EXPONENTIAL_HISTOGRAM_DATA_POINT, SUMMARY_DATA_POINT] as const;
+/** Per MetricType: the count and sum of the histogram-like points (Histogram, ExponentialHistogram, Summary). */
+const POINT_COUNT_SUM = [undefined, undefined, undefined, HISTOGRAM_DATA_POINT, EXPONENTIAL_HISTOGRAM_DATA_POINT, SUMMARY_DATA_POINT] as const;
 
-const TAG_SCOPE_METRICS = 2 * 8 + WIRE_LEN;
-const TAG_METRIC = 2 * 8 + WIRE_LEN;
-const TAG_DATA_POINT = 1 * 8 + WIRE_LEN;
+const TAG_SCOPE_METRICS = RESOURCE_ITEMS.scopes;
+const TAG_METRIC = SCOPE_ITEMS.items;
+const TAG_DATA_POINT = POINTS_HOLDER.data_points;
 
 /** The data points left by the last filterScope / filterMetric call (they do not nest in time). */
 let lastItems = 0;
@@ -93,7 +111,7 @@ function pushLenField(parts: Uint8Array[], tag: number, payload: readonly Uint8A
 
 /** One ScopeMetrics: undefined = unchanged, null = removed, else the parts of its new payload. Sets lastItems. */
 function filterScope(buf: Buffer, start: number, end: number, resource: ResourceData, rules: MetricRules): Uint8Array[] | null | undefined {
-  // The scope (field 1) and schema_url (3) may follow the metrics; the last occurrence wins.
+  // The scope and schema_url may follow the metrics; the last occurrence wins.
   let scopeStart = -1;
   let scopeEnd = -1;
   let urlStart = -1;
@@ -101,10 +119,10 @@ function filterScope(buf: Buffer, start: number, end: number, resource: Resource
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === SCOPE_ITEMS.scope) {
       scopeStart = reader.lengthDelimited();
       scopeEnd = reader.pos;
-    } else if (tag === 3 * 8 + WIRE_LEN) {
+    } else if (tag === SCOPE_ITEMS.schema_url) {
       urlStart = reader.lengthDelimited();
       urlEnd = reader.pos;
     } else reader.skip(tag & 7);
@@ -210,7 +228,7 @@ class WireScope implements ScopeData {
   }
 
   get attributes(): ReadonlyMap<string, OttlValue> {
-    this.attrs ??= this.start < 0 ? new Map() : new WireAttributes(this.buf, this.start, this.end, 3);
+    this.attrs ??= this.start < 0 ? new Map() : new WireAttributes(this.buf, this.start, this.end, INSTRUMENTATION_SCOPE.attributes);
     return this.attrs;
   }
 
@@ -225,12 +243,12 @@ class WireScope implements ScopeData {
     const reader = new WireReader(this.buf, this.start, this.end);
     while (!reader.done) {
       const tag = reader.tag();
-      if (tag === 1 * 8 + WIRE_LEN || tag === 2 * 8 + WIRE_LEN) {
+      if (tag === INSTRUMENTATION_SCOPE.name || tag === INSTRUMENTATION_SCOPE.version) {
         const s = reader.lengthDelimited();
         const text = readString(this.buf, s, reader.pos);
-        if (tag === 1 * 8 + WIRE_LEN) this.nameValue = text;
+        if (tag === INSTRUMENTATION_SCOPE.name) this.nameValue = text;
         else this.versionValue = text;
-      } else if (tag === 4 * 8 + WIRE_VARINT) {
+      } else if (tag === INSTRUMENTATION_SCOPE.dropped_attributes_count) {
         this.dropped = Number(BigInt.asUintN(32, readVarintBigInt(reader)));
       } else reader.skip(tag & 7);
     }
@@ -272,13 +290,12 @@ class WireMetric implements MetricData {
     while (!reader.done) {
       const fieldStart = reader.pos;
       const tag = reader.tag();
-      const field = Math.floor(tag / 8);
-      const dataType = DATA_TYPE[field];
       if ((tag & 7) !== WIRE_LEN) {
         reader.skip(tag & 7);
         continue;
       }
       const s = reader.lengthDelimited();
+      const dataType = DATA_TYPE[tag >>> 3];
       if (dataType !== undefined) {
         this.type = dataType;
         this.dataFieldStart = fieldStart;
@@ -286,27 +303,27 @@ class WireMetric implements MetricData {
         this.dataStart = s;
         this.dataEnd = reader.pos;
         count += countPoints(buf, s, reader.pos);
-      } else if (field === 1) {
+      } else if (tag === METRIC.name) {
         this.nameStart = s;
         this.nameEnd = reader.pos;
-      } else if (field === 2) {
+      } else if (tag === METRIC.description) {
         this.descriptionStart = s;
         this.descriptionEnd = reader.pos;
-      } else if (field === 3) {
+      } else if (tag === METRIC.unit) {
         this.unitStart = s;
         this.unitEnd = reader.pos;
       }
     }
     this.pointCount = count;
     if (this.type === 2 || this.type === 3 || this.type === 4) {
-      // Sum, Histogram, ExponentialHistogram: aggregation_temporality (2); Sum: is_monotonic (3).
+      // Sum, Histogram, ExponentialHistogram: aggregation_temporality; Sum: is_monotonic.
       let temporality = 0;
       let monotonic = false;
       const data = new WireReader(buf, this.dataStart, this.dataEnd);
       while (!data.done) {
         const tag = data.tag();
-        if (tag === 2 * 8 + WIRE_VARINT) temporality = Number(BigInt.asIntN(32, readVarintBigInt(data)));
-        else if (tag === 3 * 8 + WIRE_VARINT && this.type === 2) monotonic = data.varint() !== 0;
+        if (tag === POINTS_HOLDER.aggregation_temporality) temporality = Number(BigInt.asIntN(32, readVarintBigInt(data)));
+        else if (tag === POINTS_HOLDER.is_monotonic && this.type === 2) monotonic = data.varint() !== 0;
         else data.skip(tag & 7);
       }
       this.aggregationTemporality = temporality;
@@ -393,7 +410,7 @@ class WirePoint implements DataPointData {
   ) {}
 
   get attributes(): ReadonlyMap<string, OttlValue> {
-    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, POINT_ATTRIBUTES[this.type] ?? 0);
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, POINT_FIELDS[this.type]?.attributes ?? 0);
     return this.attrs;
   }
 
@@ -431,7 +448,12 @@ class WirePoint implements DataPointData {
     if (this.scanned) return;
     this.scanned = true;
     const number = this.type === 1 || this.type === 2;
-    const flagsTag = (POINT_FLAGS[this.type] ?? 0) * 8 + WIRE_VARINT;
+    // Tags 0 (a point of no type, which dataPoints never makes) match no field.
+    const fields = POINT_FIELDS[this.type];
+    const startTag = fields?.start_time_unix_nano ?? 0;
+    const timeTag = fields?.time_unix_nano ?? 0;
+    const flagsTag = fields?.flags ?? 0;
+    const countSum = POINT_COUNT_SUM[this.type];
     const buf = this.buf;
     const reader = new WireReader(buf, this.start, this.end);
     while (!reader.done) {
@@ -440,16 +462,14 @@ class WirePoint implements DataPointData {
         const at = reader.pos;
         reader.advance(8);
         // OTTL reads timestamps and counts as int64, as the Collector's int64(...) conversions do.
-        switch (tag >>> 3) {
-          case 2: this.start_ = buf.readBigInt64LE(at); break;
-          case 3: this.time_ = buf.readBigInt64LE(at); break;
-          case 4:
-            if (number) this.value_ = buf.readDoubleLE(at);
-            else this.count_ = buf.readBigInt64LE(at);
-            break;
-          case 5: if (!number) this.sum_ = buf.readDoubleLE(at); break;
-          case 6: if (number) this.value_ = buf.readBigInt64LE(at); break;
-          default:
+        if (tag === startTag) this.start_ = buf.readBigInt64LE(at);
+        else if (tag === timeTag) this.time_ = buf.readBigInt64LE(at);
+        else if (number) {
+          if (tag === NUMBER_DATA_POINT.as_double) this.value_ = buf.readDoubleLE(at);
+          else if (tag === NUMBER_DATA_POINT.as_int) this.value_ = buf.readBigInt64LE(at);
+        } else if (countSum !== undefined) {
+          if (tag === countSum.count) this.count_ = buf.readBigInt64LE(at);
+          else if (tag === countSum.sum) this.sum_ = buf.readDoubleLE(at);
         }
       } else if (tag === flagsTag) {
         this.flags_ = Number(BigInt.asUintN(32, readVarintBigInt(reader)));

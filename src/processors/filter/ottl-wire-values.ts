@@ -1,5 +1,6 @@
 import { readString } from '../../pdata/attributes';
-import { WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt } from '../../pdata/wire';
+import { ANY_VALUE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, VALUES } from '../../pdata/fields';
+import { WireReader, readVarintBigInt } from '../../pdata/wire';
 import type { OttlValue, ResourceData } from '../../ottl';
 
 // OTLP attributes read from the wire as OTTL values: ints stay int64 (bigint) and doubles stay
@@ -23,17 +24,17 @@ interface Frame {
   kind: number;
   pos: number;
   end: number;
-  /** KVS: the field number of the repeated KeyValue (1 inside a kvlist). */
-  field: number;
+  /** KVS: the tag of the repeated KeyValue (VALUES.values inside a kvlist); ARRAY: VALUES.values. */
+  tag: number;
   value: OttlValue;
   list: OttlValue[];
   map: Map<string, OttlValue>;
   key: string;
 }
 
-function frame(kind: number, pos: number, end: number, field = 1): Frame {
+function frame(kind: number, pos: number, end: number, tag: number = VALUES.values): Frame {
   return {
-    kind, pos, end, field, value: null,
+    kind, pos, end, tag, value: null,
     list: kind === ARRAY ? [] : (EMPTY_LIST as OttlValue[]),
     map: kind === KVS ? new Map<string, OttlValue>() : (EMPTY_MAP as Map<string, OttlValue>),
     key: '',
@@ -70,49 +71,48 @@ function run(bytes: Uint8Array, root: Frame): OttlValue {
     }
     reader.reset(buf, f.pos, f.end);
     const tag = reader.tag();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
     let child: Frame | undefined;
     if (f.kind === ANY) {
-      if (field === 1 && wire === WIRE_LEN) {
+      if (tag === ANY_VALUE.string_value) {
         const s = reader.lengthDelimited();
         f.value = readString(buf, s, reader.pos);
-      } else if (field === 2 && wire === WIRE_VARINT) {
+      } else if (tag === ANY_VALUE.bool_value) {
         f.value = reader.varint() !== 0;
-      } else if (field === 3 && wire === WIRE_VARINT) {
+      } else if (tag === ANY_VALUE.int_value) {
         f.value = readVarintBigInt(reader);
-      } else if (field === 4 && wire === WIRE_I64) {
+      } else if (tag === ANY_VALUE.double_value) {
         f.value = reader.double();
-      } else if ((field === 5 || field === 6) && wire === WIRE_LEN) {
+      } else if (tag === ANY_VALUE.array_value || tag === ANY_VALUE.kvlist_value) {
         const s = reader.lengthDelimited();
-        child = frame(field === 5 ? ARRAY : KVS, s, reader.pos);
-      } else if (field === 7 && wire === WIRE_LEN) {
+        child = frame(tag === ANY_VALUE.array_value ? ARRAY : KVS, s, reader.pos);
+      } else if (tag === ANY_VALUE.bytes_value) {
         const s = reader.lengthDelimited();
         // A copy: a view would keep the whole request alive.
         f.value = Uint8Array.prototype.slice.call(buf, s, reader.pos);
-      } else reader.skip(wire);
+      } else reader.skip(tag & 7);
     } else if (f.kind === KV) {
-      if (field === 1 && wire === WIRE_LEN) {
+      if (tag === KEY_VALUE.key) {
         const s = reader.lengthDelimited();
         f.key = readString(buf, s, reader.pos);
-      } else if (field === 2 && wire === WIRE_LEN) {
+      } else if (tag === KEY_VALUE.value) {
         const s = reader.lengthDelimited();
         // A second value field replaces the first (last one wins, as for scalars).
         f.value = null;
         child = frame(ANY, s, reader.pos);
-      } else reader.skip(wire);
-    } else if (field === (f.kind === KVS ? f.field : 1) && wire === WIRE_LEN) {
+      } else reader.skip(tag & 7);
+    } else if (tag === f.tag) {
+      // ARRAY: ArrayValue.values; KVS: the repeated KeyValue.
       const s = reader.lengthDelimited();
       child = frame(f.kind === KVS ? KV : ANY, s, reader.pos);
-    } else reader.skip(wire);
+    } else reader.skip(tag & 7);
     f.pos = reader.pos;
     if (child) stack.push(child);
   }
 }
 
-/** The repeated KeyValue field `field` of the message in [start, end), as an OTTL map (first key wins). */
-export function decodeOttlAttributes(buf: Uint8Array, start: number, end: number, field: number): Map<string, OttlValue> {
-  return run(buf, frame(KVS, start, end, field)) as Map<string, OttlValue>;
+/** The repeated KeyValue field `tag` (from pdata/fields.ts) of the message in [start, end), as an OTTL map (first key wins). */
+export function decodeOttlAttributes(buf: Uint8Array, start: number, end: number, tag: number): Map<string, OttlValue> {
+  return run(buf, frame(KVS, start, end, tag)) as Map<string, OttlValue>;
 }
 
 /** One encoded AnyValue as an OTTL value. */
@@ -122,7 +122,7 @@ export function decodeOttlAnyValue(buf: Uint8Array, start: number, end: number):
 
 /**
  * The resource of an encoded ResourceSpans / ResourceMetrics for OTTL's resource context: its
- * attributes, dropped_attributes_count and the schema_url beside it (field 3). A repeated
+ * attributes, dropped_attributes_count and the schema_url beside it. A repeated
  * resource field: the last one wins.
  */
 export function resourceDataOf(bytes: Uint8Array): ResourceData {
@@ -132,10 +132,10 @@ export function resourceDataOf(bytes: Uint8Array): ResourceData {
   const reader = new WireReader(bytes, 0, bytes.length);
   while (!reader.done) {
     const tag = reader.tag();
-    if (tag === 1 * 8 + WIRE_LEN) {
+    if (tag === RESOURCE_ITEMS.resource) {
       resourceStart = reader.lengthDelimited();
       resourceEnd = reader.pos;
-    } else if (tag === 3 * 8 + WIRE_LEN) {
+    } else if (tag === RESOURCE_ITEMS.schema_url) {
       const s = reader.lengthDelimited();
       schemaUrl = readString(bytes, s, reader.pos);
     } else reader.skip(tag & 7);
@@ -145,10 +145,10 @@ export function resourceDataOf(bytes: Uint8Array): ResourceData {
   const inner = new WireReader(bytes, resourceStart, resourceEnd);
   while (!inner.done) {
     const tag = inner.tag();
-    if (tag === 2 * 8 + WIRE_VARINT) dropped = Number(BigInt.asUintN(32, readVarintBigInt(inner)));
+    if (tag === RESOURCE.dropped_attributes_count) dropped = Number(BigInt.asUintN(32, readVarintBigInt(inner)));
     else inner.skip(tag & 7);
   }
-  return { attributes: decodeOttlAttributes(bytes, resourceStart, resourceEnd, 1), droppedAttributesCount: dropped, schemaUrl };
+  return { attributes: decodeOttlAttributes(bytes, resourceStart, resourceEnd, RESOURCE.attributes), droppedAttributesCount: dropped, schemaUrl };
 }
 
 const ABSENT = Symbol('absent');
@@ -168,7 +168,7 @@ const lookupReader = new WireReader(new Uint8Array(0), 0, 0);
 const kvReader = new WireReader(new Uint8Array(0), 0, 0);
 
 /**
- * The repeated KeyValue field `field` of a message as an OTTL map that reads from the wire only what
+ * The repeated KeyValue field `tag` (from pdata/fields.ts) of a message as an OTTL map that reads from the wire only what
  * is asked: get/has of one key find that key's bytes and decode its value alone (what
  * `attributes["http.route"]` needs); size, iteration and the rest decode the whole map once.
  * First key wins, as with decodeOttlAttributes.
@@ -181,7 +181,7 @@ export class WireAttributes extends Map<string, OttlValue> {
     private readonly buf: Buffer,
     private readonly start: number,
     private readonly end: number,
-    private readonly field: number,
+    private readonly tag: number,
   ) {
     super();
   }
@@ -240,7 +240,7 @@ export class WireAttributes extends Map<string, OttlValue> {
   all(): void {
     if (this.decoded) return;
     this.decoded = true;
-    for (const [k, v] of decodeOttlAttributes(this.buf, this.start, this.end, this.field)) super.set(k, v);
+    for (const [k, v] of decodeOttlAttributes(this.buf, this.start, this.end, this.tag)) super.set(k, v);
   }
 
   private lookup(key: string): OttlValue | typeof ABSENT {
@@ -248,7 +248,7 @@ export class WireAttributes extends Map<string, OttlValue> {
     if (cached !== undefined || this.looked?.has(key)) return cached as OttlValue | typeof ABSENT;
     const want = encodedKey(key);
     const buf = this.buf;
-    const fieldTag = this.field * 8 + WIRE_LEN;
+    const fieldTag = this.tag;
     const reader = lookupReader.reset(buf, this.start, this.end);
     let found: OttlValue | typeof ABSENT = ABSENT;
     while (!reader.done) {
@@ -266,10 +266,10 @@ export class WireAttributes extends Map<string, OttlValue> {
       let valueEnd = 0;
       while (!kv.done) {
         const t = kv.tag();
-        if (t === 1 * 8 + WIRE_LEN) {
+        if (t === KEY_VALUE.key) {
           keyStart = kv.lengthDelimited();
           keyEnd = kv.pos;
-        } else if (t === 2 * 8 + WIRE_LEN) {
+        } else if (t === KEY_VALUE.value) {
           valueStart = kv.lengthDelimited();
           valueEnd = kv.pos;
         } else kv.skip(t & 7);

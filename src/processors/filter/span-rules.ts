@@ -4,7 +4,8 @@
 // filter processor, a scope left without spans and a resource left without scopes are removed.
 
 import type { ResourceData, TelemetryItem } from '../../ottl';
-import { WIRE_LEN, WireReader, varintSize, writeVarint } from '../../pdata/wire';
+import { RESOURCE_ITEMS, SCOPE_ITEMS, SPAN } from '../../pdata/fields';
+import { WireReader, varintSize, writeVarint } from '../../pdata/wire';
 import type { OttlGroup } from './ottl-rules';
 import { WireScope, WireSpan, WireSpanEvent } from './wire-items';
 
@@ -22,10 +23,9 @@ function partsLength(parts: Parts): number {
   return n;
 }
 
-/** Appends `field` (length-delimited) holding `content` to `out`. */
-function pushFramed(out: Parts, field: number, content: Parts): void {
+/** Appends the length-delimited field `tag` (from pdata/fields.ts) holding `content` to `out`. */
+function pushFramed(out: Parts, tag: number, content: Parts): void {
   const len = partsLength(content);
-  const tag = field * 8 + WIRE_LEN;
   const header = new Uint8Array(varintSize(tag) + varintSize(len));
   writeVarint(header, writeVarint(header, 0, tag), len);
   out.push(header, ...content);
@@ -60,10 +60,10 @@ class Splice {
     this.copyFrom = fieldEnd;
   }
 
-  /** Puts `field` with new content in place of the field at [fieldStart, fieldEnd). */
-  replace(fieldStart: number, fieldEnd: number, field: number, content: Parts): void {
+  /** Puts the field `tag` with new content in place of the field at [fieldStart, fieldEnd). */
+  replace(fieldStart: number, fieldEnd: number, tag: number, content: Parts): void {
     this.cut(fieldStart, fieldEnd);
-    pushFramed(this.parts!, field, content);
+    pushFramed(this.parts!, tag, content);
   }
 
   /** The new content, or undefined when nothing changed. */
@@ -86,7 +86,7 @@ export function filterSpansBlock(bytes: Uint8Array, resource: ResourceData, grou
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
-    if (tag !== 2 * 8 + WIRE_LEN) {
+    if (tag !== RESOURCE_ITEMS.scopes) {
       reader.skip(tag & 7);
       continue;
     }
@@ -99,7 +99,7 @@ export function filterSpansBlock(bytes: Uint8Array, resource: ResourceData, grou
     }
     scopes++;
     spans += result.spans;
-    if (result.parts) splice.replace(fieldStart, e, 2, result.parts);
+    if (result.parts) splice.replace(fieldStart, e, RESOURCE_ITEMS.scopes, result.parts);
   }
   // A resource without scopes is removed, also one that arrived so.
   if (scopes === 0) return null;
@@ -119,7 +119,7 @@ function filterScope(buf: Uint8Array, start: number, end: number, resource: Reso
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
-    if (tag !== 2 * 8 + WIRE_LEN) {
+    if (tag !== SCOPE_ITEMS.items) {
       reader.skip(tag & 7);
       continue;
     }
@@ -137,7 +137,7 @@ function filterScope(buf: Uint8Array, start: number, end: number, resource: Reso
     }
     kept++;
     const events = eventSeq ? filterEvents(buf, s, e, item, eventSeq) : undefined;
-    if (events) splice.replace(fieldStart, e, 2, events);
+    if (events) splice.replace(fieldStart, e, SCOPE_ITEMS.items, events);
   }
   // An empty scope is removed, as the Collector does (also one that arrived empty).
   if (kept === 0) return null;
@@ -151,7 +151,7 @@ function filterEvents(buf: Uint8Array, start: number, end: number, spanItem: Tel
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
-    if (tag !== 11 * 8 + WIRE_LEN) {
+    if (tag !== SPAN.events) {
       reader.skip(tag & 7);
       continue;
     }

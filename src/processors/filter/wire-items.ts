@@ -4,21 +4,22 @@
 // is never decoded.
 
 import { readString } from '../../pdata/attributes';
-import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt } from '../../pdata/wire';
+import { ANY_VALUE, INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS, VALUES } from '../../pdata/fields';
+import { WireReader, readVarintBigInt } from '../../pdata/wire';
 import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
 import type { OttlValue } from '../../ottl';
 
 /** Values nested deeper than this read as an empty list or map (the wire scanner accepts far deeper). */
 export const MAX_OTTL_DEPTH = 128;
 
-/** `repeated KeyValue` occurrences of `field` in [start, end) as an OTTL map (first key wins, as pcommon's Get). */
-export function decodeOttlKeyValues(buf: Uint8Array, start: number, end: number, field: number, depth = 0): Map<string, OttlValue> {
+/** `repeated KeyValue` occurrences of field `tag` (from pdata/fields.ts) in [start, end) as an OTTL map (first key wins, as pcommon's Get). */
+export function decodeOttlKeyValues(buf: Uint8Array, start: number, end: number, tag: number, depth = 0): Map<string, OttlValue> {
   const out = new Map<string, OttlValue>();
   const reader = new WireReader(buf, start, end);
   while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== field * 8 + WIRE_LEN) {
-      reader.skip(tag & 7);
+    const t = reader.tag();
+    if (t !== tag) {
+      reader.skip(t & 7);
       continue;
     }
     const s = reader.lengthDelimited();
@@ -28,10 +29,10 @@ export function decodeOttlKeyValues(buf: Uint8Array, start: number, end: number,
     let ve = -1;
     while (!kv.done) {
       const t = kv.tag();
-      if (t === 1 * 8 + WIRE_LEN) {
+      if (t === KEY_VALUE.key) {
         const ks = kv.lengthDelimited();
         key = readString(buf, ks, kv.pos);
-      } else if (t === 2 * 8 + WIRE_LEN) {
+      } else if (t === KEY_VALUE.value) {
         vs = kv.lengthDelimited();
         ve = kv.pos;
       } else kv.skip(t & 7);
@@ -48,28 +49,28 @@ export function decodeOttlAnyValue(buf: Uint8Array, start: number, end: number, 
   while (!reader.done) {
     const tag = reader.tag();
     switch (tag) {
-      case 1 * 8 + WIRE_LEN: {
+      case ANY_VALUE.string_value: {
         const s = reader.lengthDelimited();
         value = readString(buf, s, reader.pos);
         break;
       }
-      case 2 * 8 + WIRE_VARINT:
+      case ANY_VALUE.bool_value:
         value = reader.varint() !== 0;
         break;
-      case 3 * 8 + WIRE_VARINT:
+      case ANY_VALUE.int_value:
         value = readVarintBigInt(reader);
         break;
-      case 4 * 8 + WIRE_I64:
+      case ANY_VALUE.double_value:
         value = reader.double();
         break;
-      case 5 * 8 + WIRE_LEN: {
+      case ANY_VALUE.array_value: {
         const s = reader.lengthDelimited();
         const items: OttlValue[] = [];
         if (depth < MAX_OTTL_DEPTH) {
           const inner = new WireReader(buf, s, reader.pos);
           while (!inner.done) {
             const t = inner.tag();
-            if (t === 1 * 8 + WIRE_LEN) {
+            if (t === VALUES.values) {
               const is = inner.lengthDelimited();
               items.push(decodeOttlAnyValue(buf, is, inner.pos, depth + 1));
             } else inner.skip(t & 7);
@@ -78,12 +79,12 @@ export function decodeOttlAnyValue(buf: Uint8Array, start: number, end: number, 
         value = items;
         break;
       }
-      case 6 * 8 + WIRE_LEN: {
+      case ANY_VALUE.kvlist_value: {
         const s = reader.lengthDelimited();
-        value = depth < MAX_OTTL_DEPTH ? decodeOttlKeyValues(buf, s, reader.pos, 1, depth + 1) : new Map();
+        value = depth < MAX_OTTL_DEPTH ? decodeOttlKeyValues(buf, s, reader.pos, VALUES.values, depth + 1) : new Map();
         break;
       }
-      case 7 * 8 + WIRE_LEN: {
+      case ANY_VALUE.bytes_value: {
         const s = reader.lengthDelimited();
         value = Uint8Array.prototype.slice.call(buf, s, reader.pos);
         break;
@@ -121,14 +122,14 @@ export class WireAttributes extends Map<string, OttlValue> {
   private lastKey: string | undefined;
   private lastValue: OttlValue | undefined;
 
-  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly field: number) {
+  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly tag: number) {
     super();
   }
 
   private all(): void {
     if (this.decoded) return;
     this.decoded = true;
-    for (const [k, v] of decodeOttlKeyValues(this.buf, this.start, this.end, this.field)) super.set(k, v);
+    for (const [k, v] of decodeOttlKeyValues(this.buf, this.start, this.end, this.tag)) super.set(k, v);
   }
 
   /** The value of the first KeyValue with this key; undefined when there is none. */
@@ -137,7 +138,7 @@ export class WireAttributes extends Map<string, OttlValue> {
     const want = encodedKey(key);
     const wl = want.length;
     const buf = this.buf;
-    const fieldTag = this.field * 8 + WIRE_LEN;
+    const fieldTag = this.tag;
     let found: OttlValue | undefined;
     const reader = findReader.reset(buf, this.start, this.end);
     while (!reader.done) {
@@ -150,12 +151,12 @@ export class WireAttributes extends Map<string, OttlValue> {
       const e = reader.pos;
       // The usual layout, the key first with a one-byte length: a different key is skipped
       // without a reader (unless another key field follows, which would replace it).
-      if (buf[s] === 1 * 8 + WIRE_LEN && buf[s + 1]! < 0x80) {
+      if (buf[s] === KEY_VALUE.key && buf[s + 1]! < 0x80) {
         const ks = s + 2;
         const ke = ks + buf[s + 1]!;
         let same = ke - ks === wl && ke <= e;
         for (let i = 0; same && i < wl; i++) if (buf[ks + i] !== want[i]) same = false;
-        if (!same && (ke >= e || buf[ke] !== 1 * 8 + WIRE_LEN)) continue;
+        if (!same && (ke >= e || buf[ke] !== KEY_VALUE.key)) continue;
       }
       const kv = new WireReader(buf, s, e);
       let matched = false;
@@ -163,10 +164,10 @@ export class WireAttributes extends Map<string, OttlValue> {
       let ve = -1;
       while (!kv.done) {
         const t = kv.tag();
-        if (t === 1 * 8 + WIRE_LEN) {
+        if (t === KEY_VALUE.key) {
           const ks = kv.lengthDelimited();
           matched = kv.pos - ks === wl && want.compare(buf, ks, kv.pos) === 0;
-        } else if (t === 2 * 8 + WIRE_LEN) {
+        } else if (t === KEY_VALUE.value) {
           vs = kv.lengthDelimited();
           ve = kv.pos;
         } else kv.skip(t & 7);
@@ -220,33 +221,34 @@ export class WireAttributes extends Map<string, OttlValue> {
   }
 }
 
-/** [start, end) of the last occurrence of a length-delimited field, or undefined. */
-function lastLen(buf: Uint8Array, start: number, end: number, field: number): [number, number] | undefined {
+/** [start, end) of the last occurrence of the length-delimited field `tag` (from pdata/fields.ts), or undefined. */
+function lastLen(buf: Uint8Array, start: number, end: number, tag: number): [number, number] | undefined {
   const reader = new WireReader(buf, start, end);
   let found: [number, number] | undefined;
   while (!reader.done) {
-    const tag = reader.tag();
-    if (tag === field * 8 + WIRE_LEN) {
+    const t = reader.tag();
+    if (t === tag) {
       const s = reader.lengthDelimited();
       found = [s, reader.pos];
-    } else reader.skip(tag & 7);
+    } else reader.skip(t & 7);
   }
   return found;
 }
 
-function lastVarint(buf: Uint8Array, start: number, end: number, field: number): number | undefined {
+/** The last value of the varint field `tag`, or undefined. */
+function lastVarint(buf: Uint8Array, start: number, end: number, tag: number): number | undefined {
   const reader = new WireReader(buf, start, end);
   let found: number | undefined;
   while (!reader.done) {
-    const tag = reader.tag();
-    if (tag === field * 8 + WIRE_VARINT) found = reader.varint();
-    else reader.skip(tag & 7);
+    const t = reader.tag();
+    if (t === tag) found = reader.varint();
+    else reader.skip(t & 7);
   }
   return found;
 }
 
-function lastString(buf: Uint8Array, start: number, end: number, field: number): string | undefined {
-  const r = lastLen(buf, start, end, field);
+function lastString(buf: Uint8Array, start: number, end: number, tag: number): string | undefined {
+  const r = lastLen(buf, start, end, tag);
   return r ? readString(buf, r[0], r[1]) : undefined;
 }
 
@@ -264,14 +266,14 @@ export class WireResource implements ResourceData {
   constructor(private readonly buf: Uint8Array) {}
 
   private range(): [number, number] | undefined {
-    if (this.resource === null) this.resource = lastLen(this.buf, 0, this.buf.length, 1);
+    if (this.resource === null) this.resource = lastLen(this.buf, 0, this.buf.length, RESOURCE_ITEMS.resource);
     return this.resource;
   }
 
   get attributes(): Attributes {
     if (this.attrs === undefined) {
       const r = this.range();
-      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], 1) : new Map();
+      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], RESOURCE.attributes) : new Map();
     }
     return this.attrs;
   }
@@ -279,18 +281,18 @@ export class WireResource implements ResourceData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], 2) : undefined) ?? 0;
+      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], RESOURCE.dropped_attributes_count) : undefined) ?? 0;
     }
     return this.dropped;
   }
 
   get schemaUrl(): string {
-    this.schema ??= lastString(this.buf, 0, this.buf.length, 3) ?? '';
+    this.schema ??= lastString(this.buf, 0, this.buf.length, RESOURCE_ITEMS.schema_url) ?? '';
     return this.schema;
   }
 }
 
-/** A ScopeSpans' scope (field 1) and schema_url (field 3). */
+/** A ScopeSpans' scope and schema_url. */
 export class WireScope implements ScopeData {
   private scopeRange: [number, number] | undefined | null = null;
   private n: string | undefined;
@@ -302,29 +304,29 @@ export class WireScope implements ScopeData {
   constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number) {}
 
   private range(): [number, number] | undefined {
-    if (this.scopeRange === null) this.scopeRange = lastLen(this.buf, this.start, this.end, 1);
+    if (this.scopeRange === null) this.scopeRange = lastLen(this.buf, this.start, this.end, SCOPE_ITEMS.scope);
     return this.scopeRange;
   }
 
-  private str(field: number): string {
+  private str(tag: number): string {
     const r = this.range();
-    return (r ? lastString(this.buf, r[0], r[1], field) : undefined) ?? '';
+    return (r ? lastString(this.buf, r[0], r[1], tag) : undefined) ?? '';
   }
 
   get name(): string {
-    this.n ??= this.str(1);
+    this.n ??= this.str(INSTRUMENTATION_SCOPE.name);
     return this.n;
   }
 
   get version(): string {
-    this.v ??= this.str(2);
+    this.v ??= this.str(INSTRUMENTATION_SCOPE.version);
     return this.v;
   }
 
   get attributes(): Attributes {
     if (this.attrs === undefined) {
       const r = this.range();
-      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], 3) : new Map();
+      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.attributes) : new Map();
     }
     return this.attrs;
   }
@@ -332,13 +334,13 @@ export class WireScope implements ScopeData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], 4) : undefined) ?? 0;
+      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.dropped_attributes_count) : undefined) ?? 0;
     }
     return this.dropped;
   }
 
   get schemaUrl(): string {
-    this.schema ??= lastString(this.buf, this.start, this.end, 3) ?? '';
+    this.schema ??= lastString(this.buf, this.start, this.end, SCOPE_ITEMS.schema_url) ?? '';
     return this.schema;
   }
 }
@@ -375,19 +377,19 @@ export class WireSpan implements SpanData {
     while (!reader.done) {
       const tag = reader.tag();
       switch (tag) {
-        case 1 * 8 + WIRE_LEN: this.traceIdAt = reader.lengthDelimited(); this.traceIdEnd = reader.pos; break;
-        case 2 * 8 + WIRE_LEN: this.spanIdAt = reader.lengthDelimited(); this.spanIdEnd = reader.pos; break;
-        case 3 * 8 + WIRE_LEN: this.traceStateAt = reader.lengthDelimited(); this.traceStateEnd = reader.pos; break;
-        case 4 * 8 + WIRE_LEN: this.parentAt = reader.lengthDelimited(); this.parentEnd = reader.pos; break;
-        case 5 * 8 + WIRE_LEN: this.nameAt = reader.lengthDelimited(); this.nameEnd = reader.pos; break;
-        case 6 * 8 + WIRE_VARINT: this.kindValue = reader.varint(); break;
-        case 7 * 8 + WIRE_I64: this.startAt = reader.pos; reader.advance(8); break;
-        case 8 * 8 + WIRE_I64: this.endAt = reader.pos; reader.advance(8); break;
-        case 10 * 8 + WIRE_VARINT: this.droppedAttrs = reader.varint(); break;
-        case 12 * 8 + WIRE_VARINT: this.droppedEvents = reader.varint(); break;
-        case 14 * 8 + WIRE_VARINT: this.droppedLinks = reader.varint(); break;
-        case 15 * 8 + WIRE_LEN: this.statusAt = reader.lengthDelimited(); this.statusEnd = reader.pos; break;
-        case 16 * 8 + WIRE_I32: this.flagsAt = reader.pos; reader.advance(4); break;
+        case SPAN.trace_id: this.traceIdAt = reader.lengthDelimited(); this.traceIdEnd = reader.pos; break;
+        case SPAN.span_id: this.spanIdAt = reader.lengthDelimited(); this.spanIdEnd = reader.pos; break;
+        case SPAN.trace_state: this.traceStateAt = reader.lengthDelimited(); this.traceStateEnd = reader.pos; break;
+        case SPAN.parent_span_id: this.parentAt = reader.lengthDelimited(); this.parentEnd = reader.pos; break;
+        case SPAN.name: this.nameAt = reader.lengthDelimited(); this.nameEnd = reader.pos; break;
+        case SPAN.kind: this.kindValue = reader.varint(); break;
+        case SPAN.start_time_unix_nano: this.startAt = reader.pos; reader.advance(8); break;
+        case SPAN.end_time_unix_nano: this.endAt = reader.pos; reader.advance(8); break;
+        case SPAN.dropped_attributes_count: this.droppedAttrs = reader.varint(); break;
+        case SPAN.dropped_events_count: this.droppedEvents = reader.varint(); break;
+        case SPAN.dropped_links_count: this.droppedLinks = reader.varint(); break;
+        case SPAN.status: this.statusAt = reader.lengthDelimited(); this.statusEnd = reader.pos; break;
+        case SPAN.flags: this.flagsAt = reader.pos; reader.advance(4); break;
         default: reader.skip(tag & 7);
       }
     }
@@ -421,15 +423,15 @@ export class WireSpan implements SpanData {
   }
 
   get attributes(): Attributes {
-    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, 9);
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, SPAN.attributes);
     return this.attrs;
   }
 
   get status(): { readonly code?: number; readonly message?: string } {
     this.scan();
     if (this.statusAt < 0) return NO_STATUS;
-    const code = lastVarint(this.buf, this.statusAt, this.statusEnd, 3) ?? 0;
-    const message = lastString(this.buf, this.statusAt, this.statusEnd, 2) ?? '';
+    const code = lastVarint(this.buf, this.statusAt, this.statusEnd, STATUS.code) ?? 0;
+    const message = lastString(this.buf, this.statusAt, this.statusEnd, STATUS.message) ?? '';
     return { code, message };
   }
 }
@@ -445,7 +447,7 @@ export class WireSpanEvent implements SpanEventData {
     let at = -1;
     while (!reader.done) {
       const tag = reader.tag();
-      if (tag === 1 * 8 + WIRE_I64) {
+      if (tag === SPAN_EVENT.time_unix_nano) {
         at = reader.pos;
         reader.advance(8);
       } else reader.skip(tag & 7);
@@ -454,15 +456,15 @@ export class WireSpanEvent implements SpanEventData {
   }
 
   get name(): string {
-    return lastString(this.buf, this.start, this.end, 2) ?? '';
+    return lastString(this.buf, this.start, this.end, SPAN_EVENT.name) ?? '';
   }
 
   get attributes(): Attributes {
-    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, 3);
+    this.attrs ??= new WireAttributes(this.buf, this.start, this.end, SPAN_EVENT.attributes);
     return this.attrs;
   }
 
   get droppedAttributesCount(): number {
-    return lastVarint(this.buf, this.start, this.end, 4) ?? 0;
+    return lastVarint(this.buf, this.start, this.end, SPAN_EVENT.dropped_attributes_count) ?? 0;
   }
 }

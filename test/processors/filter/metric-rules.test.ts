@@ -6,6 +6,7 @@ import {
   type DataPointData, type ErrorMode, type MetricData, type MetricType, type OttlValue, type ResourceData, type ScopeData, type TelemetryItem,
 } from '../../../src/ottl';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
+import { SPAN } from '../../../src/pdata/fields';
 import { parseRequest } from '../../../src/pdata/scan';
 import { encodeRepeatedField } from '../../../src/pdata/wire';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
@@ -432,8 +433,8 @@ test('WireAttributes: one key read alone answers as the whole map decoded does',
         const value = v === undefined ? Buffer.alloc(0) : len(2, Buffer.from(types.ResourceMetrics.lookupType('opentelemetry.proto.common.v1.AnyValue').encode(anyValue(v)).finish()));
         return len(9, ...(i % 2 === 0 ? [str(1, k), value] : [value, str(1, k)]));
       }));
-      const full = decodeOttlAttributes(body, 0, body.length, 9);
-      const lazy = (): WireAttributes => new WireAttributes(body, 0, body.length, 9);
+      const full = decodeOttlAttributes(body, 0, body.length, SPAN.attributes);
+      const lazy = (): WireAttributes => new WireAttributes(body, 0, body.length, SPAN.attributes);
       assert.deepEqual(lazy().get(key), full.get(key));
       assert.equal(lazy().has(key), full.has(key));
       const read = lazy();

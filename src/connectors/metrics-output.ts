@@ -167,34 +167,6 @@ function keyValueFromWire(buf: Uint8Array, start: number, end: number, depth: nu
   return { key, value };
 }
 
-/** The encoded value of the first `key` in a KeyValue list (repeated field with tag `kvTag` within start..end). */
-export function keyValueBytes(buf: Uint8Array, start: number, end: number, kvTag: number, key: string): [number, number] | undefined {
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== kvTag) {
-      reader.skip(tag & 7);
-      continue;
-    }
-    const kvStart = reader.lengthDelimited();
-    const kv = new WireReader(buf, kvStart, reader.pos);
-    let name: string | undefined;
-    let range: [number, number] | undefined;
-    while (!kv.done) {
-      const t = kv.tag();
-      if (t === KEY_VALUE.key) {
-        const s = kv.lengthDelimited();
-        name = readString(buf, s, kv.pos);
-      } else if (t === KEY_VALUE.value) {
-        const s = kv.lengthDelimited();
-        range = [s, kv.pos];
-      } else kv.skip(t & 7);
-    }
-    if (name === key) return range ?? [0, 0];
-  }
-  return undefined;
-}
-
 export function toKeyValues(entries: Iterable<readonly [string, AttrValue]>): PlainKeyValue[] {
   const out: PlainKeyValue[] = [];
   for (const [key, value] of entries) out.push({ key, value: toAnyValue(value) });

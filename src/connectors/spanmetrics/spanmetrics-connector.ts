@@ -7,6 +7,7 @@ import { attrValueToString, decodeKeyValues, type AttrValue, type Attributes } f
 import type { Batch } from '../../pdata/batch';
 import { RESOURCE, SPAN, SPAN_EVENT } from '../../pdata/fields';
 import { goAsString } from '../../pdata/go-format';
+import { keyValueBytes } from '../../pdata/keyvalues';
 import { WantedAttributes, doubleKeysOf, forEachSpan, resourceMessage, type SpanView } from '../../pdata/spans';
 import { SKIP_MARK_KEY, resourceIsMarked, spanIsMarked } from '../skip-mark';
 import {
@@ -16,7 +17,6 @@ import {
   encodeResource,
   msToNanos,
   anyValueFromWire,
-  keyValueBytes,
   toAnyValue,
   type OutputResource,
   type PlainAnyValue,

@@ -4,8 +4,9 @@
 // is never decoded.
 
 import { readString } from '../../pdata/attributes';
-import { ANY_VALUE, INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS, VALUES } from '../../pdata/fields';
-import { WireReader, readVarintBigInt } from '../../pdata/wire';
+import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS } from '../../pdata/fields';
+import { WireReader } from '../../pdata/wire';
+import { decodeTypedKeyValues, decodeTypedValue } from '../../pdata/keyvalues';
 import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
 import type { OttlValue } from '../../ottl';
 
@@ -14,86 +15,12 @@ export const MAX_OTTL_DEPTH = 128;
 
 /** `repeated KeyValue` occurrences of field `tag` (from pdata/fields.ts) in [start, end) as an OTTL map (first key wins, as pcommon's Get). */
 export function decodeOttlKeyValues(buf: Uint8Array, start: number, end: number, tag: number, depth = 0): Map<string, OttlValue> {
-  const out = new Map<string, OttlValue>();
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const t = reader.tag();
-    if (t !== tag) {
-      reader.skip(t & 7);
-      continue;
-    }
-    const s = reader.lengthDelimited();
-    const kv = new WireReader(buf, s, reader.pos);
-    let key = '';
-    let vs = -1;
-    let ve = -1;
-    while (!kv.done) {
-      const t = kv.tag();
-      if (t === KEY_VALUE.key) {
-        const ks = kv.lengthDelimited();
-        key = readString(buf, ks, kv.pos);
-      } else if (t === KEY_VALUE.value) {
-        vs = kv.lengthDelimited();
-        ve = kv.pos;
-      } else kv.skip(t & 7);
-    }
-    if (!out.has(key)) out.set(key, vs < 0 ? null : decodeOttlAnyValue(buf, vs, ve, depth));
-  }
-  return out;
+  return decodeTypedKeyValues(buf, start, end, tag, MAX_OTTL_DEPTH, depth);
 }
 
 /** One AnyValue; an empty one (no value set) is nil, as pcommon's empty value reads in OTTL. */
 export function decodeOttlAnyValue(buf: Uint8Array, start: number, end: number, depth = 0): OttlValue {
-  const reader = new WireReader(buf, start, end);
-  let value: OttlValue = null;
-  while (!reader.done) {
-    const tag = reader.tag();
-    switch (tag) {
-      case ANY_VALUE.string_value: {
-        const s = reader.lengthDelimited();
-        value = readString(buf, s, reader.pos);
-        break;
-      }
-      case ANY_VALUE.bool_value:
-        value = reader.varint() !== 0;
-        break;
-      case ANY_VALUE.int_value:
-        value = readVarintBigInt(reader);
-        break;
-      case ANY_VALUE.double_value:
-        value = reader.double();
-        break;
-      case ANY_VALUE.array_value: {
-        const s = reader.lengthDelimited();
-        const items: OttlValue[] = [];
-        if (depth < MAX_OTTL_DEPTH) {
-          const inner = new WireReader(buf, s, reader.pos);
-          while (!inner.done) {
-            const t = inner.tag();
-            if (t === VALUES.values) {
-              const is = inner.lengthDelimited();
-              items.push(decodeOttlAnyValue(buf, is, inner.pos, depth + 1));
-            } else inner.skip(t & 7);
-          }
-        }
-        value = items;
-        break;
-      }
-      case ANY_VALUE.kvlist_value: {
-        const s = reader.lengthDelimited();
-        value = depth < MAX_OTTL_DEPTH ? decodeOttlKeyValues(buf, s, reader.pos, VALUES.values, depth + 1) : new Map();
-        break;
-      }
-      case ANY_VALUE.bytes_value: {
-        const s = reader.lengthDelimited();
-        value = Uint8Array.prototype.slice.call(buf, s, reader.pos);
-        break;
-      }
-      default:
-        reader.skip(tag & 7);
-    }
-  }
-  return value;
+  return decodeTypedValue(buf, start, end, MAX_OTTL_DEPTH, depth);
 }
 
 /** find() does not nest (decoding a value uses readers of its own). */

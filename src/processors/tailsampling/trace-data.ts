@@ -1,7 +1,8 @@
 import { readString, type Attributes } from '../../pdata/attributes';
 import type { ResourceBlock } from '../../pdata/batch';
-import { ANY_VALUE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS, VALUES } from '../../pdata/fields';
-import { WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
+import { decodeTypedKeyValues, decodeTypedValue, keyValueBytes } from '../../pdata/keyvalues';
+import { RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS } from '../../pdata/fields';
+import { WireReader, varintSize, writeVarint } from '../../pdata/wire';
 import type { OttlValue } from '../../ottl';
 
 // Spans wait for their trace's decision as the bytes they arrived in. A received ResourceSpans is
@@ -226,37 +227,8 @@ export class SpanFields {
 
 /** First key-value (the field tagged `kvTag`, from fields.ts, of the message in [start, end)) whose key equals `key`. */
 export function findAttribute(buf: Uint8Array, start: number, end: number, kvTag: number, key: Uint8Array): OttlValue | undefined {
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== kvTag) {
-      reader.skip(tag & 7);
-      continue;
-    }
-    const kvStart = reader.lengthDelimited();
-    const kv = new WireReader(buf, kvStart, reader.pos);
-    let matched = false;
-    let value: OttlValue = null;
-    while (!kv.done) {
-      const t = kv.tag();
-      if (t === KEY_VALUE.key) {
-        const s = kv.lengthDelimited();
-        matched = sameBytes(buf, s, kv.pos, key);
-        if (!matched) break;
-      } else if (t === KEY_VALUE.value) {
-        const s = kv.lengthDelimited();
-        value = decodeValue(buf, s, kv.pos);
-      } else kv.skip(t & 7);
-    }
-    if (matched) return value;
-  }
-  return undefined;
-}
-
-function sameBytes(buf: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
-  if (end - start !== key.length) return false;
-  for (let i = 0; i < key.length; i++) if (buf[start + i] !== key[i]) return false;
-  return true;
+  const range = keyValueBytes(buf, start, end, kvTag, key);
+  return range ? decodeValue(buf, range[0], range[1]) : undefined;
 }
 
 /** Spans to emit from one block: per scope (by its offset), the span ranges in arrival order. */
@@ -351,86 +323,15 @@ function copyRanges(out: Buffer, pos: number, buf: Uint8Array, ranges: number[])
 
 /**
  * An AnyValue with its type kept as pcommon keeps it: int64 as bigint, double as number, a map as a
- * Map (first key wins), so policies can tell `5` from `5.0` as the Collector does.
+ * Map (first key wins), so policies can tell `5` from `5.0` as the Collector does. No depth bound.
  */
 export function decodeValue(buf: Uint8Array, start: number, end: number): OttlValue {
-  const reader = new WireReader(buf, start, end);
-  let value: OttlValue = null;
-  while (!reader.done) {
-    const tag = reader.tag();
-    switch (tag) {
-      case ANY_VALUE.string_value: {
-        const s = reader.lengthDelimited();
-        value = readString(buf, s, reader.pos);
-        break;
-      }
-      case ANY_VALUE.bool_value:
-        value = reader.varint() !== 0;
-        break;
-      case ANY_VALUE.int_value:
-        value = readVarintBigInt(reader);
-        break;
-      case ANY_VALUE.double_value:
-        value = reader.double();
-        break;
-      case ANY_VALUE.array_value: {
-        const s = reader.lengthDelimited();
-        const items: OttlValue[] = [];
-        const inner = new WireReader(buf, s, reader.pos);
-        while (!inner.done) {
-          const t = inner.tag();
-          if (t === VALUES.values) {
-            const v = inner.lengthDelimited();
-            items.push(decodeValue(buf, v, inner.pos));
-          } else inner.skip(t & 7);
-        }
-        value = items;
-        break;
-      }
-      case ANY_VALUE.kvlist_value: {
-        const s = reader.lengthDelimited();
-        value = decodeKeyValueMap(buf, s, reader.pos, VALUES.values);
-        break;
-      }
-      case ANY_VALUE.bytes_value: {
-        const s = reader.lengthDelimited();
-        value = buf.slice(s, reader.pos);
-        break;
-      }
-      default:
-        reader.skip(tag & 7);
-    }
-  }
-  return value;
+  return decodeTypedValue(buf, start, end, Infinity);
 }
 
 /** Every key-value (the field tagged `kvTag`, from fields.ts) of a message as a Map; the first occurrence of a key wins, as pcommon's Get. */
 export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, kvTag: number): Map<string, OttlValue> {
-  const out = new Map<string, OttlValue>();
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== kvTag) {
-      reader.skip(tag & 7);
-      continue;
-    }
-    const kvStart = reader.lengthDelimited();
-    const kv = new WireReader(buf, kvStart, reader.pos);
-    let key = '';
-    let value: OttlValue = null;
-    while (!kv.done) {
-      const t = kv.tag();
-      if (t === KEY_VALUE.key) {
-        const s = kv.lengthDelimited();
-        key = readString(buf, s, kv.pos);
-      } else if (t === KEY_VALUE.value) {
-        const s = kv.lengthDelimited();
-        value = decodeValue(buf, s, kv.pos);
-      } else kv.skip(t & 7);
-    }
-    if (!out.has(key)) out.set(key, value);
-  }
-  return out;
+  return decodeTypedKeyValues(buf, start, end, kvTag, Infinity);
 }
 
 /** [start, end) of the encoded Resource of a ResourceSpans, or undefined. */

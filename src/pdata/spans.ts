@@ -1,5 +1,6 @@
 import { decodeAnyValue, decodeKeyValues, readString, type AttrValue, type Attributes } from './attributes';
 import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS } from './fields';
+import { forEachKeyValue } from './keyvalues';
 import { WireReader } from './wire';
 
 // Reads the few span fields that trace-derived metrics need (ids, name, kind, times, status)
@@ -400,31 +401,12 @@ function isDoubleValue(buf: Uint8Array, start: number, end: number): boolean {
 export function doubleKeysOf(buf: Uint8Array, start: number, end: number, kvTag: number): Set<string> | undefined {
   let out: Set<string> | undefined;
   const seen = new Set<string>();
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== kvTag) {
-      reader.skip(tag & 7);
-      continue;
-    }
-    const kvStart = reader.lengthDelimited();
-    const kv = new WireReader(buf, kvStart, reader.pos);
-    let key = '';
-    let double = false;
-    while (!kv.done) {
-      const t = kv.tag();
-      if (t === KEY_VALUE.key) {
-        const s = kv.lengthDelimited();
-        key = readString(buf, s, kv.pos);
-      } else if (t === KEY_VALUE.value) {
-        const s = kv.lengthDelimited();
-        double = isDoubleValue(buf, s, kv.pos);
-      } else kv.skip(t & 7);
-    }
-    if (seen.has(key)) continue;
+  forEachKeyValue(buf, start, end, kvTag, (ks, ke, vs, ve) => {
+    const key = ks < 0 ? '' : readString(buf, ks, ke);
+    if (seen.has(key)) return;
     seen.add(key);
-    if (double) (out ??= new Set()).add(key);
-  }
+    if (vs >= 0 && isDoubleValue(buf, vs, ve)) (out ??= new Set()).add(key);
+  });
   return out;
 }
 

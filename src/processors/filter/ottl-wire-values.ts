@@ -11,9 +11,9 @@ import type { OttlValue, ResourceData } from '../../ottl';
 // Values nest as deep as the receiver accepts (100,000 levels), so the decoder keeps its stack on
 // the heap. The bytes were checked by the receiver; a field with an unexpected wire type is skipped.
 //
-// TODO: wire-items.ts (the span path) has its own copies (decodeOttlKeyValues / decodeOttlAnyValue,
-// WireAttributes, WireResource vs resourceDataOf, a WireScope; metric-rules.ts another WireScope), and
-// those stop at MAX_OTTL_DEPTH where these do not: to be merged into one set.
+// TODO: the span path decodes with pdata/keyvalues.ts (recursive, stops at MAX_OTTL_DEPTH) where these
+// do not stop; wire-items.ts still has its own WireAttributes, WireResource (vs resourceDataOf) and a
+// WireScope (metric-rules.ts another): to be merged into one set once the depth rule is settled.
 
 const ANY = 0;
 const ARRAY = 1;

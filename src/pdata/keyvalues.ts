@@ -71,6 +71,9 @@ function sameBytes(buf: Uint8Array, start: number, end: number, key: Uint8Array)
  * Every KeyValue of field `kvTag` in [start, end) as a Map; the first occurrence of a key wins, as
  * pcommon's Get. Arrays and kvlists nested `maxDepth` deep read as empty ones (decoding recurses).
  */
+/** How deep decodeTypedValue goes by default: a request may nest 100,000 deep, and decoding recurses. */
+export const MAX_TYPED_DEPTH = 128;
+
 export function decodeTypedKeyValues(buf: Uint8Array, start: number, end: number, kvTag: number, maxDepth: number, depth = 0): Map<string, TypedValue> {
   const out = new Map<string, TypedValue>();
   forEachKeyValue(buf, start, end, kvTag, (ks, ke, vs, ve) => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ANY_VALUE, KEY_VALUE, SPAN, VALUES } from '../../src/pdata/fields';
-import { decodeTypedKeyValues, decodeTypedValue, keyValueBytes } from '../../src/pdata/keyvalues';
+import { MAX_TYPED_DEPTH, decodeTypedKeyValues, decodeTypedValue, keyValueBytes } from '../../src/pdata/keyvalues';
 import { doubleKeysOf } from '../../src/pdata/spans';
 
 // Hand-built KeyValue lists (short fields: one-byte tags and lengths).
@@ -45,5 +45,27 @@ void describe('pdata/keyvalues', () => {
     for (let i = 0; i < 3; i++) v = ld(ANY_VALUE.array_value, ld(VALUES.values, v));
     assert.deepEqual(decodeTypedValue(v, 0, v.length, 2), [[[]]]);
     assert.deepEqual(decodeTypedValue(v, 0, v.length, Infinity), [[['x']]]);
+  });
+
+  void test('a value nested as deep as the receiver accepts decodes without overflowing the stack', () => {
+    const varint = (n: number): number[] => {
+      const out: number[] = [];
+      while (n > 0x7f) {
+        out.push((n & 0x7f) | 0x80);
+        n >>>= 7;
+      }
+      out.push(n);
+      return out;
+    };
+    const wrap = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([tag, ...varint(body.length)]), body]);
+    let value = str('leaf');
+    for (let i = 0; i < 20_000; i++) value = wrap(ANY_VALUE.array_value, wrap(VALUES.values, value));
+    let decoded = decodeTypedValue(value, 0, value.length, MAX_TYPED_DEPTH);
+    let depth = 0;
+    while (Array.isArray(decoded) && decoded.length > 0) {
+      decoded = decoded[0]!;
+      depth++;
+    }
+    assert.equal(depth, MAX_TYPED_DEPTH);
   });
 });

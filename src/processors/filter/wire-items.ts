@@ -6,12 +6,12 @@
 import { readString } from '../../pdata/attributes';
 import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS } from '../../pdata/fields';
 import { WireReader } from '../../pdata/wire';
-import { decodeTypedKeyValues, decodeTypedValue } from '../../pdata/keyvalues';
+import { MAX_TYPED_DEPTH, decodeTypedKeyValues, decodeTypedValue } from '../../pdata/keyvalues';
 import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
 import type { OttlValue } from '../../ottl';
 
 /** Values nested deeper than this read as an empty list or map (the wire scanner accepts far deeper). */
-export const MAX_OTTL_DEPTH = 128;
+export const MAX_OTTL_DEPTH = MAX_TYPED_DEPTH;
 
 /** `repeated KeyValue` occurrences of field `tag` (from pdata/fields.ts) in [start, end) as an OTTL map (first key wins, as pcommon's Get). */
 export function decodeOttlKeyValues(buf: Uint8Array, start: number, end: number, tag: number, depth = 0): Map<string, OttlValue> {

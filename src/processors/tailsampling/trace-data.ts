@@ -1,6 +1,6 @@
 import { readString, type Attributes } from '../../pdata/attributes';
 import type { ResourceBlock } from '../../pdata/batch';
-import { decodeTypedKeyValues, decodeTypedValue, keyValueBytes } from '../../pdata/keyvalues';
+import { MAX_TYPED_DEPTH, decodeTypedKeyValues, decodeTypedValue, keyValueBytes } from '../../pdata/keyvalues';
 import { RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, STATUS } from '../../pdata/fields';
 import { WireReader, varintSize, writeVarint } from '../../pdata/wire';
 import type { OttlValue } from '../../ottl';
@@ -326,12 +326,12 @@ function copyRanges(out: Buffer, pos: number, buf: Uint8Array, ranges: number[])
  * Map (first key wins), so policies can tell `5` from `5.0` as the Collector does. No depth bound.
  */
 export function decodeValue(buf: Uint8Array, start: number, end: number): OttlValue {
-  return decodeTypedValue(buf, start, end, Infinity);
+  return decodeTypedValue(buf, start, end, MAX_TYPED_DEPTH);
 }
 
 /** Every key-value (the field tagged `kvTag`, from fields.ts) of a message as a Map; the first occurrence of a key wins, as pcommon's Get. */
 export function decodeKeyValueMap(buf: Uint8Array, start: number, end: number, kvTag: number): Map<string, OttlValue> {
-  return decodeTypedKeyValues(buf, start, end, kvTag, Infinity);
+  return decodeTypedKeyValues(buf, start, end, kvTag, MAX_TYPED_DEPTH);
 }
 
 /** [start, end) of the encoded Resource of a ResourceSpans, or undefined. */

@@ -134,7 +134,7 @@ export const SCENARIO_QUICK: ScenarioTiming = { rate: 20_000, warmupS: 3, window
 const HEALTH_RULE = 'attributes["url.path"] == "/health"';
 
 /** Share of the pool's spans whose url.path is "/health": what the health rule drops. */
-function healthShareOf(pool: Pool): number {
+export function healthShareOf(pool: Pool): number {
   let spans = 0;
   let health = 0;
   for (const request of pool.requests) {

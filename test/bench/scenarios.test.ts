@@ -4,7 +4,7 @@ import { types } from '../../src/pdata/codec';
 import { countSpans } from '../../bench/fixed-rate';
 import { DEFAULT_POOL, buildPool } from '../../bench/obi';
 import { parseOptions } from '../../bench/run';
-import { SCENARIO_NAMES, forwardedFlags, parseScenarios, scenarioRatios, scenariosTable, type ScenarioRow } from '../../bench/scenarios';
+import { SCENARIO_NAMES, forwardedFlags, healthShareOf, parseScenarios, scenarioRatios, scenariosTable, type ScenarioRow } from '../../bench/scenarios';
 
 const row = (over: Partial<ScenarioRow>): ScenarioRow => ({
   scenario: 'filter-health',
@@ -65,28 +65,10 @@ void describe('bench: scenarios', () => {
   });
 
   void test('the health pool has ~10 % "/health" spans; the default pool has none and is unchanged', () => {
-    const share = (pool: ReturnType<typeof buildPool>) => {
-      let spans = 0;
-      let health = 0;
-      for (const r of pool.requests) {
-        const decoded = types.ExportTraceServiceRequest.decode(r.body) as unknown as {
-          resourceSpans: { scopeSpans: { spans: { attributes: { key: string; value: { stringValue?: string } }[] }[] }[] }[];
-        };
-        for (const rs of decoded.resourceSpans) {
-          for (const ss of rs.scopeSpans) {
-            for (const span of ss.spans) {
-              spans++;
-              if (span.attributes.some((a) => a.key === 'url.path' && a.value.stringValue === '/health')) health++;
-            }
-          }
-        }
-      }
-      return health / spans;
-    };
     const plain = buildPool({ ...DEFAULT_POOL, requests: 8 });
     const healthy = buildPool({ ...DEFAULT_POOL, requests: 8, healthShare: 0.1 });
-    assert.equal(share(plain), 0);
-    assert.ok(Math.abs(share(healthy) - 0.1) < 0.03, `share ${share(healthy)}`);
+    assert.equal(healthShareOf(plain), 0);
+    assert.ok(Math.abs(healthShareOf(healthy) - 0.1) < 0.03, `share ${healthShareOf(healthy)}`);
     // countSpans (the scenarios' sink) agrees with a full decode.
     for (const r of healthy.requests.slice(0, 2)) {
       const decoded = types.ExportTraceServiceRequest.decode(r.body) as unknown as { resourceSpans: { scopeSpans: { spans: unknown[] }[] }[] };

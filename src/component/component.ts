@@ -175,6 +175,8 @@ export interface SamplingRecorder {
 export interface ComponentTelemetry {
   counter(name: string, help: string, labels: Record<string, string>): { inc(n: number): void };
   gauge(name: string, help: string, labels: Record<string, string>): { set(n: number): void };
+  /** Explicit bucket upper bounds, ascending (+Inf is added); OpenTelemetry's default bounds without them. */
+  histogram(name: string, help: string, labels: Record<string, string>, bounds?: readonly number[]): { observe(v: number): void };
   /** Counter named by signal: `otelcol_<prefix>_<spans|metric_points>`. */
   signalCounter(prefix: string, signal: Signal, help: string, labels: Record<string, string>): { inc(n: number): void };
 }

@@ -24,12 +24,46 @@ class SeriesValue {
   }
 }
 
+/** One labelled histogram series: a count per bucket (not cumulative), the sum and the count. */
+class HistogramValue {
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    private readonly bounds: readonly number[],
+  ) {
+    // The last one is +Inf's.
+    this.counts = new Array<number>(bounds.length + 1).fill(0);
+  }
+
+  observe(v: number): void {
+    // Prometheus buckets are upper-inclusive (le).
+    let i = 0;
+    while (i < this.bounds.length && v > this.bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
 interface Family {
   readonly kind: 'counter' | 'gauge';
   readonly help: string;
   readonly labelNames: readonly string[];
   readonly series: Map<string, SeriesValue>;
 }
+
+interface HistogramFamily {
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  readonly bounds: readonly number[];
+  readonly series: Map<string, HistogramValue>;
+}
+
+/** OpenTelemetry's default explicit bucket bounds (what the Collector uses for a histogram without its own). */
+export const DEFAULT_HISTOGRAM_BOUNDS: readonly number[] = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
 
 /**
  * The service's own metrics, with the Collector's names. Components bind their series once at
@@ -38,6 +72,7 @@ interface Family {
  */
 export class SelfTelemetry implements ComponentTelemetry {
   private readonly families = new Map<string, Family>();
+  private readonly histograms = new Map<string, HistogramFamily>();
   private promRegistry: Registry | undefined;
 
   counter(name: string, help: string, labels: Record<string, string>): { inc(n: number): void } {
@@ -46,6 +81,30 @@ export class SelfTelemetry implements ComponentTelemetry {
 
   gauge(name: string, help: string, labels: Record<string, string>): { set(n: number): void } {
     return this.series(name, 'gauge', help, labels);
+  }
+
+  /**
+   * A histogram with explicit upper bounds (sorted ascending; +Inf is added). Exposed once a series
+   * has observed a value, as `<name>_bucket{le}` (cumulative), `<name>_sum` and `<name>_count`.
+   */
+  histogram(name: string, help: string, labels: Record<string, string>, bounds: readonly number[] = DEFAULT_HISTOGRAM_BOUNDS): { observe(v: number): void } {
+    if (this.families.has(name)) throw new Error(`self-metric ${name} is already a ${this.families.get(name)!.kind}`);
+    let family = this.histograms.get(name);
+    if (!family) {
+      if (bounds.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= bounds[i - 1]!))) throw new Error(`self-metric ${name}: bucket bounds must be finite and ascending`);
+      family = { help, labelNames: Object.keys(labels), bounds: [...bounds], series: new Map() };
+      this.histograms.set(name, family);
+      if (this.promRegistry) this.exposeHistogram(this.promRegistry, name, family);
+    } else if (family.bounds.length !== bounds.length || family.bounds.some((b, i) => b !== bounds[i])) {
+      throw new Error(`self-metric ${name} already has other bucket bounds`);
+    }
+    const key = this.seriesKey(name, family.labelNames, labels);
+    let series = family.series.get(key);
+    if (!series) {
+      series = new HistogramValue({ ...labels }, family.bounds);
+      family.series.set(key, series);
+    }
+    return series;
   }
 
   /** Counter named by signal: `otelcol_<prefix>_<spans|metric_points>`. */
@@ -78,11 +137,13 @@ export class SelfTelemetry implements ComponentTelemetry {
         },
       });
       for (const [name, family] of this.families) this.expose(registry, name, family);
+      for (const [name, family] of this.histograms) this.exposeHistogram(registry, name, family);
     }
     return this.promRegistry;
   }
 
   private series(name: string, kind: Family['kind'], help: string, labels: Record<string, string>): SeriesValue {
+    if (this.histograms.has(name)) throw new Error(`self-metric ${name} is already a histogram`);
     let family = this.families.get(name);
     if (!family) {
       family = { kind, help, labelNames: Object.keys(labels), series: new Map() };
@@ -91,17 +152,50 @@ export class SelfTelemetry implements ComponentTelemetry {
     } else if (family.kind !== kind) {
       throw new Error(`self-metric ${name} is already a ${family.kind}`);
     }
-    const names = Object.keys(labels);
-    if (names.length !== family.labelNames.length || names.some((label) => !family.labelNames.includes(label))) {
-      throw new Error(`self-metric ${name} has labels ${family.labelNames.join(', ')}, not ${names.join(', ')}`);
-    }
-    const key = JSON.stringify(family.labelNames.map((label) => labels[label]));
+    const key = this.seriesKey(name, family.labelNames, labels);
     let series = family.series.get(key);
     if (!series) {
       series = new SeriesValue({ ...labels });
       family.series.set(key, series);
     }
     return series;
+  }
+
+  private seriesKey(name: string, labelNames: readonly string[], labels: Record<string, string>): string {
+    const names = Object.keys(labels);
+    if (names.length !== labelNames.length || names.some((label) => !labelNames.includes(label))) {
+      throw new Error(`self-metric ${name} has labels ${labelNames.join(', ')}, not ${names.join(', ')}`);
+    }
+    return JSON.stringify(labelNames.map((label) => labels[label]));
+  }
+
+  /**
+   * Registered as prom-client reads a metric (get() at each scrape), not as a prom-client
+   * Histogram: that one can only observe values, and ours are counted already.
+   */
+  private exposeHistogram(registry: Registry, name: string, family: HistogramFamily): void {
+    const help = family.help;
+    const metric = {
+      name,
+      help,
+      type: 'histogram',
+      aggregator: 'sum',
+      get: () => {
+        const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+        for (const series of family.series.values()) {
+          if (series.count === 0) continue;
+          let cumulative = 0;
+          for (let i = 0; i <= family.bounds.length; i++) {
+            cumulative += series.counts[i]!;
+            values.push({ labels: { ...series.labels, le: i < family.bounds.length ? family.bounds[i]! : '+Inf' }, value: cumulative, metricName: `${name}_bucket` });
+          }
+          values.push({ labels: series.labels, value: series.sum, metricName: `${name}_sum` });
+          values.push({ labels: series.labels, value: series.count, metricName: `${name}_count` });
+        }
+        return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values });
+      },
+    };
+    registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
   /** A prom-client metric that reads the family's series at each collection. */

@@ -32,6 +32,8 @@ interface PendingTrace extends TraceView {
 interface DecidedTrace {
   readonly key: string;
   readonly sampled: boolean;
+  /** When it was decided (the clock's milliseconds), for the late span age. */
+  readonly at: number;
 }
 
 interface Policy {
@@ -41,40 +43,47 @@ interface Policy {
   readonly counts: Record<Decision, { inc(n: number): void }>;
   readonly executions: { inc(n: number): void };
   readonly executionMicros: { inc(n: number): void };
+  readonly latency: { observe(v: number): void };
 }
 
-/** A set of trace ids that forgets the least recently used past its size (the Collector's decision caches). */
+/** Trace ids with their decision time, forgetting the least recently used past its size (the Collector's decision caches). */
 class LruSet {
-  /** Key -> stamp of its latest use; the queue holds (key, stamp) per use, live while the stamp is current. */
-  private readonly stamps = new Map<string, number>();
-  private readonly order = new Fifo<{ key: string; stamp: number }>((e) => this.stamps.get(e.key) === e.stamp);
+  /** Key -> stamp of its latest use and decision time; the queue holds (key, stamp) per use, live while the stamp is current. */
+  private readonly entries = new Map<string, { stamp: number; readonly at: number }>();
+  private readonly order = new Fifo<{ key: string; stamp: number }>((e) => this.entries.get(e.key)?.stamp === e.stamp);
   private clock = 0;
 
   constructor(private readonly size: number) {}
 
-  has(key: string): boolean {
-    if (!this.stamps.has(key)) return false;
-    this.touch(key);
-    return true;
+  /** The decision time of a cached trace (counts as a use), or undefined. */
+  get(key: string): number | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    this.touch(key, entry);
+    return entry.at;
   }
 
-  add(key: string): void {
-    this.touch(key);
-    while (this.stamps.size > this.size) {
+  add(key: string, at: number): void {
+    const entry = this.entries.get(key) ?? { stamp: 0, at };
+    this.entries.set(key, entry);
+    this.touch(key, entry);
+    while (this.entries.size > this.size) {
       const oldest = this.order.first();
       if (!oldest) break;
       this.order.shift();
-      this.stamps.delete(oldest.key);
+      this.entries.delete(oldest.key);
     }
   }
 
-  private touch(key: string): void {
-    const stamp = ++this.clock;
-    this.stamps.set(key, stamp);
-    this.order.push({ key, stamp });
+  private touch(key: string, entry: { stamp: number }): void {
+    entry.stamp = ++this.clock;
+    this.order.push({ key, stamp: entry.stamp });
     this.order.compactAbove(2 * this.size + 1024);
   }
 }
+
+/** The Collector's bounds for its decision latency (µs) and decision timer latency (ms) histograms. */
+const LATENCY_BOUNDS: readonly number[] = [1, 2, 5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 50000];
 
 export interface TailSamplingOptions {
   /** Milliseconds; Date.now by default. Tests pass their own and call tick(). */
@@ -145,6 +154,7 @@ export class TailSamplingProcessor implements Component, Consumer {
         counts: { sampled: count('sampled'), not_sampled: count('not_sampled'), dropped: count('dropped') },
         executions: t.counter(`${prefix}sampling_policy_execution_count`, 'Total number of executions of a specific sampling policy', { processor, policy }),
         executionMicros: t.counter(`${prefix}sampling_policy_execution_time_sum`, 'Total time spent (in microseconds) executing a specific sampling policy', { processor, policy }),
+        latency: t.histogram(`${prefix}sampling_decision_latency`, 'Latency (in microseconds) of a given sampling policy', { processor, policy }, LATENCY_BOUNDS),
       };
     });
     // Drop policies first: a dropped decision wins over every other.
@@ -168,6 +178,8 @@ export class TailSamplingProcessor implements Component, Consumer {
         false: t.counter(`${prefix}late_spans`, 'Spans that arrived after their trace was decided, by that decision (spansieve)', { processor, sampled: 'false' }),
       },
       bufferedBytes: t.gauge(`${prefix}buffered_bytes`, 'Bytes of received resources held for undecided traces (spansieve; bounded by max_buffered_bytes)', { processor }),
+      timerLatency: t.histogram(`${prefix}sampling_decision_timer_latency`, 'Latency (in milliseconds) of each run of the sampling decision timer', { processor }, LATENCY_BOUNDS),
+      lateSpanAge: t.histogram(`${prefix}sampling_late_span_age`, 'Time (in seconds) from the sampling decision was taken and the arrival of a late span', { processor }),
       refused: t.counter(`${prefix}sampled_spans_refused`, 'Spans of kept traces that the next component refused; lost, as in the Collector (spansieve)', { processor }),
     };
   }
@@ -220,6 +232,7 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   /** Decides every trace whose wait is over. The timer calls it; tests call it after moving their clock. */
   tick(): void {
+    const started = performance.now();
     const now = this.clock();
     const due: PendingTrace[] = [];
     this.arrivals.forEachWhile((trace) => {
@@ -236,6 +249,8 @@ export class TailSamplingProcessor implements Component, Consumer {
     this.arrivals.first();
     this.flush();
     this.updateGauges();
+    // Whole milliseconds, as the Collector records it.
+    this.metrics.timerLatency.observe(Math.floor(performance.now() - started));
   }
 
   /** Traces held (undecided, plus decisions kept without a cache), and buffered bytes: for tests and the bench. */
@@ -247,14 +262,18 @@ export class TailSamplingProcessor implements Component, Consumer {
     const stored = new StoredBlock(block.bytes, block.attributes);
     let late: OutputBlock | undefined;
     splitByTrace(block, stored, (key, part, hasRoot) => {
-      if (this.sampledCache?.has(key)) {
+      const sampledAt = this.sampledCache?.get(key);
+      if (sampledAt !== undefined) {
+        this.lateSpanAge(now, sampledAt);
         this.metrics.cacheReleases.true.inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, part.spans);
         this.metrics.lateSpans.true.inc(part.spans);
         (late ??= new OutputBlock(stored)).add(part);
         return;
       }
-      if (this.nonSampledCache?.has(key)) {
+      const notSampledAt = this.nonSampledCache?.get(key);
+      if (notSampledAt !== undefined) {
+        this.lateSpanAge(now, notSampledAt);
         this.metrics.cacheReleases.false.inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, 0);
         this.metrics.lateSpans.false.inc(part.spans);
@@ -262,6 +281,7 @@ export class TailSamplingProcessor implements Component, Consumer {
       }
       const decided = this.decided.get(key);
       if (decided !== undefined) {
+        this.lateSpanAge(now, decided.at);
         this.metrics.lateSpans[decided.sampled ? 'true' : 'false'].inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, decided.sampled ? part.spans : 0);
         if (decided.sampled) (late ??= new OutputBlock(stored)).add(part);
@@ -355,8 +375,10 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.logger.debug({ err, policy: policy.name }, 'tail_sampling: policy evaluation error');
         continue;
       } finally {
+        const micros = Math.round((performance.now() - started) * 1000);
         policy.executions.inc(1);
-        policy.executionMicros.inc(Math.round((performance.now() - started) * 1000));
+        policy.executionMicros.inc(micros);
+        policy.latency.observe(micros);
       }
       policy.counts[decision].inc(1);
       if (decision === 'dropped') {
@@ -386,11 +408,17 @@ export class TailSamplingProcessor implements Component, Consumer {
     }
   }
 
+  /** Once per trace per received resource, as the Collector records it per trace of a batch; whole seconds. */
+  private lateSpanAge(now: number, decidedAt: number): void {
+    this.metrics.lateSpanAge.observe(Math.max(0, Math.floor((now - decidedAt) / 1000)));
+  }
+
   private remember(key: string, sampled: boolean): void {
+    const at = this.clock();
     const cache = sampled ? this.sampledCache : this.nonSampledCache;
-    if (cache) cache.add(key);
+    if (cache) cache.add(key, at);
     else {
-      const entry = { key, sampled };
+      const entry = { key, sampled, at };
       this.decided.set(key, entry);
       this.decidedOrder.push(entry);
     }

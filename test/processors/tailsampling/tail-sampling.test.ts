@@ -38,7 +38,7 @@ function setup(raw: Record<string, unknown>, next: Consumer = new Capture()) {
     }
     return sum;
   };
-  return { clock, processor, metric, capture: next as Capture };
+  return { clock, processor, metric, telemetry, capture: next as Capture };
 }
 
 function batchOf(...spans: (SpanSpec & { service?: string })[]): Batch {
@@ -206,6 +206,43 @@ describe('tail_sampling decisions', () => {
       assert.equal(processor.stats.pending, 0);
       assert.equal(processor.stats.decided, cache ? 0 : 2);
     }
+  });
+
+  test('histograms: decision latency per policy, timer latency, late span age, with the Collector\'s buckets', async () => {
+    const { clock, processor, metric, telemetry } = setup({
+      policies: [
+        { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
+        { name: 'slow', type: 'latency', latency: { threshold_ms: 100 } },
+      ],
+    });
+    const histogramLines = async (name: string): Promise<string[]> => (await telemetry.registry.metrics()).split('\n').filter((l) => l.startsWith(name));
+    const [a, b, c] = [randomBytes(16), randomBytes(16), randomBytes(16)];
+    await processor.consume(batchOf({ traceId: a, statusCode: 2 }, { traceId: b }, { traceId: c }));
+    assert.deepEqual(await histogramLines('otelcol_processor_tail_sampling_sampling_decision_latency'), [], 'no series before the first decision');
+    clock.now += 10_000;
+    processor.tick();
+    processor.tick();
+    clock.now += 7_500;
+    await processor.consume(batchOf({ traceId: a, name: 'late', service: 'db' }, { traceId: b, name: 'late', service: 'db' }));
+    await flush();
+    const latency = 'otelcol_processor_tail_sampling_sampling_decision_latency';
+    const bounds = ['1', '2', '5', '10', '25', '50', '75', '100', '150', '200', '300', '400', '500', '750', '1000', '2000', '3000', '4000', '5000', '10000', '20000', '30000', '50000', '+Inf'];
+    const les = (lines: string[]) => lines.filter((l) => l.includes('_bucket{')).map((l) => /le="([^"]+)"/.exec(l)![1]);
+    const errorsLines = (await histogramLines(latency)).filter((l) => l.includes('policy="errors"'));
+    assert.deepEqual(les(errorsLines), bounds);
+    assert.equal(await metric(`${latency}_count`, { policy: 'errors' }), 3);
+    assert.equal(await metric(`${latency}_count`, { policy: 'slow' }), 3);
+    assert.equal(await metric(`${latency}_bucket`, { policy: 'slow', le: '+Inf' }), 3);
+    const timer = 'otelcol_processor_tail_sampling_sampling_decision_timer_latency';
+    assert.deepEqual(les(await histogramLines(timer)), bounds);
+    assert.equal(await metric(`${timer}_count`), 2, 'one per run of the timer');
+    const age = 'otelcol_processor_tail_sampling_sampling_late_span_age';
+    assert.deepEqual(les(await histogramLines(age)), ['0', '5', '10', '25', '50', '75', '100', '250', '500', '750', '1000', '2500', '5000', '7500', '10000', '+Inf']);
+    // Two traces' late spans, 7.5 s after their decision: 7 whole seconds each.
+    assert.equal(await metric(`${age}_count`), 2);
+    assert.equal(await metric(`${age}_sum`), 14);
+    assert.equal(await metric(`${age}_bucket`, { le: '5' }), 0);
+    assert.equal(await metric(`${age}_bucket`, { le: '10' }), 2);
   });
 
   test('at num_traces the oldest trace is decided early, counted, and still evaluated', async () => {

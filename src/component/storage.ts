@@ -7,7 +7,8 @@ import { parseRequest } from '../pdata/scan';
 
 /**
  * How one exporter's requests are written as records and read back. Kinds are global (a
- * directory could be reused by another exporter type): 0 and 1 batches, 2 remote write.
+ * directory could be reused by another exporter type): 0 and 1 batches, 2 remote write,
+ * 3 and 4 tail_sampling's received resources and decisions.
  */
 export interface RecordCodec<R> {
   /** The payload's first byte. */
@@ -66,12 +67,15 @@ export interface PersistentQueue<R> {
   close(): Promise<void>;
 }
 
-/** An extension that can hold exporters' persistent queues (what `sending_queue.storage` names). */
+/** Whose queue: an exporter's sending queue, or a processor's buffer (tail_sampling's `storage`). */
+export type QueueOwner = 'exporter' | 'processor';
+
+/** An extension that can hold exporters' persistent queues (what `sending_queue.storage` names) and processors' buffers. */
 export interface QueueStorage {
   /** A queue of batches, or of the requests `codec` writes and reads. */
-  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>): PersistentQueue<R>;
+  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>, owner?: QueueOwner): PersistentQueue<R>;
   /** Where openQueue() keeps that component's queue. */
-  directoryFor?(componentId: string): string;
+  directoryFor?(componentId: string, owner?: QueueOwner): string;
 }
 
 export function isQueueStorage(component: unknown): component is QueueStorage {

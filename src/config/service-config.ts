@@ -93,6 +93,7 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), fa
     .filter((id) => sections.extensions.has(id));
 
   checkQueueStorage(sections.exporters, sections.extensions, serviceExtensions, top('exporters'));
+  checkProcessorStorage(sections.processors, sections.extensions, serviceExtensions, top('processors'));
   checkAuthenticators(sections.receivers, 'server', sections.extensions, serviceExtensions, top('receivers'));
   checkAuthenticators(sections.exporters, 'client', sections.extensions, serviceExtensions, top('exporters'));
 
@@ -258,6 +259,17 @@ function checkQueueStorage(
     const other = directories.get(directory);
     if (other !== undefined) exportersNode.issues.report(`extensions::${id}::directory`, `is also the directory of ${other}; each file_storage needs its own`);
     directories.set(directory, id);
+  }
+}
+
+/** A processor's `storage` (tail_sampling) names a file_storage extension that is configured and enabled. */
+function checkProcessorStorage(processors: ReadonlyMap<string, ComponentConfig>, extensions: ReadonlyMap<string, ComponentConfig>, enabled: readonly string[], processorsNode: Node): void {
+  for (const [id, processor] of processors) {
+    const storage = (processor.config as { storage?: unknown } | undefined)?.storage;
+    if (typeof storage !== 'string') continue;
+    const node = processorsNode.child(id).child('storage');
+    if (!extensions.has(storage)) node.report(`references extension "${storage}" which is not configured (add it under extensions)`);
+    else if (!enabled.includes(storage)) node.report(`references extension "${storage}" which is not enabled (list it in service::extensions)`);
   }
 }
 

@@ -8,7 +8,7 @@ import { errorMessage } from '../../component/errors';
 import type { Component, CreateSettings, ExtensionFactory } from '../../component/component';
 import type { Node } from '../../config/reader';
 import type { Batch } from '../../pdata/batch';
-import type { QueueStorage, RecordCodec } from '../../component/storage';
+import type { QueueOwner, QueueStorage, RecordCodec } from '../../component/storage';
 import { SegmentQueue, realIo, type QueueIo } from './segment-queue';
 
 // The Collector's file_storage extension, for exporters' persistent sending queues
@@ -119,16 +119,16 @@ export class FileStorage implements Component, QueueStorage {
     }
   }
 
-  directoryFor(componentId: string): string {
-    return path.join(this.config.directory, `exporter_${queueName(componentId)}`);
+  directoryFor(componentId: string, owner: QueueOwner = 'exporter'): string {
+    return path.join(this.config.directory, `${owner}_${queueName(componentId)}`);
   }
 
-  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>): SegmentQueue<R> {
+  openQueue<R = Batch>(componentId: string, logger: Logger, onCorrupt: (n: number) => void, codec?: RecordCodec<R>, owner: QueueOwner = 'exporter'): SegmentQueue<R> {
     if (this.token === undefined) throw new Error(`file storage ${this.settings.id} is not started`);
-    const name = queueName(componentId);
-    if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${componentId}`);
+    const name = `${owner}_${queueName(componentId)}`;
+    if (this.open.has(name)) throw new Error(`file storage ${this.settings.id} already holds an open queue for ${owner} ${componentId}`);
     const queue = new SegmentQueue<R>({
-      dir: this.directoryFor(componentId),
+      dir: this.directoryFor(componentId, owner),
       ...(codec ? { codec } : {}),
       fsync: this.config.fsync,
       logger,

@@ -52,6 +52,8 @@ export interface TailSamplingConfig {
   readonly maximumTraceSizeBytes: number;
   /** spansieve: bound on the bytes of buffered resources (undecided traces' spans). */
   readonly maxBufferedBytes: number;
+  /** spansieve: id of a file_storage extension; buffered spans are written there before they are acknowledged. */
+  readonly storage?: string;
   readonly policies: readonly NamedPolicy[];
 }
 
@@ -62,7 +64,7 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
 const TOP_KEYS = [
   'decision_wait', 'decision_wait_after_root_received', 'num_traces', 'expected_new_traces_per_sec', 'decision_cache', 'policies',
   'sample_on_first_match', 'drop_pending_traces_on_shutdown', 'maximum_trace_size_bytes', 'block_on_overflow', 'num_shards',
-  'sampling_strategy', 'tail_storage', 'max_buffered_bytes',
+  'sampling_strategy', 'tail_storage', 'max_buffered_bytes', 'storage',
 ] as const;
 
 const LEAF_TYPES = [
@@ -99,7 +101,10 @@ export function parseTailSamplingConfig(node: Node): TailSamplingConfig {
   if (at('block_on_overflow').boolean(false)) at('block_on_overflow').report('is not supported by spansieve: a full buffer decides its oldest traces early instead of blocking');
   at('num_shards').integer(1, 1, 256); // one event loop: accepted and ignored, the limits are not divided
   at('sampling_strategy').oneOf('trace-complete', ['trace-complete'] as const);
-  if (!at('tail_storage').isAbsent) at('tail_storage').report('is not supported by spansieve (buffered spans are in memory; a restart loses undecided traces)');
+  if (!at('tail_storage').isAbsent) {
+    at('tail_storage').report('is not supported by spansieve (the Collector\'s feature-gated tail storage extensions); to keep undecided traces across restarts use storage: file_storage');
+  }
+  const storage = parseStorage(at('storage'));
   const policiesNode = at('policies');
   const policies = parsePolicyList(policiesNode, 'top');
   return {
@@ -113,8 +118,19 @@ export function parseTailSamplingConfig(node: Node): TailSamplingConfig {
     dropPendingTracesOnShutdown: at('drop_pending_traces_on_shutdown').boolean(false),
     maximumTraceSizeBytes: at('maximum_trace_size_bytes').integer(0, 0),
     maxBufferedBytes: at('max_buffered_bytes').integer(DEFAULT_MAX_BUFFERED_BYTES, 1024),
+    ...(storage !== undefined ? { storage } : {}),
     policies,
   };
+}
+
+function parseStorage(node: Node): string | undefined {
+  if (node.isAbsent) return undefined;
+  const id = node.string('');
+  if (!/^file_storage(?:\/[^\s/]+)?$/.test(id)) {
+    node.report(`expected the id of a file_storage extension (file_storage or file_storage/<name>), got ${JSON.stringify(node.value)}`);
+    return undefined;
+  }
+  return id;
 }
 
 function parsePolicyList(node: Node, level: Level): NamedPolicy[] {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings, ProcessorFactory, SamplingRecorder } from '../../component/component';
-import { PermanentError } from '../../component/errors';
+import type { Component, Consumer, CreateSettings, Host, ProcessorFactory, SamplingRecorder } from '../../component/component';
+import { errorMessage, PermanentError, RetryableError } from '../../component/errors';
+import { isQueueStorage } from '../../component/storage';
 import type { Node } from '../../config/reader';
 import type { Attributes } from '../../pdata/attributes';
 import { Batch, type ResourceBlock } from '../../pdata/batch';
@@ -11,6 +12,7 @@ import { parseTailSamplingConfig, type TailSamplingConfig } from './config';
 import { buildEvaluator, type Clock, type Decision, type Evaluator, type TraceView } from './policies';
 import { Fifo } from './fifo';
 import { OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data';
+import { ReceivedRecord, tailRecords, TraceStore } from './persist';
 
 // tail_sampling: spans wait, grouped by trace id, for `decision_wait` after their trace's first span;
 // then the policies decide and the kept traces go on. Buffered spans stay as received bytes
@@ -27,6 +29,14 @@ interface PendingTrace extends TraceView {
   decideAt: number;
   /** Decided or dropped: no longer in `pending` (its queue entry is dead). */
   done: boolean;
+  /** With storage: the received records holding its spans, in arrival order. */
+  records?: ReceivedRecord[];
+}
+
+/** What recovery passes to ingest: decisions read back, and which records hold those traces. */
+interface Recovery {
+  readonly decided: ReadonlyMap<string, boolean>;
+  readonly holders: Map<string, ReceivedRecord[]>;
 }
 
 interface DecidedTrace {
@@ -122,6 +132,13 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly id: string;
   /** The policy that made evaluate()'s last decision: the first that sampled, or the drop policy; null: none. */
   private decidingPolicy: string | null = null;
+  /** With `storage`: where received requests are written before they are acknowledged. */
+  private store: TraceStore | undefined;
+  /** Kept traces of this turn whose records are settled once the next component has their spans. */
+  private awaitingOutput: PendingTrace[] = [];
+  /** Records with late spans of kept traces in this turn's output: held until the next component has them. */
+  private awaitingRecords: ReceivedRecord[] = [];
+  private readonly writeFailLog = new LogThrottle();
 
   constructor(
     settings: CreateSettings,
@@ -180,11 +197,15 @@ export class TailSamplingProcessor implements Component, Consumer {
       bufferedBytes: t.gauge(`${prefix}buffered_bytes`, 'Bytes of received resources held for undecided traces (spansieve; bounded by max_buffered_bytes)', { processor }),
       timerLatency: t.histogram(`${prefix}sampling_decision_timer_latency`, 'Latency (in milliseconds) of each run of the sampling decision timer', { processor }, LATENCY_BOUNDS),
       lateSpanAge: t.histogram(`${prefix}sampling_late_span_age`, 'Time (in seconds) from the sampling decision was taken and the arrival of a late span', { processor }),
+      writeFailed: t.counter(`${prefix}storage_write_failed_spans`, 'Spans refused because they could not be written to storage (the client retries) (spansieve)', { processor }),
+      recovered: t.counter(`${prefix}storage_recovered_traces`, 'Undecided traces read back from storage at start (spansieve)', { processor }),
+      corrupt: t.counter(`${prefix}storage_corrupt_records`, 'Records of the storage skipped at start because their checksum or framing was wrong; their data is lost (spansieve)', { processor }),
       refused: t.counter(`${prefix}sampled_spans_refused`, 'Spans of kept traces that the next component refused; lost, as in the Collector (spansieve)', { processor }),
     };
   }
 
-  async start(): Promise<void> {
+  async start(host?: Host): Promise<void> {
+    if (this.config.storage !== undefined) this.recover(host, this.config.storage);
     if (!this.useTimer) return;
     const interval = Math.min(1000, this.config.decisionWaitMs);
     this.timer = setInterval(() => this.tick(), interval);
@@ -196,8 +217,11 @@ export class TailSamplingProcessor implements Component, Consumer {
     this.timer = undefined;
     if (!this.stopped) {
       this.stopped = true;
-      // As the Collector: the traces still waiting are decided on what arrived, unless asked to drop them.
-      if (this.config.dropPendingTracesOnShutdown) {
+      // As the Collector: the traces still waiting are decided on what arrived, unless asked to drop
+      // them; with storage they stay there for the next start.
+      if (this.store && !this.config.dropPendingTracesOnShutdown) {
+        if (this.pending.size > 0) this.logger.info({ traces: this.pending.size }, 'tail_sampling: undecided traces stay in storage for the next start');
+      } else if (this.config.dropPendingTracesOnShutdown) {
         if (this.pending.size > 0) this.logger.warn(`tail_sampling: ${this.pending.size} undecided traces dropped at shutdown (drop_pending_traces_on_shutdown)`);
         for (const trace of [...this.pending.values()]) this.forget(trace);
       } else {
@@ -206,6 +230,8 @@ export class TailSamplingProcessor implements Component, Consumer {
       this.flush();
     }
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.store?.close();
+    this.store = undefined;
   }
 
   mayKeep(attributes: Attributes): boolean {
@@ -218,6 +244,7 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   /** Accepted batches are buffered; their kept spans reach the next consumer later, so this does not wait for it. */
   consume(batch: Batch): Promise<void> {
+    if (this.store) return this.consumeStored(batch, this.store);
     try {
       const now = this.clock();
       for (const block of batch.resources) this.ingest(block.unchecked ? checkedBlock(block) : block, now);
@@ -227,6 +254,81 @@ export class TailSamplingProcessor implements Component, Consumer {
       return DONE;
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /**
+   * With storage: the request is written first and acknowledged once written (a failed write
+   * refuses it, retryably); then buffered as without storage, with its arrival time as written.
+   */
+  private async consumeStored(batch: Batch, store: TraceStore): Promise<void> {
+    const blocks = batch.resources.map((block) => (block.unchecked ? checkedBlock(block) : block));
+    const at = this.clock();
+    let record: ReceivedRecord;
+    try {
+      record = await store.append(at, blocks);
+    } catch (err) {
+      this.metrics.writeFailed.inc(batch.itemCount);
+      const left = this.writeFailLog.take();
+      if (left !== undefined) this.logger.warn({ err: errorMessage(err), ...(left > 0 ? { similarNotLogged: left } : {}) }, 'tail_sampling: could not write received spans to storage; refusing them (the client retries)');
+      throw new RetryableError(`processor ${this.id}: ${errorMessage(err)}`);
+    }
+    // Shut down meanwhile: the record waits on disk for the next start.
+    if (this.stopped) return;
+    this.ingestRecord(record, at, blocks);
+    this.enforceByteLimit();
+    this.flush();
+    this.updateGauges();
+  }
+
+  private ingestRecord(record: ReceivedRecord, at: number, blocks: readonly ResourceBlock[], recovery?: Recovery): void {
+    // Held while its blocks are ingested, so an early decision among them cannot ack it half-way.
+    record.open++;
+    try {
+      for (const block of blocks) this.ingest(block, at, record, recovery);
+    } finally {
+      record.open--;
+      this.store!.release(record);
+    }
+  }
+
+  /** Opens the storage and buffers what a previous run left undecided, with its arrival times. */
+  private recover(host: Host | undefined, id: string): void {
+    const storage = host?.extensions?.get(id);
+    if (!isQueueStorage(storage)) throw new Error(`storage: extension "${id}" is not running (it must be configured and listed in service::extensions)`);
+    const corrupt = this.metrics.corrupt;
+    let queue;
+    try {
+      queue = storage.openQueue(this.id, this.logger, (n) => corrupt.inc(n), tailRecords, 'processor');
+    } catch (err) {
+      throw new Error(`${errorMessage(err)} (a tail_sampling with storage can be in one pipeline only)`, { cause: err });
+    }
+    const report = queue.recover();
+    const store = new TraceStore(queue, this.logger);
+    this.store = store;
+    const decided = new Map<string, boolean>();
+    for (const { request } of report.records) {
+      if (request.kind === 'decisions') request.keys.forEach((key, i) => decided.set(key, request.sampled[i]!));
+    }
+    const recovery: Recovery = { decided, holders: new Map() };
+    const tracesBefore = this.pending.size;
+    for (const { request, ref } of report.records) {
+      if (request.kind !== 'received') continue;
+      this.ingestRecord(new ReceivedRecord(ref), request.at, request.blocks, recovery);
+    }
+    for (const { request, ref } of report.records) {
+      if (request.kind === 'decisions') store.recoveredDecisions(ref, request.keys.flatMap((key) => recovery.holders.get(key) ?? []));
+    }
+    // Late spans after the restart follow the decisions still on disk.
+    for (const [key, sampled] of decided) if (!this.pending.has(key)) this.remember(key, sampled);
+    const traces = this.pending.size - tracesBefore;
+    this.metrics.recovered.inc(traces);
+    this.updateGauges();
+    if (report.records.length > 0 || report.corrupt > 0) {
+      this.logger.info(
+        { traces, records: report.records.length, decisionsRead: decided.size, corrupt: report.corrupt, tornBytes: report.tornBytes, dir: queue.dir },
+        'tail_sampling: buffered the undecided traces the previous run left in storage; their decision_wait counts from their first arrival',
+      );
     }
   }
 
@@ -258,10 +360,17 @@ export class TailSamplingProcessor implements Component, Consumer {
     return { pending: this.pending.size, decided: this.decided.size, bufferedBytes: this.bufferedBytes };
   }
 
-  private ingest(block: ResourceBlock, now: number): void {
+  private ingest(block: ResourceBlock, now: number, record?: ReceivedRecord, recovery?: Recovery): void {
     const stored = new StoredBlock(block.bytes, block.attributes);
     let late: OutputBlock | undefined;
     splitByTrace(block, stored, (key, part, hasRoot) => {
+      if (recovery?.decided.has(key)) {
+        // Decided before the restart (and sent on if kept): only its decision record needs to know where it is.
+        const holders = recovery.holders.get(key);
+        if (!holders) recovery.holders.set(key, [record!]);
+        else if (holders[holders.length - 1] !== record) holders.push(record!);
+        return;
+      }
       const sampledAt = this.sampledCache?.get(key);
       if (sampledAt !== undefined) {
         this.lateSpanAge(now, sampledAt);
@@ -299,6 +408,13 @@ export class TailSamplingProcessor implements Component, Consumer {
       trace.spanCount += part.spans;
       trace.bytes += part.bytes;
       stored.refs++;
+      if (record) {
+        const records = (trace.records ??= []);
+        if (records[records.length - 1] !== record) {
+          records.push(record);
+          record.open++;
+        }
+      }
       if (hasRoot && this.config.decisionWaitAfterRootReceivedMs > 0) {
         const at = now + this.config.decisionWaitAfterRootReceivedMs;
         if (at < trace.decideAt) {
@@ -311,9 +427,16 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.report(trace, false, null, 'larger than maximum_trace_size_bytes');
         this.release(trace);
         this.remember(key, false);
+        this.settle(trace, false);
       }
     });
-    if (late) this.queueOutput(late);
+    if (late) {
+      this.queueOutput(late);
+      if (record) {
+        record.open++;
+        this.awaitingRecords.push(record);
+      }
+    }
     if (stored.refs > 0) {
       // A private copy: a view would keep the whole received request alive while the trace waits.
       stored.bytes = Buffer.from(block.bytes);
@@ -360,6 +483,17 @@ export class TailSamplingProcessor implements Component, Consumer {
     }
     this.release(trace);
     this.remember(trace.key, decision === 'sampled');
+    // A kept trace's records wait until the next component has its spans (flush).
+    if (decision === 'sampled' && trace.records) this.awaitingOutput.push(trace);
+    else this.settle(trace, false);
+  }
+
+  /** With storage: the trace no longer needs its records (kept: its spans were handed on). */
+  private settle(trace: PendingTrace, sampled: boolean): void {
+    const records = trace.records;
+    if (!records || !this.store) return;
+    trace.records = undefined;
+    this.store.settle(trace.key, sampled, records);
   }
 
   /** The Collector's final decision: dropped wins, then any sampled; errors are counted and skipped. */
@@ -442,6 +576,7 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   private forget(trace: PendingTrace): void {
     this.release(trace);
+    this.settle(trace, false);
   }
 
   private outputFor(block: StoredBlock): OutputBlock {
@@ -466,11 +601,26 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   /** Sends what was kept this turn as one batch. A refusal loses those spans (counted, logged), as in the Collector. */
   private flush(): void {
-    if (this.output.size === 0) return;
+    const awaiting = this.awaitingOutput;
+    if (awaiting.length > 0) this.awaitingOutput = [];
+    const records = this.awaitingRecords;
+    if (records.length > 0) this.awaitingRecords = [];
+    const settle = (): void => {
+      for (const trace of awaiting) this.settle(trace, true);
+      for (const record of records) {
+        record.open--;
+        this.store?.release(record);
+      }
+    };
+    if (this.output.size === 0) {
+      settle();
+      return;
+    }
     const blocks = [...this.output.values()].map((out) => out.encode());
     this.output = new Map();
     const batch = new Batch('traces', blocks);
-    const sent = this.next.consume(batch).then(
+    // Settled after the next component answered, accepted or refused (then lost, as without storage).
+    const sent = this.next.consume(batch).finally(settle).then(
       () => undefined,
       (err: unknown) => {
         this.metrics.refused.inc(batch.itemCount);

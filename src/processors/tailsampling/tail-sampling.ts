@@ -263,6 +263,7 @@ export class TailSamplingProcessor implements Component, Consumer {
    */
   private async consumeStored(batch: Batch, store: TraceStore): Promise<void> {
     const blocks = batch.resources.map((block) => (block.unchecked ? checkedBlock(block) : block));
+    if (blocks.length === 0) return;
     const at = this.clock();
     let record: ReceivedRecord;
     try {

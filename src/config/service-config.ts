@@ -105,6 +105,7 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), fa
     if (pipeline) pipelines.push(pipeline);
   }
   checkConnectors(pipelines, sections.connectors, pipelinesNode);
+  checkStoragePipelines(pipelines, sections.processors, top('processors'));
 
   const telemetry = service('telemetry').struct(['metrics', 'logs']);
   const metrics = telemetry('metrics').struct(['address', 'level']);
@@ -270,6 +271,15 @@ function checkProcessorStorage(processors: ReadonlyMap<string, ComponentConfig>,
     const node = processorsNode.child(id).child('storage');
     if (!extensions.has(storage)) node.report(`references extension "${storage}" which is not configured (add it under extensions)`);
     else if (!enabled.includes(storage)) node.report(`references extension "${storage}" which is not enabled (list it in service::extensions)`);
+  }
+}
+
+/** A processor with `storage` owns one queue: it can run in one pipeline only (each pipeline has its own instance). */
+function checkStoragePipelines(pipelines: readonly PipelineConfig[], processors: ReadonlyMap<string, ComponentConfig>, processorsNode: Node): void {
+  for (const [id, processor] of processors) {
+    if (typeof (processor.config as { storage?: unknown } | undefined)?.storage !== 'string') continue;
+    const using = pipelines.filter((p) => p.processors.includes(id)).map((p) => p.id);
+    if (using.length > 1) processorsNode.child(id).child('storage').report(`a processor with storage can be in one pipeline only; it is in ${using.join(', ')}`);
   }
 }
 

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { Host } from '../../../src/component/component';
 import { RetryableError } from '../../../src/component/errors';
+import { ConfigValidationError } from '../../../src/config/reader';
 import { FileStorage } from '../../../src/extensions/filestorage/file-storage';
 import { realIo } from '../../../src/extensions/filestorage/segment-queue';
 import type { Batch } from '../../../src/pdata/batch';
@@ -16,6 +17,7 @@ import { TailSamplingProcessor } from '../../../src/processors/tailsampling/tail
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, type SpanSpec } from '../../helpers/obi';
+import { startService } from '../../helpers/service';
 
 // tail_sampling with `storage`, in process with a real file_storage: what is written, what comes
 // back at start, what is acked. A "crash" here is the storage closed under a processor that was
@@ -97,6 +99,40 @@ describe('tail_sampling storage', () => {
       'component::storage: expected the id of a file_storage extension (file_storage or file_storage/<name>), got "memory"',
     ]);
     assert.match(configErrors(parseTailSamplingConfig, { policies, tail_storage: 'x' })[0]!, /use storage: file_storage/);
+  });
+
+  test('service config: the extension is configured and enabled; one pipeline only', async () => {
+    const config = (storage: string, extensions: string[], pipelines: string[]) => ({
+      receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },
+      processors: { tail_sampling: { storage, policies: [{ name: 'a', type: 'always_sample' }] } },
+      exporters: { debug: {} },
+      extensions: { file_storage: { directory: newDir() } },
+      service: {
+        extensions,
+        telemetry: { metrics: { level: 'none' } },
+        pipelines: Object.fromEntries(pipelines.map((id) => [id, { receivers: ['otlp'], processors: ['tail_sampling'], exporters: ['debug'] }])),
+      },
+    });
+    const errorsOf = async (c: Record<string, unknown>): Promise<string[]> => {
+      try {
+        const service = await startService(c);
+        await service.shutdown();
+        return [];
+      } catch (err) {
+        if (err instanceof ConfigValidationError) return [...err.errors];
+        throw err;
+      }
+    };
+    assert.deepEqual(await errorsOf(config('file_storage/x', ['file_storage'], ['traces'])), [
+      'processors::tail_sampling::storage: references extension "file_storage/x" which is not configured (add it under extensions)',
+    ]);
+    assert.deepEqual(await errorsOf(config('file_storage', [], ['traces'])), [
+      'processors::tail_sampling::storage: references extension "file_storage" which is not enabled (list it in service::extensions)',
+    ]);
+    assert.deepEqual(await errorsOf(config('file_storage', ['file_storage'], ['traces', 'traces/b'])), [
+      'processors::tail_sampling::storage: a processor with storage can be in one pipeline only; it is in traces, traces/b',
+    ]);
+    assert.deepEqual(await errorsOf(config('file_storage', ['file_storage'], ['traces'])), []);
   });
 
   test('a crash keeps the undecided traces: the next start decides them from their first arrival, kept ones once', async () => {

@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../../component/errors';
 import type { PersistentQueue, RecordCodec, RecordRef } from '../../component/storage';
-import { Batch, type ResourceBlock } from '../../pdata/batch';
+import type { ResourceBlock } from '../../pdata/batch';
 import { parseRequest } from '../../pdata/scan';
+import { writeVarint } from '../../pdata/wire';
 import { LogThrottle } from '../../util/log-throttle';
 
 // tail_sampling's `storage`: every received request is written to a storage extension's queue
@@ -16,6 +17,8 @@ import { LogThrottle } from '../../util/log-throttle';
 export const RECEIVED_KIND = 3;
 export const DECISIONS_KIND = 4;
 const KEY_BYTES = 16;
+/** ExportTraceServiceRequest.resource_spans: field 1, length-delimited. */
+const RESOURCES_TAG = 0x0a;
 const DECISION_BYTES = KEY_BYTES + 1;
 
 export type TailRecord =
@@ -28,9 +31,21 @@ export const tailRecords: RecordCodec<TailRecord> = {
   kind: (r) => (r.kind === 'received' ? RECEIVED_KIND : DECISIONS_KIND),
   body: (r) => {
     if (r.kind === 'received') {
-      const at = Buffer.allocUnsafe(8);
-      at.writeDoubleLE(r.at, 0);
-      return [at, new Batch('traces', r.blocks).toRequestBytes()];
+      // The arrival time, then an export request made of the blocks' own bytes (written as they are, not copied).
+      const out: Buffer[] = [];
+      let head = Buffer.allocUnsafe(8 + 1 + 5);
+      head.writeDoubleLE(r.at, 0);
+      let pos = 8;
+      for (const block of r.blocks) {
+        head[pos] = RESOURCES_TAG;
+        pos = writeVarint(head, pos + 1, block.bytes.length);
+        out.push(head.subarray(0, pos));
+        out.push(Buffer.from(block.bytes.buffer, block.bytes.byteOffset, block.bytes.byteLength));
+        head = Buffer.allocUnsafe(1 + 5);
+        pos = 0;
+      }
+      if (out.length === 0) out.push(head.subarray(0, 8));
+      return out;
     }
     const buf = Buffer.allocUnsafe(r.keys.length * DECISION_BYTES);
     r.keys.forEach((key, i) => {

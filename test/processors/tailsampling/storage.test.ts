@@ -17,6 +17,7 @@ import { TailSamplingProcessor } from '../../../src/processors/tailsampling/tail
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, type SpanSpec } from '../../helpers/obi';
+import { freePorts } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
 
 // tail_sampling with `storage`, in process with a real file_storage: what is written, what comes
@@ -213,6 +214,31 @@ describe('tail_sampling storage', () => {
     assert.deepEqual(keptNames(run.capture), ['after']);
     await run.processor.shutdown();
     await run.storage.shutdown();
+  });
+
+  test('behind a real receiver: a failed write is a 503 for the client, then accepted again', async () => {
+    const dir = newDir();
+    const [port] = await freePorts(1);
+    const service = await startService({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${port}` } } } },
+      processors: { tail_sampling: { storage: 'file_storage', decision_wait: '10m', policies: [{ name: 'a', type: 'always_sample' }] } },
+      exporters: { debug: {} },
+      extensions: { file_storage: { directory: dir } },
+      service: { extensions: ['file_storage'], telemetry: { metrics: { level: 'none' } }, pipelines: { traces: { receivers: ['otlp'], processors: ['tail_sampling'], exporters: ['debug'] } } },
+    });
+    const post = () =>
+      fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: encodeTraces([obiResourceSpans(hostInstance('h', 1), [obiSpan()])]) });
+    try {
+      const storage = service.graph.extensions.get('file_storage') as FileStorage;
+      storage.io = { ...realIo, writev: () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })) };
+      const refused = await post();
+      assert.equal(refused.status, 503);
+      assert.match(await refused.text(), /ENOSPC/);
+      storage.io = undefined;
+      assert.equal((await post()).status, 200);
+    } finally {
+      await service.shutdown();
+    }
   });
 
   test('storage stays bounded: decided traces\' records are acked and their segments deleted', async () => {

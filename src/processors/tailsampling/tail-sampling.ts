@@ -37,6 +37,8 @@ interface PendingTrace extends TraceView {
 interface Recovery {
   readonly decided: ReadonlyMap<string, boolean>;
   readonly holders: Map<string, ReceivedRecord[]>;
+  /** Undecided traces read back. */
+  traces: number;
 }
 
 interface DecidedTrace {
@@ -311,19 +313,22 @@ export class TailSamplingProcessor implements Component, Consumer {
     for (const { request } of report.records) {
       if (request.kind === 'decisions') request.keys.forEach((key, i) => decided.set(key, request.sampled[i]!));
     }
-    const recovery: Recovery = { decided, holders: new Map() };
-    const tracesBefore = this.pending.size;
+    const recovery: Recovery = { decided, holders: new Map(), traces: 0 };
     for (const { request, ref } of report.records) {
       if (request.kind !== 'received') continue;
       this.ingestRecord(new ReceivedRecord(ref), request.at, request.blocks, recovery);
+      // The bounds hold at start too (they may be lower than the previous run's).
+      this.enforceByteLimit();
     }
     for (const { request, ref } of report.records) {
       if (request.kind === 'decisions') store.recoveredDecisions(ref, request.keys.flatMap((key) => recovery.holders.get(key) ?? []));
     }
     // Late spans after the restart follow the decisions still on disk.
     for (const [key, sampled] of decided) if (!this.pending.has(key)) this.remember(key, sampled);
-    const traces = this.pending.size - tracesBefore;
+    const traces = recovery.traces;
     this.metrics.recovered.inc(traces);
+    // Traces decided early above (the bounds) go on now.
+    this.flush();
     this.updateGauges();
     if (report.records.length > 0 || report.corrupt > 0) {
       this.logger.info(
@@ -404,6 +409,7 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.pending.set(key, trace);
         this.arrivals.push(trace);
         this.metrics.newTraces.inc(1);
+        if (recovery) recovery.traces++;
       }
       trace.parts.push(part);
       trace.spanCount += part.spans;

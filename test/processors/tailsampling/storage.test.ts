@@ -198,6 +198,29 @@ describe('tail_sampling storage', () => {
     await run.storage.shutdown();
   });
 
+  test('traces read back at start respect the new bounds: past num_traces the oldest are decided at once', async () => {
+    const dir = newDir();
+    const clock = new Clock();
+    let run = await open(dir, clock);
+    await run.processor.consume(batchOf({ traceId: randomBytes(16), statusCode: 2, name: 'first' }));
+    await run.processor.consume(batchOf({ traceId: randomBytes(16), name: 'second' }));
+    await run.processor.consume(batchOf({ traceId: randomBytes(16), statusCode: 2, name: 'third' }));
+    await run.processor.shutdown();
+    await run.storage.shutdown();
+    run = await open(dir, clock, { num_traces: 1 });
+    assert.equal(await run.metric('otelcol_processor_tail_sampling_storage_recovered_traces'), 3);
+    assert.equal(await run.metric('otelcol_processor_tail_sampling_sampling_trace_dropped_too_early'), 2);
+    assert.equal(run.processor.stats.pending, 1);
+    await flush();
+    assert.deepEqual(keptNames(run.capture), ['first'], 'sent on without waiting for a timer run');
+    clock.now += 10_000;
+    run.processor.tick();
+    await flush();
+    assert.deepEqual(keptNames(run.capture), ['first', 'third']);
+    await run.processor.shutdown();
+    await run.storage.shutdown();
+  });
+
   test('a failed write refuses the request retryably and buffers nothing of it; writes succeed again after', async () => {
     const dir = newDir();
     const clock = new Clock();

@@ -271,14 +271,14 @@ describe('tail_sampling storage', () => {
     const queueDir = path.join(dir, 'processor_tail_sampling');
     let maxBytes = 0;
     let written = 0;
-    // ~20 MB through the storage (2.5 segments), 600 traces of 40 spans per second of the clock.
+    // ~25 MB through the storage (3 segments), 600 traces of 15 spans per second of the clock.
     const seconds = 8;
     for (let second = 0; second < seconds; second++) {
       for (let i = 0; i < 15; i++) {
         const spans = [];
         for (let t = 0; t < 40; t++) {
           const traceId = randomBytes(16);
-          for (let s = 0; s < 40; s++) spans.push({ traceId, statusCode: s === 0 && t === 0 ? 2 : 0 });
+          for (let s = 0; s < 15; s++) spans.push({ traceId, statusCode: s === 0 && t === 0 ? 2 : 0 });
         }
         const batch = batchOf(...spans);
         written += batch.resources.reduce((n, r) => n + r.bytes.length, 0);
@@ -294,7 +294,7 @@ describe('tail_sampling storage', () => {
     run.processor.tick();
     await run.processor.shutdown();
     assert.equal(run.processor.stats.pending, 0);
-    assert.ok(written > 18 * 1024 * 1024, `wrote ${written} bytes`);
+    assert.ok(written > 22 * 1024 * 1024, `wrote ${written} bytes`);
     // Two seconds of traffic (the decision wait, and the second being written) plus one 8 MiB segment.
     assert.ok(maxBytes < 2 * (written / seconds) + 9 * 1024 * 1024, `at most ${maxBytes} bytes on disk of ${written} written`);
     await run.storage.shutdown();

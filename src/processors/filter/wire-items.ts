@@ -1,11 +1,12 @@
 // OTTL's view of a resource, scope, span and span event read straight from the checked bytes of a
 // ResourceSpans / ResourceMetrics: each field is decoded the first time a condition reads it, with
 // OTTL's types (int64 as bigint, doubles as numbers, kvlists as Maps), so what no condition reads
-// is never decoded.
+// is never decoded. One set for the span and the metric paths (metric-rules.ts adds the metric and
+// data point views); values decode with pdata/keyvalues.ts, at most MAX_OTTL_DEPTH levels deep.
 
 import { readString } from '../../pdata/attributes';
 import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS } from '../../pdata/fields';
-import { WireReader } from '../../pdata/wire';
+import { WireReader, readVarintBigInt } from '../../pdata/wire';
 import { MAX_TYPED_DEPTH, decodeTypedKeyValues, decodeTypedValue } from '../../pdata/keyvalues';
 import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
 import type { OttlValue } from '../../ottl';
@@ -142,6 +143,22 @@ export class WireAttributes extends Map<string, OttlValue> {
     super.forEach(callback, thisArg);
   }
 
+  // Writes (no condition makes them today) apply to the whole map, decoded first.
+  override set(key: string, value: OttlValue): this {
+    this.all();
+    return super.set(key, value);
+  }
+
+  override delete(key: string): boolean {
+    this.all();
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.decoded = true;
+    super.clear();
+  }
+
   override [Symbol.iterator](): MapIterator<[string, OttlValue]> {
     this.all();
     return super[Symbol.iterator]();
@@ -169,6 +186,18 @@ function lastVarint(buf: Uint8Array, start: number, end: number, tag: number): n
   while (!reader.done) {
     const t = reader.tag();
     if (t === tag) found = reader.varint();
+    else reader.skip(t & 7);
+  }
+  return found;
+}
+
+/** The last value of the uint32 varint field `tag` (a longer varint keeps its low 32 bits, as protobuf's decoders do), or undefined. */
+function lastUint32(buf: Uint8Array, start: number, end: number, tag: number): number | undefined {
+  const reader = new WireReader(buf, start, end);
+  let found: number | undefined;
+  while (!reader.done) {
+    const t = reader.tag();
+    if (t === tag) found = Number(BigInt.asUintN(32, readVarintBigInt(reader)));
     else reader.skip(t & 7);
   }
   return found;
@@ -208,7 +237,7 @@ export class WireResource implements ResourceData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], RESOURCE.dropped_attributes_count) : undefined) ?? 0;
+      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], RESOURCE.dropped_attributes_count) : undefined) ?? 0;
     }
     return this.dropped;
   }
@@ -219,7 +248,7 @@ export class WireResource implements ResourceData {
   }
 }
 
-/** A ScopeSpans' scope and schema_url. */
+/** A ScopeSpans' / ScopeMetrics' scope and schema_url. */
 export class WireScope implements ScopeData {
   private scopeRange: [number, number] | undefined | null = null;
   private n: string | undefined;
@@ -261,7 +290,7 @@ export class WireScope implements ScopeData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.dropped_attributes_count) : undefined) ?? 0;
+      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.dropped_attributes_count) : undefined) ?? 0;
     }
     return this.dropped;
   }

@@ -12,7 +12,7 @@ import { Batch, type ResourceBlock } from '../../../src/pdata/batch';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import { parseRequest } from '../../../src/pdata/scan';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
-import { resourceDataOf } from '../../../src/processors/filter/ottl-wire-values';
+import { WireResource } from '../../../src/processors/filter/wire-items';
 import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
@@ -247,7 +247,7 @@ function spansieveExport(request: Uint8Array, c: Case): Json | null | undefined 
   const kept: ResourceBlock[] = [];
   try {
     for (const block of batch.resources) {
-      const resource = resourceDataOf(block.bytes);
+      const resource = new WireResource(block.bytes);
       if (rules.resource?.eval({ resource })) continue;
       const out = filterMetricsBlock(block.bytes, resource, rules);
       if (out === undefined) kept.push(block);

@@ -10,7 +10,7 @@ import { DecompressError, decompress, loadZstd, zstdReady, type Compression } fr
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
-import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
+import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
 
 export interface HttpProtocolConfig {
   readonly endpoint: string;
@@ -274,7 +274,12 @@ export class OtlpHttpServer {
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     // zstd is loaded by the first request that needs it (about 10 MiB that most senders never use).
     if (contentEncoding === 'zstd' && !zstdReady()) await loadZstd();
-    return decompressBody(raw, contentEncoding, limit);
+    try {
+      return await decompressBody(raw, contentEncoding, limit, reservation);
+    } catch (err) {
+      if (err instanceof InflightExceeded) throw this.inflightRefusal();
+      throw err;
+    }
   }
 
   private answer(req: http.IncomingMessage, res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
@@ -321,12 +326,15 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   };
 }
 
-/** The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. */
-export async function decompressBody(raw: Buffer, contentEncoding: string, limit: number): Promise<Buffer> {
+/**
+ * The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. With a
+ * `reservation`, what it inflates to counts in max_inflight_bytes (InflightExceeded when it does not fit).
+ */
+export async function decompressBody(raw: Buffer, contentEncoding: string, limit: number, reservation?: Reservation): Promise<Buffer> {
   const compression = CONTENT_ENCODINGS.get(contentEncoding);
   if (compression === undefined) return raw;
   try {
-    return await decompress(compression, raw, limit);
+    return reservation ? await decompressReserved(compression, raw, limit, reservation) : await decompress(compression, raw, limit);
   } catch (err) {
     if (!(err instanceof DecompressError)) throw err;
     if (err.tooLarge) throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes (${contentEncoding})`);

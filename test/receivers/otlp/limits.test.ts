@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import * as zlib from 'node:zlib';
 import { after, afterEach, describe, test } from 'node:test';
 import { parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
 import { parseGrpcTimeout } from '../../../src/receivers/otlp/grpc-server';
@@ -237,6 +238,51 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 1500);
     holder.destroy();
     await waitFor('the budget to be released', async () => (await postOk(s.http)) === 200);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
+  });
+
+  test('max_inflight_bytes counts what a compressed request inflates to: small gzip bodies of 3 MiB each are refused together, over HTTP and gRPC', { timeout: 30_000 }, async () => {
+    const s = await start({ max_inflight_bytes: 1024 * 1024 });
+    services.push(s.service);
+    // ~3 KiB of gzip that inflates to ~3 MiB of valid OTLP.
+    const wide = obiResourceSpans(hostInstance('inflate', 1), [obiSpan()]);
+    wide.resource.attributes.push({ key: 'blob', value: { stringValue: 'x'.repeat(3 * 1024 * 1024) } });
+    const inflated = encodeTraces([wide]);
+    const small = zlib.gzipSync(inflated);
+    assert.ok(small.length < 64 * 1024 && inflated.length > 3 * 1024 * 1024);
+    const postGzip = async (body: Buffer): Promise<Response> => {
+      const res = await fetch(`http://127.0.0.1:${s.http}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' }, body });
+      await res.arrayBuffer();
+      return res;
+    };
+    // Alone it passes: one request is always let in, up to max_request_body_size once inflated.
+    assert.equal((await postGzip(small)).status, 200);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
+    // Another request holds 1,000 bytes: the same small body now does not fit once inflated.
+    const holder = keep(await stalledHttpUpload(s.http, 1000, 3));
+    await waitFor('the holder`s reservation', async () => (await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes')) === 1000);
+    const refused = await postGzip(small);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get('retry-after'), '1');
+    // gRPC: the same message, compressed in its frame.
+    const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
+    session.on('error', () => undefined);
+    const stream = session.request({ ':method': 'POST', ':path': '/opentelemetry.proto.collector.trace.v1.TraceService/Export', 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': 'gzip' });
+    const prefix = Buffer.alloc(5);
+    prefix[0] = 1;
+    prefix.writeUInt32BE(small.length, 1);
+    stream.end(Buffer.concat([prefix, small]));
+    const status = await callStatus(stream);
+    assert.equal(status.grpcStatus, 14, status.message);
+    assert.match(status.message, /max_inflight_bytes/);
+    assert.ok(status.details, 'RetryInfo in grpc-status-details-bin');
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_refused_requests', { transport: 'http' }), 1);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_refused_requests', { transport: 'grpc' }), 1);
+    // What the refused requests had inflated is given back; a body that inflates to little still fits.
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 1000);
+    assert.equal((await postGzip(zlib.gzipSync(BODY))).status, 200);
+    holder.destroy();
+    await waitFor('the budget to be released', async () => (await postGzip(small)).status === 200);
     assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
   });
 });

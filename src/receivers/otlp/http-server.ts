@@ -22,6 +22,12 @@ export interface HttpProtocolConfig {
   readonly readHeaderTimeoutMs: number;
   /** Time to receive a whole request, headers and body; 0: no limit. */
   readonly readTimeoutMs: number;
+  /**
+   * Time from a request's headers to the end of its response (reading the body and the pipelines
+   * included); past it the connection is closed unanswered, as Go's WriteTimeout. 0: no limit.
+   * Optional for callers that build a config by hand (default 0 there; the config reader's is 30 s).
+   */
+  readonly writeTimeoutMs?: number;
   /** Time a keep-alive connection may wait for its next request; 0: no limit. */
   readonly idleTimeoutMs: number;
   /** Connections open at once; 0: no limit but the fd limit's. */
@@ -99,6 +105,21 @@ export class OtlpHttpServer {
     return this.server ? boundPort(this.server) : 0;
   }
 
+  /**
+   * write_timeout: the response must be written within `ms` of the request's headers (Go sets the
+   * connection's write deadline then); a request still unanswered by then loses its connection,
+   * the client sees it closed without an answer.
+   */
+  private armWriteTimeout(req: http.IncomingMessage, res: http.ServerResponse, ms: number): void {
+    const timer = setTimeout(() => {
+      if (res.writableFinished) return;
+      this.logger.debug({ writeTimeoutMs: ms }, 'OTLP/HTTP response not written within write_timeout; closing the connection');
+      req.socket.destroy();
+    }, ms);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+  }
+
   /** `auth`: every request must pass it before anything else is looked at. */
   async start(auth?: ServerAuthenticator): Promise<void> {
     this.auth = auth;
@@ -115,9 +136,11 @@ export class OtlpHttpServer {
       // Node checks those two timeouts on this period (30 s by default): a fraction of the shortest.
       connectionsCheckingInterval: Math.max(50, Math.floor(shortest / 4)),
     };
+    const writeTimeoutMs = this.config.writeTimeoutMs ?? 0;
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.busy.add(req.socket);
       res.once('close', () => this.busy.delete(req.socket));
+      if (writeTimeoutMs > 0) this.armWriteTimeout(req, res, writeTimeoutMs);
       this.handle(req, res).catch((err: unknown) => {
         this.logger.error({ err }, 'unexpected error handling an OTLP/HTTP request');
         if (!res.headersSent) reply(res, 500, 'text/plain', Buffer.from('internal error\n'));

@@ -11,6 +11,7 @@ import { configErrors, parseWith } from '../../helpers/components';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
+import { GrpcSink } from '../../helpers/sink';
 
 // The receivers' timeouts and limits (issue 13): no client can hold a connection, a call or memory
 // for ever, and a flood of connections does not lock out the clients that come after it.
@@ -111,8 +112,8 @@ describe('config', () => {
     const config = parseWith(parseOtlpReceiverConfig, {}, 'receivers::otlp');
     assert.equal(config.maxInflightBytes, 256 * 1024 * 1024);
     assert.deepEqual(
-      { header: config.http!.readHeaderTimeoutMs, read: config.http!.readTimeoutMs, idle: config.http!.idleTimeoutMs, max: config.http!.maxConnections },
-      { header: 60_000, read: 60_000, idle: 60_000, max: 0 },
+      { header: config.http!.readHeaderTimeoutMs, read: config.http!.readTimeoutMs, write: config.http!.writeTimeoutMs, idle: config.http!.idleTimeoutMs, max: config.http!.maxConnections },
+      { header: 60_000, read: 60_000, write: 30_000, idle: 60_000, max: 0 },
     );
     assert.deepEqual(config.grpc!.keepalive, {
       maxConnectionIdleMs: 60_000,
@@ -197,6 +198,48 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     assert.ok(uploadS < 3, `stalled body closed after ${uploadS} s`);
     assert.ok(idleS < 3, `idle keep-alive connection closed after ${idleS} s`);
     assert.equal(await postOk(s.http), 200);
+  });
+
+  test('write_timeout: a request not answered within it loses its connection; answered ones keep theirs, and each request gets the whole time', { timeout: 30_000 }, async () => {
+    // A backend that never answers, no queue: the export, and so the answer, waits for ever.
+    const stuck = new GrpcSink();
+    stuck.reply = () => ({ kind: 'hang' });
+    await stuck.start();
+    const [grpcPort, httpPort, slowPort] = await freePorts(3);
+    const service = await startService({
+      receivers: {
+        otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}`, write_timeout: '600ms' } } },
+        'otlp/slow': { protocols: { http: { endpoint: `127.0.0.1:${slowPort}`, write_timeout: '600ms' } } },
+      },
+      exporters: {
+        debug: {},
+        otlp: { endpoint: `127.0.0.1:${stuck.port}`, tls: { insecure: true }, timeout: '20s', sending_queue: { enabled: false }, retry_on_failure: { enabled: false } },
+      },
+      service: {
+        pipelines: { traces: { receivers: ['otlp'], exporters: ['debug'] }, 'traces/slow': { receivers: ['otlp/slow'], exporters: ['otlp'] } },
+        telemetry: { metrics: { level: 'none' } },
+      },
+    });
+    services.push(service);
+    try {
+      const slow = keep(await stalledHttpUpload(slowPort, BODY.length, 0));
+      const closed = closedAfter(slow);
+      slow.write(BODY);
+      const seconds = await closed;
+      assert.ok(seconds >= 0.5 && seconds < 5, `closed after ${seconds} s`);
+      await waitFor('the export to reach the stuck backend', () => stuck.requests.length === 1);
+      // A fast pipeline answers in time; the same connection, idle past write_timeout, then takes a second request.
+      const fast = keep(await stalledHttpUpload(httpPort, BODY.length, 0));
+      fast.write(BODY);
+      assert.equal((await responseHead(fast)).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 900));
+      assert.ok(!fast.destroyed, 'an answered request keeps its connection');
+      fast.write(`POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: ${BODY.length}\r\n\r\n`);
+      fast.write(BODY);
+      assert.equal((await responseHead(fast)).status, 200);
+    } finally {
+      await stuck.stop();
+    }
   });
 
   test('max_connections: a connection past the limit is closed at once, the open ones are served', { timeout: 20_000 }, async () => {

@@ -179,9 +179,25 @@ export interface ComponentTelemetry {
   signalCounter(prefix: string, signal: Signal, help: string, labels: Record<string, string>): { inc(n: number): void };
 }
 
+/**
+ * A component's own status, as the Collector's component status events: `recoverable_error` while
+ * something it cannot fix alone holds (memory_limiter refusing data), `ok` once it has passed.
+ */
+export interface ComponentStatusEvent {
+  readonly status: 'ok' | 'recoverable_error';
+  readonly error?: string;
+}
+
+/** An extension that follows the components' status events (health_check's `component_health`). */
+export interface ComponentStatusWatcher {
+  onComponentStatus(component: string, event: ComponentStatusEvent): void;
+}
+
 export interface CreateSettings {
   /** `type[/name]` as written in the config. */
   readonly id: string;
+  /** Reports this component's status to the extensions that follow it; absent where nobody does (tests). */
+  readonly reportStatus?: (event: ComponentStatusEvent) => void;
   readonly logger: Logger;
   readonly telemetry: ComponentTelemetry;
   /** Where receivers record the instances they see and filters their decisions. */
@@ -237,7 +253,7 @@ export interface ExtensionFactory<C> extends Factory<C> {
   readonly kind: 'extension';
   /** What `auth: { authenticator }` may use it for: receivers need 'server', exporters 'client'. */
   readonly authenticates?: readonly ('server' | 'client')[];
-  create(settings: CreateSettings, config: C): Component & { onStatus?(status: ServiceStatus): void };
+  create(settings: CreateSettings, config: C): Component & { onStatus?(status: ServiceStatus): void } & Partial<ComponentStatusWatcher>;
 }
 
 export type AnyFactory =

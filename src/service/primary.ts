@@ -292,7 +292,7 @@ export class Primary implements ServiceControl {
     slot.ready = true;
     this.readyGauge.set(this.readySlots().length);
     if (this.status === 'degraded' && this.readySlots().length === this.slots.length) {
-      this.logger.info({ worker: slot.index, pid: worker.process.pid }, 'replacement worker ready: every worker runs again');
+      this.logger.info({ worker: slot.index, pid: worker.process.pid, pids: this.slots.map((s) => s.worker?.process.pid) }, 'replacement worker ready: every worker runs again');
       this.setStatus('ready');
     }
   }

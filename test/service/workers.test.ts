@@ -179,7 +179,6 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
   });
 
   after(async () => {
-    fs.writeFileSync('/tmp/mc/test1.log', spansieve.log());
     await spansieve.stop();
     await sink.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -238,12 +237,24 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
     for (const w of ['0', '1']) assert.ok(metrics.get(`spansieve_worker_accepted_spans{worker="${w}"}`)! > 0, `worker ${w} took connections after the restart`);
   });
 
+  void test('a reload (SIGHUP to the primary) reaches every worker', async () => {
+    const doc = JSON.parse(fs.readFileSync(spansieve.configFile, 'utf8')) as { processors: Record<string, unknown> };
+    doc.processors['filter/obi'] = { keep: [{ 'service.instance.id': B.instanceId }] };
+    fs.writeFileSync(spansieve.configFile, JSON.stringify(doc));
+    spansieve.child!.kill('SIGHUP');
+    await waitFor('both workers to reload the filter in place', () => (spansieve.log().match(/filter lists reloaded in place/g) ?? []).length === 2, 20_000);
+    const sent = await sendFromConnections(spansieve.ports.http, 12, [A, B]);
+    await waitFor('B spans at the sink', () => sent.get(B.instanceId)!.every((id) => receivedSpanIds(sink).includes(id)), 30_000);
+    const received = new Set(receivedSpanIds(sink));
+    assert.equal(sent.get(A.instanceId)!.filter((id) => received.has(id)).length, 0, 'no worker kept A any more');
+  });
+
   void test('SIGTERM: every worker drains its sending queue, then the primary exits 0 and no worker is left', async () => {
     const workers = spansieve.workerPids().filter(alive);
     assert.equal(workers.length, 2);
     sink.reply = () => ({ kind: 'http-error', status: 503, message: 'down for a moment' });
-    const sent = await sendFromConnections(spansieve.ports.http, 8, [A]);
-    const ids = sent.get(A.instanceId)!;
+    const sent = await sendFromConnections(spansieve.ports.http, 8, [B]);
+    const ids = sent.get(B.instanceId)!;
     await waitFor('the exporters to be retrying', () => sink.requests.length > 0 && sink.requests.at(-1)!.at > 0, 10_000);
     spansieve.child!.kill('SIGTERM');
     // The backend comes back after the shutdown began: the queues drain to it.
@@ -277,7 +288,6 @@ void describe('service::workers: kill -9 of the primary', { timeout: 90_000 }, (
       await spansieve.exited();
       await waitFor('the workers to exit', () => workers.every((pid) => !alive(pid)), 30_000);
     } finally {
-      fs.writeFileSync('/tmp/mc/test2.log', spansieve.log());
       spansieve.child?.kill('SIGKILL');
       for (const pid of spansieve.workerPids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
       await sink.stop();

@@ -321,12 +321,11 @@ export class Primary implements ServiceControl {
       const worker = slot.worker;
       if (!worker || worker.isDead()) return [];
       const exited = new Promise<boolean>((resolve) => worker.once('exit', (code: number | null) => resolve(code === 0)));
-      try {
-        const message: ToWorker = { type: 'shutdown' };
-        worker.send(message);
-      } catch {
-        worker.process.kill('SIGTERM');
-      }
+      const message: ToWorker = { type: 'shutdown' };
+      // Without the channel (it just closed) a signal asks for the same graceful shutdown.
+      worker.send(message, (err: Error | null) => {
+        if (err) worker.process.kill('SIGTERM');
+      });
       return [exited];
     });
     return (await Promise.all(exits)).every(Boolean);

@@ -32,8 +32,8 @@ class Cluster {
   async start(nodeFlags: string[] = []): Promise<void> {
     const child = spawn(process.execPath, [...nodeFlags, CLI, '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    child.stdout!.on('data', (c: Buffer) => this.output.push(c.toString()));
-    child.stderr!.on('data', (c: Buffer) => this.output.push(c.toString()));
+    child.stdout.on('data', (c: Buffer) => this.output.push(c.toString()));
+    child.stderr.on('data', (c: Buffer) => this.output.push(c.toString()));
     await waitFor(
       'the primary to report every worker ready',
       async () => {
@@ -125,9 +125,22 @@ async function sendFromConnections(port: number, connections: number, instances:
   return sent;
 }
 
-/** Span ids (hex) the sink received, each as often as received. */
+/** Requests the sink answered with an error: their spans were not delivered. */
+const refused = new WeakSet<object>();
+
+/** The sink answers 503 (and remembers which requests it refused). */
+function refuseAll(sink: HttpSink): void {
+  sink.reply = (request) => {
+    refused.add(request);
+    return { kind: 'http-error', status: 503, message: 'down for a moment' };
+  };
+}
+
+/** Span ids (hex) the sink accepted, each as often as accepted. */
 function receivedSpanIds(sink: HttpSink): string[] {
-  return sink.resourceSpans().flatMap((rs) =>
+  const accepted = new HttpSink();
+  accepted.requests.push(...sink.requests.filter((r) => !refused.has(r)));
+  return accepted.resourceSpans().flatMap((rs) =>
     ((rs.scopeSpans as { spans?: { spanId: string }[] }[] | undefined) ?? []).flatMap((ss) => (ss.spans ?? []).map((s) => Buffer.from(s.spanId, 'base64').toString('hex'))),
   );
 }
@@ -252,7 +265,7 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
   void test('SIGTERM: every worker drains its sending queue, then the primary exits 0 and no worker is left', async () => {
     const workers = spansieve.workerPids().filter(alive);
     assert.equal(workers.length, 2);
-    sink.reply = () => ({ kind: 'http-error', status: 503, message: 'down for a moment' });
+    refuseAll(sink);
     const sent = await sendFromConnections(spansieve.ports.http, 8, [B]);
     const ids = sent.get(B.instanceId)!;
     await waitFor('the exporters to be retrying', () => sink.requests.length > 0 && sink.requests.at(-1)!.at > 0, 10_000);
@@ -273,7 +286,7 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
 });
 
 void describe('service::workers: kill -9 of the primary', { timeout: 90_000 }, () => {
-  void test('the workers notice the closed IPC channel and exit', async () => {
+  void test('the workers notice the closed IPC channel, drain their queues and exit', async () => {
     const sink = new HttpSink();
     await sink.start();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-workers-'));
@@ -284,9 +297,19 @@ void describe('service::workers: kill -9 of the primary', { timeout: 90_000 }, (
       await spansieve.start();
       const workers = spansieve.workerPids();
       assert.equal(workers.length, 2);
+      refuseAll(sink);
+      const ids = (await sendFromConnections(spansieve.ports.http, 8, [A])).get(A.instanceId)!;
+      await waitFor('the exporters to be retrying', () => sink.requests.length > 0, 10_000);
       spansieve.child!.kill('SIGKILL');
       await spansieve.exited();
+      sink.reply = () => ({ kind: 'ok' });
       await waitFor('the workers to exit', () => workers.every((pid) => !alive(pid)), 30_000);
+      // They drained on the way out, as on SIGTERM.
+      const received = new Set(receivedSpanIds(sink));
+      assert.deepEqual(
+        ids.filter((id) => !received.has(id)),
+        [],
+      );
     } finally {
       spansieve.child?.kill('SIGKILL');
       for (const pid of spansieve.workerPids()) if (alive(pid)) process.kill(pid, 'SIGKILL');

@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,6 +11,7 @@ import { ConfigIssues, ConfigValidationError } from '../../src/config/reader';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
 import { HttpSink } from '../helpers/sink';
+import { EXPORT_METHOD } from '../../src/pdata/otlp';
 
 // The multi-core mode (service::workers: 2) as real processes: the primary forks two workers that
 // share the OTLP listeners; spans from many connections reach the sink exactly once and both
@@ -26,7 +28,7 @@ class Cluster {
   readonly output: string[] = [];
   constructor(
     readonly configFile: string,
-    readonly ports: { http: number; health: number; admin: number; metrics: number },
+    readonly ports: { http: number; grpc: number; health: number; admin: number; metrics: number },
   ) {}
 
   async start(nodeFlags: string[] = []): Promise<void> {
@@ -108,18 +110,41 @@ function postOnNewConnection(port: number, body: Buffer): Promise<number> {
   });
 }
 
-/** `connections` requests, each with spans of every instance in `instances`; returns the span ids (hex) by instance id. */
-async function sendFromConnections(port: number, connections: number, instances: readonly ObiInstance[]): Promise<Map<string, string[]>> {
+/** One OTLP/gRPC Export call on an HTTP/2 connection of its own; resolves with its grpc-status. */
+function grpcOnNewConnection(port: number, body: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    body.copy(frame, 5);
+    const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+    let status = '';
+    stream.on('response', (headers) => (status = String(headers['grpc-status'] ?? status)));
+    stream.on('trailers', (trailers) => (status = String(trailers['grpc-status'] ?? status)));
+    stream.resume();
+    stream.on('end', () => {
+      session.close();
+      resolve(status);
+    });
+    stream.on('error', reject);
+    stream.end(frame);
+  });
+}
+
+/** `connections` requests, each on a connection of its own with spans of every instance in `instances`; returns the span ids (hex) by instance id. */
+async function sendFromConnections(port: number, connections: number, instances: readonly ObiInstance[], grpcPort?: number): Promise<Map<string, string[]>> {
   const sent = new Map<string, string[]>(instances.map((i) => [i.instanceId, []]));
   await Promise.all(
-    Array.from({ length: connections }, async () => {
+    Array.from({ length: connections }, async (_, n) => {
       const resources = instances.map((instance) => {
         const spans = [obiSpan(), obiSpan()];
         sent.get(instance.instanceId)!.push(...spans.map((s) => s.spanId.toString('hex')));
         return obiResourceSpans(instance, spans);
       });
-      const status = await postOnNewConnection(port, encodeTraces(resources));
-      assert.equal(status, 200);
+      // Every other connection is OTLP/gRPC (node:http2), the others OTLP/HTTP.
+      if (grpcPort !== undefined && n % 2 === 1) assert.equal(await grpcOnNewConnection(grpcPort, encodeTraces(resources)), '0');
+      else assert.equal(await postOnNewConnection(port, encodeTraces(resources)), 200);
     }),
   );
   return sent;
@@ -150,7 +175,7 @@ function writeConfig(dir: string, ports: Cluster['ports'], sinkPort: number): st
   fs.writeFileSync(
     file,
     JSON.stringify({
-      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${ports.http}` } } } },
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${ports.http}` }, grpc: { endpoint: `127.0.0.1:${ports.grpc}` } } } },
       processors: { 'filter/obi': { keep: [{ 'service.instance.id': A.instanceId }, { 'service.instance.id': B.instanceId }] } },
       exporters: {
         otlphttp: { endpoint: `http://127.0.0.1:${sinkPort}`, compression: 'none', retry_on_failure: { initial_interval: '50ms', max_interval: '100ms', max_elapsed_time: '60s' } },
@@ -184,8 +209,8 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
   before(async () => {
     await sink.start();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-workers-'));
-    const [http, health, admin, metrics] = await freePorts(4);
-    const ports = { http, health, admin, metrics };
+    const [http, grpc, health, admin, metrics] = await freePorts(5);
+    const ports = { http, grpc, health, admin, metrics };
     spansieve = new Cluster(writeConfig(dir, ports, sink.port), ports);
     // The launcher's flags must reach the workers: the heap limit (memory_limiter's) is per worker.
     await spansieve.start(['--max-semi-space-size=2', '--max-old-space-size=160']);
@@ -198,7 +223,7 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
   });
 
   void test('spans from many connections reach the sink exactly once; both workers took connections; /metrics sums them', async () => {
-    const sent = await sendFromConnections(spansieve.ports.http, 16, [A, B]);
+    const sent = await sendFromConnections(spansieve.ports.http, 24, [A, B], spansieve.ports.grpc);
     const all = [...sent.values()].flat();
     await waitFor('every span at the sink', () => receivedSpanIds(sink).length >= all.length, 30_000);
     const received = receivedSpanIds(sink);
@@ -208,7 +233,12 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
     const metrics = await spansieve.metrics();
     const perWorker = [metrics.get('spansieve_worker_accepted_spans{worker="0"}') ?? 0, metrics.get('spansieve_worker_accepted_spans{worker="1"}') ?? 0];
     assert.ok(perWorker[0]! > 0 && perWorker[1]! > 0, `both workers accepted spans: ${perWorker.join(', ')}`);
-    assert.equal(metrics.get('otelcol_receiver_accepted_spans{receiver="otlp",transport="http"}'), all.length, 'the sum over the workers');
+    assert.equal(
+      (metrics.get('otelcol_receiver_accepted_spans{receiver="otlp",transport="http"}') ?? 0) + (metrics.get('otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"}') ?? 0),
+      all.length,
+      'the sum over the workers',
+    );
+    assert.ok(metrics.get('otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"}')! > 0);
     assert.equal(perWorker[0]! + perWorker[1]!, all.length);
     assert.equal(metrics.get('otelcol_exporter_sent_spans{exporter="otlphttp"}'), all.length);
     assert.equal(metrics.get('spansieve_workers_ready'), 2);
@@ -290,8 +320,8 @@ void describe('service::workers: kill -9 of the primary', { timeout: 90_000 }, (
     const sink = new HttpSink();
     await sink.start();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-workers-'));
-    const [http, health, admin, metrics] = await freePorts(4);
-    const ports = { http, health, admin, metrics };
+    const [http, grpc, health, admin, metrics] = await freePorts(5);
+    const ports = { http, grpc, health, admin, metrics };
     const spansieve = new Cluster(writeConfig(dir, ports, sink.port), ports);
     try {
       await spansieve.start();

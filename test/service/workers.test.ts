@@ -269,6 +269,8 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
     // A worker dies: the primary reports degraded meanwhile, replaces it, and the replacement runs the edited list.
     const [first] = spansieve.workerPids();
     process.kill(first!, 'SIGKILL');
+    // A replacement needs a few hundred ms at least (node, the modules, the config): polled closely.
+    await waitFor('health_check to report the degraded state', async () => (await spansieve.health()).state === 'degraded', 10_000, 10);
     await waitFor('the restart counted', async () => (await spansieve.metrics()).get('spansieve_worker_restarts') === 1, 20_000);
     await waitFor('every worker ready again', async () => (await spansieve.health()).status === 200 && (await spansieve.metrics()).get('spansieve_workers_ready') === 2, 60_000);
     assert.match(spansieve.log(), /worker process died: starting a replacement/);

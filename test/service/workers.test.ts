@@ -283,8 +283,13 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
   });
 
   void test('a reload (SIGHUP to the primary) reaches every worker', async () => {
-    const doc = JSON.parse(fs.readFileSync(spansieve.configFile, 'utf8')) as { processors: Record<string, unknown> };
+    const doc = JSON.parse(fs.readFileSync(spansieve.configFile, 'utf8')) as { processors: Record<string, unknown>; service: Record<string, unknown> };
     doc.processors['filter/obi'] = { keep: [{ 'service.instance.id': B.instanceId }] };
+    // The number of workers changes only with a restart: such a file is refused as a whole.
+    fs.writeFileSync(spansieve.configFile, JSON.stringify({ ...doc, service: { ...doc.service, workers: 3 } }));
+    spansieve.child!.kill('SIGHUP');
+    await waitFor('the primary to refuse another worker count', () => spansieve.log().includes('service::workers changes only with a restart'), 20_000);
+    assert.equal((spansieve.log().match(/filter lists reloaded in place/g) ?? []).length, 0);
     fs.writeFileSync(spansieve.configFile, JSON.stringify(doc));
     spansieve.child!.kill('SIGHUP');
     await waitFor('both workers to reload the filter in place', () => (spansieve.log().match(/filter lists reloaded in place/g) ?? []).length === 2, 20_000);

@@ -20,6 +20,7 @@ import { EXPORT_METHOD } from '../../src/pdata/otlp';
 // worker behind; validate refuses components that must be one per process.
 
 const CLI = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
+const LAUNCHER = path.resolve(__dirname, '..', '..', '..', 'bin', 'spansieve');
 const A = hostInstance('web', 1001);
 const B = hostInstance('web', 1002);
 
@@ -31,8 +32,11 @@ class Cluster {
     readonly ports: { http: number; grpc: number; health: number; admin: number; metrics: number },
   ) {}
 
-  async start(nodeFlags: string[] = []): Promise<void> {
-    const child = spawn(process.execPath, [...nodeFlags, CLI, '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Through the launcher (bin/spansieve, which execs node with its flags: same pid), or node and the CLI directly. */
+  async start(launcher = false): Promise<void> {
+    const child = launcher
+      ? spawn(LAUNCHER, ['--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [CLI, '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout.on('data', (c: Buffer) => this.output.push(c.toString()));
     child.stderr.on('data', (c: Buffer) => this.output.push(c.toString()));
@@ -176,7 +180,11 @@ function writeConfig(dir: string, ports: Cluster['ports'], sinkPort: number): st
     file,
     JSON.stringify({
       receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${ports.http}` }, grpc: { endpoint: `127.0.0.1:${ports.grpc}` } } } },
-      processors: { 'filter/obi': { keep: [{ 'service.instance.id': A.instanceId }, { 'service.instance.id': B.instanceId }] } },
+      processors: {
+        // bin/spansieve derives V8's heap limit from it; each worker must get it.
+        memory_limiter: { check_interval: '1s', limit_mib: 160 },
+        'filter/obi': { keep: [{ 'service.instance.id': A.instanceId }, { 'service.instance.id': B.instanceId }] },
+      },
       exporters: {
         otlphttp: { endpoint: `http://127.0.0.1:${sinkPort}`, compression: 'none', retry_on_failure: { initial_interval: '50ms', max_interval: '100ms', max_elapsed_time: '60s' } },
       },
@@ -185,7 +193,7 @@ function writeConfig(dir: string, ports: Cluster['ports'], sinkPort: number): st
         workers: 2,
         extensions: ['health_check', 'admin'],
         telemetry: { metrics: { address: `127.0.0.1:${ports.metrics}` } },
-        pipelines: { traces: { receivers: ['otlp'], processors: ['filter/obi'], exporters: ['otlphttp'] } },
+        pipelines: { traces: { receivers: ['otlp'], processors: ['memory_limiter', 'filter/obi'], exporters: ['otlphttp'] } },
       },
     }),
   );
@@ -213,7 +221,7 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
     const ports = { http, grpc, health, admin, metrics };
     spansieve = new Cluster(writeConfig(dir, ports, sink.port), ports);
     // The launcher's flags must reach the workers: the heap limit (memory_limiter's) is per worker.
-    await spansieve.start(['--max-semi-space-size=2', '--max-old-space-size=160']);
+    await spansieve.start(true);
   });
 
   after(async () => {
@@ -244,7 +252,7 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
     assert.equal(metrics.get('spansieve_workers_ready'), 2);
     for (const w of ['0', '1']) {
       const limit = metrics.get(`spansieve_worker_heap_size_limit{worker="${w}"}`)!;
-      assert.ok(limit >= 160 * 2 ** 20 && limit < 200 * 2 ** 20, `worker ${w} runs with the launcher's --max-old-space-size=160: heap limit ${limit}`);
+      assert.ok(limit >= 160 * 2 ** 20 && limit < 200 * 2 ** 20, `worker ${w} runs with the launcher's --max-old-space-size=160 (memory_limiter's limit_mib): heap limit ${limit}`);
     }
 
     // One inventory: both instances, each once, with the requests of both workers.

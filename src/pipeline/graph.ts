@@ -97,6 +97,8 @@ export class Graph {
     private readonly telemetry: ComponentTelemetry,
     private readonly inventory?: InstanceRecorder,
     private readonly sampling?: SamplingRecorder,
+    /** Also told every component status event (a worker passes them to the primary's health_check). */
+    private readonly statusSink?: (component: string, event: ComponentStatusEvent) => void,
   ) {
     const entries = new Map<string, PipelineEntry>(config.pipelines.map((p) => [p.id, new PipelineEntry()]));
 
@@ -258,6 +260,7 @@ export class Graph {
     const name = `${component.kind}:${component.id}`;
     const reportStatus = (event: ComponentStatusEvent): void => {
       for (const extension of this.extensions.values()) extension.onComponentStatus?.(name, event);
+      this.statusSink?.(name, event);
     };
     return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry, reportStatus, ...(this.inventory ? { inventory: this.inventory } : {}), ...(this.sampling ? { sampling: this.sampling } : {}) };
   }

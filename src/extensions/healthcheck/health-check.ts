@@ -100,6 +100,7 @@ function parseComponentHealth(node: Node): ComponentHealthConfig | undefined {
 }
 
 export const healthCheckFactory: ExtensionFactory<HealthCheckConfig> = {
+  inPrimary: true,
   type: 'health_check',
   kind: 'extension',
   parseConfig(node: Node): HealthCheckConfig {

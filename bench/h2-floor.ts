@@ -1,12 +1,14 @@
 import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { freePorts, installCleanup, killAll, spawnPinned, stopChild, ticksPerSecond, waitForPort } from './proc';
 import { SERVER_CPU } from './systems';
 
 // The two gRPC floors side by side (issue 19): bench/floor.ts on node:http2 (`floor`) and on
-// spansieve's own HTTP/2 layer, src/util/h2 (`floor-raw`). Both run at once, pinned to the server
-// core; this process is the client (node:http2, one connection, gRPC unary calls with a body of
+// spansieve's own HTTP/2 layer, src/util/h2 (`floor-raw`), and as a baseline the same bodies with
+// no protocol at all (`tcp`: 4-octet length, body, one octet back). All run at once, pinned to the
+// server core; this process is the client (node:http2, one connection, gRPC unary calls with a body of
 // the shape's size) and measures each server's CPU (user and system, from /proc) over the same
 // load, alternating floor, floor-raw, floor, ... Two loads: a fixed rate (each request wakes the
 // server, as at 20 k spans/s) and a closed loop (16 in flight: the per-request cost with wake-ups
@@ -16,7 +18,12 @@ import { SERVER_CPU } from './systems';
 // (defaults 4 rounds, 4 s, 208 requests/s = obi-sidecar's 96 spans at 20 k spans/s, 37,450 bytes).
 
 const ROOT = path.resolve(__dirname, '..', '..');
-type System = 'floor' | 'floor-raw';
+type System = 'floor' | 'floor-raw' | 'tcp';
+const SYSTEM_LIST: readonly System[] = ['floor', 'floor-raw', 'tcp'];
+const FLAGS: Record<System, string[]> = { floor: [], 'floor-raw': ['--raw'], tcp: ['--tcp'] };
+
+/** Sends one request and resolves on its answer. */
+type Call = () => Promise<void>;
 
 interface Sample {
   readonly system: System;
@@ -32,7 +39,7 @@ function cpuSplit(pid: number): { user: number; sys: number } {
   return { user: Number(fields[11]) / ticksPerSecond(), sys: Number(fields[12]) / ticksPerSecond() };
 }
 
-function call(session: http2.ClientHttp2Session, body: Buffer): Promise<void> {
+function grpcCall(session: http2.ClientHttp2Session, body: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = session.request({
       ':method': 'POST',
@@ -51,14 +58,35 @@ function call(session: http2.ClientHttp2Session, body: Buffer): Promise<void> {
   });
 }
 
-async function fixedRate(session: http2.ClientHttp2Session, body: Buffer, rate: number, seconds: number): Promise<number> {
+/** The `tcp` floor's client: length-prefixed bodies, one octet back each, in order. */
+async function tcpCaller(port: number, body: Buffer): Promise<{ call: Call; close: () => void }> {
+  const socket = net.connect(port, '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.setNoDelay(true);
+  const waiting: (() => void)[] = [];
+  socket.on('data', (chunk: Buffer) => {
+    for (let i = 0; i < chunk.length; i++) waiting.shift()?.();
+  });
+  const framed = Buffer.alloc(4 + body.length);
+  framed.writeUInt32BE(body.length, 0);
+  body.copy(framed, 4);
+  return {
+    call: () => new Promise<void>((resolve) => {
+      waiting.push(resolve);
+      socket.write(framed);
+    }),
+    close: () => socket.destroy(),
+  };
+}
+
+async function fixedRate(call: Call, rate: number, seconds: number): Promise<number> {
   const start = performance.now();
   const inFlight = new Set<Promise<void>>();
   let sent = 0;
   while (performance.now() - start < seconds * 1000) {
     const due = Math.floor(((performance.now() - start) / 1000) * rate);
     while (sent < due) {
-      const p = call(session, body).finally(() => inFlight.delete(p));
+      const p = call().finally(() => inFlight.delete(p));
       inFlight.add(p);
       sent++;
     }
@@ -68,12 +96,12 @@ async function fixedRate(session: http2.ClientHttp2Session, body: Buffer, rate: 
   return sent;
 }
 
-async function closedLoop(session: http2.ClientHttp2Session, body: Buffer, concurrency: number, seconds: number): Promise<number> {
+async function closedLoop(call: Call, concurrency: number, seconds: number): Promise<number> {
   const end = performance.now() + seconds * 1000;
   let done = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < end) {
-      await call(session, body);
+      await call();
       done++;
     }
   }));
@@ -97,10 +125,10 @@ async function main(): Promise<void> {
   message.copy(body, 5);
 
   const servers = new Map<System, { pid: number; port: number; stop: () => Promise<void> }>();
-  for (const system of ['floor', 'floor-raw'] as const) {
+  for (const system of SYSTEM_LIST) {
     const [grpcPort, httpPort] = await freePorts(2);
     const child = spawnPinned(SERVER_CPU, process.execPath, [
-      path.join(ROOT, 'dist', 'bench', 'floor.js'), ...(system === 'floor-raw' ? ['--raw'] : []), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
+      path.join(ROOT, 'dist', 'bench', 'floor.js'), ...FLAGS[system], `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
     ], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitForPort(grpcPort!, 30_000, () => {
       if (child.exitCode !== null) throw new Error(`${system} exited`);
@@ -111,13 +139,21 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   const measure = async (system: System, mode: 'fixed' | 'closed') => {
     const server = servers.get(system)!;
-    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    let call: Call;
+    let close: () => void;
+    if (system === 'tcp') {
+      ({ call, close } = await tcpCaller(server.port, message));
+    } else {
+      const session = http2.connect(`http://127.0.0.1:${server.port}`);
+      call = () => grpcCall(session, body);
+      close = () => session.close();
+    }
     // Warm-up: the JIT and both HPACK tables.
-    await closedLoop(session, body, 4, 1);
+    await closedLoop(call, 4, 1);
     const before = cpuSplit(server.pid);
-    const requests = mode === 'fixed' ? await fixedRate(session, body, rate, seconds) : await closedLoop(session, body, 16, seconds);
+    const requests = mode === 'fixed' ? await fixedRate(call, rate, seconds) : await closedLoop(call, 16, seconds);
     const after = cpuSplit(server.pid);
-    session.close();
+    close();
     const sample = { system, mode, requests, userUs: ((after.user - before.user) * 1e6) / requests, sysUs: ((after.sys - before.sys) * 1e6) / requests };
     samples.push(sample);
     process.stdout.write(`${JSON.stringify({ type: 'h2-floor', ...sample, loadavg: (await import('node:os')).loadavg()[0] })}\n`);
@@ -125,7 +161,7 @@ async function main(): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     for (const mode of ['fixed', 'closed'] as const) {
       // Alternate which goes first.
-      const order: System[] = round % 2 === 0 ? ['floor', 'floor-raw'] : ['floor-raw', 'floor'];
+      const order: System[] = round % 2 === 0 ? [...SYSTEM_LIST] : [...SYSTEM_LIST].reverse();
       for (const system of order) await measure(system, mode);
     }
   }
@@ -136,13 +172,13 @@ async function main(): Promise<void> {
     return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   };
   process.stdout.write(`\nCPU per request, µs (median of ${rounds} rounds; ${bytes}-byte bodies; fixed = ${rate} requests/s, closed = 16 in flight)\n`);
-  process.stdout.write('| load | system | user | system | total | floor-raw ÷ floor |\n|---|---|---:|---:|---:|---:|\n');
+  process.stdout.write('| load | system | user | system | total | ÷ floor |\n|---|---|---:|---:|---:|---:|\n');
   for (const mode of ['fixed', 'closed'] as const) {
     const total = (system: System) => median(samples.filter((s) => s.system === system && s.mode === mode).map((s) => s.userUs + s.sysUs));
-    for (const system of ['floor', 'floor-raw'] as const) {
+    for (const system of SYSTEM_LIST) {
       const of = samples.filter((s) => s.system === system && s.mode === mode);
       const t = total(system);
-      process.stdout.write(`| ${mode} | ${system} | ${median(of.map((s) => s.userUs)).toFixed(0)} | ${median(of.map((s) => s.sysUs)).toFixed(0)} | ${t.toFixed(0)} | ${system === 'floor-raw' ? (t / total('floor')).toFixed(2) : ''} |\n`);
+      process.stdout.write(`| ${mode} | ${system} | ${median(of.map((s) => s.userUs)).toFixed(0)} | ${median(of.map((s) => s.sysUs)).toFixed(0)} | ${t.toFixed(0)} | ${system === 'floor' ? '' : (t / total('floor')).toFixed(2)} |\n`);
     }
   }
 }

@@ -233,41 +233,35 @@ export class H2Connection {
 
   private onData(chunk: Buffer): void {
     if (this.dead) return;
-    this.inbox.push(chunk);
-    this.inboxBytes += chunk.length;
-    if (this.inboxBytes < this.needed) return;
-    let buf = this.inbox.length === 1 ? this.inbox[0]! : Buffer.concat(this.inbox, this.inboxBytes);
-    this.inbox = [];
-    this.inboxBytes = 0;
-    let p = 0;
     this.socket.cork();
     try {
-      if (!this.prefaceSeen) {
-        if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
-        this.prefaceSeen = true;
-        p = PREFACE.length;
-        this.needed = FRAME_HEADER_BYTES;
-      }
-      while (buf.length - p >= FRAME_HEADER_BYTES) {
-        const length = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
-        if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
-        if (buf.length - p - FRAME_HEADER_BYTES < length) {
+      let rest = chunk;
+      if (this.inboxBytes > 0 || !this.prefaceSeen) {
+        // Part of a frame (or of the preface) is waiting: copy just that frame together, then
+        // read the rest of this chunk in place, so a read is copied only where a frame straddles it.
+        this.inbox.push(chunk);
+        this.inboxBytes += chunk.length;
+        if (this.inboxBytes < this.needed) return;
+        if (this.prefaceSeen && this.needed === FRAME_HEADER_BYTES) {
+          const head = Buffer.concat(this.inbox, FRAME_HEADER_BYTES);
+          const length = (head[0]! << 16) | (head[1]! << 8) | head[2]!;
+          if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
           this.needed = FRAME_HEADER_BYTES + length;
-          break;
+          if (this.inboxBytes < this.needed) return;
         }
-        const type = buf[p + 3]!;
-        const flags = buf[p + 4]!;
-        const streamId = buf.readUInt32BE(p + 5) & 0x7fffffff;
-        const payload = buf.subarray(p + FRAME_HEADER_BYTES, p + FRAME_HEADER_BYTES + length);
-        p += FRAME_HEADER_BYTES + length;
-        this.needed = FRAME_HEADER_BYTES;
-        this.onFrame(type, flags, streamId, payload);
-        if (this.dead) return;
+        // Everything before this chunk is less than `needed`, so the frame ends inside it.
+        const take = this.needed - (this.inboxBytes - chunk.length);
+        this.inbox[this.inbox.length - 1] = chunk.subarray(0, take);
+        const first = this.inbox.length === 1 ? this.inbox[0]! : Buffer.concat(this.inbox, this.needed);
+        this.inbox = [];
+        this.inboxBytes = 0;
+        rest = chunk.subarray(take);
+        if (this.parse(first) < first.length || this.dead) return;
       }
-      if (p < buf.length) {
-        buf = buf.subarray(p);
-        this.inbox.push(buf);
-        this.inboxBytes = buf.length;
+      const p = this.parse(rest);
+      if (p < rest.length && !this.dead) {
+        this.inbox.push(rest.subarray(p));
+        this.inboxBytes = rest.length - p;
       }
     } catch (err) {
       if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
@@ -276,6 +270,33 @@ export class H2Connection {
     } finally {
       if (!this.socket.destroyed) this.socket.uncork();
     }
+  }
+
+  /** Reads the preface (first) and whole frames from `buf`; returns how far it got and sets `needed` for the rest. */
+  private parse(buf: Buffer): number {
+    let p = 0;
+    if (!this.prefaceSeen) {
+      if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
+      this.prefaceSeen = true;
+      p = PREFACE.length;
+    }
+    this.needed = FRAME_HEADER_BYTES;
+    while (buf.length - p >= FRAME_HEADER_BYTES) {
+      const length = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
+      if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
+      if (buf.length - p - FRAME_HEADER_BYTES < length) {
+        this.needed = FRAME_HEADER_BYTES + length;
+        return p;
+      }
+      const type = buf[p + 3]!;
+      const flags = buf[p + 4]!;
+      const streamId = buf.readUInt32BE(p + 5) & 0x7fffffff;
+      const payload = buf.subarray(p + FRAME_HEADER_BYTES, p + FRAME_HEADER_BYTES + length);
+      p += FRAME_HEADER_BYTES + length;
+      this.onFrame(type, flags, streamId, payload);
+      if (this.dead) return p;
+    }
+    return p;
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {

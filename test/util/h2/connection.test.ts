@@ -8,6 +8,7 @@ import type { H2ConnectionOptions, H2Handler, H2Stream } from '../../../src/util
 import { Flag, FrameType, H2Error, PREFACE, frame, goawayFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from '../../../src/util/h2/frames';
 import { HpackDecoder, encodeHeaders } from '../../../src/util/h2/hpack';
 import { createH2Server, type H2Server } from '../../../src/util/h2/server';
+import { makeTestCerts } from '../../helpers/certs';
 
 // The HTTP/2 layer against real clients (node:http2, @grpc/grpc-js, curl) and against hand-made
 // frames for the protocol errors and floods, on loopback.
@@ -173,6 +174,45 @@ test('@grpc/grpc-js unary calls: success, a status error, a 1 MiB message, 20 co
     all.forEach((r, i) => assert.equal(r.length, i * 1000));
   } finally {
     client.close();
+  }
+});
+
+test('TLS with ALPN h2: node:http2 and grpc-js clients; a client without h2 is disconnected', async () => {
+  const certs = makeTestCerts();
+  const fs = await import('node:fs');
+  const tlsModule = await import('node:tls');
+  try {
+    const server = createH2Server(echoLength, {}, { cert: fs.readFileSync(certs.server.cert), key: fs.readFileSync(certs.server.key) });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.server.listen(0, '127.0.0.1', () => resolve()));
+    const port = (server.server.address() as net.AddressInfo).port;
+    const ca = fs.readFileSync(certs.ca);
+    const session = http2.connect(`https://localhost:${port}`, { ca });
+    try {
+      assert.equal((await post(session, Buffer.alloc(70_000))).trailers['x-body-bytes'], '70000');
+    } finally {
+      session.close();
+    }
+    const client = new grpc.Client(`localhost:${port}`, grpc.credentials.createSsl(ca));
+    try {
+      const reply = await new Promise<Buffer>((resolve, reject) => {
+        client.makeUnaryRequest('/t.S/M', (b: Buffer) => b, (b: Buffer) => b, Buffer.from('abc'), (err, v) => (err ? reject(err) : resolve(v!)));
+      });
+      assert.equal(reply.readUInt32BE(0), 8); // the gRPC frame: 5 octets of prefix, 3 of message
+    } finally {
+      client.close();
+    }
+    // HTTP/1.1 over TLS (ALPN http/1.1): refused at the handshake or closed right after it.
+    const closed = await new Promise<boolean>((resolve) => {
+      const socket = tlsModule.connect({ port, host: '127.0.0.1', servername: 'localhost', ca, ALPNProtocols: ['http/1.1'] });
+      socket.on('error', () => resolve(true));
+      socket.on('close', () => resolve(true));
+      socket.on('secureConnect', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      setTimeout(() => resolve(false), 5000).unref();
+    });
+    assert.ok(closed);
+  } finally {
+    certs.remove();
   }
 });
 

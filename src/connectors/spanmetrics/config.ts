@@ -185,7 +185,7 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
 
   const histogram = at('histogram').struct(['disable', 'unit', 'explicit', 'exponential', 'dimensions']);
   if (!histogram('exponential').isAbsent) {
-    histogram('exponential').report('exponential histograms are not supported by spansieve; use explicit buckets');
+    histogram('exponential').report('exponential histograms (Collector v0.160: max_size, default 160) are not supported by spansieve; use explicit buckets (see docs/spanmetrics-connector.md)');
   }
   const unitNode = histogram('unit');
   const unitText = unitNode.isAbsent ? 'ms' : unitNode.string('ms').toLowerCase();

@@ -146,8 +146,11 @@ export interface InstanceRecorder {
   observe(block: ResourceBlock, signal: Signal): void;
   /** `filterId`: the filter processor whose decision this is; `spans`: the resource's spans (0 for other signals), counted as kept or not by the filter. */
   decide(attributes: Attributes, kept: boolean, selector: string | null, filterId?: string | null, spans?: number): void;
-  /** Decides again every instance `filterId` decided, after its rules changed. */
-  redecide(filterId: string, decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): void;
+  /**
+   * Decides again every instance `filterId` decided, after its rules changed. `resource`: the
+   * resource's bytes without its scopes, when kept (LiveSettings.decide); undefined: not decidable.
+   */
+  redecide(filterId: string, decide: (attributes: Attributes, resource: Uint8Array | undefined) => { kept: boolean; selector: string | null } | undefined): void;
 }
 
 /** A sampled-out trace as the admin API shows it. */

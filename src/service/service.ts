@@ -152,7 +152,7 @@ export class Service implements ServiceControl {
     if (parsed.errors.length > 0) return { errors: parsed.errors, instances: [] };
     const live = this.live.get(id)!.factory.live;
     // A component that does not decide on instances leaves every decision null.
-    return { errors: [], instances: this.inventory.preview((attributes) => live.decide?.(parsed.config, attributes)) };
+    return { errors: [], instances: this.inventory.preview((attributes, resource) => live.decide?.(parsed.config, attributes, resource)) };
   }
 
   /**

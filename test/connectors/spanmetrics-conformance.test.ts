@@ -13,7 +13,7 @@ import { parseRequest } from '../../src/pdata/scan';
 import { Capture, parseWith, testSettings } from '../helpers/components';
 import { Jaeger } from '../helpers/jaeger';
 import { freePort, waitFor } from '../helpers/ports';
-import { OTELCOL_SKIP, ReferenceCollector } from '../helpers/reference-collector';
+import { OTELCOL_BIN, OTELCOL_SKIP, ReferenceCollector } from '../helpers/reference-collector';
 import { HttpSink } from '../helpers/sink';
 
 // spansieve's spanmetrics connector against the real one: the same spans go through the Jaeger v2
@@ -336,4 +336,82 @@ describe('spanmetrics glob dimensions against the reference Collector (v0.160)',
       await sink.stop();
     }
   });
+});
+
+/** Runs `config` as the reference Collector's span_metrics connector over `body`; its series. */
+async function referenceSeries(bin: string, config: Record<string, unknown>, body: Buffer, wanted: number): Promise<Map<string, unknown>> {
+  const sink = new HttpSink();
+  await sink.start();
+  const received = (): Decoded[] => sink.requests.map((r) => decode(r.body));
+  const otlpPort = await freePort();
+  const doc = {
+    receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${otlpPort}` } } } },
+    connectors: { span_metrics: { ...config, metrics_flush_interval: '500ms' } },
+    exporters: { otlp_http: { endpoint: `http://127.0.0.1:${sink.port}`, compression: 'none', retry_on_failure: { enabled: false } } },
+    service: {
+      pipelines: { traces: { receivers: ['otlp'], exporters: ['span_metrics'] }, metrics: { receivers: ['span_metrics'], exporters: ['otlp_http'] } },
+      telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+    },
+  };
+  let collector: ReferenceCollector | undefined;
+  try {
+    collector = await ReferenceCollector.start(doc, { bin, httpPorts: [otlpPort], timeoutMs: 60_000 });
+    const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+    assert.equal(res.status, 200, await res.text());
+    await waitFor("the reference Collector's flush", () => seriesOf(received()).size >= wanted, 30_000, 100);
+    return seriesOf(received());
+  } finally {
+    await collector?.stop();
+    await sink.stop();
+  }
+}
+
+// Collector v0.160.0 weights each span by its tracestate's adjusted count (`ot=th:`), whatever the
+// option says; enable_metrics_sampling_method adds sampling.method. Only thresholds with whole
+// adjusted counts are sent (a fraction is rounded at random on both sides).
+describe('spanmetrics adjusted counts and enable_metrics_sampling_method against the reference Collector (v0.160)', { timeout: 120_000 }, () => {
+  const bin = OTELCOL_BIN;
+  const withState = (name: string, traceState: string | undefined, ms: number, events: unknown[] = []) => ({ ...span(name, { ms, events }), ...(traceState === undefined ? {} : { traceState }) });
+  const sampledCorpus = () => [
+    resource(obiResource('backend', 'web-1:4242'), [
+      {
+        spans: [
+          withState('GET /a', 'ot=th:8', 3, [event([str('exception.type', 'Timeout')])]), // 1/0.5 = 2
+          withState('GET /a', 'ot=th:8', 7),
+          withState('GET /a', 'ot=th:c', 12), // 4
+          withState('GET /a', 'vendor=x,ot=th:c;rv:0123456789abcd', 40),
+          withState('GET /a', 'ot=th:0', 1), // probability 1: adjusted, counted once
+          withState('GET /a', 'ot=rv:0123456789abcd', 2), // no threshold: counted
+          withState('GET /a', 'ot=th:zz', 2), // rejected: counted
+          withState('GET /a', 'not a tracestate', 900),
+          withState('GET /a', undefined, 5, [event([str('exception.type', 'Timeout')])]),
+          withState('GET /b', 'ot=th:f', 20), // 1/(1/16) = 16
+        ],
+      },
+    ]),
+  ];
+  const base = {
+    exclude_dimensions: ['collector.instance.id'],
+    aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA',
+    histogram: { explicit: { buckets: ['2ms', '10ms', '100ms'] } },
+    events: { enabled: true, dimensions: [{ name: 'exception.type' }] },
+  };
+
+  for (const enabled of [true, false]) {
+    test(`the same series, weighted, ${enabled ? 'with' : 'without'} sampling.method`, { skip: OTELCOL_SKIP }, async () => {
+      const config = { ...base, enable_metrics_sampling_method: enabled };
+      const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: sampledCorpus() })).finish());
+      const capture = new Capture();
+      const ours = new SpanMetricsConnector(testSettings('sampled'), parseWith(parseSpanMetricsConfig, config), capture);
+      await ours.consume(parseRequest('traces', body).batch);
+      await ours.flush();
+      const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+      const actual = await referenceSeries(bin, config, body, expected.size);
+      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
+      const calls = [...expected].filter(([k]) => / [^ ]*calls /.test(k)).reduce((n, [, v]) => n + Number((v as { value?: string }).value), 0);
+      assert.equal(calls, 2 + 2 + 4 + 4 + 1 + 1 + 1 + 1 + 1 + 16, 'spans weighted by their adjusted counts');
+      assert.equal([...expected.keys()].some((k) => k.includes('sampling.method')), enabled);
+    });
+  }
 });

@@ -138,7 +138,9 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
       exporters: { 'otlp/sink': exporter },
       service: { pipelines: { traces: { receivers: ['otlp'], processors: ['tail_sampling'], exporters: ['otlp/sink'] } }, telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } } },
     }));
-    child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] });
+    // BENCH_SPANSIEVE_NODE_FLAGS: extra flags for experiments (e.g. --cpu-prof), as bench/run.ts.
+    const extra = (process.env.BENCH_SPANSIEVE_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+    child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...extra, path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] });
   } else {
     // The Collector forwards each kept trace as its own request: batch behind it, as its docs advise
     // (without it the exporter's queue overflows at this rate and kept traces are dropped).
@@ -205,17 +207,18 @@ export interface TailSamplingResult {
 }
 
 /** spansieve then the Collector, `seconds` of load each (plus the backend lag and the decisions after it). */
-export async function measureTailSampling(seconds: number): Promise<TailSamplingResult> {
+export async function measureTailSampling(seconds: number, systems: readonly ('spansieve' | 'collector')[] = ['spansieve', 'collector']): Promise<TailSamplingResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-tail-'));
   try {
     const rows: Row[] = [];
-    for (const system of ['spansieve', 'collector'] as const) rows.push(await run(system, dir, seconds));
-    const [s, c] = rows as [Row, Row];
+    for (const system of systems) rows.push(await run(system, dir, seconds));
+    const s = rows.find((r) => r.system === 'spansieve');
+    const c = rows.find((r) => r.system === 'collector');
     return {
       load: { spansPerSecond: 2 * REQUESTS_PER_SECOND * SPANS_PER_REQUEST, seconds, backendLagMs: LAG_MS, decisionWait: '10s', policies: POLICIES.map((p) => p.name) },
       rows,
-      cpuRatio: Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100,
-      rssRatio: Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100,
+      cpuRatio: s && c ? Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100 : NaN,
+      rssRatio: s && c ? Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100 : NaN,
     };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -224,7 +227,9 @@ export async function measureTailSampling(seconds: number): Promise<TailSampling
 
 async function main(): Promise<void> {
   installCleanup(() => killAll());
-  console.log(JSON.stringify(await measureTailSampling(Number(process.argv[2] ?? 60)), null, 2));
+  // Optional second argument: the systems to run, e.g. `spansieve` alone (profiling).
+  const systems = (process.argv[3] ?? 'spansieve,collector').split(',') as ('spansieve' | 'collector')[];
+  console.log(JSON.stringify(await measureTailSampling(Number(process.argv[2] ?? 60), systems), null, 2));
   agent.destroy();
 }
 

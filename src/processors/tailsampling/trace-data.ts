@@ -20,6 +20,8 @@ export class StoredBlock {
   refs = 0;
   /** Whether its bytes are counted in the processor's buffered bytes. */
   counted = false;
+  /** Bytes counted for it: its own length, or its underlying buffer's when it is a view. */
+  held = 0;
 
   constructor(
     /** The ResourceSpans bytes: the received view while ingesting, a private copy once buffered. */
@@ -41,6 +43,8 @@ export interface Part {
   lastCountAt: number;
   spans: number;
   bytes: number;
+  /** Whether one of these spans has no parent. */
+  root: boolean;
 }
 
 /** Trace id bytes as a Map key (16 one-byte characters). */
@@ -52,14 +56,10 @@ function asBuffer(buf: Uint8Array): Buffer {
   return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-export function keyToBytes(key: string): Uint8Array {
-  return Buffer.from(key, 'latin1');
-}
-
 /** Calls `visit(traceKey, part)` for every trace present in the block, with the spans of that trace. */
 export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (key: string, part: Part, hasRoot: boolean) => void): void {
   const buf = asBuffer(block.bytes);
-  const parts = new Map<string, { part: Part; root: boolean }>();
+  const parts = new Map<string, Part>();
   const reader = new WireReader(buf, 0, buf.length);
   const scopeReader = new WireReader(buf, 0, 0);
   while (!reader.done) {
@@ -81,12 +81,11 @@ export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (
       const spanEnd = scopeReader.pos;
       const ids = spanIds(buf, spanStart, spanEnd);
       const key = traceKey(buf, ids.traceStart, 16);
-      let entry = parts.get(key);
-      if (!entry) {
-        entry = { part: { block: stored, ranges: [], lastScope: -1, lastCountAt: -1, spans: 0, bytes: 0 }, root: false };
-        parts.set(key, entry);
+      let part = parts.get(key);
+      if (!part) {
+        part = { block: stored, ranges: [], lastScope: -1, lastCountAt: -1, spans: 0, bytes: 0, root: false };
+        parts.set(key, part);
       }
-      const part = entry.part;
       if (part.lastScope !== scopeStart) {
         part.ranges.push(scopeStart, scopeEnd, 0);
         part.lastScope = scopeStart;
@@ -96,10 +95,10 @@ export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (
       part.ranges[part.lastCountAt]!++;
       part.spans++;
       part.bytes += spanEnd - spanStart;
-      if (!ids.hasParent) entry.root = true;
+      if (!ids.hasParent) part.root = true;
     }
   }
-  for (const [key, entry] of parts) visit(key, entry.part, entry.root);
+  for (const [key, part] of parts) visit(key, part, part.root);
 }
 
 const idScratch = { traceStart: 0, hasParent: false };
@@ -171,6 +170,27 @@ export class SpanFields {
 
   endTime(): bigint {
     return this.fixed64(SPAN.end_time_unix_nano);
+  }
+
+  /**
+   * Start and end time in one pass, as unsigned 32-bit halves into `out` (startHi, startLo, endHi,
+   * endLo; 0 when absent, the last occurrence wins): no BigInt per span.
+   */
+  times(out: Float64Array): void {
+    const reader = this.reader.reset(this.buf, this.start, this.end);
+    let start = -1;
+    let end = -1;
+    while (!reader.done) {
+      const t = reader.tag();
+      if (t === SPAN.start_time_unix_nano) start = reader.pos;
+      else if (t === SPAN.end_time_unix_nano) end = reader.pos;
+      reader.skip(t & 7);
+    }
+    const b = this.buf;
+    out[0] = start < 0 ? 0 : (b[start + 4]! | (b[start + 5]! << 8) | (b[start + 6]! << 16) | (b[start + 7]! << 24)) >>> 0;
+    out[1] = start < 0 ? 0 : (b[start]! | (b[start + 1]! << 8) | (b[start + 2]! << 16) | (b[start + 3]! << 24)) >>> 0;
+    out[2] = end < 0 ? 0 : (b[end + 4]! | (b[end + 5]! << 8) | (b[end + 6]! << 16) | (b[end + 7]! << 24)) >>> 0;
+    out[3] = end < 0 ? 0 : (b[end]! | (b[end + 1]! << 8) | (b[end + 2]! << 16) | (b[end + 3]! << 24)) >>> 0;
   }
 
   flags(): number {

@@ -18,17 +18,19 @@ import { OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data'
 // traces are decided early. See docs/tail-sampling-processor.md.
 
 const PENDING = 0;
-const SAMPLED = 1;
-const NOT_SAMPLED = 2;
-/** Out of `traces` (released to a decision cache, or its decision forgotten): every queue entry of it is dead. */
+/** Decided (its queue entry is dead). */
 const GONE = 3;
-type TraceState = typeof PENDING | typeof SAMPLED | typeof NOT_SAMPLED | typeof GONE;
+type TraceState = typeof PENDING | typeof GONE;
 
 /**
- * A trace in `traces`: waiting (PENDING), then, without a decision cache, the same object holds its
- * decision (SAMPLED / NOT_SAMPLED) until num_traces pushes it out: one map entry and one object per
- * trace for its whole stay, no delete and insert at the decision.
+ * `traces` maps a trace id to its waiting TraceEntry, then (without a decision cache) to a small
+ * integer, its decision, until num_traces pushes it out: one map entry per trace for its whole
+ * stay (no delete and insert at the decision), and no object per decided trace for the GC to trace.
  */
+const SAMPLED = 1;
+const NOT_SAMPLED = 2;
+type Kept = typeof SAMPLED | typeof NOT_SAMPLED;
+
 interface TraceEntry extends TraceView {
   readonly key: string;
   readonly parts: Part[];
@@ -97,15 +99,15 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly useTimer: boolean;
   private readonly policies: Policy[];
   /** Undecided traces, and decisions kept without a decision cache (as the Collector, they hold a num_traces slot). */
-  private readonly traces = new Map<string, TraceEntry>();
+  private readonly traces = new Map<string, TraceEntry | Kept>();
   private pendingCount = 0;
   private decidedCount = 0;
   /** The undecided traces in arrival order. */
   private readonly arrivals = new Fifo<TraceEntry>((t) => t.state === PENDING);
   /** Traces whose root span moved their decision ahead (decision_wait_after_root_received). */
   private readonly early = new Set<string>();
-  /** The kept decisions in decision order. */
-  private readonly decidedOrder = new Fifo<TraceEntry>((t) => t.state === SAMPLED || t.state === NOT_SAMPLED);
+  /** The trace ids of the kept decisions, in decision order (a decision leaves `traces` only from here). */
+  private readonly decidedOrder = new Fifo<string>(() => true);
   private readonly sampledCache: LruSet | undefined;
   private readonly nonSampledCache: LruSet | undefined;
   private bufferedBytes = 0;
@@ -193,7 +195,7 @@ export class TailSamplingProcessor implements Component, Consumer {
     if (!this.stopped) {
       this.stopped = true;
       // As the Collector: the traces still waiting are decided on what arrived, unless asked to drop them.
-      const pending = [...this.traces.values()].filter((t) => t.state === PENDING);
+      const pending = [...this.traces.values()].filter((t): t is TraceEntry => typeof t !== 'number');
       if (this.config.dropPendingTracesOnShutdown) {
         if (pending.length > 0) this.logger.warn(`tail_sampling: ${pending.length} undecided traces dropped at shutdown (drop_pending_traces_on_shutdown)`);
         for (const trace of pending) this.forget(trace);
@@ -238,7 +240,7 @@ export class TailSamplingProcessor implements Component, Consumer {
     });
     for (const key of this.early) {
       const trace = this.traces.get(key);
-      if (trace && trace.state === PENDING && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
+      if (typeof trace === 'object' && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
     }
     for (const trace of due) this.decide(trace);
     // Drops the decided traces from the front of the arrival queue.
@@ -269,14 +271,15 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.lateSpans.false.inc(part.spans);
         return;
       }
-      let trace = this.traces.get(key);
-      if (trace !== undefined && trace.state !== PENDING) {
-        const sampled = trace.state === SAMPLED;
+      const found = this.traces.get(key);
+      if (typeof found === 'number') {
+        const sampled = found === SAMPLED;
         this.metrics.lateSpans[sampled ? 'true' : 'false'].inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, sampled ? part.spans : 0);
         if (sampled) (late ??= new OutputBlock(stored)).add(part);
         return;
       }
+      let trace = found;
       if (!trace) {
         this.makeRoom();
         trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, state: PENDING };
@@ -328,8 +331,7 @@ export class TailSamplingProcessor implements Component, Consumer {
       const oldestDecided = this.decidedOrder.first();
       if (oldestDecided) {
         this.decidedOrder.shift();
-        this.traces.delete(oldestDecided.key);
-        oldestDecided.state = GONE;
+        this.traces.delete(oldestDecided);
         this.decidedCount--;
         continue;
       }
@@ -408,17 +410,16 @@ export class TailSamplingProcessor implements Component, Consumer {
     }
   }
 
-  /** After release(): the decision stays on the trace's entry, or goes to a decision cache and the entry out. */
+  /** After release(): the decision replaces the trace's entry in `traces`, or goes to a decision cache and the entry out. */
   private remember(trace: TraceEntry, sampled: boolean): void {
     const cache = sampled ? this.sampledCache : this.nonSampledCache;
     if (cache) {
       cache.add(trace.key);
       this.traces.delete(trace.key);
-      trace.state = GONE;
     } else {
-      trace.state = sampled ? SAMPLED : NOT_SAMPLED;
+      this.traces.set(trace.key, sampled ? SAMPLED : NOT_SAMPLED);
       this.decidedCount++;
-      this.decidedOrder.push(trace);
+      this.decidedOrder.push(trace.key);
     }
   }
 

@@ -256,13 +256,12 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   private ingest(block: ResourceBlock, now: number): void {
     const stored = new StoredBlock(block.bytes, block.attributes);
-    let late: OutputBlock | undefined;
     splitByTrace(block, stored, (key, part, hasRoot) => {
       if (this.sampledCache?.has(key)) {
         this.metrics.cacheReleases.true.inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, part.spans);
         this.metrics.lateSpans.true.inc(part.spans);
-        (late ??= new OutputBlock(stored)).add(part);
+        this.outputFor(stored).add(part);
         return;
       }
       if (this.nonSampledCache?.has(key)) {
@@ -276,7 +275,7 @@ export class TailSamplingProcessor implements Component, Consumer {
         const sampled = found === SAMPLED;
         this.metrics.lateSpans[sampled ? 'true' : 'false'].inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, sampled ? part.spans : 0);
-        if (sampled) (late ??= new OutputBlock(stored)).add(part);
+        if (sampled) this.outputFor(stored).add(part);
         return;
       }
       let trace = found;
@@ -306,7 +305,6 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.remember(trace, false);
       }
     });
-    if (late) this.queueOutput(late);
     if (stored.refs > 0) {
       // A view keeps its whole underlying buffer alive while the trace waits: kept when the block is
       // at least half of it (a request read whole: no copy, the common case), else a private copy.
@@ -451,17 +449,6 @@ export class TailSamplingProcessor implements Component, Consumer {
       this.output.set(block, out);
     }
     return out;
-  }
-
-  private queueOutput(out: OutputBlock): void {
-    const existing = this.output.get(out.block);
-    if (!existing) this.output.set(out.block, out);
-    else for (const [start, scope] of out.scopes) {
-      const into = existing.scopes.get(start);
-      if (into) into.spans.push(...scope.spans);
-      else existing.scopes.set(start, scope);
-      existing.spanCount += scope.spans.length / 2;
-    }
   }
 
   /** Sends what was kept this turn as one batch. A refusal loses those spans (counted, logged), as in the Collector. */

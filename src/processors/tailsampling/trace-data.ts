@@ -117,10 +117,11 @@ export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (
 }
 
 const idScratch = { traceStart: 0, hasParent: false };
+const idReader = new WireReader(new Uint8Array(0), 0, 0);
 
 /** Where the trace id starts, and whether the span has a parent (the scanner checked both ids). */
 function spanIds(buf: Uint8Array, start: number, end: number): typeof idScratch {
-  const reader = new WireReader(buf, start, end);
+  const reader = idReader.reset(buf, start, end);
   idScratch.traceStart = -1;
   idScratch.hasParent = false;
   while (!reader.done) {
@@ -154,6 +155,7 @@ export class SpanFields {
   start = 0;
   end = 0;
   private readonly reader = new WireReader(new Uint8Array(0), 0, 0);
+  private readonly inner = new WireReader(new Uint8Array(0), 0, 0);
 
   at(buf: Uint8Array, start: number, end: number): this {
     this.buf = buf;
@@ -165,7 +167,7 @@ export class SpanFields {
   statusCode(): number {
     const s = this.find(SPAN.status);
     if (s < 0) return 0;
-    const reader = new WireReader(this.buf, s, this.reader.pos);
+    const reader = this.inner.reset(this.buf, s, this.reader.pos);
     let code = 0;
     while (!reader.done) {
       const tag = reader.tag();

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { types } from '../src/pdata/codec';
 import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
-import { cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
+import { cpuBusySeconds, cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
 import { createGrpcSink } from './sinks';
 import { otelcolBinary, SERVER_CPU } from './systems';
 
@@ -100,6 +100,8 @@ export interface Row {
   cpuSeconds: number;
   cpuMicrosPerSpan: number;
   peakRssMiB: number;
+  /** Cores' worth of other processes on the server's core over the run (0.2 and above: a shared core, noisy). */
+  otherLoadServerCore: number;
 }
 
 async function run(system: 'spansieve' | 'collector', dir: string, seconds: number): Promise<Row> {
@@ -159,6 +161,8 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
   const front = template('frontend', 100, true);
   const back = template('backend', 200, false);
   const cpuBefore = cpuSeconds(pid);
+  const coreBefore = cpuBusySeconds(SERVER_CPU);
+  const wallBefore = Date.now();
   let offered = 0;
   let refused = 0;
   const sends: Promise<void>[] = [];
@@ -182,6 +186,7 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
   // Every trace decided: decision_wait after the last one's first span, and the export behind it.
   await new Promise((resolve) => setTimeout(resolve, 12_000));
   const cpu = cpuSeconds(pid) - cpuBefore;
+  const otherLoad = Math.max(0, (cpuBusySeconds(SERVER_CPU) - coreBefore - cpu) / ((Date.now() - wallBefore) / 1000));
   const rss = peakRssMb(pid);
   await stopChild(child, 10_000);
   fs.closeSync(log);
@@ -196,6 +201,7 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
     cpuSeconds: Math.round(cpu * 100) / 100,
     cpuMicrosPerSpan: Math.round((cpu / offered) * 1e6 * 100) / 100,
     peakRssMiB: Math.round(rss),
+    otherLoadServerCore: Math.round(otherLoad * 100) / 100,
   };
 }
 

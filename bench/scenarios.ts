@@ -38,6 +38,8 @@ export interface ScenarioRow {
   /** Spans that reached the sink ÷ spans sent, and what the rule should give; null where not checked. */
   readonly forwarded_ratio: number | null;
   readonly expected_forwarded_ratio: number | null;
+  /** Cores' worth of other processes on the server's core while measured (flagged shared-core above 0.2). */
+  readonly other_load_server_core: number;
   readonly flags: string[];
 }
 
@@ -186,7 +188,19 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
       const r = await measureFixedRate({ label, system: run.system, config: run.config, pool, rate: t.rate, warmupS: t.warmupS, windowS: t.windowS, workDir });
       const flags = [...forwardedFlags(r.forwardedRatio, run.expected ?? expected), ...(r.failedRequests > 0 ? [`failed-requests(${r.failedRequests})`] : [])];
       if (r.spansPerS < 0.95 * t.rate) flags.push(`behind(${Math.round((100 * r.spansPerS) / t.rate)}%)`);
-      rows.push({ scenario, system: run.system, variant: run.variant, spans_per_second: r.spansPerS, cpu_us_per_span: r.cpuUsPerSpan, peak_rss_mb: r.peakRssMb, forwarded_ratio: r.forwardedRatio, expected_forwarded_ratio: run.expected ?? expected, flags });
+      if (r.otherLoadServerCore > 0.2) flags.push(`shared-core(${r.otherLoadServerCore})`);
+      rows.push({
+        scenario,
+        system: run.system,
+        variant: run.variant,
+        spans_per_second: r.spansPerS,
+        cpu_us_per_span: r.cpuUsPerSpan,
+        peak_rss_mb: r.peakRssMb,
+        forwarded_ratio: r.forwardedRatio,
+        expected_forwarded_ratio: run.expected ?? expected,
+        other_load_server_core: r.otherLoadServerCore,
+        flags,
+      });
     }
     return rows;
   } finally {
@@ -207,6 +221,7 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
         if (row.spansRefused > 0) flags.push(`refused(${row.spansRefused})`);
         if (row.undecodableExports > 0) flags.push(`undecodable-exports(${row.undecodableExports})`);
         if (row.incompleteExports > 0) flags.push(`incomplete-exports(${row.incompleteExports})`);
+        if (row.otherLoadServerCore > 0.2) flags.push(`shared-core(${row.otherLoadServerCore})`);
         // CPU is per offered span over the whole run (load, lag, decisions); the sink check is the kept share.
         return {
           scenario,
@@ -217,6 +232,7 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
           peak_rss_mb: row.peakRssMiB,
           forwarded_ratio: Math.round((1000 * row.spansKept) / Math.max(1, row.spansOffered)) / 1000,
           expected_forwarded_ratio: null,
+          other_load_server_core: row.otherLoadServerCore,
           flags,
         } satisfies ScenarioRow;
       });
@@ -233,7 +249,11 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
         peak_rss_mb: row.peakRssMb,
         forwarded_ratio: null,
         expected_forwarded_ratio: null,
-        flags: row.spansPerS < 0.95 * t.rate ? [`behind(${Math.round((100 * row.spansPerS) / t.rate)}%)`] : [],
+        other_load_server_core: row.otherLoadServerCore,
+        flags: [
+          ...(row.spansPerS < 0.95 * t.rate ? [`behind(${Math.round((100 * row.spansPerS) / t.rate)}%)`] : []),
+          ...(row.otherLoadServerCore > 0.2 ? [`shared-core(${row.otherLoadServerCore})`] : []),
+        ],
       }));
     }
   }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings, ProcessorFactory, SamplingRecorder } from '../../component/component';
+import type { Component, Consumer, CreateSettings, DroppedTrace, ProcessorFactory, SamplingRecorder } from '../../component/component';
 import { PermanentError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Attributes } from '../../pdata/attributes';
@@ -17,7 +17,21 @@ import { OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data'
 // (trace-data.ts). Bounded by num_traces and max_buffered_bytes: past either, the oldest undecided
 // traces are decided early. See docs/tail-sampling-processor.md.
 
-interface PendingTrace extends TraceView {
+const PENDING = 0;
+/** Decided (its queue entry is dead). */
+const GONE = 3;
+type TraceState = typeof PENDING | typeof GONE;
+
+/**
+ * `traces` maps a trace id to its waiting TraceEntry, then (without a decision cache) to a small
+ * integer, its decision, until num_traces pushes it out: one map entry per trace for its whole
+ * stay (no delete and insert at the decision), and no object per decided trace for the GC to trace.
+ */
+const SAMPLED = 1;
+const NOT_SAMPLED = 2;
+type Kept = typeof SAMPLED | typeof NOT_SAMPLED;
+
+interface TraceEntry extends TraceView {
   readonly key: string;
   readonly parts: Part[];
   spanCount: number;
@@ -25,13 +39,7 @@ interface PendingTrace extends TraceView {
   bytes: number;
   readonly arrivedAt: number;
   decideAt: number;
-  /** Decided or dropped: no longer in `pending` (its queue entry is dead). */
-  done: boolean;
-}
-
-interface DecidedTrace {
-  readonly key: string;
-  readonly sampled: boolean;
+  state: TraceState;
 }
 
 interface Policy {
@@ -90,14 +98,16 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly clock: Clock;
   private readonly useTimer: boolean;
   private readonly policies: Policy[];
-  private readonly pending = new Map<string, PendingTrace>();
+  /** Undecided traces, and decisions kept without a decision cache (as the Collector, they hold a num_traces slot). */
+  private readonly traces = new Map<string, TraceEntry | Kept>();
+  private pendingCount = 0;
+  private decidedCount = 0;
   /** The undecided traces in arrival order. */
-  private readonly arrivals = new Fifo<PendingTrace>((t) => !t.done);
+  private readonly arrivals = new Fifo<TraceEntry>((t) => t.state === PENDING);
   /** Traces whose root span moved their decision ahead (decision_wait_after_root_received). */
   private readonly early = new Set<string>();
-  /** Decisions kept without a decision cache: as the Collector, they hold a num_traces slot. */
-  private readonly decided = new Map<string, DecidedTrace>();
-  private readonly decidedOrder = new Fifo<DecidedTrace>((d) => this.decided.get(d.key) === d);
+  /** The trace ids of the kept decisions, in decision order (a decision leaves `traces` only from here). */
+  private readonly decidedOrder = new Fifo<string>(() => true);
   private readonly sampledCache: LruSet | undefined;
   private readonly nonSampledCache: LruSet | undefined;
   private bufferedBytes = 0;
@@ -185,11 +195,12 @@ export class TailSamplingProcessor implements Component, Consumer {
     if (!this.stopped) {
       this.stopped = true;
       // As the Collector: the traces still waiting are decided on what arrived, unless asked to drop them.
+      const pending = [...this.traces.values()].filter((t): t is TraceEntry => typeof t !== 'number');
       if (this.config.dropPendingTracesOnShutdown) {
-        if (this.pending.size > 0) this.logger.warn(`tail_sampling: ${this.pending.size} undecided traces dropped at shutdown (drop_pending_traces_on_shutdown)`);
-        for (const trace of [...this.pending.values()]) this.forget(trace);
+        if (pending.length > 0) this.logger.warn(`tail_sampling: ${pending.length} undecided traces dropped at shutdown (drop_pending_traces_on_shutdown)`);
+        for (const trace of pending) this.forget(trace);
       } else {
-        for (const trace of [...this.pending.values()]) this.decide(trace);
+        for (const trace of pending) this.decide(trace);
       }
       this.flush();
     }
@@ -221,15 +232,15 @@ export class TailSamplingProcessor implements Component, Consumer {
   /** Decides every trace whose wait is over. The timer calls it; tests call it after moving their clock. */
   tick(): void {
     const now = this.clock();
-    const due: PendingTrace[] = [];
+    const due: TraceEntry[] = [];
     this.arrivals.forEachWhile((trace) => {
       if (trace.arrivedAt + this.config.decisionWaitMs > now) return false;
       due.push(trace);
       return true;
     });
     for (const key of this.early) {
-      const trace = this.pending.get(key);
-      if (trace && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
+      const trace = this.traces.get(key);
+      if (typeof trace === 'object' && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
     }
     for (const trace of due) this.decide(trace);
     // Drops the decided traces from the front of the arrival queue.
@@ -240,18 +251,17 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   /** Traces held (undecided, plus decisions kept without a cache), and buffered bytes: for tests and the bench. */
   get stats(): { pending: number; decided: number; bufferedBytes: number } {
-    return { pending: this.pending.size, decided: this.decided.size, bufferedBytes: this.bufferedBytes };
+    return { pending: this.pendingCount, decided: this.decidedCount, bufferedBytes: this.bufferedBytes };
   }
 
   private ingest(block: ResourceBlock, now: number): void {
     const stored = new StoredBlock(block.bytes, block.attributes);
-    let late: OutputBlock | undefined;
     splitByTrace(block, stored, (key, part, hasRoot) => {
       if (this.sampledCache?.has(key)) {
         this.metrics.cacheReleases.true.inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, part.spans);
         this.metrics.lateSpans.true.inc(part.spans);
-        (late ??= new OutputBlock(stored)).add(part);
+        this.outputFor(stored).add(part);
         return;
       }
       if (this.nonSampledCache?.has(key)) {
@@ -260,18 +270,20 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.lateSpans.false.inc(part.spans);
         return;
       }
-      const decided = this.decided.get(key);
-      if (decided !== undefined) {
-        this.metrics.lateSpans[decided.sampled ? 'true' : 'false'].inc(part.spans);
-        this.sampling?.sampled(this.id, part.block.attributes, part.spans, decided.sampled ? part.spans : 0);
-        if (decided.sampled) (late ??= new OutputBlock(stored)).add(part);
+      const found = this.traces.get(key);
+      if (typeof found === 'number') {
+        const sampled = found === SAMPLED;
+        this.metrics.lateSpans[sampled ? 'true' : 'false'].inc(part.spans);
+        this.sampling?.sampled(this.id, part.block.attributes, part.spans, sampled ? part.spans : 0);
+        if (sampled) this.outputFor(stored).add(part);
         return;
       }
-      let trace = this.pending.get(key);
+      let trace = found;
       if (!trace) {
         this.makeRoom();
-        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, done: false };
-        this.pending.set(key, trace);
+        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, state: PENDING };
+        this.traces.set(key, trace);
+        this.pendingCount++;
         this.arrivals.push(trace);
         this.metrics.newTraces.inc(1);
       }
@@ -290,25 +302,35 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.tooLarge.inc(1);
         this.report(trace, false, null, 'larger than maximum_trace_size_bytes');
         this.release(trace);
-        this.remember(key, false);
+        this.remember(trace, false);
       }
     });
-    if (late) this.queueOutput(late);
     if (stored.refs > 0) {
-      // A private copy: a view would keep the whole received request alive while the trace waits.
-      stored.bytes = Buffer.from(block.bytes);
+      // A view keeps its whole underlying buffer alive while the trace waits: kept when the block is
+      // at least half of it (a request read whole: no copy, the common case), else a private copy.
+      // Nothing writes into received bytes. Counted as the memory held: the whole buffer when a view.
+      const bytes = block.bytes;
+      const held = bytes.buffer.byteLength;
+      if (bytes.byteLength * 2 >= held) {
+        stored.bytes = bytes;
+        stored.held = held;
+      } else {
+        stored.bytes = Buffer.from(bytes);
+        stored.held = bytes.byteLength;
+      }
       stored.counted = true;
-      this.bufferedBytes += stored.bytes.length;
+      this.bufferedBytes += stored.held;
     }
   }
 
   /** Before a new trace: at num_traces, forget the oldest kept decision, else decide the oldest waiting trace now. */
   private makeRoom(): void {
-    while (this.pending.size + this.decided.size >= this.config.numTraces) {
+    while (this.pendingCount + this.decidedCount >= this.config.numTraces) {
       const oldestDecided = this.decidedOrder.first();
       if (oldestDecided) {
         this.decidedOrder.shift();
-        this.decided.delete(oldestDecided.key);
+        this.traces.delete(oldestDecided);
+        this.decidedCount--;
         continue;
       }
       const oldest = this.arrivals.first();
@@ -327,7 +349,7 @@ export class TailSamplingProcessor implements Component, Consumer {
     }
   }
 
-  private decide(trace: PendingTrace): void {
+  private decide(trace: TraceEntry): void {
     this.decidingPolicy = null;
     const decision = this.evaluate(trace);
     this.metrics.global[decision].inc(1);
@@ -339,11 +361,11 @@ export class TailSamplingProcessor implements Component, Consumer {
       for (const part of trace.parts) this.outputFor(part.block).add(part);
     }
     this.release(trace);
-    this.remember(trace.key, decision === 'sampled');
+    this.remember(trace, decision === 'sampled');
   }
 
   /** The Collector's final decision: dropped wins, then any sampled; errors are counted and skipped. */
-  private evaluate(trace: PendingTrace): Decision {
+  private evaluate(trace: TraceEntry): Decision {
     let sampled = false;
     for (const policy of this.policies) {
       const started = performance.now();
@@ -375,36 +397,39 @@ export class TailSamplingProcessor implements Component, Consumer {
   }
 
   /** Per trace part (one resource's spans of the trace), not per span; a trace not kept goes to the recent list. */
-  private report(trace: PendingTrace, kept: boolean, policy: string | null, reason: string): void {
+  private report(trace: TraceEntry, kept: boolean, policy: string | null, reason: string): void {
     const sampling = this.sampling;
     if (!sampling) return;
     for (const part of trace.parts) sampling.sampled(this.id, part.block.attributes, part.spans, kept ? part.spans : 0);
     sampling.traceDecided(this.id, policy, kept);
     if (!kept) {
       const name = trace.parts[0]?.block.attributes.get('service.name');
-      sampling.dropped({ traceId: Buffer.from(trace.key, 'latin1').toString('hex'), service: typeof name === 'string' ? name : null, processor: this.id, policy, reason });
+      sampling.dropped(new DroppedRecord(trace.key, typeof name === 'string' ? name : null, this.id, policy, reason));
     }
   }
 
-  private remember(key: string, sampled: boolean): void {
+  /** After release(): the decision replaces the trace's entry in `traces`, or goes to a decision cache and the entry out. */
+  private remember(trace: TraceEntry, sampled: boolean): void {
     const cache = sampled ? this.sampledCache : this.nonSampledCache;
-    if (cache) cache.add(key);
-    else {
-      const entry = { key, sampled };
-      this.decided.set(key, entry);
-      this.decidedOrder.push(entry);
+    if (cache) {
+      cache.add(trace.key);
+      this.traces.delete(trace.key);
+    } else {
+      this.traces.set(trace.key, sampled ? SAMPLED : NOT_SAMPLED);
+      this.decidedCount++;
+      this.decidedOrder.push(trace.key);
     }
   }
 
-  /** Takes the trace out of the buffer; blocks no trace holds any more are freed. */
-  private release(trace: PendingTrace): void {
-    this.pending.delete(trace.key);
-    trace.done = true;
-    this.early.delete(trace.key);
+  /** Takes the trace's spans out of the buffer (its entry stays until remember() or forget()); blocks no trace holds any more are freed. */
+  private release(trace: TraceEntry): void {
+    this.pendingCount--;
+    trace.state = GONE;
+    if (this.early.size > 0) this.early.delete(trace.key);
     for (const part of trace.parts) {
       const block = part.block;
       if (--block.refs === 0 && block.counted) {
-        this.bufferedBytes -= block.bytes.length;
+        this.bufferedBytes -= block.held;
         block.counted = false;
       }
     }
@@ -412,8 +437,9 @@ export class TailSamplingProcessor implements Component, Consumer {
     trace.parts.length = 0;
   }
 
-  private forget(trace: PendingTrace): void {
+  private forget(trace: TraceEntry): void {
     this.release(trace);
+    this.traces.delete(trace.key);
   }
 
   private outputFor(block: StoredBlock): OutputBlock {
@@ -423,17 +449,6 @@ export class TailSamplingProcessor implements Component, Consumer {
       this.output.set(block, out);
     }
     return out;
-  }
-
-  private queueOutput(out: OutputBlock): void {
-    const existing = this.output.get(out.block);
-    if (!existing) this.output.set(out.block, out);
-    else for (const [start, scope] of out.scopes) {
-      const into = existing.scopes.get(start);
-      if (into) into.spans.push(...scope.spans);
-      else existing.scopes.set(start, scope);
-      existing.spanCount += scope.spans.length / 2;
-    }
   }
 
   /** Sends what was kept this turn as one batch. A refusal loses those spans (counted, logged), as in the Collector. */
@@ -457,12 +472,27 @@ export class TailSamplingProcessor implements Component, Consumer {
   }
 
   private updateGauges(): void {
-    this.metrics.onMemory.set(this.pending.size + this.decided.size);
+    this.metrics.onMemory.set(this.pendingCount + this.decidedCount);
     this.metrics.bufferedBytes.set(this.bufferedBytes);
   }
 }
 
 const DONE: Promise<void> = Promise.resolve();
+
+/** A sampled-out trace for the admin view; its hex id is made only when shown (most records are overwritten unseen). */
+class DroppedRecord implements DroppedTrace {
+  constructor(
+    private readonly key: string,
+    readonly service: string | null,
+    readonly processor: string,
+    readonly policy: string | null,
+    readonly reason: string,
+  ) {}
+
+  get traceId(): string {
+    return Buffer.from(this.key, 'latin1').toString('hex');
+  }
+}
 
 function checkedBlock(block: ResourceBlock): ResourceBlock {
   try {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
 import type { Pool } from './obi';
-import { cpuSeconds, freePorts, peakRssMb, resetPeakRss, spawnPinned, stopChild, waitForPort } from './proc';
+import { cpuBusySeconds, cpuSeconds, freePorts, peakRssMb, resetPeakRss, spawnPinned, stopChild, waitForPort } from './proc';
 import { createGrpcSink } from './sinks';
 import { SERVER_CPU, otelcolBinary } from './systems';
 
@@ -33,6 +33,8 @@ export interface FixedRateResult {
   /** Spans the sink received ÷ spans acknowledged, over the window. */
   readonly forwardedRatio: number;
   readonly failedRequests: number;
+  /** Cores' worth of other processes on the server's core during the window (0.2 and above: a shared core, noisy). */
+  readonly otherLoadServerCore: number;
 }
 
 /** Spans in an ExportTraceServiceRequest, walking only the length-delimited fields down to spans. */
@@ -141,6 +143,7 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
     await run(o.warmupS);
     resetPeakRss(child.pid!);
     const cpu0 = cpuSeconds(child.pid!);
+    const core0 = cpuBusySeconds(SERVER_CPU);
     const spans0 = sentSpans;
     const failures0 = failures;
     const t0 = performance.now();
@@ -148,6 +151,7 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
     const elapsedS = (performance.now() - t0) / 1000;
     const spans = sentSpans - spans0;
     const cpu = cpuSeconds(child.pid!) - cpu0;
+    const otherLoad = Math.max(0, (cpuBusySeconds(SERVER_CPU) - core0 - cpu) / elapsedS);
     const rss = peakRssMb(child.pid!);
     // Forwarded counts are taken after the exporters drained (stopChild waits for shutdown), so
     // they cover warm-up + window against everything sent.
@@ -159,6 +163,7 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
       forwardedBytesPerSpan: Math.round(forwardedBytes / Math.max(1, sentSpans)),
       forwardedRatio: Math.round((forwardedSpans / Math.max(1, sentSpans)) * 1000) / 1000,
       failedRequests: failures - failures0,
+      otherLoadServerCore: Math.round(otherLoad * 100) / 100,
     };
   } finally {
     agent.destroy();

@@ -47,6 +47,7 @@ export interface Row {
   peakRssMb: number;
   /** Bytes the sink received per span sent: what the sampler saves the exporter. */
   forwardedBytesPerSpan: number;
+  otherLoadServerCore: number;
 }
 
 async function measure(system: 'spansieve' | 'collector-ref', sampler: Record<string, unknown> | undefined, options: Options, workDir: string): Promise<Row> {
@@ -64,7 +65,7 @@ async function measure(system: 'spansieve' | 'collector-ref', sampler: Record<st
     workDir,
   });
   if (r.failedRequests > 0) process.stderr.write(`${system}: ${r.failedRequests} requests failed\n`);
-  return { system, sampler: sampler !== undefined, spansPerS: r.spansPerS, cpuUsPerSpan: r.cpuUsPerSpan, peakRssMb: r.peakRssMb, forwardedBytesPerSpan: r.forwardedBytesPerSpan };
+  return { system, sampler: sampler !== undefined, spansPerS: r.spansPerS, cpuUsPerSpan: r.cpuUsPerSpan, peakRssMb: r.peakRssMb, forwardedBytesPerSpan: r.forwardedBytesPerSpan, otherLoadServerCore: r.otherLoadServerCore };
 }
 
 /** Both systems, sampler off then on (10 %, `mode`); the rows in that order. */

@@ -79,7 +79,7 @@ export function taskset(): string {
 
 let clockTicks: number | undefined;
 
-function ticksPerSecond(): number {
+export function ticksPerSecond(): number {
   if (clockTicks === undefined) {
     try {
       clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;

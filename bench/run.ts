@@ -47,6 +47,7 @@ import {
   STORAGE_SYSTEMS,
   SYSTEMS,
   isReferenceBuild,
+  isFloor,
   jaegerBinary,
   otelcolBinary,
   persistent,
@@ -343,7 +344,7 @@ interface Measurement {
 
 async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
   const flags: string[] = [];
-  const expectSink = o.system !== 'floor';
+  const expectSink = !isFloor(o.system);
   let server: RunningServer | undefined;
   let capture: RunningCapture | undefined;
   const tls = isTls(o.transport) ? ctx.certs : undefined;
@@ -825,7 +826,7 @@ async function main(argv: readonly string[]): Promise<void> {
 function toResult(shape: string, system: SystemName, transport: Transport, rate: number, m: Measurement, keptFraction: number): Result {
   const w = m.fixed;
   const spans = w.b.ackedSpans - w.a.ackedSpans;
-  const expectSink = system !== 'floor';
+  const expectSink = !isFloor(system);
   const flags = [...m.flags, ...fixedFlags(w, rate, expectSink, keptFraction), ...(m.max ? maxFlags(m.max) : [])];
   // Wire latency only when it matched nearly every request the sink saw; otherwise the sink's clock.
   const wireUsable = m.wire !== undefined && m.wire.latencyMs.length >= 0.95 * w.latency.length;

@@ -38,6 +38,8 @@ export interface ScenarioRow {
   /** Spans that reached the sink ÷ spans sent, and what the rule should give; null where not checked. */
   readonly forwarded_ratio: number | null;
   readonly expected_forwarded_ratio: number | null;
+  /** Cores' worth of other processes on the server's core while measured (flagged shared-core above 0.2). */
+  readonly other_load_server_core: number;
   readonly flags: string[];
 }
 
@@ -154,9 +156,9 @@ export function healthShareOf(pool: Pool): number {
 }
 
 /** The Collector's filter config, used unchanged by both systems. */
-function filterConfig(grpcPort: number, httpPort: number, sinkPort: number, traces: Record<string, string[]>): Record<string, unknown> {
+function filterConfig(grpcPort: number, httpPort: number, sinkPort: number, traces: Record<string, string[]> | undefined): Record<string, unknown> {
   const base = spansieveConfig(grpcPort, httpPort, sinkPort, []);
-  return { ...base, processors: { 'filter/keep': { error_mode: 'ignore', traces } } };
+  return { ...base, processors: { 'filter/keep': traces ? { error_mode: 'ignore', traces } : {} } };
 }
 
 type Log = (text: string) => void;
@@ -171,20 +173,34 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
     const total = pool.requests.reduce((n, r) => n + r.spans, 0);
     const expected = Math.round(1000 * (scenario === 'filter-health' ? 1 - healthShareOf(pool) : pool.requests.reduce((n, r) => n + r.keptSpans, 0) / total)) / 1000;
     const traces: Record<string, string[]> = scenario === 'filter-health' ? { span: [HEALTH_RULE] } : { resource: [ottlKeepOnly(keep)] };
-    const runs: { system: 'spansieve' | 'collector-ref'; variant: string; config: (g: number, h: number, s: number) => Record<string, unknown> }[] = [
+    const runs: { system: 'spansieve' | 'collector-ref'; variant: string; config: (g: number, h: number, s: number) => Record<string, unknown>; expected?: number }[] = [
       { system: 'spansieve', variant: 'ottl', config: (g, h, s) => filterConfig(g, h, s, traces) },
       { system: 'collector-ref', variant: 'ottl', config: (g, h, s) => filterConfig(g, h, s, traces) },
     ];
     // "keep lists as fast as today": the same choice as spansieve's own keep list, same run.
     if (scenario === 'filter-not-contains') runs.push({ system: 'spansieve', variant: 'keep-list', config: (g, h, s) => spansieveConfig(g, h, s, keep) });
+    // What the span rule itself costs: the same load through a filter that keeps everything.
+    if (scenario === 'filter-health') runs.push({ system: 'spansieve', variant: 'no-rule', config: (g, h, s) => filterConfig(g, h, s, undefined), expected: 1 });
     const rows: ScenarioRow[] = [];
     for (const run of runs) {
       const label = `${scenario}-${run.system}-${run.variant}`;
       log(`${label}: starting`);
       const r = await measureFixedRate({ label, system: run.system, config: run.config, pool, rate: t.rate, warmupS: t.warmupS, windowS: t.windowS, workDir });
-      const flags = [...forwardedFlags(r.forwardedRatio, expected), ...(r.failedRequests > 0 ? [`failed-requests(${r.failedRequests})`] : [])];
+      const flags = [...forwardedFlags(r.forwardedRatio, run.expected ?? expected), ...(r.failedRequests > 0 ? [`failed-requests(${r.failedRequests})`] : [])];
       if (r.spansPerS < 0.95 * t.rate) flags.push(`behind(${Math.round((100 * r.spansPerS) / t.rate)}%)`);
-      rows.push({ scenario, system: run.system, variant: run.variant, spans_per_second: r.spansPerS, cpu_us_per_span: r.cpuUsPerSpan, peak_rss_mb: r.peakRssMb, forwarded_ratio: r.forwardedRatio, expected_forwarded_ratio: expected, flags });
+      if (r.otherLoadServerCore > 0.2) flags.push(`shared-core(${r.otherLoadServerCore})`);
+      rows.push({
+        scenario,
+        system: run.system,
+        variant: run.variant,
+        spans_per_second: r.spansPerS,
+        cpu_us_per_span: r.cpuUsPerSpan,
+        peak_rss_mb: r.peakRssMb,
+        forwarded_ratio: r.forwardedRatio,
+        expected_forwarded_ratio: run.expected ?? expected,
+        other_load_server_core: r.otherLoadServerCore,
+        flags,
+      });
     }
     return rows;
   } finally {
@@ -205,6 +221,7 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
         if (row.spansRefused > 0) flags.push(`refused(${row.spansRefused})`);
         if (row.undecodableExports > 0) flags.push(`undecodable-exports(${row.undecodableExports})`);
         if (row.incompleteExports > 0) flags.push(`incomplete-exports(${row.incompleteExports})`);
+        if (row.otherLoadServerCore > 0.2) flags.push(`shared-core(${row.otherLoadServerCore})`);
         // CPU is per offered span over the whole run (load, lag, decisions); the sink check is the kept share.
         return {
           scenario,
@@ -215,6 +232,7 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
           peak_rss_mb: row.peakRssMiB,
           forwarded_ratio: Math.round((1000 * row.spansKept) / Math.max(1, row.spansOffered)) / 1000,
           expected_forwarded_ratio: null,
+          other_load_server_core: row.otherLoadServerCore,
           flags,
         } satisfies ScenarioRow;
       });
@@ -231,7 +249,11 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
         peak_rss_mb: row.peakRssMb,
         forwarded_ratio: null,
         expected_forwarded_ratio: null,
-        flags: row.spansPerS < 0.95 * t.rate ? [`behind(${Math.round((100 * row.spansPerS) / t.rate)}%)`] : [],
+        other_load_server_core: row.otherLoadServerCore,
+        flags: [
+          ...(row.spansPerS < 0.95 * t.rate ? [`behind(${Math.round((100 * row.spansPerS) / t.rate)}%)`] : []),
+          ...(row.otherLoadServerCore > 0.2 ? [`shared-core(${row.otherLoadServerCore})`] : []),
+        ],
       }));
     }
   }

@@ -2,6 +2,8 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as zlib from 'node:zlib';
+import { encodeHeaders } from '../src/util/h2/hpack';
+import { createH2Server, type H2Server } from '../src/util/h2/server';
 
 const EMPTY_RESPONSE_FRAME = Buffer.alloc(5);
 const OK_TRAILERS = { 'grpc-status': '0' };
@@ -38,6 +40,25 @@ export function createGrpcSink(onMessage: (message: Buffer) => void, tls?: SinkT
     });
   });
   return server;
+}
+
+// The fixed gRPC success, HPACK-encoded once: :status 200 is one static-table octet.
+const RAW_RESPONSE_HEADERS = encodeHeaders([[':status', '200'], ['content-type', 'application/grpc']]);
+const RAW_OK_TRAILERS = encodeHeaders([['grpc-status', '0']]);
+
+/**
+ * The same as createGrpcSink on spansieve's own HTTP/2 layer (src/util/h2) instead of node:http2,
+ * with the same windows and frame size: the floor's `floor-raw` variant (issue 19).
+ */
+export function createRawGrpcSink(onMessage: (message: Buffer) => void, tls?: SinkTls): H2Server {
+  return createH2Server({
+    onRequest(stream) {
+      const frame = stream.body();
+      const message = frame.subarray(5, 5 + frame.readUInt32BE(1));
+      onMessage(frame[0] === 1 ? zlib.gunzipSync(message) : message);
+      stream.respondEncoded(RAW_RESPONSE_HEADERS, EMPTY_RESPONSE_FRAME, RAW_OK_TRAILERS);
+    },
+  }, { initialWindowSize: 1024 * 1024, maxFrameSize: 1024 * 1024, connectionWindowSize: 16 * 1024 * 1024, maxBodyBytes: 64 * 1024 * 1024 }, tls);
 }
 
 /** The same for OTLP/HTTP: read the whole body (gunzipped when Content-Encoding: gzip), answer 200. */

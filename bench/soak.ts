@@ -9,7 +9,7 @@ import { isTls, type PoolInfo, type Snapshot } from './protocol';
 import { allowedCpus, brkHeapMb, cpuBusySeconds, rssAnonMb, cpuSeconds, installCleanup, loadAverage, peakRssMb, resetPeakRss, rssMb, spawnPinned, stopChild, taskset } from './proc';
 import { round } from './report';
 import { parseSoakOptions, summarise, type Point, type SeriesSummary } from './soak-stats';
-import { LOADGEN_CPU, SERVER_CPU, isCollector, isReferenceBuild, jaegerBinary, otelcolBinary, startServer, type SystemName } from './systems';
+import { LOADGEN_CPU, SERVER_CPU, isCollector, isFloor, isReferenceBuild, jaegerBinary, otelcolBinary, startServer, type SystemName } from './systems';
 
 // `npm run bench:soak -- [--seconds 600] [--shape obi-sidecar] ...`: each system in turn at a fixed
 // span rate for a long window, pinned as in run.ts (server core 0, load generator + sink core 1),
@@ -68,7 +68,7 @@ async function soakOne(loadgen: LoadGen, sinkGrpcPort: number, workDir: string, 
   const flags: string[] = [];
   const label = `soak-${o.shape.name}-${system}`;
   const extra = (process.env.BENCH_SPANSIEVE_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
-  const spansieve = !isCollector(system) && system !== 'floor';
+  const spansieve = !isCollector(system) && !isFloor(system);
   const server = await startServer({
     system,
     keepIds: keptInstanceIds(o.shape.pool),
@@ -82,7 +82,7 @@ async function soakOne(loadgen: LoadGen, sinkGrpcPort: number, workDir: string, 
     if (allowedCpus(server.pid) !== String(SERVER_CPU)) flags.push('server-not-pinned');
     await loadgen.call({
       type: 'target',
-      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink: system !== 'floor', connections: o.shape.connections },
+      target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink: !isFloor(system), connections: o.shape.connections },
     });
     await loadgen.call({ type: 'probe', timeoutMs: 30_000 });
     const idle = rssMb(server.pid);

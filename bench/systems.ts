@@ -16,15 +16,20 @@ import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 //   collector-ref      the reference Collector with its queue in memory (not in the default list):
 //                      collector-storage's own baseline, same build
 //   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
+//   floor-raw          the same with gRPC on spansieve's own HTTP/2 layer (src/util/h2), not node:http2
+//                      (not in the default list)
 // With a TLS transport every system serves TLS on both receiver ports (ServerOptions.tls); the
 // forward to the sink stays plaintext.
 
-export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor';
-export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor'];
+export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor' | 'floor-raw';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor', 'floor-raw'];
 /** What runs without --systems. */
 export const DEFAULT_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
 /** The persistent-queue comparison (--storage). */
 export const STORAGE_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector-storage'];
+
+/** The floors answer themselves: nothing reaches the sink. */
+export const isFloor = (system: SystemName): boolean => system === 'floor' || system === 'floor-raw';
 
 /** Whether the system keeps its sending queue on disk. */
 export const persistent = (system: SystemName): boolean => system === 'spansieve-storage' || system === 'collector-storage';
@@ -202,8 +207,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       break;
     }
     case 'floor':
+    case 'floor-raw':
       child = spawnPinned(SERVER_CPU, process.execPath, [
-        path.join(ROOT, 'dist', 'bench', 'floor.js'), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
+        path.join(ROOT, 'dist', 'bench', 'floor.js'), ...(options.system === 'floor-raw' ? ['--raw'] : []), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
         ...(options.tls ? [options.tls.certFile, options.tls.keyFile] : []),
       ], {
         stdio: ['ignore', log, log],

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { types } from '../src/pdata/codec';
 import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
-import { cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
+import { cpuBusySeconds, cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
 import { createGrpcSink } from './sinks';
 import { otelcolBinary, SERVER_CPU } from './systems';
 
@@ -100,6 +100,8 @@ export interface Row {
   cpuSeconds: number;
   cpuMicrosPerSpan: number;
   peakRssMiB: number;
+  /** Cores' worth of other processes on the server's core over the run (0.2 and above: a shared core, noisy). */
+  otherLoadServerCore: number;
 }
 
 async function run(system: 'spansieve' | 'collector', dir: string, seconds: number): Promise<Row> {
@@ -138,7 +140,9 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
       exporters: { 'otlp/sink': exporter },
       service: { pipelines: { traces: { receivers: ['otlp'], processors: ['tail_sampling'], exporters: ['otlp/sink'] } }, telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } } },
     }));
-    child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] });
+    // BENCH_SPANSIEVE_NODE_FLAGS: extra flags for experiments (e.g. --cpu-prof), as bench/run.ts.
+    const extra = (process.env.BENCH_SPANSIEVE_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+    child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...extra, path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] });
   } else {
     // The Collector forwards each kept trace as its own request: batch behind it, as its docs advise
     // (without it the exporter's queue overflows at this rate and kept traces are dropped).
@@ -157,6 +161,8 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
   const front = template('frontend', 100, true);
   const back = template('backend', 200, false);
   const cpuBefore = cpuSeconds(pid);
+  const coreBefore = cpuBusySeconds(SERVER_CPU);
+  const wallBefore = Date.now();
   let offered = 0;
   let refused = 0;
   const sends: Promise<void>[] = [];
@@ -180,6 +186,7 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
   // Every trace decided: decision_wait after the last one's first span, and the export behind it.
   await new Promise((resolve) => setTimeout(resolve, 12_000));
   const cpu = cpuSeconds(pid) - cpuBefore;
+  const otherLoad = Math.max(0, (cpuBusySeconds(SERVER_CPU) - coreBefore - cpu) / ((Date.now() - wallBefore) / 1000));
   const rss = peakRssMb(pid);
   await stopChild(child, 10_000);
   fs.closeSync(log);
@@ -194,6 +201,7 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
     cpuSeconds: Math.round(cpu * 100) / 100,
     cpuMicrosPerSpan: Math.round((cpu / offered) * 1e6 * 100) / 100,
     peakRssMiB: Math.round(rss),
+    otherLoadServerCore: Math.round(otherLoad * 100) / 100,
   };
 }
 
@@ -205,17 +213,18 @@ export interface TailSamplingResult {
 }
 
 /** spansieve then the Collector, `seconds` of load each (plus the backend lag and the decisions after it). */
-export async function measureTailSampling(seconds: number): Promise<TailSamplingResult> {
+export async function measureTailSampling(seconds: number, systems: readonly ('spansieve' | 'collector')[] = ['spansieve', 'collector']): Promise<TailSamplingResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-bench-tail-'));
   try {
     const rows: Row[] = [];
-    for (const system of ['spansieve', 'collector'] as const) rows.push(await run(system, dir, seconds));
-    const [s, c] = rows as [Row, Row];
+    for (const system of systems) rows.push(await run(system, dir, seconds));
+    const s = rows.find((r) => r.system === 'spansieve');
+    const c = rows.find((r) => r.system === 'collector');
     return {
       load: { spansPerSecond: 2 * REQUESTS_PER_SECOND * SPANS_PER_REQUEST, seconds, backendLagMs: LAG_MS, decisionWait: '10s', policies: POLICIES.map((p) => p.name) },
       rows,
-      cpuRatio: Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100,
-      rssRatio: Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100,
+      cpuRatio: s && c ? Math.round((s.cpuMicrosPerSpan / c.cpuMicrosPerSpan) * 100) / 100 : NaN,
+      rssRatio: s && c ? Math.round((s.peakRssMiB / c.peakRssMiB) * 100) / 100 : NaN,
     };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -224,7 +233,9 @@ export async function measureTailSampling(seconds: number): Promise<TailSampling
 
 async function main(): Promise<void> {
   installCleanup(() => killAll());
-  console.log(JSON.stringify(await measureTailSampling(Number(process.argv[2] ?? 60)), null, 2));
+  // Optional second argument: the systems to run, e.g. `spansieve` alone (profiling).
+  const systems = (process.argv[3] ?? 'spansieve,collector').split(',') as ('spansieve' | 'collector')[];
+  console.log(JSON.stringify(await measureTailSampling(Number(process.argv[2] ?? 60), systems), null, 2));
   agent.destroy();
 }
 

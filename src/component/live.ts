@@ -10,6 +10,8 @@ export interface InstanceDecision {
   readonly kept: boolean;
   /** The rule that decided, as shown in the inventory; null when the default decided. */
   readonly selector: string | null;
+  /** What the decision leaves open, for people (e.g. `spans may be dropped by 2 span conditions`). */
+  readonly note?: string;
 }
 
 /** Declared on a factory (`Factory.live`) whose components take new settings while running. */
@@ -30,8 +32,13 @@ export interface LiveSettings<C> {
    * everything else in the document unchanged. Otherwise the service restarts.
    */
   appliesInPlace(before: unknown, after: unknown): boolean;
-  /** How a config decides an instance from its resource attributes; absent when the component does not decide on instances. */
-  decide?(config: C, attributes: Attributes): InstanceDecision;
+  /**
+   * How a config decides an instance from its resource; absent when the component does not decide
+   * on instances. `resource`: the resource's ResourceSpans / ResourceMetrics bytes without their
+   * scopes (the Resource message and schema_url, exact types), when the inventory kept them.
+   * undefined: the config cannot be judged on what is known.
+   */
+  decide?(config: C, attributes: Attributes, resource?: Uint8Array): InstanceDecision | undefined;
 }
 
 /** A running component that takes a new, validated config (parsed by its factory) in place. */
@@ -53,5 +60,5 @@ export function canReconfigure(component: unknown): component is LiveReconfigura
 export interface DryRunResult {
   readonly errors: string[];
   /** `kept: null`: not decided (the component does not decide on instances, or the inventory did not keep all of the instance's attributes). */
-  readonly instances: { id: string; kept: boolean | null; selector: string | null }[];
+  readonly instances: { id: string; kept: boolean | null; selector: string | null; note?: string }[];
 }

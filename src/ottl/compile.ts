@@ -6,7 +6,7 @@ import { convertFor, type ParamKind } from './getters';
 import { parseCondition, walkCalls, type ArgNode, type BoolNode, type CallNode, type KeyNode, type PathNode, type ValueNode } from './parser';
 import { STANDARD_CONVERTERS, COLLECTOR_CONVERTERS } from './functions';
 import {
-  OttlDuration, OttlRuntimeError, OttlTime, OttlTypeError, compareValues, goTypeName, wrapInt64,
+  OttlDuration, OttlRuntimeError, OttlTime, OttlTypeError, compareValues, goTypeName, hasRawStringEquals, wrapInt64,
   type CompareOp, type OttlValue,
 } from './values';
 
@@ -99,6 +99,8 @@ interface Getter<C> {
   readonly get: (ctx: C) => OttlValue;
   /** Set for literals: the value, computed once. */
   readonly literal?: { readonly value: OttlValue };
+  /** Set for `path["key"]`: the map the key is looked up in, and the key (for RawStringEquals). */
+  readonly keyed?: { readonly map: (ctx: C) => OttlValue; readonly key: string };
 }
 
 function literal<C>(value: OttlValue): Getter<C> {
@@ -153,6 +155,13 @@ class Compiler<C> {
         }
         const lg = l.get;
         const rg = r.get;
+        const fast = op === '==' || op === '!=' ? rawStringEquals(l, r) ?? rawStringEquals(r, l) : undefined;
+        if (fast) {
+          // Same result as compareValues on the decoded value: equal UTF-8 bytes are equal strings.
+          const equals = fast;
+          const eq = op === '==';
+          return { eval: (c) => { const v = equals(c); return v === undefined ? compareValues(lg(c), rg(c), op) : v === eq; } };
+        }
         return { eval: (c) => compareValues(lg(c), rg(c), op) };
       }
       case 'call': {
@@ -260,7 +269,8 @@ class Compiler<C> {
     if (last.keys.length === 0) return { get };
     if (!field.indexable) throw keysUnused(last.name);
     const keys = last.keys.map((k) => this.key(k));
-    return { get: (c) => indexPathValue(get(c), keys, c) };
+    const only = keys.length === 1 ? keys[0]!.s : undefined;
+    return { get: (c) => indexPathValue(get(c), keys, c), ...(only === undefined ? {} : { keyed: { map: get, key: only } }) };
   }
 
   private resolveContext(p: PathNode): { context: string; fields: PathNode['fields'] } {
@@ -422,6 +432,21 @@ interface ResolvedKey<C> {
   readonly s?: string;
   readonly i?: bigint;
   readonly g?: (c: C) => OttlValue;
+}
+
+/** `m["k"] == "literal"` answered on the map's bytes when it can (RawStringEquals); undefined when the shape does not fit. */
+function rawStringEquals<C>(path: Getter<C>, other: Getter<C>): ((c: C) => boolean | undefined) | undefined {
+  const keyed = path.keyed;
+  const lit = other.literal?.value;
+  if (!keyed || typeof lit !== 'string') return undefined;
+  const utf8 = Buffer.from(lit, 'utf8');
+  // A lone surrogate would encode as U+FFFD's bytes, which then would wrongly match U+FFFD.
+  if (utf8.toString('utf8') !== lit) return undefined;
+  const { map, key } = keyed;
+  return (c) => {
+    const m = map(c);
+    return hasRawStringEquals(m) ? m.stringEquals(key, utf8) : undefined;
+  };
 }
 
 /** Path indexing (ctxutil): a missing map key is nil; a wrong type or an out-of-range index is an error. */

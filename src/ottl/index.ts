@@ -7,6 +7,6 @@ export {
 export { STANDARD_CONVERTERS, COLLECTOR_CONVERTERS } from './functions';
 export { OttlSyntaxError, parseCondition, tokenize } from './parser';
 export {
-  OttlDuration, OttlId, OttlRuntimeError, OttlTime, OttlTypeError, compareValues, deepEqual, type CompareOp, type OttlValue,
+  OttlDuration, OttlId, OttlRuntimeError, OttlTime, OttlTypeError, compareValues, deepEqual, type CompareOp, type OttlValue, type RawStringEquals,
 } from './values';
 export * from './contexts';

@@ -34,6 +34,19 @@ export type OttlValue =
 
 export type CompareOp = '==' | '!=' | '<' | '<=' | '>' | '>=';
 
+/**
+ * A map whose values are still bytes (the filter's wire attributes) may answer
+ * `m["k"] == "literal"` by comparing the value's UTF-8 bytes, with no string built. undefined:
+ * it cannot tell cheaply (key absent, not a plain string, unusual layout): compare as usual.
+ */
+export interface RawStringEquals {
+  stringEquals(key: string, utf8: Uint8Array): boolean | undefined;
+}
+
+export function hasRawStringEquals(v: unknown): v is RawStringEquals {
+  return typeof (v as Partial<RawStringEquals> | null)?.stringEquals === 'function';
+}
+
 /** Raised while evaluating a condition (the Collector's eval error); error_mode decides what happens. */
 export class OttlRuntimeError extends Error {
   override readonly name = 'OttlRuntimeError';

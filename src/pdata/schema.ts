@@ -335,7 +335,9 @@ function checkShallow(buf: Uint8Array, start: number, end: number, spec: Message
 /**
  * checkMessage with an explicit stack instead of recursion, for submessages nested deep. Its tag,
  * varint and length reading repeats checkShallow's on purpose: both read the wire inline, since a
- * shared reader would cost a call per field on every byte spansieve forwards (bench/scan.ts).
+ * shared reader would cost a call per field on every byte spansieve forwards (bench/scan.ts). One
+ * walker for both was measured: checkMessage through checkDeep alone took 988–1610 ns per span in
+ * `node dist/bench/scan.js` against 853–982 with checkShallow first (alternating runs, same machine).
  */
 function checkDeep(buf: Uint8Array, start: number, end: number, spec: MessageSpec, depth: number): void {
   let fields = spec.fields;

@@ -36,6 +36,9 @@ export class SpanView {
   spanIdLen = 0;
   parentIdStart = 0;
   parentIdLen = 0;
+  /** Where the trace_state string is in buf (len 0: none). */
+  traceStateStart = 0;
+  traceStateLen = 0;
   name = '';
   kind = 0;
   statusCode = 0;
@@ -118,6 +121,7 @@ export class SpanView {
     this.start = start;
     this.end = end;
     this.traceIdStart = this.traceIdLen = this.spanIdStart = this.spanIdLen = this.parentIdStart = this.parentIdLen = 0;
+    this.traceStateStart = this.traceStateLen = 0;
     this.name = '';
     this.kind = 0;
     this.statusCode = 0;
@@ -260,6 +264,11 @@ function readSpan(buf: Uint8Array, start: number, end: number, view: SpanView, s
       case SPAN.parent_span_id: {
         view.parentIdStart = reader.lengthDelimited();
         view.parentIdLen = reader.pos - view.parentIdStart;
+        break;
+      }
+      case SPAN.trace_state: {
+        view.traceStateStart = reader.lengthDelimited();
+        view.traceStateLen = reader.pos - view.traceStateStart;
         break;
       }
       case SPAN.name: {

@@ -7,6 +7,8 @@ import {
   type ComponentTelemetry,
   type Consumer,
   type ConnectorFactory,
+  type ComponentStatusEvent,
+  type ComponentStatusWatcher,
   type CreateSettings,
   type ExporterFactory,
   type Host,
@@ -87,7 +89,7 @@ export class Graph {
   readonly processors: BuiltProcessor[] = [];
   readonly exporters = new Map<string, Component & Consumer>();
   readonly connectors = new Map<string, Component & Consumer>();
-  readonly extensions = new Map<string, Component & { onStatus?(status: string): void }>();
+  readonly extensions = new Map<string, Component & { onStatus?(status: string): void } & Partial<ComponentStatusWatcher>>();
 
   constructor(
     private readonly config: ServiceConfig,
@@ -95,6 +97,8 @@ export class Graph {
     private readonly telemetry: ComponentTelemetry,
     private readonly inventory?: InstanceRecorder,
     private readonly sampling?: SamplingRecorder,
+    /** Also told every component status event (a worker passes them to the primary's health_check). */
+    private readonly statusSink?: (component: string, event: ComponentStatusEvent) => void,
   ) {
     const entries = new Map<string, PipelineEntry>(config.pipelines.map((p) => [p.id, new PipelineEntry()]));
 
@@ -252,6 +256,12 @@ export class Graph {
   private settings(component: ComponentConfig, pipeline?: PipelineConfig): CreateSettings {
     const bindings: Record<string, string> = { 'otelcol.component.kind': component.kind, 'otelcol.component.id': component.id };
     if (pipeline) bindings['otelcol.pipeline.id'] = pipeline.id;
-    return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry, ...(this.inventory ? { inventory: this.inventory } : {}), ...(this.sampling ? { sampling: this.sampling } : {}) };
+    // `kind:id` names a component in status events, as the Collector's health_check shows it.
+    const name = `${component.kind}:${component.id}`;
+    const reportStatus = (event: ComponentStatusEvent): void => {
+      for (const extension of this.extensions.values()) extension.onComponentStatus?.(name, event);
+      this.statusSink?.(name, event);
+    };
+    return { id: component.id, logger: this.logger.child(bindings), telemetry: this.telemetry, reportStatus, ...(this.inventory ? { inventory: this.inventory } : {}), ...(this.sampling ? { sampling: this.sampling } : {}) };
   }
 }

@@ -1,5 +1,7 @@
 import { omittedValues, type AttrValue, type Attributes } from '../pdata/attributes';
 import type { ResourceBlock, Signal } from '../pdata/batch';
+import { RESOURCE_ITEMS } from '../pdata/fields';
+import { WireFormatError, WireReader } from '../pdata/wire';
 import type { InstanceRecorder, InstanceView } from '../component/component';
 import { INSTANCE_ID, pidOfInstanceId } from '../pdata/instance-id';
 import { SamplingStats } from './sampling-stats';
@@ -61,6 +63,12 @@ interface InstanceRecord {
    * value cut or not a plain value); such an instance is decided again by its next resource.
    */
   readonly source: Attributes | undefined;
+  /**
+   * The resource's ResourceSpans / ResourceMetrics without its scopes (the Resource message and
+   * schema_url, exact types: what OTTL resource conditions read), kept with a complete `source`
+   * only and when at most MAX_KEPT_RESOURCE_BYTES; undefined when not kept.
+   */
+  readonly resource: Uint8Array | undefined;
   readonly attributes: Record<string, unknown>;
   /** Attributes of the resource not kept (beyond MAX_KEPT_ATTRIBUTES, or beyond the decoder's bound). */
   readonly omittedAttributes: number;
@@ -102,7 +110,7 @@ export class Inventory implements InstanceRecorder {
 
   /** Records that a resource arrived (called by receivers for every resource). */
   observe(block: ResourceBlock, signal: Signal): void {
-    const record = this.recordFor(block.attributes, true);
+    const record = this.recordFor(block.attributes, true, block.bytes);
     const now = this.clock();
     record.lastSeen = now;
     (signal === 'traces' ? record.spans : record.points).add(block.itemCount, now);
@@ -122,17 +130,12 @@ export class Inventory implements InstanceRecorder {
    * Decides again, for the instances last decided by `filterId`, after its lists changed. An
    * instance whose attributes were not all kept shows no decision (null) until its next resource.
    */
-  redecide(filterId: string, decide: (attributes: Attributes) => { kept: boolean; selector: string | null }): void {
+  redecide(filterId: string, decide: (attributes: Attributes, resource: Uint8Array | undefined) => { kept: boolean; selector: string | null } | undefined): void {
     for (const record of this.records.values()) {
       if (record.decidedBy !== filterId) continue;
-      if (record.source === undefined) {
-        record.kept = null;
-        record.selector = null;
-        continue;
-      }
-      const decision = decide(record.source);
-      record.kept = decision.kept;
-      record.selector = decision.selector;
+      const decision = record.source === undefined ? undefined : decide(record.source, record.resource);
+      record.kept = decision?.kept ?? null;
+      record.selector = decision?.selector ?? null;
     }
   }
 
@@ -140,12 +143,15 @@ export class Inventory implements InstanceRecorder {
    * What `decide` says for every instance, in list() order, changing nothing (a dry run of new
    * rules). An instance whose attributes were not all kept gets null, as redecide() would give it.
    */
-  preview(decide: (attributes: Attributes) => { kept: boolean; selector: string | null } | undefined): { id: string; kept: boolean | null; selector: string | null }[] {
+  preview(
+    decide: (attributes: Attributes, resource: Uint8Array | undefined) => { kept: boolean; selector: string | null; note?: string } | undefined,
+  ): { id: string; kept: boolean | null; selector: string | null; note?: string }[] {
     return [...this.records.values()]
       .sort((a, b) => a.id.localeCompare(b.id))
       .map((r) => {
-        const decision = r.source === undefined ? undefined : decide(r.source);
-        return { id: r.id, kept: decision?.kept ?? null, selector: decision?.selector ?? null };
+        const decision = r.source === undefined ? undefined : decide(r.source, r.resource);
+        const out = { id: r.id, kept: decision?.kept ?? null, selector: decision?.selector ?? null };
+        return decision?.note === undefined ? out : { ...out, note: decision.note };
       });
   }
 
@@ -173,7 +179,7 @@ export class Inventory implements InstanceRecorder {
       });
   }
 
-  private recordFor(attributes: Attributes, seen: boolean): InstanceRecord {
+  private recordFor(attributes: Attributes, seen: boolean, block?: Uint8Array): InstanceRecord {
     const idValue = attributes.get(INSTANCE_ID);
     // The id is a map key and shown as is: cut like any value (instances sharing a long prefix merge).
     const id = typeof idValue === 'string' ? cut(idValue) : '';
@@ -188,12 +194,14 @@ export class Inventory implements InstanceRecorder {
     }
     const now = this.clock();
     const kept = keptAttributes(attributes);
+    const resource = kept.complete && block ? resourceWithoutScopes(block) : undefined;
     record = {
       id,
       source: kept.complete ? kept.source : undefined,
+      resource,
       attributes: kept.attributes,
       omittedAttributes: kept.omitted,
-      bytes: RECORD_OVERHEAD_BYTES + 2 * id.length + kept.bytes,
+      bytes: RECORD_OVERHEAD_BYTES + 2 * id.length + kept.bytes + (resource?.length ?? 0),
       firstSeen: now,
       lastSeen: now,
       spans: new Rate(now),
@@ -249,6 +257,40 @@ function keptAttributes(attributes: Attributes): { attributes: Record<string, un
   const omitted = attributes.size - count + omittedValues(attributes);
   if (omitted > 0) complete = false;
   return { attributes: out, source, complete, omitted, bytes };
+}
+
+/** Bound on the resource bytes kept per instance (64 attributes of 256 characters fit). */
+export const MAX_KEPT_RESOURCE_BYTES = 48 * 1024;
+
+/**
+ * A copy of a ResourceSpans / ResourceMetrics without its scopes (their spans or metrics), or
+ * undefined when larger than MAX_KEPT_RESOURCE_BYTES or malformed (a block read unchecked).
+ */
+function resourceWithoutScopes(block: Uint8Array): Uint8Array | undefined {
+  const runs: [number, number][] = [];
+  let size = 0;
+  try {
+    const reader = new WireReader(block, 0, block.length);
+    while (!reader.done) {
+      const start = reader.pos;
+      const tag = reader.tag();
+      reader.skip(tag & 7);
+      if (tag === RESOURCE_ITEMS.scopes) continue;
+      runs.push([start, reader.pos]);
+      size += reader.pos - start;
+      if (size > MAX_KEPT_RESOURCE_BYTES) return undefined;
+    }
+  } catch (err) {
+    if (err instanceof WireFormatError) return undefined;
+    throw err;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const [s, e] of runs) {
+    out.set(block.subarray(s, e), at);
+    at += e - s;
+  }
+  return out;
 }
 
 const IDENTITY_KEYS = [INSTANCE_ID, 'service.name', 'host.name'];

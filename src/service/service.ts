@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import pino, { type Logger } from 'pino';
 import * as YAML from 'yaml';
-import { canHandOver, type AnyFactory, type ComponentKind, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
+import { canHandOver, type AnyFactory, type ComponentStatusEvent, type ComponentKind, type Host, type QueueRequest, type ServiceControl, type ServiceStatus } from '../component/component';
 import { canReconfigure, isLiveEditable, type DryRunResult, type LiveSettings } from '../component/live';
 import { ConfigIssues, Node, isRecord } from '../config/reader';
 import { componentsOf, sectionOf, type ServiceConfig } from '../config/service-config';
@@ -17,6 +17,8 @@ export interface ServiceOptions {
   readonly inventory?: Inventory;
   /** The file the config came from, where live settings (filter lists) can be saved back. */
   readonly configFile?: string;
+  /** Also told every component status event (see Graph). */
+  readonly onComponentStatus?: (component: string, event: ComponentStatusEvent) => void;
 }
 
 /** One running configuration: its own telemetry, its component graph and their lifecycle. */
@@ -40,7 +42,7 @@ export class Service implements ServiceControl {
     this.logger = options.logger ?? pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
     this.inventory = options.inventory ?? new Inventory();
     this.configFile = options.configFile;
-    this.graph = new Graph(config, this.logger, this.telemetry, this.inventory, this.inventory.sampling);
+    this.graph = new Graph(config, this.logger, this.telemetry, this.inventory, this.inventory.sampling, options.onComponentStatus);
     this.live = liveComponentsOf(config);
     this.telemetryServer = config.telemetry.metricsAddress ? new TelemetryServer(this.telemetry, config.telemetry.metricsAddress) : undefined;
   }
@@ -150,7 +152,7 @@ export class Service implements ServiceControl {
     if (parsed.errors.length > 0) return { errors: parsed.errors, instances: [] };
     const live = this.live.get(id)!.factory.live;
     // A component that does not decide on instances leaves every decision null.
-    return { errors: [], instances: this.inventory.preview((attributes) => live.decide?.(parsed.config, attributes)) };
+    return { errors: [], instances: this.inventory.preview((attributes, resource) => live.decide?.(parsed.config, attributes, resource)) };
   }
 
   /**
@@ -188,6 +190,11 @@ export class Service implements ServiceControl {
     for (const instance of this.graph.instancesOf(live.kind, id)) if (canReconfigure(instance)) instance.reconfigure(config);
     live.config = config;
     live.raw = raw;
+    this.unsaved.delete(id);
+  }
+
+  /** Another worker saved this component's settings to the file (service::workers): they are not unsaved here any more. */
+  markSaved(id: string): void {
     this.unsaved.delete(id);
   }
 

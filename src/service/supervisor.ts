@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigValidationError, isRecord } from '../config/reader';
 import { componentsOf, sectionOf, type ServiceConfig } from '../config/service-config';
-import type { ComponentKind, QueueRequest } from '../component/component';
+import type { ComponentKind, ComponentStatusEvent, QueueRequest } from '../component/component';
 import { Inventory } from './inventory';
 import { Service } from './service';
 
@@ -54,6 +54,7 @@ export class Supervisor {
     private readonly logger: Logger,
     private readonly configFile: string | undefined,
     private readonly restoreRetryMs = RESTORE_RETRY_MS,
+    private readonly onComponentStatus?: (component: string, event: ComponentStatusEvent) => void,
   ) {}
 
   get service(): Service | undefined {
@@ -261,7 +262,7 @@ export class Supervisor {
   }
 
   private create(config: ServiceConfig): Service {
-    return new Service(config, { logger: this.logger, inventory: this.inventory, ...(this.configFile ? { configFile: this.configFile } : {}) });
+    return new Service(config, { logger: this.logger, inventory: this.inventory, ...(this.configFile ? { configFile: this.configFile } : {}), ...(this.onComponentStatus ? { onComponentStatus: this.onComponentStatus } : {}) });
   }
 }
 

@@ -15,6 +15,7 @@ const row = (over: Partial<ScenarioRow>): ScenarioRow => ({
   peak_rss_mb: 100,
   forwarded_ratio: 0.9,
   expected_forwarded_ratio: 0.9,
+  other_load_server_core: 0,
   flags: [],
   ...over,
 });

@@ -71,7 +71,7 @@ describe('bench: TLS transports', () => {
     buildServiceConfig(spansieveConfig(4317, 4318, 4319, KEEP, true, undefined, certs));
   });
 
-  const systems: SystemName[] = ['spansieve', 'floor'];
+  const systems: SystemName[] = ['spansieve', 'floor', 'floor-raw'];
   const jaeger = process.env.SPANSIEVE_JAEGER_BIN;
   for (const system of [...systems, 'collector' as const]) {
     const skip = system === 'collector' && jaeger === undefined ? 'SPANSIEVE_JAEGER_BIN not set' : false;

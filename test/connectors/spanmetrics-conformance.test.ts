@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,7 +13,8 @@ import { parseRequest } from '../../src/pdata/scan';
 import { Capture, parseWith, testSettings } from '../helpers/components';
 import { Jaeger } from '../helpers/jaeger';
 import { freePort, waitFor } from '../helpers/ports';
-import { closeServer, listen, boundPort } from '../../src/util/net';
+import { OTELCOL_BIN, OTELCOL_SKIP, ReferenceCollector } from '../helpers/reference-collector';
+import { HttpSink } from '../helpers/sink';
 
 // spansieve's spanmetrics connector against the real one: the same spans go through the Jaeger v2
 // binary (its contrib spanmetrics connector, Collector v0.140) and through spansieve's connector
@@ -178,24 +177,16 @@ function decode(body: Buffer): Decoded {
 }
 
 describe("spanmetrics conformance with the Jaeger v2 binary's spanmetrics connector", { timeout: 120_000 }, () => {
-  const received = new Map<string, Decoded[]>();
-  let server: http.Server;
+  // Each config's otlphttp exporter posts under its own path prefix: /<name>/v1/metrics.
+  const sink = new HttpSink();
+  const received = (name: string): Decoded[] => sink.requests.filter((r) => r.path?.split('/')[1] === name).map((r) => decode(r.body));
   let jaeger: Jaeger;
   const promPorts: Record<string, number> = {};
   let dir: string;
 
   before(async () => {
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const name = (req.url ?? '').split('/')[1] ?? '';
-        received.set(name, [...(received.get(name) ?? []), decode(Buffer.concat(chunks))]);
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-      });
-    });
-    await listen(server, '127.0.0.1:0');
-    const port = boundPort(server);
+    await sink.start();
+    const port = sink.port;
     const pipelines: Record<string, unknown> = {};
     const exporters: Record<string, unknown> = { jaeger_storage_exporter: { trace_storage: 'memstore' } };
     const connectors: Record<string, unknown> = {};
@@ -227,7 +218,7 @@ describe("spanmetrics conformance with the Jaeger v2 binary's spanmetrics connec
 
   after(async () => {
     await jaeger?.stop();
-    await closeServer(server);
+    await sink.stop();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -246,8 +237,8 @@ describe("spanmetrics conformance with the Jaeger v2 binary's spanmetrics connec
       const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
       const totalCalls = (series: Map<string, unknown>) =>
         [...series].filter(([k]) => / [^ ]*calls /.test(k)).reduce((n, [, v]) => n + Number((v as { value?: string }).value ?? 0), 0);
-      await waitFor(`Jaeger's ${name} spanmetrics to flush every span`, () => totalCalls(seriesOf(received.get(name) ?? [])) >= totalCalls(expected), 30_000, 100);
-      const actual = seriesOf(received.get(name) ?? []);
+      await waitFor(`Jaeger's ${name} spanmetrics to flush every span`, () => totalCalls(seriesOf(received(name))) >= totalCalls(expected), 30_000, 100);
+      const actual = seriesOf(received(name));
       assert.ok(expected.size > 10, `${name}: the corpus makes enough series (${expected.size})`);
       assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${name}: the same series`);
       for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, `${name}: ${key}`);
@@ -304,74 +295,123 @@ function exemplarsOf(rest: string): string {
 // the reference Collector build (v0.160; collector.instance.id, which it adds by default there, is
 // excluded so the series are comparable).
 describe('spanmetrics glob dimensions against the reference Collector (v0.160)', { timeout: 120_000 }, () => {
-  const bin = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
   const config = {
     dimensions: [{ name: 'http.request.method' }, { glob: 'x.*' }, { glob: 'res.**' }],
     exclude_dimensions: ['collector.instance.id'],
     aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA',
   };
 
-  test('the same series, with the keys the globs select from span and resource attributes', { skip: !fs.existsSync(bin) && 'no reference Collector' }, async () => {
-    const received: Decoded[] = [];
-    const server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        received.push(decode(Buffer.concat(chunks)));
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-      });
-    });
-    await listen(server, '127.0.0.1:0');
+  test('the same series, with the keys the globs select from span and resource attributes', { skip: OTELCOL_SKIP }, async () => {
+    const sink = new HttpSink();
+    await sink.start();
+    const received = (): Decoded[] => sink.requests.map((r) => decode(r.body));
     const otlpPort = await freePort();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-spanmetrics-glob-'));
     const doc = {
       receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${otlpPort}` } } } },
       connectors: { span_metrics: { ...config, metrics_flush_interval: '500ms' } },
-      exporters: { otlp_http: { endpoint: `http://127.0.0.1:${boundPort(server)}`, compression: 'none', retry_on_failure: { enabled: false } } },
+      exporters: { otlp_http: { endpoint: `http://127.0.0.1:${sink.port}`, compression: 'none', retry_on_failure: { enabled: false } } },
       service: {
         pipelines: { traces: { receivers: ['otlp'], exporters: ['span_metrics'] }, metrics: { receivers: ['span_metrics'], exporters: ['otlp_http'] } },
         telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
       },
     };
-    fs.writeFileSync(path.join(dir, 'otelcol.yaml'), YAML.stringify(doc));
-    const output: string[] = [];
-    const child = spawn(bin, ['--config', path.join(dir, 'otelcol.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
-    child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+    let collector: ReferenceCollector | undefined;
     try {
+      collector = await ReferenceCollector.start(doc, { httpPorts: [otlpPort], timeoutMs: 60_000 });
       const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: corpus() })).finish());
-      await waitFor(
-        'the reference Collector to take the spans',
-        async () => {
-          if (child.exitCode !== null) throw new Error(`otelcol exited: ${output.join('').slice(-2000)}`);
-          try {
-            const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
-            return res.status === 200;
-          } catch {
-            return false;
-          }
-        },
-        60_000,
-        200,
-      );
+      const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+      assert.equal(res.status, 200, await res.text());
       const capture = new Capture();
       const ours = new SpanMetricsConnector(testSettings('glob'), parseWith(parseSpanMetricsConfig, config), capture);
       await ours.consume(parseRequest('traces', body).batch);
       await ours.flush();
       const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
-      await waitFor("the reference Collector's flush", () => seriesOf(received).size >= expected.size, 30_000, 100);
-      const actual = seriesOf(received);
+      await waitFor("the reference Collector's flush", () => seriesOf(received()).size >= expected.size, 30_000, 100);
+      const actual = seriesOf(received());
       assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
       for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
       assert.ok([...expected.keys()].some((k) => k.includes('"res.shard"') && k.includes('"x.flag"')), 'globs select span and resource attributes');
     } finally {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      await closeServer(server);
-      fs.rmSync(dir, { recursive: true, force: true });
+      await collector?.stop();
+      await sink.stop();
     }
   });
+});
+
+/** Runs `config` as the reference Collector's span_metrics connector over `body`; its series. */
+async function referenceSeries(bin: string, config: Record<string, unknown>, body: Buffer, wanted: number): Promise<Map<string, unknown>> {
+  const sink = new HttpSink();
+  await sink.start();
+  const received = (): Decoded[] => sink.requests.map((r) => decode(r.body));
+  const otlpPort = await freePort();
+  const doc = {
+    receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${otlpPort}` } } } },
+    connectors: { span_metrics: { ...config, metrics_flush_interval: '500ms' } },
+    exporters: { otlp_http: { endpoint: `http://127.0.0.1:${sink.port}`, compression: 'none', retry_on_failure: { enabled: false } } },
+    service: {
+      pipelines: { traces: { receivers: ['otlp'], exporters: ['span_metrics'] }, metrics: { receivers: ['span_metrics'], exporters: ['otlp_http'] } },
+      telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+    },
+  };
+  let collector: ReferenceCollector | undefined;
+  try {
+    collector = await ReferenceCollector.start(doc, { bin, httpPorts: [otlpPort], timeoutMs: 60_000 });
+    const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+    assert.equal(res.status, 200, await res.text());
+    await waitFor("the reference Collector's flush", () => seriesOf(received()).size >= wanted, 30_000, 100);
+    return seriesOf(received());
+  } finally {
+    await collector?.stop();
+    await sink.stop();
+  }
+}
+
+// Collector v0.160.0 weights each span by its tracestate's adjusted count (`ot=th:`), whatever the
+// option says; enable_metrics_sampling_method adds sampling.method. Only thresholds with whole
+// adjusted counts are sent (a fraction is rounded at random on both sides).
+describe('spanmetrics adjusted counts and enable_metrics_sampling_method against the reference Collector (v0.160)', { timeout: 120_000 }, () => {
+  const bin = OTELCOL_BIN;
+  const withState = (name: string, traceState: string | undefined, ms: number, events: unknown[] = []) => ({ ...span(name, { ms, events }), ...(traceState === undefined ? {} : { traceState }) });
+  const sampledCorpus = () => [
+    resource(obiResource('backend', 'web-1:4242'), [
+      {
+        spans: [
+          withState('GET /a', 'ot=th:8', 3, [event([str('exception.type', 'Timeout')])]), // 1/0.5 = 2
+          withState('GET /a', 'ot=th:8', 7),
+          withState('GET /a', 'ot=th:c', 12), // 4
+          withState('GET /a', 'vendor=x,ot=th:c;rv:0123456789abcd', 40),
+          withState('GET /a', 'ot=th:0', 1), // probability 1: adjusted, counted once
+          withState('GET /a', 'ot=rv:0123456789abcd', 2), // no threshold: counted
+          withState('GET /a', 'ot=th:zz', 2), // rejected: counted
+          withState('GET /a', 'not a tracestate', 900),
+          withState('GET /a', undefined, 5, [event([str('exception.type', 'Timeout')])]),
+          withState('GET /b', 'ot=th:f', 20), // 1/(1/16) = 16
+        ],
+      },
+    ]),
+  ];
+  const base = {
+    exclude_dimensions: ['collector.instance.id'],
+    aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA',
+    histogram: { explicit: { buckets: ['2ms', '10ms', '100ms'] } },
+    events: { enabled: true, dimensions: [{ name: 'exception.type' }] },
+  };
+
+  for (const enabled of [true, false]) {
+    test(`the same series, weighted, ${enabled ? 'with' : 'without'} sampling.method`, { skip: OTELCOL_SKIP }, async () => {
+      const config = { ...base, enable_metrics_sampling_method: enabled };
+      const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: sampledCorpus() })).finish());
+      const capture = new Capture();
+      const ours = new SpanMetricsConnector(testSettings('sampled'), parseWith(parseSpanMetricsConfig, config), capture);
+      await ours.consume(parseRequest('traces', body).batch);
+      await ours.flush();
+      const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+      const actual = await referenceSeries(bin, config, body, expected.size);
+      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
+      const calls = [...expected].filter(([k]) => / [^ ]*calls /.test(k)).reduce((n, [, v]) => n + Number((v as { value?: string }).value), 0);
+      assert.equal(calls, 2 + 2 + 4 + 4 + 1 + 1 + 1 + 1 + 1 + 16, 'spans weighted by their adjusted counts');
+      assert.equal([...expected.keys()].some((k) => k.includes('sampling.method')), enabled);
+    });
+  }
 });

@@ -654,3 +654,58 @@ describe('admin page shows sampling decisions', () => {
     assert.deepEqual(browser?.pageErrors, []);
   });
 });
+
+describe('admin page with OTTL resource conditions', () => {
+  // A filter with trace_conditions: the page shows what the resource condition drops (the lists
+  // cannot change that, so Keep is disabled), and notes what span conditions may still drop.
+  let service: Service | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let adminUrl: string;
+  const web = hostInstance('web-1', 3001, 'backend');
+  const staging: ObiInstance = { instanceId: 'stage-1:3002', serviceName: 'backend', extra: { 'deployment.environment': 'staging' } };
+
+  before(async () => {
+    const [httpPort, adminPort] = await freePorts(2);
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+    service = await startService({
+      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${httpPort}` } } } },
+      processors: {
+        'filter/obi': {
+          drop: [{ 'service.name': 'other' }],
+          trace_conditions: ['resource.attributes["deployment.environment"] == "staging"', 'span.attributes["url.path"] == "/health"'],
+        },
+      },
+      exporters: { debug: { verbosity: 'basic' } },
+      extensions: { admin: { endpoint: adminUrl.slice('http://'.length) } },
+      service: { extensions: ['admin'], pipelines: { traces: { receivers: ['otlp'], processors: ['filter/obi'], exporters: ['debug'] } }, telemetry: { metrics: { level: 'none' } } },
+    });
+    await sendTraces(httpPort, [web, staging], 2);
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    await closeBrowser(browser);
+    await service?.shutdown();
+  });
+
+  test('the resource condition drops in the table; span conditions are noted; Keep cannot undo a condition', async () => {
+    await page.goto(`${adminUrl}/`);
+    await waitForRow(page, staging.instanceId, 'no');
+    await waitForRow(page, web.instanceId, 'yes');
+    await waitFor('the dry run to show', async () => /spans may be dropped by 1 span condition/.test((await rowCells(page, web.instanceId))[4]!), UI_TIMEOUT_MS);
+    const stagingCells = await rowCells(page, staging.instanceId);
+    assert.match(stagingCells[5]!, /dropped by: OTTL condition/);
+    const keep = page.getByRole('button', { name: `Keep ${staging.instanceId}`, exact: true });
+    assert.equal(await keep.isDisabled(), true);
+    assert.match((await keep.getAttribute('title')) ?? '', /OTTL condition/);
+    // The lists already keep every backend instance: the unrelated drop entry is not "in the way".
+    assert.equal(await page.getByRole('button', { name: 'Keep service backend', exact: true }).isDisabled(), true);
+    console.log(`screenshot: ${await screenshot(page, 'admin-page-ottl.png')}`);
+  });
+
+  test('the page raised no script errors', () => {
+    assert.deepEqual(browser?.pageErrors, []);
+  });
+});

@@ -1,17 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as YAML from 'yaml';
 import type { Service } from '../../src/service/service';
 import { makeTestCerts, type TestCerts } from '../helpers/certs';
 import { rawExportMethod } from '../helpers/grpc';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts, waitFor } from '../helpers/ports';
 import { captureLogs, startService } from '../helpers/service';
+import { OTELCOL_SKIP, ReferenceCollector } from '../helpers/reference-collector';
 import { GrpcSink } from '../helpers/sink';
 
 // bearertokenauth against the reference Collector (built with the Collector's builder; Jaeger's
@@ -23,8 +19,7 @@ import { GrpcSink } from '../helpers/sink';
 // gRPC-Go sends per-call credentials over TLS only, so the Collector's gRPC exporter reaches
 // spansieve over TLS; the other legs are plaintext.
 
-const OTELCOL = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
-const skip = fs.existsSync(OTELCOL) ? false : `the reference Collector is not installed at ${OTELCOL} (bash scripts/install-peers.sh otelcol)`;
+const skip = OTELCOL_SKIP;
 const RIGHT = 'e2e-right-token';
 const WRONG = 'e2e-wrong-token';
 
@@ -37,15 +32,12 @@ void describe('bearertokenauth with the reference Collector', { skip }, () => {
   const sinkB = new GrpcSink();
   const logs = captureLogs('warn');
   let certs: TestCerts | undefined;
-  let dir = '';
   let service: Service | undefined;
-  let otelcol: ChildProcess | undefined;
-  const otelcolOutput: string[] = [];
+  let otelcol: ReferenceCollector | undefined;
   let ports: number[] = [];
 
   before(async () => {
     certs = makeTestCerts();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-otelcol-auth-'));
     await sinkA.start();
     await sinkB.start();
     ports = await freePorts(6);
@@ -111,34 +103,15 @@ void describe('bearertokenauth with the reference Collector', { skip }, () => {
         },
       },
     };
-    const configFile = path.join(dir, 'otelcol.yaml');
-    fs.writeFileSync(configFile, YAML.stringify(collectorConfig));
-    otelcol = spawn(OTELCOL, ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    otelcol.stdout!.on('data', (c: Buffer) => otelcolOutput.push(c.toString()));
-    otelcol.stderr!.on('data', (c: Buffer) => otelcolOutput.push(c.toString()));
-    await waitFor(
-      'the Collector ready',
-      () => {
-        if (otelcol!.exitCode !== null) throw new Error(`otelcol exited: ${otelcolOutput.join('')}`);
-        return otelcolOutput.join('').includes('Everything is ready');
-      },
-      30_000,
-    );
+    otelcol = await ReferenceCollector.start(collectorConfig);
   });
 
   after(async () => {
-    if (otelcol && otelcol.exitCode === null) {
-      const exited = new Promise((resolve) => otelcol!.once('exit', resolve));
-      otelcol.kill('SIGTERM');
-      const timer = setTimeout(() => otelcol!.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await otelcol?.stop();
     await service?.shutdown();
     await sinkA.stop();
     await sinkB.stop();
     certs?.remove();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   void test('Collector exporters -> spansieve receiver: the right token passes over gRPC (TLS) and HTTP, the wrong one gets UNAUTHENTICATED / 401', { timeout: 60_000 }, async () => {
@@ -154,7 +127,7 @@ void describe('bearertokenauth with the reference Collector', { skip }, () => {
     }
     // One copy from each exporter with the right token; none from the others.
     await waitFor('two copies at sink A', () => spanNames(sinkA).length >= 2, 30_000);
-    const output = () => otelcolOutput.join('');
+    const output = () => otelcol!.log;
     await waitFor('the Collector logging both refusals', () => /Unauthenticated/.test(output()) && /401/.test(output()), 30_000);
     assert.match(output(), /code = Unauthenticated desc = unauthenticated: the Authorization header does not match the expected scheme and token/);
     await new Promise((resolve) => setTimeout(resolve, 500));

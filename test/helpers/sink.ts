@@ -14,6 +14,8 @@ export interface ReceivedRequest {
   readonly body: Buffer;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly at: number;
+  /** HttpSink: the request's path (an exporter's endpoint may carry a prefix before /v1/...). */
+  readonly path?: string;
 }
 
 export type SinkReply =
@@ -116,11 +118,11 @@ export class HttpSink extends Sink {
         const encoding = req.headers['content-encoding'];
         if (encoding === 'gzip') body = zlib.gunzipSync(body);
         else if (encoding) body = decompressSync(encoding === 'zlib' ? 'deflate' : (encoding as Compression), body, 64 << 20);
-        const signal = req.url === '/v1/metrics' ? 'metrics' : 'traces';
+        const signal = (req.url ?? '').endsWith('/v1/metrics') ? 'metrics' : 'traces';
         if (req.headers['content-type'] === 'application/json') {
           // Keep JSON bodies as JSON text; tests that use JSON read `body` themselves.
         }
-        const request: ReceivedRequest = { signal, body, headers: req.headers, at: Date.now() };
+        const request: ReceivedRequest = { signal, body, headers: req.headers, at: Date.now(), path: req.url };
         const index = this.requests.length;
         this.requests.push(request);
         const reply = this.reply(request, index);

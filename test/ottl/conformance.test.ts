@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { types } from '../../src/pdata/codec';
 import {
   ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, METRIC_CONTEXTS, SPAN_CONTEXT, SPAN_EVENT_CONTEXT, TRACE_CONTEXTS, compileCondition, inferContext,
   type CompiledCondition, type OttlContext, type OttlValue, type TelemetryItem,
 } from '../../src/ottl';
-import { freePorts, waitFor } from '../helpers/ports';
+import { freePorts } from '../helpers/ports';
+import { OTTL_SKIP_REASON, ReferenceCollector, ottlReference, validateWithReference } from '../helpers/reference-collector';
 import { GrpcSink } from '../helpers/sink';
 
 // The same data through a real Collector's filter processor and through the engine: the survivors
@@ -19,23 +16,8 @@ import { GrpcSink } from '../helpers/sink';
 // and a few conditions valid in only one version, listed in V0_140_DIFFERENCES).
 // SPANSIEVE_OTTL_REFERENCE=jaeger forces Jaeger.
 
-interface Reference {
-  readonly bin: string;
-  readonly version: 'v0.160.0' | 'v0.140.1';
-  readonly otlpExporter: string;
-}
-
-function reference(): Reference | undefined {
-  const peers = path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin');
-  const otelcol = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(peers, 'otelcol');
-  const jaeger = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(peers, 'jaeger');
-  if (process.env.SPANSIEVE_OTTL_REFERENCE !== 'jaeger' && fs.existsSync(otelcol)) return { bin: otelcol, version: 'v0.160.0', otlpExporter: 'otlp_grpc' };
-  if (fs.existsSync(jaeger)) return { bin: jaeger, version: 'v0.140.1', otlpExporter: 'otlp' };
-  return undefined;
-}
-
-const REF = reference();
-const SKIP = REF ? false : 'neither the reference Collector nor Jaeger is installed (scripts/install-peers.sh)';
+const REF = ottlReference();
+const SKIP = REF ? false : OTTL_SKIP_REASON;
 /** Context-inferred conditions exist from contrib v0.149 on; Jaeger's filter processor lacks them. */
 const HAS_INFERRED = REF?.version === 'v0.160.0';
 
@@ -425,41 +407,20 @@ function collectorConfig(httpPort: number, propagatePort: number, sinkPort: numb
 }
 
 const sink = new GrpcSink();
-let child: ReturnType<typeof spawn> | undefined;
+let collector: ReferenceCollector | undefined;
 let httpPort = 0;
 let propagatePort = 0;
-const output: string[] = [];
-let dir = '';
 
 before(async () => {
   if (!REF) return;
   await sink.start();
   [httpPort, propagatePort] = await freePorts(2);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ottl-conformance-'));
-  const config = path.join(dir, 'config.yaml');
-  fs.writeFileSync(config, collectorConfig(httpPort, propagatePort, sink.port));
-  child = spawn(REF.bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
-  child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
-  await waitFor('the Collector accepts OTLP/HTTP', async () => {
-    if (child?.exitCode !== null) throw new Error(`otelcol exited: ${output.join('')}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-      return res.status === 200;
-    } catch {
-      return false;
-    }
-  }, 30_000);
+  collector = await ReferenceCollector.start(collectorConfig(httpPort, propagatePort, sink.port), { bin: REF.bin, httpPorts: [httpPort, propagatePort] });
 });
 
 after(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await collector?.stop();
   await sink.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('the engine keeps exactly the spans the Collector filter processor keeps', { skip: SKIP }, async () => {
@@ -563,14 +524,7 @@ test('the engine refuses exactly the conditions the Collector refuses at validat
   VALIDITY.forEach((t, n) => lines.push(`  filter/${n}:`, '    traces:', '      span:', `        - ${JSON.stringify(t)}`));
   lines.push('exporters:', '  debug:', 'service:', '  pipelines:');
   VALIDITY.forEach((_, n) => lines.push(`    traces/${n}: {receivers: [otlp], processors: [filter/${n}], exporters: [debug]}`));
-  const config = path.join(dir || fs.mkdtempSync(path.join(os.tmpdir(), 'ottl-validate-')), 'validate.yaml');
-  fs.writeFileSync(config, `${lines.join('\n')}\n`);
-  const out: string[] = [];
-  const proc = spawn(REF?.bin ?? '', ['validate', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout.on('data', (d: Buffer) => out.push(d.toString()));
-  proc.stderr.on('data', (d: Buffer) => out.push(d.toString()));
-  await new Promise((resolve) => proc.once('exit', resolve));
-  const text = out.join('');
+  const text = await validateWithReference(`${lines.join('\n')}\n`, REF?.bin);
   const refusedByCollector = new Set([...text.matchAll(/processors::filter\/(\d+):/g)].map((m) => Number(m[1])));
   assert.ok(refusedByCollector.size > 10 && refusedByCollector.size < VALIDITY.length - 10, text);
   const disagreements: string[] = [];

@@ -77,6 +77,8 @@ export interface SpanMetricsConfig {
   readonly events: { readonly enabled: boolean; readonly dimensions: readonly Dimension[] };
   /** Skip spans marked span.metrics.skip (OBI's, and Beyla's, mark for "metrics already made"). */
   readonly honorSpanMetricsSkip: boolean;
+  /** Adds `sampling.method` ("extrapolated" / "counted") to every series (Collector v0.160.0). */
+  readonly enableMetricsSamplingMethod: boolean;
   readonly histogram: {
     readonly disable: boolean;
     readonly unit: HistogramUnit;
@@ -183,7 +185,7 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
 
   const histogram = at('histogram').struct(['disable', 'unit', 'explicit', 'exponential', 'dimensions']);
   if (!histogram('exponential').isAbsent) {
-    histogram('exponential').report('exponential histograms are not supported by spansieve; use explicit buckets');
+    histogram('exponential').report('exponential histograms (Collector v0.160: max_size, default 160) are not supported by spansieve; use explicit buckets (see docs/spanmetrics-connector.md)');
   }
   const unitNode = histogram('unit');
   const unitText = unitNode.isAbsent ? 'ms' : unitNode.string('ms').toLowerCase();
@@ -215,9 +217,6 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
   at('dimensions_cache_size').integer(0, 0);
   // The Collector copies resource attributes unless a feature gate (off by default) removes them; spansieve always copies them.
   at('add_resource_attributes').boolean(false);
-  if (at('enable_metrics_sampling_method').boolean(false)) {
-    at('enable_metrics_sampling_method').report('not supported by spansieve: spans are counted once each, as the Collector v0.140 (Jaeger v2) does');
-  }
   const seriesExpirationMs = at('series_expiration').duration(0);
   if (seriesExpirationMs < 0) at('series_expiration').report('must not be negative');
 
@@ -236,6 +235,7 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
     exemplars: { enabled: exemplars('enabled').boolean(false), maxPerDataPoint: exemplars('max_per_data_point').integer(DEFAULT_MAX_EXEMPLARS_PER_POINT, 0) },
     events: { enabled: eventsEnabled, dimensions: eventDimensions },
     honorSpanMetricsSkip: at('honor_span_metrics_skip').boolean(true),
+    enableMetricsSamplingMethod: at('enable_metrics_sampling_method').boolean(false),
     histogram: { disable: histogram('disable').boolean(false), unit, bounds },
     namespace: at('namespace').string(DEFAULT_NAMESPACE),
     temporality: temporality === 'AGGREGATION_TEMPORALITY_DELTA' ? 'delta' : 'cumulative',

@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import type { Component, Consumer, ConnectorFactory, CreateSettings } from '../../component/component';
 import { errorMessage } from '../../component/errors';
 import type { Node } from '../../config/reader';
-import { attrValueToString, decodeKeyValues, type AttrValue, type Attributes } from '../../pdata/attributes';
+import { attrValueToString, decodeKeyValues, readString, type AttrValue, type Attributes } from '../../pdata/attributes';
 import type { Batch } from '../../pdata/batch';
 import { RESOURCE, SPAN, SPAN_EVENT } from '../../pdata/fields';
 import { goAsString } from '../../pdata/go-format';
 import { keyValueBytes } from '../../pdata/keyvalues';
 import { WantedAttributes, doubleKeysOf, forEachSpan, resourceMessage, type SpanView } from '../../pdata/spans';
+import { adjustedCount } from '../../pdata/tracestate';
 import { SKIP_MARK_KEY, resourceIsMarked, spanIsMarked } from '../skip-mark';
 import {
   TEMPORALITY_CUMULATIVE,
@@ -35,6 +36,8 @@ import { parseSpanMetricsConfig, type Dimension, type SpanMetricsConfig } from '
 // metrics_flush_interval to the metrics pipelines that list it.
 
 export const OVERFLOW_ATTRIBUTE = 'otel.metric.overflow';
+/** enable_metrics_sampling_method's attribute: "extrapolated" (from a tracestate threshold) or "counted". */
+const SAMPLING_METHOD_KEY = 'sampling.method';
 const OVERFLOW_KEY = OVERFLOW_ATTRIBUTE;
 const OVERFLOW_ATTRIBUTES: PlainKeyValue[] = [{ key: OVERFLOW_ATTRIBUTE, value: { boolValue: true } }];
 const SEP = '\u0000';
@@ -153,6 +156,13 @@ export class SpanMetricsConnector implements Component, Consumer {
   private readonly includeScopes: ReadonlySet<string>;
   private readonly divider: number;
   private readonly maxExemplars: number;
+  /** The span being aggregated: how many spans it stands for (its tracestate's adjusted count, rounded), and whether that came from a threshold. */
+  private weight = 1;
+  private adjusted = false;
+  /** The last tracestate seen in this request and its rounded weight (the Collector's one-entry cache). */
+  private lastTraceState = '';
+  private lastWeight = 1;
+  private lastAdjusted = false;
   /** Span attributes the dimensions read; the others are never decoded. */
   private readonly wanted: WantedAttributes | undefined;
   /** Set by lookUp: the value found (undefined: none) and whether it is a double. */
@@ -199,6 +209,10 @@ export class SpanMetricsConnector implements Component, Consumer {
 
   async consume(batch: Batch): Promise<void> {
     const now = this.now();
+    // The Collector's tracestate cache lives for one request.
+    this.lastTraceState = '';
+    this.lastWeight = 1;
+    this.lastAdjusted = false;
     for (const block of batch.resources) {
       // As the Collector: a resource without service.name is skipped; a non-string one reads as "".
       const serviceValue = block.attributes.get('service.name');
@@ -279,8 +293,33 @@ export class SpanMetricsConnector implements Component, Consumer {
     return key.length <= MAX_RESOURCE_KEY_CHARS ? key : `sha256${SEP}${createHash('sha256').update(key).digest('base64')}`;
   }
 
+  /**
+   * Sets weight and adjusted from the span's tracestate, as the Collector v0.160.0 does whatever
+   * enable_metrics_sampling_method says: `ot=th:` gives an adjusted count (1 / probability),
+   * rounded up or down at random in proportion to its fraction; without one a span counts once.
+   */
+  private weigh(span: SpanView): void {
+    if (span.traceStateLen === 0) {
+      this.weight = 1;
+      this.adjusted = false;
+      return;
+    }
+    const text = readString(span.buf, span.traceStateStart, span.traceStateStart + span.traceStateLen);
+    if (text !== this.lastTraceState) {
+      const count = adjustedCount(text);
+      const whole = Math.floor(count);
+      this.lastTraceState = text;
+      this.lastAdjusted = count !== 0;
+      this.lastWeight = count === 0 ? 1 : whole + (count > whole && Math.random() < count - whole ? 1 : 0);
+    }
+    this.weight = this.lastWeight;
+    this.adjusted = this.lastAdjusted;
+  }
+
   private aggregate(ctx: BlockContext, span: SpanView): void {
     if (span.markStart >= 0 && spanIsMarked(span)) return;
+    this.weigh(span);
+    const weight = this.weight;
     const { state, now } = ctx;
     const duration = span.durationNs / this.divider;
     const callsKey = this.buildKey(ctx, span, this.callsDims, undefined);
@@ -290,7 +329,7 @@ export class SpanMetricsConnector implements Component, Consumer {
       () => this.buildAttributes(ctx, span, this.callsDims, undefined),
     );
     if (this.maxExemplars > 0 && !state.sums.overflowed) addExemplar(sum, span, duration, this.maxExemplars);
-    sum.count++;
+    sum.count += weight;
     sum.lastSeenMs = now;
 
     if (!this.config.histogram.disable) {
@@ -302,9 +341,10 @@ export class SpanMetricsConnector implements Component, Consumer {
         () => this.buildAttributes(ctx, span, this.durationDims, undefined),
       );
       if (this.maxExemplars > 0 && !state.histograms.overflowed) addExemplar(histogram, span, duration, this.maxExemplars);
-      histogram.counts[bucketIndex(bounds, duration)]!++;
-      histogram.count++;
-      histogram.sum += duration;
+      histogram.counts[bucketIndex(bounds, duration)]! += weight;
+      histogram.count += weight;
+      // One multiplication, as the Collector observes n at once (not n additions).
+      histogram.sum += weight === 1 ? duration : duration * weight;
       histogram.lastSeenMs = now;
     }
 
@@ -322,7 +362,7 @@ export class SpanMetricsConnector implements Component, Consumer {
         () => this.buildAttributes(ctx, span, this.eventDims, event),
       );
       if (this.maxExemplars > 0 && !state.events.overflowed) addExemplar(series, span, duration, this.maxExemplars);
-      series.count++;
+      series.count += this.weight;
       series.lastSeenMs = now;
     });
   }
@@ -401,6 +441,7 @@ export class SpanMetricsConnector implements Component, Consumer {
         for (const name of this.globMatches(step.globs, ctx, span, event)) key += this.keyPart({ name, default: undefined }, ctx, span, event);
       }
     }
+    if (this.config.enableMetricsSamplingMethod) key += `${SEP}${SAMPLING_METHOD_KEY}=${this.adjusted ? 'extrapolated' : 'counted'}`;
     return key;
   }
 
@@ -440,6 +481,7 @@ export class SpanMetricsConnector implements Component, Consumer {
       if (step.glob === undefined) this.pushAttribute(out, step, ctx, span, event);
       else for (const name of this.globMatches(step.globs, ctx, span, event)) this.pushAttribute(out, { name, default: undefined }, ctx, span, event);
     }
+    if (this.config.enableMetricsSamplingMethod) out.push({ key: SAMPLING_METHOD_KEY, value: { stringValue: this.adjusted ? 'extrapolated' : 'counted' } });
     return out;
   }
 
@@ -579,6 +621,7 @@ function exemplarsOut(list: readonly Exemplar[], timeUnixNano: string): PlainExe
 }
 
 export const spanMetricsConnectorFactory: ConnectorFactory<SpanMetricsConfig> = {
+  singleProcess: 'its series are cumulative counts per process; several workers would export the same series N times, each with part of the count',
   type: 'spanmetrics',
   kind: 'connector',
   routes: [['traces', 'metrics']],

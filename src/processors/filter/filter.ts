@@ -8,8 +8,8 @@ import { PermanentError } from '../../component/errors';
 import { checkDeferredBlock } from '../../pdata/scan';
 import { RESOURCE_ITEMS } from '../../pdata/fields';
 import { WireFormatError, WireReader } from '../../pdata/wire';
-import { OttlRuntimeError } from '../../ottl';
-import { OTTL_KEYS, bindOttlRules, parseOttlConfig, type OttlConfig, type OttlRules } from './ottl-rules';
+import { OttlRuntimeError, type ConditionSequence, type TelemetryItem } from '../../ottl';
+import { OTTL_KEYS, bindOttlRules, parseOttlConfig, type OttlConfig, type OttlGroup, type OttlRules } from './ottl-rules';
 import { sharedProcessTable, type ProcessTable } from './process-table';
 import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
 import { filterMetricsBlock } from './metric-rules';
@@ -94,10 +94,62 @@ export function filterLists(config: FilterConfig): FilterLists {
   };
 }
 
-/** A decision as the inventory and the admin API show it. */
-function instanceDecision(config: FilterConfig, attributes: Attributes): InstanceDecision {
+/** The OTTL rules a dry run applies, per config: the traces rules, else the metrics rules (bound without a logger: a preview logs nothing). */
+const previewRules = new WeakMap<FilterConfig, { rules: OttlRules; signal: Signal } | null>();
+
+function rulesForPreview(config: FilterConfig): { rules: OttlRules; signal: Signal } | null {
+  let entry = previewRules.get(config);
+  if (entry === undefined) {
+    const signal: Signal = (config.ottl?.traces.length ?? 0) > 0 ? 'traces' : 'metrics';
+    const rules = bindOttlRules(config.ottl, signal, undefined, '');
+    entry = rules ? { rules, signal } : null;
+    previewRules.set(config, entry);
+  }
+  return entry;
+}
+
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
+/** What a resource-level verdict cannot know: the conditions below the resource, counted. */
+function itemLevelNote(rules: OttlRules, signal: Signal): string | undefined {
+  const count = (pick: (g: OttlGroup) => ConditionSequence<TelemetryItem> | undefined): number =>
+    rules.groups.reduce((n, g) => n + (pick(g)?.conditions.length ?? 0), 0);
+  const notes: string[] = [];
+  if (signal === 'traces') {
+    const spans = count((g) => g.scope) + count((g) => g.span);
+    const events = count((g) => g.spanevent);
+    if (spans > 0) notes.push(`spans may be dropped by ${plural(spans, 'span condition')}`);
+    if (events > 0) notes.push(`span events may be dropped by ${plural(events, 'span event condition')}`);
+  } else {
+    const points = count((g) => g.scope) + count((g) => g.metric) + count((g) => g.datapoint);
+    if (points > 0) notes.push(`data points may be dropped by ${plural(points, 'metric condition')}`);
+  }
+  return notes.length > 0 ? notes.join('; ') : undefined;
+}
+
+/**
+ * A decision as the inventory and the admin API show it: the selectors, then the OTTL conditions
+ * that read only the resource, evaluated on its exact bytes (`resource`, from the inventory) as
+ * the processor evaluates them. Without those bytes a config with such conditions cannot be judged.
+ */
+function instanceDecision(config: FilterConfig, attributes: Attributes, resource?: Uint8Array): InstanceDecision | undefined {
   const decision = decide(config, attributes);
-  return { kept: decision.kept, selector: decision.selector?.text ?? null };
+  const selector = decision.selector?.text ?? null;
+  const ottl = decision.kept ? rulesForPreview(config) : null;
+  if (!ottl) return { kept: decision.kept, selector };
+  const note = itemLevelNote(ottl.rules, ottl.signal);
+  const kept = note === undefined ? { kept: true, selector } : { kept: true, selector, note };
+  if (!ottl.rules.groups.some((g) => g.resource)) return kept;
+  if (resource === undefined) return undefined;
+  try {
+    const item = { resource: new WireResource(resource) };
+    if (ottl.rules.groups.some((g) => g.resource?.eval(item))) return { kept: false, selector: OTTL_SELECTOR };
+  } catch (err) {
+    if (err instanceof WireFormatError) return undefined;
+    if (err instanceof OttlRuntimeError) return { kept: false, selector: OTTL_SELECTOR, note: `error_mode propagate: ${err.message}; the data is refused` };
+    throw err;
+  }
+  return kept;
 }
 
 /** The OTTL rules bound to one processor instance, with their per-resource decisions. */
@@ -149,7 +201,7 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
     const previous = this.rules;
     this.rules = config;
     this.ottl = this.bind(config);
-    this.inventory?.redecide(this.id, (attributes) => instanceDecision(config, attributes));
+    this.inventory?.redecide(this.id, (attributes, resource) => instanceDecision(config, attributes, resource));
     if (this.started) {
       config.processTable?.acquire();
       previous.processTable?.release();

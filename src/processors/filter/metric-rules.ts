@@ -2,7 +2,6 @@ import { readString } from '../../pdata/attributes';
 import {
   EXPONENTIAL_HISTOGRAM_DATA_POINT,
   HISTOGRAM_DATA_POINT,
-  INSTRUMENTATION_SCOPE,
   METRIC,
   NUMBER_DATA_POINT,
   POINTS_HOLDER,
@@ -13,7 +12,7 @@ import {
 } from '../../pdata/fields';
 import { WIRE_I64, WIRE_LEN, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
 import type { ConditionSequence, DataPointData, MetricData, MetricType, OttlValue, ResourceData, ScopeData, TelemetryItem } from '../../ottl';
-import { WireAttributes } from './ottl-wire-values';
+import { WireAttributes, WireScope } from './wire-items';
 
 // The filter processor's metric and datapoint conditions (`metrics: { metric, datapoint }`, and the
 // scope, metric and datapoint conditions `metric_conditions` infers), read
@@ -111,23 +110,8 @@ function pushLenField(parts: Uint8Array[], tag: number, payload: readonly Uint8A
 
 /** One ScopeMetrics: undefined = unchanged, null = removed, else the parts of its new payload. Sets lastItems. */
 function filterScope(buf: Buffer, start: number, end: number, resource: ResourceData, rules: MetricRules): Uint8Array[] | null | undefined {
-  // The scope and schema_url may follow the metrics; the last occurrence wins.
-  let scopeStart = -1;
-  let scopeEnd = -1;
-  let urlStart = -1;
-  let urlEnd = -1;
-  const reader = new WireReader(buf, start, end);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag === SCOPE_ITEMS.scope) {
-      scopeStart = reader.lengthDelimited();
-      scopeEnd = reader.pos;
-    } else if (tag === SCOPE_ITEMS.schema_url) {
-      urlStart = reader.lengthDelimited();
-      urlEnd = reader.pos;
-    } else reader.skip(tag & 7);
-  }
-  const scope = new WireScope(buf, scopeStart, scopeEnd, urlStart, urlEnd);
+  // Scope and schema_url are read when a condition asks (they may follow the metrics: the last wins).
+  const scope = new WireScope(buf, start, end);
   if (rules.scope?.eval({ resource, scope })) {
     lastItems = 0;
     return null;
@@ -136,7 +120,7 @@ function filterScope(buf: Buffer, start: number, end: number, resource: Resource
   let changed = false;
   let metrics = 0;
   let items = 0;
-  reader.reset(buf, start, end);
+  const reader = new WireReader(buf, start, end);
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
@@ -194,65 +178,6 @@ function filterMetric(buf: Buffer, start: number, end: number, resource: Resourc
   if (removedCount === points.length) return null;
   lastItems = metric.pointCount - removedCount;
   return metric.rewrite(removed);
-}
-
-/** The InstrumentationScope of a ScopeMetrics, decoded on first read. */
-class WireScope implements ScopeData {
-  private parsed = false;
-  private nameValue = '';
-  private versionValue = '';
-  private dropped = 0;
-  private attrs: Map<string, OttlValue> | undefined;
-
-  constructor(
-    private readonly buf: Buffer,
-    private readonly start: number,
-    private readonly end: number,
-    private readonly urlStart: number,
-    private readonly urlEnd: number,
-  ) {}
-
-  get name(): string {
-    this.parse();
-    return this.nameValue;
-  }
-
-  get version(): string {
-    this.parse();
-    return this.versionValue;
-  }
-
-  get droppedAttributesCount(): number {
-    this.parse();
-    return this.dropped;
-  }
-
-  get attributes(): ReadonlyMap<string, OttlValue> {
-    this.attrs ??= this.start < 0 ? new Map() : new WireAttributes(this.buf, this.start, this.end, INSTRUMENTATION_SCOPE.attributes);
-    return this.attrs;
-  }
-
-  get schemaUrl(): string {
-    return this.urlStart < 0 ? '' : readString(this.buf, this.urlStart, this.urlEnd);
-  }
-
-  private parse(): void {
-    if (this.parsed) return;
-    this.parsed = true;
-    if (this.start < 0) return;
-    const reader = new WireReader(this.buf, this.start, this.end);
-    while (!reader.done) {
-      const tag = reader.tag();
-      if (tag === INSTRUMENTATION_SCOPE.name || tag === INSTRUMENTATION_SCOPE.version) {
-        const s = reader.lengthDelimited();
-        const text = readString(this.buf, s, reader.pos);
-        if (tag === INSTRUMENTATION_SCOPE.name) this.nameValue = text;
-        else this.versionValue = text;
-      } else if (tag === INSTRUMENTATION_SCOPE.dropped_attributes_count) {
-        this.dropped = Number(BigInt.asUintN(32, readVarintBigInt(reader)));
-      } else reader.skip(tag & 7);
-    }
-  }
 }
 
 /**

@@ -1,11 +1,12 @@
 // OTTL's view of a resource, scope, span and span event read straight from the checked bytes of a
 // ResourceSpans / ResourceMetrics: each field is decoded the first time a condition reads it, with
 // OTTL's types (int64 as bigint, doubles as numbers, kvlists as Maps), so what no condition reads
-// is never decoded.
+// is never decoded. One set for the span and the metric paths (metric-rules.ts adds the metric and
+// data point views); values decode with pdata/keyvalues.ts, at most MAX_OTTL_DEPTH levels deep.
 
 import { readString } from '../../pdata/attributes';
-import { INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS } from '../../pdata/fields';
-import { WireReader } from '../../pdata/wire';
+import { ANY_VALUE, INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS } from '../../pdata/fields';
+import { WireReader, readVarintBigInt } from '../../pdata/wire';
 import { MAX_TYPED_DEPTH, decodeTypedKeyValues, decodeTypedValue } from '../../pdata/keyvalues';
 import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
 import type { OttlValue } from '../../ottl';
@@ -37,6 +38,12 @@ function encodedKey(key: string): Buffer {
     encodedKeys.set(key, b);
   }
   return b;
+}
+
+/** Whether buf[at, at + n) equals want[0, n) (a loop: Buffer.compare costs a native call per key). */
+function sameBytes(buf: Uint8Array, at: number, want: Uint8Array, n: number): boolean {
+  for (let i = 0; i < n; i++) if (buf[at + i] !== want[i]) return false;
+  return true;
 }
 
 /**
@@ -81,9 +88,13 @@ export class WireAttributes extends Map<string, OttlValue> {
       if (buf[s] === KEY_VALUE.key && buf[s + 1]! < 0x80) {
         const ks = s + 2;
         const ke = ks + buf[s + 1]!;
-        let same = ke - ks === wl && ke <= e;
-        for (let i = 0; same && i < wl; i++) if (buf[ks + i] !== want[i]) same = false;
+        const same = ke - ks === wl && ke <= e && sameBytes(buf, ks, want, wl);
         if (!same && (ke >= e || buf[ke] !== KEY_VALUE.key)) continue;
+        // The same key, then the value as the last field (one-byte length): decoded in place.
+        if (same && buf[ke] === KEY_VALUE.value && buf[ke + 1]! < 0x80 && ke + 2 + buf[ke + 1]! === e) {
+          found = decodeOttlAnyValue(buf, ke + 2, e);
+          break;
+        }
       }
       const kv = new WireReader(buf, s, e);
       let matched = false;
@@ -93,7 +104,7 @@ export class WireAttributes extends Map<string, OttlValue> {
         const t = kv.tag();
         if (t === KEY_VALUE.key) {
           const ks = kv.lengthDelimited();
-          matched = kv.pos - ks === wl && want.compare(buf, ks, kv.pos) === 0;
+          matched = kv.pos - ks === wl && sameBytes(buf, ks, want, wl);
         } else if (t === KEY_VALUE.value) {
           vs = kv.lengthDelimited();
           ve = kv.pos;
@@ -111,6 +122,45 @@ export class WireAttributes extends Map<string, OttlValue> {
 
   override has(key: string): boolean {
     return this.decoded ? super.has(key) : this.find(key) !== undefined;
+  }
+
+  /**
+   * RawStringEquals: whether the first KeyValue with this key holds exactly the string `utf8`, read
+   * on the bytes when every KeyValue up to it has the usual layout (key first, one-byte lengths)
+   * and its AnyValue holds only a string_value; otherwise undefined (the caller decodes).
+   */
+  stringEquals(key: string, utf8: Uint8Array): boolean | undefined {
+    if (this.decoded || key === this.lastKey) return undefined;
+    const want = encodedKey(key);
+    const wl = want.length;
+    const buf = this.buf;
+    const fieldTag = this.tag;
+    const reader = findReader.reset(buf, this.start, this.end);
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== fieldTag) {
+        reader.skip(tag & 7);
+        continue;
+      }
+      const s = reader.lengthDelimited();
+      const e = reader.pos;
+      if (buf[s] !== KEY_VALUE.key || buf[s + 1]! >= 0x80) return undefined;
+      const ks = s + 2;
+      const ke = ks + buf[s + 1]!;
+      if (ke > e) return undefined;
+      const same = ke - ks === wl && sameBytes(buf, ks, want, wl);
+      if (!same) {
+        // A second key field would replace this one: decode instead.
+        if (ke < e && buf[ke] === KEY_VALUE.key) return undefined;
+        continue;
+      }
+      if (buf[ke] !== KEY_VALUE.value || ke + 2 > e || buf[ke + 1]! >= 0x80 || ke + 2 + buf[ke + 1]! !== e) return undefined;
+      const vs = ke + 2;
+      if (buf[vs] !== ANY_VALUE.string_value || vs + 2 > e || buf[vs + 1]! >= 0x80 || vs + 2 + buf[vs + 1]! !== e) return undefined;
+      const n = e - vs - 2;
+      return n === utf8.length && sameBytes(buf, vs + 2, utf8, n);
+    }
+    return undefined;
   }
 
   override get(key: string): OttlValue | undefined {
@@ -142,6 +192,22 @@ export class WireAttributes extends Map<string, OttlValue> {
     super.forEach(callback, thisArg);
   }
 
+  // Writes (no condition makes them today) apply to the whole map, decoded first.
+  override set(key: string, value: OttlValue): this {
+    this.all();
+    return super.set(key, value);
+  }
+
+  override delete(key: string): boolean {
+    this.all();
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.decoded = true;
+    super.clear();
+  }
+
   override [Symbol.iterator](): MapIterator<[string, OttlValue]> {
     this.all();
     return super[Symbol.iterator]();
@@ -169,6 +235,18 @@ function lastVarint(buf: Uint8Array, start: number, end: number, tag: number): n
   while (!reader.done) {
     const t = reader.tag();
     if (t === tag) found = reader.varint();
+    else reader.skip(t & 7);
+  }
+  return found;
+}
+
+/** The last value of the uint32 varint field `tag` (a longer varint keeps its low 32 bits, as protobuf's decoders do), or undefined. */
+function lastUint32(buf: Uint8Array, start: number, end: number, tag: number): number | undefined {
+  const reader = new WireReader(buf, start, end);
+  let found: number | undefined;
+  while (!reader.done) {
+    const t = reader.tag();
+    if (t === tag) found = Number(BigInt.asUintN(32, readVarintBigInt(reader)));
     else reader.skip(t & 7);
   }
   return found;
@@ -208,7 +286,7 @@ export class WireResource implements ResourceData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], RESOURCE.dropped_attributes_count) : undefined) ?? 0;
+      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], RESOURCE.dropped_attributes_count) : undefined) ?? 0;
     }
     return this.dropped;
   }
@@ -219,7 +297,7 @@ export class WireResource implements ResourceData {
   }
 }
 
-/** A ScopeSpans' scope and schema_url. */
+/** A ScopeSpans' / ScopeMetrics' scope and schema_url. */
 export class WireScope implements ScopeData {
   private scopeRange: [number, number] | undefined | null = null;
   private n: string | undefined;
@@ -261,7 +339,7 @@ export class WireScope implements ScopeData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastVarint(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.dropped_attributes_count) : undefined) ?? 0;
+      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.dropped_attributes_count) : undefined) ?? 0;
     }
     return this.dropped;
   }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings, ProcessorFactory } from '../../component/component';
+import type { Component, ComponentStatusEvent, Consumer, CreateSettings, ProcessorFactory } from '../../component/component';
 import { RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Attributes } from '../../pdata/attributes';
@@ -133,6 +133,8 @@ export class MemoryLimiter {
     readonly limits: MemoryLimits,
     private readonly logger: Logger,
     private readonly deps: LimiterDeps = DEFAULT_DEPS,
+    /** Status events on each change between accepting and refusing (health_check's component_health). */
+    private readonly reportStatus: (event: ComponentStatusEvent) => void = () => undefined,
   ) {
     this.lastGcAt = deps.now();
     this.reason = `memory usage is above the soft limit of ${id} (${mib(limits.softBytes)} MiB)`;
@@ -159,6 +161,7 @@ export class MemoryLimiter {
     if (this.users === 0 || --this.users > 0) return;
     clearInterval(this.timer);
     this.timer = undefined;
+    if (this.refusingNow) this.reportStatus({ status: 'ok' });
     this.refusingNow = false;
   }
 
@@ -174,7 +177,10 @@ export class MemoryLimiter {
       this.beforeGc = undefined;
     }
     if (used < softBytes) {
-      if (this.refusingNow) this.logger.info({ usedMib: mib(used) }, 'memory usage is back under the soft limit; accepting data again');
+      if (this.refusingNow) {
+        this.logger.info({ usedMib: mib(used) }, 'memory usage is back under the soft limit; accepting data again');
+        this.reportStatus({ status: 'ok' });
+      }
       this.refusingNow = false;
       this.softGcIntervalMs = this.hardGcIntervalMs = 0;
       return;
@@ -191,6 +197,8 @@ export class MemoryLimiter {
     }
     if (!this.refusingNow) {
       this.logger.warn({ usedMib: mib(used), softLimitMib: mib(softBytes), limitMib: mib(hardBytes) }, 'memory usage is above the soft limit; refusing data');
+      // The Collector's memory_limiter reports this error text as its status.
+      this.reportStatus({ status: 'recoverable_error', error: 'data refused due to high memory usage' });
     }
     this.refusingNow = true;
   }
@@ -221,7 +229,7 @@ const limiters = new WeakMap<MemoryLimiterConfig, MemoryLimiter>();
 function sharedLimiter(settings: CreateSettings, config: MemoryLimiterConfig): MemoryLimiter {
   let limiter = limiters.get(config);
   if (!limiter) {
-    limiter = new MemoryLimiter(settings.id, config, resolveLimits(config), settings.logger);
+    limiter = new MemoryLimiter(settings.id, config, resolveLimits(config), settings.logger, DEFAULT_DEPS, settings.reportStatus);
     limiters.set(config, limiter);
   }
   return limiter;

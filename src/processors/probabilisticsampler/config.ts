@@ -1,5 +1,5 @@
 import type { Node } from '../../config/reader';
-import { MIN_SAMPLING_PROBABILITY, NUM_HEX_DIGITS } from './threshold';
+import { MIN_SAMPLING_PROBABILITY, NUM_HEX_DIGITS } from '../../pdata/sampling-threshold';
 
 // The Collector's probabilistic_sampler config (v0.160.0): same keys, defaults and validation
 // messages. The logs-only keys are accepted and, as in the Collector's traces path, change nothing.

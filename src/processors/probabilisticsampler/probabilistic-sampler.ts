@@ -24,6 +24,11 @@ const SPAN_TRACE_STATE_FIELD = fieldOf(SPAN.trace_state);
 const SPAN_ATTRIBUTES = SPAN.attributes;
 const PRIORITY_KEY = Buffer.from('sampling.priority', 'utf8');
 const ENCODED_CACHE_LIMIT = 256;
+// Scratch readers, one per nesting level (block, scope, span, key-value): no reader object per span.
+const blockReader = new WireReader(new Uint8Array(0), 0, 0);
+const scopeReader = new WireReader(new Uint8Array(0), 0, 0);
+const spanReader = new WireReader(new Uint8Array(0), 0, 0);
+const kvReader = new WireReader(new Uint8Array(0), 0, 0);
 
 /** What pass one learned about the spans of one resource, reused across resources. */
 class ResourcePlan {
@@ -169,7 +174,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     const plan = this.plan;
     plan.reset();
     let changed = false;
-    const reader = new WireReader(bytes, 0, bytes.length);
+    const reader = blockReader.reset(bytes, 0, bytes.length);
     while (!reader.done) {
       const tag = reader.tag();
       if (tag !== RESOURCE_SCOPE_SPANS) {
@@ -190,7 +195,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     plan.addScope(start, end);
     let changed = false;
     let kept = 0;
-    const reader = new WireReader(buf, start, end);
+    const reader = scopeReader.reset(buf, start, end);
     while (!reader.done) {
       const tag = reader.tag();
       if (tag !== SCOPE_SPANS) {
@@ -214,7 +219,7 @@ export class ProbabilisticSamplerProcessor implements Component, Consumer {
     let traceStateBytes = 0;
     let priority = Priority.Defer;
     let priorityFound = false;
-    const reader = new WireReader(buf, start, end);
+    const reader = spanReader.reset(buf, start, end);
     while (!reader.done) {
       const fieldStart = reader.pos;
       const tag = reader.tag();
@@ -417,7 +422,7 @@ function writeTraceState(ts: Buffer, out: Buffer, pos: number): number {
  * reads as such; anything else defers to the sampler.
  */
 function samplingPriority(buf: Uint8Array, start: number, end: number): Priority | undefined {
-  const reader = new WireReader(buf, start, end);
+  const reader = kvReader.reset(buf, start, end);
   let isPriority = false;
   let valueStart = -1;
   let valueEnd = -1;

@@ -12,8 +12,8 @@ import {
   shouldSample,
   tValue,
   type U56,
-} from './threshold';
-import { parseTraceState, type W3CTraceState } from './tracestate';
+} from '../../pdata/sampling-threshold';
+import { parseTraceState, type W3CTraceState } from '../../pdata/tracestate';
 
 // One span's sampling decision, step for step as the Collector's probabilistic_sampler traces
 // path (v0.160.0): randomness from the trace id (FNV hash in hash_seed mode, its last 7 bytes in

@@ -3,7 +3,7 @@ import { RESOURCE } from '../../pdata/fields';
 import { compileRe2Pattern, type LinearRegex } from '../../util/regex';
 import type { PolicyConfig } from './config';
 import { decodeEvent, decodeResource, decodeScope, decodeSpan, SPAN_EVENT_OTTL_CONTEXT, SPAN_OTTL_CONTEXT } from './ottl-item';
-import { findAttribute, forEachSpanRange, keyToBytes, resourceRange, SpanFields, type Part, type StoredBlock } from './trace-data';
+import { findAttribute, forEachSpanRange, resourceRange, SpanFields, type Part, type StoredBlock } from './trace-data';
 
 // The Collector's sampling policies (tailsamplingprocessor/internal/sampling, v0.160.0), evaluated
 // over a trace's spans as stored: in arrival order, one ResourceSpans per received resource, as the
@@ -155,20 +155,51 @@ export function buildEvaluator(config: PolicyConfig, clock: Clock, onOttlError?:
   }
 }
 
+const TWO_32 = 0x100000000;
+/** Differences below 2^53 ns (104 days) are exact as doubles. */
+const EXACT_HI = 1 << 21;
+const times = new Float64Array(4);
+
 function latency(thresholdMs: number, upperThresholdMs: number): Evaluator {
   const lower = BigInt(thresholdMs);
   const upper = BigInt(upperThresholdMs);
+  const lowerN = thresholdMs;
+  const upperN = upperThresholdMs;
   return {
     evaluate: (t) => {
       // As the Collector: the trace's extent so far is checked after each span, in arrival order.
-      let min = 0n;
-      let max = 0n;
+      // Timestamps as unsigned 32-bit halves; the duration in doubles when exact, else in BigInt.
+      let minHi = 0;
+      let minLo = 0;
+      let maxHi = 0;
+      let maxLo = 0;
       return hasSpan(t, (s) => {
-        const start = s.startTime();
-        const end = s.endTime();
-        if (min === 0n || start < min) min = start;
-        if (max === 0n || end > max) max = end;
-        const ms = (max - min) / 1_000_000n;
+        s.times(times);
+        const sHi = times[0]!;
+        const sLo = times[1]!;
+        const eHi = times[2]!;
+        const eLo = times[3]!;
+        if ((minHi === 0 && minLo === 0) || sHi < minHi || (sHi === minHi && sLo < minLo)) {
+          minHi = sHi;
+          minLo = sLo;
+        }
+        if ((maxHi === 0 && maxLo === 0) || eHi > maxHi || (eHi === maxHi && eLo > maxLo)) {
+          maxHi = eHi;
+          maxLo = eLo;
+        }
+        let dHi = maxHi - minHi;
+        let dLo = maxLo - minLo;
+        if (dLo < 0) {
+          dLo += TWO_32;
+          dHi--;
+        }
+        if (dHi >= 0 && dHi < EXACT_HI) {
+          const d = dHi * TWO_32 + dLo;
+          let ms = Math.floor(d / 1e6);
+          if (ms * 1e6 > d) ms--;
+          return upperN === 0 ? ms > lowerN : lowerN < ms && ms <= upperN;
+        }
+        const ms = (BigInt(maxHi) * 0x100000000n + BigInt(maxLo) - (BigInt(minHi) * 0x100000000n + BigInt(minLo))) / 1_000_000n;
         return upper === 0n ? ms > lower : lower < ms && ms <= upper;
       });
     },
@@ -189,14 +220,17 @@ export function probabilistic(hashSalt: string, samplingPercentage: number): Eva
   const [saltHi, saltLo] = fnv1a64(FNV_OFFSET_HI, FNV_OFFSET_LO, salt);
   return {
     evaluate: (t) => {
-      const [hi, lo] = fnv1a64(saltHi, saltLo, keyToBytes(t.key));
+      const [hi, lo] = fnv1a64(saltHi, saltLo, t.key);
       return hi < thHi || (hi === thHi && lo <= thLo) ? 'sampled' : 'not_sampled';
     },
   };
 }
 
-function fnv1a64(hi: number, lo: number, bytes: Uint8Array): [number, number] {
-  for (const b of bytes) {
+/** `bytes` as bytes, or as a string of one character per byte (a trace key). */
+function fnv1a64(hi: number, lo: number, bytes: Uint8Array | string): [number, number] {
+  const text = typeof bytes === 'string';
+  for (let i = 0; i < bytes.length; i++) {
+    const b = text ? bytes.charCodeAt(i) & 255 : bytes[i]!;
     lo = (lo ^ b) >>> 0;
     // h * 0x100000001b3 mod 2^64 = h * 0x1b3 + (h << 40)
     const prod = lo * 0x1b3;

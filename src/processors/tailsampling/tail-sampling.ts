@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Component, Consumer, CreateSettings, Host, ProcessorFactory, SamplingRecorder } from '../../component/component';
+import type { Component, Consumer, CreateSettings, DroppedTrace, Host, ProcessorFactory, SamplingRecorder } from '../../component/component';
 import { errorMessage, PermanentError, RetryableError } from '../../component/errors';
 import { isQueueStorage } from '../../component/storage';
 import type { Node } from '../../config/reader';
@@ -19,7 +19,23 @@ import { ReceivedRecord, tailRecords, TraceStore } from './persist';
 // (trace-data.ts). Bounded by num_traces and max_buffered_bytes: past either, the oldest undecided
 // traces are decided early. See docs/tail-sampling-processor.md.
 
-interface PendingTrace extends TraceView {
+const PENDING = 0;
+/** Decided (its queue entry is dead). */
+const GONE = 3;
+type TraceState = typeof PENDING | typeof GONE;
+
+/**
+ * `traces` maps a trace id to its waiting TraceEntry, then (without a decision cache) to a number,
+ * its decision and decision time, until num_traces pushes it out: one map entry per trace for its
+ * whole stay (no delete and insert at the decision), and no object per decided trace for the GC to
+ * trace. The number is (decision time - epoch, ms) * 2 + 1 if sampled (the time for
+ * sampling_late_span_age).
+ */
+function isSampled(decided: number): boolean {
+  return decided % 2 !== 0;
+}
+
+interface TraceEntry extends TraceView {
   readonly key: string;
   readonly parts: Part[];
   spanCount: number;
@@ -27,8 +43,7 @@ interface PendingTrace extends TraceView {
   bytes: number;
   readonly arrivedAt: number;
   decideAt: number;
-  /** Decided or dropped: no longer in `pending` (its queue entry is dead). */
-  done: boolean;
+  state: TraceState;
   /** With storage: the received records holding its spans, in arrival order. */
   records?: ReceivedRecord[];
 }
@@ -39,13 +54,6 @@ interface Recovery {
   readonly holders: Map<string, ReceivedRecord[]>;
   /** Undecided traces read back. */
   traces: number;
-}
-
-interface DecidedTrace {
-  readonly key: string;
-  readonly sampled: boolean;
-  /** When it was decided (the clock's milliseconds), for the late span age. */
-  readonly at: number;
 }
 
 interface Policy {
@@ -111,14 +119,18 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly clock: Clock;
   private readonly useTimer: boolean;
   private readonly policies: Policy[];
-  private readonly pending = new Map<string, PendingTrace>();
+  /** Undecided traces, and decisions kept without a decision cache (as the Collector, they hold a num_traces slot). */
+  private readonly traces = new Map<string, TraceEntry | number>();
+  /** The clock at construction: decision times in `traces` count from it (small integers). */
+  private readonly epoch: number;
+  private pendingCount = 0;
+  private decidedCount = 0;
   /** The undecided traces in arrival order. */
-  private readonly arrivals = new Fifo<PendingTrace>((t) => !t.done);
+  private readonly arrivals = new Fifo<TraceEntry>((t) => t.state === PENDING);
   /** Traces whose root span moved their decision ahead (decision_wait_after_root_received). */
   private readonly early = new Set<string>();
-  /** Decisions kept without a decision cache: as the Collector, they hold a num_traces slot. */
-  private readonly decided = new Map<string, DecidedTrace>();
-  private readonly decidedOrder = new Fifo<DecidedTrace>((d) => this.decided.get(d.key) === d);
+  /** The trace ids of the kept decisions, in decision order (a decision leaves `traces` only from here). */
+  private readonly decidedOrder = new Fifo<string>(() => true);
   private readonly sampledCache: LruSet | undefined;
   private readonly nonSampledCache: LruSet | undefined;
   private bufferedBytes = 0;
@@ -137,7 +149,7 @@ export class TailSamplingProcessor implements Component, Consumer {
   /** With `storage`: where received requests are written before they are acknowledged. */
   private store: TraceStore | undefined;
   /** Kept traces of this turn whose records are settled once the next component has their spans. */
-  private awaitingOutput: PendingTrace[] = [];
+  private awaitingOutput: TraceEntry[] = [];
   /** Records with late spans of kept traces in this turn's output: held until the next component has them. */
   private awaitingRecords: ReceivedRecord[] = [];
   private readonly writeFailLog = new LogThrottle();
@@ -152,6 +164,7 @@ export class TailSamplingProcessor implements Component, Consumer {
     this.sampling = settings.sampling;
     this.id = settings.id;
     this.clock = options.clock ?? Date.now;
+    this.epoch = this.clock();
     this.useTimer = options.timer ?? true;
     this.sampledCache = config.sampledCacheSize > 0 ? new LruSet(config.sampledCacheSize) : undefined;
     this.nonSampledCache = config.nonSampledCacheSize > 0 ? new LruSet(config.nonSampledCacheSize) : undefined;
@@ -221,13 +234,14 @@ export class TailSamplingProcessor implements Component, Consumer {
       this.stopped = true;
       // As the Collector: the traces still waiting are decided on what arrived, unless asked to drop
       // them; with storage they stay there for the next start.
+      const pending = [...this.traces.values()].filter((t): t is TraceEntry => typeof t !== 'number');
       if (this.store && !this.config.dropPendingTracesOnShutdown) {
-        if (this.pending.size > 0) this.logger.info({ traces: this.pending.size }, 'tail_sampling: undecided traces stay in storage for the next start');
+        if (pending.length > 0) this.logger.info({ traces: pending.length }, 'tail_sampling: undecided traces stay in storage for the next start');
       } else if (this.config.dropPendingTracesOnShutdown) {
-        if (this.pending.size > 0) this.logger.warn(`tail_sampling: ${this.pending.size} undecided traces dropped at shutdown (drop_pending_traces_on_shutdown)`);
-        for (const trace of [...this.pending.values()]) this.forget(trace);
+        if (pending.length > 0) this.logger.warn(`tail_sampling: ${pending.length} undecided traces dropped at shutdown (drop_pending_traces_on_shutdown)`);
+        for (const trace of pending) this.forget(trace);
       } else {
-        for (const trace of [...this.pending.values()]) this.decide(trace);
+        for (const trace of pending) this.decide(trace);
       }
       this.flush();
     }
@@ -324,7 +338,7 @@ export class TailSamplingProcessor implements Component, Consumer {
       if (request.kind === 'decisions') store.recoveredDecisions(ref, request.keys.flatMap((key) => recovery.holders.get(key) ?? []));
     }
     // Late spans after the restart follow the decisions still on disk.
-    for (const [key, sampled] of decided) if (!this.pending.has(key)) this.remember(key, sampled);
+    for (const [key, sampled] of decided) if (!this.traces.has(key)) this.rememberKey(key, sampled);
     const traces = recovery.traces;
     this.metrics.recovered.inc(traces);
     // Traces decided early above (the bounds) go on now.
@@ -342,15 +356,15 @@ export class TailSamplingProcessor implements Component, Consumer {
   tick(): void {
     const started = performance.now();
     const now = this.clock();
-    const due: PendingTrace[] = [];
+    const due: TraceEntry[] = [];
     this.arrivals.forEachWhile((trace) => {
       if (trace.arrivedAt + this.config.decisionWaitMs > now) return false;
       due.push(trace);
       return true;
     });
     for (const key of this.early) {
-      const trace = this.pending.get(key);
-      if (trace && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
+      const trace = this.traces.get(key);
+      if (typeof trace === 'object' && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
     }
     for (const trace of due) this.decide(trace);
     // Drops the decided traces from the front of the arrival queue.
@@ -363,12 +377,13 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   /** Traces held (undecided, plus decisions kept without a cache), and buffered bytes: for tests and the bench. */
   get stats(): { pending: number; decided: number; bufferedBytes: number } {
-    return { pending: this.pending.size, decided: this.decided.size, bufferedBytes: this.bufferedBytes };
+    return { pending: this.pendingCount, decided: this.decidedCount, bufferedBytes: this.bufferedBytes };
   }
 
   private ingest(block: ResourceBlock, now: number, record?: ReceivedRecord, recovery?: Recovery): void {
     const stored = new StoredBlock(block.bytes, block.attributes);
-    let late: OutputBlock | undefined;
+    /** Late spans of a kept trace went to this turn's output: with storage, the record is held until they are handed on. */
+    let lateKept = false;
     splitByTrace(block, stored, (key, part, hasRoot) => {
       if (recovery?.decided.has(key)) {
         // Decided before the restart (and sent on if kept): only its decision record needs to know where it is.
@@ -383,7 +398,8 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.cacheReleases.true.inc(part.spans);
         this.sampling?.sampled(this.id, part.block.attributes, part.spans, part.spans);
         this.metrics.lateSpans.true.inc(part.spans);
-        (late ??= new OutputBlock(stored)).add(part);
+        this.outputFor(stored).add(part);
+        lateKept = true;
         return;
       }
       const notSampledAt = this.nonSampledCache?.get(key);
@@ -394,19 +410,24 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.lateSpans.false.inc(part.spans);
         return;
       }
-      const decided = this.decided.get(key);
-      if (decided !== undefined) {
-        this.lateSpanAge(now, decided.at);
-        this.metrics.lateSpans[decided.sampled ? 'true' : 'false'].inc(part.spans);
-        this.sampling?.sampled(this.id, part.block.attributes, part.spans, decided.sampled ? part.spans : 0);
-        if (decided.sampled) (late ??= new OutputBlock(stored)).add(part);
+      const found = this.traces.get(key);
+      if (typeof found === 'number') {
+        const sampled = isSampled(found);
+        this.lateSpanAge(now, this.decidedAt(found));
+        this.metrics.lateSpans[sampled ? 'true' : 'false'].inc(part.spans);
+        this.sampling?.sampled(this.id, part.block.attributes, part.spans, sampled ? part.spans : 0);
+        if (sampled) {
+          this.outputFor(stored).add(part);
+          lateKept = true;
+        }
         return;
       }
-      let trace = this.pending.get(key);
+      let trace = found;
       if (!trace) {
         this.makeRoom();
-        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, done: false };
-        this.pending.set(key, trace);
+        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, state: PENDING };
+        this.traces.set(key, trace);
+        this.pendingCount++;
         this.arrivals.push(trace);
         this.metrics.newTraces.inc(1);
         if (recovery) recovery.traces++;
@@ -433,32 +454,41 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.tooLarge.inc(1);
         this.report(trace, false, null, 'larger than maximum_trace_size_bytes');
         this.release(trace);
-        this.remember(key, false);
+        this.remember(trace, false);
         this.settle(trace, false);
       }
     });
-    if (late) {
-      this.queueOutput(late);
-      if (record) {
-        record.open++;
-        this.awaitingRecords.push(record);
-      }
+    if (lateKept && record) {
+      // Held until the next component has this turn's output (flush).
+      record.open++;
+      this.awaitingRecords.push(record);
     }
     if (stored.refs > 0) {
-      // A private copy: a view would keep the whole received request alive while the trace waits.
-      stored.bytes = Buffer.from(block.bytes);
+      // A view keeps its whole underlying buffer alive while the trace waits: kept when the block is
+      // at least half of it (a request read whole: no copy, the common case), else a private copy.
+      // Nothing writes into received bytes. Counted as the memory held: the whole buffer when a view.
+      const bytes = block.bytes;
+      const held = bytes.buffer.byteLength;
+      if (bytes.byteLength * 2 >= held) {
+        stored.bytes = bytes;
+        stored.held = held;
+      } else {
+        stored.bytes = Buffer.from(bytes);
+        stored.held = bytes.byteLength;
+      }
       stored.counted = true;
-      this.bufferedBytes += stored.bytes.length;
+      this.bufferedBytes += stored.held;
     }
   }
 
   /** Before a new trace: at num_traces, forget the oldest kept decision, else decide the oldest waiting trace now. */
   private makeRoom(): void {
-    while (this.pending.size + this.decided.size >= this.config.numTraces) {
+    while (this.pendingCount + this.decidedCount >= this.config.numTraces) {
       const oldestDecided = this.decidedOrder.first();
       if (oldestDecided) {
         this.decidedOrder.shift();
-        this.decided.delete(oldestDecided.key);
+        this.traces.delete(oldestDecided);
+        this.decidedCount--;
         continue;
       }
       const oldest = this.arrivals.first();
@@ -477,7 +507,7 @@ export class TailSamplingProcessor implements Component, Consumer {
     }
   }
 
-  private decide(trace: PendingTrace): void {
+  private decide(trace: TraceEntry): void {
     this.decidingPolicy = null;
     const decision = this.evaluate(trace);
     this.metrics.global[decision].inc(1);
@@ -489,14 +519,14 @@ export class TailSamplingProcessor implements Component, Consumer {
       for (const part of trace.parts) this.outputFor(part.block).add(part);
     }
     this.release(trace);
-    this.remember(trace.key, decision === 'sampled');
+    this.remember(trace, decision === 'sampled');
     // A kept trace's records wait until the next component has its spans (flush).
     if (decision === 'sampled' && trace.records) this.awaitingOutput.push(trace);
     else this.settle(trace, false);
   }
 
   /** With storage: the trace no longer needs its records (kept: its spans were handed on). */
-  private settle(trace: PendingTrace, sampled: boolean): void {
+  private settle(trace: TraceEntry, sampled: boolean): void {
     const records = trace.records;
     if (!records || !this.store) return;
     trace.records = undefined;
@@ -504,7 +534,7 @@ export class TailSamplingProcessor implements Component, Consumer {
   }
 
   /** The Collector's final decision: dropped wins, then any sampled; errors are counted and skipped. */
-  private evaluate(trace: PendingTrace): Decision {
+  private evaluate(trace: TraceEntry): Decision {
     let sampled = false;
     for (const policy of this.policies) {
       const started = performance.now();
@@ -538,14 +568,14 @@ export class TailSamplingProcessor implements Component, Consumer {
   }
 
   /** Per trace part (one resource's spans of the trace), not per span; a trace not kept goes to the recent list. */
-  private report(trace: PendingTrace, kept: boolean, policy: string | null, reason: string): void {
+  private report(trace: TraceEntry, kept: boolean, policy: string | null, reason: string): void {
     const sampling = this.sampling;
     if (!sampling) return;
     for (const part of trace.parts) sampling.sampled(this.id, part.block.attributes, part.spans, kept ? part.spans : 0);
     sampling.traceDecided(this.id, policy, kept);
     if (!kept) {
       const name = trace.parts[0]?.block.attributes.get('service.name');
-      sampling.dropped({ traceId: Buffer.from(trace.key, 'latin1').toString('hex'), service: typeof name === 'string' ? name : null, processor: this.id, policy, reason });
+      sampling.dropped(new DroppedRecord(trace.key, typeof name === 'string' ? name : null, this.id, policy, reason));
     }
   }
 
@@ -554,26 +584,41 @@ export class TailSamplingProcessor implements Component, Consumer {
     this.metrics.lateSpanAge.observe(Math.max(0, Math.floor((now - decidedAt) / 1000)));
   }
 
-  private remember(key: string, sampled: boolean): void {
-    const at = this.clock();
-    const cache = sampled ? this.sampledCache : this.nonSampledCache;
-    if (cache) cache.add(key, at);
-    else {
-      const entry = { key, sampled, at };
-      this.decided.set(key, entry);
-      this.decidedOrder.push(entry);
-    }
+  /** The decision time of a decided trace's number in `traces` (the clock's milliseconds). */
+  private decidedAt(decided: number): number {
+    return this.epoch + (decided - (isSampled(decided) ? 1 : 0)) / 2;
   }
 
-  /** Takes the trace out of the buffer; blocks no trace holds any more are freed. */
-  private release(trace: PendingTrace): void {
-    this.pending.delete(trace.key);
-    trace.done = true;
-    this.early.delete(trace.key);
+  /** After release(): the decision replaces the trace's entry in `traces`, or goes to a decision cache and the entry out. */
+  private remember(trace: TraceEntry, sampled: boolean): void {
+    if (!this.rememberKey(trace.key, sampled)) this.traces.delete(trace.key);
+  }
+
+  /** Records a decision; false when it went to a decision cache (then `traces` is not touched). */
+  private rememberKey(key: string, sampled: boolean): boolean {
+    const at = this.clock();
+    const cache = sampled ? this.sampledCache : this.nonSampledCache;
+    if (cache) {
+      cache.add(key, at);
+      return false;
+    }
+    // The decision and its time in one number: a small integer (no object) for the first ~12 days
+    // after the epoch, a heap number past that (correct, a little slower).
+    this.traces.set(key, (at - this.epoch) * 2 + (sampled ? 1 : 0));
+    this.decidedCount++;
+    this.decidedOrder.push(key);
+    return true;
+  }
+
+  /** Takes the trace's spans out of the buffer (its entry stays until remember() or forget()); blocks no trace holds any more are freed. */
+  private release(trace: TraceEntry): void {
+    this.pendingCount--;
+    trace.state = GONE;
+    if (this.early.size > 0) this.early.delete(trace.key);
     for (const part of trace.parts) {
       const block = part.block;
       if (--block.refs === 0 && block.counted) {
-        this.bufferedBytes -= block.bytes.length;
+        this.bufferedBytes -= block.held;
         block.counted = false;
       }
     }
@@ -581,8 +626,9 @@ export class TailSamplingProcessor implements Component, Consumer {
     trace.parts.length = 0;
   }
 
-  private forget(trace: PendingTrace): void {
+  private forget(trace: TraceEntry): void {
     this.release(trace);
+    this.traces.delete(trace.key);
     this.settle(trace, false);
   }
 
@@ -593,17 +639,6 @@ export class TailSamplingProcessor implements Component, Consumer {
       this.output.set(block, out);
     }
     return out;
-  }
-
-  private queueOutput(out: OutputBlock): void {
-    const existing = this.output.get(out.block);
-    if (!existing) this.output.set(out.block, out);
-    else for (const [start, scope] of out.scopes) {
-      const into = existing.scopes.get(start);
-      if (into) into.spans.push(...scope.spans);
-      else existing.scopes.set(start, scope);
-      existing.spanCount += scope.spans.length / 2;
-    }
   }
 
   /** Sends what was kept this turn as one batch. A refusal loses those spans (counted, logged), as in the Collector. */
@@ -642,12 +677,27 @@ export class TailSamplingProcessor implements Component, Consumer {
   }
 
   private updateGauges(): void {
-    this.metrics.onMemory.set(this.pending.size + this.decided.size);
+    this.metrics.onMemory.set(this.pendingCount + this.decidedCount);
     this.metrics.bufferedBytes.set(this.bufferedBytes);
   }
 }
 
 const DONE: Promise<void> = Promise.resolve();
+
+/** A sampled-out trace for the admin view; its hex id is made only when shown (most records are overwritten unseen). */
+class DroppedRecord implements DroppedTrace {
+  constructor(
+    private readonly key: string,
+    readonly service: string | null,
+    readonly processor: string,
+    readonly policy: string | null,
+    readonly reason: string,
+  ) {}
+
+  get traceId(): string {
+    return Buffer.from(this.key, 'latin1').toString('hex');
+  }
+}
 
 function checkedBlock(block: ResourceBlock): ResourceBlock {
   try {
@@ -659,6 +709,7 @@ function checkedBlock(block: ResourceBlock): ResourceBlock {
 }
 
 export const tailSamplingFactory: ProcessorFactory<TailSamplingConfig> = {
+  singleProcess: "a trace's spans arrive over several connections, so several workers would each hold part of a trace and decide on it alone",
   type: 'tail_sampling',
   kind: 'processor',
   signals: ['traces'],

@@ -6,20 +6,28 @@ import { WireReader, varintSize, writeVarint } from '../../pdata/wire';
 import type { OttlValue } from '../../ottl';
 
 // Spans wait for their trace's decision as the bytes they arrived in. A received ResourceSpans is
-// walked once: each span's trace id picks its trace, and the trace records the span's byte range
-// (grouped by resource block and scope). Nothing is decoded until a policy reads a field, and then
-// only that field. A kept trace leaves as new ResourceSpans made of the original resource and scope
+// walked once into a table of its spans' byte ranges (one typed array per block); each span's trace
+// id picks its trace, and the trace's part of the block links its spans through that table (no
+// object or array per span or part). Nothing is decoded until a policy reads a field, and then only
+// that field. A kept trace leaves as new ResourceSpans made of the original resource and scope
 // fields and the original span bytes, concatenated.
 
 const SPAN_TAG = SCOPE_ITEMS.items;
 const SCOPE_SPANS_TAG = RESOURCE_ITEMS.scopes;
 
+/** Per span of a block, in wire order: scopeStart, scopeEnd, spanStart, spanEnd, next span of the same part (-1: none). */
+const STRIDE = 5;
+
 /** One received resource whose spans (some of them) wait in traces. Shared by those traces. */
 export class StoredBlock {
+  /** The span table (STRIDE entries per span), filled by splitByTrace. */
+  spans: Int32Array = EMPTY_TABLE;
   /** Traces still holding spans of this block; the bytes are released at 0. */
   refs = 0;
   /** Whether its bytes are counted in the processor's buffered bytes. */
   counted = false;
+  /** Bytes counted for it: its own length, or its underlying buffer's when it is a view. */
+  held = 0;
 
   constructor(
     /** The ResourceSpans bytes: the received view while ingesting, a private copy once buffered. */
@@ -28,19 +36,19 @@ export class StoredBlock {
   ) {}
 }
 
-/**
- * The spans of one trace from one block: `ranges` is flat, per scope
- * `scopeStart, scopeEnd, n, spanStart1, spanEnd1, ...` (offsets into block.bytes).
- */
+const EMPTY_TABLE = new Int32Array(0);
+
+/** The spans of one trace from one block: a chain through the block's span table, in wire order. */
 export interface Part {
   readonly block: StoredBlock;
-  readonly ranges: number[];
-  /** Offset of the last scope appended, so the next span of that scope joins it. */
-  lastScope: number;
-  /** Index in `ranges` of the last scope's span count. */
-  lastCountAt: number;
+  /** Index of its first span in block.spans (entries / STRIDE). */
+  readonly first: number;
+  /** Index of its last span, where the next one is linked. */
+  last: number;
   spans: number;
   bytes: number;
+  /** Whether one of these spans has no parent. */
+  root: boolean;
 }
 
 /** Trace id bytes as a Map key (16 one-byte characters). */
@@ -52,14 +60,12 @@ function asBuffer(buf: Uint8Array): Buffer {
   return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-export function keyToBytes(key: string): Uint8Array {
-  return Buffer.from(key, 'latin1');
-}
-
 /** Calls `visit(traceKey, part)` for every trace present in the block, with the spans of that trace. */
 export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (key: string, part: Part, hasRoot: boolean) => void): void {
   const buf = asBuffer(block.bytes);
-  const parts = new Map<string, { part: Part; root: boolean }>();
+  const parts = new Map<string, Part>();
+  let table = new Int32Array(STRIDE * Math.max(1, block.itemCount));
+  let n = 0;
   const reader = new WireReader(buf, 0, buf.length);
   const scopeReader = new WireReader(buf, 0, 0);
   while (!reader.done) {
@@ -81,32 +87,41 @@ export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (
       const spanEnd = scopeReader.pos;
       const ids = spanIds(buf, spanStart, spanEnd);
       const key = traceKey(buf, ids.traceStart, 16);
-      let entry = parts.get(key);
-      if (!entry) {
-        entry = { part: { block: stored, ranges: [], lastScope: -1, lastCountAt: -1, spans: 0, bytes: 0 }, root: false };
-        parts.set(key, entry);
+      if ((n + 1) * STRIDE > table.length) {
+        const grown = new Int32Array(table.length * 2);
+        grown.set(table);
+        table = grown;
       }
-      const part = entry.part;
-      if (part.lastScope !== scopeStart) {
-        part.ranges.push(scopeStart, scopeEnd, 0);
-        part.lastScope = scopeStart;
-        part.lastCountAt = part.ranges.length - 1;
+      const at = n * STRIDE;
+      table[at] = scopeStart;
+      table[at + 1] = scopeEnd;
+      table[at + 2] = spanStart;
+      table[at + 3] = spanEnd;
+      table[at + 4] = -1;
+      let part = parts.get(key);
+      if (!part) {
+        part = { block: stored, first: n, last: n, spans: 0, bytes: 0, root: false };
+        parts.set(key, part);
+      } else {
+        table[part.last * STRIDE + 4] = n;
+        part.last = n;
       }
-      part.ranges.push(spanStart, spanEnd);
-      part.ranges[part.lastCountAt]!++;
+      n++;
       part.spans++;
       part.bytes += spanEnd - spanStart;
-      if (!ids.hasParent) entry.root = true;
+      if (!ids.hasParent) part.root = true;
     }
   }
-  for (const [key, entry] of parts) visit(key, entry.part, entry.root);
+  stored.spans = table;
+  for (const [key, part] of parts) visit(key, part, part.root);
 }
 
 const idScratch = { traceStart: 0, hasParent: false };
+const idReader = new WireReader(new Uint8Array(0), 0, 0);
 
 /** Where the trace id starts, and whether the span has a parent (the scanner checked both ids). */
 function spanIds(buf: Uint8Array, start: number, end: number): typeof idScratch {
-  const reader = new WireReader(buf, start, end);
+  const reader = idReader.reset(buf, start, end);
   idScratch.traceStart = -1;
   idScratch.hasParent = false;
   while (!reader.done) {
@@ -124,15 +139,11 @@ function spanIds(buf: Uint8Array, start: number, end: number): typeof idScratch 
 /** Calls `visit` for every span of the parts, in arrival order. */
 export function forEachSpanRange(parts: readonly Part[], visit: (buf: Uint8Array, start: number, end: number, part: Part, scopeStart: number, scopeEnd: number) => boolean | void): boolean {
   for (const part of parts) {
-    const r = part.ranges;
+    const t = part.block.spans;
     const buf = part.block.bytes;
-    let i = 0;
-    while (i < r.length) {
-      const scopeStart = r[i]!;
-      const scopeEnd = r[i + 1]!;
-      const n = r[i + 2]!;
-      i += 3;
-      for (let k = 0; k < n; k++, i += 2) if (visit(buf, r[i]!, r[i + 1]!, part, scopeStart, scopeEnd) === true) return true;
+    for (let i = part.first; i >= 0; i = t[i * STRIDE + 4]!) {
+      const at = i * STRIDE;
+      if (visit(buf, t[at + 2]!, t[at + 3]!, part, t[at]!, t[at + 1]!) === true) return true;
     }
   }
   return false;
@@ -144,6 +155,7 @@ export class SpanFields {
   start = 0;
   end = 0;
   private readonly reader = new WireReader(new Uint8Array(0), 0, 0);
+  private readonly inner = new WireReader(new Uint8Array(0), 0, 0);
 
   at(buf: Uint8Array, start: number, end: number): this {
     this.buf = buf;
@@ -155,7 +167,7 @@ export class SpanFields {
   statusCode(): number {
     const s = this.find(SPAN.status);
     if (s < 0) return 0;
-    const reader = new WireReader(this.buf, s, this.reader.pos);
+    const reader = this.inner.reset(this.buf, s, this.reader.pos);
     let code = 0;
     while (!reader.done) {
       const tag = reader.tag();
@@ -171,6 +183,27 @@ export class SpanFields {
 
   endTime(): bigint {
     return this.fixed64(SPAN.end_time_unix_nano);
+  }
+
+  /**
+   * Start and end time in one pass, as unsigned 32-bit halves into `out` (startHi, startLo, endHi,
+   * endLo; 0 when absent, the last occurrence wins): no BigInt per span.
+   */
+  times(out: Float64Array): void {
+    const reader = this.reader.reset(this.buf, this.start, this.end);
+    let start = -1;
+    let end = -1;
+    while (!reader.done) {
+      const t = reader.tag();
+      if (t === SPAN.start_time_unix_nano) start = reader.pos;
+      else if (t === SPAN.end_time_unix_nano) end = reader.pos;
+      reader.skip(t & 7);
+    }
+    const b = this.buf;
+    out[0] = start < 0 ? 0 : (b[start + 4]! | (b[start + 5]! << 8) | (b[start + 6]! << 16) | (b[start + 7]! << 24)) >>> 0;
+    out[1] = start < 0 ? 0 : (b[start]! | (b[start + 1]! << 8) | (b[start + 2]! << 16) | (b[start + 3]! << 24)) >>> 0;
+    out[2] = end < 0 ? 0 : (b[end + 4]! | (b[end + 5]! << 8) | (b[end + 6]! << 16) | (b[end + 7]! << 24)) >>> 0;
+    out[3] = end < 0 ? 0 : (b[end]! | (b[end + 1]! << 8) | (b[end + 2]! << 16) | (b[end + 3]! << 24)) >>> 0;
   }
 
   flags(): number {
@@ -231,45 +264,41 @@ export function findAttribute(buf: Uint8Array, start: number, end: number, kvTag
   return range ? decodeValue(buf, range[0], range[1]) : undefined;
 }
 
-/** Spans to emit from one block: per scope (by its offset), the span ranges in arrival order. */
+/** Spans to emit from one block, by their index in its span table; they leave in wire order, grouped by scope. */
 export class OutputBlock {
-  readonly scopes = new Map<number, { end: number; spans: number[] }>();
+  private readonly indices: number[] = [];
   spanCount = 0;
 
   constructor(readonly block: StoredBlock) {}
 
   add(part: Part): void {
-    const r = part.ranges;
-    let i = 0;
-    while (i < r.length) {
-      const scopeStart = r[i]!;
-      const scopeEnd = r[i + 1]!;
-      const n = r[i + 2]!;
-      i += 3;
-      let scope = this.scopes.get(scopeStart);
-      if (!scope) {
-        scope = { end: scopeEnd, spans: [] };
-        this.scopes.set(scopeStart, scope);
-      }
-      for (let k = 0; k < n; k++, i += 2) scope.spans.push(r[i]!, r[i + 1]!);
-      this.spanCount += n;
-    }
+    const t = this.block.spans;
+    for (let i = part.first; i >= 0; i = t[i * STRIDE + 4]!) this.indices.push(i);
+    this.spanCount += part.spans;
   }
 
   /** A ResourceSpans: the block's fields other than scope_spans, then each scope's own fields and its spans. */
   encode(): ResourceBlock {
     const buf = this.block.bytes;
+    const t = this.block.spans;
+    // Wire order: the spans of one scope are next to each other.
+    const order = Int32Array.from(this.indices).sort();
     const head = otherFields(buf, 0, buf.length, SCOPE_SPANS_TAG);
     const scopes: { head: number[]; spans: number[]; size: number }[] = [];
     let total = rangesSize(head);
-    for (const [scopeStart, scope] of this.scopes) {
-      const scopeHead = otherFields(buf, scopeStart, scope.end, SPAN_TAG);
+    for (let k = 0; k < order.length; ) {
+      const at = order[k]! * STRIDE;
+      const scopeStart = t[at]!;
+      const scopeHead = otherFields(buf, scopeStart, t[at + 1]!, SPAN_TAG);
       let size = rangesSize(scopeHead);
-      for (let i = 0; i < scope.spans.length; i += 2) {
-        const len = scope.spans[i + 1]! - scope.spans[i]!;
-        size += 1 + varintSize(len) + len;
+      const spans: number[] = [];
+      for (; k < order.length && t[order[k]! * STRIDE]! === scopeStart; k++) {
+        const s = t[order[k]! * STRIDE + 2]!;
+        const e = t[order[k]! * STRIDE + 3]!;
+        spans.push(s, e);
+        size += 1 + varintSize(e - s) + e - s;
       }
-      scopes.push({ head: scopeHead, spans: scope.spans, size });
+      scopes.push({ head: scopeHead, spans, size });
       total += 1 + varintSize(size) + size;
     }
     const out = Buffer.allocUnsafe(total);

@@ -7,12 +7,12 @@ import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../pdata/otlp';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage, framedMessage } from '../../util/grpc';
-import { DecompressError, decompress, loadZstd, zstdReady, type Compression } from '../../util/compression';
+import { DecompressError, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
-import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
+import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
 // gRPC framing and status trailers; grpc-js's server cost a third to a half more CPU per request
@@ -443,9 +443,14 @@ export class OtlpGrpcServer {
         this.export(stream, handler, framed.message, reservation);
         return;
       }
-      this.decompressMessage(framed.message, encoding).then(
+      this.decompressMessage(framed.message, encoding, reservation).then(
         (message) => this.export(stream, handler, message, reservation),
-        (err: unknown) => this.refuseRead(stream, reservation, err),
+        (err: unknown) => {
+          if (!(err instanceof InflightExceeded)) return this.refuseRead(stream, reservation, err);
+          reservation.release();
+          const refusal = this.inflightRefusal();
+          respondStatus(stream, refusal.code, refusal.message, refusal.details);
+        },
       );
     });
   }
@@ -461,8 +466,8 @@ export class OtlpGrpcServer {
     }
   }
 
-  /** A compressed request message, decompressed within max_recv_msg_size_mib. */
-  private async decompressMessage(message: Buffer, encoding: string): Promise<Buffer> {
+  /** A compressed request message, decompressed within max_recv_msg_size_mib; what it inflates to is held by `reservation`. */
+  private async decompressMessage(message: Buffer, encoding: string, reservation: Reservation): Promise<Buffer> {
     // zstd is loaded by the first call that needs it (about 10 MiB that most senders never use).
     if (encoding === 'zstd' && !zstdReady()) {
       try {
@@ -473,7 +478,7 @@ export class OtlpGrpcServer {
       }
     }
     try {
-      return await decompress(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes);
+      return await decompressReserved(GRPC_ENCODINGS.get(encoding)!, message, this.maxMessageBytes, reservation);
     } catch (err) {
       if (!(err instanceof DecompressError)) throw err;
       if (err.tooLarge) throw new CallError(GrpcStatus.RESOURCE_EXHAUSTED, `decompressed request message exceeds max_recv_msg_size_mib (${this.maxMessageBytes} bytes)`);

@@ -10,7 +10,7 @@ import { DecompressError, decompress, loadZstd, zstdReady, type Compression } fr
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
-import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
+import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
 
 export interface HttpProtocolConfig {
   readonly endpoint: string;
@@ -22,6 +22,12 @@ export interface HttpProtocolConfig {
   readonly readHeaderTimeoutMs: number;
   /** Time to receive a whole request, headers and body; 0: no limit. */
   readonly readTimeoutMs: number;
+  /**
+   * Time from a request's headers to the end of its response (reading the body and the pipelines
+   * included); past it the connection is closed unanswered, as Go's WriteTimeout. 0: no limit.
+   * Optional for callers that build a config by hand (default 0 there; the config reader's is 30 s).
+   */
+  readonly writeTimeoutMs?: number;
   /** Time a keep-alive connection may wait for its next request; 0: no limit. */
   readonly idleTimeoutMs: number;
   /** Connections open at once; 0: no limit but the fd limit's. */
@@ -99,6 +105,21 @@ export class OtlpHttpServer {
     return this.server ? boundPort(this.server) : 0;
   }
 
+  /**
+   * write_timeout: the response must be written within `ms` of the request's headers (Go sets the
+   * connection's write deadline then); a request still unanswered by then loses its connection,
+   * the client sees it closed without an answer.
+   */
+  private armWriteTimeout(req: http.IncomingMessage, res: http.ServerResponse, ms: number): void {
+    const timer = setTimeout(() => {
+      if (res.writableFinished) return;
+      this.logger.debug({ writeTimeoutMs: ms }, 'OTLP/HTTP response not written within write_timeout; closing the connection');
+      req.socket.destroy();
+    }, ms);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+  }
+
   /** `auth`: every request must pass it before anything else is looked at. */
   async start(auth?: ServerAuthenticator): Promise<void> {
     this.auth = auth;
@@ -115,9 +136,11 @@ export class OtlpHttpServer {
       // Node checks those two timeouts on this period (30 s by default): a fraction of the shortest.
       connectionsCheckingInterval: Math.max(50, Math.floor(shortest / 4)),
     };
+    const writeTimeoutMs = this.config.writeTimeoutMs ?? 0;
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.busy.add(req.socket);
       res.once('close', () => this.busy.delete(req.socket));
+      if (writeTimeoutMs > 0) this.armWriteTimeout(req, res, writeTimeoutMs);
       this.handle(req, res).catch((err: unknown) => {
         this.logger.error({ err }, 'unexpected error handling an OTLP/HTTP request');
         if (!res.headersSent) reply(res, 500, 'text/plain', Buffer.from('internal error\n'));
@@ -274,7 +297,12 @@ export class OtlpHttpServer {
     const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     // zstd is loaded by the first request that needs it (about 10 MiB that most senders never use).
     if (contentEncoding === 'zstd' && !zstdReady()) await loadZstd();
-    return decompressBody(raw, contentEncoding, limit);
+    try {
+      return await decompressBody(raw, contentEncoding, limit, reservation);
+    } catch (err) {
+      if (err instanceof InflightExceeded) throw this.inflightRefusal();
+      throw err;
+    }
   }
 
   private answer(req: http.IncomingMessage, res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
@@ -321,12 +349,15 @@ function closeIfUnread(req: http.IncomingMessage, res: http.ServerResponse): voi
   };
 }
 
-/** The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. */
-export async function decompressBody(raw: Buffer, contentEncoding: string, limit: number): Promise<Buffer> {
+/**
+ * The body decompressed into at most `limit` bytes: 413 past it, 400 when malformed. With a
+ * `reservation`, what it inflates to counts in max_inflight_bytes (InflightExceeded when it does not fit).
+ */
+export async function decompressBody(raw: Buffer, contentEncoding: string, limit: number, reservation?: Reservation): Promise<Buffer> {
   const compression = CONTENT_ENCODINGS.get(contentEncoding);
   if (compression === undefined) return raw;
   try {
-    return await decompress(compression, raw, limit);
+    return reservation ? await decompressReserved(compression, raw, limit, reservation) : await decompress(compression, raw, limit);
   } catch (err) {
     if (!(err instanceof DecompressError)) throw err;
     if (err.tooLarge) throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `decompressed request body exceeds the limit of ${limit} bytes (${contentEncoding})`);

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import * as zlib from 'node:zlib';
+import { DecompressError, decompress, type Compression } from '../../util/compression';
 import { LogThrottle } from '../../util/log-throttle';
 
 /**
@@ -21,10 +23,11 @@ export class InflightBytes {
 
   /**
    * Reserves `n` bytes; false when they would pass the cap. One request is always let in when
-   * nothing else is, so a cap below the largest allowed request still lets it through one at a time.
+   * nothing else is (`own`: what the asking request holds already), so a cap below the largest
+   * allowed request still lets it through one at a time.
    */
-  tryReserve(n: number): boolean {
-    if (this.limit > 0 && this.used > 0 && this.used + n > this.limit) return false;
+  tryReserve(n: number, own = 0): boolean {
+    if (this.limit > 0 && this.used > own && this.used + n > this.limit) return false;
     this.used += n;
     this.observe(this.used);
     return true;
@@ -46,7 +49,7 @@ export class Reservation {
   /** Adds `n` bytes to what this request holds; false (nothing added) when the cap refuses them. */
   grow(n: number): boolean {
     if (n <= 0) return true;
-    if (!this.budget.tryReserve(n)) return false;
+    if (!this.budget.tryReserve(n, this.held)) return false;
     this.held += n;
     return true;
   }
@@ -59,6 +62,59 @@ export class Reservation {
     this.budget.release(this.held);
     this.held = 0;
   }
+}
+
+/** A request whose decompressed bytes do not fit in max_inflight_bytes: refused as one over it on arrival. */
+export class InflightExceeded extends Error {
+  constructor() {
+    super('max_inflight_bytes reached while decompressing');
+  }
+}
+
+/** Output chunk of the streaming inflate: the budget is asked once per chunk. */
+const INFLATE_CHUNK = 64 * 1024;
+
+/**
+ * `data` decompressed into at most `limit` bytes (DecompressError past it or when malformed, as
+ * decompress()), what it inflates to held by `reservation` too: gzip and deflate reserve each chunk
+ * as it comes out, so N small bodies that each inflate to many MiB are bounded together and one
+ * that does not fit stops inflating (InflightExceeded); zstd and snappy decode in one call on this
+ * thread (one at a time) and reserve the result.
+ */
+export async function decompressReserved(compression: Compression, data: Uint8Array, limit: number, reservation: Reservation): Promise<Buffer> {
+  if (compression !== 'gzip' && compression !== 'deflate') {
+    const out = await decompress(compression, data, limit);
+    if (!reservation.grow(out.length)) throw new InflightExceeded();
+    return out;
+  }
+  const options = { chunkSize: INFLATE_CHUNK };
+  const inflate = compression === 'gzip' ? zlib.createGunzip(options) : zlib.createInflate(options);
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      chunks.length = 0;
+      inflate.destroy();
+      reject(err);
+    };
+    inflate.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      size += chunk.length;
+      if (size > limit) fail(new DecompressError(true, `decompressed size exceeds the limit of ${limit} bytes`));
+      else if (!reservation.grow(chunk.length)) fail(new InflightExceeded());
+      else chunks.push(chunk);
+    });
+    inflate.on('error', (err: Error) => fail(new DecompressError(false, `invalid ${compression} data: ${err.message}`)));
+    inflate.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    inflate.end(data);
+  });
 }
 
 /** A server's own counters for what it refuses before a request reaches the pipelines. */

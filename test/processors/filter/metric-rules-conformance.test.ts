@@ -1,8 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   ConditionSequence, DATAPOINT_CONTEXT, METRIC_CONTEXT, METRIC_CONTEXTS, OttlRuntimeError, compileCondition, inferContext,
@@ -12,8 +8,9 @@ import { Batch, type ResourceBlock } from '../../../src/pdata/batch';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import { parseRequest } from '../../../src/pdata/scan';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
-import { resourceDataOf } from '../../../src/processors/filter/ottl-wire-values';
-import { freePorts, waitFor } from '../../helpers/ports';
+import { WireResource } from '../../../src/processors/filter/wire-items';
+import { freePorts } from '../../helpers/ports';
+import { OTTL_SKIP_REASON, ReferenceCollector, ottlReference } from '../../helpers/reference-collector';
 import { startService } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
 
@@ -24,24 +21,8 @@ import { GrpcSink } from '../../helpers/sink';
 // (contrib v0.140.1), as in test/ottl/conformance.test.ts. A second test runs the same cases as
 // filter processor configs in a running spansieve service (otlp receiver -> filter -> otlp exporter).
 
-interface Reference {
-  readonly bin: string;
-  readonly otlpExporter: string;
-  /** metric_conditions exist from contrib v0.149 on (otelcol v0.160.0 has them, Jaeger's v0.140.1 not). */
-  readonly inferred: boolean;
-}
-
-function reference(): Reference | undefined {
-  const peers = path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin');
-  const otelcol = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(peers, 'otelcol');
-  const jaeger = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(peers, 'jaeger');
-  if (process.env.SPANSIEVE_OTTL_REFERENCE !== 'jaeger' && fs.existsSync(otelcol)) return { bin: otelcol, otlpExporter: 'otlp_grpc', inferred: true };
-  if (fs.existsSync(jaeger)) return { bin: jaeger, otlpExporter: 'otlp', inferred: false };
-  return undefined;
-}
-
-const REF = reference();
-const SKIP = REF ? false : 'neither the reference Collector nor Jaeger is installed (scripts/install-peers.sh)';
+const REF = ottlReference();
+const SKIP = REF ? false : OTTL_SKIP_REASON;
 
 interface Case {
   readonly metric?: readonly string[];
@@ -87,7 +68,8 @@ const ALL_CASES: readonly Case[] = [
   { errorMode: 'propagate', metricConditions: ['scope.name == "runtime" and metric.name == "x"', 'datapoint.attributes["http.route"][0] == "x"'] },
 ];
 
-const CASES = ALL_CASES.filter((c) => REF?.inferred === true || !c.metricConditions);
+// metric_conditions exist from contrib v0.149 on (otelcol v0.160.0 has them, Jaeger's v0.140.1 not).
+const CASES = ALL_CASES.filter((c) => REF?.version === 'v0.160.0' || !c.metricConditions);
 
 type Json = Record<string, unknown>;
 const T0 = 1_700_000_000_000_000_000n;
@@ -247,7 +229,7 @@ function spansieveExport(request: Uint8Array, c: Case): Json | null | undefined 
   const kept: ResourceBlock[] = [];
   try {
     for (const block of batch.resources) {
-      const resource = resourceDataOf(block.bytes);
+      const resource = new WireResource(block.bytes);
       if (rules.resource?.eval({ resource })) continue;
       const out = filterMetricsBlock(block.bytes, resource, rules);
       if (out === undefined) kept.push(block);
@@ -312,41 +294,20 @@ const collectorExports = new Map<string, Json[]>();
 const collectorStatus = { ignore: 0, propagate: 0 };
 
 const sink = new GrpcSink();
-let child: ReturnType<typeof spawn> | undefined;
+let collector: ReferenceCollector | undefined;
 const ports = { ignore: 0, propagate: 0, sink: 0 };
-const output: string[] = [];
-let dir = '';
 
 before(async () => {
   if (!REF) return;
   await sink.start();
   [ports.ignore, ports.propagate] = await freePorts(2);
   ports.sink = sink.port;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metric-rules-conformance-'));
-  const config = path.join(dir, 'config.yaml');
-  fs.writeFileSync(config, collectorConfig(ports));
-  child = spawn(REF.bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
-  child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
-  await waitFor('the Collector accepts OTLP/HTTP', async () => {
-    if (child?.exitCode !== null) throw new Error(`the reference Collector exited: ${output.join('')}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${ports.ignore}/v1/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-      return res.status === 200;
-    } catch {
-      return false;
-    }
-  }, 30_000);
+  collector = await ReferenceCollector.start(collectorConfig(ports), { bin: REF.bin, httpPorts: [ports.ignore, ports.propagate] });
 });
 
 after(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await collector?.stop();
   await sink.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('filterMetricsBlock exports exactly what the Collector filter processor exports, case by case', { skip: SKIP }, async () => {

@@ -10,7 +10,7 @@ import { SPAN } from '../../../src/pdata/fields';
 import { parseRequest } from '../../../src/pdata/scan';
 import { encodeRepeatedField } from '../../../src/pdata/wire';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
-import { WireAttributes, decodeOttlAnyValue, decodeOttlAttributes, resourceDataOf } from '../../../src/processors/filter/ottl-wire-values';
+import { MAX_OTTL_DEPTH, WireAttributes, WireResource, decodeOttlAnyValue, decodeOttlKeyValues } from '../../../src/processors/filter/wire-items';
 import { deepAnyValue } from '../../helpers/deep';
 
 // filterMetricsBlock against the Collector's algorithm run over a full protobufjs decode of the
@@ -133,7 +133,7 @@ function typeOf(m: Json): MetricType {
 /** Returns the filtered plain object, or null when the resource goes; throws what propagate throws. */
 function reference(bytes: Uint8Array, r: MetricRules): { plain: Json | null; points: number } {
   const plain = decodeToPlain(types.ResourceMetrics, bytes);
-  const resource: ResourceData = resourceDataOf(bytes);
+  const resource: ResourceData = new WireResource(bytes);
   let points = 0;
   const scopes = ((plain.scopeMetrics ?? []) as Json[]).filter((sm) => {
     if (!r.metric && !r.datapoint && !r.scope) {
@@ -175,7 +175,7 @@ function reference(bytes: Uint8Array, r: MetricRules): { plain: Json | null; poi
 }
 
 function run(bytes: Buffer, r: MetricRules): ReturnType<typeof filterMetricsBlock> {
-  return filterMetricsBlock(bytes, resourceDataOf(bytes), r);
+  return filterMetricsBlock(bytes, new WireResource(bytes), r);
 }
 
 /** Asserts filterMetricsBlock agrees with the reference; returns its answer. */
@@ -388,7 +388,7 @@ test('unknown fields and untouched messages keep their bytes; only what lost a p
   assert.equal(run(block, rules(['name == "none"'], ['attributes["id"] == "none"'])), undefined);
   // A plain Uint8Array (not a Buffer) is read the same way.
   const copy = new Uint8Array(block);
-  assert.deepEqual(filterMetricsBlock(copy, resourceDataOf(copy), rules(undefined, ['attributes["id"] == "b"']))?.bytes, out.bytes);
+  assert.deepEqual(filterMetricsBlock(copy, new WireResource(copy), rules(undefined, ['attributes["id"] == "b"']))?.bytes, out.bytes);
 });
 
 test('the last data field decides the type and holds the points (as pdata decodes), earlier ones ride along', () => {
@@ -405,7 +405,7 @@ test('the last data field decides the type and holds the points (as pdata decode
   assert.equal(run(block, rules(['is_monotonic == true'], undefined)), null);
 });
 
-test('attribute values nested 20,000 levels deep (past any recursion) are read with a heap stack', () => {
+test('attribute values nested 20,000 levels deep are read as the span path reads them: MAX_OTTL_DEPTH levels, then empty', () => {
   for (const kind of ['kvlist', 'array'] as const) {
     const deep = deepAnyValue(kind, 20_000);
     const point = len(1, len(7, str(1, 'deep'), len(2, deep)), len(7, kv('id', 'p')));
@@ -420,8 +420,9 @@ test('attribute values nested 20,000 levels deep (past any recursion) are read w
       cur = cur instanceof Map ? ((cur as ReadonlyMap<string, OttlValue>).get('k') ?? null) : ((cur as readonly OttlValue[])[0] ?? null);
       depth++;
     }
-    assert.equal(depth, 20_000);
-    assert.equal(cur, 'x');
+    // MAX_OTTL_DEPTH levels with content, then an empty list / map.
+    assert.equal(depth, MAX_OTTL_DEPTH + 1);
+    assert.equal(cur, null);
   }
 });
 
@@ -433,7 +434,7 @@ test('WireAttributes: one key read alone answers as the whole map decoded does',
         const value = v === undefined ? Buffer.alloc(0) : len(2, Buffer.from(types.ResourceMetrics.lookupType('opentelemetry.proto.common.v1.AnyValue').encode(anyValue(v)).finish()));
         return len(9, ...(i % 2 === 0 ? [str(1, k), value] : [value, str(1, k)]));
       }));
-      const full = decodeOttlAttributes(body, 0, body.length, SPAN.attributes);
+      const full = decodeOttlKeyValues(body, 0, body.length, SPAN.attributes);
       const lazy = (): WireAttributes => new WireAttributes(body, 0, body.length, SPAN.attributes);
       assert.deepEqual(lazy().get(key), full.get(key));
       assert.equal(lazy().has(key), full.has(key));
@@ -543,7 +544,7 @@ test('odd but valid input (whatever the receiver accepts) never throws and re-pa
       }
       accepted++;
       for (const r of ruleSets) {
-        const out = filterMetricsBlock(block, resourceDataOf(block), r);
+        const out = filterMetricsBlock(block, new WireResource(block), r);
         if (!out) continue;
         const again = parseRequest('metrics', encodeRepeatedField(1, [out.bytes]));
         assert.equal(again.rejected, 0);

@@ -1,8 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { PermanentError } from '../../../src/component/errors';
 import { ConfigIssues, Node } from '../../../src/config/reader';
@@ -13,6 +9,7 @@ import { FilterProcessor, parseFilterConfig } from '../../../src/processors/filt
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, testSettings } from '../../helpers/components';
 import { freePorts, waitFor } from '../../helpers/ports';
+import { OTTL_SKIP_REASON, ReferenceCollector, ottlReference } from '../../helpers/reference-collector';
 import { startService } from '../../helpers/service';
 import { GrpcSink } from '../../helpers/sink';
 
@@ -24,11 +21,9 @@ import { GrpcSink } from '../../helpers/sink';
 // Without the Collector v0.160.0 (scripts/install-peers.sh otelcol, a long build), the Jaeger v2
 // binary the test suite always has (contrib v0.140.1): without the trace_conditions /
 // metric_conditions cases, and with error_mode written out (its default was still propagate).
-const PEERS = path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin');
-const OTELCOL = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(PEERS, 'otelcol');
-const JAEGER = process.env.SPANSIEVE_JAEGER_BIN ?? path.join(PEERS, 'jaeger');
-const REF = fs.existsSync(OTELCOL) ? { bin: OTELCOL, exporter: 'otlp_grpc', v160: true } : fs.existsSync(JAEGER) ? { bin: JAEGER, exporter: 'otlp', v160: false } : undefined;
-const SKIP = REF ? false : `neither the reference Collector (${OTELCOL}) nor Jaeger (${JAEGER}) is installed (scripts/install-peers.sh)`;
+const REF = ottlReference();
+const SKIP = REF ? false : OTTL_SKIP_REASON;
+const V160 = REF?.version === 'v0.160.0';
 
 const s = (key: string, stringValue: string): unknown => ({ key, value: { stringValue } });
 const i = (key: string, intValue: number): unknown => ({ key, value: { intValue } });
@@ -169,7 +164,7 @@ const ALL_CASES: readonly Case[] = [
   ] } },
 ];
 
-const CASES: readonly Case[] = REF?.v160 !== false
+const CASES: readonly Case[] = REF?.version !== 'v0.140.1'
   ? ALL_CASES
   : ALL_CASES.filter((c) => !('trace_conditions' in c.filter) && !('metric_conditions' in c.filter)).map((c) => ({ ...c, filter: { error_mode: 'ignore', ...c.filter } }));
 
@@ -220,10 +215,8 @@ async function spansieve(c: Case): Promise<{ survivors: string[]; error?: Error 
 }
 
 const sink = new GrpcSink();
-let child: ReturnType<typeof spawn> | undefined;
-let dir = '';
+let reference: ReferenceCollector | undefined;
 const ports: number[] = [];
-const logs: string[] = [];
 
 before(async () => {
   if (SKIP) return;
@@ -236,41 +229,20 @@ before(async () => {
   const config = {
     receivers: Object.fromEntries(CASES.map((_, n) => [`otlp/${n}`, { protocols: { http: { endpoint: `127.0.0.1:${ports[n]}` } } }])),
     processors: Object.fromEntries(CASES.map((c, n) => [`filter/${n}`, c.filter])),
-    exporters: Object.fromEntries(CASES.map((_, n) => [`${REF?.exporter ?? ''}/${n}`, {
+    exporters: Object.fromEntries(CASES.map((_, n) => [`${REF?.otlpExporter ?? ''}/${n}`, {
       endpoint: `127.0.0.1:${sink.port}`, tls: { insecure: true }, sending_queue: { enabled: false }, retry_on_failure: { enabled: false }, headers: { 'x-case': String(n) },
     }])),
     service: {
       telemetry: { logs: { level: 'error' }, metrics: { level: 'none' } },
-      pipelines: Object.fromEntries(CASES.map((c, n) => [`${c.signal}/${n}`, { receivers: [`otlp/${n}`], processors: [`filter/${n}`], exporters: [`${REF?.exporter ?? ''}/${n}`] }])),
+      pipelines: Object.fromEntries(CASES.map((c, n) => [`${c.signal}/${n}`, { receivers: [`otlp/${n}`], processors: [`filter/${n}`], exporters: [`${REF?.otlpExporter ?? ''}/${n}`] }])),
     },
   };
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'filter-ottl-conformance-'));
-  const file = path.join(dir, 'config.yaml');
-  fs.writeFileSync(file, JSON.stringify(config, null, 1)); // JSON is YAML
-  child = spawn(REF?.bin ?? '', ['--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
-  child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
-  await waitFor('the Collector listens on every receiver', async () => {
-    if (child?.exitCode !== null) throw new Error(`otelcol exited: ${logs.join('')}`);
-    for (const port of ports) {
-      try {
-        await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-      } catch {
-        return false;
-      }
-    }
-    return true;
-  }, 30_000);
+  reference = await ReferenceCollector.start(config, { bin: REF?.bin, httpPorts: ports });
 });
 
 after(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await reference?.stop();
   await sink.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** The Collector's survivors per case, filled by the first test. */
@@ -292,7 +264,7 @@ test('every Collector filter config leaves the same resources, scopes, spans and
       assert.ok(ours.error instanceof PermanentError, `${c.name}: spansieve fails the batch (${String(ours.error)})`);
       continue;
     }
-    assert.equal(res.status, 200, `${c.name}: ${logs.join('')}`);
+    assert.equal(res.status, 200, `${c.name}: ${reference?.log ?? ''}`);
     assert.equal(ours.error, undefined, c.name);
     distinct.add(JSON.stringify(collector));
     collectorSurvivors.set(n, collector);
@@ -303,7 +275,7 @@ test('every Collector filter config leaves the same resources, scopes, spans and
   }
   assert.deepEqual(mismatches, []);
   // Not a vacuous pass: the configs leave many different results.
-  assert.ok(distinct.size >= (REF?.v160 ? 15 : 10), `distinct outcomes: ${distinct.size}`);
+  assert.ok(distinct.size >= (V160 ? 15 : 10), `distinct outcomes: ${distinct.size}`);
 });
 
 test('a running spansieve service (otlp receiver -> filter -> otlp exporter) forwards what the Collector forwards', { skip: SKIP }, async () => {

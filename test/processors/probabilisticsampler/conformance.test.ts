@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as YAML from 'yaml';
 import type { Service } from '../../../src/service/service';
 import { types } from '../../../src/pdata/codec';
 import { parseRequest } from '../../../src/pdata/scan';
 import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
+import { OTELCOL_SKIP, ReferenceCollector } from '../../helpers/reference-collector';
 import { GrpcSink } from '../../helpers/sink';
 import { corpusRequests } from './corpus';
 
@@ -23,8 +19,7 @@ import { corpusRequests } from './corpus';
 //
 // Both exporters run without a sending queue, so an answered request has been exported.
 
-const OTELCOL = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
-const skip = fs.existsSync(OTELCOL) ? false : `the reference Collector is not installed at ${OTELCOL} (bash scripts/install-peers.sh otelcol)`;
+const skip = OTELCOL_SKIP;
 
 const VARIANTS: Record<string, Record<string, unknown>> = {
   default25: { sampling_percentage: 25 },
@@ -77,10 +72,8 @@ void describe('probabilistic_sampler: the same decisions as the Collector v0.160
   const spansieveSinks = new Map(NAMES.map((n) => [n, new GrpcSink()]));
   const requests = corpusRequests({ seed: 20261202, traces: 1500, requests: 6, traceStateShare: 0.6, priorityShare: 0.06 });
   const totalSpans = requests.reduce((n, body) => n + parseRequest('traces', body).batch.itemCount, 0);
-  let dir = '';
   let service: Service | undefined;
-  let otelcol: ChildProcess | undefined;
-  const output: string[] = [];
+  let otelcol: ReferenceCollector | undefined;
   let collectorHttp = 0;
   let collectorMetrics = 0;
   let spansieveHttp = 0;
@@ -102,7 +95,6 @@ void describe('probabilistic_sampler: the same decisions as the Collector v0.160
       service: { pipelines: pipelines('otlp'), telemetry: { metrics: { address: '127.0.0.1:0' } } },
     });
 
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spansieve-probsampler-'));
     const collectorConfig = {
       receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${collectorHttp}` } } } },
       processors,
@@ -115,19 +107,7 @@ void describe('probabilistic_sampler: the same decisions as the Collector v0.160
         pipelines: pipelines('otlp_grpc'),
       },
     };
-    const configFile = path.join(dir, 'otelcol.yaml');
-    fs.writeFileSync(configFile, YAML.stringify(collectorConfig));
-    otelcol = spawn(OTELCOL, ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    otelcol.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
-    otelcol.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
-    await waitFor(
-      'the Collector ready',
-      () => {
-        if (otelcol!.exitCode !== null) throw new Error(`otelcol exited: ${output.join('')}`);
-        return output.join('').includes('Everything is ready');
-      },
-      30_000,
-    );
+    otelcol = await ReferenceCollector.start(collectorConfig);
     for (const body of requests) {
       for (const port of [collectorHttp, spansieveHttp]) {
         const res = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
@@ -137,16 +117,9 @@ void describe('probabilistic_sampler: the same decisions as the Collector v0.160
   });
 
   after(async () => {
-    if (otelcol && otelcol.exitCode === null) {
-      const exited = new Promise((resolve) => otelcol!.once('exit', resolve));
-      otelcol.kill('SIGTERM');
-      const timer = setTimeout(() => otelcol!.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await otelcol?.stop();
     await service?.shutdown();
     for (const sink of [...collectorSinks.values(), ...spansieveSinks.values()]) await sink.stop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   for (const name of NAMES) {

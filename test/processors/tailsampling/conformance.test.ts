@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as YAML from 'yaml';
 import type { Service } from '../../../src/service/service';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
+import { OTELCOL_SKIP, ReferenceCollector } from '../../helpers/reference-collector';
 import { GrpcSink } from '../../helpers/sink';
 
 // The same OBI-shaped traces, in the same three deliveries, through the reference Collector's
@@ -20,8 +17,7 @@ import { GrpcSink } from '../../helpers/sink';
 //   delivery 2: 1 s later, the backend process's spans of the same traces (inside decision_wait)
 //   delivery 3: once both have decided every trace, a third process's spans: late spans follow the decision
 
-const OTELCOL = process.env.SPANSIEVE_OTELCOL_BIN ?? path.join(os.homedir(), '.cache', 'spansieve', 'peers', 'bin', 'otelcol');
-const skip = fs.existsSync(OTELCOL) ? false : `the reference Collector is not installed at ${OTELCOL} (bash scripts/install-peers.sh otelcol)`;
+const skip = OTELCOL_SKIP;
 const TRACES = 120;
 const DECISION_WAIT = '3s';
 
@@ -225,10 +221,8 @@ async function post(port: number, body: Buffer): Promise<void> {
 
 const collectorSink = new GrpcSink();
 const spansieveSink = new GrpcSink();
-let child: ChildProcess | undefined;
+let collector: ReferenceCollector | undefined;
 let service: Service | undefined;
-let dir = '';
-const output: string[] = [];
 let ports: number[] = [];
 
 before(async () => {
@@ -237,34 +231,15 @@ before(async () => {
   await spansieveSink.start();
   ports = await freePorts(3);
   const [colHttp, colMetrics, ssHttp] = ports as [number, number, number];
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tail-sampling-conformance-'));
-  const config = path.join(dir, 'config.yaml');
-  fs.writeFileSync(config, collectorConfig(colHttp, colMetrics, collectorSink.port));
-  child = spawn(OTELCOL, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
-  child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+  collector = await ReferenceCollector.start(collectorConfig(colHttp, colMetrics, collectorSink.port), { httpPorts: [colHttp] });
   service = await startService(spansieveConfig(ssHttp, spansieveSink.port));
-  await waitFor('the Collector accepts OTLP/HTTP', async () => {
-    if (child?.exitCode !== null) throw new Error(`otelcol exited: ${output.join('')}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${colHttp}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-      return res.status === 200;
-    } catch {
-      return false;
-    }
-  }, 30_000);
 });
 
 after(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await collector?.stop();
   await service?.shutdown();
   await collectorSink.stop();
   await spansieveSink.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('tail_sampling keeps the same traces and spans as the Collector, policy by policy', { skip, timeout: 90_000 }, async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import * as zlib from 'node:zlib';
 import { after, afterEach, describe, test } from 'node:test';
 import { parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
 import { parseGrpcTimeout } from '../../../src/receivers/otlp/grpc-server';
@@ -10,6 +11,7 @@ import { configErrors, parseWith } from '../../helpers/components';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
+import { GrpcSink } from '../../helpers/sink';
 
 // The receivers' timeouts and limits (issue 13): no client can hold a connection, a call or memory
 // for ever, and a flood of connections does not lock out the clients that come after it.
@@ -110,8 +112,8 @@ describe('config', () => {
     const config = parseWith(parseOtlpReceiverConfig, {}, 'receivers::otlp');
     assert.equal(config.maxInflightBytes, 256 * 1024 * 1024);
     assert.deepEqual(
-      { header: config.http!.readHeaderTimeoutMs, read: config.http!.readTimeoutMs, idle: config.http!.idleTimeoutMs, max: config.http!.maxConnections },
-      { header: 60_000, read: 60_000, idle: 60_000, max: 0 },
+      { header: config.http!.readHeaderTimeoutMs, read: config.http!.readTimeoutMs, write: config.http!.writeTimeoutMs, idle: config.http!.idleTimeoutMs, max: config.http!.maxConnections },
+      { header: 60_000, read: 60_000, write: 30_000, idle: 60_000, max: 0 },
     );
     assert.deepEqual(config.grpc!.keepalive, {
       maxConnectionIdleMs: 60_000,
@@ -198,6 +200,48 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     assert.equal(await postOk(s.http), 200);
   });
 
+  test('write_timeout: a request not answered within it loses its connection; answered ones keep theirs, and each request gets the whole time', { timeout: 30_000 }, async () => {
+    // A backend that never answers, no queue: the export, and so the answer, waits for ever.
+    const stuck = new GrpcSink();
+    stuck.reply = () => ({ kind: 'hang' });
+    await stuck.start();
+    const [grpcPort, httpPort, slowPort] = await freePorts(3);
+    const service = await startService({
+      receivers: {
+        otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}`, write_timeout: '600ms' } } },
+        'otlp/slow': { protocols: { http: { endpoint: `127.0.0.1:${slowPort}`, write_timeout: '600ms' } } },
+      },
+      exporters: {
+        debug: {},
+        otlp: { endpoint: `127.0.0.1:${stuck.port}`, tls: { insecure: true }, timeout: '20s', sending_queue: { enabled: false }, retry_on_failure: { enabled: false } },
+      },
+      service: {
+        pipelines: { traces: { receivers: ['otlp'], exporters: ['debug'] }, 'traces/slow': { receivers: ['otlp/slow'], exporters: ['otlp'] } },
+        telemetry: { metrics: { level: 'none' } },
+      },
+    });
+    services.push(service);
+    try {
+      const slow = keep(await stalledHttpUpload(slowPort, BODY.length, 0));
+      const closed = closedAfter(slow);
+      slow.write(BODY);
+      const seconds = await closed;
+      assert.ok(seconds >= 0.5 && seconds < 5, `closed after ${seconds} s`);
+      await waitFor('the export to reach the stuck backend', () => stuck.requests.length === 1);
+      // A fast pipeline answers in time; the same connection, idle past write_timeout, then takes a second request.
+      const fast = keep(await stalledHttpUpload(httpPort, BODY.length, 0));
+      fast.write(BODY);
+      assert.equal((await responseHead(fast)).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 900));
+      assert.ok(!fast.destroyed, 'an answered request keeps its connection');
+      fast.write(`POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: ${BODY.length}\r\n\r\n`);
+      fast.write(BODY);
+      assert.equal((await responseHead(fast)).status, 200);
+    } finally {
+      await stuck.stop();
+    }
+  });
+
   test('max_connections: a connection past the limit is closed at once, the open ones are served', { timeout: 20_000 }, async () => {
     const s = await start({ protocols: { http: { max_connections: 3 } } });
     services.push(s.service);
@@ -237,6 +281,51 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 1500);
     holder.destroy();
     await waitFor('the budget to be released', async () => (await postOk(s.http)) === 200);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
+  });
+
+  test('max_inflight_bytes counts what a compressed request inflates to: small gzip bodies of 3 MiB each are refused together, over HTTP and gRPC', { timeout: 30_000 }, async () => {
+    const s = await start({ max_inflight_bytes: 1024 * 1024 });
+    services.push(s.service);
+    // ~3 KiB of gzip that inflates to ~3 MiB of valid OTLP.
+    const wide = obiResourceSpans(hostInstance('inflate', 1), [obiSpan()]);
+    wide.resource.attributes.push({ key: 'blob', value: { stringValue: 'x'.repeat(3 * 1024 * 1024) } });
+    const inflated = encodeTraces([wide]);
+    const small = zlib.gzipSync(inflated);
+    assert.ok(small.length < 64 * 1024 && inflated.length > 3 * 1024 * 1024);
+    const postGzip = async (body: Buffer): Promise<Response> => {
+      const res = await fetch(`http://127.0.0.1:${s.http}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' }, body });
+      await res.arrayBuffer();
+      return res;
+    };
+    // Alone it passes: one request is always let in, up to max_request_body_size once inflated.
+    assert.equal((await postGzip(small)).status, 200);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
+    // Another request holds 1,000 bytes: the same small body now does not fit once inflated.
+    const holder = keep(await stalledHttpUpload(s.http, 1000, 3));
+    await waitFor('the holder`s reservation', async () => (await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes')) === 1000);
+    const refused = await postGzip(small);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get('retry-after'), '1');
+    // gRPC: the same message, compressed in its frame.
+    const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
+    session.on('error', () => undefined);
+    const stream = session.request({ ':method': 'POST', ':path': '/opentelemetry.proto.collector.trace.v1.TraceService/Export', 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': 'gzip' });
+    const prefix = Buffer.alloc(5);
+    prefix[0] = 1;
+    prefix.writeUInt32BE(small.length, 1);
+    stream.end(Buffer.concat([prefix, small]));
+    const status = await callStatus(stream);
+    assert.equal(status.grpcStatus, 14, status.message);
+    assert.match(status.message, /max_inflight_bytes/);
+    assert.ok(status.details, 'RetryInfo in grpc-status-details-bin');
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_refused_requests', { transport: 'http' }), 1);
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_refused_requests', { transport: 'grpc' }), 1);
+    // What the refused requests had inflated is given back; a body that inflates to little still fits.
+    assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 1000);
+    assert.equal((await postGzip(zlib.gzipSync(BODY))).status, 200);
+    holder.destroy();
+    await waitFor('the budget to be released', async () => (await postGzip(small)).status === 200);
     assert.equal(await metricValue(s.service, 'otelcol_receiver_otlp_inflight_bytes'), 0);
   });
 });

@@ -164,6 +164,15 @@ interface Decision {
   id: string;
   kept: boolean | null;
   selector: string | null;
+  /** What a resource-level decision leaves open (OTTL span conditions), e.g. `spans may be dropped by 2 span conditions`. */
+  note?: string;
+}
+
+/** The selector the server names when an OTTL resource condition (not editable here) dropped an instance that the lists keep. */
+const OTTL_SELECTOR = 'OTTL condition';
+/** Whether the lists of a dry run keep the instance (an OTTL condition may still drop it). */
+function listsKeep(decision: Decision | undefined): boolean {
+  return decision?.kept === true || decision?.selector === OTTL_SELECTOR;
 }
 
 /** The decisions of the selected filter processor's running lists, for the lists they were asked for. */
@@ -221,7 +230,7 @@ async function matchesAny(id: string, selectors: readonly Selector[], instanceId
   return Promise.all(
     selectors.map(async (selector) => {
       const decisions = await mustDryRun(id, { drop: [selector] });
-      return instanceIds.some((i) => decisions.get(i)?.kept === false);
+      return instanceIds.some((i) => !listsKeep(decisions.get(i)) && decisions.get(i)?.kept === false);
     }),
   );
 }
@@ -243,7 +252,7 @@ async function keepInstance(id: string, instance: Instance, lists: Lists): Promi
   });
   const keep = clone(lists.keep);
   let added: Selector | null = null;
-  if (keep && (await mustDryRun(id, { keep, drop: [] })).get(instance.id)?.kept !== true) {
+  if (keep && !listsKeep((await mustDryRun(id, { keep, drop: [] })).get(instance.id))) {
     keep.push(exact);
     added = exact;
   }
@@ -301,7 +310,7 @@ function dropService(name: string, lists: Lists): Change {
 // changes nothing exactly when the lists keep the instance (no drop selector matches it, the keep
 // list does or is absent). Without the server's answer the button stays enabled.
 function keepChanges(instance: Instance, lists: Lists): boolean {
-  return decisionFor(instance)?.kept !== true || (lists.drop || []).some((s) => droppedByServer(instance, s));
+  return !listsKeep(decisionFor(instance)) || (lists.drop || []).some((s) => droppedByServer(instance, s));
 }
 function keepServiceChanges(name: string, members: readonly Instance[], lists: Lists): boolean {
   const exact: Selector = { [SERVICE]: name };
@@ -476,10 +485,11 @@ function effective(instance: Instance): Effective {
     return { kept: instance.kept, selectorText: instance.selector, note: '', how: instance.kept ? 'kept by' : instance.selector ? 'dropped by' : 'matches no keep selector' };
   }
   const pending = decision.kept !== instance.kept;
+  const notes = [pending ? `from the next request (last data: ${instance.kept ? 'kept' : 'dropped'})` : '', decision.note ?? ''];
   return {
     kept: decision.kept,
     selectorText: decision.selector,
-    note: pending ? `from the next request (last data: ${instance.kept ? 'kept' : 'dropped'})` : '',
+    note: notes.filter((n) => n !== '').join('; '),
     how: decision.kept ? (lists.keep ? 'kept by' : 'no keep list: kept') : decision.selector ? 'dropped by' : 'matches no keep selector',
   };
 }
@@ -571,7 +581,7 @@ function updateRow(row: Row, instance: Instance, eff: Effective, lists: Lists | 
   const canAct = !!lists && !!instance.id && !state.busy;
   row.keep.disabled = !canAct || !lists || !keepChanges(instance, lists);
   row.drop.disabled = !canAct || !lists || unchanged(dropInstance(instance, lists), lists);
-  row.keep.title = row.keep.disabled && canAct ? 'already kept by these lists' : '';
+  row.keep.title = !row.keep.disabled || !canAct ? '' : decisionFor(instance)?.kept === false ? 'kept by these lists; an OTTL condition in the config file drops it' : 'already kept by these lists';
   row.drop.title = row.drop.disabled && canAct ? 'already in the drop list' : '';
 }
 

@@ -1,6 +1,6 @@
 // OpenTelemetry consistent probability sampling arithmetic (the W3C tracestate `ot=th:` threshold
 // and `rv:` randomness, 56 bits each), with the Collector's pkg/sampling rules (v0.160.0): the
-// same rounding, precision and text forms, so a decision here equals the Collector's.
+// same rounding, precision and text forms, so a decision here equals the Collector's. Shared by probabilistic_sampler and spanmetrics.
 //
 // A 56-bit value is held as two 28-bit halves (numbers, not BigInt: this runs per span). A
 // threshold T keeps a span whose randomness R satisfies T <= R; T = 2^56 never samples.

@@ -1,4 +1,4 @@
-import { ALWAYS_SAMPLE, parseRValue, parseTValue, type U56 } from './threshold';
+import { ALWAYS_SAMPLE, parseRValue, parseTValue, probability, type U56 } from './sampling-threshold';
 
 // The W3C `tracestate` with its OpenTelemetry member (`ot=rv:...;th:...`), parsed and written as
 // the Collector's pkg/sampling (v0.160.0) does, including what it keeps of a value it rejects:
@@ -206,4 +206,16 @@ export function parseTraceState(input: string): ParsedTraceState {
     }
   }
   return { state, error };
+}
+
+/**
+ * The adjusted count a span's tracestate gives (OpenTelemetry's `1 / probability` of its `ot=th:`
+ * threshold), as the Collector's pkg/sampling reads it; 0 when there is no threshold or the
+ * Collector rejects the tracestate (no sampling information).
+ */
+export function adjustedCount(traceState: string): number {
+  if (traceState === '') return 0;
+  const parsed = parseTraceState(traceState);
+  if (parsed.error !== undefined || parsed.state.ot.tvalue === '') return 0;
+  return 1 / probability(parsed.state.ot.threshold);
 }

@@ -1,0 +1,775 @@
+import type * as net from 'node:net';
+import {
+  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PREFACE, Setting,
+  goawayFrame, headerFramesBytes, rstStreamFrame, settingsFrame, windowUpdateFrame, writeFrameHeader, writeHeaderFrames,
+} from './frames';
+import { HpackDecoder, HpackError, encodeHeaders } from './hpack';
+
+// The server side of one HTTP/2 connection (RFC 9113) on a plain socket, for request/response
+// calls whose body is read whole before the handler runs (gRPC unary, OTLP). Not a general
+// HTTP/2 server: no push, no priorities, no streaming bodies to the handler. What it keeps from
+// nghttp2 as node:http2 configures it: concurrent-stream limit, rapid-reset and invalid-frame
+// budgets, a CONTINUATION limit, a bound on queued control-frame replies (ping/settings floods),
+// header list size, per-stream body limit.
+
+export interface H2ConnectionOptions {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS; more are refused with REFUSED_STREAM. Default 100. */
+  readonly maxConcurrentStreams?: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE for request bodies. Default 1 MiB. */
+  readonly initialWindowSize?: number;
+  /** The connection's receive window, raised from 65,535 by a WINDOW_UPDATE. Default 16 MiB. */
+  readonly connectionWindowSize?: number;
+  /** SETTINGS_MAX_FRAME_SIZE we accept. Default 16,384. */
+  readonly maxFrameSize?: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE, enforced: a larger request is answered 431. Default 16 KiB. */
+  readonly maxHeaderListSize?: number;
+  /** SETTINGS_HEADER_TABLE_SIZE for the peer's encoder. Default 4096. */
+  readonly headerTableSize?: number;
+  /** Body octets one stream may carry; past it onBodyTooLarge runs. Default 4 MiB + 5. */
+  readonly maxBodyBytes?: number;
+  /** CONTINUATION frames one header block may have. Default 8 (nghttp2's). */
+  readonly maxContinuations?: number;
+  /** Client stream resets allowed in a burst, refilled at resetRate per second. Default 1000 and 33 (nghttp2's). */
+  readonly resetBurst?: number;
+  readonly resetRate?: number;
+  /** Frames that do nothing or break a stream's rules (empty DATA, frames on closed streams). Default 1000 (node's maxSessionInvalidFrames). */
+  readonly maxInvalidFrames?: number;
+  /** Streams refused for the concurrency limit before the connection ends. Default 100 (node's maxSessionRejectedStreams). */
+  readonly maxRejectedStreams?: number;
+  /** Octets queued to a peer that does not read, past which a PING or SETTINGS ack ends the connection. Default 1 MiB. */
+  readonly maxOutboundBytes?: number;
+  /** SETTINGS entries in one frame. Default 32 (node's maxSettings). */
+  readonly maxSettings?: number;
+}
+
+export interface H2Handler {
+  /** Headers are in; the body may follow. The handler may respond (or reset) at once, e.g. to refuse. */
+  onHeaders?(stream: H2Stream): void;
+  /** The request is complete (END_STREAM) and the body whole. Not called after a response or reset. */
+  onRequest(stream: H2Stream): void;
+  /** The body passed maxBodyBytes; its octets are dropped from now on. Default: reset with CANCEL. */
+  onBodyTooLarge?(stream: H2Stream): void;
+}
+
+type Header = readonly [string, string];
+
+const EMPTY = Buffer.alloc(0);
+
+/** One request stream. The handler answers through respond() or reset(). */
+export class H2Stream {
+  /** [name0, value0, name1, value1, ...] as received (latin1). */
+  headers: string[] = [];
+  readonly chunks: Buffer[] = [];
+  bodyBytes = 0;
+  remoteEnded = false;
+  /** The response has been queued in full (END_STREAM decided). */
+  responded = false;
+  closed = false;
+  /** Body octets are dropped (too large, or answered before its end). */
+  discarding = false;
+  /** Called once when the stream ends before its response went out in full (client reset, connection lost). */
+  onAbort: (() => void) | undefined = undefined;
+  sendWindow: number;
+  recvWindow: number;
+  recvUnacked = 0;
+  // Response parts not yet sent for the peer's flow control.
+  pendingData: Buffer | undefined = undefined;
+  pendingTrailers: Buffer | undefined = undefined;
+
+  constructor(readonly id: number, readonly connection: H2Connection, sendWindow: number, recvWindow: number) {
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** The first value of a header (lowercase name), or undefined. */
+  header(name: string): string | undefined {
+    const h = this.headers;
+    for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1];
+    return undefined;
+  }
+
+  /** The whole body. */
+  body(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0]! : this.chunks.length === 0 ? EMPTY : Buffer.concat(this.chunks, this.bodyBytes);
+  }
+
+  /** Response headers (with :status), an optional body, optional trailers: all queued at once. */
+  respond(headers: readonly Header[], data?: Buffer, trailers?: readonly Header[]): void {
+    this.respondEncoded(encodeHeaders(headers), data, trailers ? encodeHeaders(trailers) : undefined);
+  }
+
+  /** The same with header blocks already HPACK-encoded (see encodeHeaders): a fixed response costs no encoding. */
+  respondEncoded(headerBlock: Buffer, data?: Buffer, trailerBlock?: Buffer): void {
+    if (this.responded || this.closed) return;
+    this.responded = true;
+    this.connection.sendResponse(this, headerBlock, data, trailerBlock);
+  }
+
+  reset(code: number = H2Error.CANCEL): void {
+    this.connection.resetStream(this, code);
+  }
+}
+
+class ConnectionError extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+export class H2Connection {
+  private readonly maxConcurrentStreams: number;
+  private readonly initialWindowSize: number;
+  private readonly connectionWindowSize: number;
+  private readonly maxFrameSize: number;
+  private readonly maxHeaderListSize: number;
+  private readonly maxBodyBytes: number;
+  private readonly maxContinuations: number;
+  private readonly maxHeaderBlockBytes: number;
+  private readonly resetBurst: number;
+  private readonly resetRate: number;
+  private readonly maxInvalidFrames: number;
+  private readonly maxRejectedStreams: number;
+  private readonly maxOutboundBytes: number;
+  private readonly maxSettings: number;
+  private readonly decoder: HpackDecoder;
+
+  readonly streams = new Map<number, H2Stream>();
+  private prefaceSeen = false;
+  private settingsSeen = false;
+  private lastStreamId = 0;
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
+  private needed = PREFACE.length;
+  // Peer settings (what we send).
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrameSize = MIN_MAX_FRAME_SIZE;
+  private sendWindow = DEFAULT_WINDOW;
+  private recvWindow: number;
+  private recvUnacked = 0;
+  private readonly blocked = new Set<H2Stream>();
+  // A header block spread over CONTINUATION frames.
+  private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number; continuations: number } | undefined;
+  private resetTokens: number;
+  private resetRefilledAt = Date.now();
+  private invalidFrames = 0;
+  private rejectedStreams = 0;
+  /** GOAWAY sent: no new streams; the socket ends when the last stream does. */
+  private goingAway = false;
+  private dead = false;
+  /** Called once when the socket has closed. */
+  onClose: (() => void) | undefined = undefined;
+
+  constructor(readonly socket: net.Socket, private readonly handler: H2Handler, options: H2ConnectionOptions = {}) {
+    this.maxConcurrentStreams = options.maxConcurrentStreams ?? 100;
+    this.initialWindowSize = options.initialWindowSize ?? 1024 * 1024;
+    this.connectionWindowSize = Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024);
+    this.maxFrameSize = options.maxFrameSize ?? MIN_MAX_FRAME_SIZE;
+    this.maxHeaderListSize = options.maxHeaderListSize ?? 16 * 1024;
+    this.maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024 + 5;
+    this.maxContinuations = options.maxContinuations ?? 8;
+    // A block may be larger than the list it decodes to only by HPACK's overhead; twice is ample.
+    this.maxHeaderBlockBytes = 2 * this.maxHeaderListSize + 1024;
+    this.resetBurst = options.resetBurst ?? 1000;
+    this.resetRate = options.resetRate ?? 33;
+    this.resetTokens = this.resetBurst;
+    this.maxInvalidFrames = options.maxInvalidFrames ?? 1000;
+    this.maxRejectedStreams = options.maxRejectedStreams ?? 100;
+    this.maxOutboundBytes = options.maxOutboundBytes ?? 1024 * 1024;
+    this.maxSettings = options.maxSettings ?? 32;
+    this.decoder = new HpackDecoder({ maxTableSize: options.headerTableSize ?? 4096 });
+    this.recvWindow = this.connectionWindowSize;
+
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.destroy());
+    socket.on('end', () => this.destroy());
+    // Our preface: SETTINGS, and the connection window raised past the fixed 65,535.
+    const settings: [number, number][] = [
+      [Setting.MAX_CONCURRENT_STREAMS, this.maxConcurrentStreams],
+      [Setting.INITIAL_WINDOW_SIZE, this.initialWindowSize],
+      [Setting.MAX_FRAME_SIZE, this.maxFrameSize],
+      [Setting.MAX_HEADER_LIST_SIZE, this.maxHeaderListSize],
+      [Setting.ENABLE_PUSH, 0],
+    ];
+    if (options.headerTableSize !== undefined) settings.push([Setting.HEADER_TABLE_SIZE, options.headerTableSize]);
+    socket.cork();
+    socket.write(settingsFrame(settings));
+    if (this.connectionWindowSize > DEFAULT_WINDOW) socket.write(windowUpdateFrame(0, this.connectionWindowSize - DEFAULT_WINDOW));
+    process.nextTick(() => socket.uncork());
+  }
+
+  /** Streams open now. */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  get closed(): boolean {
+    return this.dead;
+  }
+
+  /** Graceful close (GOAWAY with the last stream id): streams in flight finish, then the socket ends. */
+  close(): void {
+    if (this.dead || this.goingAway) return;
+    this.goingAway = true;
+    this.socket.write(goawayFrame(this.lastStreamId, H2Error.NO_ERROR));
+    if (this.streams.size === 0) this.socket.end();
+  }
+
+  /** Ends the socket at once; open streams are aborted. */
+  destroy(): void {
+    if (this.dead) return;
+    this.dead = true;
+    for (const stream of this.streams.values()) this.abort(stream);
+    this.streams.clear();
+    this.blocked.clear();
+    if (!this.socket.destroyed) this.socket.destroy();
+    this.onClose?.();
+  }
+
+  // ---- reading
+
+  private onData(chunk: Buffer): void {
+    if (this.dead) return;
+    this.socket.cork();
+    try {
+      let rest = chunk;
+      if (this.inboxBytes > 0 || !this.prefaceSeen) {
+        // Part of a frame (or of the preface) is waiting: copy just that frame together, then
+        // read the rest of this chunk in place, so a read is copied only where a frame straddles it.
+        this.inbox.push(chunk);
+        this.inboxBytes += chunk.length;
+        if (this.inboxBytes < this.needed) return;
+        if (this.prefaceSeen && this.needed === FRAME_HEADER_BYTES) {
+          const head = Buffer.concat(this.inbox, FRAME_HEADER_BYTES);
+          const length = (head[0]! << 16) | (head[1]! << 8) | head[2]!;
+          if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
+          this.needed = FRAME_HEADER_BYTES + length;
+          if (this.inboxBytes < this.needed) return;
+        }
+        // Everything before this chunk is less than `needed`, so the frame ends inside it.
+        const take = this.needed - (this.inboxBytes - chunk.length);
+        this.inbox[this.inbox.length - 1] = chunk.subarray(0, take);
+        const first = this.inbox.length === 1 ? this.inbox[0]! : Buffer.concat(this.inbox, this.needed);
+        this.inbox = [];
+        this.inboxBytes = 0;
+        rest = chunk.subarray(take);
+        if (this.parse(first) < first.length || this.dead) return;
+      }
+      const p = this.parse(rest);
+      if (p < rest.length && !this.dead) {
+        this.inbox.push(rest.subarray(p));
+        this.inboxBytes = rest.length - p;
+      }
+    } catch (err) {
+      if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
+      else if (err instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, err.message);
+      else throw err;
+    } finally {
+      if (!this.socket.destroyed) this.socket.uncork();
+    }
+  }
+
+  /** Reads the preface (first) and whole frames from `buf`; returns how far it got and sets `needed` for the rest. */
+  private parse(buf: Buffer): number {
+    let p = 0;
+    if (!this.prefaceSeen) {
+      if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
+      this.prefaceSeen = true;
+      p = PREFACE.length;
+    }
+    this.needed = FRAME_HEADER_BYTES;
+    while (buf.length - p >= FRAME_HEADER_BYTES) {
+      const length = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
+      if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
+      if (buf.length - p - FRAME_HEADER_BYTES < length) {
+        this.needed = FRAME_HEADER_BYTES + length;
+        return p;
+      }
+      const type = buf[p + 3]!;
+      const flags = buf[p + 4]!;
+      const streamId = buf.readUInt32BE(p + 5) & 0x7fffffff;
+      const payload = buf.subarray(p + FRAME_HEADER_BYTES, p + FRAME_HEADER_BYTES + length);
+      p += FRAME_HEADER_BYTES + length;
+      this.onFrame(type, flags, streamId, payload);
+      if (this.dead) return p;
+    }
+    return p;
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (!this.settingsSeen) {
+      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the client preface must start with SETTINGS');
+      this.settingsSeen = true;
+    }
+    if (this.block && type !== FrameType.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'header block interrupted');
+    switch (type) {
+      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
+      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
+      case FrameType.PRIORITY:
+        if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        if (payload.length !== 5) this.streamError(streamId, H2Error.FRAME_SIZE_ERROR);
+        return;
+      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
+      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
+      case FrameType.PUSH_PROMISE: throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
+      case FrameType.PING: return this.onPing(flags, streamId, payload);
+      case FrameType.GOAWAY:
+        if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
+        if (payload.length < 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'short GOAWAY');
+        // The client will open no more streams: finish the ones in flight, then end.
+        this.goingAway = true;
+        if (this.streams.size === 0) this.socket.end();
+        return;
+      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
+      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
+      default:
+        return; // unknown types are ignored (5.5)
+    }
+  }
+
+  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
+    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
+    const length = payload.length;
+    // The whole frame counts against flow control, padding included (6.9.1).
+    if (length > this.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window exceeded');
+    this.recvWindow -= length;
+    this.recvUnacked += length;
+    // Bodies are taken in as they come (bounded by maxBodyBytes per stream), so the connection window is given back at once.
+    if (this.recvUnacked >= this.connectionWindowSize / 2) {
+      this.socket.write(windowUpdateFrame(0, this.recvUnacked));
+      this.recvWindow += this.recvUnacked;
+      this.recvUnacked = 0;
+    }
+    let data = payload;
+    if (flags & Flag.PADDED) {
+      if (length === 0 || payload[0]! >= length) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA padding too long');
+      data = payload.subarray(1, length - payload[0]!);
+    }
+    const stream = this.streams.get(streamId);
+    // Closed (e.g. reset by us while the client was still sending, which RFC 9113 5.1 allows): dropped.
+    if (!stream) return;
+    if (stream.remoteEnded) {
+      this.invalidFrame();
+      this.streamError(streamId, H2Error.STREAM_CLOSED);
+      return;
+    }
+    if (length > stream.recvWindow) {
+      this.streamError(streamId, H2Error.FLOW_CONTROL_ERROR);
+      return;
+    }
+    stream.recvWindow -= length;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (length === 0 && !endStream) this.invalidFrame();
+    if (!stream.discarding && data.length > 0) {
+      stream.bodyBytes += data.length;
+      if (stream.bodyBytes > this.maxBodyBytes) {
+        stream.discarding = true;
+        stream.chunks.length = 0;
+        if (this.handler.onBodyTooLarge) this.handler.onBodyTooLarge(stream);
+        else stream.reset(H2Error.CANCEL);
+        if (stream.closed) return;
+      } else {
+        stream.chunks.push(data);
+      }
+    }
+    if (endStream) {
+      stream.remoteEnded = true;
+      this.onRemoteEnd(stream);
+      return;
+    }
+    stream.recvUnacked += length;
+    if (stream.recvUnacked >= this.initialWindowSize / 2) {
+      this.socket.write(windowUpdateFrame(streamId, stream.recvUnacked));
+      stream.recvWindow += stream.recvUnacked;
+      stream.recvUnacked = 0;
+    }
+  }
+
+  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
+    let start = 0;
+    let end = payload.length;
+    if (flags & Flag.PADDED) {
+      if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
+      end -= payload[0]!;
+      start = 1;
+    }
+    let selfDependent = false;
+    if (flags & Flag.PRIORITY) {
+      if (end - start < 5) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
+      selfDependent = (payload.readUInt32BE(start) & 0x7fffffff) === streamId;
+      start += 5;
+    }
+    if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding too long');
+    const fragment = payload.subarray(start, end);
+    if (fragment.length > this.maxHeaderBlockBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
+    // Flags of the block are kept; a self-dependent stream is marked with a high bit of our own.
+    const blockFlags = (flags & Flag.END_STREAM) | (selfDependent ? 0x100 : 0);
+    if (flags & Flag.END_HEADERS) {
+      this.onHeaderBlock(streamId, blockFlags, fragment);
+    } else {
+      this.block = { streamId, flags: blockFlags, fragments: [fragment], bytes: fragment.length, continuations: 0 };
+    }
+  }
+
+  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    const block = this.block;
+    if (!block || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
+    block.continuations++;
+    block.bytes += payload.length;
+    // CONTINUATION floods (many small or empty frames, or one huge block) end the connection.
+    if (block.continuations > this.maxContinuations || block.bytes > this.maxHeaderBlockBytes) {
+      throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
+    }
+    block.fragments.push(payload);
+    if (flags & Flag.END_HEADERS) {
+      this.block = undefined;
+      this.onHeaderBlock(streamId, block.flags, Buffer.concat(block.fragments, block.bytes));
+    }
+  }
+
+  private onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
+    // Decoded whatever becomes of the stream, to keep the HPACK table in step with the client's.
+    const headers = this.decoder.decode(fragment);
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    const existing = this.streams.get(streamId);
+    if (existing) {
+      // Trailers: must end the stream.
+      if (existing.remoteEnded) {
+        this.streamError(streamId, H2Error.STREAM_CLOSED);
+      } else if (!endStream) {
+        this.streamError(streamId, H2Error.PROTOCOL_ERROR);
+      } else {
+        existing.remoteEnded = true;
+        this.onRemoteEnd(existing);
+      }
+      return;
+    }
+    if ((streamId & 1) === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'even stream id from a client');
+    if (streamId <= this.lastStreamId) {
+      // A closed stream (e.g. trailers after our reset): nothing to do but the decoding above.
+      this.invalidFrame();
+      return;
+    }
+    this.lastStreamId = streamId;
+    // After our GOAWAY, newer streams are ignored (6.8); the client retries them elsewhere.
+    if (this.goingAway) return;
+    if (flags & 0x100) {
+      this.streamError(streamId, H2Error.PROTOCOL_ERROR);
+      return;
+    }
+    if (this.streams.size >= this.maxConcurrentStreams) {
+      this.socket.write(rstStreamFrame(streamId, H2Error.REFUSED_STREAM));
+      if (++this.rejectedStreams > this.maxRejectedStreams) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many refused streams');
+      return;
+    }
+    const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialWindowSize);
+    stream.headers = headers;
+    stream.remoteEnded = endStream;
+    this.streams.set(streamId, stream);
+    if (!validRequestHeaders(headers)) {
+      this.invalidFrame();
+      this.streamError(streamId, H2Error.PROTOCOL_ERROR);
+      return;
+    }
+    let listSize = 0;
+    for (let i = 0; i < headers.length; i++) listSize += headers[i]!.length + (i & 1 ? 32 : 0);
+    if (listSize > this.maxHeaderListSize) {
+      stream.headers = [];
+      stream.discarding = true;
+      stream.respond([[':status', '431']]);
+      return;
+    }
+    this.handler.onHeaders?.(stream);
+    if (endStream && !stream.closed) this.onRemoteEnd(stream);
+  }
+
+  private onRemoteEnd(stream: H2Stream): void {
+    if (stream.responded) {
+      // Answered early; the client has now finished sending too.
+      if (!stream.pendingData && !stream.pendingTrailers) this.closeStream(stream);
+      return;
+    }
+    if (stream.discarding) return;
+    this.handler.onRequest(stream);
+  }
+
+  private onRstStream(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM length');
+    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+    const stream = this.streams.get(streamId);
+    if (!stream) return;
+    this.closeStream(stream);
+    this.abort(stream);
+    // Rapid reset (CVE-2023-44487): a token bucket over streams the client opened and reset.
+    const now = Date.now();
+    this.resetTokens = Math.min(this.resetBurst, this.resetTokens + ((now - this.resetRefilledAt) / 1000) * this.resetRate);
+    this.resetRefilledAt = now;
+    if (--this.resetTokens < 0) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many stream resets');
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ack with a payload');
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS length');
+    if (payload.length / 6 > this.maxSettings) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many settings');
+    for (let p = 0; p < payload.length; p += 6) {
+      const id = payload.readUInt16BE(p);
+      const value = payload.readUInt32BE(p + 2);
+      switch (id) {
+        case Setting.ENABLE_PUSH:
+          if (value > 1) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'ENABLE_PUSH');
+          break;
+        case Setting.INITIAL_WINDOW_SIZE: {
+          if (value > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE');
+          // 6.9.2: every stream's send window moves by the difference, possibly below zero.
+          const delta = value - this.peerInitialWindow;
+          this.peerInitialWindow = value;
+          for (const stream of this.streams.values()) {
+            stream.sendWindow += delta;
+            if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'window overflow');
+          }
+          break;
+        }
+        case Setting.MAX_FRAME_SIZE:
+          if (value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'MAX_FRAME_SIZE');
+          this.peerMaxFrameSize = value;
+          break;
+        default:
+          // HEADER_TABLE_SIZE: our encoder never indexes, so any size fits. The rest are advisory or unknown (ignored, 6.5.2).
+          break;
+      }
+    }
+    this.controlReply();
+    this.socket.write(SETTINGS_ACK);
+    this.flushBlocked();
+  }
+
+  private onPing(flags: number, streamId: number, payload: Buffer): void {
+    if (payload.length !== 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'PING length');
+    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
+    if (flags & Flag.ACK) return;
+    this.controlReply();
+    const ack = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
+    writeFrameHeader(ack, 0, 8, FrameType.PING, Flag.ACK, 0);
+    payload.copy(ack, FRAME_HEADER_BYTES);
+    this.socket.write(ack);
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
+    const increment = payload.readUInt32BE(0) & 0x7fffffff;
+    if (streamId === 0) {
+      if (increment === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+      this.sendWindow += increment;
+      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window overflow');
+      this.flushBlocked();
+      return;
+    }
+    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+    const stream = this.streams.get(streamId);
+    if (!stream) return; // closed: allowed for a while (6.9)
+    if (increment === 0) {
+      this.streamError(streamId, H2Error.PROTOCOL_ERROR);
+      return;
+    }
+    stream.sendWindow += increment;
+    if (stream.sendWindow > MAX_WINDOW) {
+      this.streamError(streamId, H2Error.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (stream.pendingData || stream.pendingTrailers) this.flush(stream);
+  }
+
+  /** A PING or SETTINGS ack is about to be queued: refuse a peer that sends them without reading ours. */
+  private controlReply(): void {
+    if (this.socket.writableLength > this.maxOutboundBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'peer does not read');
+  }
+
+  private invalidFrame(): void {
+    if (++this.invalidFrames > this.maxInvalidFrames) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many invalid frames');
+  }
+
+  // ---- writing
+
+  /** Queues a response: one socket write for headers, body and trailers when flow control allows. */
+  sendResponse(stream: H2Stream, headerBlock: Buffer, data: Buffer | undefined, trailerBlock: Buffer | undefined): void {
+    if (this.dead) return;
+    const frameSize = this.peerMaxFrameSize;
+    const dataLength = data ? data.length : 0;
+    // What of the body fits the windows now.
+    const now = Math.max(0, Math.min(dataLength, stream.sendWindow, this.sendWindow));
+    const all = now === dataLength;
+    const noBody = dataLength === 0;
+    let size = headerFramesBytes(headerBlock.length, frameSize);
+    size += now + FRAME_HEADER_BYTES * Math.ceil(now / frameSize);
+    if (all && trailerBlock) size += headerFramesBytes(trailerBlock.length, frameSize);
+    const out = Buffer.allocUnsafe(size);
+    let o = writeHeaderFrames(out, 0, stream.id, headerBlock, noBody && !trailerBlock, frameSize);
+    let p = 0;
+    while (p < now) {
+      const length = Math.min(frameSize, now - p);
+      const last = p + length === dataLength;
+      writeFrameHeader(out, o, length, FrameType.DATA, last && !trailerBlock ? Flag.END_STREAM : 0, stream.id);
+      data!.copy(out, o + FRAME_HEADER_BYTES, p, p + length);
+      o += FRAME_HEADER_BYTES + length;
+      p += length;
+    }
+    stream.sendWindow -= now;
+    this.sendWindow -= now;
+    if (all) {
+      if (trailerBlock) writeHeaderFrames(out, o, stream.id, trailerBlock, true, frameSize);
+    } else {
+      stream.pendingData = data!.subarray(now);
+      stream.pendingTrailers = trailerBlock;
+      this.blocked.add(stream);
+    }
+    this.socket.write(out);
+    if (all) this.localEnd(stream);
+  }
+
+  /** Sends what flow control now allows of a stream's pending body, then its trailers. */
+  private flush(stream: H2Stream): void {
+    const data = stream.pendingData;
+    if (data && data.length > 0) {
+      const now = Math.min(data.length, stream.sendWindow, this.sendWindow);
+      if (now <= 0) return;
+      const trailers = stream.pendingTrailers;
+      let p = 0;
+      while (p < now) {
+        const length = Math.min(this.peerMaxFrameSize, now - p);
+        const last = p + length === data.length;
+        const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+        writeFrameHeader(header, 0, length, FrameType.DATA, last && !trailers ? Flag.END_STREAM : 0, stream.id);
+        this.socket.write(header);
+        this.socket.write(data.subarray(p, p + length));
+        p += length;
+      }
+      stream.sendWindow -= now;
+      this.sendWindow -= now;
+      stream.pendingData = now === data.length ? undefined : data.subarray(now);
+      if (stream.pendingData) return;
+    }
+    stream.pendingData = undefined;
+    const trailers = stream.pendingTrailers;
+    stream.pendingTrailers = undefined;
+    this.blocked.delete(stream);
+    if (trailers) {
+      const out = Buffer.allocUnsafe(headerFramesBytes(trailers.length, this.peerMaxFrameSize));
+      writeHeaderFrames(out, 0, stream.id, trailers, true, this.peerMaxFrameSize);
+      this.socket.write(out);
+    }
+    this.localEnd(stream);
+  }
+
+  private flushBlocked(): void {
+    for (const stream of this.blocked) {
+      if (this.sendWindow <= 0) return;
+      this.flush(stream);
+    }
+  }
+
+  /** Our END_STREAM is out. A client still sending is told to stop without error (8.1). */
+  private localEnd(stream: H2Stream): void {
+    if (!stream.remoteEnded) {
+      this.socket.write(rstStreamFrame(stream.id, H2Error.NO_ERROR));
+    }
+    this.closeStream(stream);
+  }
+
+  resetStream(stream: H2Stream, code: number): void {
+    if (stream.closed || this.dead) return;
+    this.socket.write(rstStreamFrame(stream.id, code));
+    this.closeStream(stream);
+    this.abort(stream);
+  }
+
+  private streamError(streamId: number, code: number): void {
+    const stream = this.streams.get(streamId);
+    if (stream) {
+      this.resetStream(stream, code);
+    } else {
+      this.socket.write(rstStreamFrame(streamId, code));
+    }
+  }
+
+  private closeStream(stream: H2Stream): void {
+    if (stream.closed) return;
+    stream.closed = true;
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    if (this.goingAway && this.streams.size === 0 && !this.dead) this.socket.end();
+  }
+
+  private abort(stream: H2Stream): void {
+    stream.closed = true;
+    const onAbort = stream.onAbort;
+    stream.onAbort = undefined;
+    if (onAbort && !(stream.responded && !stream.pendingData && !stream.pendingTrailers)) onAbort();
+  }
+
+  private connectionError(code: number, message: string): void {
+    if (this.dead) return;
+    this.socket.write(goawayFrame(this.lastStreamId, code, message));
+    this.socket.end();
+    const socket = this.socket;
+    this.destroyLater(socket);
+  }
+
+  private destroyLater(socket: net.Socket): void {
+    // Streams end now; the socket gets a moment to deliver the GOAWAY.
+    for (const stream of this.streams.values()) this.abort(stream);
+    this.streams.clear();
+    this.blocked.clear();
+    this.dead = true;
+    setTimeout(() => socket.destroy(), 1000).unref();
+    this.onClose?.();
+  }
+}
+
+const SETTINGS_ACK = (() => {
+  const out = Buffer.alloc(FRAME_HEADER_BYTES);
+  writeFrameHeader(out, 0, 0, FrameType.SETTINGS, Flag.ACK, 0);
+  return out;
+})();
+
+/** 8.3.1 and 8.2.2: the request pseudo-headers, lowercase names, no connection-specific fields. */
+function validRequestHeaders(h: readonly string[]): boolean {
+  let method = false;
+  let path = false;
+  let scheme = false;
+  let regular = false;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!;
+    if (name.length === 0) return false;
+    if (name.charCodeAt(0) === 0x3a) {
+      if (regular) return false;
+      if (name === ':method') {
+        if (method) return false;
+        method = true;
+      } else if (name === ':path') {
+        if (path || h[i + 1] === '') return false;
+        path = true;
+      } else if (name === ':scheme') {
+        if (scheme) return false;
+        scheme = true;
+      } else if (name !== ':authority') {
+        return false;
+      }
+      continue;
+    }
+    regular = true;
+    if (name !== name.toLowerCase()) return false;
+    if (CONNECTION_SPECIFIC.has(name)) return false;
+    if (name === 'te' && h[i + 1] !== 'trailers') return false;
+  }
+  return method && path && scheme;
+}

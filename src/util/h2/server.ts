@@ -1,0 +1,35 @@
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { H2Connection, type H2ConnectionOptions, type H2Handler } from './connection';
+
+/** A listening HTTP/2 server (prior knowledge over TCP, or TLS with ALPN h2) and its connections. */
+export interface H2Server {
+  readonly server: net.Server;
+  readonly connections: Set<H2Connection>;
+  /** GOAWAY to every connection, then the listener closes once they have ended. */
+  close(): Promise<void>;
+}
+
+export function createH2Server(handler: H2Handler, options: H2ConnectionOptions = {}, tlsOptions?: tls.TlsOptions): H2Server {
+  const connections = new Set<H2Connection>();
+  const attach = (socket: net.Socket) => {
+    const connection = new H2Connection(socket, handler, options);
+    connections.add(connection);
+    connection.onClose = () => connections.delete(connection);
+  };
+  const server = tlsOptions
+    ? tls.createServer({ ...tlsOptions, ALPNProtocols: ['h2'] }, (socket) => {
+        // Without ALPN h2 the client does not speak HTTP/2 to us (RFC 9113 3.2).
+        if (socket.alpnProtocol !== 'h2') socket.destroy();
+        else attach(socket);
+      })
+    : net.createServer(attach);
+  return {
+    server,
+    connections,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const connection of connections) connection.close();
+    }),
+  };
+}

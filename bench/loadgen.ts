@@ -14,6 +14,8 @@ import { TAIL_BYTES } from './wire';
 // under `taskset -c 1`). It sends pre-encoded requests to the server under test and receives what
 // that server forwards, so both ends of a request's trip are timed on one clock. Driven over IPC.
 
+/** The load generator's HTTP/2 session memory limit, in MB (see grpcSender). */
+const LOADGEN_MAX_SESSION_MEMORY_MB = 1024;
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 const now = (): number => performance.now();
 
@@ -126,8 +128,15 @@ interface Sender {
  */
 function grpcSender(address: string, transport: Transport, ca: Buffer | undefined, connections: number): Sender {
   const settings = { initialWindowSize: 1024 * 1024 };
+  // Every request in flight is written whole at once, so the data queued to send is up to
+  // concurrency x request size (16 x 1.6 MB on obi-batch-4096). node:http2 counts it against the
+  // session's maxSessionMemory (10 MB by default) and, while over it, resets any stream whose
+  // response headers arrive with ENHANCE_YOUR_CALM: the generator refused its own calls.
+  const maxSessionMemory = Number(process.env.BENCH_LOADGEN_MAX_SESSION_MEMORY_MB ?? LOADGEN_MAX_SESSION_MEMORY_MB);
   const sessions = Array.from({ length: Math.max(1, connections) }, () => {
-    const session = ca ? http2.connect(`https://${address}`, { settings, ca }) : http2.connect(`http://${address}`, { settings });
+    const session = ca
+      ? http2.connect(`https://${address}`, { settings, ca, maxSessionMemory })
+      : http2.connect(`http://${address}`, { settings, maxSessionMemory });
     session.on('error', (err) => (lastError = `gRPC session: ${err.message}`));
     return session;
   });

@@ -65,6 +65,8 @@ export interface ServerOptions {
   readonly sendingQueue?: boolean;
   /** Serve TLS on both receiver ports with this certificate (the TLS transports); plaintext when absent. */
   readonly tls?: ServerTls;
+  /** The CPUs the server is pinned to (--cores); default [SERVER_CPU]. */
+  readonly cpus?: readonly number[];
 }
 
 /** PEM files of the server's certificate and key. */
@@ -174,6 +176,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const [grpcPort, httpPort] = (await freePorts(2)) as [number, number];
   const logFile = path.join(options.workDir, `${options.label}.log`);
   const log = fs.openSync(logFile, 'w');
+  const cpus = options.cpus ?? [SERVER_CPU];
   let child: ChildProcess;
   let configFile: string | undefined;
   switch (options.system) {
@@ -183,7 +186,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       fs.writeFileSync(configFile, stringify(
           spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls),
         ));
-      child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
+      child = spawnPinned(cpus, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],
         cwd: options.workDir,
       });
@@ -198,11 +201,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         { lineWidth: 0 },
       ));
       const bin = options.system === 'collector' ? jaegerBinary() : otelcolBinary();
-      child = spawnPinned(SERVER_CPU, bin, ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
+      child = spawnPinned(cpus, bin, ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
       break;
     }
     case 'floor':
-      child = spawnPinned(SERVER_CPU, process.execPath, [
+      child = spawnPinned(cpus, process.execPath, [
         path.join(ROOT, 'dist', 'bench', 'floor.js'), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
         ...(options.tls ? [options.tls.certFile, options.tls.keyFile] : []),
       ], {

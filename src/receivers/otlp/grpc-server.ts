@@ -12,6 +12,7 @@ import { boundPort, listen, processFdGuard, trackConnections } from '../../util/
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
+import { exportTurns } from './turns';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
@@ -54,6 +55,7 @@ const GRPC_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<str
   ['snappy', 'snappy'],
 ]);
 const ACCEPTED_ENCODINGS = [...GRPC_ENCODINGS.keys()].join(',');
+const ONE_PER_TURN = process.env.SPANSIEVE_EXPERIMENT_ONE_PER_TURN !== '0';
 /** An empty response message (a full success), with its prefix. */
 const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
@@ -438,13 +440,15 @@ export class OtlpGrpcServer {
         this.refuseRead(stream, reservation, err);
         return;
       }
-      // An uncompressed message is exported in this same turn; only decompression waits.
+      // An uncompressed message is exported in this same turn unless another request was
+      // (turns.ts: then in a later one); only decompression waits.
       if (!framed.compressed) {
-        this.export(stream, handler, framed.message, reservation);
+        if (ONE_PER_TURN) exportTurns.run(() => this.export(stream, handler, framed.message, reservation));
+        else this.export(stream, handler, framed.message, reservation);
         return;
       }
       this.decompressMessage(framed.message, encoding).then(
-        (message) => this.export(stream, handler, message, reservation),
+        (message) => (ONE_PER_TURN ? exportTurns.run(() => this.export(stream, handler, message, reservation)) : this.export(stream, handler, message, reservation)),
         (err: unknown) => this.refuseRead(stream, reservation, err),
       );
     });

@@ -1,15 +1,18 @@
 #!/usr/bin/env -S node --max-semi-space-size=2 --initial-heap-size=32
+import cluster from 'node:cluster';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import pino from 'pino';
 import { readConfigFile } from './config/load';
 import { ConfigIssues, ConfigValidationError } from './config/reader';
-import { buildServiceConfig, type ServiceConfig } from './config/service-config';
+import { buildServiceConfig, workerConfig, type ServiceConfig } from './config/service-config';
 import { zeroConfig, type ZeroConfigOptions } from './config/zero-config';
 import type { InstanceView } from './component/component';
 import { heapLimitMib, type MemoryLimiterConfig } from './processors/memorylimiter/memory-limiter';
 import { heapLimitAction } from './service/node-flags';
+import { Primary } from './service/primary';
 import { Supervisor } from './service/supervisor';
+import { runWorker, WORKER_COUNT_ENV, WORKER_INDEX_ENV } from './service/worker';
 import { installLeanAsyncResourceBind } from './util/lean-async-bind';
 
 /** After service::shutdown_timeout, the time exporters get to count and log what they drop before the process exits anyway. */
@@ -165,8 +168,10 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
+  if (cluster.isWorker) return workerMain(args, config);
   const logger = pino({ level: config.telemetry.logLevel, name: 'spansieve', base: undefined });
   applyHeapLimit(config, logger);
+  if (config.workers > 1) return primaryMain(args, config, logger);
   if (installLeanAsyncResourceBind()) logger.debug('AsyncResource#bind replaced by one without the deprecated asyncResource accessor');
   // The first load was validated above; reloads read the file again.
   let first: ServiceConfig | undefined = config;
@@ -210,6 +215,67 @@ async function main(argv: readonly string[]): Promise<number> {
       }
       supervisor.shutdown().then(
         () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'error while shutting down');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+/** A worker of the multi-core mode: the pipelines, answering the primary (service/worker.ts). */
+async function workerMain(args: CliArgs, config: ServiceConfig): Promise<number> {
+  const index = Number(process.env[WORKER_INDEX_ENV]);
+  const count = Number(process.env[WORKER_COUNT_ENV]);
+  const logger = pino({ level: config.telemetry.logLevel, name: 'spansieve', base: { worker: index } });
+  installLeanAsyncResourceBind();
+  let first: ServiceConfig | undefined = config;
+  const load = (): ServiceConfig => {
+    const loaded = first ?? loadConfig(args);
+    first = undefined;
+    if (loaded.workers !== count) throw new ConfigValidationError([`service::workers: changes only with a restart of spansieve (running ${count} workers, the file asks for ${loaded.workers})`]);
+    return workerConfig(loaded);
+  };
+  return runWorker(load, logger, args.configFile);
+}
+
+/** The primary of the multi-core mode (service::workers above 1; service/primary.ts). */
+async function primaryMain(args: CliArgs, config: ServiceConfig, logger: pino.Logger): Promise<number> {
+  if (installLeanAsyncResourceBind()) logger.debug('AsyncResource#bind replaced by one without the deprecated asyncResource accessor');
+  const primary = new Primary(config, () => loadConfig(args), logger, args.configFile);
+  try {
+    await primary.start();
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, 'spansieve failed to start');
+    return 1;
+  }
+  primary.watchConfigFile();
+  process.on('SIGHUP', () => void primary.reload('SIGHUP'));
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: ending the workers without waiting for queues to drain');
+        primary.killWorkers();
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal, workers: primary.workerCount }, 'shutting down: every worker drains its queues');
+      // Each worker has its own deadline (service::shutdown_timeout); this backstop ends those that hang.
+      const timeoutMs = config.shutdownTimeoutMs;
+      if (timeoutMs > 0) {
+        setTimeout(() => {
+          logger.error({ timeoutMs }, 'shutdown_timeout passed and the shutdown has not finished: exiting now');
+          primary.killWorkers();
+          resolve(1);
+        }, timeoutMs + 4 * EXIT_MARGIN_MS).unref();
+      }
+      primary.shutdown().then(
+        (ok) => resolve(ok ? 0 : 1),
         (err: unknown) => {
           logger.error({ err }, 'error while shutting down');
           resolve(1);

@@ -78,22 +78,26 @@ export interface Host {
   readonly extensions?: ReadonlyMap<string, Component>;
 }
 
-/** Run-time control of the running service, for the admin extension (implemented by the Service). */
+/**
+ * Run-time control of the running service, for the admin extension: implemented by the Service,
+ * and with several workers (service::workers) by the primary, which asks every worker (hence the
+ * promises).
+ */
 export interface ServiceControl {
-  instances(): InstanceView[];
+  instances(): InstanceView[] | Promise<InstanceView[]>;
   /** Per service: spans seen, kept by filters, kept by samplers; per policy; the last sampled-out traces. */
-  sampling(): SamplingView;
+  sampling(): SamplingView | Promise<SamplingView>;
   /**
    * The live settings of every running live-editable component (a factory with `live`, see
    * component/live.ts), by component id: the filter processors' keep and drop lists.
    */
-  liveSettings(): Map<string, Record<string, unknown>>;
+  liveSettings(): Map<string, Record<string, unknown>> | Promise<Map<string, Record<string, unknown>>>;
   /** Replaces a component's live settings in all its instances; returns validation errors (nothing changed) or []. */
-  setLive(id: string, settings: unknown): string[];
+  setLive(id: string, settings: unknown): string[] | Promise<string[]>;
   /** Writes a component's current live settings into the config file. */
   saveLive(id: string): Promise<void>;
   /** What the given settings would decide for every instance the inventory knows; changes nothing. */
-  dryRun(id: string, settings: unknown): DryRunResult;
+  dryRun(id: string, settings: unknown): DryRunResult | Promise<DryRunResult>;
 }
 
 /** The admin API's `GET /api/v1/sampling`. Counts are totals since the process started. */
@@ -116,7 +120,8 @@ export interface SamplingView {
   readonly maxRecentDropped: number;
 }
 
-export type ServiceStatus = 'starting' | 'ready' | 'stopping' | 'stopped';
+/** `degraded`: with several workers, one died and its replacement is not ready yet. */
+export type ServiceStatus = 'starting' | 'ready' | 'degraded' | 'stopping' | 'stopped';
 
 /** The admin API's shape of one instance. */
 export interface InstanceView {
@@ -197,6 +202,11 @@ export interface Factory<C> {
   parseConfig(node: Node): C;
   /** Present when its components can change settings while running (component/live.ts). */
   readonly live?: LiveSettings<C>;
+  /**
+   * Why its components cannot run as one copy in each worker process (`service::workers` above 1):
+   * state that must be one per process across requests or connections. Absent: they can.
+   */
+  readonly singleProcess?: string;
 }
 
 export interface ReceiverFactory<C> extends Factory<C> {
@@ -237,6 +247,11 @@ export interface ExtensionFactory<C> extends Factory<C> {
   readonly kind: 'extension';
   /** What `auth: { authenticator }` may use it for: receivers need 'server', exporters 'client'. */
   readonly authenticates?: readonly ('server' | 'client')[];
+  /**
+   * Serves the whole process rather than a pipeline (admin, health_check): with several workers
+   * (`service::workers`) it runs once, in the primary process, instead of in each worker.
+   */
+  readonly inPrimary?: boolean;
   create(settings: CreateSettings, config: C): Component & { onStatus?(status: ServiceStatus): void };
 }
 

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory } from '../component/component';
 import { FACTORIES } from '../components';
 import type { Signal } from '../pdata/batch';
@@ -41,6 +42,11 @@ export interface ServiceConfig {
    * retrying and drop what is left, counted and logged; 0 waits as long as retries allow.
    */
   readonly shutdownTimeoutMs: number;
+  /**
+   * Worker processes that run the pipelines (`service::workers`, `auto`: the cores available);
+   * 1, the default, is a single process with no workers.
+   */
+  readonly workers: number;
   /** The raw (env-expanded) document, kept so the config can be written back. */
   readonly raw: Record<string, unknown>;
 }
@@ -82,7 +88,7 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), fa
     sections[section] = components;
   }
 
-  const service = top('service').struct(['extensions', 'pipelines', 'telemetry', 'shutdown_timeout']);
+  const service = top('service').struct(['extensions', 'pipelines', 'telemetry', 'shutdown_timeout', 'workers']);
   const serviceExtensions = service('extensions')
     .list()
     .map((node) => {
@@ -104,6 +110,10 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), fa
     if (pipeline) pipelines.push(pipeline);
   }
   checkConnectors(pipelines, sections.connectors, pipelinesNode);
+  const workersNode = service('workers');
+  const workers = workersNode.value === 'auto' ? os.availableParallelism() : workersNode.integer(1, 1, 256);
+  // `auto` is checked as several workers whatever this machine has, so that a config valid here is valid everywhere.
+  if (workers > 1 || workersNode.value === 'auto') checkSingleProcess(pipelines, sections, serviceExtensions, top, `service::workers: ${String(workersNode.value)}`);
 
   const telemetry = service('telemetry').struct(['metrics', 'logs']);
   const metrics = telemetry('metrics').struct(['address', 'level']);
@@ -119,10 +129,31 @@ export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), fa
     },
     // Below Kubernetes' default 30 s grace period, so what is dropped is counted before a SIGKILL.
     shutdownTimeoutMs: service('shutdown_timeout').duration(25_000),
+    workers,
     raw: (doc ?? {}) as Record<string, unknown>,
   };
   if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);
   return config;
+}
+
+/**
+ * What a worker process runs (service::workers above 1): the pipelines and the extensions they
+ * use, without the extensions that serve the whole process (`inPrimary`: admin, health_check) and
+ * the self-metrics endpoint, which run once in the primary.
+ */
+export function workerConfig(config: ServiceConfig): ServiceConfig {
+  const inPrimary = (id: string) => (config.extensions.get(id)?.factory as ExtensionFactory<unknown> | undefined)?.inPrimary === true;
+  return {
+    ...config,
+    extensions: new Map([...config.extensions].filter(([id]) => !inPrimary(id))),
+    serviceExtensions: config.serviceExtensions.filter((id) => !inPrimary(id)),
+    telemetry: { ...config.telemetry, metricsAddress: undefined },
+  };
+}
+
+/** The extensions the primary runs with several workers (`inPrimary`), in service::extensions order. */
+export function primaryExtensions(config: ServiceConfig): ComponentConfig[] {
+  return config.serviceExtensions.map((id) => config.extensions.get(id)!).filter((e) => (e.factory as ExtensionFactory<unknown>).inPrimary === true);
 }
 
 function parseComponent(kind: ComponentKind, id: string, node: Node, factories: readonly AnyFactory[]): ComponentConfig | undefined {
@@ -188,6 +219,32 @@ function parsePipeline(id: string, node: Node, sections: Record<string, Map<stri
     return ids;
   };
   return { id, signal, receivers: refs('receivers', true), processors: refs('processors', false), exporters: refs('exporters', true) };
+}
+
+/**
+ * With several workers every component in use runs once per worker: one whose state must be one
+ * per process (its factory's `singleProcess`) is refused, with the reason.
+ */
+function checkSingleProcess(
+  pipelines: readonly PipelineConfig[],
+  sections: Record<(typeof SECTIONS)[number][0], Map<string, ComponentConfig>>,
+  serviceExtensions: readonly string[],
+  top: (key: string) => Node,
+  setting: string,
+): void {
+  const used = new Set<ComponentConfig>();
+  for (const p of pipelines) {
+    for (const id of p.receivers) used.add((sections.receivers.get(id) ?? sections.connectors.get(id))!);
+    for (const id of p.processors) used.add(sections.processors.get(id)!);
+    for (const id of p.exporters) used.add((sections.exporters.get(id) ?? sections.connectors.get(id))!);
+  }
+  for (const id of serviceExtensions) used.add(sections.extensions.get(id)!);
+  for (const c of used) {
+    const reason = c.factory.singleProcess;
+    if (reason !== undefined) {
+      top(sectionOf(c.kind)).child(c.id).report(`${c.factory.type} cannot run with ${setting} (one copy per worker process): ${reason}; run it with service::workers: 1`);
+    }
+  }
 }
 
 /** A connector must be an exporter in one pipeline and a receiver in another, on a route it supports. */

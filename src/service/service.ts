@@ -191,6 +191,11 @@ export class Service implements ServiceControl {
     this.unsaved.delete(id);
   }
 
+  /** Another worker saved this component's settings to the file (service::workers): they are not unsaved here any more. */
+  markSaved(id: string): void {
+    this.unsaved.delete(id);
+  }
+
   /** True when the admin API changed this component's settings and they were not saved. */
   hasUnsavedChanges(id: string): boolean {
     return this.unsaved.has(id);

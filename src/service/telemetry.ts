@@ -24,6 +24,14 @@ class SeriesValue {
   }
 }
 
+/** A worker's self-metrics as sent to the primary (service::workers): touched series only. */
+export interface FamilySnapshot {
+  readonly name: string;
+  readonly kind: 'counter' | 'gauge';
+  readonly help: string;
+  readonly series: readonly (readonly [Readonly<Record<string, string>>, number])[];
+}
+
 interface Family {
   readonly kind: 'counter' | 'gauge';
   readonly help: string;
@@ -39,6 +47,9 @@ interface Family {
 export class SelfTelemetry implements ComponentTelemetry {
   private readonly families = new Map<string, Family>();
   private promRegistry: Registry | undefined;
+
+  /** `rss`: what otelcol_process_memory_rss reports (the primary adds its workers'). */
+  constructor(private readonly rss: () => number = () => process.memoryUsage.rss()) {}
 
   counter(name: string, help: string, labels: Record<string, string>): { inc(n: number): void } {
     return this.series(name, 'counter', help, labels);
@@ -60,12 +71,12 @@ export class SelfTelemetry implements ComponentTelemetry {
       const registry = new Registry();
       this.promRegistry = registry;
       // Registered for their collect() callbacks, read on every scrape.
-      new Gauge({
+      const rssGauge: Gauge = new Gauge({
         name: 'otelcol_process_memory_rss',
         help: 'Total physical memory (resident set size) of the process, in bytes',
         registers: [registry],
-        collect() {
-          this.set(process.memoryUsage.rss());
+        collect: () => {
+          rssGauge.set(this.rss());
         },
       });
       new Gauge({
@@ -80,6 +91,34 @@ export class SelfTelemetry implements ComponentTelemetry {
       for (const [name, family] of this.families) this.expose(registry, name, family);
     }
     return this.promRegistry;
+  }
+
+  /** Every family's touched series, for the primary to sum. */
+  snapshot(): FamilySnapshot[] {
+    return [...this.families].map(([name, f]) => ({
+      name,
+      kind: f.kind,
+      help: f.help,
+      series: [...f.series.values()].filter((v) => v.touched).map((v) => [v.labels, v.value] as const),
+    }));
+  }
+
+  /**
+   * Sets the families in `snapshots` to their sums over all of them (the primary, from its
+   * workers' snapshots): each series is the sum of that series in every snapshot, counters and
+   * gauges alike (queue sizes and capacities add up too). Series not in any snapshot read 0.
+   */
+  setSums(snapshots: readonly (readonly FamilySnapshot[])[]): void {
+    for (const list of snapshots) for (const f of list) for (const series of this.families.get(f.name)?.series.values() ?? []) series.value = 0;
+    for (const list of snapshots) {
+      for (const f of list) {
+        if (this.families.get(f.name)?.kind !== undefined && this.families.get(f.name)!.kind !== f.kind) continue;
+        for (const [labels, value] of f.series) {
+          const series = this.series(f.name, f.kind, f.help, labels);
+          series.set(series.value + value);
+        }
+      }
+    }
   }
 
   private series(name: string, kind: Family['kind'], help: string, labels: Record<string, string>): SeriesValue {
@@ -136,6 +175,8 @@ export class TelemetryServer {
     private readonly telemetry: SelfTelemetry,
     private readonly address: string,
     private readonly path = '/metrics',
+    /** Runs before each scrape is rendered (the primary gathers its workers' metrics). */
+    private readonly beforeScrape: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
   async start(): Promise<void> {
@@ -145,7 +186,9 @@ export class TelemetryServer {
         res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; metrics are at ${this.path}\n`);
         return;
       }
-      this.telemetry.registry.metrics().then(
+      this.beforeScrape()
+        .then(() => this.telemetry.registry.metrics())
+        .then(
         (text) => res.writeHead(200, { 'content-type': this.telemetry.registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message),
       );

@@ -289,6 +289,7 @@ export class ServiceGraphConnector implements Component, Consumer {
 }
 
 export const serviceGraphConnectorFactory: ConnectorFactory<ServiceGraphConfig> = {
+  singleProcess: 'it pairs client and server spans and counts series; several workers would each see part of the pairs and export partial counts for the same series',
   type: 'servicegraph',
   kind: 'connector',
   routes: [['traces', 'metrics']],

@@ -579,6 +579,7 @@ function exemplarsOut(list: readonly Exemplar[], timeUnixNano: string): PlainExe
 }
 
 export const spanMetricsConnectorFactory: ConnectorFactory<SpanMetricsConfig> = {
+  singleProcess: 'its series are cumulative counts per process; several workers would export the same series N times, each with part of the count',
   type: 'spanmetrics',
   kind: 'connector',
   routes: [['traces', 'metrics']],

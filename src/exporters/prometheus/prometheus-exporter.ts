@@ -209,6 +209,7 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
 }
 
 export const prometheusExporterFactory: ExporterFactory<PrometheusExporterConfig> = {
+  singleProcess: 'it serves its series on one port; several workers would share that port and a scrape would land on one of them, seeing only its part',
   type: 'prometheus',
   kind: 'exporter',
   signals: ['metrics'],

@@ -289,6 +289,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
 }
 
 export const prometheusRemoteWriteExporterFactory: ExporterFactory<RemoteWriteConfig> = {
+  singleProcess: 'it keeps per-series state (cumulative values, staleness) in the process; several workers would send conflicting samples for the same series',
   type: 'prometheusremotewrite',
   kind: 'exporter',
   signals: ['metrics'],

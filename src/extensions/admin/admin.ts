@@ -111,17 +111,17 @@ export class AdminExtension implements Component {
 
     if (path === '/api/v1/instances') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
-      sendJson(res, 200, control.instances());
+      sendJson(res, 200, await control.instances());
       return;
     }
     if (path === '/api/v1/sampling') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
-      sendJson(res, 200, control.sampling());
+      sendJson(res, 200, await control.sampling());
       return;
     }
     if (path === '/api/v1/filters') {
       if (method !== 'GET') throw new ApiError(405, 'use GET');
-      sendJson(res, 200, Object.fromEntries(control.liveSettings()));
+      sendJson(res, 200, Object.fromEntries(await control.liveSettings()));
       return;
     }
     const filterPath = /^\/api\/v1\/filters\/(.+?)(\/save|\/dry-run)?$/.exec(path);
@@ -132,11 +132,11 @@ export class AdminExtension implements Component {
       } catch {
         throw new ApiError(400, `malformed percent-encoding in the filter processor id: ${filterPath[1]!}`);
       }
-      const components = control.liveSettings();
+      const components = await control.liveSettings();
       if (!components.has(id)) throw new ApiError(404, `no filter processor or other live-editable component "${id}" runs (known: ${[...components.keys()].join(', ') || 'none'})`);
       if (filterPath[2] === '/dry-run') {
         if (method !== 'POST') throw new ApiError(405, 'use POST with the lists to try');
-        const result = control.dryRun(id, await readJson(req));
+        const result = await control.dryRun(id, await readJson(req));
         if (result.errors.length > 0) throw new ApiError(400, `invalid settings for ${id}`, result.errors);
         sendJson(res, 200, { instances: result.instances });
         return;
@@ -157,9 +157,9 @@ export class AdminExtension implements Component {
       }
       if (method !== 'PUT') throw new ApiError(405, 'use GET or PUT');
       const body = await readJson(req);
-      const errors = control.setLive(id, body);
+      const errors = await control.setLive(id, body);
       if (errors.length > 0) throw new ApiError(400, `invalid settings for ${id}`, errors);
-      sendJson(res, 200, control.liveSettings().get(id));
+      sendJson(res, 200, (await control.liveSettings()).get(id));
       return;
     }
     throw new ApiError(404, `no such API: ${method} ${path}`);
@@ -255,6 +255,7 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
 }
 
 export const adminExtensionFactory: ExtensionFactory<AdminConfig> = {
+  inPrimary: true,
   type: 'admin',
   kind: 'extension',
   parseConfig(node: Node): AdminConfig {

@@ -332,6 +332,7 @@ function pidAlive(pid: number): boolean {
 }
 
 export const fileStorageFactory: ExtensionFactory<FileStorageConfig> = {
+  singleProcess: 'one directory takes one lease: several workers cannot share it',
   type: 'file_storage',
   kind: 'extension',
   parseConfig: parseFileStorageConfig,

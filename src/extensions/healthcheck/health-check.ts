@@ -44,6 +44,7 @@ export class HealthCheck implements Component {
 }
 
 export const healthCheckFactory: ExtensionFactory<HealthCheckConfig> = {
+  inPrimary: true,
   type: 'health_check',
   kind: 'extension',
   parseConfig(node: Node): HealthCheckConfig {

@@ -474,6 +474,7 @@ function checkedBlock(block: ResourceBlock): ResourceBlock {
 }
 
 export const tailSamplingFactory: ProcessorFactory<TailSamplingConfig> = {
+  singleProcess: "a trace's spans arrive over several connections, so several workers would each hold part of a trace and decide on it alone",
   type: 'tail_sampling',
   kind: 'processor',
   signals: ['traces'],

@@ -12,7 +12,9 @@ import {
   cpuList,
   cpusBusySeconds,
   cpuSeconds,
+  processTree,
   repin,
+  treeCpuSeconds,
   threadCpuSeconds,
   installCleanup,
   loadAverage,
@@ -314,20 +316,24 @@ interface Window {
 /** Reads CPU and counters at both ends of a `seconds` window while the load runs. */
 async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, where: Placement): Promise<Window> {
   await loadgen.call<Snapshot>({ type: 'snapshot' }); // drop warm-up samples
+  // A multi-process server (spansieve-workers: a primary and its cluster workers) is measured whole.
+  const pids = processTree(pid);
   const threadsA = threadCpuSeconds(pid);
-  const cpuA = cpuSeconds(pid);
+  const cpuA = treeCpuSeconds(pids);
   const lgA = cpuSeconds(loadgen.pid);
   const core0A = cpusBusySeconds(where.server);
   const core1A = cpusBusySeconds(where.loadgen);
-  const eluA = readElu(pid);
+  // The workers' event loops when there are workers (the primary's is nearly idle), else the process's.
+  const eluPids = pids.length > 1 ? pids.slice(1) : pids;
+  const eluA = sumElu(eluPids);
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
-  const cpuB = cpuSeconds(pid);
+  const cpuB = treeCpuSeconds(pids);
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
   const core0B = cpusBusySeconds(where.server);
   const core1B = cpusBusySeconds(where.loadgen);
-  const eluB = readElu(pid);
+  const eluB = sumElu(eluPids);
   const b = await loadgen.call<Snapshot>({ type: 'snapshot' });
   const wall = (b.at - a.at) / 1000;
   const serverThreads: Record<string, number> = {};
@@ -353,6 +359,19 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
     verified: b.verified,
     verifyErrors: b.verifyErrors,
   };
+}
+
+/** Idle and active milliseconds summed over processes running the ELU probe; undefined if one has none. */
+function sumElu(pids: readonly number[]): { idle: number; active: number } | undefined {
+  let idle = 0;
+  let active = 0;
+  for (const pid of pids) {
+    const elu = readElu(pid);
+    if (!elu) return undefined;
+    idle += elu.idle;
+    active += elu.active;
+  }
+  return { idle, active };
 }
 
 interface MeasureOptions {
@@ -405,7 +424,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       label,
       sendingQueue,
       cpus: o.placement.server,
-      nodeFlags: o.system === 'spansieve' || o.system === 'spansieve-storage' ? spansieveNodeFlags(ctx.options.profile, label) : [],
+      nodeFlags: o.system.startsWith('spansieve') ? spansieveNodeFlags(ctx.options.profile, label) : [],
     });
     const pinned = allowedCpus(server.pid);
     if (pinned !== cpuList(o.placement.server)) flags.push(`server-not-pinned(${pinned})`);

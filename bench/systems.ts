@@ -15,12 +15,14 @@ import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 //                      no file_storage), the same pipeline with sending_queue.storage: file_storage
 //   collector-ref      the reference Collector with its queue in memory (not in the default list):
 //                      collector-storage's own baseline, same build
+//   spansieve-workers  spansieve with service::workers = the cores it is pinned to (--cores): the
+//                      multi-core mode, N cluster workers sharing the listeners (not in the default list)
 //   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
 // With a TLS transport every system serves TLS on both receiver ports (ServerOptions.tls); the
 // forward to the sink stays plaintext.
 
-export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor';
-export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor'];
+export type SystemName = 'spansieve' | 'spansieve-storage' | 'spansieve-workers' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'spansieve-workers', 'collector', 'collector-storage', 'collector-ref', 'floor'];
 /** What runs without --systems. */
 export const DEFAULT_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
 /** The persistent-queue comparison (--storage). */
@@ -117,6 +119,7 @@ export function spansieveConfig(
   sendingQueue = true,
   storageDirectory?: string,
   tls?: ServerTls,
+  workers = 1,
 ): Record<string, unknown> {
   const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
   if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
@@ -133,6 +136,7 @@ export function spansieveConfig(
       ...(storageDirectory !== undefined ? { extensions: ['file_storage'] } : {}),
       pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
       telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+      ...(workers > 1 ? { workers } : {}),
     },
   };
 }
@@ -181,10 +185,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let configFile: string | undefined;
   switch (options.system) {
     case 'spansieve':
-    case 'spansieve-storage': {
+    case 'spansieve-storage':
+    case 'spansieve-workers': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
+      // The multi-core mode: one worker per core it is pinned to.
+      const workers = options.system === 'spansieve-workers' ? cpus.length : 1;
       fs.writeFileSync(configFile, stringify(
-          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls),
+          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls, workers),
         ));
       child = spawnPinned(cpus, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],

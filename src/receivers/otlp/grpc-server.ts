@@ -12,7 +12,7 @@ import { boundPort, listen, processFdGuard, trackConnections } from '../../util/
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
-import { exportTurns } from './turns';
+import { ONE_PER_TURN, exportTurns } from './turns';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
@@ -55,7 +55,6 @@ const GRPC_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<str
   ['snappy', 'snappy'],
 ]);
 const ACCEPTED_ENCODINGS = [...GRPC_ENCODINGS.keys()].join(',');
-const ONE_PER_TURN = process.env.SPANSIEVE_EXPERIMENT_ONE_PER_TURN !== '0';
 /** An empty response message (a full success), with its prefix. */
 const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };

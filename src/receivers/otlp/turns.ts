@@ -65,3 +65,11 @@ function noop(): void {
 
 /** The process's one scheduler: the turn is the event loop's, shared by every receiver. */
 export const exportTurns = new OnePerTurn();
+
+/** Resolves when it is this request's turn (at once when it is the first of the turn). */
+export function exportTurn(): Promise<void> {
+  return new Promise<void>((resolve) => (ONE_PER_TURN ? exportTurns.run(resolve) : resolve()));
+}
+
+/** Temporary switch for the A/B runs in docs/performance.md. */
+export const ONE_PER_TURN = process.env.SPANSIEVE_EXPERIMENT_ONE_PER_TURN !== '0';

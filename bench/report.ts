@@ -63,6 +63,8 @@ export interface Result {
   readonly other_load_loadgen_core: number;
   readonly max_server_cpu_cores: number | null;
   readonly max_server_event_loop_utilization: number | null;
+  /** Closed loop: cores used by the server process, then by each of its workers (spansieve-workers). */
+  readonly max_server_cpu_cores_by_process: number[] | null;
   /** Closed-loop spans acknowledged and forwarded per second of server CPU. */
   readonly max_spans_per_cpu_second: number | null;
   /** Closed-loop spans acknowledged per second (max_spans_per_second_one_core also needs them forwarded). */

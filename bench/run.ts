@@ -302,6 +302,8 @@ interface Window {
   readonly otherLoadLoadgenCore: number;
   /** Server CPU cores by thread name ("main", V8 and libuv helpers; Go: all threads share one name). */
   readonly serverThreads: Record<string, number>;
+  /** Cores used by each process of the server: the process, then its workers (spansieve-workers). */
+  readonly serverProcesses: number[];
   /** The server's main-thread event-loop utilisation over the window (spansieve only: elu-probe.ts). */
   readonly serverElu: number | null;
   readonly a: Snapshot;
@@ -320,6 +322,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const pids = processTree(pid);
   const threadsA = threadCpuSeconds(pid);
   const cpuA = treeCpuSeconds(pids);
+  const perProcessA = pids.map((p) => treeCpuSeconds([p]));
   const lgA = cpuSeconds(loadgen.pid);
   const core0A = cpusBusySeconds(where.server);
   const core1A = cpusBusySeconds(where.loadgen);
@@ -329,6 +332,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
   const cpuB = treeCpuSeconds(pids);
+  const perProcessB = pids.map((p) => treeCpuSeconds([p]));
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
   const core0B = cpusBusySeconds(where.server);
@@ -345,6 +349,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const eluTotal = eluA && eluB ? eluActive + (eluB.idle - eluA.idle) : NaN;
   return {
     serverThreads,
+    serverProcesses: pids.map((_, i) => round((perProcessB[i]! - perProcessA[i]!) / wall, 3)),
     serverElu: eluTotal > 0 ? round(eluActive / eluTotal, 3) : null,
     seconds: wall,
     serverCpu: cpuB - cpuA,
@@ -967,6 +972,7 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
     other_load_loadgen_core: round(w.otherLoadLoadgenCore, 2),
     max_server_cpu_cores: max ? round(max.serverCpu / max.seconds, 3) : null,
     max_server_event_loop_utilization: max ? max.serverElu : null,
+    max_server_cpu_cores_by_process: max ? max.serverProcesses : null,
     max_spans_per_cpu_second: max && max.serverCpu > 0 ? round(maxSpans / max.serverCpu, 0) : null,
     max_acked_spans_per_second: max ? round(maxAcked / max.seconds, 0) : null,
     max_forwarded_spans_per_second: max && expectSink ? round((max.b.sinkSpans - max.a.sinkSpans) / max.seconds, 0) : null,

@@ -135,7 +135,8 @@ export function spansieveConfig(
     service: {
       ...(storageDirectory !== undefined ? { extensions: ['file_storage'] } : {}),
       pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
-      telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+      // With workers, info: the harness waits for the primary's "ready" line (every worker listening).
+      telemetry: { metrics: { level: 'none' }, logs: { level: workers > 1 ? 'info' : 'warn' } },
       ...(workers > 1 ? { workers } : {}),
     },
   };
@@ -238,11 +239,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     await waitForPort(grpcPort, 60_000, alive);
     await waitForPort(httpPort, 60_000, alive);
+    // The port answers once the first worker listens; the cluster hands connections only to
+    // workers that listen, so a load started then would all go to that one.
+    if (options.system === 'spansieve-workers' && cpus.length > 1) await waitForLog(logFile, /spansieve is ready/, 60_000, alive);
   } catch (err) {
     await server.stop();
     throw err;
   }
   return server;
+}
+
+async function waitForLog(file: string, pattern: RegExp, timeoutMs: number, alive: () => void): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(tail(file, 1_000_000))) {
+    alive();
+    if (Date.now() > deadline) throw new Error(`no ${String(pattern)} in ${file} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** file_storage's directory for a persistent system: fresh per measurement, inside the run's temporary directory. */

@@ -591,6 +591,9 @@ function maxFlags(w: Window, cores: number): string[] {
   // Of the cores it was given (100 % = all of them busy).
   if (serverCores < 0.9 * cores) flags.push(`max:server-at-${round((serverCores * 100) / cores, 0)}%-cpu`);
   if (loadgenCores > 0.9) flags.push(`max:loadgen-at-${round(loadgenCores * 100, 0)}%-cpu`);
+  // Cluster workers: one that did under half the work of the busiest got fewer connections.
+  const workers = w.serverProcesses.slice(1);
+  if (workers.length > 1 && Math.min(...workers) < 0.5 * Math.max(...workers)) flags.push(`max:workers-unbalanced(${workers.join('/')})`);
   const failed = w.b.failedRequests - w.a.failedRequests;
   if (failed > 0) flags.push(`max:refused(${failed}: ${w.b.lastError})`);
   return flags;

@@ -12,7 +12,7 @@ import { boundPort, listen, processFdGuard, trackConnections } from '../../util/
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
-import { ONE_PER_TURN, exportTurns } from './turns';
+import { inTurn } from './turns';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
@@ -442,12 +442,11 @@ export class OtlpGrpcServer {
       // An uncompressed message is exported in this same turn unless another request was
       // (turns.ts: then in a later one); only decompression waits.
       if (!framed.compressed) {
-        if (ONE_PER_TURN) exportTurns.run(() => this.export(stream, handler, framed.message, reservation));
-        else this.export(stream, handler, framed.message, reservation);
+        inTurn(() => this.export(stream, handler, framed.message, reservation));
         return;
       }
       this.decompressMessage(framed.message, encoding).then(
-        (message) => (ONE_PER_TURN ? exportTurns.run(() => this.export(stream, handler, message, reservation)) : this.export(stream, handler, message, reservation)),
+        (message) => inTurn(() => this.export(stream, handler, message, reservation)),
         (err: unknown) => this.refuseRead(stream, reservation, err),
       );
     });

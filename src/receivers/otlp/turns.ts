@@ -1,7 +1,7 @@
 // One received request handed to the pipeline per event-loop turn.
 //
-// node:http2 (and node:net) write what a turn queued only after the turn: an outgoing call's
-// frames leave in the check phase (a native setImmediate), after everything the poll phase read.
+// node:http2 writes what a turn queued only after the turn: an outgoing call's frames leave in
+// the check phase (a native setImmediate), after everything the poll phase read.
 // A client that sends 16 requests at once therefore had all 16 parsed, filtered and forwarded in
 // one turn, the 16 forwards leaving together ~13 ms after the first was ready; the sink answered
 // 16, the client got 16 acknowledgements and sent 16 more, and meanwhile this process had nothing
@@ -66,10 +66,16 @@ function noop(): void {
 /** The process's one scheduler: the turn is the event loop's, shared by every receiver. */
 export const exportTurns = new OnePerTurn();
 
-/** Resolves when it is this request's turn (at once when it is the first of the turn). */
-export function exportTurn(): Promise<void> {
-  return new Promise<void>((resolve) => (ONE_PER_TURN ? exportTurns.run(resolve) : resolve()));
+/** Runs `job` (handing a request to the pipeline) at once or in a later turn, see above. */
+export function inTurn(job: () => void): void {
+  if (ONE_PER_TURN) exportTurns.run(job);
+  else job();
 }
 
-/** Temporary switch for the A/B runs in docs/performance.md. */
-export const ONE_PER_TURN = process.env.SPANSIEVE_EXPERIMENT_ONE_PER_TURN !== '0';
+/** Resolves when it is this request's turn (at once when it is the first of the turn). */
+export function exportTurn(): Promise<void> {
+  return new Promise<void>((resolve) => inTurn(resolve));
+}
+
+/** Off (=0) only for the A/B runs in docs/performance.md. */
+const ONE_PER_TURN = process.env.SPANSIEVE_EXPERIMENT_ONE_PER_TURN !== '0';

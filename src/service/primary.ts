@@ -292,7 +292,7 @@ export class Primary implements ServiceControl {
     slot.ready = true;
     this.readyGauge.set(this.readySlots().length);
     if (this.status === 'degraded' && this.readySlots().length === this.slots.length) {
-      this.logger.info({ worker: slot.index, pid: worker.process.pid }, 'replacement worker ready: every worker runs again');
+      this.logger.info({ worker: slot.index, pid: worker.process.pid, pids: this.slots.map((s) => s.worker?.process.pid) }, 'replacement worker ready: every worker runs again');
       this.setStatus('ready');
     }
   }
@@ -321,12 +321,11 @@ export class Primary implements ServiceControl {
       const worker = slot.worker;
       if (!worker || worker.isDead()) return [];
       const exited = new Promise<boolean>((resolve) => worker.once('exit', (code: number | null) => resolve(code === 0)));
-      try {
-        const message: ToWorker = { type: 'shutdown' };
-        worker.send(message);
-      } catch {
-        worker.process.kill('SIGTERM');
-      }
+      const message: ToWorker = { type: 'shutdown' };
+      // Without the channel (it just closed) a signal asks for the same graceful shutdown.
+      worker.send(message, (err: Error | null) => {
+        if (err) worker.process.kill('SIGTERM');
+      });
       return [exited];
     });
     return (await Promise.all(exits)).every(Boolean);

@@ -79,6 +79,9 @@ export async function runWorker(load: () => ServiceConfig, logger: Logger, confi
     const stopFor = (why: string) => () => void stop(why).then(resolve);
     process.on('SIGTERM', stopFor('SIGTERM'));
     process.on('SIGINT', stopFor('SIGINT'));
+    // node:cluster's own listener ends a worker at once when the channel closes: replaced by a
+    // graceful shutdown, so that what the sending queues hold is still sent.
+    process.removeAllListeners('disconnect');
     process.on('disconnect', stopFor('the primary process is gone'));
     process.on('message', (message: ToWorker) => {
       if (message.type === 'shutdown') stopFor('asked by the primary')();

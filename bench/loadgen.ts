@@ -14,6 +14,8 @@ import { TAIL_BYTES } from './wire';
 // under `taskset -c 1`). It sends pre-encoded requests to the server under test and receives what
 // that server forwards, so both ends of a request's trip are timed on one clock. Driven over IPC.
 
+/** The load generator's HTTP/2 session memory limit, in MB (see grpcSender). */
+const LOADGEN_MAX_SESSION_MEMORY_MB = 1024;
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 const now = (): number => performance.now();
 
@@ -124,13 +126,28 @@ interface Sender {
  * OTLP/gRPC with pre-framed (and for grpc-gzip pre-compressed) messages on `connections` HTTP/2
  * sessions, taken in turn; with `ca`, over TLS (h2 through ALPN), the server's certificate verified against it.
  */
-function grpcSender(address: string, transport: Transport, ca: Buffer | undefined, connections: number): Sender {
+async function grpcSender(address: string, transport: Transport, ca: Buffer | undefined, connections: number): Promise<Sender> {
   const settings = { initialWindowSize: 1024 * 1024 };
-  const sessions = Array.from({ length: Math.max(1, connections) }, () => {
-    const session = ca ? http2.connect(`https://${address}`, { settings, ca }) : http2.connect(`http://${address}`, { settings });
+  // Every request in flight is written whole at once, so the data queued to send is up to
+  // concurrency x request size (16 x 1.6 MB on obi-batch-4096). node:http2 counts it against the
+  // session's maxSessionMemory (10 MB by default) and, while over it, resets any stream whose
+  // response headers arrive with ENHANCE_YOUR_CALM: the generator refused its own calls.
+  const maxSessionMemory = Number(process.env.BENCH_LOADGEN_MAX_SESSION_MEMORY_MB ?? LOADGEN_MAX_SESSION_MEMORY_MB);
+  const sessions: http2.ClientHttp2Session[] = [];
+  for (let i = 0; i < Math.max(1, connections); i++) {
+    const session = ca
+      ? http2.connect(`https://${address}`, { settings, ca, maxSessionMemory })
+      : http2.connect(`http://${address}`, { settings, maxSessionMemory });
     session.on('error', (err) => (lastError = `gRPC session: ${err.message}`));
-    return session;
-  });
+    // One connection at a time, each up to the server's SETTINGS: a multi-process server (node's
+    // cluster) hands a new connection to a free worker, and two opened together often both went
+    // to one worker while the other idled.
+    await new Promise<void>((resolve) => {
+      session.once('remoteSettings', () => resolve());
+      session.once('close', () => resolve());
+    });
+    sessions.push(session);
+  }
   let turn = 0;
   const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': EXPORT_PATH, 'content-type': 'application/grpc', te: 'trailers' };
   if (transport === 'grpc-gzip') headers['grpc-encoding'] = 'gzip';
@@ -356,7 +373,7 @@ async function handle(command: Command): Promise<unknown> {
       if (isTls(target.transport) && target.caFile === undefined) throw new Error(`${target.transport} needs a CA file`);
       const ca = isTls(target.transport) ? fs.readFileSync(target.caFile!) : undefined;
       client = target.transport.startsWith('grpc')
-        ? grpcSender(target.grpcAddress, target.transport, ca, target.connections ?? 1)
+        ? await grpcSender(target.grpcAddress, target.transport, ca, target.connections ?? 1)
         : httpSender(target.httpAddress, target.transport, ca);
       awaitingSink.fill(0);
       resetCounters();

@@ -7,12 +7,33 @@ import * as os from 'node:os';
 
 const children = new Set<ChildProcess>();
 
-/** Starts `command` pinned to `cpu` with taskset (which execs it: the pid is the command's). */
-export function spawnPinned(cpu: number, command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
-  const child = spawn('taskset', ['-c', String(cpu), command, ...args], { ...options });
+/** Starts `command` pinned to `cpus` (one CPU or a list) with taskset (which execs it: the pid is the command's). */
+export function spawnPinned(cpus: number | readonly number[], command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  const child = spawn('taskset', ['-c', cpuList(typeof cpus === 'number' ? [cpus] : cpus), command, ...args], { ...options });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
+}
+
+/**
+ * A CPU set as the kernel writes it in Cpus_allowed_list and taskset reads it: ascending, runs of
+ * consecutive CPUs as ranges ("0", "0-1", "0,2-3").
+ */
+export function cpuList(cpus: readonly number[]): string {
+  const sorted = [...new Set(cpus)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(j === i ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+/** Moves a running process and every one of its threads to `cpus` (taskset -a -p). */
+export function repin(pid: number, cpus: readonly number[]): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpuList(cpus), String(pid)], { stdio: 'pipe' });
 }
 
 export function killAll(signal: NodeJS.Signals = 'SIGKILL'): void {
@@ -98,6 +119,43 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
 }
 
+/** The process and its descendants (e.g. cluster workers), from /proc's parent pids. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    out.push(p);
+    for (const child of children.get(p) ?? []) walk(child);
+  };
+  walk(pid);
+  return out;
+}
+
+/** CPU seconds of a process and its live descendants (a multi-process server's workers). */
+export function treeCpuSeconds(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      total += cpuSeconds(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
 /** CPU seconds per thread name (comm) of a process's live threads, e.g. main thread vs GC helpers. */
 export function threadCpuSeconds(pid: number): Map<string, number> {
   const out = new Map<string, number>();
@@ -130,6 +188,11 @@ export function cpuBusySeconds(cpu: number): number {
   if (!line) return NaN;
   const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
   return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / ticksPerSecond();
+}
+
+/** Busy time of a set of CPUs, summed. */
+export function cpusBusySeconds(cpus: readonly number[]): number {
+  return cpus.reduce((sum, cpu) => sum + cpuBusySeconds(cpu), 0);
 }
 
 /** Peak resident set size (VmHWM) in MiB. */

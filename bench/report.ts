@@ -8,6 +8,15 @@ export interface Result {
   readonly shape: string;
   readonly system: SystemName;
   readonly transport: Transport;
+  /** How many cores the server was pinned to (--cores; 1 unless asked). */
+  readonly cores: number;
+  /** The server's CPUs and the load generator's, as taskset lists ("0", "0-1"). */
+  readonly server_cpus: string;
+  readonly loadgen_cpus: string;
+  /** The server had every CPU, so the load generator and sink ran on its cores. */
+  readonly loadgen_shares_server_cores: boolean;
+  /** gRPC connections the load was spread over (the shape's, times the cores). */
+  readonly connections: number;
   readonly offered_spans_per_second: number;
   readonly achieved_spans_per_second: number;
   readonly cpu_seconds_per_million_spans: number;
@@ -54,6 +63,8 @@ export interface Result {
   readonly other_load_loadgen_core: number;
   readonly max_server_cpu_cores: number | null;
   readonly max_server_event_loop_utilization: number | null;
+  /** Closed loop: cores used by the server process, then by each of its workers (spansieve-workers). */
+  readonly max_server_cpu_cores_by_process: number[] | null;
   /** Closed-loop spans acknowledged and forwarded per second of server CPU. */
   readonly max_spans_per_cpu_second: number | null;
   /** Closed-loop spans acknowledged per second (max_spans_per_second_one_core also needs them forwarded). */
@@ -91,6 +102,53 @@ export interface ScalingResult {
   /** Other processes' CPU on the server's core during the window, in cores. */
   readonly other_load_server_core: number;
   readonly flags: string[];
+}
+
+/** One system's closed loop on N cores, against the Collector on the same N cores and itself on one. */
+export interface CoresRow {
+  readonly shape: string;
+  readonly transport: Transport;
+  readonly system: SystemName;
+  readonly cores: number;
+  readonly connections: number;
+  readonly concurrency: number | null;
+  readonly max_spans_per_second: number | null;
+  readonly max_spans_per_cpu_second: number | null;
+  readonly max_server_cpu_cores: number | null;
+  readonly max_loadgen_cpu_cores: number | null;
+  readonly loadgen_shares_server_cores: boolean;
+  readonly max_other_load_server_core: number | null;
+  /** ÷ the Collector on the same cores, same shape and transport (target with N cores: >= 2). */
+  readonly max_vs_collector: number | null;
+  readonly max_per_cpu_second_vs_collector: number | null;
+  /** ÷ the same system on one core: how it scales. */
+  readonly max_vs_one_core: number | null;
+}
+
+export function coresRows(results: readonly Result[]): CoresRow[] {
+  return results.map((r) => {
+    const find = (system: SystemName, cores: number) =>
+      results.find((x) => x.shape === r.shape && x.transport === r.transport && x.system === system && x.cores === cores);
+    const collector = find('collector', r.cores);
+    const one = find(r.system, 1);
+    return {
+      shape: r.shape,
+      transport: r.transport,
+      system: r.system,
+      cores: r.cores,
+      connections: r.connections,
+      concurrency: r.max_concurrency,
+      max_spans_per_second: r.max_spans_per_second_one_core,
+      max_spans_per_cpu_second: r.max_spans_per_cpu_second,
+      max_server_cpu_cores: r.max_server_cpu_cores,
+      max_loadgen_cpu_cores: r.max_loadgen_cpu_cores,
+      loadgen_shares_server_cores: r.loadgen_shares_server_cores,
+      max_other_load_server_core: r.max_other_load_server_core,
+      max_vs_collector: r.system === 'collector' ? null : ratio(r.max_spans_per_second_one_core, collector?.max_spans_per_second_one_core),
+      max_per_cpu_second_vs_collector: r.system === 'collector' ? null : ratio(r.max_spans_per_cpu_second, collector?.max_spans_per_cpu_second),
+      max_vs_one_core: r.cores === 1 ? null : ratio(r.max_spans_per_second_one_core, one?.max_spans_per_second_one_core),
+    };
+  });
 }
 
 export interface TargetCheck {
@@ -307,6 +365,28 @@ export function scalingTable(rows: readonly ScalingResult[], dimension: ScalingR
         fmt(r.other_load_server_core),
         r.flags.join(', '),
       ]),
+  );
+}
+
+export function coresTable(rows: readonly CoresRow[]): string {
+  return table(
+    ['shape', 'transport', 'system', 'cores', 'connections', 'in flight', 'max spans/s', 'spans per CPU-s', 'server cores used', 'loadgen cores', 'other load', '÷ collector', 'same, per CPU-s', '÷ itself on 1 core'],
+    rows.map((r) => [
+      r.shape,
+      r.transport,
+      r.system,
+      String(r.cores),
+      String(r.connections),
+      r.concurrency === null ? '-' : String(r.concurrency),
+      int(r.max_spans_per_second),
+      int(r.max_spans_per_cpu_second),
+      fmt(r.max_server_cpu_cores),
+      `${fmt(r.max_loadgen_cpu_cores)}${r.loadgen_shares_server_cores ? ' (shared)' : ''}`,
+      fmt(r.max_other_load_server_core),
+      fmt(r.max_vs_collector, 3),
+      fmt(r.max_per_cpu_second_vs_collector, 3),
+      fmt(r.max_vs_one_core, 3),
+    ]),
   );
 }
 

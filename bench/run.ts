@@ -9,8 +9,12 @@ import { SHAPES, SHAPE_NAMES, shapeNamed, type Shape } from './shapes';
 import { SCENARIO_FULL, SCENARIO_NAMES, SCENARIO_QUICK, parseScenarios, runScenario, scenarioRatios, scenariosTable, type ScenarioName, type ScenarioRow } from './scenarios';
 import {
   allowedCpus,
-  cpuBusySeconds,
+  cpuList,
+  cpusBusySeconds,
   cpuSeconds,
+  processTree,
+  repin,
+  treeCpuSeconds,
   threadCpuSeconds,
   installCleanup,
   loadAverage,
@@ -37,6 +41,8 @@ import {
   storageTable,
   targetChecks,
   targetsTable,
+  coresRows,
+  coresTable,
   type Result,
   type ScalingResult,
 } from './report';
@@ -88,6 +94,11 @@ interface Options {
   shapesGiven: boolean;
   /** Component scenarios (bench/scenarios.ts), spansieve vs the reference Collector, after the shapes. */
   scenarios: ScenarioName[];
+  /**
+   * --cores: each system is measured pinned to each of these many cores (default [1]), with as many
+   * senders (gRPC connections) and `concurrency` requests in flight per core.
+   */
+  cores: number[];
 }
 
 interface Timing {
@@ -139,6 +150,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems
                       [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
                       [--shapes all|${SHAPE_NAMES.join(',')}] (default: default)
                       [--scenarios all|${SCENARIO_NAMES.join(',')}] (default: none; alone, only the scenarios run)
+                      [--cores N,...] (default: 1; each system pinned to N cores, N senders)
 --storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)
 default --transports ${DEFAULT_TRANSPORTS.join(',')}; the -tls ones serve TLS on the systems' receivers`;
 
@@ -159,6 +171,7 @@ export function parseOptions(argv: readonly string[]): Options {
     shapes: [shapeNamed('default')],
     shapesGiven: false,
     scenarios: [],
+    cores: [1],
   };
   const args = [...argv];
   while (args.length > 0) {
@@ -224,6 +237,9 @@ export function parseOptions(argv: readonly string[]): Options {
       case '--scenarios':
         options.scenarios = parseScenarios(value());
         break;
+      case '--cores':
+        options.cores = parseCores(value());
+        break;
       case '--out':
         options.out = path.resolve(value());
         break;
@@ -243,6 +259,36 @@ export function parseOptions(argv: readonly string[]): Options {
   return options;
 }
 
+/** --cores: a list of distinct core counts, each a positive integer ("1,2"). */
+export function parseCores(text: string): number[] {
+  const cores = text.split(',').map((item) => {
+    const n = Number(item);
+    if (!/^[0-9]+$/.test(item.trim()) || !Number.isInteger(n) || n < 1) throw new Error(`--cores: ${JSON.stringify(item)} is not a positive whole number of cores`);
+    return n;
+  });
+  if (new Set(cores).size !== cores.length) throw new Error(`--cores: ${text} names a core count twice`);
+  return cores;
+}
+
+/** Where the server and the load generator run when the server gets `cores` of the machine's `machineCpus`. */
+export interface Placement {
+  readonly cores: number;
+  /** CPUs 0 .. cores-1. */
+  readonly server: readonly number[];
+  /** The CPUs left over; all of them (shared with the server) when the server has every CPU. */
+  readonly loadgen: readonly number[];
+  readonly shared: boolean;
+}
+
+export function placement(cores: number, machineCpus: number): Placement {
+  if (cores > machineCpus) throw new Error(`--cores ${cores}: this machine has ${machineCpus} CPUs`);
+  // The server needs a core of its own and the load generator one it does not share, when there is one.
+  const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+  const server = range(0, cores);
+  const shared = cores >= machineCpus;
+  return { cores, server, loadgen: shared ? range(0, machineCpus) : range(cores, machineCpus), shared };
+}
+
 // ---------------------------------------------------------------- measuring
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -257,6 +303,8 @@ interface Window {
   readonly otherLoadLoadgenCore: number;
   /** Server CPU cores by thread name ("main", V8 and libuv helpers; Go: all threads share one name). */
   readonly serverThreads: Record<string, number>;
+  /** Cores used by each process of the server: the process, then its workers (spansieve-workers). */
+  readonly serverProcesses: number[];
   /** The server's main-thread event-loop utilisation over the window (spansieve only: elu-probe.ts). */
   readonly serverElu: number | null;
   readonly a: Snapshot;
@@ -269,22 +317,28 @@ interface Window {
 }
 
 /** Reads CPU and counters at both ends of a `seconds` window while the load runs. */
-async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Promise<Window> {
+async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, where: Placement): Promise<Window> {
   await loadgen.call<Snapshot>({ type: 'snapshot' }); // drop warm-up samples
+  // A multi-process server (spansieve-workers: a primary and its cluster workers) is measured whole.
+  const pids = processTree(pid);
   const threadsA = threadCpuSeconds(pid);
-  const cpuA = cpuSeconds(pid);
+  const cpuA = treeCpuSeconds(pids);
+  const perProcessA = pids.map((p) => treeCpuSeconds([p]));
   const lgA = cpuSeconds(loadgen.pid);
-  const core0A = cpuBusySeconds(SERVER_CPU);
-  const core1A = cpuBusySeconds(LOADGEN_CPU);
-  const eluA = readElu(pid);
+  const core0A = cpusBusySeconds(where.server);
+  const core1A = cpusBusySeconds(where.loadgen);
+  // The workers' event loops when there are workers (the primary's is nearly idle), else the process's.
+  const eluPids = pids.length > 1 ? pids.slice(1) : pids;
+  const eluA = sumElu(eluPids);
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
-  const cpuB = cpuSeconds(pid);
+  const cpuB = treeCpuSeconds(pids);
+  const perProcessB = pids.map((p) => treeCpuSeconds([p]));
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
-  const core0B = cpuBusySeconds(SERVER_CPU);
-  const core1B = cpuBusySeconds(LOADGEN_CPU);
-  const eluB = readElu(pid);
+  const core0B = cpusBusySeconds(where.server);
+  const core1B = cpusBusySeconds(where.loadgen);
+  const eluB = sumElu(eluPids);
   const b = await loadgen.call<Snapshot>({ type: 'snapshot' });
   const wall = (b.at - a.at) / 1000;
   const serverThreads: Record<string, number> = {};
@@ -296,12 +350,14 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Pr
   const eluTotal = eluA && eluB ? eluActive + (eluB.idle - eluA.idle) : NaN;
   return {
     serverThreads,
+    serverProcesses: pids.map((_, i) => round((perProcessB[i]! - perProcessA[i]!) / wall, 3)),
     serverElu: eluTotal > 0 ? round(eluActive / eluTotal, 3) : null,
     seconds: wall,
     serverCpu: cpuB - cpuA,
     loadgenCpu: lgB - lgA,
-    otherLoadServerCore: Math.max(0, (core0B - core0A - (cpuB - cpuA)) / wall),
-    otherLoadLoadgenCore: Math.max(0, (core1B - core1A - (lgB - lgA)) / wall),
+    // Sharing cores, the load generator's CPU is on the server's cores too: not "other" load.
+    otherLoadServerCore: Math.max(0, (core0B - core0A - (cpuB - cpuA) - (where.shared ? lgB - lgA : 0)) / wall),
+    otherLoadLoadgenCore: Math.max(0, (core1B - core1A - (lgB - lgA) - (where.shared ? cpuB - cpuA : 0)) / wall),
     a,
     b,
     latency: b.sinkLatencyMs,
@@ -309,6 +365,19 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number): Pr
     verified: b.verified,
     verifyErrors: b.verifyErrors,
   };
+}
+
+/** Idle and active milliseconds summed over processes running the ELU probe; undefined if one has none. */
+function sumElu(pids: readonly number[]): { idle: number; active: number } | undefined {
+  let idle = 0;
+  let active = 0;
+  for (const pid of pids) {
+    const elu = readElu(pid);
+    if (!elu) return undefined;
+    idle += elu.idle;
+    active += elu.active;
+  }
+  return { idle, active };
 }
 
 interface MeasureOptions {
@@ -325,6 +394,8 @@ interface MeasureOptions {
   readonly label: string;
   /** gRPC sessions the load generator spreads the load over. */
   readonly connections: number;
+  /** The server's CPUs and the load generator's. */
+  readonly placement: Placement;
 }
 
 interface Measurement {
@@ -358,10 +429,11 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       workDir: ctx.workDir,
       label,
       sendingQueue,
-      nodeFlags: o.system === 'spansieve' || o.system === 'spansieve-storage' ? spansieveNodeFlags(ctx.options.profile, label) : [],
+      cpus: o.placement.server,
+      nodeFlags: o.system.startsWith('spansieve') ? spansieveNodeFlags(ctx.options.profile, label) : [],
     });
     const pinned = allowedCpus(server.pid);
-    if (pinned !== String(SERVER_CPU)) flags.push(`server-not-pinned(${pinned})`);
+    if (pinned !== cpuList(o.placement.server)) flags.push(`server-not-pinned(${pinned})`);
     await ctx.loadgen.call({
       type: 'target',
       target: { transport: o.transport, grpcAddress: server.grpcAddress, httpAddress: server.httpAddress, expectSink, caFile: tls?.caFile, connections: o.connections },
@@ -370,6 +442,8 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     return server;
   };
   try {
+    repin(ctx.loadgen.pid, o.placement.loadgen);
+    if (o.placement.shared) flags.push('loadgen-shares-server-cores');
     // Fixed rate: the components' default configs (sending queue on).
     const fixedServer = await start(o.label, true);
     const idleRss = rssMb(fixedServer.pid);
@@ -387,7 +461,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
     // latency is then the sink's clock (result.latency says which).
     capture = expectSink && !isTls(o.transport) ? await startWireCapture(ctx, fixedServer, o.label, flags) : undefined;
     const fromMs = Date.now();
-    const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS);
+    const fixed = await measureWindow(ctx.loadgen, fixedServer.pid, o.windowS, o.placement);
     const toMs = Date.now();
     await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 5000 });
     const wire = capture ? await finishWireCapture(ctx, capture, fromMs, toMs, flags) : undefined;
@@ -406,7 +480,7 @@ async function measure(ctx: Context, o: MeasureOptions): Promise<Measurement> {
       const maxServer = await start(`${o.label}-max`, ctx.options.maxWithQueue);
       await ctx.loadgen.call({ type: 'closed', concurrency: o.max.concurrency });
       await sleep(o.max.warmupS * 1000);
-      max = await measureWindow(ctx.loadgen, maxServer.pid, o.max.windowS);
+      max = await measureWindow(ctx.loadgen, maxServer.pid, o.max.windowS, o.placement);
       await ctx.loadgen.call<Snapshot>({ type: 'stop', drainMs: 10_000 });
       peakAfterMax = peakRssMb(maxServer.pid);
     }
@@ -511,12 +585,16 @@ function fixedFlags(w: Window, rate: number, expectSink: boolean, keptFraction: 
   return flags;
 }
 
-function maxFlags(w: Window): string[] {
+function maxFlags(w: Window, cores: number): string[] {
   const flags: string[] = [];
   const serverCores = w.serverCpu / w.seconds;
   const loadgenCores = w.loadgenCpu / w.seconds;
-  if (serverCores < 0.9) flags.push(`max:server-at-${round(serverCores * 100, 0)}%-cpu`);
+  // Of the cores it was given (100 % = all of them busy).
+  if (serverCores < 0.9 * cores) flags.push(`max:server-at-${round((serverCores * 100) / cores, 0)}%-cpu`);
   if (loadgenCores > 0.9) flags.push(`max:loadgen-at-${round(loadgenCores * 100, 0)}%-cpu`);
+  // Cluster workers: one that did under half the work of the busiest got fewer connections.
+  const workers = w.serverProcesses.slice(1);
+  if (workers.length > 1 && Math.min(...workers) < 0.5 * Math.max(...workers)) flags.push(`max:workers-unbalanced(${workers.join('/')})`);
   const failed = w.b.failedRequests - w.a.failedRequests;
   if (failed > 0) flags.push(`max:refused(${failed}: ${w.b.lastError})`);
   return flags;
@@ -650,6 +728,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const timing = options.quick ? QUICK : FULL;
   taskset();
   if (os.cpus().length < 2) throw new Error('the benchmark needs 2 cores: the server on core 0, the load generator and sink on core 1');
+  const placements = options.cores.map((n) => placement(n, os.cpus().length));
   installPeers(options);
   if (options.systems.includes('collector')) jaegerBinary();
   if (options.systems.some(isReferenceBuild) || options.scenarios.length > 0) otelcolBinary();
@@ -688,8 +767,12 @@ async function main(argv: readonly string[]): Promise<void> {
     const keepIds = keptInstanceIds(shape.pool);
     const keptFraction = poolInfo.keptSpansPerRequest / poolInfo.spansPerRequest;
     for (const transport of options.transports) {
-      for (const system of options.systems) {
-        const label = options.shapes.length > 1 || shape.name !== 'default' ? `${shape.name}-${system}-${transport}` : `${system}-${transport}`;
+      for (const system of options.systems) for (const where of placements) {
+        const base = options.shapes.length > 1 || shape.name !== 'default' ? `${shape.name}-${system}-${transport}` : `${system}-${transport}`;
+        const label = options.cores.length > 1 || where.cores !== 1 ? `${base}-${where.cores}cores` : base;
+        // N cores: N senders, each with the shape's connections and `concurrency` requests in flight.
+        const connections = shape.connections * where.cores;
+        const concurrency = options.concurrency * where.cores;
         log(`${label}: starting`);
         const m = await measure(ctx, {
           system,
@@ -701,11 +784,12 @@ async function main(argv: readonly string[]): Promise<void> {
           windowS: timing.windowS,
           // The closed loop runs without a sending queue, where storage has nothing to do; a
           // persistent system runs it only with --max-with-queue.
-          max: !persistent(system) || options.maxWithQueue ? { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency: options.concurrency } : undefined,
+          max: !persistent(system) || options.maxWithQueue ? { warmupS: timing.maxWarmupS, windowS: timing.maxWindowS, concurrency } : undefined,
           label,
-          connections: shape.connections,
+          connections,
+          placement: where,
         });
-        const result = toResult(shape.name, system, transport, options.rate, m, keptFraction);
+        const result = toResult(shape.name, system, transport, options.rate, m, keptFraction, where, connections);
         results.push(result);
         process.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
       }
@@ -733,8 +817,9 @@ async function main(argv: readonly string[]): Promise<void> {
         windowS: timing.scalingWindowS,
         label,
         connections: 1,
+        placement: placement(1, os.cpus().length),
       });
-      const r = toResult('default', 'spansieve', 'grpc', options.rate, m, info.keptSpansPerRequest / info.spansPerRequest);
+      const r = toResult('default', 'spansieve', 'grpc', options.rate, m, info.keptSpansPerRequest / info.spansPerRequest, placement(1, os.cpus().length), 1);
       const row: ScalingResult = {
         dimension: point.dimension,
         value: point.value,
@@ -772,8 +857,11 @@ async function main(argv: readonly string[]): Promise<void> {
   const scenarioRs = scenarioRatios(scenarioRows);
 
   const shapeNames = options.shapes.map((sh) => sh.name);
-  const rs = ratios(results, options.transports, shapeNames);
-  const checks = targetChecks(results, rs);
+  // The one-core targets on one-core rows; --cores rows are compared in their own table.
+  const oneCore = results.filter((r) => r.cores === 1);
+  const rs = ratios(oneCore, options.transports, shapeNames);
+  const checks = targetChecks(oneCore, rs);
+  const cores = coresRows(results);
   const report = {
     command: commandLine(argv),
     date: new Date().toISOString(),
@@ -784,6 +872,8 @@ async function main(argv: readonly string[]): Promise<void> {
       quick: options.quick,
       fixed_rate_spans_per_second: options.rate,
       closed_loop_concurrency: options.concurrency,
+      // Per core: a measurement on N cores has N x the shape's connections and N x concurrency in flight.
+      cores: options.cores,
       closed_loop_sending_queue: options.maxWithQueue,
       // The persistent systems' file_storage: defaults (fsync off on both), a fresh directory per measurement.
       file_storage: { fsync: false, systems: options.systems.filter(persistent) },
@@ -796,7 +886,8 @@ async function main(argv: readonly string[]): Promise<void> {
     },
     results,
     ratios: rs,
-    storage: storageRows(results.filter((r) => r.shape === shapeNames[0]), options.transports),
+    storage: storageRows(oneCore.filter((r) => r.shape === shapeNames[0]), options.transports),
+    cores,
     targets: checks,
     scaling,
     scenarios: scenarioRows,
@@ -812,6 +903,7 @@ async function main(argv: readonly string[]): Promise<void> {
     `fixed rate ${options.rate} spans/s for CPU, latency and RSS; closed loop with ${options.concurrency} requests in flight for max throughput`,
   ];
   if (results.length > 0) out.push('', resultsTable(results), '', 'Ratios (same run):', ratiosTable(rs), '', 'Targets:', targetsTable(checks));
+  if (options.cores.some((n) => n !== 1)) out.push('', 'Cores and senders, closed loop (same run):', coresTable(cores));
   const storage = report.storage;
   if (storage.length > 0) out.push('', 'Persistent sending queue (file_storage, fsync off), same run:', storageTable(storage));
   if (scaling.length > 0) {
@@ -823,11 +915,11 @@ async function main(argv: readonly string[]): Promise<void> {
   process.stdout.write(out.join('\n'));
 }
 
-function toResult(shape: string, system: SystemName, transport: Transport, rate: number, m: Measurement, keptFraction: number): Result {
+function toResult(shape: string, system: SystemName, transport: Transport, rate: number, m: Measurement, keptFraction: number, where: Placement, connections: number): Result {
   const w = m.fixed;
   const spans = w.b.ackedSpans - w.a.ackedSpans;
   const expectSink = !isFloor(system);
-  const flags = [...m.flags, ...fixedFlags(w, rate, expectSink, keptFraction), ...(m.max ? maxFlags(m.max) : [])];
+  const flags = [...m.flags, ...fixedFlags(w, rate, expectSink, keptFraction), ...(m.max ? maxFlags(m.max, where.cores) : [])];
   // Wire latency only when it matched nearly every request the sink saw; otherwise the sink's clock.
   const wireUsable = m.wire !== undefined && m.wire.latencyMs.length >= 0.95 * w.latency.length;
   if (m.wire && !wireUsable) flags.push(`wire-matched(${m.wire.latencyMs.length} of ${w.latency.length})`);
@@ -843,6 +935,11 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
     shape,
     system,
     transport,
+    cores: where.cores,
+    server_cpus: cpuList(where.server),
+    loadgen_cpus: cpuList(where.loadgen),
+    loadgen_shares_server_cores: where.shared,
+    connections,
     offered_spans_per_second: round((w.b.sentSpans - w.a.sentSpans) / w.seconds, 0),
     achieved_spans_per_second: round(spans / w.seconds, 0),
     cpu_seconds_per_million_spans: round(w.serverCpu / (spans / 1e6), 3),
@@ -879,6 +976,7 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
     other_load_loadgen_core: round(w.otherLoadLoadgenCore, 2),
     max_server_cpu_cores: max ? round(max.serverCpu / max.seconds, 3) : null,
     max_server_event_loop_utilization: max ? max.serverElu : null,
+    max_server_cpu_cores_by_process: max ? max.serverProcesses : null,
     max_spans_per_cpu_second: max && max.serverCpu > 0 ? round(maxSpans / max.serverCpu, 0) : null,
     max_acked_spans_per_second: max ? round(maxAcked / max.seconds, 0) : null,
     max_forwarded_spans_per_second: max && expectSink ? round((max.b.sinkSpans - max.a.sinkSpans) / max.seconds, 0) : null,

@@ -15,14 +15,16 @@ import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 //                      no file_storage), the same pipeline with sending_queue.storage: file_storage
 //   collector-ref      the reference Collector with its queue in memory (not in the default list):
 //                      collector-storage's own baseline, same build
+//   spansieve-workers  spansieve with service::workers = the cores it is pinned to (--cores): the
+//                      multi-core mode, N cluster workers sharing the listeners (not in the default list)
 //   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
 //   floor-raw          the same with gRPC on spansieve's own HTTP/2 layer (src/util/h2), not node:http2
 //                      (not in the default list)
 // With a TLS transport every system serves TLS on both receiver ports (ServerOptions.tls); the
 // forward to the sink stays plaintext.
 
-export type SystemName = 'spansieve' | 'spansieve-storage' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor' | 'floor-raw';
-export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'collector-ref', 'floor', 'floor-raw'];
+export type SystemName = 'spansieve' | 'spansieve-storage' | 'spansieve-workers' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor' | 'floor-raw';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'spansieve-workers', 'collector', 'collector-storage', 'collector-ref', 'floor', 'floor-raw'];
 /** What runs without --systems. */
 export const DEFAULT_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
 /** The persistent-queue comparison (--storage). */
@@ -70,6 +72,8 @@ export interface ServerOptions {
   readonly sendingQueue?: boolean;
   /** Serve TLS on both receiver ports with this certificate (the TLS transports); plaintext when absent. */
   readonly tls?: ServerTls;
+  /** The CPUs the server is pinned to (--cores); default [SERVER_CPU]. */
+  readonly cpus?: readonly number[];
 }
 
 /** PEM files of the server's certificate and key. */
@@ -120,6 +124,7 @@ export function spansieveConfig(
   sendingQueue = true,
   storageDirectory?: string,
   tls?: ServerTls,
+  workers = 1,
 ): Record<string, unknown> {
   const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
   if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
@@ -135,7 +140,9 @@ export function spansieveConfig(
     service: {
       ...(storageDirectory !== undefined ? { extensions: ['file_storage'] } : {}),
       pipelines: { traces: { receivers: ['otlp'], processors: ['filter/keep'], exporters: ['otlp/sink'] } },
-      telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
+      // With workers, info: the harness waits for the primary's "ready" line (every worker listening).
+      telemetry: { metrics: { level: 'none' }, logs: { level: workers > 1 ? 'info' : 'warn' } },
+      ...(workers > 1 ? { workers } : {}),
     },
   };
 }
@@ -179,16 +186,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const [grpcPort, httpPort] = (await freePorts(2)) as [number, number];
   const logFile = path.join(options.workDir, `${options.label}.log`);
   const log = fs.openSync(logFile, 'w');
+  const cpus = options.cpus ?? [SERVER_CPU];
   let child: ChildProcess;
   let configFile: string | undefined;
   switch (options.system) {
     case 'spansieve':
-    case 'spansieve-storage': {
+    case 'spansieve-storage':
+    case 'spansieve-workers': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
+      // The multi-core mode: one worker per core it is pinned to.
+      const workers = options.system === 'spansieve-workers' ? cpus.length : 1;
       fs.writeFileSync(configFile, stringify(
-          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls),
+          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls, workers),
         ));
-      child = spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
+      child = spawnPinned(cpus, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],
         cwd: options.workDir,
       });
@@ -203,12 +214,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         { lineWidth: 0 },
       ));
       const bin = options.system === 'collector' ? jaegerBinary() : otelcolBinary();
-      child = spawnPinned(SERVER_CPU, bin, ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
+      child = spawnPinned(cpus, bin, ['--config', configFile], { stdio: ['ignore', log, log], cwd: options.workDir });
       break;
     }
     case 'floor':
     case 'floor-raw':
-      child = spawnPinned(SERVER_CPU, process.execPath, [
+      child = spawnPinned(cpus, process.execPath, [
         path.join(ROOT, 'dist', 'bench', 'floor.js'), ...(options.system === 'floor-raw' ? ['--raw'] : []), `127.0.0.1:${grpcPort}`, `127.0.0.1:${httpPort}`,
         ...(options.tls ? [options.tls.certFile, options.tls.keyFile] : []),
       ], {
@@ -234,11 +245,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     await waitForPort(grpcPort, 60_000, alive);
     await waitForPort(httpPort, 60_000, alive);
+    // The port answers once the first worker listens; the cluster hands connections only to
+    // workers that listen, so a load started then would all go to that one.
+    if (options.system === 'spansieve-workers' && cpus.length > 1) await waitForLog(logFile, /spansieve is ready/, 60_000, alive);
   } catch (err) {
     await server.stop();
     throw err;
   }
   return server;
+}
+
+async function waitForLog(file: string, pattern: RegExp, timeoutMs: number, alive: () => void): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(tail(file, 1_000_000))) {
+    alive();
+    if (Date.now() > deadline) throw new Error(`no ${String(pattern)} in ${file} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** file_storage's directory for a persistent system: fresh per measurement, inside the run's temporary directory. */

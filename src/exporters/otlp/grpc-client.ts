@@ -13,6 +13,14 @@ const REQUEST_COMPRESSION = { gzip: 'gzip', zstd: 'zstd', snappy: 'x-snappy-fram
 
 /** How long a connection has to answer a PING after a call on it timed out. */
 const PING_TIMEOUT_MS = 5000;
+/**
+ * node:http2 counts the requests a session has queued to send against maxSessionMemory (10 MB by
+ * default) and, while over it, resets every call whose response headers arrive with
+ * ENHANCE_YOUR_CALM: ten consumers sending 4 MB requests to a busy server got calls the server had
+ * taken reported as failures, and retried them (duplicates). What is queued is bounded by the
+ * sending queue (consumers x request size), not by this limit.
+ */
+const SESSION_MEMORY_MB = 1024;
 /** An Export response is a few bytes; anything this large is not one. */
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
@@ -224,7 +232,7 @@ export class GrpcUnaryClient {
   private connect(): http2.ClientHttp2Session {
     const current = this.session;
     if (current && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(this.origin, this.options.tls ?? {});
+    const session = http2.connect(this.origin, { ...(this.options.tls ?? {}), maxSessionMemory: SESSION_MEMORY_MB });
     // Errors reach the calls on the session; a broken session is replaced on the next call.
     session.on('error', () => this.drop(session));
     session.on('close', () => this.drop(session));

@@ -12,6 +12,7 @@ import { boundPort, listen, processFdGuard, trackConnections } from '../../util/
 import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../config/tls';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
+import { inTurn } from './turns';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on node:http2. Export is unary (one message in, one out), so a server needs only the
@@ -438,13 +439,14 @@ export class OtlpGrpcServer {
         this.refuseRead(stream, reservation, err);
         return;
       }
-      // An uncompressed message is exported in this same turn; only decompression waits.
+      // An uncompressed message is exported in this same turn unless another request was
+      // (turns.ts: then in a later one); only decompression waits.
       if (!framed.compressed) {
-        this.export(stream, handler, framed.message, reservation);
+        inTurn(() => this.export(stream, handler, framed.message, reservation));
         return;
       }
       this.decompressMessage(framed.message, encoding, reservation).then(
-        (message) => this.export(stream, handler, message, reservation),
+        (message) => inTurn(() => this.export(stream, handler, message, reservation)),
         (err: unknown) => {
           if (!(err instanceof InflightExceeded)) return this.refuseRead(stream, reservation, err);
           reservation.release();

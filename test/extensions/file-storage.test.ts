@@ -488,7 +488,12 @@ describe('file_storage lock', () => {
         { directory: ${JSON.stringify(dir)}, timeoutMs: 300, fsync: false, createDirectory: false, directoryPermissions: 0o750 });
       s.start().then(() => { console.log('acquired pid ' + process.pid); process.stdin.on('data', () => s.shutdown().then(() => process.exit(0))); process.stdin.resume(); },
         (e) => { console.log('failed: ' + e.message); process.exit(0); });`;
-    const spawnNs = () => spawn('unshare', ['-p', '-f', '--mount-proc', process.execPath, '-e', script], { cwd: path.resolve(__dirname, '../../..'), stdio: ['pipe', 'pipe', 'inherit'] });
+    const spawnNs = () => {
+      const child = spawn('unshare', ['-p', '-f', '--mount-proc', process.execPath, '-e', script], { cwd: path.resolve(__dirname, '../../..'), stdio: ['pipe', 'pipe', 'inherit'] });
+      // One that failed exits at once: the 'stop' written to it may then meet a closed pipe (EPIPE).
+      child.stdin.on('error', () => undefined);
+      return child;
+    };
     const output = (child: ReturnType<typeof spawnNs>) => {
       const out = { text: '' };
       child.stdout.on('data', (d: Buffer) => (out.text += d.toString()));

@@ -10,8 +10,8 @@ import pino from 'pino';
 import type { Consumer } from '../src/component/component';
 import { ConfigIssues, Node } from '../src/config/reader';
 import type { Batch } from '../src/pdata/batch';
-import { types } from '../src/pdata/codec';
 import { parseRequest } from '../src/pdata/scan';
+import { obiTraceTemplate, withTraceIds, type TraceTemplate } from './tail-sampling-load';
 import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
 import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
 import { SelfTelemetry } from '../src/service/telemetry';
@@ -21,57 +21,13 @@ const REPEATS = Number(process.argv[3] ?? 3);
 const PER_REQUEST = 500;
 const REQUESTS_PER_SECOND = 20;
 const LAG_REQUESTS = 5 * REQUESTS_PER_SECOND;
-const START_NS = 1_700_000_000_000_000_000n;
 
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
-/** The same request shape as bench/tail-sampling.ts (each span in its own empty scope). */
-function template(service: string, pid: number, root: boolean): { bytes: Buffer; idOffsets: number[] } {
-  const marker = (i: number) => Buffer.concat([Buffer.from('TRACEID!'), Buffer.alloc(4), Buffer.from([0, 0, i >> 8, i & 255])]);
-  const spans = Array.from({ length: PER_REQUEST }, (_, i) => ({
-    traceId: marker(i),
-    spanId: Buffer.from([1, 2, 3, 4, 5, 6, i >> 8, (i & 255) | 1]),
-    ...(root ? {} : { parentSpanId: Buffer.from([9, 9, 9, 9, 9, 9, i >> 8, (i & 255) | 1]) }),
-    name: 'GET /users/*',
-    kind: root ? 2 : 3,
-    startTimeUnixNano: START_NS.toString(),
-    endTimeUnixNano: (START_NS + BigInt(1 + (i % 50)) * 10_000_000n).toString(),
-    attributes: [
-      str('http.request.method', 'GET'), int('http.response.status_code', i % 50 === 0 ? 500 : 200), str('url.path', '/users/42'),
-      str('url.scheme', 'http'), str('http.route', '/users/*'), str('client.address', '10.0.0.7'), str('server.address', 'backend'), int('server.port', 8080),
-    ],
-    status: { code: i % 50 === 0 ? 2 : 0 },
-  }));
-  const resource = {
-    attributes: [
-      str('service.name', service), str('service.instance.id', `host:${pid}`), str('host.name', 'host'), str('telemetry.sdk.language', 'go'),
-      str('telemetry.sdk.name', 'opentelemetry'), str('telemetry.distro.name', 'opentelemetry-ebpf-instrumentation'), str('os.type', 'linux'),
-    ],
-  };
-  const type = types.ExportTraceServiceRequest;
-  const bytes = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource, scopeSpans: spans.map((span) => ({ scope: {}, spans: [span] })) }] })).finish());
-  return { bytes, idOffsets: spans.map((_, i) => bytes.indexOf(marker(i))) };
-}
 
-function mix(n: number, seed: number): number {
-  let h = Math.imul(n ^ Math.imul(seed, 0x9e3779b9), 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 /** A fresh request (its own buffer, as a receiver hands over), parsed. */
-function offer(t: { bytes: Buffer; idOffsets: number[] }, firstTrace: number): Batch {
-  const bytes = Buffer.from(t.bytes);
-  t.idOffsets.forEach((offset, i) => {
-    const n = firstTrace + i;
-    bytes.writeUInt32BE(mix(n, 1), offset);
-    bytes.writeUInt32BE(mix(n, 2), offset + 4);
-    bytes.writeUInt32BE(mix(n, 3), offset + 8);
-    bytes.writeUInt32BE(n >>> 0, offset + 12);
-  });
-  return parseRequest('traces', bytes).batch;
+function offer(t: TraceTemplate, firstTrace: number): Batch {
+  return parseRequest('traces', withTraceIds(t, firstTrace)).batch;
 }
 
 interface Result {
@@ -107,8 +63,8 @@ async function once(): Promise<Result> {
   };
   let now = 0;
   const processor = new TailSamplingProcessor({ id: 'tail_sampling', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, config, sink, { clock: () => now, timer: false });
-  const front = template('frontend', 100, true);
-  const back = template('backend', 200, false);
+  const front = obiTraceTemplate('frontend', 100, true, PER_REQUEST);
+  const back = obiTraceTemplate('backend', 200, false, PER_REQUEST);
   let gc = 0;
   const observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) gc += e.duration;

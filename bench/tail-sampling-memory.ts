@@ -13,6 +13,7 @@ import { parseRequest } from '../src/pdata/scan';
 import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
 import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
 import { SelfTelemetry } from '../src/service/telemetry';
+import { markerOffsets, traceIdMarker, withTraceIds, type TraceTemplate } from './tail-sampling-load';
 
 const TOTAL = Number(process.argv[2] ?? 1_000_000);
 const PER_REQUEST = 100;
@@ -23,8 +24,8 @@ const str = (key: string, value: string) => ({ key, value: { stringValue: value 
 const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
 /** One request of PER_REQUEST spans from one process; trace ids are rewritten in place per offer. */
-function template(service: string, pid: number, root: boolean): { bytes: Buffer; idOffsets: number[] } {
-  const marker = (i: number) => Buffer.concat([Buffer.from('TRACEID!'), Buffer.alloc(4), Buffer.from([0, 0, i >> 8, i & 255])]);
+function template(service: string, pid: number, root: boolean): TraceTemplate {
+  const marker = traceIdMarker;
   const spans = Array.from({ length: PER_REQUEST }, (_, i) => ({
     traceId: marker(i),
     spanId: randomBytes(8),
@@ -41,29 +42,12 @@ function template(service: string, pid: number, root: boolean): { bytes: Buffer;
   };
   const type = types.ExportTraceServiceRequest;
   const bytes = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource, scopeSpans: spans.map((span) => ({ scope: {}, spans: [span] })) }] })).finish());
-  const idOffsets: number[] = [];
-  for (let i = 0; i < PER_REQUEST; i++) idOffsets.push(bytes.indexOf(marker(i)));
-  return { bytes, idOffsets };
+  return { bytes, idOffsets: markerOffsets(bytes, PER_REQUEST) };
 }
 
-function mix(n: number, seed: number): number {
-  let h = Math.imul(n ^ Math.imul(seed, 0x9e3779b9), 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
-function offer(t: { bytes: Buffer; idOffsets: number[] }, firstTrace: number): Batch {
-  const bytes = Buffer.from(t.bytes);
-  t.idOffsets.forEach((offset, i) => {
-    // Spread like random ids (the Collector's FNV hash barely mixes the last bytes into the top bits).
-    const n = firstTrace + i;
-    bytes.writeUInt32BE(mix(n, 1), offset);
-    bytes.writeUInt32BE(mix(n, 2), offset + 4);
-    bytes.writeUInt32BE(mix(n, 3), offset + 8);
-    bytes.writeUInt32BE(n >>> 0, offset + 12);
-  });
-  return parseRequest('traces', bytes).batch;
+function offer(t: TraceTemplate, firstTrace: number): Batch {
+  return parseRequest('traces', withTraceIds(t, firstTrace)).batch;
 }
 
 async function main(): Promise<void> {

@@ -14,11 +14,11 @@ import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
 import { cpuBusySeconds, cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
 import { createGrpcSink } from './sinks';
 import { otelcolBinary, SERVER_CPU } from './systems';
+import { obiTraceTemplate, withTraceIds } from './tail-sampling-load';
 
 const SPANS_PER_REQUEST = 500;
 const REQUESTS_PER_SECOND = 20; // per process: 2 × 20 × 500 = 20,000 spans/s
 const LAG_MS = 5000;
-const START_NS = 1_700_000_000_000_000_000n;
 const ROOT = path.resolve(__dirname, '..', '..');
 
 const POLICIES = [
@@ -27,55 +27,9 @@ const POLICIES = [
   { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
 ];
 
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
-function mix(n: number, seed: number): number {
-  let h = Math.imul(n ^ Math.imul(seed, 0x9e3779b9), 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
-/** An OBI-shaped request of one process (each span in its own empty scope); trace ids rewritten per send. */
-function template(service: string, pid: number, root: boolean): { bytes: Buffer; idOffsets: number[] } {
-  const marker = (i: number) => Buffer.concat([Buffer.from('TRACEID!'), Buffer.alloc(4), Buffer.from([0, 0, i >> 8, i & 255])]);
-  const spans = Array.from({ length: SPANS_PER_REQUEST }, (_, i) => ({
-    traceId: marker(i),
-    spanId: Buffer.from([1, 2, 3, 4, 5, 6, i >> 8, (i & 255) | 1]),
-    ...(root ? {} : { parentSpanId: Buffer.from([9, 9, 9, 9, 9, 9, i >> 8, (i & 255) | 1]) }),
-    name: 'GET /users/*',
-    kind: root ? 2 : 3,
-    startTimeUnixNano: START_NS.toString(),
-    endTimeUnixNano: (START_NS + BigInt(1 + (i % 50)) * 10_000_000n).toString(),
-    attributes: [
-      str('http.request.method', 'GET'), int('http.response.status_code', i % 50 === 0 ? 500 : 200), str('url.path', '/users/42'),
-      str('url.scheme', 'http'), str('http.route', '/users/*'), str('client.address', '10.0.0.7'), str('server.address', 'backend'), int('server.port', 8080),
-    ],
-    status: { code: i % 50 === 0 ? 2 : 0 },
-  }));
-  const resource = {
-    attributes: [
-      str('service.name', service), str('service.instance.id', `host:${pid}`), str('host.name', 'host'), str('telemetry.sdk.language', 'go'),
-      str('telemetry.sdk.name', 'opentelemetry'), str('telemetry.distro.name', 'opentelemetry-ebpf-instrumentation'), str('os.type', 'linux'),
-    ],
-  };
-  const type = types.ExportTraceServiceRequest;
-  const bytes = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource, scopeSpans: spans.map((span) => ({ scope: {}, spans: [span] })) }] })).finish());
-  return { bytes, idOffsets: spans.map((_, i) => bytes.indexOf(marker(i))) };
-}
 
-function request(t: { bytes: Buffer; idOffsets: number[] }, firstTrace: number): Buffer {
-  const bytes = Buffer.from(t.bytes);
-  t.idOffsets.forEach((offset, i) => {
-    const n = firstTrace + i;
-    bytes.writeUInt32BE(mix(n, 1), offset);
-    bytes.writeUInt32BE(mix(n, 2), offset + 4);
-    bytes.writeUInt32BE(mix(n, 3), offset + 8);
-    bytes.writeUInt32BE(n >>> 0, offset + 12);
-  });
-  return bytes;
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
@@ -158,8 +112,8 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
   await waitForPort(port, 60_000, () => {
     if (child.exitCode !== null) throw new Error(`${system} exited: ${fs.readFileSync(path.join(dir, `${system}.log`), 'utf8')}`);
   });
-  const front = template('frontend', 100, true);
-  const back = template('backend', 200, false);
+  const front = obiTraceTemplate('frontend', 100, true, SPANS_PER_REQUEST);
+  const back = obiTraceTemplate('backend', 200, false, SPANS_PER_REQUEST);
   const cpuBefore = cpuSeconds(pid);
   const coreBefore = cpuBusySeconds(SERVER_CPU);
   const wallBefore = Date.now();
@@ -179,8 +133,8 @@ async function run(system: 'spansieve' | 'collector', dir: string, seconds: numb
         if (status !== 200) refused += SPANS_PER_REQUEST;
       }));
     };
-    if (k < total) sendOne(request(front, k * SPANS_PER_REQUEST));
-    if (k >= lag) sendOne(request(back, (k - lag) * SPANS_PER_REQUEST));
+    if (k < total) sendOne(withTraceIds(front, k * SPANS_PER_REQUEST));
+    if (k >= lag) sendOne(withTraceIds(back, (k - lag) * SPANS_PER_REQUEST));
   }
   await Promise.all(sends);
   // Every trace decided: decision_wait after the last one's first span, and the export behind it.

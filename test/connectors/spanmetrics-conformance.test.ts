@@ -302,39 +302,16 @@ describe('spanmetrics glob dimensions against the reference Collector (v0.160)',
   };
 
   test('the same series, with the keys the globs select from span and resource attributes', { skip: OTELCOL_SKIP }, async () => {
-    const sink = new HttpSink();
-    await sink.start();
-    const received = (): Decoded[] => sink.requests.map((r) => decode(r.body));
-    const otlpPort = await freePort();
-    const doc = {
-      receivers: { otlp: { protocols: { http: { endpoint: `127.0.0.1:${otlpPort}` } } } },
-      connectors: { span_metrics: { ...config, metrics_flush_interval: '500ms' } },
-      exporters: { otlp_http: { endpoint: `http://127.0.0.1:${sink.port}`, compression: 'none', retry_on_failure: { enabled: false } } },
-      service: {
-        pipelines: { traces: { receivers: ['otlp'], exporters: ['span_metrics'] }, metrics: { receivers: ['span_metrics'], exporters: ['otlp_http'] } },
-        telemetry: { metrics: { level: 'none' }, logs: { level: 'warn' } },
-      },
-    };
-    let collector: ReferenceCollector | undefined;
-    try {
-      collector = await ReferenceCollector.start(doc, { httpPorts: [otlpPort], timeoutMs: 60_000 });
-      const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: corpus() })).finish());
-      const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
-      assert.equal(res.status, 200, await res.text());
-      const capture = new Capture();
-      const ours = new SpanMetricsConnector(testSettings('glob'), parseWith(parseSpanMetricsConfig, config), capture);
-      await ours.consume(parseRequest('traces', body).batch);
-      await ours.flush();
-      const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
-      await waitFor("the reference Collector's flush", () => seriesOf(received()).size >= expected.size, 30_000, 100);
-      const actual = seriesOf(received());
-      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
-      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
-      assert.ok([...expected.keys()].some((k) => k.includes('"res.shard"') && k.includes('"x.flag"')), 'globs select span and resource attributes');
-    } finally {
-      await collector?.stop();
-      await sink.stop();
-    }
+    const body = Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans: corpus() })).finish());
+    const capture = new Capture();
+    const ours = new SpanMetricsConnector(testSettings('glob'), parseWith(parseSpanMetricsConfig, config), capture);
+    await ours.consume(parseRequest('traces', body).batch);
+    await ours.flush();
+    const expected = seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+    const actual = await referenceSeries(OTELCOL_BIN, config, body, expected.size);
+    assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+    for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
+    assert.ok([...expected.keys()].some((k) => k.includes('"res.shard"') && k.includes('"x.flag"')), 'globs select span and resource attributes');
   });
 });
 

@@ -6,15 +6,8 @@
 // consume/tick calls only), GC time, kept spans.
 // Run: npx tsc -p tsconfig.json && node --max-semi-space-size=2 --initial-heap-size=32 dist/bench/tail-sampling-cpu.js [seconds] [repeats]
 import { PerformanceObserver } from 'node:perf_hooks';
-import pino from 'pino';
-import type { Consumer } from '../src/component/component';
-import { ConfigIssues, Node } from '../src/config/reader';
 import type { Batch } from '../src/pdata/batch';
-import { parseRequest } from '../src/pdata/scan';
-import { obiTraceTemplate, withTraceIds, type TraceTemplate } from './tail-sampling-load';
-import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
-import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
-import { SelfTelemetry } from '../src/service/telemetry';
+import { obiTraceTemplate, offer, processorUnderTest } from './tail-sampling-load';
 
 const SECONDS = Number(process.argv[2] ?? 60);
 const REPEATS = Number(process.argv[3] ?? 3);
@@ -25,10 +18,6 @@ const LAG_REQUESTS = 5 * REQUESTS_PER_SECOND;
 
 
 
-/** A fresh request (its own buffer, as a receiver hands over), parsed. */
-function offer(t: TraceTemplate, firstTrace: number): Batch {
-  return parseRequest('traces', withTraceIds(t, firstTrace)).batch;
-}
 
 interface Result {
   spans: number;
@@ -38,31 +27,8 @@ interface Result {
 }
 
 async function once(): Promise<Result> {
-  const issues = new ConfigIssues();
-  const config = parseTailSamplingConfig(
-    new Node(
-      {
-        decision_wait: '10s',
-        num_traces: 200_000,
-        policies: [
-          { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
-          { name: 'slow', type: 'latency', latency: { threshold_ms: 400 } },
-          { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
-        ],
-      },
-      'tail_sampling',
-      issues,
-    ),
-  );
-  if (issues.errors.length > 0) throw new Error(issues.errors.join('\n'));
-  let keptSpans = 0;
-  const sink: Consumer = {
-    consume: async (batch) => {
-      keptSpans += batch.itemCount;
-    },
-  };
   let now = 0;
-  const processor = new TailSamplingProcessor({ id: 'tail_sampling', logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry() }, config, sink, { clock: () => now, timer: false });
+  const { processor, keptSpans: kept } = processorUnderTest(200_000, () => now);
   const front = obiTraceTemplate('frontend', 100, true, PER_REQUEST);
   const back = obiTraceTemplate('backend', 200, false, PER_REQUEST);
   let gc = 0;
@@ -89,7 +55,7 @@ async function once(): Promise<Result> {
   }
   await processor.shutdown();
   observer.disconnect();
-  return { spans, cpuMicrosPerSpan: Math.round((cpu / spans) * 100) / 100, gcMillis: Math.round(gc), keptSpans };
+  return { spans, cpuMicrosPerSpan: Math.round((cpu / spans) * 100) / 100, gcMillis: Math.round(gc), keptSpans: kept() };
 }
 
 async function main(): Promise<void> {

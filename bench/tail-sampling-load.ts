@@ -1,7 +1,14 @@
 // The tail-sampling benches' OBI-shaped requests: one process's request of N spans (each in its own
 // empty scope, as OBI sends them), encoded once; each send copies it and writes fresh trace ids at
 // the marker offsets, so that no span object is built per request.
+import pino from 'pino';
+import { ConfigIssues, Node } from '../src/config/reader';
+import type { Batch } from '../src/pdata/batch';
 import { types } from '../src/pdata/codec';
+import { parseRequest } from '../src/pdata/scan';
+import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
+import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
+import { SelfTelemetry } from '../src/service/telemetry';
 
 const START_NS = 1_700_000_000_000_000_000n;
 
@@ -71,4 +78,32 @@ export function withTraceIds(t: TraceTemplate, firstTrace: number): Buffer {
     bytes.writeUInt32BE(n >>> 0, offset + 12);
   });
   return bytes;
+}
+
+/** A fresh request (its own buffer, as a receiver hands over), parsed. */
+export function offer(t: TraceTemplate, firstTrace: number): Batch {
+  return parseRequest('traces', withTraceIds(t, firstTrace)).batch;
+}
+
+/** The benches' policies (errors + latency + 10 % probabilistic), decision_wait 10 s. */
+export const BENCH_POLICIES = [
+  { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
+  { name: 'slow', type: 'latency', latency: { threshold_ms: 400 } },
+  { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
+];
+
+/** The processor alone on a simulated clock (no timer: the caller ticks), counting the spans it keeps. */
+export function processorUnderTest(numTraces: number, clock: () => number, telemetry = new SelfTelemetry()): { processor: TailSamplingProcessor; keptSpans: () => number } {
+  const issues = new ConfigIssues();
+  const config = parseTailSamplingConfig(new Node({ decision_wait: '10s', num_traces: numTraces, policies: BENCH_POLICIES }, 'tail_sampling', issues));
+  if (issues.errors.length > 0) throw new Error(issues.errors.join('\n'));
+  let kept = 0;
+  const sink = {
+    consume: (batch: Batch) => {
+      kept += batch.itemCount;
+      return Promise.resolve();
+    },
+  };
+  const processor = new TailSamplingProcessor({ id: 'tail_sampling', logger: pino({ level: 'silent' }), telemetry }, config, sink, { clock, timer: false });
+  return { processor, keptSpans: () => kept };
 }

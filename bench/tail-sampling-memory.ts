@@ -4,16 +4,9 @@
 // buffer stays full and the oldest traces are decided early. Prints JSON: RSS peak, heap peak,
 // traces kept, early decisions. Run: npx tsc -p tsconfig.json && node dist/bench/tail-sampling-memory.js [traces]
 import { randomBytes } from 'node:crypto';
-import pino from 'pino';
-import type { Consumer } from '../src/component/component';
-import { ConfigIssues, Node } from '../src/config/reader';
-import type { Batch } from '../src/pdata/batch';
 import { types } from '../src/pdata/codec';
-import { parseRequest } from '../src/pdata/scan';
-import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
-import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
 import { SelfTelemetry } from '../src/service/telemetry';
-import { markerOffsets, traceIdMarker, withTraceIds, type TraceTemplate } from './tail-sampling-load';
+import { markerOffsets, offer, processorUnderTest, traceIdMarker, type TraceTemplate } from './tail-sampling-load';
 
 const TOTAL = Number(process.argv[2] ?? 1_000_000);
 const PER_REQUEST = 100;
@@ -46,37 +39,11 @@ function template(service: string, pid: number, root: boolean): TraceTemplate {
 }
 
 
-function offer(t: TraceTemplate, firstTrace: number): Batch {
-  return parseRequest('traces', withTraceIds(t, firstTrace)).batch;
-}
 
 async function main(): Promise<void> {
-  const issues = new ConfigIssues();
-  const config = parseTailSamplingConfig(
-    new Node(
-      {
-        decision_wait: '10s',
-        num_traces: NUM_TRACES,
-        policies: [
-          { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
-          { name: 'slow', type: 'latency', latency: { threshold_ms: 400 } },
-          { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
-        ],
-      },
-      'tail_sampling',
-      issues,
-    ),
-  );
-  if (issues.errors.length > 0) throw new Error(issues.errors.join('\n'));
-  let keptSpans = 0;
-  const sink: Consumer = {
-    consume: async (batch) => {
-      keptSpans += batch.itemCount;
-    },
-  };
   let now = 0;
   const telemetry = new SelfTelemetry();
-  const processor = new TailSamplingProcessor({ id: 'tail_sampling', logger: pino({ level: 'silent' }), telemetry }, config, sink, { clock: () => now, timer: false });
+  const { processor, keptSpans: kept } = processorUnderTest(NUM_TRACES, () => now, telemetry);
   const front = template('frontend', 100, true);
   const back = template('backend', 200, false);
   let rssPeak = 0;
@@ -114,7 +81,7 @@ async function main(): Promise<void> {
       decidedEarly: metric('otelcol_processor_tail_sampling_sampling_trace_dropped_too_early'),
       tracesSampled: metric('otelcol_processor_tail_sampling_global_count_traces_sampled', 'decision="sampled"'),
       lateSpans: metric('otelcol_processor_tail_sampling_late_spans'),
-      keptSpans,
+      keptSpans: kept(),
       seconds: Math.round(seconds * 10) / 10,
       spansPerSecond: Math.round((TOTAL * 2) / seconds),
     }),

@@ -14,18 +14,14 @@ import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
 import { cpuBusySeconds, cpuSeconds, freePorts, installCleanup, killAll, peakRssMb, spawnPinned, stopChild, waitForPort } from './proc';
 import { createGrpcSink } from './sinks';
 import { otelcolBinary, SERVER_CPU } from './systems';
-import { obiTraceTemplate, withTraceIds } from './tail-sampling-load';
+import { BENCH_POLICIES, obiTraceTemplate, withTraceIds } from './tail-sampling-load';
 
 const SPANS_PER_REQUEST = 500;
 const REQUESTS_PER_SECOND = 20; // per process: 2 × 20 × 500 = 20,000 spans/s
 const LAG_MS = 5000;
 const ROOT = path.resolve(__dirname, '..', '..');
 
-const POLICIES = [
-  { name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } },
-  { name: 'slow', type: 'latency', latency: { threshold_ms: 400 } },
-  { name: 'rest', type: 'probabilistic', probabilistic: { sampling_percentage: 10 } },
-];
+const POLICIES = BENCH_POLICIES;
 
 
 

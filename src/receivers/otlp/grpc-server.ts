@@ -84,6 +84,8 @@ interface SessionState {
   idleTimer: NodeJS.Timeout | undefined;
   lastPingAt: number;
   strikes: number;
+  /** A call was answered since the last ping: the next ping is no strike (gRPC-Go resets on every frame it sends). */
+  answeredSincePing: boolean;
   /** Last time a frame arrived (approximated by stream events and pings). */
   lastActivity: number;
   /** The connection's socket: destroying a session does not close a socket that never sent a preface. */
@@ -196,7 +198,7 @@ export class OtlpGrpcServer {
 
   private onSession(session: http2.ServerHttp2Session): void {
     const { handshakeTimeoutMs, keepalive } = this.config;
-    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, lastActivity: performance.now(), socket: undefined, handshaken: false, timers: new Set() };
+    const state: SessionState = { streams: 0, idleTimer: undefined, lastPingAt: 0, strikes: 0, answeredSincePing: false, lastActivity: performance.now(), socket: undefined, handshaken: false, timers: new Set() };
     this.sessions.set(session, state);
     this.newest = session;
     const later = (ms: number, fn: () => void) => {
@@ -245,6 +247,7 @@ export class OtlpGrpcServer {
       clearTimeout(state.idleTimer);
       stream.once('close', () => {
         state.streams--;
+        state.answeredSincePing = true;
         state.lastActivity = performance.now();
         this.armIdle(session, state);
       });
@@ -296,6 +299,13 @@ export class OtlpGrpcServer {
     const { minTimeMs, permitWithoutStream } = this.config.keepalive;
     const now = performance.now();
     state.lastActivity = now;
+    if (state.answeredSincePing) {
+      // A busy connection's pings (gRPC-Go clients send one per window of data they receive) are not abuse.
+      state.answeredSincePing = false;
+      state.strikes = 0;
+      state.lastPingAt = now;
+      return;
+    }
     const minimum = state.streams === 0 && !permitWithoutStream ? Math.max(minTimeMs, PING_MIN_TIME_WITHOUT_STREAM_MS) : minTimeMs;
     const tooSoon = state.lastPingAt > 0 && now - state.lastPingAt < minimum;
     state.lastPingAt = now;

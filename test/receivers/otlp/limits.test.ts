@@ -420,6 +420,30 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
     assert.equal(data, 'too_many_pings');
     session.destroy();
   });
+
+  test('enforcement_policy: a ping after each answered call is no strike, as gRPC-Go counts them (its clients ping as data arrives)', { timeout: 20_000 }, async () => {
+    const s = await start({ protocols: { grpc: { keepalive: { enforcement_policy: { min_time: '10s' } } } } });
+    services.push(s.service);
+    const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
+    session.on('error', () => undefined);
+    let goaway = false;
+    session.once('goaway', () => (goaway = true));
+    const empty = Buffer.from([0, 0, 0, 0, 0]);
+    for (let i = 0; i < 8; i++) {
+      const stream = session.request({ ':method': 'POST', ':path': '/opentelemetry.proto.collector.trace.v1.TraceService/Export', 'content-type': 'application/grpc', te: 'trailers' });
+      const trailers = new Promise<string | undefined>((resolve) => {
+        stream.on('trailers', (t) => resolve(t['grpc-status'] as string | undefined));
+        stream.on('close', () => resolve(undefined));
+      });
+      stream.resume();
+      stream.end(empty);
+      assert.equal(await trailers, '0', `call ${i} answered`);
+      await new Promise<void>((resolve) => session.ping(() => resolve()) || resolve());
+    }
+    assert.equal(goaway, false, 'no GOAWAY too_many_pings');
+    assert.equal(session.destroyed, false);
+    session.destroy();
+  });
 });
 
 describe('near the fd limit', () => {

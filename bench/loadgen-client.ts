@@ -8,6 +8,8 @@ export class LoadGen {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   readonly ready: Promise<Hello>;
+  /** The child's hello, once it came (its sink's ports and thread). */
+  hello: Hello | undefined;
 
   constructor(readonly child: ChildProcess) {
     let hello: (h: Hello) => void = () => undefined;
@@ -18,6 +20,7 @@ export class LoadGen {
     });
     child.on('message', (message: Reply | Hello) => {
       if ('type' in message) {
+        this.hello = message;
         hello(message);
         return;
       }

@@ -2,32 +2,31 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
-import { performance } from 'node:perf_hooks';
-import { attrValueToString } from '../src/pdata/attributes';
-import { parseRequest } from '../src/pdata/scan';
-import { createGrpcSink, createHttpSink } from './sinks';
-import { buildPool, findMarkers, type Pool, type PooledRequest } from './obi';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { buildPool, type Pool, type PooledRequest } from './obi';
+import { sharedClock, SINK_COUNTERS, type SinkReady, type SinkReply, type SinkRequest, type SinkShared } from './sink-shared';
 import { isTls, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Target, type Transport } from './protocol';
 import { TAIL_BYTES } from './wire';
 
 // The load generator and the sink, in one child process pinned to its own core (run.ts starts it
-// under `taskset -c 1`). It sends pre-encoded requests to the server under test and receives what
+// under `taskset -c 1`): the generator on the main thread, the sink on a worker thread
+// (bench/sink-worker.ts). It sends pre-encoded requests to the server under test and receives what
 // that server forwards, so both ends of a request's trip are timed on one clock. Driven over IPC.
 
 /** The load generator's HTTP/2 session memory limit, in MB (see grpcSender). */
 const LOADGEN_MAX_SESSION_MEMORY_MB = 1024;
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
-const now = (): number => performance.now();
+const now = sharedClock();
 
 let pool: Pool | undefined;
 let target: Target | undefined;
 let client: Sender | undefined;
 
 // Per pool index: when it was last sent, and whether its sink arrival is still awaited.
-let sentAt = new Float64Array(0);
-let awaitingSink = new Uint8Array(0);
+let sentAt: Float64Array<ArrayBufferLike> = new Float64Array(0);
+let awaitingSink: Int32Array<ArrayBufferLike> = new Int32Array(0);
 let cursor = 0;
-const probeWaiters = new Map<number, () => void>();
 
 const counters = {
   sentRequests: 0,
@@ -37,80 +36,42 @@ const counters = {
   failedRequests: 0,
   skippedRequests: 0,
   inFlight: 0,
-  sinkRequests: 0,
-  sinkSpans: 0,
-  sinkUnmatched: 0,
-  verified: 0,
 };
-let sinkLatencyMs: number[] = [];
 let rttMs: number[] = [];
-let verifyErrors: string[] = [];
-let verifyBudget = 0;
 let lastError = '';
 let stopLoad: (() => void) | undefined;
 
 // ---------------------------------------------------------------- sink
 
-const markers: number[] = [];
+// The sink runs in its own thread (bench/sink-worker.ts); send times and its counters are shared.
+const sinkCounters = new Float64Array(new SharedArrayBuffer(SINK_COUNTERS.length * 8));
+let seen: Int32Array<ArrayBufferLike> = new Int32Array(0);
+let sink: Worker | undefined;
+let sinkCallId = 1;
+const sinkCalls = new Map<number, (result: SinkReply['result']) => void>();
 
-function onForwarded(body: Buffer): void {
-  const t = now();
-  counters.sinkRequests++;
-  const p = pool;
-  if (!p) return;
-  findMarkers(body, markers);
-  if (markers.length === 0) counters.sinkUnmatched++;
-  let expectedSpans = 0;
-  for (const index of markers) {
-    const request = p.requests[index];
-    if (!request) {
-      counters.sinkUnmatched++;
-      continue;
-    }
-    expectedSpans += request.keptSpans;
-    if (awaitingSink[index] === 1) {
-      awaitingSink[index] = 0;
-      sinkLatencyMs.push(t - sentAt[index]!);
-    } else {
-      counters.sinkUnmatched++;
-    }
-    const waiter = probeWaiters.get(index);
-    if (waiter) {
-      probeWaiters.delete(index);
-      waiter();
-    }
-  }
-  counters.sinkSpans += expectedSpans;
-  if (verifyBudget > 0) {
-    verifyBudget--;
-    verify(body, p, expectedSpans);
-  }
+function sinkCall(request: SinkRequest): Promise<SinkReply['result']> {
+  const id = sinkCallId++;
+  return new Promise((resolve) => {
+    sinkCalls.set(id, resolve);
+    sink!.postMessage({ id, request });
+  });
 }
 
-/** Full check of a sample of forwarded requests: only kept processes, every kept span present. */
-function verify(body: Buffer, p: Pool, expectedSpans: number): void {
-  try {
-    const { batch } = parseRequest('traces', body);
-    for (const block of batch.resources) {
-      const id = block.attributes.get('service.instance.id');
-      const text = id === undefined ? '<none>' : attrValueToString(id);
-      if (!p.keepIds.has(text)) throw new Error(`forwarded a resource that should be dropped: ${text}`);
-    }
-    if (batch.itemCount !== expectedSpans) throw new Error(`forwarded ${batch.itemCount} spans, expected ${expectedSpans}`);
-    counters.verified++;
-  } catch (err) {
-    if (verifyErrors.length < 5) verifyErrors.push((err as Error).message);
-  }
-}
-
-async function startSink(): Promise<{ grpcPort: number; httpPort: number }> {
-  const grpcServer = createGrpcSink(onForwarded);
-  await new Promise<void>((resolve) => grpcServer.listen(0, '127.0.0.1', () => resolve()));
-  const grpcPort = (grpcServer.address() as { port: number }).port;
-  const httpServer = createHttpSink(onForwarded);
-  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', () => resolve()));
-  const httpPort = (httpServer.address() as { port: number }).port;
-  return { grpcPort, httpPort };
+async function startSink(): Promise<SinkReady> {
+  const shared: SinkShared = { counters: sinkCounters.buffer };
+  sink = new Worker(path.join(__dirname, 'sink-worker.js'), { workerData: shared });
+  sink.on('error', (err) => {
+    process.stderr.write(`loadgen: the sink thread failed: ${err.message}\n`);
+    process.exit(1);
+  });
+  const ready = await new Promise<SinkReady>((resolve) => sink!.once('message', resolve));
+  sink.on('message', (reply: SinkReply) => {
+    const done = sinkCalls.get(reply.id);
+    sinkCalls.delete(reply.id);
+    done?.(reply.result);
+  });
+  return ready;
 }
 
 // ---------------------------------------------------------------- clients
@@ -241,7 +202,7 @@ function sendOne(onDone?: (ok: boolean) => void): PooledRequest {
   const request = nextRequest();
   const t = now();
   sentAt[request.index] = t;
-  if (target!.expectSink) awaitingSink[request.index] = 1;
+  if (target!.expectSink) Atomics.store(awaitingSink, request.index, 1);
   counters.sentRequests++;
   counters.sentSpans += request.spans;
   counters.inFlight++;
@@ -254,7 +215,7 @@ function sendOne(onDone?: (ok: boolean) => void): PooledRequest {
     } else {
       counters.failedRequests++;
       lastError = err;
-      awaitingSink[request.index] = 0;
+      Atomics.store(awaitingSink, request.index, 0);
     }
     onDone?.(err === undefined);
   });
@@ -312,15 +273,16 @@ async function stop(drainMs: number): Promise<void> {
 async function probe(timeoutMs: number): Promise<void> {
   const deadline = now() + timeoutMs;
   for (;;) {
-    const ok = await new Promise<{ ok: boolean; index: number; seen: Promise<void> }>((resolve) => {
-      let seen: Promise<void> = Promise.resolve();
-      const request = sendOne((acked) => resolve({ ok: acked, index: request.index, seen }));
-      if (target!.expectSink) seen = new Promise<void>((r) => probeWaiters.set(request.index, r));
+    let seenBefore = 0;
+    const ok = await new Promise<{ ok: boolean; index: number }>((resolve) => {
+      const request = sendOne((acked) => resolve({ ok: acked, index: request.index }));
+      seenBefore = Atomics.load(seen, request.index);
     });
     if (ok.ok) {
-      const arrived = await Promise.race([ok.seen.then(() => true), sleep(3000).then(() => false)]);
-      probeWaiters.delete(ok.index);
-      if (arrived) return;
+      // The sink thread counts each arrival per pool index; poll it (probes are rare).
+      const until = now() + 3000;
+      while (target!.expectSink && Atomics.load(seen, ok.index) === seenBefore && now() < until) await sleep(2);
+      if (!target!.expectSink || Atomics.load(seen, ok.index) !== seenBefore) return;
       lastError = 'acknowledged but not forwarded to the sink within 3 s';
     }
     if (now() > deadline) throw new Error(`server not ready: ${lastError}`);
@@ -328,20 +290,34 @@ async function probe(timeoutMs: number): Promise<void> {
   }
 }
 
-function snapshot(): Snapshot {
-  // verifyErrors stay until the next load starts (the sample is checked during warm-up).
-  const s: Snapshot = { at: now(), ...counters, sinkLatencyMs, rttMs, verifyErrors: [...verifyErrors], lastError };
-  sinkLatencyMs = [];
+async function snapshot(): Promise<Snapshot> {
+  const at = now();
+  const sinkNow: Record<string, number> = {};
+  SINK_COUNTERS.forEach((name, i) => (sinkNow[name] = sinkCounters[i]!));
+  const own = { ...counters };
+  const ownRtt = rttMs;
   rttMs = [];
-  return s;
+  // verifyErrors stay until the next load starts (the sample is checked during warm-up).
+  const samples = (await sinkCall({ type: 'samples' }))!;
+  return {
+    at,
+    ...own,
+    sinkRequests: sinkNow.sinkRequests!,
+    sinkSpans: sinkNow.sinkSpans!,
+    sinkUnmatched: sinkNow.sinkUnmatched!,
+    verified: sinkNow.verified!,
+    sinkLatencyMs: samples.latencyMs,
+    rttMs: ownRtt,
+    verifyErrors: samples.verifyErrors,
+    lastError,
+  };
 }
 
-function resetCounters(): void {
+async function resetCounters(verifyBudget = 0): Promise<void> {
   for (const key of Object.keys(counters) as (keyof typeof counters)[]) if (key !== 'inFlight') counters[key] = 0;
-  sinkLatencyMs = [];
   rttMs = [];
-  verifyErrors = [];
   lastError = '';
+  await sinkCall({ type: 'reset', verifyBudget });
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -353,8 +329,12 @@ async function handle(command: Command): Promise<unknown> {
     case 'pool': {
       const t = now();
       pool = buildPool(command.spec);
-      sentAt = new Float64Array(pool.requests.length);
-      awaitingSink = new Uint8Array(pool.requests.length);
+      const n = pool.requests.length;
+      const shared = { sentAt: new SharedArrayBuffer(8 * n), awaiting: new SharedArrayBuffer(4 * n), seen: new SharedArrayBuffer(4 * n) };
+      sentAt = new Float64Array(shared.sentAt);
+      awaitingSink = new Int32Array(shared.awaiting);
+      seen = new Int32Array(shared.seen);
+      await sinkCall({ type: 'pool', ...shared, keptSpans: pool.requests.map((r) => r.keptSpans), keepIds: [...pool.keepIds] });
       cursor = 0;
       const first = pool.requests[0]!;
       const info: PoolInfo = {
@@ -376,22 +356,20 @@ async function handle(command: Command): Promise<unknown> {
         ? await grpcSender(target.grpcAddress, target.transport, ca, target.connections ?? 1)
         : httpSender(target.httpAddress, target.transport, ca);
       awaitingSink.fill(0);
-      resetCounters();
+      await resetCounters();
       return undefined;
     }
     case 'probe':
       await probe(command.timeoutMs);
-      resetCounters();
+      await resetCounters();
       awaitingSink.fill(0);
       return undefined;
     case 'fixed':
-      resetCounters();
-      verifyBudget = target!.expectSink ? 3 : 0;
+      await resetCounters(target!.expectSink ? 3 : 0);
       startFixed(command.spansPerSecond, command.maxInFlight);
       return undefined;
     case 'closed':
-      resetCounters();
-      verifyBudget = 0;
+      await resetCounters();
       startClosed(command.concurrency);
       return undefined;
     case 'snapshot':
@@ -424,8 +402,8 @@ process.on('message', (raw: { id: number; command: Command }) => {
 process.on('disconnect', () => process.exit(0));
 
 startSink().then(
-  ({ grpcPort, httpPort }) => {
-    const hello: Hello = { type: 'hello', sinkGrpcPort: grpcPort, sinkHttpPort: httpPort };
+  ({ grpcPort, httpPort, tid, sink: kind }) => {
+    const hello: Hello = { type: 'hello', sinkGrpcPort: grpcPort, sinkHttpPort: httpPort, sinkTid: tid, sink: kind };
     process.send?.(hello);
   },
   (err: unknown) => {

@@ -119,6 +119,17 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
 }
 
+/** utime + stime of one thread of a process, in seconds; NaN once it is gone. */
+export function taskCpuSeconds(pid: number, tid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+  } catch {
+    return NaN;
+  }
+}
+
 /** The process and its descendants (e.g. cluster workers), from /proc's parent pids. */
 export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();

@@ -80,4 +80,8 @@ export interface Hello {
   readonly type: 'hello';
   readonly sinkGrpcPort: number;
   readonly sinkHttpPort: number;
+  /** The sink's thread in the load generator's process (/proc/PID/task/TID), for its CPU. */
+  readonly sinkTid: number;
+  /** Which gRPC sink runs: 'src/util/h2' (default) or 'node:http2' (BENCH_SINK=node). */
+  readonly sink: string;
 }

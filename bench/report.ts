@@ -58,6 +58,11 @@ export interface Result {
   readonly failed_requests: number;
   readonly verified_requests: number;
   readonly loadgen_cpu_cores: number;
+  /** Of loadgen_cpu_cores: the generator's main thread and the sink's thread (cores). */
+  readonly loadgen_main_thread_cpu_cores?: number;
+  readonly sink_cpu_cores?: number;
+  /** Busy fraction of the load generator's core(s) over the window, whoever used them. */
+  readonly loadgen_cores_busy?: number;
   /** Other processes' CPU use on the server's core (0) and the load generator's (1), in cores: noise. */
   readonly other_load_server_core: number;
   readonly other_load_loadgen_core: number;
@@ -72,6 +77,11 @@ export interface Result {
   /** Closed-loop kept spans arriving at the sink per second. */
   readonly max_forwarded_spans_per_second: number | null;
   readonly max_loadgen_cpu_cores: number | null;
+  /** Closed loop: the generator's main thread, the sink's thread, the generator's core(s) busy, other load there. */
+  readonly max_loadgen_main_thread_cpu_cores?: number | null;
+  readonly max_sink_cpu_cores?: number | null;
+  readonly max_loadgen_cores_busy?: number | null;
+  readonly max_other_load_loadgen_core?: number | null;
   readonly max_other_load_server_core: number | null;
   readonly max_failed_requests: number | null;
   readonly max_concurrency: number | null;
@@ -312,7 +322,7 @@ const int = (n: number | null | undefined): string => (n === null || n === undef
 
 export function resultsTable(results: readonly Result[]): string {
   return table(
-    ['shape', 'system', 'transport', 'offered/s', 'achieved/s', 'CPU s / M spans', 'max spans/s (1 core)', 'core at max', 'ELU at max', 'p50 ms', 'p99 ms', 'sink p99 ms', 'peak RSS MiB', 'flags'],
+    ['shape', 'system', 'transport', 'offered/s', 'achieved/s', 'CPU s / M spans', 'max spans/s (1 core)', 'core at max', 'ELU at max', 'generator / sink / their core at max', 'p50 ms', 'p99 ms', 'sink p99 ms', 'peak RSS MiB', 'flags'],
     results.map((r) => [
       r.shape,
       r.system,
@@ -323,6 +333,9 @@ export function resultsTable(results: readonly Result[]): string {
       int(r.max_spans_per_second_one_core),
       fmt(r.max_server_cpu_cores),
       fmt(r.max_server_event_loop_utilization),
+      r.max_loadgen_cores_busy === undefined || r.max_loadgen_cores_busy === null
+        ? '-'
+        : `${fmt(r.max_loadgen_main_thread_cpu_cores)} / ${fmt(r.max_sink_cpu_cores)} / ${fmt(r.max_loadgen_cores_busy)}`,
       fmt(r.p50_ms),
       fmt(r.p99_ms),
       fmt(r.sink_p99_ms),

@@ -15,6 +15,7 @@ import {
   processTree,
   repin,
   treeCpuSeconds,
+  taskCpuSeconds,
   threadCpuSeconds,
   installCleanup,
   loadAverage,
@@ -298,6 +299,11 @@ interface Window {
   readonly seconds: number;
   readonly serverCpu: number;
   readonly loadgenCpu: number;
+  /** Of loadgenCpu: the generator's main thread and the sink's thread (the rest: V8 and libuv helpers). */
+  readonly loadgenMainCpu: number;
+  readonly sinkCpu: number;
+  /** Busy time of the load generator's cores over the window (its process, helpers and anything else). */
+  readonly loadgenCoresBusy: number;
   /** Cores' worth of CPU used by other processes on the server's core and on the load generator's. */
   readonly otherLoadServerCore: number;
   readonly otherLoadLoadgenCore: number;
@@ -325,6 +331,9 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const cpuA = treeCpuSeconds(pids);
   const perProcessA = pids.map((p) => treeCpuSeconds([p]));
   const lgA = cpuSeconds(loadgen.pid);
+  const sinkTid = loadgen.hello?.sinkTid ?? NaN;
+  const lgMainA = taskCpuSeconds(loadgen.pid, loadgen.pid);
+  const sinkA = taskCpuSeconds(loadgen.pid, sinkTid);
   const core0A = cpusBusySeconds(where.server);
   const core1A = cpusBusySeconds(where.loadgen);
   // The workers' event loops when there are workers (the primary's is nearly idle), else the process's.
@@ -336,6 +345,8 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const perProcessB = pids.map((p) => treeCpuSeconds([p]));
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
+  const lgMainB = taskCpuSeconds(loadgen.pid, loadgen.pid);
+  const sinkB = taskCpuSeconds(loadgen.pid, sinkTid);
   const core0B = cpusBusySeconds(where.server);
   const core1B = cpusBusySeconds(where.loadgen);
   const eluB = sumElu(eluPids);
@@ -355,6 +366,9 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
     seconds: wall,
     serverCpu: cpuB - cpuA,
     loadgenCpu: lgB - lgA,
+    loadgenMainCpu: lgMainB - lgMainA,
+    sinkCpu: sinkB - sinkA,
+    loadgenCoresBusy: core1B - core1A,
     // Sharing cores, the load generator's CPU is on the server's cores too: not "other" load.
     otherLoadServerCore: Math.max(0, (core0B - core0A - (cpuB - cpuA) - (where.shared ? lgB - lgA : 0)) / wall),
     otherLoadLoadgenCore: Math.max(0, (core1B - core1A - (lgB - lgA) - (where.shared ? cpuB - cpuA : 0)) / wall),
@@ -972,6 +986,9 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
     failed_requests: w.b.failedRequests - w.a.failedRequests,
     verified_requests: w.verified,
     loadgen_cpu_cores: round(w.loadgenCpu / w.seconds, 3),
+    loadgen_main_thread_cpu_cores: round(w.loadgenMainCpu / w.seconds, 3),
+    sink_cpu_cores: round(w.sinkCpu / w.seconds, 3),
+    loadgen_cores_busy: round(w.loadgenCoresBusy / w.seconds, 3),
     other_load_server_core: round(w.otherLoadServerCore, 2),
     other_load_loadgen_core: round(w.otherLoadLoadgenCore, 2),
     max_server_cpu_cores: max ? round(max.serverCpu / max.seconds, 3) : null,
@@ -981,6 +998,10 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
     max_acked_spans_per_second: max ? round(maxAcked / max.seconds, 0) : null,
     max_forwarded_spans_per_second: max && expectSink ? round((max.b.sinkSpans - max.a.sinkSpans) / max.seconds, 0) : null,
     max_loadgen_cpu_cores: max ? round(max.loadgenCpu / max.seconds, 3) : null,
+    max_loadgen_main_thread_cpu_cores: max ? round(max.loadgenMainCpu / max.seconds, 3) : null,
+    max_sink_cpu_cores: max ? round(max.sinkCpu / max.seconds, 3) : null,
+    max_loadgen_cores_busy: max ? round(max.loadgenCoresBusy / max.seconds, 3) : null,
+    max_other_load_loadgen_core: max ? round(max.otherLoadLoadgenCore, 2) : null,
     max_other_load_server_core: max ? round(max.otherLoadServerCore, 2) : null,
     max_failed_requests: max ? max.b.failedRequests - max.a.failedRequests : null,
     max_concurrency: m.concurrency ?? null,

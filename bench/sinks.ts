@@ -3,6 +3,7 @@ import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as zlib from 'node:zlib';
 import { encodeHeaders } from '../src/util/h2/hpack';
+import type { H2ConnectionOptions } from '../src/util/h2/connection';
 import { createH2Server, type H2Server } from '../src/util/h2/server';
 
 const EMPTY_RESPONSE_FRAME = Buffer.alloc(5);
@@ -50,7 +51,7 @@ const RAW_OK_TRAILERS = encodeHeaders([['grpc-status', '0']]);
  * The same as createGrpcSink on spansieve's own HTTP/2 layer (src/util/h2) instead of node:http2,
  * with the same windows and frame size: the floor's `floor-raw` variant (issue 19).
  */
-export function createRawGrpcSink(onMessage: (message: Buffer) => void, tls?: SinkTls): H2Server {
+export function createRawGrpcSink(onMessage: (message: Buffer) => void, tls?: SinkTls, options?: H2ConnectionOptions): H2Server {
   return createH2Server({
     onRequest(stream) {
       const frame = stream.body();
@@ -58,7 +59,7 @@ export function createRawGrpcSink(onMessage: (message: Buffer) => void, tls?: Si
       onMessage(frame[0] === 1 ? zlib.gunzipSync(message) : message);
       stream.respondEncoded(RAW_RESPONSE_HEADERS, EMPTY_RESPONSE_FRAME, RAW_OK_TRAILERS);
     },
-  }, { initialWindowSize: 1024 * 1024, maxFrameSize: 1024 * 1024, connectionWindowSize: 16 * 1024 * 1024, maxBodyBytes: 64 * 1024 * 1024 }, tls);
+  }, { initialWindowSize: 1024 * 1024, maxFrameSize: 1024 * 1024, connectionWindowSize: 16 * 1024 * 1024, maxBodyBytes: 64 * 1024 * 1024, ...options }, tls);
 }
 
 /** The same for OTLP/HTTP: read the whole body (gunzipped when Content-Encoding: gzip), answer 200. */

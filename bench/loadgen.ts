@@ -5,6 +5,7 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { buildPool, type Pool, type PooledRequest } from './obi';
+import { installLeanAsyncResourceBind } from '../src/util/lean-async-bind';
 import { sharedClock, SINK_COUNTERS, type SinkReady, type SinkReply, type SinkRequest, type SinkShared } from './sink-shared';
 import { isTls, type Command, type Hello, type PoolInfo, type Reply, type Snapshot, type Target, type Transport } from './protocol';
 import { TAIL_BYTES } from './wire';
@@ -124,17 +125,12 @@ async function grpcSender(address: string, transport: Transport, ca: Buffer | un
         done((err as Error).message);
         return;
       }
-      let status: string | undefined;
-      stream.on('response', (h) => {
-        if (h['grpc-status'] !== undefined) status = `${String(h['grpc-status'])}: ${String(h['grpc-message'])}`;
-      });
-      stream.on('trailers', (t) => {
-        status = t['grpc-status'] === '0' ? '0' : `${String(t['grpc-status'])}: ${String(t['grpc-message'])}`;
-      });
-      stream.on('error', (err: Error) => {
-        status = err.message;
-      });
-      stream.on('close', () => done(status === '0' ? undefined : (status ?? `stream reset ${stream.rstCode}`)));
+      // One call object and four shared listeners per stream, not four closures.
+      (stream as CallStream)[CALL] = { done, status: undefined };
+      stream.on('response', onCallResponse);
+      stream.on('trailers', onCallTrailers);
+      stream.on('error', onCallError);
+      stream.on('close', onCallClose);
       stream.resume();
       stream.end(frame);
     },
@@ -142,6 +138,27 @@ async function grpcSender(address: string, transport: Transport, ca: Buffer | un
       for (const session of sessions) session.close();
     },
   };
+}
+
+const CALL = Symbol('call');
+type CallStream = http2.ClientHttp2Stream & { [CALL]: { done: Done; status: string | undefined } };
+
+function onCallResponse(this: CallStream, h: http2.IncomingHttpHeaders): void {
+  // A trailers-only answer (an error) carries grpc-status in the headers.
+  if (h['grpc-status'] !== undefined) this[CALL].status = `${String(h['grpc-status'])}: ${String(h['grpc-message'])}`;
+}
+
+function onCallTrailers(this: CallStream, t: http2.IncomingHttpHeaders): void {
+  this[CALL].status = t['grpc-status'] === '0' ? '0' : `${String(t['grpc-status'])}: ${String(t['grpc-message'])}`;
+}
+
+function onCallError(this: CallStream, err: Error): void {
+  this[CALL].status = err.message;
+}
+
+function onCallClose(this: CallStream): void {
+  const { done, status } = this[CALL];
+  done(status === '0' ? undefined : (status ?? `stream reset ${this.rstCode}`));
 }
 
 /** OTLP/HTTP on kept-alive connections; with `ca`, HTTPS, the server's certificate verified against it. */
@@ -398,6 +415,9 @@ process.on('message', (raw: { id: number; command: Command }) => {
     (err: unknown) => reply({ id: raw.id, ok: false, error: (err as Error).message }),
   );
 });
+// As spansieve's CLI does: node:http2 binds one function per outgoing stream, and Node 20's bind
+// leaves garbage for the old generation on each (docs/performance.md, "AsyncResource#bind").
+installLeanAsyncResourceBind();
 // The orchestrator is gone (killed, crashed): nothing left to do.
 process.on('disconnect', () => process.exit(0));
 

@@ -188,7 +188,7 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
 
   const histogram = at('histogram').struct(['disable', 'unit', 'explicit', 'exponential', 'dimensions']);
   const exponential = parseExponential(histogram('exponential'));
-  if (exponential && histogram('explicit').value !== undefined) histogram('exponential').report('use either `explicit` or `exponential` buckets histogram, not both (as in the Collector)');
+  if (exponential && !histogram('explicit').isAbsent) histogram('exponential').report('use either `explicit` or `exponential` buckets histogram, not both (as in the Collector)');
   const unitNode = histogram('unit');
   const unitText = unitNode.isAbsent ? 'ms' : unitNode.string('ms').toLowerCase();
   let unit: HistogramUnit = 'ms';
@@ -254,11 +254,12 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
 }
 
 /**
- * `histogram.exponential` (`{}` or null: the defaults). max_size 0 means the default, as in the
+ * `histogram.exponential` (`{}`: the defaults). max_size 0 means the default, as in the
  * Collector; outside 2..16384 it is an error here, where go-expohisto would quietly clamp it.
  */
 function parseExponential(node: Node): { maxSize: number } | undefined {
-  if (node.value === undefined) return undefined;
+  // `exponential:` with nothing under it is null: the Collector then keeps explicit buckets.
+  if (node.isAbsent) return undefined;
   const at = node.struct(['max_size']);
   const size = at('max_size').integer(0, Number.MIN_SAFE_INTEGER);
   if (size === 0) return { maxSize: DEFAULT_MAX_SIZE };

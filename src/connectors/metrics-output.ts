@@ -53,12 +53,29 @@ export interface PlainHistogramPoint {
   exemplars?: PlainExemplar[];
 }
 
+/** A base-2 exponential histogram point (scale, zero count, positive buckets from `offset`). */
+export interface PlainExponentialPoint {
+  attributes: PlainKeyValue[];
+  startTimeUnixNano: string;
+  timeUnixNano: string;
+  count: number;
+  sum: number;
+  scale: number;
+  zeroCount: number;
+  positive: { offset: number; bucketCounts: number[] };
+  negative: { offset: number; bucketCounts: number[] };
+  min?: number;
+  max?: number;
+  exemplars?: PlainExemplar[];
+}
+
 export interface PlainMetric {
   name: string;
   description?: string;
   unit?: string;
   sum?: { dataPoints: PlainNumberPoint[]; aggregationTemporality: number; isMonotonic: boolean };
   histogram?: { dataPoints: PlainHistogramPoint[]; aggregationTemporality: number };
+  exponentialHistogram?: { dataPoints: PlainExponentialPoint[]; aggregationTemporality: number };
 }
 
 export interface OutputResource {

@@ -135,13 +135,32 @@ interface DecodedPoint {
   bucketCounts?: string[];
   explicitBounds?: number[];
   exemplars?: Array<{ asDouble?: number; traceId?: string; spanId?: string }>;
+  scale?: number;
+  zeroCount?: string;
+  positive?: { offset?: number; bucketCounts?: string[] };
+  negative?: { offset?: number; bucketCounts?: string[] };
+  min?: number;
+  max?: number;
 }
 interface DecodedMetric {
   name: string;
   unit?: string;
   sum?: { dataPoints?: DecodedPoint[]; aggregationTemporality?: number; isMonotonic?: boolean };
   histogram?: { dataPoints?: DecodedPoint[]; aggregationTemporality?: number };
+  exponentialHistogram?: { dataPoints?: DecodedPoint[]; aggregationTemporality?: number };
 }
+
+/** An exponential histogram point's values, absent fields as their defaults (both sides may leave zeros out). */
+const exponentialOf = (p: DecodedPoint) => ({
+  count: p.count ?? '0',
+  sum: p.sum ?? 0,
+  scale: p.scale ?? 0,
+  zeroCount: p.zeroCount ?? '0',
+  positive: { offset: p.positive?.offset ?? 0, counts: p.positive?.bucketCounts ?? [] },
+  negative: { offset: p.negative?.offset ?? 0, counts: p.negative?.bucketCounts ?? [] },
+  min: p.min,
+  max: p.max,
+});
 
 const sortByKey = <T extends { key: string }>(list: readonly T[] | undefined) => [...(list ?? [])].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 
@@ -153,12 +172,14 @@ function seriesOf(requests: Decoded[]): Map<string, unknown> {
       const res = JSON.stringify(sortByKey(rm.resource?.attributes as Array<{ key: string }>));
       for (const sm of rm.scopeMetrics ?? []) {
         for (const m of sm.metrics ?? []) {
-          const meta = { scope: sm.scope?.name, unit: m.unit ?? '', temporality: (m.sum ?? m.histogram)?.aggregationTemporality, monotonic: m.sum?.isMonotonic };
-          for (const p of m.sum?.dataPoints ?? m.histogram?.dataPoints ?? []) {
+          const meta = { scope: sm.scope?.name, unit: m.unit ?? '', temporality: (m.sum ?? m.histogram ?? m.exponentialHistogram)?.aggregationTemporality, monotonic: m.sum?.isMonotonic };
+          for (const p of m.sum?.dataPoints ?? m.histogram?.dataPoints ?? m.exponentialHistogram?.dataPoints ?? []) {
             const key = `${res} ${m.name} ${JSON.stringify(sortByKey(p.attributes))}`;
             const value = m.sum
               ? { ...meta, value: p.asInt }
-              : { ...meta, count: p.count, sum: p.sum, buckets: p.bucketCounts, bounds: p.explicitBounds };
+              : m.exponentialHistogram
+                ? { ...meta, exponential: exponentialOf(p) }
+                : { ...meta, count: p.count, sum: p.sum, buckets: p.bucketCounts, bounds: p.explicitBounds };
             // Later flushes of a cumulative series replace earlier ones; exemplars come with the first flush after the spans.
             const previous = out.get(key) as { exemplars?: unknown } | undefined;
             const exemplars = p.exemplars?.map((e) => [e.traceId, e.spanId, e.asDouble]);
@@ -315,8 +336,18 @@ describe('spanmetrics glob dimensions against the reference Collector (v0.160)',
   });
 });
 
-/** Runs `config` as the reference Collector's span_metrics connector over `body`; its series. */
-async function referenceSeries(bin: string, config: Record<string, unknown>, body: Buffer, wanted: number): Promise<Map<string, unknown>> {
+/**
+ * Runs `config` as the reference Collector's span_metrics connector over `body` (or each of
+ * `bodies` in turn, the next once `wanted[i]` holds for what was flushed); its series.
+ */
+async function referenceSeries(
+  bin: string,
+  config: Record<string, unknown>,
+  body: Buffer | readonly Buffer[],
+  wanted: number | ReadonlyArray<(series: Map<string, unknown>) => boolean>,
+): Promise<Map<string, unknown>> {
+  const bodies = Buffer.isBuffer(body) ? [body] : body;
+  const waits = typeof wanted === 'number' ? [(series: Map<string, unknown>) => series.size >= wanted] : wanted;
   const sink = new HttpSink();
   await sink.start();
   const received = (): Decoded[] => sink.requests.map((r) => decode(r.body));
@@ -333,9 +364,11 @@ async function referenceSeries(bin: string, config: Record<string, unknown>, bod
   let collector: ReferenceCollector | undefined;
   try {
     collector = await ReferenceCollector.start(doc, { bin, httpPorts: [otlpPort], timeoutMs: 60_000 });
-    const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
-    assert.equal(res.status, 200, await res.text());
-    await waitFor("the reference Collector's flush", () => seriesOf(received()).size >= wanted, 30_000, 100);
+    for (const [i, b] of bodies.entries()) {
+      const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: b });
+      assert.equal(res.status, 200, await res.text());
+      await waitFor(`the reference Collector's flush after request ${i + 1}`, () => waits[i]!(seriesOf(received())), 30_000, 100);
+    }
     return seriesOf(received());
   } finally {
     await collector?.stop();
@@ -389,6 +422,101 @@ describe('spanmetrics adjusted counts and enable_metrics_sampling_method against
       const calls = [...expected].filter(([k]) => / [^ ]*calls /.test(k)).reduce((n, [, v]) => n + Number((v as { value?: string }).value), 0);
       assert.equal(calls, 2 + 2 + 4 + 4 + 1 + 1 + 1 + 1 + 1 + 16, 'spans weighted by their adjusted counts');
       assert.equal([...expected.keys()].some((k) => k.includes('sampling.method')), enabled);
+    });
+  }
+});
+
+// histogram.exponential against the reference Collector (v0.160, go-expohisto underneath): the
+// same spans must give the same scale, offset, bucket counts, zero count, count, sum, min and max.
+// The durations hit exact powers of two (a bucket's inclusive upper bound) and their neighbours,
+// zero (and an end before the start), 1 ns next to 60 s (forcing the scale down from 20), and
+// spans weighted by their tracestate; max_size 4 drives the scale below 0.
+describe('spanmetrics histogram.exponential against the reference Collector (v0.160)', { timeout: 120_000 }, () => {
+  const withState = (name: string, ms: number, traceState?: string) => ({ ...span(name, { ms }), ...(traceState === undefined ? {} : { traceState }) });
+  const first = () => [
+    resource(obiResource('backend', 'web-1:4242'), [
+      {
+        spans: [
+          ...[0.25, 0.5, 1, 2, 4, 1024, 2.000001, 1.999999, 3, 5, 7.5].map((ms) => withState('GET /pow2', ms)),
+          withState('GET /zero', 0),
+          withState('GET /zero', -5), // end before start: 0
+          withState('GET /one', 12.5),
+          withState('GET /wide', 0.000001), // 1 ns
+          withState('GET /wide', 60_000),
+          withState('GET /wide', 0.3),
+          withState('GET /wide', 0, 'ot=th:8'), // zero, weighted 2
+          withState('GET /weighted', 3, 'ot=th:8'),
+          withState('GET /weighted', 40, 'ot=th:c'),
+          withState('GET /weighted', 0.125, 'ot=th:f'),
+        ],
+      },
+    ]),
+    resource(obiResource('envoy', 'edge-1:900'), [{ spans: [0.07, 0.08, 900, 2500].map((ms) => withState('egress', ms)) }]),
+  ];
+  // Second request (cumulative run): widens /pow2 and /one downwards and upwards after a flush.
+  const second = () => [
+    resource(obiResource('backend', 'web-1:4242'), [{ spans: [withState('GET /pow2', 0.001), withState('GET /pow2', 16_384), withState('GET /one', 12.5), withState('GET /one', 0.002), withState('GET /zero', 8)] }]),
+  ];
+  const encode = (resourceSpans: unknown[]) => Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({ resourceSpans })).finish());
+  const totals = (series: Map<string, unknown>) => {
+    let calls = 0;
+    let histogram = 0;
+    for (const [key, v] of series) {
+      const value = v as { value?: string; exponential?: { count: string } };
+      if (/ [^ ]*calls /.test(key)) calls += Number(value.value ?? 0);
+      else if (value.exponential) histogram += Number(value.exponential.count);
+    }
+    return { calls, histogram };
+  };
+  const ours = async (config: Record<string, unknown>, bodies: Buffer[]) => {
+    const capture = new Capture();
+    const connector = new SpanMetricsConnector(testSettings('exponential'), parseWith(parseSpanMetricsConfig, config), capture);
+    for (const body of bodies) {
+      await connector.consume(parseRequest('traces', body).batch);
+      await connector.flush();
+    }
+    await connector.flush(); // a new cumulative calls series is first sent as 0
+    return seriesOf(capture.batches.map((b) => ({ resourceMetrics: b.resources.map((r) => types.ResourceMetrics.toObject(types.ResourceMetrics.decode(r.bytes), { longs: String, bytes: String, defaults: false })) })));
+  };
+  const cases: Array<{ name: string; config: Record<string, unknown>; bodies: Buffer[] }> = [
+    {
+      name: 'delta, default max_size, exemplars',
+      config: { aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA', histogram: { exponential: {} }, exemplars: { enabled: true, max_per_data_point: 2 } },
+      bodies: [encode(first())],
+    },
+    {
+      name: 'delta, max_size 4 (negative scales), unit s',
+      config: { aggregation_temporality: 'AGGREGATION_TEMPORALITY_DELTA', histogram: { unit: 's', exponential: { max_size: 4 } } },
+      bodies: [encode(first())],
+    },
+    {
+      name: 'cumulative over two requests, max_size 20',
+      config: { histogram: { exponential: { max_size: 20 } } },
+      bodies: [encode(first()), encode(second())],
+    },
+  ];
+
+  for (const { name, config, bodies } of cases) {
+    test(`the same ExponentialHistogram points: ${name}`, { skip: OTELCOL_SKIP }, async () => {
+      const full = { exclude_dimensions: ['collector.instance.id'], ...config };
+      const expected = await ours(full, bodies);
+      // After each request, wait until the Collector's latest flush counts everything sent so far.
+      const upTo = bodies.map((_, i) => i);
+      const steps = await Promise.all(upTo.map(async (i) => totals(await ours(full, bodies.slice(0, i + 1)))));
+      const actual = await referenceSeries(
+        OTELCOL_BIN,
+        full,
+        bodies,
+        steps.map((t) => (series: Map<string, unknown>) => {
+          const now = totals(series);
+          return now.calls === t.calls && now.histogram === t.histogram;
+        }),
+      );
+      assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+      for (const [key, value] of expected) assert.deepEqual(actual.get(key), value, key);
+      const points = [...expected.values()].flatMap((v) => ((v as { exponential?: { scale: number } }).exponential ? [(v as { exponential: { scale: number } }).exponential] : []));
+      assert.ok(points.length >= 5, 'exponential points are compared');
+      assert.ok(new Set(points.map((p) => p.scale)).size >= 3, `several scales are compared: ${points.map((p) => p.scale).join(',')}`);
     });
   }
 });

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { mapToIndex } from '../../src/connectors/exponential-histogram';
 import type { Service } from '../../src/service/service';
 import { encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../helpers/obi';
 import { encodeMetrics, nowNanos, obiResourceMetrics } from '../helpers/obi-metrics';
@@ -141,6 +142,8 @@ function spansieveConfig(otlpPort: number, exporters: Record<string, unknown>) {
     processors: { 'filter/obi': { keep: KEPT.map((i) => ({ 'service.instance.id': i.instanceId })) } },
     connectors: {
       spanmetrics: { metrics_flush_interval: '500ms', dimensions: [{ name: 'http.response.status_code' }] },
+      // The same spans in base-2 exponential buckets, exposed as a classic histogram.
+      'spanmetrics/exp': { metrics_flush_interval: '500ms', namespace: 'exp', histogram: { exponential: { max_size: 20 } } },
       servicegraph: {
         metrics_flush_interval: '500ms',
         dimensions: ['service.instance.id'],
@@ -151,9 +154,9 @@ function spansieveConfig(otlpPort: number, exporters: Record<string, unknown>) {
     exporters,
     service: {
       pipelines: {
-        traces: { receivers: ['otlp'], processors: ['filter/obi'], exporters: ['spanmetrics', 'servicegraph'] },
+        traces: { receivers: ['otlp'], processors: ['filter/obi'], exporters: ['spanmetrics', 'spanmetrics/exp', 'servicegraph'] },
         metrics: { receivers: ['otlp'], processors: ['filter/obi'], exporters: exporterIds },
-        'metrics/traces': { receivers: ['spanmetrics', 'servicegraph'], exporters: exporterIds },
+        'metrics/traces': { receivers: ['spanmetrics', 'spanmetrics/exp', 'servicegraph'], exporters: exporterIds },
       },
       telemetry: { metrics: { level: 'none' } },
     },
@@ -200,6 +203,22 @@ async function checkScenario(prom: Prometheus, scenario: Scenario, sel: string, 
   const bucket = (le: string) => m('traces_span_metrics_duration_milliseconds_bucket', `instance="${envoyBack.instanceId}",span_kind="SPAN_KIND_SERVER",le="${le}"`);
   assert.equal(Number((await prom.query(bucket('50')))[0]?.value[1]), 0, `${label}: ${bucket('50')}`);
   assert.equal(Number((await prom.query(bucket('100')))[0]?.value[1]), CHAIN_TRACES, `${label}: ${bucket('100')}`);
+
+  // histogram.exponential: the same counts and sums; Envoy :8000's four 52 ms SERVER spans sit in
+  // one bucket at scale 20, whose upper bound is just above 52 (the zero bucket, le="0", is empty).
+  const expCounts = await prom.valuesBy(`sum by (instance) (${m('exp_duration_milliseconds_count')})`, 'instance');
+  const expSums = await prom.valuesBy(`sum by (instance) (${m('exp_duration_milliseconds_sum')})`, 'instance');
+  for (const instance of KEPT) {
+    assert.equal(expCounts.get(instance.instanceId), scenario.spansPerInstance.get(instance.instanceId), `${label}: exponential count of ${instance.instanceId}`);
+    near(expSums.get(instance.instanceId), scenario.durationMsPerInstance.get(instance.instanceId)!, `${label}: exponential sum (ms) of ${instance.instanceId}`);
+  }
+  const expBuckets = await prom.query(m('exp_duration_milliseconds_bucket', `instance="${envoyBack.instanceId}",span_kind="SPAN_KIND_SERVER"`));
+  const byLe = new Map(expBuckets.map((s) => [s.metric.le!, Number(s.value[1])]));
+  const finite = [...byLe.keys()].filter((le) => le !== '+Inf').map(Number).sort((a, b) => a - b);
+  assert.deepEqual([finite.length, byLe.get('0'), byLe.get('+Inf')], [2, 0, CHAIN_TRACES], `${label}: exponential buckets ${JSON.stringify([...byLe])}`);
+  assert.equal(finite[1], 2 ** ((mapToIndex(52, 20) + 1) * 2 ** -20), `${label}: the bucket of 52 ms at scale 20`);
+  assert.ok(finite[1] >= 52 && finite[1] < 52 * (1 + 2 ** -20), `${label}: the bucket of 52 ms ends at ${finite[1]}`);
+  assert.equal([...byLe].find(([le]) => le !== '+Inf' && Number(le) === finite[1])?.[1], CHAIN_TRACES, `${label}: the 52 ms bucket holds every span`);
 
   // The service graph: exactly the chain's three hops, each with its request count and latencies.
   const by = 'client, server, client_service_instance_id, server_service_instance_id';

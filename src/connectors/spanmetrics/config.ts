@@ -1,4 +1,5 @@
 import type { Node } from '../../config/reader';
+import { DEFAULT_MAX_SIZE, MAX_MAX_SIZE, MIN_MAX_SIZE } from '../exponential-histogram';
 import { parseBuckets, type HistogramUnit } from '../histogram';
 
 // The spanmetrics connector's options, named as in the Collector's spanmetrics connector
@@ -82,8 +83,10 @@ export interface SpanMetricsConfig {
   readonly histogram: {
     readonly disable: boolean;
     readonly unit: HistogramUnit;
-    /** Upper bounds in `unit`, strictly increasing. */
+    /** Upper bounds in `unit`, strictly increasing (explicit buckets). */
     readonly bounds: readonly number[];
+    /** Set: base-2 exponential buckets instead of explicit ones (Collector: `histogram.exponential`). */
+    readonly exponential: { readonly maxSize: number } | undefined;
   };
   readonly namespace: string;
   readonly temporality: 'cumulative' | 'delta';
@@ -184,9 +187,8 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
   const callsDimensions = parseDimensions(at('calls_dimensions'), new Set(common));
 
   const histogram = at('histogram').struct(['disable', 'unit', 'explicit', 'exponential', 'dimensions']);
-  if (!histogram('exponential').isAbsent) {
-    histogram('exponential').report('exponential histograms (Collector v0.160: max_size, default 160) are not supported by spansieve; use explicit buckets (see docs/spanmetrics-connector.md)');
-  }
+  const exponential = parseExponential(histogram('exponential'));
+  if (exponential && !histogram('explicit').isAbsent) histogram('exponential').report('use either `explicit` or `exponential` buckets histogram, not both (as in the Collector)');
   const unitNode = histogram('unit');
   const unitText = unitNode.isAbsent ? 'ms' : unitNode.string('ms').toLowerCase();
   let unit: HistogramUnit = 'ms';
@@ -236,7 +238,7 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
     events: { enabled: eventsEnabled, dimensions: eventDimensions },
     honorSpanMetricsSkip: at('honor_span_metrics_skip').boolean(true),
     enableMetricsSamplingMethod: at('enable_metrics_sampling_method').boolean(false),
-    histogram: { disable: histogram('disable').boolean(false), unit, bounds },
+    histogram: { disable: histogram('disable').boolean(false), unit, bounds, exponential },
     namespace: at('namespace').string(DEFAULT_NAMESPACE),
     temporality: temporality === 'AGGREGATION_TEMPORALITY_DELTA' ? 'delta' : 'cumulative',
     flushIntervalMs: flushIntervalMs > 0 ? flushIntervalMs : DEFAULT_FLUSH_INTERVAL_MS,
@@ -249,4 +251,21 @@ export function parseSpanMetricsConfig(node: Node): SpanMetricsConfig {
     resourceMetricsCacheSize: at('resource_metrics_cache_size').integer(1000, 1),
     timestampCacheSize: at('metric_timestamp_cache_size').integer(1000, 1),
   };
+}
+
+/**
+ * `histogram.exponential` (`{}`: the defaults). max_size 0 means the default, as in the
+ * Collector; outside 2..16384 it is an error here, where go-expohisto would quietly clamp it.
+ */
+function parseExponential(node: Node): { maxSize: number } | undefined {
+  // `exponential:` with nothing under it is null: the Collector then keeps explicit buckets.
+  if (node.isAbsent) return undefined;
+  const at = node.struct(['max_size']);
+  const size = at('max_size').integer(0, Number.MIN_SAFE_INTEGER);
+  if (size === 0) return { maxSize: DEFAULT_MAX_SIZE };
+  if (size < MIN_MAX_SIZE || size > MAX_MAX_SIZE) {
+    at('max_size').report(`must be between ${MIN_MAX_SIZE} and ${MAX_MAX_SIZE} buckets (0 or absent: ${DEFAULT_MAX_SIZE}), got ${size}`);
+    return { maxSize: DEFAULT_MAX_SIZE };
+  }
+  return { maxSize: size };
 }

@@ -22,11 +22,13 @@ import {
   type OutputResource,
   type PlainAnyValue,
   type PlainExemplar,
+  type PlainExponentialPoint,
   type PlainHistogramPoint,
   type PlainKeyValue,
   type PlainMetric,
   type PlainNumberPoint,
 } from '../metrics-output';
+import { ExponentialHistogram } from '../exponential-histogram';
 import { bucketIndex } from '../histogram';
 import { parseSpanMetricsConfig, type Dimension, type SpanMetricsConfig } from './config';
 
@@ -66,7 +68,10 @@ interface SumSeries extends SeriesBase {
 }
 
 interface HistogramSeries extends SeriesBase {
+  /** Explicit buckets' counts (empty with exponential buckets). */
   readonly counts: number[];
+  /** With histogram.exponential: the base-2 buckets, count, sum, min and max. */
+  readonly exponential: ExponentialHistogram | undefined;
   count: number;
   sum: number;
 }
@@ -335,16 +340,29 @@ export class SpanMetricsConnector implements Component, Consumer {
     if (!this.config.histogram.disable) {
       const durationKey = this.sameDims ? callsKey : this.buildKey(ctx, span, this.durationDims, undefined);
       const bounds = this.config.histogram.bounds;
+      const expo = this.config.histogram.exponential;
       const histogram = state.histograms.getOrCreate(
         durationKey,
-        (attributes) => ({ attributes, startMs: now, lastSeenMs: now, counts: new Array<number>(bounds.length + 1).fill(0), count: 0, sum: 0, exemplars: undefined }),
+        (attributes) => ({
+          attributes,
+          startMs: now,
+          lastSeenMs: now,
+          counts: expo ? [] : new Array<number>(bounds.length + 1).fill(0),
+          exponential: expo ? new ExponentialHistogram(expo.maxSize) : undefined,
+          count: 0,
+          sum: 0,
+          exemplars: undefined,
+        }),
         () => this.buildAttributes(ctx, span, this.durationDims, undefined),
       );
       if (this.maxExemplars > 0 && !state.histograms.overflowed) addExemplar(histogram, span, duration, this.maxExemplars);
-      histogram.counts[bucketIndex(bounds, duration)]! += weight;
-      histogram.count += weight;
-      // One multiplication, as the Collector observes n at once (not n additions).
-      histogram.sum += weight === 1 ? duration : duration * weight;
+      if (histogram.exponential) histogram.exponential.record(duration, weight);
+      else {
+        histogram.counts[bucketIndex(bounds, duration)]! += weight;
+        histogram.count += weight;
+        // One multiplication, as the Collector observes n at once (not n additions).
+        histogram.sum += weight === 1 ? duration : duration * weight;
+      }
       histogram.lastSeenMs = now;
     }
 
@@ -524,7 +542,15 @@ export class SpanMetricsConnector implements Component, Consumer {
     for (const state of this.resources.values()) {
       if (state.sums.map.size === 0) continue;
       const metrics: PlainMetric[] = [{ name: name('calls'), sum: { dataPoints: sumPoints(state, 'c', state.sums), aggregationTemporality: temporality, isMonotonic: true } }];
-      if (!this.config.histogram.disable) {
+      if (!this.config.histogram.disable && this.config.histogram.exponential) {
+        const points: PlainExponentialPoint[] = [];
+        for (const [key, series] of state.histograms.map) {
+          const point = exponentialPoint(series.exponential!, series.attributes, startOf(state, 'h', key, series), timeUnixNano);
+          if (series.exemplars) point.exemplars = exemplarsOut(series.exemplars, timeUnixNano);
+          points.push(point);
+        }
+        metrics.push({ name: name('duration'), unit: this.config.histogram.unit, exponentialHistogram: { dataPoints: points, aggregationTemporality: temporality } });
+      } else if (!this.config.histogram.disable) {
         const points: PlainHistogramPoint[] = [];
         for (const [key, series] of state.histograms.map) {
           const point: PlainHistogramPoint = {
@@ -613,6 +639,26 @@ function addExemplar(series: SeriesBase, span: SpanView, value: number, max: num
     spanId: Uint8Array.prototype.slice.call(span.buf, span.spanIdStart, span.spanIdStart + span.spanIdLen),
     value,
   });
+}
+
+/** A series' exponential histogram as the Collector writes it: min and max once something was counted, no negative buckets. */
+function exponentialPoint(h: ExponentialHistogram, attributes: PlainKeyValue[], startTimeUnixNano: string, timeUnixNano: string): PlainExponentialPoint {
+  const point: PlainExponentialPoint = {
+    attributes,
+    startTimeUnixNano,
+    timeUnixNano,
+    count: h.count,
+    sum: h.sum,
+    scale: h.scale,
+    zeroCount: h.zeroCount,
+    positive: { offset: h.offset, bucketCounts: [...h.counts] },
+    negative: { offset: 0, bucketCounts: [] },
+  };
+  if (h.count > 0) {
+    point.min = h.min;
+    point.max = h.max;
+  }
+  return point;
 }
 
 /** Exemplars carry the flush time, as in the Collector. */

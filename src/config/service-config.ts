@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { AnyFactory, ComponentKind, ConnectorFactory, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory } from '../component/component';
-import { FACTORIES } from '../components';
+import { FACTORIES, type FactorySource } from '../components';
 import type { Signal } from '../pdata/batch';
 import { ConfigIssues, ConfigValidationError, Node } from './reader';
 
@@ -75,7 +75,7 @@ export function componentsOf(config: ServiceConfig, kind: ComponentKind): Readon
  * Validates a parsed document; throws ConfigValidationError listing every problem. `factories`:
  * the component types it may use (all of spansieve's by default; tests pass their own).
  */
-export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), factories: readonly AnyFactory[] = FACTORIES): ServiceConfig {
+export function buildServiceConfig(doc: unknown, issues = new ConfigIssues(), factories: FactorySource = FACTORIES): ServiceConfig {
   const root = new Node(doc, '', issues);
   const top = root.struct(['receivers', 'processors', 'exporters', 'connectors', 'extensions', 'service']);
   const sections = {} as Record<(typeof SECTIONS)[number][0], Map<string, ComponentConfig>>;
@@ -158,16 +158,16 @@ export function primaryExtensions(config: ServiceConfig): ComponentConfig[] {
   return config.serviceExtensions.map((id) => config.extensions.get(id)!).filter((e) => (e.factory as ExtensionFactory<unknown>).inPrimary === true);
 }
 
-function parseComponent(kind: ComponentKind, id: string, node: Node, factories: readonly AnyFactory[]): ComponentConfig | undefined {
+function parseComponent(kind: ComponentKind, id: string, node: Node, factories: FactorySource): ComponentConfig | undefined {
   const match = ID_PATTERN.exec(id);
   if (!match) {
     node.report(`invalid component id "${id}": expected type or type/name`);
     return undefined;
   }
   const type = match[1]!;
-  const factory = factories.find((f) => f.kind === kind && f.type === type);
+  const factory = factories.find(kind, type);
   if (!factory) {
-    const known = factories.filter((f) => f.kind === kind).map((f) => f.type);
+    const known = factories.types(kind);
     node.report(`unknown ${kind} type "${type}" (known: ${known.join(', ') || 'none'})`);
     return undefined;
   }

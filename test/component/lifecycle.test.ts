@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { AnyFactory, Component, Consumer, Host } from '../../src/component/component';
-import { FACTORIES } from '../../src/components';
+import { allFactories, findFactory, knownTypes } from '../../src/components';
 import { parseRequest } from '../../src/pdata/scan';
 import type { Signal } from '../../src/pdata/batch';
 import { hostInstance, obiTraceRequest } from '../helpers/obi';
@@ -80,10 +81,31 @@ function batchFor(signal: Signal): ReturnType<typeof parseRequest>['batch'] {
 
 void describe('component lifecycle, every factory', () => {
   void test('every registered factory has a case here', () => {
-    assert.deepEqual(FACTORIES.map(key).filter((k) => !(k in MINIMAL)), []);
+    assert.deepEqual(allFactories().map(key).filter((k) => !(k in MINIMAL)), []);
   });
 
-  for (const factory of FACTORIES) {
+  void test('a lookup loads its component only, and knownTypes loads none', () => {
+    // Run in a fresh process: this one has loaded every component above.
+    const script = `
+      const c = require(${JSON.stringify(require.resolve('../../src/components'))});
+      const loaded = () => Object.keys(require.cache).filter((f) => /[\\/](receivers|processors|exporters|connectors|extensions)[\\/]/.test(f)).length;
+      const before = loaded();
+      c.knownTypes('processor');
+      const afterTypes = loaded();
+      c.findFactory('processor', 'filter');
+      const afterFilter = loaded();
+      const tail = Object.keys(require.cache).some((f) => f.includes('tailsampling'));
+      process.stdout.write(JSON.stringify({ before, afterTypes, afterFilter, tail }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as Record<string, number | boolean>;
+    assert.equal(out.before, 0);
+    assert.equal(out.afterTypes, 0);
+    assert.ok((out.afterFilter as number) > 0);
+    assert.equal(out.tail, false);
+    for (const factory of allFactories()) assert.equal(findFactory(factory.kind, factory.type), factory);
+    assert.deepEqual(knownTypes('receiver'), ['otlp']);
+  });
+
+  for (const factory of allFactories()) {
     void describe(key(factory), () => {
       void test('shutdown without start, and twice', async () => {
         const { component } = create(factory);

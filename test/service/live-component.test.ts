@@ -7,7 +7,7 @@ import pino from 'pino';
 import * as YAML from 'yaml';
 import type { Component, Consumer, ProcessorFactory } from '../../src/component/component';
 import type { LiveReconfigurable } from '../../src/component/live';
-import { FACTORIES } from '../../src/components';
+import { allFactories, factoryList } from '../../src/components';
 import { parseConfigText } from '../../src/config/load';
 import { ConfigIssues, ConfigValidationError } from '../../src/config/reader';
 import { buildServiceConfig, type ServiceConfig } from '../../src/config/service-config';
@@ -87,7 +87,7 @@ describe('a live-editable component the service does not know', () => {
     const issues = new ConfigIssues();
     const doc = parseConfigText(fs.readFileSync(file, 'utf8'), file, issues);
     if (issues.errors.length > 0) throw new ConfigValidationError(issues.errors);
-    return buildServiceConfig(doc, issues, [...FACTORIES, gateFactory]);
+    return buildServiceConfig(doc, issues, factoryList([...allFactories(), gateFactory]));
   };
   const control = () => supervisor.service!;
   const send = async () => {

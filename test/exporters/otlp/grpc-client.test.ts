@@ -3,7 +3,8 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { GrpcUnaryClient, type GrpcClientOptions, type UnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { SpansieveGrpcClient } from '../../../src/exporters/otlp/h2-grpc-client';
 import { otlpExporterFactory } from '../../../src/exporters/otlp/otlp-exporter';
 import { loadZstd } from '../../../src/util/compression';
 import { GrpcStatus } from '../../../src/util/grpc';
@@ -14,7 +15,13 @@ import { configErrors } from '../../helpers/components';
 
 type Answer = (stream: http2.ServerHttp2Stream) => void;
 
-void describe('GrpcUnaryClient', () => {
+// Both HTTP/2 clients the exporter can use (`http2: spansieve | node`) pass the same tests.
+const IMPLEMENTATIONS: [string, (endpoint: string, options: GrpcClientOptions) => UnaryClient][] = [
+  ['spansieve', (endpoint, options) => new SpansieveGrpcClient(endpoint, options)],
+  ['node', (endpoint, options) => new GrpcUnaryClient(endpoint, options)],
+];
+
+for (const [name, makeClient] of IMPLEMENTATIONS) void describe(`gRPC unary client (http2: ${name})`, () => {
   const server = http2.createServer();
   let answer: Answer = () => undefined;
   let sessions = 0;
@@ -37,8 +44,8 @@ void describe('GrpcUnaryClient', () => {
   });
 
   const client = (metadata: Record<string, string> = {}) =>
-    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: undefined, metadata });
-  const call = (c: GrpcUnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
+    makeClient(`127.0.0.1:${port}`, { tls: undefined, metadata });
+  const call = (c: UnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
   const ok: Answer = (stream) => {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
@@ -215,7 +222,7 @@ void describe('GrpcUnaryClient', () => {
   void test('a call that times out on a connection that no longer answers PING: the connection is replaced', async () => {
     answer = ok;
     const proxy = await freezableProxy(port);
-    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: undefined, metadata: {}, pingTimeoutMs: 200 });
+    const c = makeClient(`127.0.0.1:${proxy.port}`, { tls: undefined, metadata: {}, pingTimeoutMs: 200 });
     const callWithin = (ms: number) => {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(new Error(`export timed out after ${ms}ms`)), ms);

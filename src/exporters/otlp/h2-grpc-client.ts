@@ -89,7 +89,7 @@ export class SpansieveGrpcClient implements UnaryClient {
     const headers = response.headers;
     // A trailers-only response carries the status in its headers.
     const status = response.trailers ?? (fieldValue(headers, 'grpc-status') !== undefined ? headers : undefined);
-    const body = response.body.length === 1 ? response.body[0]! : Buffer.concat(response.body as Buffer[], response.bodyBytes);
+    const body = response.body.length === 1 ? response.body[0]! : Buffer.concat(response.body, response.bodyBytes);
     return unaryResult(
       this.origin,
       Number(headers[0] === ':status' ? headers[1] : fieldValue(headers, ':status')),

@@ -10,6 +10,7 @@ import { loadZstd } from '../../../src/util/compression';
 import { GrpcStatus } from '../../../src/util/grpc';
 import { snappyFramed, zstdCompress } from '../../helpers/compression';
 import { configErrors } from '../../helpers/components';
+import { ConfigIssues, Node } from '../../../src/config/reader';
 
 // The exporter's gRPC client against a bare HTTP/2 server whose answers each test chooses.
 
@@ -290,5 +291,13 @@ void describe('otlp exporter config', () => {
       'exporters::otlp::headers::connection: is a connection-level header, which HTTP/2 (and so gRPC) does not allow',
       'exporters::otlp::headers::Transfer-Encoding: is a connection-level header, which HTTP/2 (and so gRPC) does not allow',
     ]);
+  });
+
+  void test('http2: spansieve (default) or node; anything else is a config error', () => {
+    const parse = (extra: Record<string, unknown>) => otlpExporterFactory.parseConfig(new Node({ endpoint: '127.0.0.1:4317', ...extra }, 'exporters::otlp', new ConfigIssues()));
+    assert.equal(parse({}).http2, 'spansieve');
+    assert.equal(parse({ http2: 'node' }).http2, 'node');
+    const errors = configErrors((n) => otlpExporterFactory.parseConfig(n), { endpoint: '127.0.0.1:4317', http2: 'nghttp2' }, 'exporters::otlp');
+    assert.deepEqual(errors, ['exporters::otlp::http2: must be one of spansieve, node, got "nghttp2"']);
   });
 });

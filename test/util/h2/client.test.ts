@@ -12,11 +12,16 @@ import { FrameReader } from '../../../src/util/h2/frame-reader';
 import { Flag, FrameType, H2Error, frame, goawayFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from '../../../src/util/h2/frames';
 import { HpackDecoder, encodeHeaders } from '../../../src/util/h2/hpack';
 import { createH2Server } from '../../../src/util/h2/server';
+import { types } from '../../../src/pdata/codec';
 import { makeTestCerts } from '../../helpers/certs';
+import { Jaeger } from '../../helpers/jaeger';
+import { waitFor } from '../../helpers/ports';
 
 // spansieve's HTTP/2 client (src/util/h2/client.ts) and the exporter's gRPC client on it, against
 // node:http2, @grpc/grpc-js, spansieve's own server layer, and hand-made servers for GOAWAY,
 // resets and lost connections. Jaeger (grpc-go) is the peer in test/e2e/jaeger*.
+
+const JAEGER_BIN = process.env.SPANSIEVE_JAEGER_BIN ?? `${process.env.HOME ?? ''}/.cache/spansieve/peers/bin/jaeger`;
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
@@ -378,4 +383,36 @@ test('flow control: a stream never gets more than its window, whatever the conne
   });
   assert.equal(overrun, '');
   assert.ok(updates >= 8, `the client waited for window updates (${updates})`);
+});
+
+test('Jaeger (grpc-go OTLP receiver): 60 small exports, 3 large ones at once, plain and gzip; every trace stored', { skip: fs.existsSync(JAEGER_BIN) ? false : `no Jaeger binary at ${JAEGER_BIN}` }, async () => {
+  const jaeger = await Jaeger.start();
+  cleanups.push(() => jaeger.stop());
+  const traceId = (i: number) => i.toString(16).padStart(32, '0');
+  const request = (i: number, spans: number) => Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({
+    resourceSpans: [{
+      resource: { attributes: [{ key: 'service.name', value: { stringValue: 'h2-client' } }] },
+      scopeSpans: [{ spans: Array.from({ length: spans }, (_, s) => ({
+        traceId: Buffer.from(traceId(i), 'hex'), spanId: Buffer.from((s + 1).toString(16).padStart(16, '0'), 'hex'),
+        name: `span-${'x'.repeat(200)}`, kind: 1, startTimeUnixNano: `${1_700_000_000_000 + s}000000`, endTimeUnixNano: `${1_700_000_000_001 + s}000000`,
+      })) }],
+    }],
+  })).finish());
+  const expected = new Map<string, number>();
+  for (const [round, compression] of [[0, undefined], [1, 'gzip']] as const) {
+    const client = new SpansieveGrpcClient(`127.0.0.1:${jaeger.otlpGrpcPort}`, { tls: undefined, metadata: {}, compression });
+    cleanups.push(() => client.close());
+    const call = async (i: number, spans: number) => {
+      const r = await client.call('/opentelemetry.proto.collector.trace.v1.TraceService/Export', request(i, spans), new AbortController().signal, 20_000);
+      assert.equal(r.code, GrpcStatus.OK, r.message);
+      expected.set(traceId(i), spans);
+    };
+    const base = 1 + round * 1000;
+    for (let i = 0; i < 60; i++) await call(base + i, 1);
+    // About 1.5 MB each: through grpc-go's flow-control windows, three streams at once.
+    await Promise.all([0, 1, 2].map((k) => call(base + 100 + k, 6000)));
+  }
+  for (const [id, spans] of expected) {
+    await waitFor(`trace ${id} in Jaeger`, async () => (await jaeger.trace(id))?.spans.length === spans, 30_000);
+  }
 });

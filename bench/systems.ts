@@ -128,6 +128,9 @@ export function spansieveConfig(
 ): Record<string, unknown> {
   const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
   if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
+  // SPANSIEVE_BENCH_HTTP2=node|spansieve: the otlp exporter's HTTP/2 client, for A/B runs (default: the exporter's default).
+  const http2 = process.env.SPANSIEVE_BENCH_HTTP2;
+  if (http2) exporter.http2 = http2;
   return {
     receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls) },
     processors: {

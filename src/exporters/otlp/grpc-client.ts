@@ -9,10 +9,10 @@ import { GrpcStatus, MESSAGE_PREFIX_LENGTH, decodeGrpcMessage, messagePrefix } f
 
 /** grpc-encoding names and the compressions they stand for (gRPC's snappy is the framing format). */
 const RESPONSE_ENCODINGS: Readonly<Record<string, Compression>> = { gzip: 'gzip', deflate: 'deflate', zstd: 'zstd', snappy: 'snappy' };
-const REQUEST_COMPRESSION = { gzip: 'gzip', zstd: 'zstd', snappy: 'x-snappy-framed' } as const satisfies Record<string, Compression>;
+export const REQUEST_COMPRESSION = { gzip: 'gzip', zstd: 'zstd', snappy: 'x-snappy-framed' } as const satisfies Record<string, Compression>;
 
 /** How long a connection has to answer a PING after a call on it timed out. */
-const PING_TIMEOUT_MS = 5000;
+export const PING_TIMEOUT_MS = 5000;
 /**
  * node:http2 counts the requests a session has queued to send against maxSessionMemory (10 MB by
  * default) and, while over it, resets every call whose response headers arrive with
@@ -25,7 +25,7 @@ const SESSION_MEMORY_MB = 1024;
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
 /** grpc-timeout: at most 8 digits, so long timeouts go in seconds or minutes. */
-function grpcTimeout(ms: number): string {
+export function grpcTimeout(ms: number): string {
   const millis = Math.ceil(ms);
   if (millis < 1e8) return `${millis}m`;
   const seconds = Math.ceil(millis / 1000);
@@ -59,7 +59,7 @@ export interface GrpcClientOptions {
 }
 
 /** Where HTTP statuses map when a proxy answers instead of a gRPC server (the gRPC spec's table). */
-function codeForHttpStatus(status: number): number {
+export function codeForHttpStatus(status: number): number {
   switch (status) {
     case 400:
       return GrpcStatus.INTERNAL;
@@ -79,7 +79,62 @@ function codeForHttpStatus(status: number): number {
   }
 }
 
-export class GrpcUnaryClient {
+/** What the otlp exporter needs of a gRPC client; two implementations (`http2: spansieve | node`). */
+export interface UnaryClient {
+  /** Calls `path` with one message; resolves with the status (never rejects for a gRPC error). */
+  call(path: string, message: Buffer, signal: AbortSignal, timeoutMs: number): Promise<UnaryResult>;
+  /** Closes gracefully: calls in flight finish. */
+  close(): void;
+}
+
+export function grpcAcceptEncoding(): string {
+  return zstdReady() ? 'identity,gzip,deflate,zstd,snappy' : 'identity,gzip,deflate,snappy';
+}
+
+/**
+ * The call's result from what came back: the gRPC status (trailers, or the headers of a
+ * trailers-only response), else the HTTP status mapped as gRPC does; the response message
+ * checked and decompressed. `noStatus` says why a stream ended without either.
+ */
+export function unaryResult(
+  origin: string,
+  httpStatus: number,
+  grpcStatus: string | undefined,
+  grpcMessage: string | string[] | undefined,
+  detailsHeader: string | undefined,
+  responseEncoding: string,
+  body: Buffer,
+  noStatus: string,
+): UnaryResult | Promise<UnaryResult> {
+  const fail = (code: number, message: string): UnaryResult => ({ code, message, details: undefined, response: undefined });
+  if (grpcStatus === undefined) {
+    if (httpStatus !== 0 && httpStatus !== 200) return fail(codeForHttpStatus(httpStatus), `HTTP ${httpStatus} from ${origin} (not a gRPC server?)`);
+    return fail(GrpcStatus.UNAVAILABLE, `call to ${origin} ended without a status (${noStatus})`);
+  }
+  const code = Number(grpcStatus);
+  const text = decodeGrpcMessage(grpcMessage);
+  const details = detailsHeader !== undefined ? Buffer.from(detailsHeader, 'base64') : undefined;
+  if (code !== GrpcStatus.OK) return { code, message: text, details, response: undefined };
+  // The server accepted the request: an unreadable response must not make it a failure (a retry would duplicate it).
+  const unreadable = (err: Error): UnaryResult => ({ code, message: text, details, response: undefined, responseError: `unreadable response from ${origin}: ${err.message}` });
+  let message: Buffer | undefined;
+  try {
+    message = responseMessage(body);
+  } catch (err) {
+    return unreadable(err as Error);
+  }
+  if (message === undefined || !isCompressed(message)) return { code, message: text, details, response: message && message.subarray(MESSAGE_PREFIX_LENGTH) };
+  const compression = RESPONSE_ENCODINGS[responseEncoding];
+  if (compression === undefined || (compression === 'zstd' && !zstdReady())) {
+    return unreadable(new Error(responseEncoding === 'identity' ? 'compressed response without grpc-encoding' : `compressed response in unknown grpc-encoding ${JSON.stringify(responseEncoding)}`));
+  }
+  return decompress(compression, message.subarray(MESSAGE_PREFIX_LENGTH), MAX_RESPONSE_BYTES).then(
+    (response): UnaryResult => ({ code, message: text, details, response }),
+    (err: unknown) => unreadable(err instanceof DecompressError ? err : new Error(String(err))),
+  );
+}
+
+export class GrpcUnaryClient implements UnaryClient {
   private session: http2.ClientHttp2Session | undefined;
   private readonly origin: string;
   private readonly headerCache = new Map<string, http2.OutgoingHttpHeaders>();
@@ -152,41 +207,19 @@ export class GrpcUnaryClient {
       call.on('error', (err: Error) => fail(GrpcStatus.UNAVAILABLE, `call to ${this.origin} failed: ${err.message}`));
       call.on('close', () => {
         if (settled) return;
-        if (status['grpc-status'] === undefined) {
-          if (httpStatus !== 0 && httpStatus !== 200) fail(codeForHttpStatus(httpStatus), `HTTP ${httpStatus} from ${this.origin} (not a gRPC server?)`);
-          else fail(GrpcStatus.UNAVAILABLE, `call to ${this.origin} ended without a status (stream reset ${call.rstCode})`);
-          return;
-        }
-        const code = Number(status['grpc-status']);
-        const text = decodeGrpcMessage(status['grpc-message']);
         const detailsHeader = status['grpc-status-details-bin'];
-        const details = typeof detailsHeader === 'string' ? Buffer.from(detailsHeader, 'base64') : undefined;
-        if (code !== GrpcStatus.OK) {
-          finish({ code, message: text, details, response: undefined });
-          return;
-        }
-        // The server accepted the request: an unreadable response must not make it a failure (a retry would duplicate it).
-        const unreadable = (err: Error) => finish({ code, message: text, details, response: undefined, responseError: `unreadable response from ${this.origin}: ${err.message}` });
-        let message: Buffer | undefined;
-        try {
-          message = responseMessage(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-        } catch (err) {
-          unreadable(err as Error);
-          return;
-        }
-        if (message === undefined || !isCompressed(message)) {
-          finish({ code, message: text, details, response: message && message.subarray(MESSAGE_PREFIX_LENGTH) });
-          return;
-        }
-        const compression = RESPONSE_ENCODINGS[responseEncoding];
-        if (compression === undefined || (compression === 'zstd' && !zstdReady())) {
-          unreadable(new Error(responseEncoding === 'identity' ? 'compressed response without grpc-encoding' : `compressed response in unknown grpc-encoding ${JSON.stringify(responseEncoding)}`));
-          return;
-        }
-        decompress(compression, message.subarray(MESSAGE_PREFIX_LENGTH), MAX_RESPONSE_BYTES).then(
-          (response) => finish({ code, message: text, details, response }),
-          (err: unknown) => unreadable(err instanceof DecompressError ? err : new Error(String(err))),
+        const result = unaryResult(
+          this.origin,
+          httpStatus,
+          status['grpc-status'] as string | undefined,
+          status['grpc-message'],
+          typeof detailsHeader === 'string' ? detailsHeader : undefined,
+          responseEncoding,
+          chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+          `stream reset ${call.rstCode}`,
         );
+        if (result instanceof Promise) void result.then(finish);
+        else finish(result);
       });
       // One writev for prefix and message instead of two writes.
       call.cork();
@@ -213,7 +246,7 @@ export class GrpcUnaryClient {
         'content-type': 'application/grpc',
         te: 'trailers',
         'user-agent': 'spansieve',
-        'grpc-accept-encoding': zstdReady() ? 'identity,gzip,deflate,zstd,snappy' : 'identity,gzip,deflate,snappy',
+        'grpc-accept-encoding': grpcAcceptEncoding(),
       };
       // gRPC metadata keys are lower-case (HTTP/2 requires it).
       for (const [name, value] of Object.entries(auth ?? {})) headers[name.toLowerCase()] = value;

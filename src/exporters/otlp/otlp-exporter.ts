@@ -8,20 +8,28 @@ import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../pdata/otlp';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
-import { GrpcUnaryClient, type UnaryResult } from './grpc-client';
+import { GrpcUnaryClient, type GrpcClientOptions, type UnaryClient, type UnaryResult } from './grpc-client';
+import { SpansieveGrpcClient } from './h2-grpc-client';
 import { GRPC_COMPRESSIONS, OTLP_CLIENT_KEYS, clientAuthenticatorsOf, parseOtlpClientConfig, type OtlpClientConfig } from '../otlp-common';
 import { loadZstd } from '../../util/compression';
 
 export interface OtlpGrpcExporterConfig extends OtlpClientConfig {
   /** host:port of an OTLP/gRPC server (Jaeger, a Collector, another spansieve). */
   readonly endpoint: string;
+  /** Which HTTP/2 client carries the calls: spansieve's own (src/util/h2) or node:http2. */
+  readonly http2: Http2Client;
 }
+
+export const HTTP2_CLIENTS = ['spansieve', 'node'] as const;
+export type Http2Client = (typeof HTTP2_CLIENTS)[number];
+/** The default HTTP/2 client. */
+export const DEFAULT_HTTP2_CLIENT: Http2Client = 'spansieve';
 
 /** Headers HTTP/2 forbids (RFC 9113 8.2.2); node:http2 refuses to send them. */
 const HTTP2_FORBIDDEN_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig {
-  const at = node.struct(['endpoint', ...OTLP_CLIENT_KEYS]);
+  const at = node.struct(['endpoint', 'http2', ...OTLP_CLIENT_KEYS]);
   const endpointNode = at('endpoint');
   if (endpointNode.isAbsent) endpointNode.report('required: host:port of the OTLP/gRPC server, e.g. 127.0.0.1:4317');
   // Accept the URL forms people paste from other tools, but dial host:port.
@@ -37,7 +45,8 @@ export function parseOtlpGrpcExporterConfig(node: Node): OtlpGrpcExporterConfig 
     }
   }
   // As in the Collector: an http:// endpoint means plaintext, whatever tls says.
-  return { endpoint, ...client, tls: written.startsWith('http://') ? { ...client.tls, insecure: true } : client.tls };
+  const http2 = at('http2').oneOf(DEFAULT_HTTP2_CLIENT, HTTP2_CLIENTS);
+  return { endpoint, http2, ...client, tls: written.startsWith('http://') ? { ...client.tls, insecure: true } : client.tls };
 }
 
 /** gRPC status codes the OTLP spec lets a client retry (RESOURCE_EXHAUSTED only with RetryInfo). */
@@ -51,7 +60,7 @@ const RETRYABLE_CODES = new Set<number>([
 ]);
 
 export class OtlpGrpcExporter extends RequestExporter {
-  private client: GrpcUnaryClient | undefined;
+  private client: UnaryClient | undefined;
   private readonly metadata: Record<string, string> = {};
 
   constructor(
@@ -71,12 +80,13 @@ export class OtlpGrpcExporter extends RequestExporter {
     }
     const compression = this.config.compression;
     if (compression === 'zstd') await loadZstd();
-    this.client = new GrpcUnaryClient(this.config.endpoint, {
+    const options: GrpcClientOptions = {
       tls: tls.insecure ? undefined : tls.options,
       compression: compression === 'gzip' || compression === 'zstd' || compression === 'snappy' ? compression : undefined,
       metadata: this.metadata,
       ...(auth ? { authHeaders: () => auth.requestHeaders() } : {}),
-    });
+    };
+    this.client = this.config.http2 === 'node' ? new GrpcUnaryClient(this.config.endpoint, options) : new SpansieveGrpcClient(this.config.endpoint, options);
     await this.helper.start(host);
   }
 

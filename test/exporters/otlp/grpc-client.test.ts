@@ -3,18 +3,26 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { GrpcUnaryClient, type GrpcClientOptions, type UnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { SpansieveGrpcClient } from '../../../src/exporters/otlp/h2-grpc-client';
 import { otlpExporterFactory } from '../../../src/exporters/otlp/otlp-exporter';
 import { loadZstd } from '../../../src/util/compression';
 import { GrpcStatus } from '../../../src/util/grpc';
 import { snappyFramed, zstdCompress } from '../../helpers/compression';
 import { configErrors } from '../../helpers/components';
+import { ConfigIssues, Node } from '../../../src/config/reader';
 
 // The exporter's gRPC client against a bare HTTP/2 server whose answers each test chooses.
 
 type Answer = (stream: http2.ServerHttp2Stream) => void;
 
-void describe('GrpcUnaryClient', () => {
+// Both HTTP/2 clients the exporter can use (`http2: spansieve | node`) pass the same tests.
+const IMPLEMENTATIONS: [string, (endpoint: string, options: GrpcClientOptions) => UnaryClient][] = [
+  ['spansieve', (endpoint, options) => new SpansieveGrpcClient(endpoint, options)],
+  ['node', (endpoint, options) => new GrpcUnaryClient(endpoint, options)],
+];
+
+for (const [name, makeClient] of IMPLEMENTATIONS) void describe(`gRPC unary client (http2: ${name})`, () => {
   const server = http2.createServer();
   let answer: Answer = () => undefined;
   let sessions = 0;
@@ -37,8 +45,8 @@ void describe('GrpcUnaryClient', () => {
   });
 
   const client = (metadata: Record<string, string> = {}) =>
-    new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: undefined, metadata });
-  const call = (c: GrpcUnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
+    makeClient(`127.0.0.1:${port}`, { tls: undefined, metadata });
+  const call = (c: UnaryClient, timeoutMs = 5000) => c.call('/x.Y/Export', Buffer.from('hello'), new AbortController().signal, timeoutMs);
   const ok: Answer = (stream) => {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
@@ -215,7 +223,7 @@ void describe('GrpcUnaryClient', () => {
   void test('a call that times out on a connection that no longer answers PING: the connection is replaced', async () => {
     answer = ok;
     const proxy = await freezableProxy(port);
-    const c = new GrpcUnaryClient(`127.0.0.1:${proxy.port}`, { tls: undefined, metadata: {}, pingTimeoutMs: 200 });
+    const c = makeClient(`127.0.0.1:${proxy.port}`, { tls: undefined, metadata: {}, pingTimeoutMs: 200 });
     const callWithin = (ms: number) => {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(new Error(`export timed out after ${ms}ms`)), ms);
@@ -283,5 +291,13 @@ void describe('otlp exporter config', () => {
       'exporters::otlp::headers::connection: is a connection-level header, which HTTP/2 (and so gRPC) does not allow',
       'exporters::otlp::headers::Transfer-Encoding: is a connection-level header, which HTTP/2 (and so gRPC) does not allow',
     ]);
+  });
+
+  void test('http2: spansieve (default) or node; anything else is a config error', () => {
+    const parse = (extra: Record<string, unknown>) => otlpExporterFactory.parseConfig(new Node({ endpoint: '127.0.0.1:4317', ...extra }, 'exporters::otlp', new ConfigIssues()));
+    assert.equal(parse({}).http2, 'spansieve');
+    assert.equal(parse({ http2: 'node' }).http2, 'node');
+    const errors = configErrors((n) => otlpExporterFactory.parseConfig(n), { endpoint: '127.0.0.1:4317', http2: 'nghttp2' }, 'exporters::otlp');
+    assert.deepEqual(errors, ['exporters::otlp::http2: must be one of spansieve, node, got "nghttp2"']);
   });
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
-import { GrpcUnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { GrpcUnaryClient, type UnaryClient } from '../../../src/exporters/otlp/grpc-client';
+import { SpansieveGrpcClient } from '../../../src/exporters/otlp/h2-grpc-client';
 
 // node:http2 counts the data a session has queued to send against its maxSessionMemory (10 MB by
 // default) and, while over it, resets any stream whose response headers arrive with
@@ -41,8 +42,9 @@ void describe('GrpcUnaryClient with many large calls in flight', () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 
-  void test(`${CALLS_IN_FLIGHT} calls of 4 MB in flight on one connection all succeed (no ENHANCE_YOUR_CALM from the client's own session)`, async () => {
-    const client = new GrpcUnaryClient(`127.0.0.1:${port}`, { tls: undefined, metadata: {} });
+  for (const http2Client of ['spansieve', 'node']) void test(`http2: ${http2Client}: ${CALLS_IN_FLIGHT} calls of 4 MB in flight on one connection all succeed (no ENHANCE_YOUR_CALM from the client's own session)`, async () => {
+    const options = { tls: undefined, metadata: {} };
+    const client: UnaryClient = http2Client === 'node' ? new GrpcUnaryClient(`127.0.0.1:${port}`, options) : new SpansieveGrpcClient(`127.0.0.1:${port}`, options);
     const message = Buffer.alloc(MESSAGE_BYTES, 7);
     const failures: string[] = [];
     let started = 0;

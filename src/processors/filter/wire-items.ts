@@ -261,24 +261,48 @@ function fixed64At(buf: Uint8Array, pos: number): bigint {
   return new DataView(buf.buffer, buf.byteOffset + pos, 8).getBigUint64(0, true);
 }
 
-/** The resource of a ResourceSpans / ResourceMetrics block; fields decoded on first read. */
-export class WireResource implements ResourceData {
+/** Field tags of a Resource or InstrumentationScope and of the message that holds it (pdata/fields.ts). */
+interface HeldTags {
+  /** The Resource / InstrumentationScope field of the holder. */
+  readonly held: number;
+  /** The holder's schema_url. */
+  readonly schemaUrl: number;
+  readonly attributes: number;
+  readonly droppedAttributesCount: number;
+}
+
+const RESOURCE_TAGS: HeldTags = {
+  held: RESOURCE_ITEMS.resource,
+  schemaUrl: RESOURCE_ITEMS.schema_url,
+  attributes: RESOURCE.attributes,
+  droppedAttributesCount: RESOURCE.dropped_attributes_count,
+};
+
+const SCOPE_TAGS: HeldTags = {
+  held: SCOPE_ITEMS.scope,
+  schemaUrl: SCOPE_ITEMS.schema_url,
+  attributes: INSTRUMENTATION_SCOPE.attributes,
+  droppedAttributesCount: INSTRUMENTATION_SCOPE.dropped_attributes_count,
+};
+
+/** What a resource and a scope share: attributes and dropped count of the held message, the holder's schema_url; decoded on first read. */
+abstract class WireHeld {
+  private heldRange: [number, number] | undefined | null = null;
   private attrs: Attributes | undefined;
   private dropped: number | undefined;
   private schema: string | undefined;
-  private resource: [number, number] | undefined | null = null;
 
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(protected readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly tags: HeldTags) {}
 
-  private range(): [number, number] | undefined {
-    if (this.resource === null) this.resource = lastLen(this.buf, 0, this.buf.length, RESOURCE_ITEMS.resource);
-    return this.resource;
+  protected range(): [number, number] | undefined {
+    if (this.heldRange === null) this.heldRange = lastLen(this.buf, this.start, this.end, this.tags.held);
+    return this.heldRange;
   }
 
   get attributes(): Attributes {
     if (this.attrs === undefined) {
       const r = this.range();
-      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], RESOURCE.attributes) : new Map();
+      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], this.tags.attributes) : new Map();
     }
     return this.attrs;
   }
@@ -286,31 +310,31 @@ export class WireResource implements ResourceData {
   get droppedAttributesCount(): number {
     if (this.dropped === undefined) {
       const r = this.range();
-      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], RESOURCE.dropped_attributes_count) : undefined) ?? 0;
+      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], this.tags.droppedAttributesCount) : undefined) ?? 0;
     }
     return this.dropped;
   }
 
   get schemaUrl(): string {
-    this.schema ??= lastString(this.buf, 0, this.buf.length, RESOURCE_ITEMS.schema_url) ?? '';
+    this.schema ??= lastString(this.buf, this.start, this.end, this.tags.schemaUrl) ?? '';
     return this.schema;
   }
 }
 
+/** The resource of a ResourceSpans / ResourceMetrics block; fields decoded on first read. */
+export class WireResource extends WireHeld implements ResourceData {
+  constructor(buf: Uint8Array) {
+    super(buf, 0, buf.length, RESOURCE_TAGS);
+  }
+}
+
 /** A ScopeSpans' / ScopeMetrics' scope and schema_url. */
-export class WireScope implements ScopeData {
-  private scopeRange: [number, number] | undefined | null = null;
+export class WireScope extends WireHeld implements ScopeData {
   private n: string | undefined;
   private v: string | undefined;
-  private attrs: Attributes | undefined;
-  private dropped: number | undefined;
-  private schema: string | undefined;
 
-  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number) {}
-
-  private range(): [number, number] | undefined {
-    if (this.scopeRange === null) this.scopeRange = lastLen(this.buf, this.start, this.end, SCOPE_ITEMS.scope);
-    return this.scopeRange;
+  constructor(buf: Uint8Array, start: number, end: number) {
+    super(buf, start, end, SCOPE_TAGS);
   }
 
   private str(tag: number): string {
@@ -326,27 +350,6 @@ export class WireScope implements ScopeData {
   get version(): string {
     this.v ??= this.str(INSTRUMENTATION_SCOPE.version);
     return this.v;
-  }
-
-  get attributes(): Attributes {
-    if (this.attrs === undefined) {
-      const r = this.range();
-      this.attrs = r ? decodeOttlKeyValues(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.attributes) : new Map();
-    }
-    return this.attrs;
-  }
-
-  get droppedAttributesCount(): number {
-    if (this.dropped === undefined) {
-      const r = this.range();
-      this.dropped = (r ? lastUint32(this.buf, r[0], r[1], INSTRUMENTATION_SCOPE.dropped_attributes_count) : undefined) ?? 0;
-    }
-    return this.dropped;
-  }
-
-  get schemaUrl(): string {
-    this.schema ??= lastString(this.buf, this.start, this.end, SCOPE_ITEMS.schema_url) ?? '';
-    return this.schema;
   }
 }
 

@@ -7,7 +7,7 @@ import type { ResourceData, TelemetryItem } from '../../ottl';
 import { RESOURCE_ITEMS, SCOPE_ITEMS, SPAN } from '../../pdata/fields';
 import { WireReader, varintSize, writeVarint } from '../../pdata/wire';
 import type { OttlGroup } from './ottl-rules';
-import { WireScope, WireSpan, WireSpanEvent } from './wire-items';
+import { WireSpan, WireSpanEvent, wireScope } from './wire-items';
 
 export interface FilteredBlock {
   readonly bytes: Uint8Array;
@@ -109,7 +109,7 @@ export function filterSpansBlock(bytes: Uint8Array, resource: ResourceData, grou
 
 /** One ScopeSpans: null = removed, else its spans left and its new content (undefined: unchanged). */
 function filterScope(buf: Uint8Array, start: number, end: number, resource: ResourceData, group: OttlGroup): { parts: Parts | undefined; spans: number } | null {
-  const scope = new WireScope(buf, start, end);
+  const scope = wireScope(buf, start, end);
   if (group.scope?.eval({ resource, scope })) return null;
   const spanSeq = group.span;
   const eventSeq = group.spanevent;

@@ -285,16 +285,23 @@ const SCOPE_TAGS: HeldTags = {
   droppedAttributesCount: INSTRUMENTATION_SCOPE.dropped_attributes_count,
 };
 
-/** What a resource and a scope share: attributes and dropped count of the held message, the holder's schema_url; decoded on first read. */
-abstract class WireHeld {
+/**
+ * A resource or a scope: attributes and dropped count of the held message, the holder's
+ * schema_url, and for a scope its name and version; decoded on first read. One class for both, not
+ * a base class: a derived class cost ~7 % on the span filter path (a WireScope per span; 60-80
+ * slices A/B in one process).
+ */
+class WireHeld implements ResourceData, ScopeData {
   private heldRange: [number, number] | undefined | null = null;
   private attrs: Attributes | undefined;
   private dropped: number | undefined;
   private schema: string | undefined;
+  private n: string | undefined;
+  private v: string | undefined;
 
-  constructor(protected readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly tags: HeldTags) {}
+  constructor(private readonly buf: Uint8Array, private readonly start: number, private readonly end: number, private readonly tags: HeldTags) {}
 
-  protected range(): [number, number] | undefined {
+  private range(): [number, number] | undefined {
     if (this.heldRange === null) this.heldRange = lastLen(this.buf, this.start, this.end, this.tags.held);
     return this.heldRange;
   }
@@ -319,23 +326,6 @@ abstract class WireHeld {
     this.schema ??= lastString(this.buf, this.start, this.end, this.tags.schemaUrl) ?? '';
     return this.schema;
   }
-}
-
-/** The resource of a ResourceSpans / ResourceMetrics block; fields decoded on first read. */
-export class WireResource extends WireHeld implements ResourceData {
-  constructor(buf: Uint8Array) {
-    super(buf, 0, buf.length, RESOURCE_TAGS);
-  }
-}
-
-/** A ScopeSpans' / ScopeMetrics' scope and schema_url. */
-export class WireScope extends WireHeld implements ScopeData {
-  private n: string | undefined;
-  private v: string | undefined;
-
-  constructor(buf: Uint8Array, start: number, end: number) {
-    super(buf, start, end, SCOPE_TAGS);
-  }
 
   private str(tag: number): string {
     const r = this.range();
@@ -352,6 +342,13 @@ export class WireScope extends WireHeld implements ScopeData {
     return this.v;
   }
 }
+
+/** The resource of a ResourceSpans / ResourceMetrics block. */
+export type WireResource = ResourceData;
+export const wireResource = (buf: Uint8Array): WireResource => new WireHeld(buf, 0, buf.length, RESOURCE_TAGS);
+
+/** A ScopeSpans' / ScopeMetrics' scope and schema_url. */
+export const wireScope = (buf: Uint8Array, start: number, end: number): ScopeData => new WireHeld(buf, start, end, SCOPE_TAGS);
 
 const NO_STATUS = Object.freeze({});
 

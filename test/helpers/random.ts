@@ -1,11 +1,3 @@
-/** mulberry32: a small seeded generator, so a corpus is the same on every run and a failure can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The bench's seeded generator (mulberry32), so a test corpus is the same on every run and a
+// failure can be replayed; one definition for bench and tests (tests may import bench/, not the reverse).
+export { prng as seededRandom } from '../../bench/obi';

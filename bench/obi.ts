@@ -70,9 +70,10 @@ export function prng(seed: number): () => number {
   };
 }
 
-type KeyValue = { key: string; value: { stringValue: string } | { intValue: number } };
-const str = (key: string, value: string): KeyValue => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number): KeyValue => ({ key, value: { intValue: value } });
+export type KeyValue = { key: string; value: { stringValue: string } | { intValue: number } };
+/** KeyValues in protobufjs's object form (the bench's other request builders use them too). */
+export const str = (key: string, value: string): KeyValue => ({ key, value: { stringValue: value } });
+export const int = (key: string, value: number): KeyValue => ({ key, value: { intValue: value } });
 
 const SERVICES = ['checkout', 'frontend', 'cart', 'payments', 'users', 'inventory', 'search', 'envoy'];
 const LANGUAGES = ['go', 'java', 'nodejs', 'python', 'generic'];

@@ -9,6 +9,7 @@ import { parseRequest } from '../src/pdata/scan';
 import { parseTailSamplingConfig } from '../src/processors/tailsampling/config';
 import { TailSamplingProcessor } from '../src/processors/tailsampling/tail-sampling';
 import { SelfTelemetry } from '../src/service/telemetry';
+import { int, str } from './obi';
 
 const START_NS = 1_700_000_000_000_000_000n;
 
@@ -17,9 +18,6 @@ export interface TraceTemplate {
   /** Where each span's trace id is, in span order. */
   readonly idOffsets: readonly number[];
 }
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
 /** The marker a template's span `i` carries as its trace id until `withTraceIds` rewrites it. */
 export const traceIdMarker = (i: number): Buffer => Buffer.concat([Buffer.from('TRACEID!'), Buffer.alloc(4), Buffer.from([0, 0, i >> 8, i & 255])]);

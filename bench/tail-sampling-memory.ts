@@ -6,15 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import { types } from '../src/pdata/codec';
 import { SelfTelemetry } from '../src/service/telemetry';
+import { int, str } from './obi';
 import { markerOffsets, offer, processorUnderTest, traceIdMarker, type TraceTemplate } from './tail-sampling-load';
 
 const TOTAL = Number(process.argv[2] ?? 1_000_000);
 const PER_REQUEST = 100;
 const NUM_TRACES = 10_000;
 const START_NS = 1_700_000_000_000_000_000n;
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
 /** One request of PER_REQUEST spans from one process; trace ids are rewritten in place per offer. */
 function template(service: string, pid: number, root: boolean): TraceTemplate {
@@ -37,8 +35,6 @@ function template(service: string, pid: number, root: boolean): TraceTemplate {
   const bytes = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource, scopeSpans: spans.map((span) => ({ scope: {}, spans: [span] })) }] })).finish());
   return { bytes, idOffsets: markerOffsets(bytes, PER_REQUEST) };
 }
-
-
 
 async function main(): Promise<void> {
   let now = 0;

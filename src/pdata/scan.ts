@@ -19,7 +19,8 @@ import {
   type MessageSpec,
 } from './schema';
 import { EXPORT_REQUEST, METRIC, POINTS_HOLDER as DATA, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, fieldOf } from './fields';
-import { WIRE_LEN, WireFormatError, WireReader, encodeRepeatedField, hashBytes } from './wire';
+import { Splice, rewriteScopes } from './splice';
+import { WIRE_LEN, WireFormatError, WireReader, hashBytes } from './wire';
 
 // Splits an export request into resource blocks straight from the wire: checks every byte that
 // will be forwarded, decodes only resource attributes, counts spans / points. Items that are well
@@ -410,37 +411,27 @@ interface Repaired {
  * length prefixes of its scopes are rewritten; every other field, known or not, keeps its bytes.
  */
 function repairResource(bytes: Uint8Array, scanItem: ItemScanner): Repaired {
-  const parts: Uint8Array[] = [];
   let items = 0;
-  const reader = new WireReader(bytes, 0, bytes.length);
-  while (!reader.done) {
-    const fieldStart = reader.pos;
-    const tag = reader.tag();
-    if (tag !== RESOURCE_ITEMS.scopes) {
-      reader.skip(tag & 7);
-      parts.push(bytes.subarray(fieldStart, reader.pos));
-      continue;
-    }
-    const scopeStart = reader.lengthDelimited();
-    const kept: Uint8Array[] = [];
-    const scope = new WireReader(bytes, scopeStart, reader.pos);
+  const out = rewriteScopes(bytes, (start, end) => {
+    const kept = new Splice(bytes, start);
+    const scope = new WireReader(bytes, start, end);
     while (!scope.done) {
       const itemFieldStart = scope.pos;
       const itemTag = scope.tag();
-      if (itemTag === SCOPE_ITEMS.items) {
-        const s = scope.lengthDelimited();
-        const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: undefined, unchecked: false };
-        scanItem(bytes, s, scope.pos, NOWHERE, verdict);
-        if (verdict.invalid !== undefined) continue;
-        items += verdict.items;
-      } else {
+      if (itemTag !== SCOPE_ITEMS.items) {
         scope.skip(itemTag & 7);
+        continue;
       }
-      kept.push(bytes.subarray(itemFieldStart, scope.pos));
+      const s = scope.lengthDelimited();
+      const verdict: ScannedResource = { attributes: EMPTY_ATTRIBUTES, items: 0, invalid: undefined, unchecked: false };
+      scanItem(bytes, s, scope.pos, NOWHERE, verdict);
+      if (verdict.invalid !== undefined) kept.cut(itemFieldStart, scope.pos);
+      else items += verdict.items;
     }
-    parts.push(encodeRepeatedField(SCOPES_FIELD, [Buffer.concat(kept)]));
-  }
-  return { bytes: Buffer.concat(parts), items };
+    // Every scope is re-framed, changed or not.
+    return kept.finish(end) ?? [bytes.subarray(start, end)];
+  });
+  return { bytes: out ?? Buffer.from(bytes), items };
 }
 
 /** The scanner's own tables, for test/pdata/schema.test.ts, which checks them against proto/. */

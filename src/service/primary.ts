@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { Component, ComponentStatusEvent, ComponentStatusWatcher, CreateSettings, ExtensionFactory, Host, InstanceView, SamplingView, ServiceControl, ServiceStatus } from '../component/component';
 import type { DryRunResult } from '../component/live';
-import { ConfigValidationError } from '../config/reader';
 import { primaryExtensions, type ServiceConfig } from '../config/service-config';
+import { loadNewConfig } from './reload-config';
 import { SelfTelemetry, TelemetryServer } from './telemetry';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerCall, type WorkerSnapshot } from './worker';
 import { mergeDryRuns, mergeInstances, mergeSampling } from './worker-merge';
@@ -156,14 +156,9 @@ export class Primary implements ServiceControl {
 
   private async doReload(reason: string): Promise<void> {
     if (this.stopping) return;
-    let next: ServiceConfig;
-    try {
-      next = this.load();
-    } catch (err) {
-      if (!(err instanceof ConfigValidationError)) throw err;
-      this.logger.error({ reason, errors: err.errors }, 'new configuration rejected; the running one stays');
-      return;
-    }
+    const loaded = loadNewConfig(this.load, this.logger, reason);
+    if ('errors' in loaded) return;
+    const next = loaded.config;
     if (next.workers !== this.slots.length) {
       this.logger.error({ reason, workers: this.slots.length, wanted: next.workers }, 'new configuration rejected: service::workers changes only with a restart of spansieve; the running one stays');
       return;

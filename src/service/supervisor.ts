@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
 import type { Logger } from 'pino';
-import { ConfigValidationError, isRecord } from '../config/reader';
+import { isRecord } from '../config/reader';
 import { componentsOf, sectionOf, type ServiceConfig } from '../config/service-config';
 import type { ComponentKind, ComponentStatusEvent, QueueRequest } from '../component/component';
 import { Inventory } from './inventory';
+import { loadNewConfig } from './reload-config';
 import { Service } from './service';
 
 export type ReloadOutcome =
@@ -138,14 +139,9 @@ export class Supervisor {
   private async doReload(reason: string): Promise<ReloadOutcome> {
     // No new service once shutdown has begun.
     if (this.shuttingDown) return { kind: 'unchanged' };
-    let next: ServiceConfig;
-    try {
-      next = this.load();
-    } catch (err) {
-      if (!(err instanceof ConfigValidationError)) throw err;
-      this.logger.error({ reason, errors: err.errors }, 'new configuration rejected; the running one stays');
-      return { kind: 'rejected', errors: err.errors };
-    }
+    const loaded = loadNewConfig(this.load, this.logger, reason);
+    if ('errors' in loaded) return { kind: 'rejected', errors: loaded.errors };
+    const next = loaded.config;
     const running = this.current;
     if (!running) {
       if (!this.down) return { kind: 'unchanged' };

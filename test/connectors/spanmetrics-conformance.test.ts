@@ -15,6 +15,7 @@ import { Jaeger } from '../helpers/jaeger';
 import { freePort, waitFor } from '../helpers/ports';
 import { OTELCOL_BIN, OTELCOL_SKIP, ReferenceCollector } from '../helpers/reference-collector';
 import { HttpSink } from '../helpers/sink';
+import { bool, dbl, int, str } from '../helpers/otlp-json';
 
 // spansieve's spanmetrics connector against the real one: the same spans go through the Jaeger v2
 // binary (its contrib spanmetrics connector, Collector v0.140) and through spansieve's connector
@@ -24,10 +25,6 @@ import { HttpSink } from '../helpers/sink';
 // OpenMetrics exposition (exemplars on buckets and counters) is compared with spansieve's.
 
 const hexId = (n: number) => randomBytes(n);
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
-const dbl = (key: string, value: number) => ({ key, value: { doubleValue: value } });
-const bool = (key: string, value: boolean) => ({ key, value: { boolValue: value } });
 
 const NOW_NS = BigInt(Date.now()) * 1_000_000n;
 

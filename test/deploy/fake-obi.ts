@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { encodeMetrics, obiResourceMetrics } from '../helpers/obi-metrics';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../helpers/obi';
+import { int, str } from '../helpers/otlp-json';
 
 // Stands in for OBI in the compose test (compose.test.ts), where eBPF cannot run: every second it
 // sends what OBI would for one request through client -> envoy-front :9000 -> envoy-back :8000
@@ -18,9 +19,6 @@ export const CHAIN = {
   backend: hostInstance(host, 103, 'backend'),
 };
 export const NOISE = [hostInstance(host, 104, 'node'), hostInstance(host, 105, 'prometheus')];
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
 function clientAttributes(peer: string, port: number) {
   return [str('http.request.method', 'GET'), int('http.response.status_code', 200), str('url.full', `http://${peer}:${port}/`), str('server.address', peer), int('server.port', port)];

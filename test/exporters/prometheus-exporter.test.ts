@@ -7,6 +7,7 @@ import { configErrors, parseWith, testSettings } from '../helpers/components';
 import { hostInstance, resourceAttributes } from '../helpers/obi';
 import { CUMULATIVE, DELTA, OBI_DURATION_BUCKETS, bucketCounts, metricsBatch, obiResourceMetrics } from '../helpers/obi-metrics';
 import { freePort } from '../helpers/ports';
+import { str } from '../helpers/otlp-json';
 
 const backend = hostInstance('web-1', 4242, 'backend');
 const T0 = 1_700_000_000_000_000_000n;
@@ -19,8 +20,6 @@ function exporter(raw: Record<string, unknown> = {}, telemetry = new SelfTelemet
 function resource(metrics: Record<string, unknown>[], instance = backend, scope: Record<string, unknown> = { name: 'go.opentelemetry.io/obi' }) {
   return { resource: { attributes: resourceAttributes(instance).filter((kv) => kv.key !== 'otel.scope.name') }, scopeMetrics: [{ scope, metrics }] };
 }
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
 
 async function text(e: PrometheusExporter): Promise<string> {
   return (await e.render(false)).body;

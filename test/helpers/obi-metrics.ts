@@ -2,6 +2,7 @@ import { types } from '../../src/pdata/codec';
 import { parseRequest } from '../../src/pdata/scan';
 import type { Batch } from '../../src/pdata/batch';
 import { resourceAttributes, type ObiInstance } from './obi';
+import { int, str } from './otlp-json';
 
 // OBI-shaped OTLP metrics (../shared/reference/obi-output.md): one ResourceMetrics per process,
 // carrying the process's service.instance.id; HTTP durations in seconds with OBI's buckets.
@@ -10,9 +11,6 @@ export const OBI_DURATION_BUCKETS = [0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.
 
 export const DELTA = 1;
 export const CUMULATIVE = 2;
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
 export function nowNanos(offsetMs = 0): string {
   return (BigInt(Date.now() + offsetMs) * 1_000_000n).toString();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { types } from '../../src/pdata/codec';
+import { int, str } from './otlp-json';
 
 // Payloads shaped like OBI's (../shared/reference/obi-output.md): one ResourceSpans per process,
 // each span in its own ScopeSpans with an empty scope, OBI's resource attributes and span names.
@@ -28,9 +29,6 @@ export const dockerInstance = (composeService: string, container: string): ObiIn
   serviceName: composeService,
   extra: { 'container.name': container, 'container.id': randomBytes(32).toString('hex') },
 });
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
 
 export interface SpanSpec {
   readonly traceId?: Buffer;

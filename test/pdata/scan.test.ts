@@ -7,6 +7,7 @@ import { types } from '../../src/pdata/codec';
 import { checkDeferredBlock, parseRequest, type ParsedRequest } from '../../src/pdata/scan';
 import { WireFormatError } from '../../src/pdata/wire';
 import { dockerInstance, encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../helpers/obi';
+import { seededRandom } from '../helpers/random';
 
 // parseRequest against a full protobufjs decode: for every input, the resource attributes and item
 // counts it decides on must be those of the decoded message, and the kept bytes must be the input's.
@@ -221,18 +222,6 @@ function parseAndCompare(signal: Signal, bytes: Bytes, identity = true): ParsedR
 
 // ---------------------------------------------------------------------------------------------
 
-/** A small deterministic generator, so the corpus is the same on every run. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 void describe('parseRequest on OBI-shaped traces', () => {
   void test('a mixed request of host, k8s and docker instances: attributes, counts and bytes', () => {
     const instances: ObiInstance[] = [];
@@ -271,7 +260,7 @@ void describe('parseRequest on OBI-shaped traces', () => {
   });
 
   void test('a seeded corpus of 40 requests agrees with protobufjs and round-trips byte for byte', () => {
-    const random = prng(20240611);
+    const random = seededRandom(20240611);
     const pick = (n: number) => Math.floor(random() * n);
     let totalSpans = 0;
     for (let r = 0; r < 40; r++) {

@@ -292,6 +292,10 @@ void describe('service::workers: 2', { timeout: 120_000 }, () => {
 
   void test('a reload (SIGHUP to the primary) reaches every worker', async () => {
     const doc = JSON.parse(fs.readFileSync(spansieve.configFile, 'utf8')) as { processors: Record<string, unknown>; service: Record<string, unknown> };
+    // An invalid file is refused by the primary with its errors; no worker is asked.
+    fs.writeFileSync(spansieve.configFile, JSON.stringify({ ...doc, processors: { ...doc.processors, 'filter/obi': { keep: [{ 'service.name': '/[broken/' }] } } }));
+    spansieve.child!.kill('SIGHUP');
+    await waitFor('the primary to refuse an invalid file', () => spansieve.log().split('\n').some((l) => l.includes('new configuration rejected; the running one stays') && l.includes('invalid regular expression')), 20_000);
     doc.processors['filter/obi'] = { keep: [{ 'service.instance.id': B.instanceId }] };
     // The number of workers changes only with a restart: such a file is refused as a whole.
     fs.writeFileSync(spansieve.configFile, JSON.stringify({ ...doc, service: { ...doc.service, workers: 3 } }));

@@ -14,7 +14,7 @@ import { sharedProcessTable, type ProcessTable } from './process-table';
 import { parseSelector, SelectorList, type ProcessContext, type Selector } from './selectors';
 import { filterMetricsBlock } from './metric-rules';
 import { filterSpansBlock } from './span-rules';
-import { WireResource } from './wire-items';
+import { wireResource, type WireResource } from './wire-items';
 
 export interface FilterConfig {
   /** Absent means keep everything (then `drop` alone decides). */
@@ -142,7 +142,7 @@ function instanceDecision(config: FilterConfig, attributes: Attributes, resource
   if (!ottl.rules.groups.some((g) => g.resource)) return kept;
   if (resource === undefined) return undefined;
   try {
-    const item = { resource: new WireResource(resource) };
+    const item = { resource: wireResource(resource) };
     if (ottl.rules.groups.some((g) => g.resource?.eval(item))) return { kept: false, selector: OTTL_SELECTOR };
   } catch (err) {
     if (err instanceof WireFormatError) return undefined;
@@ -283,7 +283,7 @@ export class FilterProcessor implements Component, Consumer, LiveReconfigurable<
       const decision = decide(rules, block.attributes);
       let out: ResourceBlock | undefined;
       if (decision.kept) {
-        const resource = new WireResource(block.bytes);
+        const resource = wireResource(block.bytes);
         if (this.resourceDropped(block, resource, ottl)) {
           inventory?.decide(block.attributes, false, OTTL_SELECTOR, this.id);
         } else {

@@ -12,7 +12,7 @@ import {
 } from '../../pdata/fields';
 import { WIRE_I64, WIRE_LEN, WireReader, readVarintBigInt, varintSize, writeVarint } from '../../pdata/wire';
 import type { ConditionSequence, DataPointData, MetricData, MetricType, OttlValue, ResourceData, ScopeData, TelemetryItem } from '../../ottl';
-import { WireAttributes, WireScope } from './wire-items';
+import { WireAttributes, wireScope } from './wire-items';
 
 // The filter processor's metric and datapoint conditions (`metrics: { metric, datapoint }`, and the
 // scope, metric and datapoint conditions `metric_conditions` infers), read
@@ -111,7 +111,7 @@ function pushLenField(parts: Uint8Array[], tag: number, payload: readonly Uint8A
 /** One ScopeMetrics: undefined = unchanged, null = removed, else the parts of its new payload. Sets lastItems. */
 function filterScope(buf: Buffer, start: number, end: number, resource: ResourceData, rules: MetricRules): Uint8Array[] | null | undefined {
   // Scope and schema_url are read when a condition asks (they may follow the metrics: the last wins).
-  const scope = new WireScope(buf, start, end);
+  const scope = wireScope(buf, start, end);
   if (rules.scope?.eval({ resource, scope })) {
     lastItems = 0;
     return null;

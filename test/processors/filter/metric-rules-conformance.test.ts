@@ -8,7 +8,7 @@ import { Batch, type ResourceBlock } from '../../../src/pdata/batch';
 import { decodeToPlain, encodeFromOtlpJson, types } from '../../../src/pdata/codec';
 import { parseRequest } from '../../../src/pdata/scan';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
-import { WireResource } from '../../../src/processors/filter/wire-items';
+import { wireResource } from '../../../src/processors/filter/wire-items';
 import { freePorts } from '../../helpers/ports';
 import { OTTL_SKIP_REASON, ReferenceCollector, ottlReference } from '../../helpers/reference-collector';
 import { startService } from '../../helpers/service';
@@ -229,7 +229,7 @@ function spansieveExport(request: Uint8Array, c: Case): Json | null | undefined 
   const kept: ResourceBlock[] = [];
   try {
     for (const block of batch.resources) {
-      const resource = new WireResource(block.bytes);
+      const resource = wireResource(block.bytes);
       if (rules.resource?.eval({ resource })) continue;
       const out = filterMetricsBlock(block.bytes, resource, rules);
       if (out === undefined) kept.push(block);

@@ -10,7 +10,7 @@ import { SPAN } from '../../../src/pdata/fields';
 import { parseRequest } from '../../../src/pdata/scan';
 import { encodeRepeatedField } from '../../../src/pdata/wire';
 import { filterMetricsBlock, type MetricRules } from '../../../src/processors/filter/metric-rules';
-import { MAX_OTTL_DEPTH, WireAttributes, WireResource, decodeOttlAnyValue, decodeOttlKeyValues } from '../../../src/processors/filter/wire-items';
+import { MAX_OTTL_DEPTH, WireAttributes, decodeOttlAnyValue, decodeOttlKeyValues, wireResource } from '../../../src/processors/filter/wire-items';
 import { deepAnyValue } from '../../helpers/deep';
 
 // filterMetricsBlock against the Collector's algorithm run over a full protobufjs decode of the
@@ -133,7 +133,7 @@ function typeOf(m: Json): MetricType {
 /** Returns the filtered plain object, or null when the resource goes; throws what propagate throws. */
 function reference(bytes: Uint8Array, r: MetricRules): { plain: Json | null; points: number } {
   const plain = decodeToPlain(types.ResourceMetrics, bytes);
-  const resource: ResourceData = new WireResource(bytes);
+  const resource: ResourceData = wireResource(bytes);
   let points = 0;
   const scopes = ((plain.scopeMetrics ?? []) as Json[]).filter((sm) => {
     if (!r.metric && !r.datapoint && !r.scope) {
@@ -175,7 +175,7 @@ function reference(bytes: Uint8Array, r: MetricRules): { plain: Json | null; poi
 }
 
 function run(bytes: Buffer, r: MetricRules): ReturnType<typeof filterMetricsBlock> {
-  return filterMetricsBlock(bytes, new WireResource(bytes), r);
+  return filterMetricsBlock(bytes, wireResource(bytes), r);
 }
 
 /** Asserts filterMetricsBlock agrees with the reference; returns its answer. */
@@ -388,7 +388,7 @@ test('unknown fields and untouched messages keep their bytes; only what lost a p
   assert.equal(run(block, rules(['name == "none"'], ['attributes["id"] == "none"'])), undefined);
   // A plain Uint8Array (not a Buffer) is read the same way.
   const copy = new Uint8Array(block);
-  assert.deepEqual(filterMetricsBlock(copy, new WireResource(copy), rules(undefined, ['attributes["id"] == "b"']))?.bytes, out.bytes);
+  assert.deepEqual(filterMetricsBlock(copy, wireResource(copy), rules(undefined, ['attributes["id"] == "b"']))?.bytes, out.bytes);
 });
 
 test('the last data field decides the type and holds the points (as pdata decodes), earlier ones ride along', () => {
@@ -544,7 +544,7 @@ test('odd but valid input (whatever the receiver accepts) never throws and re-pa
       }
       accepted++;
       for (const r of ruleSets) {
-        const out = filterMetricsBlock(block, new WireResource(block), r);
+        const out = filterMetricsBlock(block, wireResource(block), r);
         if (!out) continue;
         const again = parseRequest('metrics', encodeRepeatedField(1, [out.bytes]));
         assert.equal(again.rejected, 0);

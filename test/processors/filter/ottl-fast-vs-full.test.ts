@@ -10,22 +10,11 @@ import { parseRequest } from '../../../src/pdata/scan';
 import { FilterProcessor, parseFilterConfig } from '../../../src/processors/filter/filter';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, testSettings } from '../../helpers/components';
+import { seededRandom } from '../../helpers/random';
 
 // Span-level filtering on the wire against a full decode: protobufjs decodes the request, the
 // engine judges the decoded spans and events with the Collector's removal rules, protobufjs
 // re-encodes what is left. On random OBI-like requests the two outputs must be the same bytes.
-
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Plain = Record<string, unknown>;
 
@@ -157,7 +146,7 @@ const CONFIGS: readonly { raw: Plain; rules: Rules }[] = [
 ];
 
 test('span-level filtering on the wire gives the bytes a full decode, filter and re-encode gives', async () => {
-  const r = rng(16);
+  const r = seededRandom(16);
   let changed = 0;
   let compared = 0;
   for (let n = 0; n < 150; n++) {

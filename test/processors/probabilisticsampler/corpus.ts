@@ -1,20 +1,10 @@
 import { encodeTraces, hostInstance, k8sInstance, obiResourceSpans, obiSpan, type ObiInstance } from '../../helpers/obi';
+import { str } from '../../helpers/otlp-json';
+import { seededRandom } from '../../helpers/random';
 
 // A reproducible corpus of OBI-shaped spans for the probabilistic_sampler tests: many traces, each
 // with spans from several processes; tracestates with and without `ot=th:` / `rv:` (consistent,
 // inconsistent, malformed, other vendors' members); `sampling.priority` of every type.
-
-/** mulberry32: a small seeded generator, so a failing run can be repeated. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bytes(random: () => number, n: number): Buffer {
   const out = Buffer.alloc(n);
@@ -64,8 +54,6 @@ export function traceStateChoices(rv: string): string[] {
     'a=1,,b=2',
   ];
 }
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
 
 /** `sampling.priority` values of every kind the Collector reads, and some it ignores. */
 export const PRIORITIES: ReadonlyArray<Record<string, unknown>> = [

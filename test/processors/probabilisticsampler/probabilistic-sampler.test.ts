@@ -12,7 +12,8 @@ import { parseRequest } from '../../../src/pdata/scan';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
-import { corpusRequests, seededRandom } from './corpus';
+import { seededRandom } from '../../helpers/random';
+import { corpusRequests } from './corpus';
 
 const parse = (raw: unknown): ProbabilisticSamplerConfig => parseWith(parseProbabilisticSamplerConfig, raw, 'processors::probabilistic_sampler');
 const errors = (raw: unknown): string[] => configErrors(parseProbabilisticSamplerConfig, raw, 'processors::probabilistic_sampler');

@@ -8,6 +8,7 @@ import { freePorts, waitFor } from '../../helpers/ports';
 import { startService } from '../../helpers/service';
 import { OTELCOL_SKIP, ReferenceCollector } from '../../helpers/reference-collector';
 import { GrpcSink } from '../../helpers/sink';
+import { bool, int, str } from '../../helpers/otlp-json';
 
 // The same OBI-shaped traces, in the same three deliveries, through the reference Collector's
 // tail_sampling (v0.160.0, scripts/install-peers.sh otelcol) and through spansieve's, with the same
@@ -20,10 +21,6 @@ import { GrpcSink } from '../../helpers/sink';
 const skip = OTELCOL_SKIP;
 const TRACES = 120;
 const DECISION_WAIT = '3s';
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-const int = (key: string, value: number) => ({ key, value: { intValue: value } });
-const bool = (key: string, value: boolean) => ({ key, value: { boolValue: value } });
 
 /** Policies per case, written once and given to both. Rate-based policies are left out (not deterministic). */
 const CASES: Record<string, unknown[]> = {

@@ -9,15 +9,12 @@ import { RetryableError } from '../../../src/component/errors';
 import { ConfigValidationError } from '../../../src/config/reader';
 import { FileStorage } from '../../../src/extensions/filestorage/file-storage';
 import { realIo } from '../../../src/extensions/filestorage/segment-queue';
-import type { Batch } from '../../../src/pdata/batch';
-import { types } from '../../../src/pdata/codec';
-import { parseRequest } from '../../../src/pdata/scan';
 import { parseTailSamplingConfig } from '../../../src/processors/tailsampling/config';
-import { TailSamplingProcessor } from '../../../src/processors/tailsampling/tail-sampling';
 import { SelfTelemetry } from '../../../src/service/telemetry';
 import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
-import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, type SpanSpec } from '../../helpers/obi';
+import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../../helpers/obi';
 import { freePorts } from '../../helpers/ports';
+import { Clock, batchOf, flush, keptSpans, metricReader, tailSampler } from '../../helpers/tail-sampling';
 import { startService } from '../../helpers/service';
 
 // tail_sampling with `storage`, in process with a real file_storage: what is written, what comes
@@ -29,34 +26,7 @@ after(() => {
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-
-class Clock {
-  now = 1_000_000;
-  readonly fn = (): number => this.now;
-}
-
-function batchOf(...spans: (SpanSpec & { service?: string })[]): Batch {
-  const byService = new Map<string, ReturnType<typeof obiSpan>[]>();
-  for (const spec of spans) {
-    const service = spec.service ?? 'frontend';
-    byService.set(service, [...(byService.get(service) ?? []), obiSpan(spec)]);
-  }
-  const body = encodeTraces([...byService].map(([service, list], i) => obiResourceSpans(hostInstance(`h${i}`, 1000 + i, service), list)));
-  return parseRequest('traces', body).batch;
-}
-
-function keptNames(capture: Capture): string[] {
-  return capture.batches
-    .flatMap((b) =>
-      b.resources.flatMap((block) => {
-        const rs = types.ResourceSpans.toObject(types.ResourceSpans.decode(block.bytes)) as { scopeSpans?: { spans?: { name: string }[] }[] };
-        return (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []).map((s) => s.name);
-      }),
-    )
-    .sort();
-}
-
-const flush = () => new Promise((resolve) => setImmediate(resolve));
+const keptNames = (capture: Capture): string[] => keptSpans(capture).map((s) => s.name).sort();
 
 /** A started file_storage and a started tail_sampling using it. */
 async function open(dir: string, clock: Clock, raw: Record<string, unknown> = {}) {
@@ -64,20 +34,11 @@ async function open(dir: string, clock: Clock, raw: Record<string, unknown> = {}
   const storage = new FileStorage(testSettings('file_storage', telemetry), { directory: dir, timeoutMs: 1000, fsync: false, createDirectory: false, directoryPermissions: 0o750 });
   await storage.start();
   const capture = new Capture();
-  const config = parseWith(parseTailSamplingConfig, {
-    decision_wait: '10s',
-    storage: 'file_storage',
-    policies: [{ name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } }],
-    ...raw,
-  });
-  const processor = new TailSamplingProcessor(testSettings('tail_sampling', telemetry), config, capture, { clock: clock.fn, timer: false });
+  const policies = [{ name: 'errors', type: 'status_code', status_code: { status_codes: ['ERROR'] } }];
+  const processor = tailSampler({ storage: 'file_storage', policies, ...raw }, capture, clock, telemetry);
   const host: Host = { reportStatus: () => {}, extensions: new Map([['file_storage', storage]]) };
   await processor.start(host);
-  const metric = async (name: string): Promise<number> => {
-    const line = (await telemetry.registry.metrics()).split('\n').find((l) => l.startsWith(`${name}{`));
-    return line ? Number(line.split(' ').pop()) : 0;
-  };
-  return { storage, processor, capture, metric };
+  return { storage, processor, capture, metric: metricReader(telemetry) };
 }
 
 function newDir(): string {

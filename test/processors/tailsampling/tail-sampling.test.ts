@@ -2,72 +2,26 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { Consumer } from '../../../src/component/component';
-import type { Batch } from '../../../src/pdata/batch';
 import { types } from '../../../src/pdata/codec';
 import { parseRequest } from '../../../src/pdata/scan';
-import { parseTailSamplingConfig, type TailSamplingConfig } from '../../../src/processors/tailsampling/config';
+import { parseTailSamplingConfig } from '../../../src/processors/tailsampling/config';
 import { parseTraceState, probabilityThreshold } from '../../../src/processors/tailsampling/policies';
-import { TailSamplingProcessor } from '../../../src/processors/tailsampling/tail-sampling';
 import { SelfTelemetry } from '../../../src/service/telemetry';
-import { Capture, configErrors, parseWith, testSettings } from '../../helpers/components';
+import { Capture, configErrors, parseWith } from '../../helpers/components';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan, type SpanSpec } from '../../helpers/obi';
+import { str } from '../../helpers/otlp-json';
+import { Clock, batchOf, flush, keptSpans, metricReader, tailSampler } from '../../helpers/tail-sampling';
 
 // The processor with an injected clock: decisions happen on tick(), so nothing here sleeps.
-
-const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
-
-function config(raw: Record<string, unknown>): TailSamplingConfig {
-  return parseWith(parseTailSamplingConfig, { decision_wait: '10s', ...raw });
-}
-
-class Clock {
-  now = 1_000_000;
-  readonly fn = (): number => this.now;
-}
 
 function setup(raw: Record<string, unknown>, next: Consumer = new Capture()) {
   const clock = new Clock();
   const telemetry = new SelfTelemetry();
-  const processor = new TailSamplingProcessor(testSettings('tail_sampling', telemetry), config(raw), next, { clock: clock.fn, timer: false });
-  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => {
-    const text = await telemetry.registry.metrics();
-    let sum = 0;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-      if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
-    }
-    return sum;
-  };
-  return { clock, processor, metric, telemetry, capture: next as Capture };
-}
-
-function batchOf(...spans: (SpanSpec & { service?: string })[]): Batch {
-  const byService = new Map<string, ReturnType<typeof obiSpan>[]>();
-  for (const spec of spans) {
-    const service = spec.service ?? 'frontend';
-    byService.set(service, [...(byService.get(service) ?? []), obiSpan(spec)]);
-  }
-  const body = encodeTraces([...byService].map(([service, list], i) => obiResourceSpans(hostInstance(`h${i}`, 1000 + i, service), list)));
-  return parseRequest('traces', body).batch;
-}
-
-interface DecodedSpan {
-  traceId: string;
-  spanId: string;
-  name: string;
-}
-
-function keptSpans(capture: Capture): DecodedSpan[] {
-  return capture.batches.flatMap((b) =>
-    b.resources.flatMap((block) => {
-      const rs = types.ResourceSpans.toObject(types.ResourceSpans.decode(block.bytes), { bytes: String, longs: String }) as { scopeSpans?: { spans?: DecodedSpan[] }[] };
-      return (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []).map((s) => ({ ...s, traceId: Buffer.from(s.traceId, 'base64').toString('hex') }));
-    }),
-  );
+  const processor = tailSampler(raw, next, clock, telemetry);
+  return { clock, processor, metric: metricReader(telemetry), telemetry, capture: next as Capture };
 }
 
 const keptTraces = (capture: Capture): Set<string> => new Set(keptSpans(capture).map((s) => s.traceId));
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('tail_sampling config', () => {
   test('defaults are the Collector\'s, plus the byte bound', () => {

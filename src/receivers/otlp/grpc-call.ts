@@ -5,9 +5,9 @@ import type { ServerTlsConfig } from '../../config/tls';
 import type { Signal } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../pdata/otlp';
-import { GrpcStatus, MESSAGE_PREFIX_LENGTH } from '../../util/grpc';
+import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage } from '../../util/grpc';
 import { DecompressError, loadZstd, zstdReady, type Compression } from '../../util/compression';
-import { echoed } from './echo';
+import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
 import { inTurn } from './turns';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
@@ -77,6 +77,26 @@ export const SHUTDOWN_GRACE_MS = 1000;
 const MAX_PING_STRIKES = 2;
 /** Without permit_without_stream, gRPC-Go's minimum between pings on a connection with no calls. */
 const PING_MIN_TIME_WITHOUT_STREAM_MS = 2 * 3_600_000;
+
+/** The running gRPC server, on either HTTP/2 layer. */
+export interface GrpcServer {
+  readonly port: number;
+  start(auth?: ServerAuthenticator): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** The trailers-only headers of a status (both layers). */
+export function statusHeaders(code: number, message: string, details?: Uint8Array): Record<string, string | number> {
+  const headers: Record<string, string | number> = {
+    ':status': 200,
+    'content-type': 'application/grpc',
+    'grpc-accept-encoding': ACCEPTED_ENCODINGS,
+    'grpc-status': String(code),
+    'grpc-message': encodeGrpcMessage(cappedMessage(message)),
+  };
+  if (details) headers['grpc-status-details-bin'] = Buffer.from(details).toString('base64').replace(/=+$/, '');
+  return headers;
+}
 
 /** One call's stream, as either HTTP/2 layer offers it. */
 export interface GrpcCall {

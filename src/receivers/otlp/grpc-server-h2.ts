@@ -14,9 +14,8 @@ import { cappedMessage } from './echo';
 import type { ExportHandler } from './export-handler';
 import {
   ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcCalls, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES,
-  type GrpcCall, type GrpcConnection, type GrpcProtocolConfig,
+  statusHeaders, type GrpcCall, type GrpcConnection, type GrpcProtocolConfig, type GrpcServer,
 } from './grpc-call';
-import { statusHeaders, type GrpcServer } from './grpc-server';
 import { InflightBytes, NO_COUNTERS, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on spansieve's own HTTP/2 layer (src/util/h2; `http2: spansieve`, the default). The

@@ -5,18 +5,18 @@ import type * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
 import type { Signal } from '../../pdata/batch';
-import { encodeGrpcMessage, framedMessage } from '../../util/grpc';
+import { framedMessage } from '../../util/grpc';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls } from '../../config/tls';
 import { cappedMessage } from './echo';
 import type { ExportHandler } from './export-handler';
 import {
-  ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcCalls, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES,
-  type GrpcCall, type GrpcConnection, type GrpcProtocolConfig,
+  ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcCalls, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES, statusHeaders,
+  type GrpcCall, type GrpcConnection, type GrpcProtocolConfig, type GrpcServer,
 } from './grpc-call';
 import { InflightBytes, NO_COUNTERS, type ServerCounters } from './inflight';
 
-export { parseGrpcTimeout, refuseUnread, type GrpcKeepalive, type GrpcProtocolConfig } from './grpc-call';
+export { parseGrpcTimeout, refuseUnread, type GrpcKeepalive, type GrpcProtocolConfig, type GrpcServer } from './grpc-call';
 
 // OTLP/gRPC on node:http2 (`http2: node`). Export is unary (one message in, one out), so a server
 // needs only the gRPC framing and status trailers; grpc-js's server cost a third to a half more
@@ -26,13 +26,6 @@ export { parseGrpcTimeout, refuseUnread, type GrpcKeepalive, type GrpcProtocolCo
 /** An empty response message (a full success), with its prefix. */
 const EMPTY_RESPONSE_FRAME = framedMessage(false, new Uint8Array(0));
 const OK_TRAILERS = { 'grpc-status': '0' };
-
-/** The running gRPC server, on either HTTP/2 layer. */
-export interface GrpcServer {
-  readonly port: number;
-  start(auth?: ServerAuthenticator): Promise<void>;
-  shutdown(): Promise<void>;
-}
 
 /** A node:http2 session and its keepalive rules. */
 interface Session {
@@ -253,19 +246,6 @@ class NodeCall implements GrpcCall {
   resetInternal(): void {
     if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   }
-}
-
-/** The trailers-only headers of a status (both layers). */
-export function statusHeaders(code: number, message: string, details?: Uint8Array): Record<string, string | number> {
-  const headers: Record<string, string | number> = {
-    ':status': 200,
-    'content-type': 'application/grpc',
-    'grpc-accept-encoding': ACCEPTED_ENCODINGS,
-    'grpc-status': String(code),
-    'grpc-message': encodeGrpcMessage(cappedMessage(message)),
-  };
-  if (details) headers['grpc-status-details-bin'] = Buffer.from(details).toString('base64').replace(/=+$/, '');
-  return headers;
 }
 
 /**

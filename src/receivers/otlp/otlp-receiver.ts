@@ -3,9 +3,9 @@ import type { Component, Consumer, CreateSettings, Host, ReceiverFactory } from 
 import type { Node } from '../../config/reader';
 import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
-import { OtlpGrpcServer, type GrpcServer } from './grpc-server';
+import { OtlpGrpcServer } from './grpc-server';
 import { OtlpGrpcH2Server } from './grpc-server-h2';
-import type { GrpcHttp2Layer, GrpcProtocolConfig } from './grpc-call';
+import type { GrpcHttp2Layer, GrpcProtocolConfig, GrpcServer } from './grpc-call';
 import { HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type HttpProtocolConfig } from './http-server';
 import { parseServerTls } from '../../config/tls';
 import { InflightBytes, type ServerCounters } from './inflight';

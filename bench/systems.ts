@@ -17,14 +17,16 @@ import { freePorts, spawnPinned, stopChild, waitForPort } from './proc';
 //                      collector-storage's own baseline, same build
 //   spansieve-workers  spansieve with service::workers = the cores it is pinned to (--cores): the
 //                      multi-core mode, N cluster workers sharing the listeners (not in the default list)
+//   spansieve-node-h2  spansieve with its gRPC port on node:http2 (protocols::grpc::http2: node) instead
+//                      of its own HTTP/2 layer (the default): the A/B of that layer (not in the default list)
 //   floor              bench/floor.ts: reads each request and answers an empty success; no sink leg
 //   floor-raw          the same with gRPC on spansieve's own HTTP/2 layer (src/util/h2), not node:http2
 //                      (not in the default list)
 // With a TLS transport every system serves TLS on both receiver ports (ServerOptions.tls); the
 // forward to the sink stays plaintext.
 
-export type SystemName = 'spansieve' | 'spansieve-storage' | 'spansieve-workers' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor' | 'floor-raw';
-export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'spansieve-workers', 'collector', 'collector-storage', 'collector-ref', 'floor', 'floor-raw'];
+export type SystemName = 'spansieve' | 'spansieve-storage' | 'spansieve-workers' | 'spansieve-node-h2' | 'collector' | 'collector-storage' | 'collector-ref' | 'floor' | 'floor-raw';
+export const SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'spansieve-workers', 'spansieve-node-h2', 'collector', 'collector-storage', 'collector-ref', 'floor', 'floor-raw'];
 /** What runs without --systems. */
 export const DEFAULT_SYSTEMS: readonly SystemName[] = ['spansieve', 'spansieve-storage', 'collector', 'collector-storage', 'floor'];
 /** The persistent-queue comparison (--storage). */
@@ -96,11 +98,11 @@ export interface RunningServer {
  * The otlp receiver of both systems: the same keys in spansieve and the Collector, `tls` per
  * protocol (configtls' cert_file / key_file) when serving TLS.
  */
-function otlpReceiver(grpcPort: number, httpPort: number, tls: ServerTls | undefined): Record<string, unknown> {
+function otlpReceiver(grpcPort: number, httpPort: number, tls: ServerTls | undefined, grpcExtra: Record<string, unknown> = {}): Record<string, unknown> {
   const serverTls = tls ? { tls: { cert_file: tls.certFile, key_file: tls.keyFile } } : {};
   return {
     protocols: {
-      grpc: { endpoint: `127.0.0.1:${grpcPort}`, ...serverTls },
+      grpc: { endpoint: `127.0.0.1:${grpcPort}`, ...serverTls, ...grpcExtra },
       http: { endpoint: `127.0.0.1:${httpPort}`, ...serverTls },
     },
   };
@@ -125,6 +127,8 @@ export function spansieveConfig(
   storageDirectory?: string,
   tls?: ServerTls,
   workers = 1,
+  /** protocols::grpc::http2; undefined: the default. */
+  grpcHttp2?: 'spansieve' | 'node',
 ): Record<string, unknown> {
   const exporter = sinkExporter(sinkGrpcPort, sendingQueue);
   if (storageDirectory !== undefined && sendingQueue) exporter.sending_queue = { storage: 'file_storage' };
@@ -132,7 +136,7 @@ export function spansieveConfig(
   const http2 = process.env.SPANSIEVE_BENCH_HTTP2;
   if (http2) exporter.http2 = http2;
   return {
-    receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls) },
+    receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls, grpcHttp2 ? { http2: grpcHttp2 } : {}) },
     processors: {
       'filter/keep': { keep: keepIds.map((id) => ({ 'service.instance.id': id })) },
     },
@@ -195,12 +199,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   switch (options.system) {
     case 'spansieve':
     case 'spansieve-storage':
-    case 'spansieve-workers': {
+    case 'spansieve-workers':
+    case 'spansieve-node-h2': {
       configFile = path.join(options.workDir, `${options.label}.yaml`);
       // The multi-core mode: one worker per core it is pinned to.
       const workers = options.system === 'spansieve-workers' ? cpus.length : 1;
       fs.writeFileSync(configFile, stringify(
-          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls, workers),
+          spansieveConfig(grpcPort, httpPort, options.sinkGrpcPort, options.keepIds, options.sendingQueue ?? true, storageDirectory(options), options.tls, workers,
+            options.system === 'spansieve-node-h2' ? 'node' : undefined),
         ));
       child = spawnPinned(cpus, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...(options.nodeFlags ?? []), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], {
         stdio: ['ignore', log, log],

@@ -3,7 +3,9 @@ import type { Component, Consumer, CreateSettings, Host, ReceiverFactory } from 
 import type { Node } from '../../config/reader';
 import type { Signal } from '../../pdata/batch';
 import { ExportHandler } from './export-handler';
-import { OtlpGrpcServer, type GrpcProtocolConfig } from './grpc-server';
+import { OtlpGrpcServer } from './grpc-server';
+import { OtlpGrpcH2Server } from './grpc-server-h2';
+import type { GrpcHttp2Layer, GrpcProtocolConfig, GrpcServer } from './grpc-call';
 import { HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type HttpProtocolConfig } from './http-server';
 import { parseServerTls } from '../../config/tls';
 import { InflightBytes, type ServerCounters } from './inflight';
@@ -17,11 +19,14 @@ export interface OtlpReceiverConfig {
 
 export const DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024;
 
+/** `protocols::grpc::http2`: the HTTP/2 layer under the gRPC port. */
+export const DEFAULT_GRPC_HTTP2: GrpcHttp2Layer = 'spansieve';
+
 export const DEFAULT_GRPC_ENDPOINT = '127.0.0.1:4317';
 export const DEFAULT_HTTP_ENDPOINT = '127.0.0.1:4318';
 
 function parseGrpc(node: Node): GrpcProtocolConfig {
-  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive', 'tls', 'auth']);
+  const at = node.struct(['endpoint', 'max_recv_msg_size_mib', 'max_concurrent_streams', 'read_timeout', 'handshake_timeout', 'keepalive', 'tls', 'auth', 'http2']);
   const keepalive = at('keepalive');
   const ka = keepalive.struct(['server_parameters', 'enforcement_policy']);
   const sp = ka('server_parameters').struct(['max_connection_idle', 'max_connection_age', 'max_connection_age_grace', 'time', 'timeout']);
@@ -43,6 +48,7 @@ function parseGrpc(node: Node): GrpcProtocolConfig {
     },
     tls: parseServerTls(at('tls')),
     auth: parseAuth(at('auth')),
+    http2: at('http2').oneOf<GrpcHttp2Layer>(DEFAULT_GRPC_HTTP2, ['spansieve', 'node']),
   };
 }
 
@@ -114,7 +120,7 @@ export function parseOtlpReceiverConfig(node: Node): OtlpReceiverConfig {
 }
 
 export class OtlpReceiver implements Component {
-  readonly grpcServer: OtlpGrpcServer | undefined;
+  readonly grpcServer: GrpcServer | undefined;
   readonly httpServer: OtlpHttpServer | undefined;
 
   constructor(
@@ -143,7 +149,10 @@ export class OtlpReceiver implements Component {
         unauthenticated: () => unauthenticated.inc(1),
       };
     };
-    this.grpcServer = config.grpc ? new OtlpGrpcServer(config.grpc, handlersFor('grpc'), settings.logger, inflight, countersFor('grpc')) : undefined;
+    const grpc = config.grpc;
+    this.grpcServer = grpc
+      ? new (grpc.http2 === 'node' ? OtlpGrpcServer : OtlpGrpcH2Server)(grpc, handlersFor('grpc'), settings.logger, inflight, countersFor('grpc'))
+      : undefined;
     this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger, inflight, countersFor('http')) : undefined;
   }
 

@@ -40,6 +40,14 @@ export interface H2ConnectionOptions {
   readonly maxOutboundBytes?: number;
   /** SETTINGS entries in one frame. Default 32 (node's maxSettings). */
   readonly maxSettings?: number;
+  /**
+   * A stream answered while the client is still sending: how long the rest of its body is read and
+   * dropped (windows given back) before RST_STREAM NO_ERROR. 0 (default): the reset goes at once.
+   * When such a stream's END_STREAM does arrive, a PING follows (curl waits for a frame to notice).
+   */
+  readonly drainMs?: number;
+  /** Our SETTINGS must be acknowledged by then, or GOAWAY SETTINGS_TIMEOUT (6.5.3). 0 (default): no limit. */
+  readonly settingsAckTimeoutMs?: number;
 }
 
 export interface H2Handler {
@@ -69,6 +77,13 @@ export class H2Stream {
   discarding = false;
   /** Called once when the stream ends before its response went out in full (client reset, connection lost). */
   onAbort: (() => void) | undefined = undefined;
+  /** Set (in onHeaders): body chunks go here as they arrive, not buffered, and onEnd replaces onRequest. */
+  onData: ((chunk: Buffer) => void) | undefined = undefined;
+  onEnd: (() => void) | undefined = undefined;
+  /** Called once when the stream is closed, for whatever reason. */
+  onClose: (() => void) | undefined = undefined;
+  /** Answered while the client was still sending: the rest is dropped until its end or the drain timer. */
+  drainTimer: NodeJS.Timeout | undefined = undefined;
   sendWindow: number;
   recvWindow: number;
   recvUnacked = 0;
@@ -160,6 +175,23 @@ export class H2Connection {
   private dead = false;
   /** Called once when the socket has closed. */
   onClose: (() => void) | undefined = undefined;
+  /** Hooks for a keepalive policy: the client's first SETTINGS, its PINGs, streams opened and closed. */
+  onRemoteSettings: (() => void) | undefined = undefined;
+  onPingReceived: (() => void) | undefined = undefined;
+  onStreamOpen: ((stream: H2Stream) => void) | undefined = undefined;
+  onStreamClose: ((stream: H2Stream) => void) | undefined = undefined;
+  /** The client's SETTINGS (after its preface) arrived. */
+  handshaken = false;
+  /** performance.now() of the last read from the socket. */
+  lastActivity = performance.now();
+  private readonly drainMs: number;
+  private settingsAckTimer: NodeJS.Timeout | undefined;
+  /** Our PINGs awaiting their ACK, by payload. */
+  private readonly pings = new Map<bigint, (err?: Error) => void>();
+  private pingSeq = 0n;
+  /** A drain-end PING is out; another is wanted after it. */
+  private wakePending = false;
+  private wakeAgain = false;
 
   constructor(readonly socket: net.Socket, private readonly handler: H2Handler, options: H2ConnectionOptions = {}) {
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? 100;
@@ -178,6 +210,7 @@ export class H2Connection {
     this.maxRejectedStreams = options.maxRejectedStreams ?? 100;
     this.maxOutboundBytes = options.maxOutboundBytes ?? 1024 * 1024;
     this.maxSettings = options.maxSettings ?? 32;
+    this.drainMs = options.drainMs ?? 0;
     this.decoder = new HpackDecoder({ maxTableSize: options.headerTableSize ?? 4096 });
     this.recvWindow = this.connectionWindowSize;
 
@@ -199,6 +232,28 @@ export class H2Connection {
     socket.write(settingsFrame(settings));
     if (this.connectionWindowSize > DEFAULT_WINDOW) socket.write(windowUpdateFrame(0, this.connectionWindowSize - DEFAULT_WINDOW));
     process.nextTick(() => socket.uncork());
+    const ackMs = options.settingsAckTimeoutMs ?? 0;
+    if (ackMs > 0) {
+      this.settingsAckTimer = setTimeout(() => this.connectionError(H2Error.SETTINGS_TIMEOUT, 'SETTINGS not acknowledged'), ackMs);
+      this.settingsAckTimer.unref();
+    }
+  }
+
+  /** Sends a PING; `callback` runs on its ACK, or with an error if the connection ends first. False: not sent (closed). */
+  ping(callback: (err?: Error) => void): boolean {
+    if (this.dead || this.socket.destroyed || this.socket.writableEnded) return false;
+    const id = ++this.pingSeq;
+    const out = Buffer.alloc(FRAME_HEADER_BYTES + 8);
+    writeFrameHeader(out, 0, 8, FrameType.PING, 0, 0);
+    out.writeBigUInt64BE(id, FRAME_HEADER_BYTES);
+    this.pings.set(id, callback);
+    this.socket.write(out);
+    return true;
+  }
+
+  /** GOAWAY with an error code (e.g. ENHANCE_YOUR_CALM) and a reason, then the connection ends. */
+  goaway(code: number, reason: string): void {
+    this.connectionError(code, reason);
   }
 
   /** Streams open now. */
@@ -222,17 +277,31 @@ export class H2Connection {
   destroy(): void {
     if (this.dead) return;
     this.dead = true;
-    for (const stream of this.streams.values()) this.abort(stream);
-    this.streams.clear();
-    this.blocked.clear();
+    this.abortAll();
     if (!this.socket.destroyed) this.socket.destroy();
     this.onClose?.();
+  }
+
+  /** Ends every stream and pending ping: the connection is gone. */
+  private abortAll(): void {
+    clearTimeout(this.settingsAckTimer);
+    for (const stream of [...this.streams.values()]) {
+      this.closeStream(stream);
+      this.abort(stream);
+    }
+    this.streams.clear();
+    this.blocked.clear();
+    const pings = [...this.pings.values()];
+    this.pings.clear();
+    const err = new Error('connection closed');
+    for (const callback of pings) callback(err);
   }
 
   // ---- reading
 
   private onData(chunk: Buffer): void {
     if (this.dead) return;
+    this.lastActivity = performance.now();
     this.socket.cork();
     try {
       let rest = chunk;
@@ -366,7 +435,10 @@ export class H2Connection {
     if (length === 0 && !endStream) this.invalidFrame();
     if (!stream.discarding && data.length > 0) {
       stream.bodyBytes += data.length;
-      if (stream.bodyBytes > this.maxBodyBytes) {
+      if (stream.onData) {
+        stream.onData(data);
+        if (stream.closed) return;
+      } else if (stream.bodyBytes > this.maxBodyBytes) {
         stream.discarding = true;
         stream.chunks.length = 0;
         if (this.handler.onBodyTooLarge) this.handler.onBodyTooLarge(stream);
@@ -471,6 +543,7 @@ export class H2Connection {
     stream.headers = headers;
     stream.remoteEnded = endStream;
     this.streams.set(streamId, stream);
+    this.onStreamOpen?.(stream);
     if (!validRequestHeaders(headers)) {
       this.invalidFrame();
       this.streamError(streamId, H2Error.PROTOCOL_ERROR);
@@ -491,11 +564,32 @@ export class H2Connection {
   private onRemoteEnd(stream: H2Stream): void {
     if (stream.responded) {
       // Answered early; the client has now finished sending too.
-      if (!stream.pendingData && !stream.pendingTrailers) this.closeStream(stream);
+      if (!stream.pendingData && !stream.pendingTrailers) {
+        const drained = stream.drainTimer !== undefined;
+        this.closeStream(stream);
+        if (drained) this.wake();
+      }
       return;
     }
     if (stream.discarding) return;
-    this.handler.onRequest(stream);
+    if (stream.onEnd) stream.onEnd();
+    else this.handler.onRequest(stream);
+  }
+
+  /** One PING after a drained stream ended, at most one outstanding (see drainMs). */
+  private wake(): void {
+    if (this.wakePending) {
+      this.wakeAgain = true;
+      return;
+    }
+    this.wakePending = true;
+    this.ping((err) => {
+      this.wakePending = false;
+      if (!err && this.wakeAgain) {
+        this.wakeAgain = false;
+        this.wake();
+      }
+    });
   }
 
   private onRstStream(streamId: number, payload: Buffer): void {
@@ -517,6 +611,8 @@ export class H2Connection {
     if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & Flag.ACK) {
       if (payload.length !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ack with a payload');
+      clearTimeout(this.settingsAckTimer);
+      this.settingsAckTimer = undefined;
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS length');
@@ -551,12 +647,26 @@ export class H2Connection {
     this.controlReply();
     this.socket.write(SETTINGS_ACK);
     this.flushBlocked();
+    if (!this.handshaken) {
+      this.handshaken = true;
+      this.onRemoteSettings?.();
+    }
   }
 
   private onPing(flags: number, streamId: number, payload: Buffer): void {
     if (payload.length !== 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'PING length');
     if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
-    if (flags & Flag.ACK) return;
+    if (flags & Flag.ACK) {
+      const id = payload.readBigUInt64BE(0);
+      const callback = this.pings.get(id);
+      if (callback) {
+        this.pings.delete(id);
+        callback();
+      }
+      return;
+    }
+    this.onPingReceived?.();
+    if (this.dead) return;
     this.controlReply();
     const ack = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
     writeFrameHeader(ack, 0, 8, FrameType.PING, Flag.ACK, 0);
@@ -680,6 +790,19 @@ export class H2Connection {
   /** Our END_STREAM is out. A client still sending is told to stop without error (8.1). */
   private localEnd(stream: H2Stream): void {
     if (!stream.remoteEnded) {
+      if (this.drainMs > 0 && !this.dead) {
+        // The rest of the body is read and dropped for a while, so the client can finish sending
+        // and read the response rather than lose it to a reset (curl, node:http2 clients).
+        stream.discarding = true;
+        stream.chunks.length = 0;
+        stream.drainTimer = setTimeout(() => {
+          if (stream.closed || this.dead) return;
+          this.socket.write(rstStreamFrame(stream.id, H2Error.NO_ERROR));
+          this.closeStream(stream);
+        }, this.drainMs);
+        stream.drainTimer.unref();
+        return;
+      }
       this.socket.write(rstStreamFrame(stream.id, H2Error.NO_ERROR));
     }
     this.closeStream(stream);
@@ -704,13 +827,18 @@ export class H2Connection {
   private closeStream(stream: H2Stream): void {
     if (stream.closed) return;
     stream.closed = true;
+    clearTimeout(stream.drainTimer);
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
     if (this.goingAway && this.streams.size === 0 && !this.dead) this.socket.end();
+    const onClose = stream.onClose;
+    stream.onClose = undefined;
+    onClose?.();
+    this.onStreamClose?.(stream);
   }
 
   private abort(stream: H2Stream): void {
-    stream.closed = true;
+    if (!stream.closed) this.closeStream(stream);
     const onAbort = stream.onAbort;
     stream.onAbort = undefined;
     if (onAbort && !(stream.responded && !stream.pendingData && !stream.pendingTrailers)) onAbort();
@@ -726,10 +854,8 @@ export class H2Connection {
 
   private destroyLater(socket: net.Socket): void {
     // Streams end now; the socket gets a moment to deliver the GOAWAY.
-    for (const stream of this.streams.values()) this.abort(stream);
-    this.streams.clear();
-    this.blocked.clear();
     this.dead = true;
+    this.abortAll();
     setTimeout(() => socket.destroy(), 1000).unref();
     this.onClose?.();
   }

@@ -10,12 +10,23 @@ export interface H2Server {
   close(): Promise<void>;
 }
 
-export function createH2Server(handler: H2Handler, options: H2ConnectionOptions = {}, tlsOptions?: tls.TlsOptions): H2Server {
+/**
+ * `onConnection` runs for each new connection before it reads anything (to set its hooks). A
+ * socket already destroyed by another 'connection' listener (a connection limit) gets none.
+ */
+export function createH2Server(
+  handler: H2Handler,
+  options: H2ConnectionOptions = {},
+  tlsOptions?: tls.TlsOptions,
+  onConnection?: (connection: H2Connection) => void,
+): H2Server {
   const connections = new Set<H2Connection>();
   const attach = (socket: net.Socket) => {
+    if (socket.destroyed) return;
     const connection = new H2Connection(socket, handler, options);
     connections.add(connection);
     connection.onClose = () => connections.delete(connection);
+    onConnection?.(connection);
   };
   const server = tlsOptions
     ? tls.createServer({ ...tlsOptions, ALPNProtocols: ['h2'] }, (socket) => {

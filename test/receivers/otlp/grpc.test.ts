@@ -19,6 +19,8 @@ import { GrpcSink } from '../../helpers/sink';
 const KEPT = hostInstance('web-1', 4242);
 const DROPPED = hostInstance('web-1', 9999);
 const DROPPED_K8S = k8sInstance('shop', 'cart-7d9f', 'cart');
+/** Every suite runs on both HTTP/2 layers the gRPC port can use (`protocols::grpc::http2`). */
+const HTTP2_LAYERS = ['spansieve', 'node'] as const;
 /** max_recv_msg_size_mib for the receiver: 64 KiB. */
 const MAX_RECV_MIB = 0.0625;
 
@@ -96,7 +98,7 @@ function sinkExporter(sinkPort: number, extra: Record<string, unknown> = {}): Re
   };
 }
 
-void describe('OTLP/gRPC receiver', () => {
+for (const layer of HTTP2_LAYERS) void describe(`OTLP/gRPC receiver (http2: ${layer})`, () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let client: grpc.Client | undefined;
@@ -112,7 +114,7 @@ void describe('OTLP/gRPC receiver', () => {
       receivers: {
         otlp: {
           protocols: {
-            grpc: { endpoint: `127.0.0.1:${grpcPort}`, max_recv_msg_size_mib: MAX_RECV_MIB },
+            grpc: { endpoint: `127.0.0.1:${grpcPort}`, http2: layer, max_recv_msg_size_mib: MAX_RECV_MIB },
             http: { endpoint: `127.0.0.1:${httpPort}` },
           },
         },
@@ -253,7 +255,7 @@ void describe('OTLP/gRPC receiver', () => {
   });
 });
 
-void describe('OTLP/gRPC receiver when the exporter queue is full', () => {
+for (const layer of HTTP2_LAYERS) void describe(`OTLP/gRPC receiver when the exporter queue is full (http2: ${layer})`, () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let client: grpc.Client | undefined;
@@ -264,7 +266,7 @@ void describe('OTLP/gRPC receiver when the exporter queue is full', () => {
     sink.reply = () => ({ kind: 'hang' });
     const [grpcPort = 0] = await freePorts(1);
     service = await startService({
-      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` } } } },
+      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, http2: layer } } } },
       exporters: {
         'otlp/sink': sinkExporter(sink.port, { timeout: '500ms', sending_queue: { enabled: true, queue_size: 1, num_consumers: 1 } }),
       },
@@ -365,7 +367,7 @@ function framed(message: Buffer, compressedFlag = 0): Buffer {
   return Buffer.concat([prefix, message]);
 }
 
-void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', () => {
+for (const layer of HTTP2_LAYERS) void describe(`OTLP/gRPC receiver at the protocol level (raw HTTP/2 client) (http2: ${layer})`, () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let grpcPort = 0;
@@ -374,7 +376,7 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
     await sink.start();
     [grpcPort = 0] = await freePorts(1);
     service = await startService({
-      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, max_recv_msg_size_mib: MAX_RECV_MIB } } } },
+      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, http2: layer, max_recv_msg_size_mib: MAX_RECV_MIB } } } },
       processors: { 'filter/web': { keep: [{ 'service.instance.id': KEPT.instanceId }] } },
       exporters: { 'otlp/sink': sinkExporter(sink.port) },
       service: {
@@ -526,13 +528,13 @@ void describe('OTLP/gRPC receiver at the protocol level (raw HTTP/2 client)', ()
   });
 });
 
-void describe('OTLP/gRPC receiver shutdown', () => {
+for (const layer of HTTP2_LAYERS) void describe(`OTLP/gRPC receiver shutdown (http2: ${layer})`, () => {
   void test('a call in flight when shutdown starts is answered; new connections are refused', async () => {
     const sink = new GrpcSink();
     await sink.start();
     const [grpcPort = 0] = await freePorts(1);
     const service = await startService({
-      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` } } } },
+      receivers: { otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}`, http2: layer } } } },
       exporters: { 'otlp/sink': sinkExporter(sink.port, { sending_queue: { enabled: false } }) },
       service: { pipelines: { traces: { receivers: ['otlp'], exporters: ['otlp/sink'] } }, telemetry: { metrics: { level: 'none' } } },
     });

@@ -124,6 +124,11 @@ describe('config', () => {
       minTimeMs: 300_000,
       permitWithoutStream: false,
     });
+    assert.equal(config.grpc!.http2, 'spansieve');
+    assert.equal(parseWith(parseOtlpReceiverConfig, { protocols: { grpc: { http2: 'node' } } }, 'receivers::otlp').grpc!.http2, 'node');
+    assert.deepEqual(configErrors(parseOtlpReceiverConfig, { protocols: { grpc: { http2: 'nghttp2' } } }, 'receivers::otlp'), [
+      'receivers::otlp::protocols::grpc::http2: must be one of spansieve, node, got "nghttp2"',
+    ]);
     assert.deepEqual(
       configErrors(parseOtlpReceiverConfig, {
         protocols: {
@@ -330,14 +335,14 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
   });
 });
 
-describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
+for (const layer of ['spansieve', 'node']) describe(`OTLP/gRPC receiver: timeouts and keepalive (http2: ${layer})`, () => {
   const services: Service[] = [];
   after(async () => {
     for (const s of services) await s.shutdown();
   });
 
   test('handshake_timeout closes a connection that sends no preface', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { handshake_timeout: '300ms' } } });
+    const s = await start({ protocols: { grpc: { http2: layer, handshake_timeout: '300ms' } } });
     services.push(s.service);
     const socket = await idleConnection(s.grpc);
     socket.on('error', () => undefined);
@@ -345,7 +350,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('read_timeout ends a call whose message does not arrive: DEADLINE_EXCEEDED', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { read_timeout: '300ms' } } });
+    const s = await start({ protocols: { grpc: { http2: layer, read_timeout: '300ms' } } });
     services.push(s.service);
     const call = await stalledGrpcCall(s.grpc);
     keep(call.session);
@@ -358,7 +363,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('grpc-timeout is honoured: DEADLINE_EXCEEDED when it passes before the request is taken', { timeout: 20_000 }, async () => {
-    const s = await start({});
+    const s = await start({ protocols: { grpc: { http2: layer } } });
     services.push(s.service);
     const call = await stalledGrpcCall(s.grpc, 1000, 3, { 'grpc-timeout': '300m' });
     keep(call.session);
@@ -371,7 +376,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('max_connection_idle sends GOAWAY to an idle connection; max_concurrent_streams is announced', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { max_concurrent_streams: 7, keepalive: { server_parameters: { max_connection_idle: '300ms' } } } } });
+    const s = await start({ protocols: { grpc: { http2: layer, max_concurrent_streams: 7, keepalive: { server_parameters: { max_connection_idle: '300ms' } } } } });
     services.push(s.service);
     const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);
@@ -383,7 +388,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('max_connection_age with max_connection_age_grace: GOAWAY, then the connection is closed under a call that never ends', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { keepalive: { server_parameters: { max_connection_age: '300ms', max_connection_age_grace: '300ms' } } } } });
+    const s = await start({ protocols: { grpc: { http2: layer, keepalive: { server_parameters: { max_connection_age: '300ms', max_connection_age_grace: '300ms' } } } } });
     services.push(s.service);
     const call = await stalledGrpcCall(s.grpc);
     keep(call.session);
@@ -397,7 +402,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('keepalive time: a quiet connection is pinged', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { keepalive: { server_parameters: { time: '200ms', timeout: '1s' } } } } });
+    const s = await start({ protocols: { grpc: { http2: layer, keepalive: { server_parameters: { time: '200ms', timeout: '1s' } } } } });
     services.push(s.service);
     const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);
@@ -406,7 +411,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('enforcement_policy: a client that pings too often is sent GOAWAY ENHANCE_YOUR_CALM', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { keepalive: { enforcement_policy: { min_time: '10s', permit_without_stream: true } } } } });
+    const s = await start({ protocols: { grpc: { http2: layer, keepalive: { enforcement_policy: { min_time: '10s', permit_without_stream: true } } } } });
     services.push(s.service);
     const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);
@@ -422,7 +427,7 @@ describe('OTLP/gRPC receiver: timeouts and keepalive', () => {
   });
 
   test('enforcement_policy: a ping after each answered call is no strike, as gRPC-Go counts them (its clients ping as data arrives)', { timeout: 20_000 }, async () => {
-    const s = await start({ protocols: { grpc: { keepalive: { enforcement_policy: { min_time: '10s' } } } } });
+    const s = await start({ protocols: { grpc: { http2: layer, keepalive: { enforcement_policy: { min_time: '10s' } } } } });
     services.push(s.service);
     const session = keep(http2.connect(`http://127.0.0.1:${s.grpc}`));
     session.on('error', () => undefined);

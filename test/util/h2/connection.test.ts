@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { after, test } from 'node:test';
-import type { H2ConnectionOptions, H2Handler, H2Stream } from '../../../src/util/h2/connection';
+import type { H2Connection, H2ConnectionOptions, H2Handler, H2Stream } from '../../../src/util/h2/connection';
 import { Flag, FrameType, H2Error, PREFACE, frame, goawayFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from '../../../src/util/h2/frames';
 import { HpackDecoder, encodeHeaders } from '../../../src/util/h2/hpack';
 import { createH2Server, type H2Server } from '../../../src/util/h2/server';
@@ -589,5 +589,80 @@ test('reads frames however the bytes are split across socket reads (1 octet at a
     const out = Buffer.concat(written);
     assert.ok(out.includes(Buffer.from('abcdefgh')), `PING answered, split ${split}`);
     assert.ok(!out.includes(goawayFrame(0, 0).subarray(0, 4)), `no GOAWAY, split ${split}`);
+  }
+});
+
+test('settingsAckTimeoutMs: a client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT; one that does is kept', async () => {
+  const { port } = await start(echoLength, { settingsAckTimeoutMs: 300 });
+  const silent = await RawClient.open(port);
+  const polite = await RawClient.open(port);
+  try {
+    polite.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    assert.equal((await silent.goaway()).code, H2Error.SETTINGS_TIMEOUT);
+    polite.send(headers(1, false), data(1, Buffer.from('abc')));
+    await polite.waitFor((f) => f.type === FrameType.HEADERS && (f.flags & Flag.END_STREAM) !== 0 && f.streamId === 1, 'trailers');
+    assert.equal(polite.frames.some((f) => f.type === FrameType.GOAWAY), false);
+  } finally {
+    silent.close();
+    polite.close();
+  }
+});
+
+test('drainMs: a stream answered mid-body drops the rest (no reset), its END_STREAM brings a PING; past drainMs RST_STREAM NO_ERROR', async () => {
+  const closed: number[] = [];
+  const { port } = await start({
+    onHeaders(stream) {
+      stream.onData = () => undefined;
+      stream.onEnd = () => undefined;
+      stream.onClose = () => closed.push(stream.id);
+      stream.respond([[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', '8']]);
+    },
+    onRequest: () => assert.fail('onEnd replaces onRequest'),
+  }, { drainMs: 400 });
+  const c = await RawClient.open(port);
+  try {
+    c.send(headers(1, false), data(1, Buffer.alloc(1000), false));
+    await c.waitFor((f) => f.type === FrameType.HEADERS && f.streamId === 1, 'the early answer');
+    c.send(data(1, Buffer.alloc(1000), true));
+    const ping = await c.waitFor((f) => f.type === FrameType.PING && f.flags === 0, 'the wake-up PING');
+    c.send(frame(FrameType.PING, Flag.ACK, 0, ping.payload));
+    assert.equal(c.frames.some((f) => f.type === FrameType.RST_STREAM && f.streamId === 1), false);
+    assert.deepEqual(closed, [1]);
+    // A client that keeps sending is reset with NO_ERROR once drainMs has passed.
+    c.send(headers(3, false), data(3, Buffer.alloc(100), false));
+    assert.equal(await c.rst(3), H2Error.NO_ERROR);
+    assert.deepEqual(closed, [1, 3]);
+  } finally {
+    c.close();
+  }
+});
+
+test('connection hooks and ping(): settings, pings, streams opened and closed; a ping callback fails when the connection ends', async () => {
+  const events: string[] = [];
+  let connection: H2Connection | undefined;
+  const server = createH2Server(echoLength, {}, undefined, (conn) => {
+    connection = conn;
+    conn.onRemoteSettings = () => events.push('settings');
+    conn.onPingReceived = () => events.push('ping');
+    conn.onStreamOpen = (s) => events.push(`open ${s.id}`);
+    conn.onStreamClose = (s) => events.push(`close ${s.id}`);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.server.listen(0, '127.0.0.1', resolve));
+  const c = await RawClient.open((server.server.address() as net.AddressInfo).port);
+  try {
+    c.send(frame(FrameType.PING, 0, 0, Buffer.from('12345678')), headers(1, false), data(1, Buffer.from('abc')));
+    await c.waitFor((f) => f.type === FrameType.HEADERS && (f.flags & Flag.END_STREAM) !== 0 && f.streamId === 1, 'trailers');
+    assert.deepEqual(events, ['settings', 'ping', 'open 1', 'close 1']);
+    assert.equal(connection!.handshaken, true);
+    const acked = new Promise<Error | undefined>((resolve) => connection!.ping(resolve));
+    const ours = await c.waitFor((f) => f.type === FrameType.PING && f.flags === 0, 'our PING');
+    c.send(frame(FrameType.PING, Flag.ACK, 0, ours.payload));
+    assert.equal(await acked, undefined);
+    const lost = new Promise<Error | undefined>((resolve) => connection!.ping(resolve));
+    c.close();
+    assert.ok((await lost) instanceof Error);
+  } finally {
+    c.close();
   }
 });

@@ -41,6 +41,8 @@ const EMPTY_TABLE = new Int32Array(0);
 /** The spans of one trace from one block: a chain through the block's span table, in wire order. */
 export interface Part {
   readonly block: StoredBlock;
+  /** Offset of its trace id (16 bytes) in block.bytes. */
+  readonly idAt: number;
   /** Index of its first span in block.spans (entries / STRIDE). */
   readonly first: number;
   /** Index of its last span, where the next one is linked. */
@@ -60,60 +62,122 @@ function asBuffer(buf: Uint8Array): Buffer {
   return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-/** Calls `visit(traceKey, part)` for every trace present in the block, with the spans of that trace. */
-export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (key: string, part: Part, hasRoot: boolean) => void): void {
-  const buf = asBuffer(block.bytes);
-  const parts = new Map<string, Part>();
+/** Whether the 16-byte ids at a and b of buf are equal. */
+function sameId(buf: Uint8Array, a: number, b: number): boolean {
+  for (let i = 0; i < 16; i++) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
+}
+
+/** Scratch for grouping one block's spans by trace: part index + 1 per slot (0: empty), reused. */
+let groupSlots = new Int32Array(1024);
+
+/**
+ * Calls `visit(part)` for every trace present in the block, with the spans of that trace, in the
+ * order of each trace's first span. Groups by the id bytes themselves (no string per span).
+ */
+export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (part: Part) => void): void {
+  const buf = block.bytes;
+  const parts: Part[] = [];
   let table = new Int32Array(STRIDE * Math.max(1, block.itemCount));
+  let slots = groupSlotsFor(block.itemCount);
+  let mask = slots.length - 1;
   let n = 0;
   const reader = new WireReader(buf, 0, buf.length);
   const scopeReader = new WireReader(buf, 0, 0);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== SCOPE_SPANS_TAG) {
-      reader.skip(tag & 7);
-      continue;
-    }
-    const scopeStart = reader.lengthDelimited();
-    const scopeEnd = reader.pos;
-    scopeReader.reset(buf, scopeStart, scopeEnd);
-    while (!scopeReader.done) {
-      const t = scopeReader.tag();
-      if (t !== SPAN_TAG) {
-        scopeReader.skip(t & 7);
+  try {
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== SCOPE_SPANS_TAG) {
+        reader.skip(tag & 7);
         continue;
       }
-      const spanStart = scopeReader.lengthDelimited();
-      const spanEnd = scopeReader.pos;
-      const ids = spanIds(buf, spanStart, spanEnd);
-      const key = traceKey(buf, ids.traceStart, 16);
-      if ((n + 1) * STRIDE > table.length) {
-        const grown = new Int32Array(table.length * 2);
-        grown.set(table);
-        table = grown;
+      const scopeStart = reader.lengthDelimited();
+      const scopeEnd = reader.pos;
+      scopeReader.reset(buf, scopeStart, scopeEnd);
+      while (!scopeReader.done) {
+        const t = scopeReader.tag();
+        if (t !== SPAN_TAG) {
+          scopeReader.skip(t & 7);
+          continue;
+        }
+        const spanStart = scopeReader.lengthDelimited();
+        const spanEnd = scopeReader.pos;
+        const ids = spanIds(buf, spanStart, spanEnd);
+        const idAt = ids.traceStart;
+        if ((n + 1) * STRIDE > table.length) {
+          const grown = new Int32Array(table.length * 2);
+          grown.set(table);
+          table = grown;
+        }
+        if ((parts.length + 1) * 2 > slots.length) {
+          // More traces than the item count said (it is only a hint): a larger scratch, regrouped.
+          slots = regroup(buf, parts, slots.length * 2);
+          mask = slots.length - 1;
+        }
+        const at = n * STRIDE;
+        table[at] = scopeStart;
+        table[at + 1] = scopeEnd;
+        table[at + 2] = spanStart;
+        table[at + 3] = spanEnd;
+        table[at + 4] = -1;
+        let slot = idHash(buf, idAt) & mask;
+        let part: Part | undefined;
+        for (let p = slots[slot]!; p !== 0; p = slots[slot]!) {
+          const candidate = parts[p - 1]!;
+          if (sameId(buf, candidate.idAt, idAt)) {
+            part = candidate;
+            break;
+          }
+          slot = (slot + 1) & mask;
+        }
+        if (!part) {
+          part = { block: stored, idAt, first: n, last: n, spans: 0, bytes: 0, root: false };
+          parts.push(part);
+          slots[slot] = parts.length;
+        } else {
+          table[part.last * STRIDE + 4] = n;
+          part.last = n;
+        }
+        n++;
+        part.spans++;
+        part.bytes += spanEnd - spanStart;
+        if (!ids.hasParent) part.root = true;
       }
-      const at = n * STRIDE;
-      table[at] = scopeStart;
-      table[at + 1] = scopeEnd;
-      table[at + 2] = spanStart;
-      table[at + 3] = spanEnd;
-      table[at + 4] = -1;
-      let part = parts.get(key);
-      if (!part) {
-        part = { block: stored, first: n, last: n, spans: 0, bytes: 0, root: false };
-        parts.set(key, part);
-      } else {
-        table[part.last * STRIDE + 4] = n;
-        part.last = n;
-      }
-      n++;
-      part.spans++;
-      part.bytes += spanEnd - spanStart;
-      if (!ids.hasParent) part.root = true;
     }
+  } finally {
+    slots.fill(0);
   }
   stored.spans = table;
-  for (const [key, part] of parts) visit(key, part, part.root);
+  for (const part of parts) visit(part);
+}
+
+/** The shared scratch, large enough for `items` traces at half load. */
+function groupSlotsFor(items: number): Int32Array {
+  let size = groupSlots.length;
+  while (size < items * 2) size *= 2;
+  if (size !== groupSlots.length) groupSlots = new Int32Array(size);
+  return groupSlots;
+}
+
+function regroup(buf: Uint8Array, parts: readonly Part[], size: number): Int32Array {
+  groupSlots = new Int32Array(size);
+  const mask = size - 1;
+  parts.forEach((part, i) => {
+    let slot = idHash(buf, part.idAt) & mask;
+    while (groupSlots[slot] !== 0) slot = (slot + 1) & mask;
+    groupSlots[slot] = i + 1;
+  });
+  return groupSlots;
+}
+
+/** A hash of the 16 id bytes at `at`. */
+function idHash(b: Uint8Array, at: number): number {
+  let h = 0x811c9dc5;
+  for (let w = at; w < at + 16; w += 4) {
+    h = Math.imul(h ^ (b[w]! | (b[w + 1]! << 8) | (b[w + 2]! << 16) | (b[w + 3]! << 24)), 0x9e3779b1);
+    h ^= h >>> 15;
+  }
+  return h >>> 0;
 }
 
 const idScratch = { traceStart: 0, hasParent: false };

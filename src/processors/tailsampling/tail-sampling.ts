@@ -555,8 +555,9 @@ export class TailSamplingProcessor implements Component, Consumer {
   /** The Collector's final decision: dropped wins, then any sampled; errors are counted and skipped. */
   private evaluate(trace: TraceEntry): Decision {
     let sampled = false;
+    // One clock read per policy: each one's end is the next one's start.
+    let started = performance.now();
     for (const policy of this.policies) {
-      const started = performance.now();
       let decision: Decision;
       try {
         decision = policy.evaluator.evaluate(trace);
@@ -565,7 +566,9 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.logger.debug({ err, policy: policy.name }, 'tail_sampling: policy evaluation error');
         continue;
       } finally {
-        const micros = Math.round((performance.now() - started) * 1000);
+        const ended = performance.now();
+        const micros = Math.round((ended - started) * 1000);
+        started = ended;
         policy.executions.inc(1);
         policy.executionMicros.inc(micros);
         policy.latency.observe(micros);

@@ -123,7 +123,7 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly useTimer: boolean;
   private readonly policies: Policy[];
   /** Undecided traces, and decisions kept without a decision cache (as the Collector, they hold a num_traces slot). */
-  private readonly traces = new TraceTable<TraceEntry | number>();
+  private readonly traces: TraceTable<TraceEntry | number>;
   /** The clock at construction: decision times in `traces` count from it (small integers). */
   private readonly epoch: number;
   private pendingCount = 0;
@@ -169,6 +169,8 @@ export class TailSamplingProcessor implements Component, Consumer {
     this.id = settings.id;
     this.clock = options.clock ?? Date.now;
     this.epoch = this.clock();
+    // Never holds more than num_traces (undecided plus decisions kept without a cache).
+    this.traces = new TraceTable(config.numTraces);
     this.useTimer = options.timer ?? true;
     this.sampledCache = config.sampledCacheSize > 0 ? new LruSet(config.sampledCacheSize) : undefined;
     this.nonSampledCache = config.nonSampledCacheSize > 0 ? new LruSet(config.nonSampledCacheSize) : undefined;

@@ -347,33 +347,32 @@ export class OutputBlock {
     const t = this.block.spans;
     // Wire order: the spans of one scope are next to each other.
     const order = Int32Array.from(this.indices).sort();
-    const head = otherFields(buf, 0, buf.length, SCOPE_SPANS_TAG);
-    const scopes: { head: number[]; spans: number[]; size: number }[] = [];
-    let total = rangesSize(head);
-    for (let k = 0; k < order.length; ) {
+    // Sizes first (one per run of spans of a scope), then the bytes: no object per scope or span.
+    const runSizes = new Int32Array(order.length);
+    let runs = 0;
+    let total = otherFields(null, 0, buf, 0, buf.length, SCOPE_SPANS_TAG);
+    for (let k = 0; k < order.length; runs++) {
       const at = order[k]! * STRIDE;
       const scopeStart = t[at]!;
-      const scopeHead = otherFields(buf, scopeStart, t[at + 1]!, SPAN_TAG);
-      let size = rangesSize(scopeHead);
-      const spans: number[] = [];
+      let size = otherFields(null, 0, buf, scopeStart, t[at + 1]!, SPAN_TAG);
       for (; k < order.length && t[order[k]! * STRIDE]! === scopeStart; k++) {
-        const s = t[order[k]! * STRIDE + 2]!;
-        const e = t[order[k]! * STRIDE + 3]!;
-        spans.push(s, e);
-        size += 1 + varintSize(e - s) + e - s;
+        const len = t[order[k]! * STRIDE + 3]! - t[order[k]! * STRIDE + 2]!;
+        size += 1 + varintSize(len) + len;
       }
-      scopes.push({ head: scopeHead, spans, size });
+      runSizes[runs] = size;
       total += 1 + varintSize(size) + size;
     }
     const out = Buffer.allocUnsafe(total);
-    let pos = copyRanges(out, 0, buf, head);
-    for (const scope of scopes) {
+    let pos = otherFields(out, 0, buf, 0, buf.length, SCOPE_SPANS_TAG);
+    for (let k = 0, run = 0; k < order.length; run++) {
+      const at = order[k]! * STRIDE;
+      const scopeStart = t[at]!;
       out[pos++] = SCOPE_SPANS_TAG;
-      pos = writeVarint(out, pos, scope.size);
-      pos = copyRanges(out, pos, buf, scope.head);
-      for (let i = 0; i < scope.spans.length; i += 2) {
-        const s = scope.spans[i]!;
-        const e = scope.spans[i + 1]!;
+      pos = writeVarint(out, pos, runSizes[run]!);
+      pos = otherFields(out, pos, buf, scopeStart, t[at + 1]!, SPAN_TAG);
+      for (; k < order.length && t[order[k]! * STRIDE]! === scopeStart; k++) {
+        const s = t[order[k]! * STRIDE + 2]!;
+        const e = t[order[k]! * STRIDE + 3]!;
         out[pos++] = SPAN_TAG;
         pos = writeVarint(out, pos, e - s);
         out.set(buf.subarray(s, e), pos);
@@ -384,34 +383,37 @@ export class OutputBlock {
   }
 }
 
-/** Ranges [start, end) of every field (tag included) in the message other than those with `skipTag`. */
-function otherFields(buf: Uint8Array, start: number, end: number, skipTag: number): number[] {
-  const out: number[] = [];
-  const reader = new WireReader(buf, start, end);
+const fieldReader = new WireReader(new Uint8Array(0), 0, 0);
+
+/**
+ * Every field (tag included) of the message in [start, end) other than those tagged `skipTag`:
+ * copied into `out` at `pos` (returns the new position), or with `out` null only measured (returns
+ * pos plus their size).
+ */
+function otherFields(out: Buffer | null, pos: number, buf: Uint8Array, start: number, end: number, skipTag: number): number {
+  const reader = fieldReader.reset(buf, start, end);
+  let runStart = -1;
+  let runEnd = -1;
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
     reader.skip(tag & 7);
     if (tag === skipTag) continue;
-    const last = out.length;
-    if (last > 0 && out[last - 1] === fieldStart) out[last - 1] = reader.pos;
-    else out.push(fieldStart, reader.pos);
+    if (runEnd === fieldStart) {
+      runEnd = reader.pos;
+      continue;
+    }
+    if (runStart >= 0) pos = copyRun(out, pos, buf, runStart, runEnd);
+    runStart = fieldStart;
+    runEnd = reader.pos;
   }
-  return out;
-}
-
-function rangesSize(ranges: number[]): number {
-  let n = 0;
-  for (let i = 0; i < ranges.length; i += 2) n += ranges[i + 1]! - ranges[i]!;
-  return n;
-}
-
-function copyRanges(out: Buffer, pos: number, buf: Uint8Array, ranges: number[]): number {
-  for (let i = 0; i < ranges.length; i += 2) {
-    out.set(buf.subarray(ranges[i], ranges[i + 1]), pos);
-    pos += ranges[i + 1]! - ranges[i]!;
-  }
+  if (runStart >= 0) pos = copyRun(out, pos, buf, runStart, runEnd);
   return pos;
+}
+
+function copyRun(out: Buffer | null, pos: number, buf: Uint8Array, start: number, end: number): number {
+  if (out) out.set(buf.subarray(start, end), pos);
+  return pos + end - start;
 }
 
 /**

@@ -7,19 +7,31 @@
 // insert or delete.
 
 const MIN_CAPACITY = 1024;
+/** The most slots allocated up front (12.5 MiB with the values); past it the table grows as it fills. */
+const MAX_PRESIZED = 1 << 19;
 
 export class TraceTable<T> {
   /** 4 words of id per slot. */
-  private keys = new Int32Array(4 * MIN_CAPACITY);
-  private used = new Uint8Array(MIN_CAPACITY);
-  private values: (T | undefined)[] = new Array<T | undefined>(MIN_CAPACITY).fill(undefined);
-  private mask = MIN_CAPACITY - 1;
+  private keys: Int32Array;
+  private used: Uint8Array;
+  private values: (T | undefined)[];
+  private mask: number;
   private count = 0;
   // The key being looked up.
   private k0 = 0;
   private k1 = 0;
   private k2 = 0;
   private k3 = 0;
+
+  /** `expected`: the entries it will likely hold (num_traces): slots for them at half load are made now, up to MAX_PRESIZED, instead of rehashing as it fills. */
+  constructor(expected = 0) {
+    let capacity = MIN_CAPACITY;
+    while (capacity < expected * 2 && capacity < MAX_PRESIZED) capacity *= 2;
+    this.keys = new Int32Array(4 * capacity);
+    this.used = new Uint8Array(capacity);
+    this.values = new Array<T | undefined>(capacity).fill(undefined);
+    this.mask = capacity - 1;
+  }
 
   get size(): number {
     return this.count;

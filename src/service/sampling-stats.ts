@@ -20,9 +20,21 @@ interface ServiceCounts {
   samplers: Map<string, { seen: number; kept: number }>;
 }
 
+interface PolicyCounts {
+  readonly processor: string;
+  readonly policy: string | null;
+  sampled: number;
+  notSampled: number;
+}
+
 export class SamplingStats implements SamplingRecorder {
   private readonly services = new Map<string, ServiceCounts>();
-  private readonly policies = new Map<string, { processor: string; policy: string | null; sampled: number; notSampled: number }>();
+  private readonly policies = new Map<string, PolicyCounts>();
+  /** processor -> policy -> its entry in `policies`, so that a decision needs no key string (one call per trace). */
+  private readonly policyIndex = new Map<string, Map<string | null, PolicyCounts>>();
+  /** The resource attributes of the last countsFor call and their counts (a sampler reports the parts of a block one after another). */
+  private lastAttributes: Attributes | undefined;
+  private lastCounts: ServiceCounts | undefined;
   /** A ring of the recent sampled-out traces, as parallel arrays (no object per trace: this is on the data path); `next` is where the next one goes. */
   private readonly recentTrace: DroppedTrace[] = [];
   private readonly recentAt: number[] = [];
@@ -51,12 +63,20 @@ export class SamplingStats implements SamplingRecorder {
   }
 
   traceDecided(processor: string, policy: string | null, kept: boolean): void {
-    const key = `${processor}\u0000${policy ?? ''}\u0000${policy === null ? 0 : 1}`;
-    let p = this.policies.get(key);
+    let p = this.policyIndex.get(processor)?.get(policy);
     if (!p) {
+      const key = `${processor}\u0000${policy ?? ''}\u0000${policy === null ? 0 : 1}`;
       p = { processor, policy, sampled: 0, notSampled: 0 };
       this.policies.set(key, p);
-      if (this.policies.size > MAX_SAMPLING_SERVICES) this.policies.delete(this.policies.keys().next().value!);
+      let byPolicy = this.policyIndex.get(processor);
+      if (!byPolicy) this.policyIndex.set(processor, (byPolicy = new Map<string | null, PolicyCounts>()));
+      byPolicy.set(policy, p);
+      if (this.policies.size > MAX_SAMPLING_SERVICES) {
+        const oldest = this.policies.keys().next().value!;
+        const gone = this.policies.get(oldest)!;
+        this.policies.delete(oldest);
+        this.policyIndex.get(gone.processor)?.delete(gone.policy);
+      }
     }
     if (kept) p.sampled++;
     else p.notSampled++;
@@ -95,6 +115,7 @@ export class SamplingStats implements SamplingRecorder {
   }
 
   private countsFor(attributes: Attributes): ServiceCounts {
+    if (attributes === this.lastAttributes) return this.lastCounts!;
     const name = attributes.get('service.name');
     const service = typeof name === 'string' ? cut(name) : null;
     // A service without a name gets a key no name can take.
@@ -105,6 +126,9 @@ export class SamplingStats implements SamplingRecorder {
       this.services.set(key, counts);
       if (this.services.size > MAX_SAMPLING_SERVICES) this.services.delete(this.services.keys().next().value!);
     }
+    // An evicted entry is never the cached one: the entry just added is.
+    this.lastAttributes = attributes;
+    this.lastCounts = counts;
     return counts;
   }
 }

@@ -5,7 +5,7 @@ import type { Service } from '../../src/service/service';
 import { encodeTraces, hostInstance, obiResourceSpans, obiSpan } from '../helpers/obi';
 import { freePorts } from '../helpers/ports';
 import { startService } from '../helpers/service';
-import { MAX_RECENT_DROPPED, SamplingStats } from '../../src/service/sampling-stats';
+import { MAX_RECENT_DROPPED, MAX_SAMPLING_SERVICES, SamplingStats } from '../../src/service/sampling-stats';
 
 // GET /api/v1/sampling: per service the spans received, kept by the filter and kept by each
 // sampler; traces decided per tail_sampling policy; the traces sampled out, with who decided.
@@ -120,5 +120,24 @@ describe('SamplingStats', () => {
       { service: null, seen: 2, keptByFilter: null, keptBySampling: null, samplers: [] },
       { service: 'a', seen: 5, keptByFilter: null, keptBySampling: 1, samplers: [{ processor: 'probabilistic_sampler', seen: 5, kept: 3 }, { processor: 'tail_sampling', seen: 5, kept: 1 }] },
     ]);
+  });
+
+  test('the cached lookups follow evictions: a service or policy counted again after it went starts from zero', () => {
+    const stats = new SamplingStats();
+    const first = new Map([['service.name', 'first']]);
+    stats.sampled('p', first, 4, 4);
+    stats.traceDecided('p', 'first-policy', true);
+    // Past the bounds, the first counted go.
+    for (let i = 0; i < MAX_SAMPLING_SERVICES; i++) {
+      stats.seen(new Map([['service.name', `s${i}`]]), 1);
+      stats.traceDecided('p', `policy-${i}`, false);
+    }
+    assert.equal(stats.view().services.find((s) => s.service === 'first'), undefined);
+    assert.equal(stats.view().policies.find((p) => p.policy === 'first-policy'), undefined);
+    stats.sampled('p', first, 2, 1);
+    stats.traceDecided('p', 'first-policy', true);
+    assert.deepEqual(stats.view().services.find((s) => s.service === 'first')?.samplers, [{ processor: 'p', seen: 2, kept: 1 }]);
+    assert.deepEqual(stats.view().policies.find((p) => p.policy === 'first-policy'), { processor: 'p', policy: 'first-policy', sampled: 1, notSampled: 0 });
+    assert.equal(stats.view().policies.length, MAX_SAMPLING_SERVICES);
   });
 });

@@ -11,7 +11,8 @@ import { LogThrottle } from '../../util/log-throttle';
 import { parseTailSamplingConfig, type TailSamplingConfig } from './config';
 import { buildEvaluator, type Clock, type Decision, type Evaluator, type TraceView } from './policies';
 import { Fifo } from './fifo';
-import { OutputBlock, splitByTrace, StoredBlock, type Part } from './trace-data';
+import { OutputBlock, splitByTrace, StoredBlock, traceKey, type Part } from './trace-data';
+import { TraceTable } from './trace-table';
 import { ReceivedRecord, tailRecords, TraceStore } from './persist';
 
 // tail_sampling: spans wait, grouped by trace id, for `decision_wait` after their trace's first span;
@@ -44,6 +45,8 @@ interface TraceEntry extends TraceView {
   readonly arrivedAt: number;
   decideAt: number;
   state: TraceState;
+  /** Arrival order (shutdown decides the waiting traces oldest first). */
+  readonly seq: number;
   /** With storage: the received records holding its spans, in arrival order. */
   records?: ReceivedRecord[];
 }
@@ -120,10 +123,11 @@ export class TailSamplingProcessor implements Component, Consumer {
   private readonly useTimer: boolean;
   private readonly policies: Policy[];
   /** Undecided traces, and decisions kept without a decision cache (as the Collector, they hold a num_traces slot). */
-  private readonly traces = new Map<string, TraceEntry | number>();
+  private readonly traces: TraceTable<TraceEntry | number>;
   /** The clock at construction: decision times in `traces` count from it (small integers). */
   private readonly epoch: number;
   private pendingCount = 0;
+  private seq = 0;
   private decidedCount = 0;
   /** The undecided traces in arrival order. */
   private readonly arrivals = new Fifo<TraceEntry>((t) => t.state === PENDING);
@@ -165,6 +169,8 @@ export class TailSamplingProcessor implements Component, Consumer {
     this.id = settings.id;
     this.clock = options.clock ?? Date.now;
     this.epoch = this.clock();
+    // Never holds more than num_traces (undecided plus decisions kept without a cache).
+    this.traces = new TraceTable(config.numTraces);
     this.useTimer = options.timer ?? true;
     this.sampledCache = config.sampledCacheSize > 0 ? new LruSet(config.sampledCacheSize) : undefined;
     this.nonSampledCache = config.nonSampledCacheSize > 0 ? new LruSet(config.nonSampledCacheSize) : undefined;
@@ -234,7 +240,12 @@ export class TailSamplingProcessor implements Component, Consumer {
       this.stopped = true;
       // As the Collector: the traces still waiting are decided on what arrived, unless asked to drop
       // them; with storage they stay there for the next start.
-      const pending = [...this.traces.values()].filter((t): t is TraceEntry => typeof t !== 'number');
+      const pending: TraceEntry[] = [];
+      this.traces.forEach((t) => {
+        if (typeof t !== 'number') pending.push(t);
+      });
+      // Oldest first, as the map's insertion order gave them.
+      pending.sort((a, b) => a.seq - b.seq);
       if (this.store && !this.config.dropPendingTracesOnShutdown) {
         if (pending.length > 0) this.logger.info({ traces: pending.length }, 'tail_sampling: undecided traces stay in storage for the next start');
       } else if (this.config.dropPendingTracesOnShutdown) {
@@ -338,7 +349,7 @@ export class TailSamplingProcessor implements Component, Consumer {
       if (request.kind === 'decisions') store.recoveredDecisions(ref, request.keys.flatMap((key) => recovery.holders.get(key) ?? []));
     }
     // Late spans after the restart follow the decisions still on disk.
-    for (const [key, sampled] of decided) if (!this.traces.has(key)) this.rememberKey(key, sampled);
+    for (const [key, sampled] of decided) if (this.traces.findKey(key) < 0) this.rememberKey(key, sampled);
     const traces = recovery.traces;
     this.metrics.recovered.inc(traces);
     // Traces decided early above (the bounds) go on now.
@@ -363,7 +374,8 @@ export class TailSamplingProcessor implements Component, Consumer {
       return true;
     });
     for (const key of this.early) {
-      const trace = this.traces.get(key);
+      const slot = this.traces.findKey(key);
+      const trace = slot < 0 ? undefined : this.traces.get(slot);
       if (typeof trace === 'object' && trace.decideAt <= now && trace.arrivedAt + this.config.decisionWaitMs > now) due.push(trace);
     }
     for (const trace of due) this.decide(trace);
@@ -384,15 +396,20 @@ export class TailSamplingProcessor implements Component, Consumer {
     const stored = new StoredBlock(block.bytes, block.attributes);
     /** Late spans of a kept trace went to this turn's output: with storage, the record is held until they are handed on. */
     let lateKept = false;
-    splitByTrace(block, stored, (key, part, hasRoot) => {
-      if (recovery?.decided.has(key)) {
+    splitByTrace(block, stored, (part) => {
+      const buf = stored.bytes;
+      const idAt = part.idAt;
+      // The id as a string only where a string-keyed structure needs it (not per span).
+      let key: string | undefined;
+      if (recovery && recovery.decided.has((key = traceKey(buf, idAt, 16)))) {
         // Decided before the restart (and sent on if kept): only its decision record needs to know where it is.
         const holders = recovery.holders.get(key);
         if (!holders) recovery.holders.set(key, [record!]);
         else if (holders[holders.length - 1] !== record) holders.push(record!);
         return;
       }
-      const sampledAt = this.sampledCache?.get(key);
+      if (this.sampledCache || this.nonSampledCache) key ??= traceKey(buf, idAt, 16);
+      const sampledAt = this.sampledCache?.get(key!);
       if (sampledAt !== undefined) {
         this.lateSpanAge(now, sampledAt);
         this.metrics.cacheReleases.true.inc(part.spans);
@@ -402,7 +419,7 @@ export class TailSamplingProcessor implements Component, Consumer {
         lateKept = true;
         return;
       }
-      const notSampledAt = this.nonSampledCache?.get(key);
+      const notSampledAt = this.nonSampledCache?.get(key!);
       if (notSampledAt !== undefined) {
         this.lateSpanAge(now, notSampledAt);
         this.metrics.cacheReleases.false.inc(part.spans);
@@ -410,7 +427,8 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.metrics.lateSpans.false.inc(part.spans);
         return;
       }
-      const found = this.traces.get(key);
+      const slot = this.traces.find(buf, idAt);
+      const found = slot < 0 ? undefined : this.traces.get(slot);
       if (typeof found === 'number') {
         const sampled = isSampled(found);
         this.lateSpanAge(now, this.decidedAt(found));
@@ -425,8 +443,10 @@ export class TailSamplingProcessor implements Component, Consumer {
       let trace = found;
       if (!trace) {
         this.makeRoom();
-        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, state: PENDING };
-        this.traces.set(key, trace);
+        key ??= traceKey(buf, idAt, 16);
+        trace = { key, parts: [], spanCount: 0, bytes: 0, arrivedAt: now, decideAt: now + this.config.decisionWaitMs, state: PENDING, seq: this.seq++ };
+        // makeRoom may have moved slots: inserted afresh.
+        this.traces.insert(buf, idAt, trace);
         this.pendingCount++;
         this.arrivals.push(trace);
         this.metrics.newTraces.inc(1);
@@ -443,11 +463,11 @@ export class TailSamplingProcessor implements Component, Consumer {
           record.open++;
         }
       }
-      if (hasRoot && this.config.decisionWaitAfterRootReceivedMs > 0) {
+      if (part.root && this.config.decisionWaitAfterRootReceivedMs > 0) {
         const at = now + this.config.decisionWaitAfterRootReceivedMs;
         if (at < trace.decideAt) {
           trace.decideAt = at;
-          this.early.add(key);
+          this.early.add(trace.key);
         }
       }
       if (this.config.maximumTraceSizeBytes > 0 && trace.bytes > this.config.maximumTraceSizeBytes) {
@@ -487,7 +507,8 @@ export class TailSamplingProcessor implements Component, Consumer {
       const oldestDecided = this.decidedOrder.first();
       if (oldestDecided) {
         this.decidedOrder.shift();
-        this.traces.delete(oldestDecided);
+        const slot = this.traces.findKey(oldestDecided);
+        if (slot >= 0) this.traces.delete(slot);
         this.decidedCount--;
         continue;
       }
@@ -536,8 +557,9 @@ export class TailSamplingProcessor implements Component, Consumer {
   /** The Collector's final decision: dropped wins, then any sampled; errors are counted and skipped. */
   private evaluate(trace: TraceEntry): Decision {
     let sampled = false;
+    // One clock read per policy: each one's end is the next one's start.
+    let started = performance.now();
     for (const policy of this.policies) {
-      const started = performance.now();
       let decision: Decision;
       try {
         decision = policy.evaluator.evaluate(trace);
@@ -546,7 +568,9 @@ export class TailSamplingProcessor implements Component, Consumer {
         this.logger.debug({ err, policy: policy.name }, 'tail_sampling: policy evaluation error');
         continue;
       } finally {
-        const micros = Math.round((performance.now() - started) * 1000);
+        const ended = performance.now();
+        const micros = Math.round((ended - started) * 1000);
+        started = ended;
         policy.executions.inc(1);
         policy.executionMicros.inc(micros);
         policy.latency.observe(micros);
@@ -591,7 +615,7 @@ export class TailSamplingProcessor implements Component, Consumer {
 
   /** After release(): the decision replaces the trace's entry in `traces`, or goes to a decision cache and the entry out. */
   private remember(trace: TraceEntry, sampled: boolean): void {
-    if (!this.rememberKey(trace.key, sampled)) this.traces.delete(trace.key);
+    if (!this.rememberKey(trace.key, sampled)) this.deleteKey(trace.key);
   }
 
   /** Records a decision; false when it went to a decision cache (then `traces` is not touched). */
@@ -604,7 +628,10 @@ export class TailSamplingProcessor implements Component, Consumer {
     }
     // The decision and its time in one number: a small integer (no object) for the first ~12 days
     // after the epoch, a heap number past that (correct, a little slower).
-    this.traces.set(key, (at - this.epoch) * 2 + (sampled ? 1 : 0));
+    const decided = (at - this.epoch) * 2 + (sampled ? 1 : 0);
+    const slot = this.traces.findKey(key);
+    if (slot >= 0) this.traces.set(slot, decided);
+    else this.traces.insertKey(key, decided);
     this.decidedCount++;
     this.decidedOrder.push(key);
     return true;
@@ -626,9 +653,14 @@ export class TailSamplingProcessor implements Component, Consumer {
     trace.parts.length = 0;
   }
 
+  private deleteKey(key: string): void {
+    const slot = this.traces.findKey(key);
+    if (slot >= 0) this.traces.delete(slot);
+  }
+
   private forget(trace: TraceEntry): void {
     this.release(trace);
-    this.traces.delete(trace.key);
+    this.deleteKey(trace.key);
     this.settle(trace, false);
   }
 

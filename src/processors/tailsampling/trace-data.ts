@@ -41,6 +41,8 @@ const EMPTY_TABLE = new Int32Array(0);
 /** The spans of one trace from one block: a chain through the block's span table, in wire order. */
 export interface Part {
   readonly block: StoredBlock;
+  /** Offset of its trace id (16 bytes) in block.bytes. */
+  readonly idAt: number;
   /** Index of its first span in block.spans (entries / STRIDE). */
   readonly first: number;
   /** Index of its last span, where the next one is linked. */
@@ -60,60 +62,122 @@ function asBuffer(buf: Uint8Array): Buffer {
   return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-/** Calls `visit(traceKey, part)` for every trace present in the block, with the spans of that trace. */
-export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (key: string, part: Part, hasRoot: boolean) => void): void {
-  const buf = asBuffer(block.bytes);
-  const parts = new Map<string, Part>();
+/** Whether the 16-byte ids at a and b of buf are equal. */
+function sameId(buf: Uint8Array, a: number, b: number): boolean {
+  for (let i = 0; i < 16; i++) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
+}
+
+/** Scratch for grouping one block's spans by trace: part index + 1 per slot (0: empty), reused. */
+let groupSlots = new Int32Array(1024);
+
+/**
+ * Calls `visit(part)` for every trace present in the block, with the spans of that trace, in the
+ * order of each trace's first span. Groups by the id bytes themselves (no string per span).
+ */
+export function splitByTrace(block: ResourceBlock, stored: StoredBlock, visit: (part: Part) => void): void {
+  const buf = block.bytes;
+  const parts: Part[] = [];
   let table = new Int32Array(STRIDE * Math.max(1, block.itemCount));
+  let slots = groupSlotsFor(block.itemCount);
+  let mask = slots.length - 1;
   let n = 0;
   const reader = new WireReader(buf, 0, buf.length);
   const scopeReader = new WireReader(buf, 0, 0);
-  while (!reader.done) {
-    const tag = reader.tag();
-    if (tag !== SCOPE_SPANS_TAG) {
-      reader.skip(tag & 7);
-      continue;
-    }
-    const scopeStart = reader.lengthDelimited();
-    const scopeEnd = reader.pos;
-    scopeReader.reset(buf, scopeStart, scopeEnd);
-    while (!scopeReader.done) {
-      const t = scopeReader.tag();
-      if (t !== SPAN_TAG) {
-        scopeReader.skip(t & 7);
+  try {
+    while (!reader.done) {
+      const tag = reader.tag();
+      if (tag !== SCOPE_SPANS_TAG) {
+        reader.skip(tag & 7);
         continue;
       }
-      const spanStart = scopeReader.lengthDelimited();
-      const spanEnd = scopeReader.pos;
-      const ids = spanIds(buf, spanStart, spanEnd);
-      const key = traceKey(buf, ids.traceStart, 16);
-      if ((n + 1) * STRIDE > table.length) {
-        const grown = new Int32Array(table.length * 2);
-        grown.set(table);
-        table = grown;
+      const scopeStart = reader.lengthDelimited();
+      const scopeEnd = reader.pos;
+      scopeReader.reset(buf, scopeStart, scopeEnd);
+      while (!scopeReader.done) {
+        const t = scopeReader.tag();
+        if (t !== SPAN_TAG) {
+          scopeReader.skip(t & 7);
+          continue;
+        }
+        const spanStart = scopeReader.lengthDelimited();
+        const spanEnd = scopeReader.pos;
+        const ids = spanIds(buf, spanStart, spanEnd);
+        const idAt = ids.traceStart;
+        if ((n + 1) * STRIDE > table.length) {
+          const grown = new Int32Array(table.length * 2);
+          grown.set(table);
+          table = grown;
+        }
+        if ((parts.length + 1) * 2 > slots.length) {
+          // More traces than the item count said (it is only a hint): a larger scratch, regrouped.
+          slots = regroup(buf, parts, slots.length * 2);
+          mask = slots.length - 1;
+        }
+        const at = n * STRIDE;
+        table[at] = scopeStart;
+        table[at + 1] = scopeEnd;
+        table[at + 2] = spanStart;
+        table[at + 3] = spanEnd;
+        table[at + 4] = -1;
+        let slot = idHash(buf, idAt) & mask;
+        let part: Part | undefined;
+        for (let p = slots[slot]!; p !== 0; p = slots[slot]!) {
+          const candidate = parts[p - 1]!;
+          if (sameId(buf, candidate.idAt, idAt)) {
+            part = candidate;
+            break;
+          }
+          slot = (slot + 1) & mask;
+        }
+        if (!part) {
+          part = { block: stored, idAt, first: n, last: n, spans: 0, bytes: 0, root: false };
+          parts.push(part);
+          slots[slot] = parts.length;
+        } else {
+          table[part.last * STRIDE + 4] = n;
+          part.last = n;
+        }
+        n++;
+        part.spans++;
+        part.bytes += spanEnd - spanStart;
+        if (!ids.hasParent) part.root = true;
       }
-      const at = n * STRIDE;
-      table[at] = scopeStart;
-      table[at + 1] = scopeEnd;
-      table[at + 2] = spanStart;
-      table[at + 3] = spanEnd;
-      table[at + 4] = -1;
-      let part = parts.get(key);
-      if (!part) {
-        part = { block: stored, first: n, last: n, spans: 0, bytes: 0, root: false };
-        parts.set(key, part);
-      } else {
-        table[part.last * STRIDE + 4] = n;
-        part.last = n;
-      }
-      n++;
-      part.spans++;
-      part.bytes += spanEnd - spanStart;
-      if (!ids.hasParent) part.root = true;
     }
+  } finally {
+    slots.fill(0);
   }
   stored.spans = table;
-  for (const [key, part] of parts) visit(key, part, part.root);
+  for (const part of parts) visit(part);
+}
+
+/** The shared scratch, large enough for `items` traces at half load. */
+function groupSlotsFor(items: number): Int32Array {
+  let size = groupSlots.length;
+  while (size < items * 2) size *= 2;
+  if (size !== groupSlots.length) groupSlots = new Int32Array(size);
+  return groupSlots;
+}
+
+function regroup(buf: Uint8Array, parts: readonly Part[], size: number): Int32Array {
+  groupSlots = new Int32Array(size);
+  const mask = size - 1;
+  parts.forEach((part, i) => {
+    let slot = idHash(buf, part.idAt) & mask;
+    while (groupSlots[slot] !== 0) slot = (slot + 1) & mask;
+    groupSlots[slot] = i + 1;
+  });
+  return groupSlots;
+}
+
+/** A hash of the 16 id bytes at `at`. */
+function idHash(b: Uint8Array, at: number): number {
+  let h = 0x811c9dc5;
+  for (let w = at; w < at + 16; w += 4) {
+    h = Math.imul(h ^ (b[w]! | (b[w + 1]! << 8) | (b[w + 2]! << 16) | (b[w + 3]! << 24)), 0x9e3779b1);
+    h ^= h >>> 15;
+  }
+  return h >>> 0;
 }
 
 const idScratch = { traceStart: 0, hasParent: false };
@@ -283,33 +347,32 @@ export class OutputBlock {
     const t = this.block.spans;
     // Wire order: the spans of one scope are next to each other.
     const order = Int32Array.from(this.indices).sort();
-    const head = otherFields(buf, 0, buf.length, SCOPE_SPANS_TAG);
-    const scopes: { head: number[]; spans: number[]; size: number }[] = [];
-    let total = rangesSize(head);
-    for (let k = 0; k < order.length; ) {
+    // Sizes first (one per run of spans of a scope), then the bytes: no object per scope or span.
+    const runSizes = new Int32Array(order.length);
+    let runs = 0;
+    let total = otherFields(null, 0, buf, 0, buf.length, SCOPE_SPANS_TAG);
+    for (let k = 0; k < order.length; runs++) {
       const at = order[k]! * STRIDE;
       const scopeStart = t[at]!;
-      const scopeHead = otherFields(buf, scopeStart, t[at + 1]!, SPAN_TAG);
-      let size = rangesSize(scopeHead);
-      const spans: number[] = [];
+      let size = otherFields(null, 0, buf, scopeStart, t[at + 1]!, SPAN_TAG);
       for (; k < order.length && t[order[k]! * STRIDE]! === scopeStart; k++) {
-        const s = t[order[k]! * STRIDE + 2]!;
-        const e = t[order[k]! * STRIDE + 3]!;
-        spans.push(s, e);
-        size += 1 + varintSize(e - s) + e - s;
+        const len = t[order[k]! * STRIDE + 3]! - t[order[k]! * STRIDE + 2]!;
+        size += 1 + varintSize(len) + len;
       }
-      scopes.push({ head: scopeHead, spans, size });
+      runSizes[runs] = size;
       total += 1 + varintSize(size) + size;
     }
     const out = Buffer.allocUnsafe(total);
-    let pos = copyRanges(out, 0, buf, head);
-    for (const scope of scopes) {
+    let pos = otherFields(out, 0, buf, 0, buf.length, SCOPE_SPANS_TAG);
+    for (let k = 0, run = 0; k < order.length; run++) {
+      const at = order[k]! * STRIDE;
+      const scopeStart = t[at]!;
       out[pos++] = SCOPE_SPANS_TAG;
-      pos = writeVarint(out, pos, scope.size);
-      pos = copyRanges(out, pos, buf, scope.head);
-      for (let i = 0; i < scope.spans.length; i += 2) {
-        const s = scope.spans[i]!;
-        const e = scope.spans[i + 1]!;
+      pos = writeVarint(out, pos, runSizes[run]!);
+      pos = otherFields(out, pos, buf, scopeStart, t[at + 1]!, SPAN_TAG);
+      for (; k < order.length && t[order[k]! * STRIDE]! === scopeStart; k++) {
+        const s = t[order[k]! * STRIDE + 2]!;
+        const e = t[order[k]! * STRIDE + 3]!;
         out[pos++] = SPAN_TAG;
         pos = writeVarint(out, pos, e - s);
         out.set(buf.subarray(s, e), pos);
@@ -320,34 +383,37 @@ export class OutputBlock {
   }
 }
 
-/** Ranges [start, end) of every field (tag included) in the message other than those with `skipTag`. */
-function otherFields(buf: Uint8Array, start: number, end: number, skipTag: number): number[] {
-  const out: number[] = [];
-  const reader = new WireReader(buf, start, end);
+const fieldReader = new WireReader(new Uint8Array(0), 0, 0);
+
+/**
+ * Every field (tag included) of the message in [start, end) other than those tagged `skipTag`:
+ * copied into `out` at `pos` (returns the new position), or with `out` null only measured (returns
+ * pos plus their size).
+ */
+function otherFields(out: Buffer | null, pos: number, buf: Uint8Array, start: number, end: number, skipTag: number): number {
+  const reader = fieldReader.reset(buf, start, end);
+  let runStart = -1;
+  let runEnd = -1;
   while (!reader.done) {
     const fieldStart = reader.pos;
     const tag = reader.tag();
     reader.skip(tag & 7);
     if (tag === skipTag) continue;
-    const last = out.length;
-    if (last > 0 && out[last - 1] === fieldStart) out[last - 1] = reader.pos;
-    else out.push(fieldStart, reader.pos);
+    if (runEnd === fieldStart) {
+      runEnd = reader.pos;
+      continue;
+    }
+    if (runStart >= 0) pos = copyRun(out, pos, buf, runStart, runEnd);
+    runStart = fieldStart;
+    runEnd = reader.pos;
   }
-  return out;
-}
-
-function rangesSize(ranges: number[]): number {
-  let n = 0;
-  for (let i = 0; i < ranges.length; i += 2) n += ranges[i + 1]! - ranges[i]!;
-  return n;
-}
-
-function copyRanges(out: Buffer, pos: number, buf: Uint8Array, ranges: number[]): number {
-  for (let i = 0; i < ranges.length; i += 2) {
-    out.set(buf.subarray(ranges[i], ranges[i + 1]), pos);
-    pos += ranges[i + 1]! - ranges[i]!;
-  }
+  if (runStart >= 0) pos = copyRun(out, pos, buf, runStart, runEnd);
   return pos;
+}
+
+function copyRun(out: Buffer | null, pos: number, buf: Uint8Array, start: number, end: number): number {
+  if (out) out.set(buf.subarray(start, end), pos);
+  return pos + end - start;
 }
 
 /**

@@ -25,7 +25,9 @@ function traceOf(times: readonly (readonly [bigint, bigint])[]): TraceView {
   const body = Buffer.from(type.encode(type.fromObject({ resourceSpans: [{ resource: {}, scopeSpans: [{ scope: {}, spans }] }] })).finish());
   const block = parseRequest('traces', body).batch.resources[0]!;
   const parts: Part[] = [];
-  splitByTrace(block, new StoredBlock(block.bytes, block.attributes), (_key, part) => parts.push(part));
+  splitByTrace(block, new StoredBlock(block.bytes, block.attributes), (part) => {
+    parts.push(part);
+  });
   return { key: TRACE_ID.toString('latin1'), parts, spanCount: times.length };
 }
 

@@ -3,6 +3,7 @@ import {
   DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PREFACE, Setting,
   goawayFrame, headerFramesBytes, rstStreamFrame, settingsFrame, windowUpdateFrame, writeFrameHeader, writeHeaderFrames,
 } from './frames';
+import { FrameReader, FrameSizeError } from './frame-reader';
 import { HpackDecoder, HpackError, encodeHeaders } from './hpack';
 
 // The server side of one HTTP/2 connection (RFC 9113) on a plain socket, for request/response
@@ -151,12 +152,11 @@ export class H2Connection {
   private readonly decoder: HpackDecoder;
 
   readonly streams = new Map<number, H2Stream>();
-  private prefaceSeen = false;
+  /** The client preface's octets so far; undefined once it has been read. */
+  private prefaceRead: Buffer | undefined = EMPTY;
+  private readonly reader: FrameReader;
   private settingsSeen = false;
   private lastStreamId = 0;
-  private inbox: Buffer[] = [];
-  private inboxBytes = 0;
-  private needed = PREFACE.length;
   // Peer settings (what we send).
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrameSize = MIN_MAX_FRAME_SIZE;
@@ -213,6 +213,7 @@ export class H2Connection {
     this.drainMs = options.drainMs ?? 0;
     this.decoder = new HpackDecoder({ maxTableSize: options.headerTableSize ?? 4096 });
     this.recvWindow = this.connectionWindowSize;
+    this.reader = new FrameReader((type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), this.maxFrameSize);
 
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -277,6 +278,7 @@ export class H2Connection {
   destroy(): void {
     if (this.dead) return;
     this.dead = true;
+    this.reader.stopped = true;
     this.abortAll();
     if (!this.socket.destroyed) this.socket.destroy();
     this.onClose?.();
@@ -305,67 +307,27 @@ export class H2Connection {
     this.socket.cork();
     try {
       let rest = chunk;
-      if (this.inboxBytes > 0 || !this.prefaceSeen) {
-        // Part of a frame (or of the preface) is waiting: copy just that frame together, then
-        // read the rest of this chunk in place, so a read is copied only where a frame straddles it.
-        this.inbox.push(chunk);
-        this.inboxBytes += chunk.length;
-        if (this.inboxBytes < this.needed) return;
-        if (this.prefaceSeen && this.needed === FRAME_HEADER_BYTES) {
-          const head = Buffer.concat(this.inbox, FRAME_HEADER_BYTES);
-          const length = (head[0]! << 16) | (head[1]! << 8) | head[2]!;
-          if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
-          this.needed = FRAME_HEADER_BYTES + length;
-          if (this.inboxBytes < this.needed) return;
+      const preface = this.prefaceRead;
+      if (preface !== undefined) {
+        // The client's preface comes first; frames follow, possibly in the same read.
+        const have = preface.length === 0 ? chunk : Buffer.concat([preface, chunk]);
+        if (have.length < PREFACE.length) {
+          this.prefaceRead = have;
+          return;
         }
-        // Everything before this chunk is less than `needed`, so the frame ends inside it.
-        const take = this.needed - (this.inboxBytes - chunk.length);
-        this.inbox[this.inbox.length - 1] = chunk.subarray(0, take);
-        const first = this.inbox.length === 1 ? this.inbox[0]! : Buffer.concat(this.inbox, this.needed);
-        this.inbox = [];
-        this.inboxBytes = 0;
-        rest = chunk.subarray(take);
-        if (this.parse(first) < first.length || this.dead) return;
+        if (!have.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
+        this.prefaceRead = undefined;
+        rest = have.subarray(PREFACE.length);
       }
-      const p = this.parse(rest);
-      if (p < rest.length && !this.dead) {
-        this.inbox.push(rest.subarray(p));
-        this.inboxBytes = rest.length - p;
-      }
+      this.reader.push(rest);
     } catch (err) {
       if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
       else if (err instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, err.message);
+      else if (err instanceof FrameSizeError) this.connectionError(H2Error.FRAME_SIZE_ERROR, err.message);
       else throw err;
     } finally {
       if (!this.socket.destroyed) this.socket.uncork();
     }
-  }
-
-  /** Reads the preface (first) and whole frames from `buf`; returns how far it got and sets `needed` for the rest. */
-  private parse(buf: Buffer): number {
-    let p = 0;
-    if (!this.prefaceSeen) {
-      if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
-      this.prefaceSeen = true;
-      p = PREFACE.length;
-    }
-    this.needed = FRAME_HEADER_BYTES;
-    while (buf.length - p >= FRAME_HEADER_BYTES) {
-      const length = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
-      if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
-      if (buf.length - p - FRAME_HEADER_BYTES < length) {
-        this.needed = FRAME_HEADER_BYTES + length;
-        return p;
-      }
-      const type = buf[p + 3]!;
-      const flags = buf[p + 4]!;
-      const streamId = buf.readUInt32BE(p + 5) & 0x7fffffff;
-      const payload = buf.subarray(p + FRAME_HEADER_BYTES, p + FRAME_HEADER_BYTES + length);
-      p += FRAME_HEADER_BYTES + length;
-      this.onFrame(type, flags, streamId, payload);
-      if (this.dead) return p;
-    }
-    return p;
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
@@ -855,6 +817,7 @@ export class H2Connection {
   private destroyLater(socket: net.Socket): void {
     // Streams end now; the socket gets a moment to deliver the GOAWAY.
     this.dead = true;
+    this.reader.stopped = true;
     this.abortAll();
     setTimeout(() => socket.destroy(), 1000).unref();
     this.onClose?.();

@@ -1,10 +1,10 @@
 import type * as net from 'node:net';
+import { ConnectionError, H2Endpoint } from './endpoint';
 import {
-  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PREFACE, Setting,
+  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MIN_MAX_FRAME_SIZE, Setting,
   goawayFrame, headerFramesBytes, rstStreamFrame, settingsFrame, windowUpdateFrame, writeFrameHeader, writeHeaderFrames,
 } from './frames';
-import { FrameReader, FrameSizeError } from './frame-reader';
-import { HpackDecoder, HpackError, encodeHeaders } from './hpack';
+import { HpackDecoder, encodeHeaders } from './hpack';
 
 // The server side of one HTTP/2 connection (RFC 9113) on a plain socket, for request/response
 // calls whose body is read whole before the handler runs (gRPC unary, OTLP). Not a general
@@ -126,19 +126,10 @@ export class H2Stream {
   }
 }
 
-class ConnectionError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
-export class H2Connection {
+export class H2Connection extends H2Endpoint<H2Stream> {
   private readonly maxConcurrentStreams: number;
-  private readonly initialWindowSize: number;
-  private readonly connectionWindowSize: number;
-  private readonly maxFrameSize: number;
   private readonly maxHeaderListSize: number;
   private readonly maxBodyBytes: number;
   private readonly maxContinuations: number;
@@ -147,23 +138,10 @@ export class H2Connection {
   private readonly resetRate: number;
   private readonly maxInvalidFrames: number;
   private readonly maxRejectedStreams: number;
-  private readonly maxOutboundBytes: number;
-  private readonly maxSettings: number;
   private readonly decoder: HpackDecoder;
 
-  readonly streams = new Map<number, H2Stream>();
-  /** The client preface's octets so far; undefined once it has been read. */
-  private prefaceRead: Buffer | undefined = EMPTY;
-  private readonly reader: FrameReader;
   private settingsSeen = false;
   private lastStreamId = 0;
-  // Peer settings (what we send).
-  private peerInitialWindow = DEFAULT_WINDOW;
-  private peerMaxFrameSize = MIN_MAX_FRAME_SIZE;
-  private sendWindow = DEFAULT_WINDOW;
-  private recvWindow: number;
-  private recvUnacked = 0;
-  private readonly blocked = new Set<H2Stream>();
   // A header block spread over CONTINUATION frames.
   private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number; continuations: number } | undefined;
   private resetTokens: number;
@@ -172,12 +150,10 @@ export class H2Connection {
   private rejectedStreams = 0;
   /** GOAWAY sent: no new streams; the socket ends when the last stream does. */
   private goingAway = false;
-  private dead = false;
   /** Called once when the socket has closed. */
   onClose: (() => void) | undefined = undefined;
-  /** Hooks for a keepalive policy: the client's first SETTINGS, its PINGs, streams opened and closed. */
+  /** Hooks for a keepalive policy: the client's first SETTINGS, its PINGs (onPingReceived), streams opened and closed. */
   onRemoteSettings: (() => void) | undefined = undefined;
-  onPingReceived: (() => void) | undefined = undefined;
   onStreamOpen: ((stream: H2Stream) => void) | undefined = undefined;
   onStreamClose: ((stream: H2Stream) => void) | undefined = undefined;
   /** The client's SETTINGS (after its preface) arrived. */
@@ -194,10 +170,14 @@ export class H2Connection {
   private wakeAgain = false;
 
   constructor(readonly socket: net.Socket, private readonly handler: H2Handler, options: H2ConnectionOptions = {}) {
+    super({
+      initialWindowSize: options.initialWindowSize ?? 1024 * 1024,
+      connectionWindowSize: Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024),
+      maxFrameSize: options.maxFrameSize ?? MIN_MAX_FRAME_SIZE,
+      maxSettings: options.maxSettings ?? 32,
+      maxOutboundBytes: options.maxOutboundBytes ?? 1024 * 1024,
+    }, true);
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? 100;
-    this.initialWindowSize = options.initialWindowSize ?? 1024 * 1024;
-    this.connectionWindowSize = Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024);
-    this.maxFrameSize = options.maxFrameSize ?? MIN_MAX_FRAME_SIZE;
     this.maxHeaderListSize = options.maxHeaderListSize ?? 16 * 1024;
     this.maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024 + 5;
     this.maxContinuations = options.maxContinuations ?? 8;
@@ -208,15 +188,14 @@ export class H2Connection {
     this.resetTokens = this.resetBurst;
     this.maxInvalidFrames = options.maxInvalidFrames ?? 1000;
     this.maxRejectedStreams = options.maxRejectedStreams ?? 100;
-    this.maxOutboundBytes = options.maxOutboundBytes ?? 1024 * 1024;
-    this.maxSettings = options.maxSettings ?? 32;
     this.drainMs = options.drainMs ?? 0;
     this.decoder = new HpackDecoder({ maxTableSize: options.headerTableSize ?? 4096 });
-    this.recvWindow = this.connectionWindowSize;
-    this.reader = new FrameReader((type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), this.maxFrameSize);
 
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      this.lastActivity = performance.now();
+      this.onData(chunk);
+    });
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     socket.on('end', () => this.destroy());
@@ -301,36 +280,7 @@ export class H2Connection {
 
   // ---- reading
 
-  private onData(chunk: Buffer): void {
-    if (this.dead) return;
-    this.lastActivity = performance.now();
-    this.socket.cork();
-    try {
-      let rest = chunk;
-      const preface = this.prefaceRead;
-      if (preface !== undefined) {
-        // The client's preface comes first; frames follow, possibly in the same read.
-        const have = preface.length === 0 ? chunk : Buffer.concat([preface, chunk]);
-        if (have.length < PREFACE.length) {
-          this.prefaceRead = have;
-          return;
-        }
-        if (!have.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
-        this.prefaceRead = undefined;
-        rest = have.subarray(PREFACE.length);
-      }
-      this.reader.push(rest);
-    } catch (err) {
-      if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
-      else if (err instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, err.message);
-      else if (err instanceof FrameSizeError) this.connectionError(H2Error.FRAME_SIZE_ERROR, err.message);
-      else throw err;
-    } finally {
-      if (!this.socket.destroyed) this.socket.uncork();
-    }
-  }
-
-  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+  protected onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
     if (!this.settingsSeen) {
       if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the client preface must start with SETTINGS');
       this.settingsSeen = true;
@@ -365,21 +315,8 @@ export class H2Connection {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
     const length = payload.length;
-    // The whole frame counts against flow control, padding included (6.9.1).
-    if (length > this.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window exceeded');
-    this.recvWindow -= length;
-    this.recvUnacked += length;
-    // Bodies are taken in as they come (bounded by maxBodyBytes per stream), so the connection window is given back at once.
-    if (this.recvUnacked >= this.connectionWindowSize / 2) {
-      this.socket.write(windowUpdateFrame(0, this.recvUnacked));
-      this.recvWindow += this.recvUnacked;
-      this.recvUnacked = 0;
-    }
-    let data = payload;
-    if (flags & Flag.PADDED) {
-      if (length === 0 || payload[0]! >= length) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA padding too long');
-      data = payload.subarray(1, length - payload[0]!);
-    }
+    // Bodies are bounded by maxBodyBytes per stream, so the connection window is given back at once.
+    const data = this.takeConnectionWindow(flags, payload);
     const stream = this.streams.get(streamId);
     // Closed (e.g. reset by us while the client was still sending, which RFC 9113 5.1 allows): dropped.
     if (!stream) return;
@@ -415,12 +352,7 @@ export class H2Connection {
       this.onRemoteEnd(stream);
       return;
     }
-    stream.recvUnacked += length;
-    if (stream.recvUnacked >= this.initialWindowSize / 2) {
-      this.socket.write(windowUpdateFrame(streamId, stream.recvUnacked));
-      stream.recvWindow += stream.recvUnacked;
-      stream.recvUnacked = 0;
-    }
+    this.giveBackStream(stream, length);
   }
 
   private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
@@ -569,101 +501,37 @@ export class H2Connection {
     if (--this.resetTokens < 0) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many stream resets');
   }
 
-  private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if (flags & Flag.ACK) {
-      if (payload.length !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ack with a payload');
-      clearTimeout(this.settingsAckTimer);
-      this.settingsAckTimer = undefined;
-      return;
-    }
-    if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS length');
-    if (payload.length / 6 > this.maxSettings) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many settings');
-    for (let p = 0; p < payload.length; p += 6) {
-      const id = payload.readUInt16BE(p);
-      const value = payload.readUInt32BE(p + 2);
-      switch (id) {
-        case Setting.ENABLE_PUSH:
-          if (value > 1) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'ENABLE_PUSH');
-          break;
-        case Setting.INITIAL_WINDOW_SIZE: {
-          if (value > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE');
-          // 6.9.2: every stream's send window moves by the difference, possibly below zero.
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
-          for (const stream of this.streams.values()) {
-            stream.sendWindow += delta;
-            if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'window overflow');
-          }
-          break;
-        }
-        case Setting.MAX_FRAME_SIZE:
-          if (value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'MAX_FRAME_SIZE');
-          this.peerMaxFrameSize = value;
-          break;
-        default:
-          // HEADER_TABLE_SIZE: our encoder never indexes, so any size fits. The rest are advisory or unknown (ignored, 6.5.2).
-          break;
-      }
-    }
-    this.controlReply();
-    this.socket.write(SETTINGS_ACK);
-    this.flushBlocked();
+  protected settingsAcked(): void {
+    clearTimeout(this.settingsAckTimer);
+    this.settingsAckTimer = undefined;
+  }
+
+  protected settingsApplied(): void {
     if (!this.handshaken) {
       this.handshaken = true;
       this.onRemoteSettings?.();
     }
   }
 
-  private onPing(flags: number, streamId: number, payload: Buffer): void {
-    if (payload.length !== 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'PING length');
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
-    if (flags & Flag.ACK) {
-      const id = payload.readBigUInt64BE(0);
-      const callback = this.pings.get(id);
-      if (callback) {
-        this.pings.delete(id);
-        callback();
-      }
-      return;
+  protected pingAcked(payload: Buffer): void {
+    const id = payload.readBigUInt64BE(0);
+    const callback = this.pings.get(id);
+    if (callback) {
+      this.pings.delete(id);
+      callback();
     }
-    this.onPingReceived?.();
-    if (this.dead) return;
-    this.controlReply();
-    const ack = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
-    writeFrameHeader(ack, 0, 8, FrameType.PING, Flag.ACK, 0);
-    payload.copy(ack, FRAME_HEADER_BYTES);
-    this.socket.write(ack);
   }
 
-  private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
-    const increment = payload.readUInt32BE(0) & 0x7fffffff;
-    if (streamId === 0) {
-      if (increment === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
-      this.sendWindow += increment;
-      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window overflow');
-      this.flushBlocked();
-      return;
-    }
-    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
-    const stream = this.streams.get(streamId);
-    if (!stream) return; // closed: allowed for a while (6.9)
-    if (increment === 0) {
-      this.streamError(streamId, H2Error.PROTOCOL_ERROR);
-      return;
-    }
-    stream.sendWindow += increment;
-    if (stream.sendWindow > MAX_WINDOW) {
-      this.streamError(streamId, H2Error.FLOW_CONTROL_ERROR);
-      return;
-    }
-    if (stream.pendingData || stream.pendingTrailers) this.flush(stream);
+  protected notOpen(streamId: number, what: string): void {
+    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `${what} on an idle stream`);
   }
 
-  /** A PING or SETTINGS ack is about to be queued: refuse a peer that sends them without reading ours. */
-  private controlReply(): void {
-    if (this.socket.writableLength > this.maxOutboundBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'peer does not read');
+  protected resetOnError(stream: H2Stream, code: number): void {
+    this.resetStream(stream, code);
+  }
+
+  protected streamWindowOpened(stream: H2Stream): void {
+    if (stream.pendingData || stream.pendingTrailers) this.flushStream(stream);
   }
 
   private invalidFrame(): void {
@@ -709,7 +577,7 @@ export class H2Connection {
   }
 
   /** Sends what flow control now allows of a stream's pending body, then its trailers. */
-  private flush(stream: H2Stream): void {
+  protected flushStream(stream: H2Stream): void {
     const data = stream.pendingData;
     if (data && data.length > 0) {
       const now = Math.min(data.length, stream.sendWindow, this.sendWindow);
@@ -740,13 +608,6 @@ export class H2Connection {
       this.socket.write(out);
     }
     this.localEnd(stream);
-  }
-
-  private flushBlocked(): void {
-    for (const stream of this.blocked) {
-      if (this.sendWindow <= 0) return;
-      this.flush(stream);
-    }
   }
 
   /** Our END_STREAM is out. A client still sending is told to stop without error (8.1). */
@@ -806,7 +667,7 @@ export class H2Connection {
     if (onAbort && !(stream.responded && !stream.pendingData && !stream.pendingTrailers)) onAbort();
   }
 
-  private connectionError(code: number, message: string): void {
+  protected connectionError(code: number, message: string): void {
     if (this.dead) return;
     this.socket.write(goawayFrame(this.lastStreamId, code, message));
     this.socket.end();
@@ -823,12 +684,6 @@ export class H2Connection {
     this.onClose?.();
   }
 }
-
-const SETTINGS_ACK = (() => {
-  const out = Buffer.alloc(FRAME_HEADER_BYTES);
-  writeFrameHeader(out, 0, 0, FrameType.SETTINGS, Flag.ACK, 0);
-  return out;
-})();
 
 /** 8.3.1 and 8.2.2: the request pseudo-headers, lowercase names, no connection-specific fields. */
 function validRequestHeaders(h: readonly string[]): boolean {

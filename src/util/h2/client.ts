@@ -57,8 +57,6 @@ export interface H2ClientOptions {
 
 /** Bodies up to this size go out copied into the one buffer with their headers (one write). */
 const COPY_BELOW = 64 * 1024;
-/** A response header block may be at most this large (with its CONTINUATIONs). */
-const MAX_HEADER_BLOCK = 256 * 1024;
 const LAST_STREAM_ID = 0x7fffffff;
 
 export class H2ClientStream {
@@ -103,7 +101,6 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
   private queue: H2ClientStream[] = [];
   private nextStreamId = 1;
   private settingsSeen = false;
-  private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number } | undefined;
   private readonly pings = new Map<string, (err?: Error) => void>();
   private pingCount = 0;
   /** GOAWAY received or sent: no new streams; the socket ends when the last stream does. */
@@ -120,6 +117,9 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
       // The server is not limited in what it asks of us.
       maxSettings: Number.POSITIVE_INFINITY,
       maxOutboundBytes: Number.POSITIVE_INFINITY,
+      maxContinuations: Number.POSITIVE_INFINITY,
+      // A response header block may be at most this large (with its CONTINUATIONs).
+      maxHeaderBlockBytes: 256 * 1024,
     }, false);
     this.maxResponseBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
     const where = `${options.host}:${options.port}`;
@@ -407,36 +407,7 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
     this.giveBackStream(stream, length);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let start = 0;
-    let end = payload.length;
-    if (flags & Flag.PADDED) {
-      if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short for its padding');
-      start = 1;
-      end -= payload[0]!;
-    }
-    if (flags & Flag.PRIORITY) start += 5;
-    if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding too long');
-    const fragment = payload.subarray(start, end);
-    const blockFlags = flags & Flag.END_STREAM;
-    if (flags & Flag.END_HEADERS) this.onHeaderBlock(streamId, blockFlags, fragment);
-    else this.block = { streamId, flags: blockFlags, fragments: [fragment], bytes: fragment.length };
-  }
-
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const block = this.block;
-    if (!block || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
-    block.bytes += payload.length;
-    if (block.bytes > MAX_HEADER_BLOCK) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    block.fragments.push(payload);
-    if (flags & Flag.END_HEADERS) {
-      this.block = undefined;
-      this.onHeaderBlock(streamId, block.flags, Buffer.concat(block.fragments, block.bytes));
-    }
-  }
-
-  private onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
+  protected onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
     // Decoded whatever becomes of the stream, to keep the HPACK table in step with the server's.
     const fields = this.decoder.decode(fragment);
     const endStream = (flags & Flag.END_STREAM) !== 0;

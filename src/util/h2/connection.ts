@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import { ConnectionError, H2Endpoint } from './endpoint';
+import { ConnectionError, H2Endpoint, SELF_DEPENDENT } from './endpoint';
 import {
   DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MIN_MAX_FRAME_SIZE, Setting,
   goawayFrame, headerFramesBytes, rstStreamFrame, settingsFrame, windowUpdateFrame, writeFrameHeader, writeHeaderFrames,
@@ -132,9 +132,7 @@ export class H2Connection extends H2Endpoint<H2Stream> {
   private readonly maxConcurrentStreams: number;
   private readonly maxHeaderListSize: number;
   private readonly maxBodyBytes: number;
-  private readonly maxContinuations: number;
-  private readonly maxHeaderBlockBytes: number;
-  private readonly resetBurst: number;
+    private readonly resetBurst: number;
   private readonly resetRate: number;
   private readonly maxInvalidFrames: number;
   private readonly maxRejectedStreams: number;
@@ -142,8 +140,6 @@ export class H2Connection extends H2Endpoint<H2Stream> {
 
   private settingsSeen = false;
   private lastStreamId = 0;
-  // A header block spread over CONTINUATION frames.
-  private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number; continuations: number } | undefined;
   private resetTokens: number;
   private resetRefilledAt = Date.now();
   private invalidFrames = 0;
@@ -176,13 +172,13 @@ export class H2Connection extends H2Endpoint<H2Stream> {
       maxFrameSize: options.maxFrameSize ?? MIN_MAX_FRAME_SIZE,
       maxSettings: options.maxSettings ?? 32,
       maxOutboundBytes: options.maxOutboundBytes ?? 1024 * 1024,
+      maxContinuations: options.maxContinuations ?? 8,
+      // A block may be larger than the list it decodes to only by HPACK's overhead; twice is ample.
+      maxHeaderBlockBytes: 2 * (options.maxHeaderListSize ?? 16 * 1024) + 1024,
     }, true);
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? 100;
     this.maxHeaderListSize = options.maxHeaderListSize ?? 16 * 1024;
     this.maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024 + 5;
-    this.maxContinuations = options.maxContinuations ?? 8;
-    // A block may be larger than the list it decodes to only by HPACK's overhead; twice is ample.
-    this.maxHeaderBlockBytes = 2 * this.maxHeaderListSize + 1024;
     this.resetBurst = options.resetBurst ?? 1000;
     this.resetRate = options.resetRate ?? 33;
     this.resetTokens = this.resetBurst;
@@ -355,50 +351,7 @@ export class H2Connection extends H2Endpoint<H2Stream> {
     this.giveBackStream(stream, length);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let start = 0;
-    let end = payload.length;
-    if (flags & Flag.PADDED) {
-      if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
-      end -= payload[0]!;
-      start = 1;
-    }
-    let selfDependent = false;
-    if (flags & Flag.PRIORITY) {
-      if (end - start < 5) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
-      selfDependent = (payload.readUInt32BE(start) & 0x7fffffff) === streamId;
-      start += 5;
-    }
-    if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding too long');
-    const fragment = payload.subarray(start, end);
-    if (fragment.length > this.maxHeaderBlockBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    // Flags of the block are kept; a self-dependent stream is marked with a high bit of our own.
-    const blockFlags = (flags & Flag.END_STREAM) | (selfDependent ? 0x100 : 0);
-    if (flags & Flag.END_HEADERS) {
-      this.onHeaderBlock(streamId, blockFlags, fragment);
-    } else {
-      this.block = { streamId, flags: blockFlags, fragments: [fragment], bytes: fragment.length, continuations: 0 };
-    }
-  }
-
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const block = this.block;
-    if (!block || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
-    block.continuations++;
-    block.bytes += payload.length;
-    // CONTINUATION floods (many small or empty frames, or one huge block) end the connection.
-    if (block.continuations > this.maxContinuations || block.bytes > this.maxHeaderBlockBytes) {
-      throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    }
-    block.fragments.push(payload);
-    if (flags & Flag.END_HEADERS) {
-      this.block = undefined;
-      this.onHeaderBlock(streamId, block.flags, Buffer.concat(block.fragments, block.bytes));
-    }
-  }
-
-  private onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
+  protected onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
     // Decoded whatever becomes of the stream, to keep the HPACK table in step with the client's.
     const headers = this.decoder.decode(fragment);
     const endStream = (flags & Flag.END_STREAM) !== 0;
@@ -424,7 +377,7 @@ export class H2Connection extends H2Endpoint<H2Stream> {
     this.lastStreamId = streamId;
     // After our GOAWAY, newer streams are ignored (6.8); the client retries them elsewhere.
     if (this.goingAway) return;
-    if (flags & 0x100) {
+    if (flags & SELF_DEPENDENT) {
       this.streamError(streamId, H2Error.PROTOCOL_ERROR);
       return;
     }

@@ -36,7 +36,14 @@ export interface EndpointLimits {
   readonly maxSettings: number;
   /** Octets queued to a peer that does not read, past which a PING or SETTINGS ack ends the connection. */
   readonly maxOutboundBytes: number;
+  /** CONTINUATION frames one header block may have; more is ENHANCE_YOUR_CALM. */
+  readonly maxContinuations: number;
+  /** Octets one header block may have (all its frames); more is ENHANCE_YOUR_CALM. */
+  readonly maxHeaderBlockBytes: number;
 }
+
+/** A header block's flag of our own: the HEADERS gave the stream itself as its dependency (5.3.1). */
+export const SELF_DEPENDENT = 0x100;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -53,6 +60,8 @@ export abstract class H2Endpoint<S extends FlowStream> {
   protected readonly maxFrameSize: number;
   private readonly maxSettings: number;
   private readonly maxOutboundBytes: number;
+  private readonly maxContinuations: number;
+  private readonly maxHeaderBlockBytes: number;
   protected readonly reader: FrameReader;
   protected readonly streams = new Map<number, S>();
   /** Streams whose body waits for a send window. */
@@ -67,6 +76,8 @@ export abstract class H2Endpoint<S extends FlowStream> {
   protected recvWindow: number;
   protected recvUnacked = 0;
   protected dead = false;
+  // A header block spread over CONTINUATION frames.
+  protected block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number; continuations: number } | undefined;
   /** A PING from the peer, before its ACK is queued (a keepalive policy may end the connection). */
   onPingReceived: (() => void) | undefined = undefined;
 
@@ -76,6 +87,8 @@ export abstract class H2Endpoint<S extends FlowStream> {
     this.maxFrameSize = limits.maxFrameSize;
     this.maxSettings = limits.maxSettings;
     this.maxOutboundBytes = limits.maxOutboundBytes;
+    this.maxContinuations = limits.maxContinuations;
+    this.maxHeaderBlockBytes = limits.maxHeaderBlockBytes;
     this.recvWindow = this.connectionWindowSize;
     this.prefaceRead = readPreface ? EMPTY : undefined;
     this.reader = new FrameReader((type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), this.maxFrameSize);
@@ -96,6 +109,8 @@ export abstract class H2Endpoint<S extends FlowStream> {
   protected abstract settingsAcked(): void;
   /** The peer's SETTINGS are applied and acknowledged. */
   protected abstract settingsApplied(): void;
+  /** A whole header block (flags: END_STREAM and SELF_DEPENDENT). */
+  protected abstract onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void;
   /** The ACK of one of our PINGs. */
   protected abstract pingAcked(payload: Buffer): void;
 
@@ -154,6 +169,49 @@ export abstract class H2Endpoint<S extends FlowStream> {
       this.socket.write(windowUpdateFrame(stream.id, stream.recvUnacked));
       stream.recvWindow += stream.recvUnacked;
       stream.recvUnacked = 0;
+    }
+  }
+
+  protected onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
+    let start = 0;
+    let end = payload.length;
+    if (flags & Flag.PADDED) {
+      if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
+      end -= payload[0]!;
+      start = 1;
+    }
+    let selfDependent = false;
+    if (flags & Flag.PRIORITY) {
+      if (end - start < 5) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
+      selfDependent = (payload.readUInt32BE(start) & 0x7fffffff) === streamId;
+      start += 5;
+    }
+    if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding too long');
+    const fragment = payload.subarray(start, end);
+    if (fragment.length > this.maxHeaderBlockBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
+    // Flags of the block are kept; a self-dependent stream is marked with a high bit of our own.
+    const blockFlags = (flags & Flag.END_STREAM) | (selfDependent ? SELF_DEPENDENT : 0);
+    if (flags & Flag.END_HEADERS) {
+      this.onHeaderBlock(streamId, blockFlags, fragment);
+    } else {
+      this.block = { streamId, flags: blockFlags, fragments: [fragment], bytes: fragment.length, continuations: 0 };
+    }
+  }
+
+  protected onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    const block = this.block;
+    if (!block || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
+    block.continuations++;
+    block.bytes += payload.length;
+    // CONTINUATION floods (many small or empty frames, or one huge block) end the connection.
+    if (block.continuations > this.maxContinuations || block.bytes > this.maxHeaderBlockBytes) {
+      throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
+    }
+    block.fragments.push(payload);
+    if (flags & Flag.END_HEADERS) {
+      this.block = undefined;
+      this.onHeaderBlock(streamId, block.flags, Buffer.concat(block.fragments, block.bytes));
     }
   }
 

@@ -100,7 +100,6 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
   /** Calls waiting for the peer's MAX_CONCURRENT_STREAMS. */
   private queue: H2ClientStream[] = [];
   private nextStreamId = 1;
-  private settingsSeen = false;
   private readonly pings = new Map<string, (err?: Error) => void>();
   private pingCount = 0;
   /** GOAWAY received or sent: no new streams; the socket ends when the last stream does. */
@@ -120,7 +119,7 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
       maxContinuations: Number.POSITIVE_INFINITY,
       // A response header block may be at most this large (with its CONTINUATIONs).
       maxHeaderBlockBytes: 256 * 1024,
-    }, false);
+    }, 'server');
     this.maxResponseBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
     const where = `${options.host}:${options.port}`;
     if (options.tls) {
@@ -344,28 +343,8 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
 
   // ---- reading
 
-  protected onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (!this.settingsSeen) {
-      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the server preface must start with SETTINGS');
-      this.settingsSeen = true;
-    }
-    if (this.block && type !== FrameType.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'header block interrupted');
-    switch (type) {
-      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
-      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
-      case FrameType.PRIORITY:
-        if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
-        return;
-      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
-      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
-      case FrameType.PUSH_PROMISE: throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE with push disabled');
-      case FrameType.PING: return this.onPing(flags, streamId, payload);
-      case FrameType.GOAWAY: return this.onGoaway(streamId, payload);
-      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
-      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
-      default:
-        return; // unknown types are ignored (5.5)
-    }
+  protected onPriority(): void {
+    // Priorities are not used.
   }
 
   /** A frame on `streamId` for a stream not open: fine if it was ours and is closed, an error if it never was. */
@@ -373,7 +352,7 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
     if ((streamId & 1) === 0 || streamId >= this.nextStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `${what} on an idle stream`);
   }
 
-  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+  protected onDataFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     const length = payload.length;
     // Response bodies are taken in whole, so the connection window is given back as they come.
@@ -447,7 +426,7 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
     stream.handler.onResponse({ headers: stream.headers!, trailers: stream.trailers, body: stream.body, bodyBytes: stream.bodyBytes });
   }
 
-  private onRstStream(streamId: number, payload: Buffer): void {
+  protected onRstStream(streamId: number, payload: Buffer): void {
     if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM length');
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     const stream = this.streams.get(streamId);
@@ -478,9 +457,7 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
     }
   }
 
-  private onGoaway(streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
-    if (payload.length < 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'short GOAWAY');
+  protected onGoaway(payload: Buffer): void {
     const last = payload.readUInt32BE(0) & 0x7fffffff;
     const code = payload.readUInt32BE(4);
     const debug = payload.toString('utf8', 8, Math.min(payload.length, 8 + 200));

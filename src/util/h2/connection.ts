@@ -138,7 +138,6 @@ export class H2Connection extends H2Endpoint<H2Stream> {
   private readonly maxRejectedStreams: number;
   private readonly decoder: HpackDecoder;
 
-  private settingsSeen = false;
   private lastStreamId = 0;
   private resetTokens: number;
   private resetRefilledAt = Date.now();
@@ -175,7 +174,7 @@ export class H2Connection extends H2Endpoint<H2Stream> {
       maxContinuations: options.maxContinuations ?? 8,
       // A block may be larger than the list it decodes to only by HPACK's overhead; twice is ample.
       maxHeaderBlockBytes: 2 * (options.maxHeaderListSize ?? 16 * 1024) + 1024,
-    }, true);
+    }, 'client');
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? 100;
     this.maxHeaderListSize = options.maxHeaderListSize ?? 16 * 1024;
     this.maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024 + 5;
@@ -276,38 +275,17 @@ export class H2Connection extends H2Endpoint<H2Stream> {
 
   // ---- reading
 
-  protected onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (!this.settingsSeen) {
-      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the client preface must start with SETTINGS');
-      this.settingsSeen = true;
-    }
-    if (this.block && type !== FrameType.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'header block interrupted');
-    switch (type) {
-      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
-      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
-      case FrameType.PRIORITY:
-        if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
-        if (payload.length !== 5) this.streamError(streamId, H2Error.FRAME_SIZE_ERROR);
-        return;
-      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
-      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
-      case FrameType.PUSH_PROMISE: throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
-      case FrameType.PING: return this.onPing(flags, streamId, payload);
-      case FrameType.GOAWAY:
-        if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
-        if (payload.length < 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'short GOAWAY');
-        // The client will open no more streams: finish the ones in flight, then end.
-        this.goingAway = true;
-        if (this.streams.size === 0) this.socket.end();
-        return;
-      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
-      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
-      default:
-        return; // unknown types are ignored (5.5)
-    }
+  protected onPriority(streamId: number, payload: Buffer): void {
+    if (payload.length !== 5) this.streamError(streamId, H2Error.FRAME_SIZE_ERROR);
   }
 
-  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+  protected onGoaway(): void {
+    // The client will open no more streams: finish the ones in flight, then end.
+    this.goingAway = true;
+    if (this.streams.size === 0) this.socket.end();
+  }
+
+  protected onDataFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
     const length = payload.length;
@@ -439,7 +417,7 @@ export class H2Connection extends H2Endpoint<H2Stream> {
     });
   }
 
-  private onRstStream(streamId: number, payload: Buffer): void {
+  protected onRstStream(streamId: number, payload: Buffer): void {
     if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM length');
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');

@@ -81,7 +81,11 @@ export abstract class H2Endpoint<S extends FlowStream> {
   /** A PING from the peer, before its ACK is queued (a keepalive policy may end the connection). */
   onPingReceived: (() => void) | undefined = undefined;
 
-  constructor(limits: EndpointLimits, readPreface: boolean) {
+  /** The peer's first frame, SETTINGS, is in. */
+  private settingsSeen = false;
+
+  /** `peer`: who is on the other end ('client': its preface is read first). */
+  constructor(limits: EndpointLimits, private readonly peer: 'client' | 'server') {
     this.initialWindowSize = limits.initialWindowSize;
     this.connectionWindowSize = limits.connectionWindowSize;
     this.maxFrameSize = limits.maxFrameSize;
@@ -90,11 +94,16 @@ export abstract class H2Endpoint<S extends FlowStream> {
     this.maxContinuations = limits.maxContinuations;
     this.maxHeaderBlockBytes = limits.maxHeaderBlockBytes;
     this.recvWindow = this.connectionWindowSize;
-    this.prefaceRead = readPreface ? EMPTY : undefined;
+    this.prefaceRead = peer === 'client' ? EMPTY : undefined;
     this.reader = new FrameReader((type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), this.maxFrameSize);
   }
 
-  protected abstract onFrame(type: number, flags: number, streamId: number, payload: Buffer): void;
+  protected abstract onDataFrame(flags: number, streamId: number, payload: Buffer): void;
+  /** A PRIORITY frame on a stream (not stream 0). */
+  protected abstract onPriority(streamId: number, payload: Buffer): void;
+  protected abstract onRstStream(streamId: number, payload: Buffer): void;
+  /** A well-formed GOAWAY: the peer starts no more streams. */
+  protected abstract onGoaway(payload: Buffer): void;
   /** A connection error: GOAWAY with `code`, then the end. */
   protected abstract connectionError(code: number, message: string): void;
   /** A frame for `streamId`, which is not open: an error if it never was. */
@@ -141,6 +150,34 @@ export abstract class H2Endpoint<S extends FlowStream> {
       else throw err;
     } finally {
       if (!this.socket.destroyed) this.socket.uncork();
+    }
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (!this.settingsSeen) {
+      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `the ${this.peer} preface must start with SETTINGS`);
+      this.settingsSeen = true;
+    }
+    if (this.block && type !== FrameType.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'header block interrupted');
+    switch (type) {
+      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
+      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
+      case FrameType.PRIORITY:
+        if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        return this.onPriority(streamId, payload);
+      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
+      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
+      // We send ENABLE_PUSH 0 (a server may not push to us; a client never may).
+      case FrameType.PUSH_PROMISE: throw new ConnectionError(H2Error.PROTOCOL_ERROR, `PUSH_PROMISE from a ${this.peer}`);
+      case FrameType.PING: return this.onPing(flags, streamId, payload);
+      case FrameType.GOAWAY:
+        if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
+        if (payload.length < 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'short GOAWAY');
+        return this.onGoaway(payload);
+      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
+      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
+      default:
+        return; // unknown types are ignored (5.5)
     }
   }
 

@@ -85,6 +85,26 @@ export interface GrpcServer {
   shutdown(): Promise<void>;
 }
 
+/** What the server on either HTTP/2 layer holds alike: its config, logger and calls. */
+export abstract class GrpcServerBase implements GrpcServer {
+  protected readonly calls: GrpcCalls;
+  protected stopTlsReload: () => void = () => undefined;
+
+  constructor(
+    protected readonly config: GrpcProtocolConfig,
+    handlers: ReadonlyMap<Signal, ExportHandler>,
+    protected readonly logger: Logger,
+    inflight = new InflightBytes(0),
+    counters: ServerCounters = NO_COUNTERS,
+  ) {
+    this.calls = new GrpcCalls(config, handlers, logger, inflight, counters);
+  }
+
+  abstract get port(): number;
+  abstract start(auth?: ServerAuthenticator): Promise<void>;
+  abstract shutdown(): Promise<void>;
+}
+
 /** The trailers-only headers of a status (both layers). */
 export function statusHeaders(code: number, message: string, details?: Uint8Array): Record<string, string | number> {
   const headers: Record<string, string | number> = {

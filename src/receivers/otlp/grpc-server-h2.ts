@@ -1,8 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type * as tls from 'node:tls';
-import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
-import type { Signal } from '../../pdata/batch';
 import { framedMessage } from '../../util/grpc';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import type { H2Connection, H2ConnectionOptions, H2Stream } from '../../util/h2/connection';
@@ -11,12 +9,10 @@ import { encodeHeaders } from '../../util/h2/hpack';
 import { createH2Server, type H2Server } from '../../util/h2/server';
 import { serverOptions, watchServerTls } from '../../config/tls';
 import { cappedMessage } from './echo';
-import type { ExportHandler } from './export-handler';
 import {
-  ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcCalls, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES,
-  statusHeaders, type GrpcCall, type GrpcConnection, type GrpcProtocolConfig, type GrpcServer,
+  ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcServerBase, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES,
+  statusHeaders, type GrpcCall, type GrpcConnection,
 } from './grpc-call';
-import { InflightBytes, NO_COUNTERS, type ServerCounters } from './inflight';
 
 // OTLP/gRPC on spansieve's own HTTP/2 layer (src/util/h2; `http2: spansieve`, the default). The
 // calls are handled by grpc-call.ts exactly as on node:http2 (grpc-server.ts); this file maps
@@ -37,21 +33,9 @@ const UNLIMITED_STREAMS = 0xffffffff;
 /** Our SETTINGS must be acknowledged within this (or handshake_timeout when longer). */
 const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 
-export class OtlpGrpcH2Server implements GrpcServer {
+export class OtlpGrpcH2Server extends GrpcServerBase {
   private h2: H2Server | undefined;
-  private stopTlsReload: () => void = () => undefined;
   private readonly connections = new Map<H2Connection, ConnectionKeepalive>();
-  private readonly calls: GrpcCalls;
-
-  constructor(
-    private readonly config: GrpcProtocolConfig,
-    handlers: ReadonlyMap<Signal, ExportHandler>,
-    private readonly logger: Logger,
-    inflight = new InflightBytes(0),
-    counters: ServerCounters = NO_COUNTERS,
-  ) {
-    this.calls = new GrpcCalls(config, handlers, logger, inflight, counters);
-  }
 
   get port(): number {
     return this.h2 ? boundPort(this.h2.server) : 0;

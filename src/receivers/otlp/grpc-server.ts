@@ -2,19 +2,15 @@ import * as http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import type { Logger } from 'pino';
 import type { ServerAuthenticator } from '../../component/auth';
-import type { Signal } from '../../pdata/batch';
 import { framedMessage } from '../../util/grpc';
 import { boundPort, listen, processFdGuard, trackConnections } from '../../util/net';
 import { serverOptions, watchServerTls } from '../../config/tls';
 import { cappedMessage } from './echo';
-import type { ExportHandler } from './export-handler';
 import {
-  ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcCalls, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES, statusHeaders,
-  type GrpcCall, type GrpcConnection, type GrpcProtocolConfig, type GrpcServer,
+  ACCEPTED_ENCODINGS, CONNECTION_WINDOW_BYTES, ConnectionKeepalive, GrpcServerBase, MAX_FRAME_BYTES, REFUSED_DRAIN_MS, SHUTDOWN_GRACE_MS, STREAM_WINDOW_BYTES, statusHeaders,
+  type GrpcCall, type GrpcConnection,
 } from './grpc-call';
-import { InflightBytes, NO_COUNTERS, type ServerCounters } from './inflight';
 
 export { parseGrpcTimeout, refuseUnread, type GrpcKeepalive, type GrpcProtocolConfig, type GrpcServer } from './grpc-call';
 
@@ -35,24 +31,12 @@ interface Session {
 }
 
 /** OTLP/gRPC: TraceService/Export and MetricsService/Export for the signals that have pipelines. */
-export class OtlpGrpcServer implements GrpcServer {
+export class OtlpGrpcServer extends GrpcServerBase {
   private server: http2.Http2Server | http2.Http2SecureServer | undefined;
-  private stopTlsReload: () => void = () => undefined;
   private readonly sessions = new Map<http2.ServerHttp2Session, Session>();
   private sockets = new Set<net.Socket>();
-  private readonly calls: GrpcCalls;
   /** The session created for the connection being accepted. */
   private newest: http2.ServerHttp2Session | undefined;
-
-  constructor(
-    private readonly config: GrpcProtocolConfig,
-    handlers: ReadonlyMap<Signal, ExportHandler>,
-    private readonly logger: Logger,
-    inflight = new InflightBytes(0),
-    counters: ServerCounters = NO_COUNTERS,
-  ) {
-    this.calls = new GrpcCalls(config, handlers, logger, inflight, counters);
-  }
 
   get port(): number {
     return this.server ? boundPort(this.server) : 0;

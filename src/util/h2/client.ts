@@ -1,11 +1,11 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { ConnectionError, H2Endpoint } from './endpoint';
 import {
-  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PREFACE, Setting,
+  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MIN_MAX_FRAME_SIZE, PREFACE, Setting,
   goawayFrame, headerFramesBytes, rstStreamFrame, settingsFrame, windowUpdateFrame, writeFrameHeader, writeHeaderFrames,
 } from './frames';
-import { FrameReader, FrameSizeError } from './frame-reader';
-import { HpackDecoder, HpackError } from './hpack';
+import { HpackDecoder } from './hpack';
 
 // The client side of one HTTP/2 connection (RFC 9113) for unary calls: a request is a header
 // block (encoded by the caller, usually once and cached) and a body given whole; the response is
@@ -57,8 +57,6 @@ export interface H2ClientOptions {
 
 /** Bodies up to this size go out copied into the one buffer with their headers (one write). */
 const COPY_BELOW = 64 * 1024;
-/** A response header block may be at most this large (with its CONTINUATIONs). */
-const MAX_HEADER_BLOCK = 256 * 1024;
 const LAST_STREAM_ID = 0x7fffffff;
 
 export class H2ClientStream {
@@ -95,42 +93,34 @@ export class H2ClientStream {
   }
 }
 
-export class H2ClientConnection {
+export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
   readonly socket: net.Socket;
-  private readonly reader: FrameReader;
   private readonly decoder = new HpackDecoder();
-  private readonly initialWindowSize: number;
-  private readonly connectionWindowSize: number;
   private readonly maxResponseBytes: number;
-  private readonly streams = new Map<number, H2ClientStream>();
   /** Calls waiting for the peer's MAX_CONCURRENT_STREAMS. */
   private queue: H2ClientStream[] = [];
-  /** Streams whose body waits for a window. */
-  private readonly blocked = new Set<H2ClientStream>();
   private nextStreamId = 1;
-  private peerMaxConcurrent = Number.POSITIVE_INFINITY;
-  private peerInitialWindow = DEFAULT_WINDOW;
-  private peerMaxFrameSize = MIN_MAX_FRAME_SIZE;
-  private sendWindow = DEFAULT_WINDOW;
-  private recvWindow: number;
-  private recvUnacked = 0;
-  private settingsSeen = false;
-  private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number } | undefined;
   private readonly pings = new Map<string, (err?: Error) => void>();
   private pingCount = 0;
   /** GOAWAY received or sent: no new streams; the socket ends when the last stream does. */
   private goingAway = false;
-  private dead = false;
   private closeError: H2ClientError | undefined;
   /** Called once when the connection has ended. */
   onClose: (() => void) | undefined = undefined;
 
   constructor(options: H2ClientOptions) {
-    this.initialWindowSize = options.initialWindowSize ?? 1024 * 1024;
-    this.connectionWindowSize = Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024);
+    super({
+      initialWindowSize: options.initialWindowSize ?? 1024 * 1024,
+      connectionWindowSize: Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024),
+      maxFrameSize: MIN_MAX_FRAME_SIZE,
+      // The server is not limited in what it asks of us.
+      maxSettings: Number.POSITIVE_INFINITY,
+      maxOutboundBytes: Number.POSITIVE_INFINITY,
+      maxContinuations: Number.POSITIVE_INFINITY,
+      // A response header block may be at most this large (with its CONTINUATIONs).
+      maxHeaderBlockBytes: 256 * 1024,
+    }, 'server');
     this.maxResponseBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
-    this.recvWindow = this.connectionWindowSize;
-    this.reader = new FrameReader((type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), MIN_MAX_FRAME_SIZE);
     const where = `${options.host}:${options.port}`;
     if (options.tls) {
       const servername = options.tls.servername ?? (net.isIP(options.host) ? undefined : options.host);
@@ -322,23 +312,14 @@ export class H2ClientConnection {
     this.sendWindow -= n;
   }
 
-  /** Sends what the windows now allow of blocked bodies. */
-  private flushBlocked(): void {
-    if (this.blocked.size === 0) return;
-    this.socket.cork();
-    try {
-      for (const stream of this.blocked) {
-        if (this.sendWindow <= 0) return;
-        const n = Math.min(stream.pendingBytes, stream.sendWindow, this.sendWindow);
-        if (n <= 0) continue;
-        const pieces: Buffer[] = [];
-        this.takeData(stream, n, pieces);
-        for (const piece of pieces) this.socket.write(piece);
-        if (stream.pendingBytes === 0) this.blocked.delete(stream);
-      }
-    } finally {
-      this.socket.uncork();
-    }
+  /** Sends what the windows now allow of a blocked body (called with the socket corked, from a read). */
+  protected flushStream(stream: H2ClientStream): void {
+    const n = Math.min(stream.pendingBytes, stream.sendWindow, this.sendWindow);
+    if (n <= 0) return;
+    const pieces: Buffer[] = [];
+    this.takeData(stream, n, pieces);
+    for (const piece of pieces) this.socket.write(piece);
+    if (stream.pendingBytes === 0) this.blocked.delete(stream);
   }
 
   private startQueued(): void {
@@ -362,70 +343,23 @@ export class H2ClientConnection {
 
   // ---- reading
 
-  private onData(chunk: Buffer): void {
-    if (this.dead) return;
-    this.socket.cork();
-    try {
-      this.reader.push(chunk);
-    } catch (err) {
-      if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
-      else if (err instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, err.message);
-      else if (err instanceof FrameSizeError) this.connectionError(H2Error.FRAME_SIZE_ERROR, err.message);
-      else throw err;
-    } finally {
-      if (!this.socket.destroyed) this.socket.uncork();
-    }
-  }
-
-  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (!this.settingsSeen) {
-      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the server preface must start with SETTINGS');
-      this.settingsSeen = true;
-    }
-    if (this.block && type !== FrameType.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'header block interrupted');
-    switch (type) {
-      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
-      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
-      case FrameType.PRIORITY:
-        if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
-        return;
-      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
-      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
-      case FrameType.PUSH_PROMISE: throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE with push disabled');
-      case FrameType.PING: return this.onPing(flags, streamId, payload);
-      case FrameType.GOAWAY: return this.onGoaway(streamId, payload);
-      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
-      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
-      default:
-        return; // unknown types are ignored (5.5)
-    }
+  protected onPriority(): void {
+    // Priorities are not used.
   }
 
   /** A frame on `streamId` for a stream not open: fine if it was ours and is closed, an error if it never was. */
-  private checkClosed(streamId: number, what: string): void {
+  protected notOpen(streamId: number, what: string): void {
     if ((streamId & 1) === 0 || streamId >= this.nextStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `${what} on an idle stream`);
   }
 
-  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+  protected onDataFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     const length = payload.length;
-    if (length > this.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window exceeded');
-    this.recvWindow -= length;
-    this.recvUnacked += length;
     // Response bodies are taken in whole, so the connection window is given back as they come.
-    if (this.recvUnacked >= this.connectionWindowSize / 2) {
-      this.socket.write(windowUpdateFrame(0, this.recvUnacked));
-      this.recvWindow += this.recvUnacked;
-      this.recvUnacked = 0;
-    }
-    let data = payload;
-    if (flags & Flag.PADDED) {
-      if (length === 0 || payload[0]! >= length) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA padding too long');
-      data = payload.subarray(1, length - payload[0]!);
-    }
+    const data = this.takeConnectionWindow(flags, payload);
     const stream = this.streams.get(streamId);
     if (!stream) {
-      this.checkClosed(streamId, 'DATA');
+      this.notOpen(streamId, 'DATA');
       return;
     }
     if (stream.headers === undefined) {
@@ -449,50 +383,16 @@ export class H2ClientConnection {
       this.remoteEnd(stream);
       return;
     }
-    stream.recvUnacked += length;
-    if (stream.recvUnacked >= this.initialWindowSize / 2) {
-      this.socket.write(windowUpdateFrame(stream.id, stream.recvUnacked));
-      stream.recvWindow += stream.recvUnacked;
-      stream.recvUnacked = 0;
-    }
+    this.giveBackStream(stream, length);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let start = 0;
-    let end = payload.length;
-    if (flags & Flag.PADDED) {
-      if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short for its padding');
-      start = 1;
-      end -= payload[0]!;
-    }
-    if (flags & Flag.PRIORITY) start += 5;
-    if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding too long');
-    const fragment = payload.subarray(start, end);
-    const blockFlags = flags & Flag.END_STREAM;
-    if (flags & Flag.END_HEADERS) this.onHeaderBlock(streamId, blockFlags, fragment);
-    else this.block = { streamId, flags: blockFlags, fragments: [fragment], bytes: fragment.length };
-  }
-
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const block = this.block;
-    if (!block || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
-    block.bytes += payload.length;
-    if (block.bytes > MAX_HEADER_BLOCK) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    block.fragments.push(payload);
-    if (flags & Flag.END_HEADERS) {
-      this.block = undefined;
-      this.onHeaderBlock(streamId, block.flags, Buffer.concat(block.fragments, block.bytes));
-    }
-  }
-
-  private onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
+  protected onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
     // Decoded whatever becomes of the stream, to keep the HPACK table in step with the server's.
     const fields = this.decoder.decode(fragment);
     const endStream = (flags & Flag.END_STREAM) !== 0;
     const stream = this.streams.get(streamId);
     if (!stream) {
-      this.checkClosed(streamId, 'HEADERS');
+      this.notOpen(streamId, 'HEADERS');
       return;
     }
     if (stream.headers === undefined) {
@@ -526,12 +426,12 @@ export class H2ClientConnection {
     stream.handler.onResponse({ headers: stream.headers!, trailers: stream.trailers, body: stream.body, bodyBytes: stream.bodyBytes });
   }
 
-  private onRstStream(streamId: number, payload: Buffer): void {
+  protected onRstStream(streamId: number, payload: Buffer): void {
     if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM length');
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     const stream = this.streams.get(streamId);
     if (!stream) {
-      this.checkClosed(streamId, 'RST_STREAM');
+      this.notOpen(streamId, 'RST_STREAM');
       return;
     }
     const code = payload.readUInt32BE(0);
@@ -540,69 +440,24 @@ export class H2ClientConnection {
     this.fail(stream, new H2ClientError(`stream reset by the server (${h2ErrorName(code)})`, code === H2Error.REFUSED_STREAM, code));
   }
 
-  private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if (flags & Flag.ACK) {
-      if (payload.length !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ack with a payload');
-      return;
-    }
-    if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS length');
-    for (let p = 0; p < payload.length; p += 6) {
-      const id = payload.readUInt16BE(p);
-      const value = payload.readUInt32BE(p + 2);
-      switch (id) {
-        case Setting.ENABLE_PUSH:
-          if (value > 1) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'ENABLE_PUSH');
-          break;
-        case Setting.MAX_CONCURRENT_STREAMS:
-          this.peerMaxConcurrent = value;
-          break;
-        case Setting.INITIAL_WINDOW_SIZE: {
-          if (value > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE');
-          // 6.9.2: every stream's send window moves by the difference, possibly below zero.
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
-          for (const stream of this.streams.values()) {
-            stream.sendWindow += delta;
-            if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'window overflow');
-          }
-          break;
-        }
-        case Setting.MAX_FRAME_SIZE:
-          if (value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'MAX_FRAME_SIZE');
-          this.peerMaxFrameSize = value;
-          break;
-        default:
-          // HEADER_TABLE_SIZE: request blocks never use the dynamic table. MAX_HEADER_LIST_SIZE: advisory. Unknown: ignored.
-          break;
-      }
-    }
-    this.socket.write(SETTINGS_ACK);
-    this.flushBlocked();
+  protected settingsAcked(): void {
+    // Nothing waits on it.
+  }
+
+  protected settingsApplied(): void {
     this.startQueued();
   }
 
-  private onPing(flags: number, streamId: number, payload: Buffer): void {
-    if (payload.length !== 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'PING length');
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
-    if (flags & Flag.ACK) {
-      const key = payload.toString('hex');
-      const done = this.pings.get(key);
-      if (done) {
-        this.pings.delete(key);
-        done();
-      }
-      return;
+  protected pingAcked(payload: Buffer): void {
+    const key = payload.toString('hex');
+    const done = this.pings.get(key);
+    if (done) {
+      this.pings.delete(key);
+      done();
     }
-    const ack = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
-    writeFrameHeader(ack, 0, 8, FrameType.PING, Flag.ACK, 0);
-    payload.copy(ack, FRAME_HEADER_BYTES);
-    this.socket.write(ack);
   }
 
-  private onGoaway(streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
-    if (payload.length < 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'short GOAWAY');
+  protected onGoaway(payload: Buffer): void {
     const last = payload.readUInt32BE(0) & 0x7fffffff;
     const code = payload.readUInt32BE(4);
     const debug = payload.toString('utf8', 8, Math.min(payload.length, 8 + 200));
@@ -620,30 +475,11 @@ export class H2ClientConnection {
     if (this.streams.size === 0) this.end();
   }
 
-  private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
-    const increment = payload.readUInt32BE(0) & 0x7fffffff;
-    if (streamId === 0) {
-      if (increment === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
-      this.sendWindow += increment;
-      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window overflow');
-      this.flushBlocked();
-      return;
-    }
-    const stream = this.streams.get(streamId);
-    if (!stream) {
-      this.checkClosed(streamId, 'WINDOW_UPDATE');
-      return;
-    }
-    if (increment === 0) {
-      this.streamError(stream, H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
-      return;
-    }
-    stream.sendWindow += increment;
-    if (stream.sendWindow > MAX_WINDOW) {
-      this.streamError(stream, H2Error.FLOW_CONTROL_ERROR, 'stream window overflow');
-      return;
-    }
+  protected resetOnError(stream: H2ClientStream, code: number, message: string): void {
+    this.streamError(stream, code, message);
+  }
+
+  protected streamWindowOpened(stream: H2ClientStream): void {
     if (stream.pendingBytes > 0) this.flushBlocked();
   }
 
@@ -671,24 +507,12 @@ export class H2ClientConnection {
     }
   }
 
-  private connectionError(code: number, message: string): void {
+  protected connectionError(code: number, message: string): void {
     if (this.dead) return;
     this.socket.write(goawayFrame(0, code, message));
     this.destroy(new H2ClientError(`HTTP/2 ${h2ErrorName(code)}: ${message}`, false, code), true);
   }
 }
-
-class ConnectionError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
-const SETTINGS_ACK = (() => {
-  const out = Buffer.alloc(FRAME_HEADER_BYTES);
-  writeFrameHeader(out, 0, 0, FrameType.SETTINGS, Flag.ACK, 0);
-  return out;
-})();
 
 /** The first value of `name` in a flat field list. */
 export function fieldValue(fields: readonly string[], name: string): string | undefined {

@@ -1,9 +1,10 @@
 import type * as net from 'node:net';
+import { ConnectionError, H2Endpoint, SELF_DEPENDENT } from './endpoint';
 import {
-  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PREFACE, Setting,
+  DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, MIN_MAX_FRAME_SIZE, Setting,
   goawayFrame, headerFramesBytes, rstStreamFrame, settingsFrame, windowUpdateFrame, writeFrameHeader, writeHeaderFrames,
 } from './frames';
-import { HpackDecoder, HpackError, encodeHeaders } from './hpack';
+import { HpackDecoder, encodeHeaders } from './hpack';
 
 // The server side of one HTTP/2 connection (RFC 9113) on a plain socket, for request/response
 // calls whose body is read whole before the handler runs (gRPC unary, OTLP). Not a general
@@ -125,59 +126,29 @@ export class H2Stream {
   }
 }
 
-class ConnectionError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
-export class H2Connection {
+export class H2Connection extends H2Endpoint<H2Stream> {
   private readonly maxConcurrentStreams: number;
-  private readonly initialWindowSize: number;
-  private readonly connectionWindowSize: number;
-  private readonly maxFrameSize: number;
   private readonly maxHeaderListSize: number;
   private readonly maxBodyBytes: number;
-  private readonly maxContinuations: number;
-  private readonly maxHeaderBlockBytes: number;
-  private readonly resetBurst: number;
+    private readonly resetBurst: number;
   private readonly resetRate: number;
   private readonly maxInvalidFrames: number;
   private readonly maxRejectedStreams: number;
-  private readonly maxOutboundBytes: number;
-  private readonly maxSettings: number;
   private readonly decoder: HpackDecoder;
 
-  readonly streams = new Map<number, H2Stream>();
-  private prefaceSeen = false;
-  private settingsSeen = false;
   private lastStreamId = 0;
-  private inbox: Buffer[] = [];
-  private inboxBytes = 0;
-  private needed = PREFACE.length;
-  // Peer settings (what we send).
-  private peerInitialWindow = DEFAULT_WINDOW;
-  private peerMaxFrameSize = MIN_MAX_FRAME_SIZE;
-  private sendWindow = DEFAULT_WINDOW;
-  private recvWindow: number;
-  private recvUnacked = 0;
-  private readonly blocked = new Set<H2Stream>();
-  // A header block spread over CONTINUATION frames.
-  private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number; continuations: number } | undefined;
   private resetTokens: number;
   private resetRefilledAt = Date.now();
   private invalidFrames = 0;
   private rejectedStreams = 0;
   /** GOAWAY sent: no new streams; the socket ends when the last stream does. */
   private goingAway = false;
-  private dead = false;
   /** Called once when the socket has closed. */
   onClose: (() => void) | undefined = undefined;
-  /** Hooks for a keepalive policy: the client's first SETTINGS, its PINGs, streams opened and closed. */
+  /** Hooks for a keepalive policy: the client's first SETTINGS, its PINGs (onPingReceived), streams opened and closed. */
   onRemoteSettings: (() => void) | undefined = undefined;
-  onPingReceived: (() => void) | undefined = undefined;
   onStreamOpen: ((stream: H2Stream) => void) | undefined = undefined;
   onStreamClose: ((stream: H2Stream) => void) | undefined = undefined;
   /** The client's SETTINGS (after its preface) arrived. */
@@ -194,28 +165,32 @@ export class H2Connection {
   private wakeAgain = false;
 
   constructor(readonly socket: net.Socket, private readonly handler: H2Handler, options: H2ConnectionOptions = {}) {
+    super({
+      initialWindowSize: options.initialWindowSize ?? 1024 * 1024,
+      connectionWindowSize: Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024),
+      maxFrameSize: options.maxFrameSize ?? MIN_MAX_FRAME_SIZE,
+      maxSettings: options.maxSettings ?? 32,
+      maxOutboundBytes: options.maxOutboundBytes ?? 1024 * 1024,
+      maxContinuations: options.maxContinuations ?? 8,
+      // A block may be larger than the list it decodes to only by HPACK's overhead; twice is ample.
+      maxHeaderBlockBytes: 2 * (options.maxHeaderListSize ?? 16 * 1024) + 1024,
+    }, 'client');
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? 100;
-    this.initialWindowSize = options.initialWindowSize ?? 1024 * 1024;
-    this.connectionWindowSize = Math.max(DEFAULT_WINDOW, options.connectionWindowSize ?? 16 * 1024 * 1024);
-    this.maxFrameSize = options.maxFrameSize ?? MIN_MAX_FRAME_SIZE;
     this.maxHeaderListSize = options.maxHeaderListSize ?? 16 * 1024;
     this.maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024 + 5;
-    this.maxContinuations = options.maxContinuations ?? 8;
-    // A block may be larger than the list it decodes to only by HPACK's overhead; twice is ample.
-    this.maxHeaderBlockBytes = 2 * this.maxHeaderListSize + 1024;
     this.resetBurst = options.resetBurst ?? 1000;
     this.resetRate = options.resetRate ?? 33;
     this.resetTokens = this.resetBurst;
     this.maxInvalidFrames = options.maxInvalidFrames ?? 1000;
     this.maxRejectedStreams = options.maxRejectedStreams ?? 100;
-    this.maxOutboundBytes = options.maxOutboundBytes ?? 1024 * 1024;
-    this.maxSettings = options.maxSettings ?? 32;
     this.drainMs = options.drainMs ?? 0;
     this.decoder = new HpackDecoder({ maxTableSize: options.headerTableSize ?? 4096 });
-    this.recvWindow = this.connectionWindowSize;
 
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      this.lastActivity = performance.now();
+      this.onData(chunk);
+    });
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     socket.on('end', () => this.destroy());
@@ -277,6 +252,7 @@ export class H2Connection {
   destroy(): void {
     if (this.dead) return;
     this.dead = true;
+    this.reader.stopped = true;
     this.abortAll();
     if (!this.socket.destroyed) this.socket.destroy();
     this.onClose?.();
@@ -299,125 +275,22 @@ export class H2Connection {
 
   // ---- reading
 
-  private onData(chunk: Buffer): void {
-    if (this.dead) return;
-    this.lastActivity = performance.now();
-    this.socket.cork();
-    try {
-      let rest = chunk;
-      if (this.inboxBytes > 0 || !this.prefaceSeen) {
-        // Part of a frame (or of the preface) is waiting: copy just that frame together, then
-        // read the rest of this chunk in place, so a read is copied only where a frame straddles it.
-        this.inbox.push(chunk);
-        this.inboxBytes += chunk.length;
-        if (this.inboxBytes < this.needed) return;
-        if (this.prefaceSeen && this.needed === FRAME_HEADER_BYTES) {
-          const head = Buffer.concat(this.inbox, FRAME_HEADER_BYTES);
-          const length = (head[0]! << 16) | (head[1]! << 8) | head[2]!;
-          if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
-          this.needed = FRAME_HEADER_BYTES + length;
-          if (this.inboxBytes < this.needed) return;
-        }
-        // Everything before this chunk is less than `needed`, so the frame ends inside it.
-        const take = this.needed - (this.inboxBytes - chunk.length);
-        this.inbox[this.inbox.length - 1] = chunk.subarray(0, take);
-        const first = this.inbox.length === 1 ? this.inbox[0]! : Buffer.concat(this.inbox, this.needed);
-        this.inbox = [];
-        this.inboxBytes = 0;
-        rest = chunk.subarray(take);
-        if (this.parse(first) < first.length || this.dead) return;
-      }
-      const p = this.parse(rest);
-      if (p < rest.length && !this.dead) {
-        this.inbox.push(rest.subarray(p));
-        this.inboxBytes = rest.length - p;
-      }
-    } catch (err) {
-      if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
-      else if (err instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, err.message);
-      else throw err;
-    } finally {
-      if (!this.socket.destroyed) this.socket.uncork();
-    }
+  protected onPriority(streamId: number, payload: Buffer): void {
+    if (payload.length !== 5) this.streamError(streamId, H2Error.FRAME_SIZE_ERROR);
   }
 
-  /** Reads the preface (first) and whole frames from `buf`; returns how far it got and sets `needed` for the rest. */
-  private parse(buf: Buffer): number {
-    let p = 0;
-    if (!this.prefaceSeen) {
-      if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'bad connection preface');
-      this.prefaceSeen = true;
-      p = PREFACE.length;
-    }
-    this.needed = FRAME_HEADER_BYTES;
-    while (buf.length - p >= FRAME_HEADER_BYTES) {
-      const length = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
-      if (length > this.maxFrameSize) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'frame larger than SETTINGS_MAX_FRAME_SIZE');
-      if (buf.length - p - FRAME_HEADER_BYTES < length) {
-        this.needed = FRAME_HEADER_BYTES + length;
-        return p;
-      }
-      const type = buf[p + 3]!;
-      const flags = buf[p + 4]!;
-      const streamId = buf.readUInt32BE(p + 5) & 0x7fffffff;
-      const payload = buf.subarray(p + FRAME_HEADER_BYTES, p + FRAME_HEADER_BYTES + length);
-      p += FRAME_HEADER_BYTES + length;
-      this.onFrame(type, flags, streamId, payload);
-      if (this.dead) return p;
-    }
-    return p;
+  protected onGoaway(): void {
+    // The client will open no more streams: finish the ones in flight, then end.
+    this.goingAway = true;
+    if (this.streams.size === 0) this.socket.end();
   }
 
-  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (!this.settingsSeen) {
-      if (type !== FrameType.SETTINGS || (flags & Flag.ACK) !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the client preface must start with SETTINGS');
-      this.settingsSeen = true;
-    }
-    if (this.block && type !== FrameType.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'header block interrupted');
-    switch (type) {
-      case FrameType.DATA: return this.onDataFrame(flags, streamId, payload);
-      case FrameType.HEADERS: return this.onHeadersFrame(flags, streamId, payload);
-      case FrameType.PRIORITY:
-        if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
-        if (payload.length !== 5) this.streamError(streamId, H2Error.FRAME_SIZE_ERROR);
-        return;
-      case FrameType.RST_STREAM: return this.onRstStream(streamId, payload);
-      case FrameType.SETTINGS: return this.onSettings(flags, streamId, payload);
-      case FrameType.PUSH_PROMISE: throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
-      case FrameType.PING: return this.onPing(flags, streamId, payload);
-      case FrameType.GOAWAY:
-        if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
-        if (payload.length < 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'short GOAWAY');
-        // The client will open no more streams: finish the ones in flight, then end.
-        this.goingAway = true;
-        if (this.streams.size === 0) this.socket.end();
-        return;
-      case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(streamId, payload);
-      case FrameType.CONTINUATION: return this.onContinuation(flags, streamId, payload);
-      default:
-        return; // unknown types are ignored (5.5)
-    }
-  }
-
-  private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+  protected onDataFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
     const length = payload.length;
-    // The whole frame counts against flow control, padding included (6.9.1).
-    if (length > this.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window exceeded');
-    this.recvWindow -= length;
-    this.recvUnacked += length;
-    // Bodies are taken in as they come (bounded by maxBodyBytes per stream), so the connection window is given back at once.
-    if (this.recvUnacked >= this.connectionWindowSize / 2) {
-      this.socket.write(windowUpdateFrame(0, this.recvUnacked));
-      this.recvWindow += this.recvUnacked;
-      this.recvUnacked = 0;
-    }
-    let data = payload;
-    if (flags & Flag.PADDED) {
-      if (length === 0 || payload[0]! >= length) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA padding too long');
-      data = payload.subarray(1, length - payload[0]!);
-    }
+    // Bodies are bounded by maxBodyBytes per stream, so the connection window is given back at once.
+    const data = this.takeConnectionWindow(flags, payload);
     const stream = this.streams.get(streamId);
     // Closed (e.g. reset by us while the client was still sending, which RFC 9113 5.1 allows): dropped.
     if (!stream) return;
@@ -453,58 +326,10 @@ export class H2Connection {
       this.onRemoteEnd(stream);
       return;
     }
-    stream.recvUnacked += length;
-    if (stream.recvUnacked >= this.initialWindowSize / 2) {
-      this.socket.write(windowUpdateFrame(streamId, stream.recvUnacked));
-      stream.recvWindow += stream.recvUnacked;
-      stream.recvUnacked = 0;
-    }
+    this.giveBackStream(stream, length);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let start = 0;
-    let end = payload.length;
-    if (flags & Flag.PADDED) {
-      if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
-      end -= payload[0]!;
-      start = 1;
-    }
-    let selfDependent = false;
-    if (flags & Flag.PRIORITY) {
-      if (end - start < 5) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS too short');
-      selfDependent = (payload.readUInt32BE(start) & 0x7fffffff) === streamId;
-      start += 5;
-    }
-    if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding too long');
-    const fragment = payload.subarray(start, end);
-    if (fragment.length > this.maxHeaderBlockBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    // Flags of the block are kept; a self-dependent stream is marked with a high bit of our own.
-    const blockFlags = (flags & Flag.END_STREAM) | (selfDependent ? 0x100 : 0);
-    if (flags & Flag.END_HEADERS) {
-      this.onHeaderBlock(streamId, blockFlags, fragment);
-    } else {
-      this.block = { streamId, flags: blockFlags, fragments: [fragment], bytes: fragment.length, continuations: 0 };
-    }
-  }
-
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const block = this.block;
-    if (!block || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
-    block.continuations++;
-    block.bytes += payload.length;
-    // CONTINUATION floods (many small or empty frames, or one huge block) end the connection.
-    if (block.continuations > this.maxContinuations || block.bytes > this.maxHeaderBlockBytes) {
-      throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    }
-    block.fragments.push(payload);
-    if (flags & Flag.END_HEADERS) {
-      this.block = undefined;
-      this.onHeaderBlock(streamId, block.flags, Buffer.concat(block.fragments, block.bytes));
-    }
-  }
-
-  private onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
+  protected onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
     // Decoded whatever becomes of the stream, to keep the HPACK table in step with the client's.
     const headers = this.decoder.decode(fragment);
     const endStream = (flags & Flag.END_STREAM) !== 0;
@@ -530,7 +355,7 @@ export class H2Connection {
     this.lastStreamId = streamId;
     // After our GOAWAY, newer streams are ignored (6.8); the client retries them elsewhere.
     if (this.goingAway) return;
-    if (flags & 0x100) {
+    if (flags & SELF_DEPENDENT) {
       this.streamError(streamId, H2Error.PROTOCOL_ERROR);
       return;
     }
@@ -592,7 +417,7 @@ export class H2Connection {
     });
   }
 
-  private onRstStream(streamId: number, payload: Buffer): void {
+  protected onRstStream(streamId: number, payload: Buffer): void {
     if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM length');
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
@@ -607,101 +432,37 @@ export class H2Connection {
     if (--this.resetTokens < 0) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many stream resets');
   }
 
-  private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if (flags & Flag.ACK) {
-      if (payload.length !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ack with a payload');
-      clearTimeout(this.settingsAckTimer);
-      this.settingsAckTimer = undefined;
-      return;
-    }
-    if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS length');
-    if (payload.length / 6 > this.maxSettings) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many settings');
-    for (let p = 0; p < payload.length; p += 6) {
-      const id = payload.readUInt16BE(p);
-      const value = payload.readUInt32BE(p + 2);
-      switch (id) {
-        case Setting.ENABLE_PUSH:
-          if (value > 1) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'ENABLE_PUSH');
-          break;
-        case Setting.INITIAL_WINDOW_SIZE: {
-          if (value > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE');
-          // 6.9.2: every stream's send window moves by the difference, possibly below zero.
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
-          for (const stream of this.streams.values()) {
-            stream.sendWindow += delta;
-            if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'window overflow');
-          }
-          break;
-        }
-        case Setting.MAX_FRAME_SIZE:
-          if (value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'MAX_FRAME_SIZE');
-          this.peerMaxFrameSize = value;
-          break;
-        default:
-          // HEADER_TABLE_SIZE: our encoder never indexes, so any size fits. The rest are advisory or unknown (ignored, 6.5.2).
-          break;
-      }
-    }
-    this.controlReply();
-    this.socket.write(SETTINGS_ACK);
-    this.flushBlocked();
+  protected settingsAcked(): void {
+    clearTimeout(this.settingsAckTimer);
+    this.settingsAckTimer = undefined;
+  }
+
+  protected settingsApplied(): void {
     if (!this.handshaken) {
       this.handshaken = true;
       this.onRemoteSettings?.();
     }
   }
 
-  private onPing(flags: number, streamId: number, payload: Buffer): void {
-    if (payload.length !== 8) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'PING length');
-    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
-    if (flags & Flag.ACK) {
-      const id = payload.readBigUInt64BE(0);
-      const callback = this.pings.get(id);
-      if (callback) {
-        this.pings.delete(id);
-        callback();
-      }
-      return;
+  protected pingAcked(payload: Buffer): void {
+    const id = payload.readBigUInt64BE(0);
+    const callback = this.pings.get(id);
+    if (callback) {
+      this.pings.delete(id);
+      callback();
     }
-    this.onPingReceived?.();
-    if (this.dead) return;
-    this.controlReply();
-    const ack = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
-    writeFrameHeader(ack, 0, 8, FrameType.PING, Flag.ACK, 0);
-    payload.copy(ack, FRAME_HEADER_BYTES);
-    this.socket.write(ack);
   }
 
-  private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
-    const increment = payload.readUInt32BE(0) & 0x7fffffff;
-    if (streamId === 0) {
-      if (increment === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
-      this.sendWindow += increment;
-      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window overflow');
-      this.flushBlocked();
-      return;
-    }
-    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
-    const stream = this.streams.get(streamId);
-    if (!stream) return; // closed: allowed for a while (6.9)
-    if (increment === 0) {
-      this.streamError(streamId, H2Error.PROTOCOL_ERROR);
-      return;
-    }
-    stream.sendWindow += increment;
-    if (stream.sendWindow > MAX_WINDOW) {
-      this.streamError(streamId, H2Error.FLOW_CONTROL_ERROR);
-      return;
-    }
-    if (stream.pendingData || stream.pendingTrailers) this.flush(stream);
+  protected notOpen(streamId: number, what: string): void {
+    if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `${what} on an idle stream`);
   }
 
-  /** A PING or SETTINGS ack is about to be queued: refuse a peer that sends them without reading ours. */
-  private controlReply(): void {
-    if (this.socket.writableLength > this.maxOutboundBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'peer does not read');
+  protected resetOnError(stream: H2Stream, code: number): void {
+    this.resetStream(stream, code);
+  }
+
+  protected streamWindowOpened(stream: H2Stream): void {
+    if (stream.pendingData || stream.pendingTrailers) this.flushStream(stream);
   }
 
   private invalidFrame(): void {
@@ -747,7 +508,7 @@ export class H2Connection {
   }
 
   /** Sends what flow control now allows of a stream's pending body, then its trailers. */
-  private flush(stream: H2Stream): void {
+  protected flushStream(stream: H2Stream): void {
     const data = stream.pendingData;
     if (data && data.length > 0) {
       const now = Math.min(data.length, stream.sendWindow, this.sendWindow);
@@ -778,13 +539,6 @@ export class H2Connection {
       this.socket.write(out);
     }
     this.localEnd(stream);
-  }
-
-  private flushBlocked(): void {
-    for (const stream of this.blocked) {
-      if (this.sendWindow <= 0) return;
-      this.flush(stream);
-    }
   }
 
   /** Our END_STREAM is out. A client still sending is told to stop without error (8.1). */
@@ -844,7 +598,7 @@ export class H2Connection {
     if (onAbort && !(stream.responded && !stream.pendingData && !stream.pendingTrailers)) onAbort();
   }
 
-  private connectionError(code: number, message: string): void {
+  protected connectionError(code: number, message: string): void {
     if (this.dead) return;
     this.socket.write(goawayFrame(this.lastStreamId, code, message));
     this.socket.end();
@@ -855,17 +609,12 @@ export class H2Connection {
   private destroyLater(socket: net.Socket): void {
     // Streams end now; the socket gets a moment to deliver the GOAWAY.
     this.dead = true;
+    this.reader.stopped = true;
     this.abortAll();
     setTimeout(() => socket.destroy(), 1000).unref();
     this.onClose?.();
   }
 }
-
-const SETTINGS_ACK = (() => {
-  const out = Buffer.alloc(FRAME_HEADER_BYTES);
-  writeFrameHeader(out, 0, 0, FrameType.SETTINGS, Flag.ACK, 0);
-  return out;
-})();
 
 /** 8.3.1 and 8.2.2: the request pseudo-headers, lowercase names, no connection-specific fields. */
 function validRequestHeaders(h: readonly string[]): boolean {

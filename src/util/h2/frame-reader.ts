@@ -1,7 +1,7 @@
 import { FRAME_HEADER_BYTES } from './frames';
 
 // Cuts a byte stream into HTTP/2 frames (RFC 9113 4.1), copying only where a frame straddles
-// reads. The client uses it; connection.ts has the same loop inline (with the preface) for now.
+// reads. Both ends use it (the server reads the client preface before handing reads over).
 
 /** A frame longer than the SETTINGS_MAX_FRAME_SIZE we advertised (a connection FRAME_SIZE_ERROR). */
 export class FrameSizeError extends Error {}

@@ -51,7 +51,9 @@ function onPath(name) {
 // The spec report goes to the terminal; a TAP copy is read back for the closing summary line.
 const tapFile = path.join(require('node:os').tmpdir(), `spansieve-tests-${process.pid}.tap`);
 const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tapFile}`];
-const result = spawnSync(process.execPath, ['--test', ...reporters, ...files], {
+// A test that hangs (a lost wake-up, a window never given back) fails after 10 min instead of
+// holding the run until CI's own limit.
+const result = spawnSync(process.execPath, ['--test', '--test-timeout=600000', ...reporters, ...files], {
   stdio: 'inherit',
   cwd: root,
   env: {

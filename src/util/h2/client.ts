@@ -139,6 +139,7 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
     socket.on('error', (err) => this.destroy(new H2ClientError(`connection to ${where}: ${err.message}`, false)));
     socket.on('end', () => this.destroy(new H2ClientError(`${where} closed the connection`, false)));
     socket.on('close', () => this.destroy(new H2ClientError(`connection to ${where} closed`, false)));
+    if (options.tls) holdUntilServerSpeaks(socket as tls.TLSSocket);
     // Written before the connection is up: the socket holds it until then.
     socket.cork();
     socket.write(PREFACE);
@@ -518,4 +519,31 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
 export function fieldValue(fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
+}
+
+/**
+ * With TLS 1.3 the server checks our certificate after our side of the handshake is done. Bytes we
+ * send before its verdict are unread when a refusing server closes, so its close becomes a reset
+ * and its alert ("unknown ca", "certificate required") is lost to an ECONNRESET. Our first bytes
+ * therefore wait for the server's first (its SETTINGS, sent at once by grpc-go, node:http2 and
+ * src/util/h2) or, for a server that waits for our preface, 200 ms after the handshake.
+ */
+function holdUntilServerSpeaks(socket: tls.TLSSocket): void {
+  socket.cork();
+  let held = true;
+  let timer: NodeJS.Timeout | undefined;
+  const release = () => {
+    if (!held) return;
+    held = false;
+    clearTimeout(timer);
+    socket.off('data', release);
+    socket.uncork();
+  };
+  socket.once('secureConnect', () => {
+    timer = setTimeout(release, 200);
+    timer.unref();
+  });
+  // Before the connection's own data handler, so its answers follow our preface.
+  socket.prependOnceListener('data', release);
+  socket.once('close', () => clearTimeout(timer));
 }

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { SPANSIEVE_NODE_FLAGS } from '../src/service/node-flags';
 import type { Pool } from './obi';
-import { cpuBusySeconds, cpuSeconds, freePorts, peakRssMb, resetPeakRss, spawnPinned, stopChild, waitForPort } from './proc';
+import { cpuBusySeconds, cpuSeconds, threadCpuSeconds, freePorts, peakRssMb, resetPeakRss, spawnPinned, stopChild, waitForPort } from './proc';
 import { createGrpcSink } from './sinks';
 import { SERVER_CPU, otelcolBinary } from './systems';
 
@@ -35,6 +35,8 @@ export interface FixedRateResult {
   readonly failedRequests: number;
   /** Cores' worth of other processes on the server's core during the window (0.2 and above: a shared core, noisy). */
   readonly otherLoadServerCore: number;
+  /** CPU µs per span by thread name over the window ("main", V8's and libuv's helpers). */
+  readonly threadCpuUsPerSpan: Record<string, number>;
 }
 
 /** Spans in an ExportTraceServiceRequest, walking only the length-delimited fields down to spans. */
@@ -77,6 +79,13 @@ export function countSpans(buf: Buffer): number {
   return spans;
 }
 
+/** BENCH_SPANSIEVE_NODE_FLAGS adds node flags (as in run.ts); BENCH_PROFILE=1 adds --cpu-prof under bench/results/profiles. */
+function experimentFlags(label: string): string[] {
+  const extra = (process.env.BENCH_SPANSIEVE_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const dir = path.join(ROOT, 'bench', 'results', 'profiles');
+  return process.env.BENCH_PROFILE === '1' ? [...extra, '--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${label}.cpuprofile`] : extra;
+}
+
 export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateResult> {
   const { pool, label, workDir } = o;
   let forwardedBytes = 0;
@@ -93,7 +102,7 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
   const log = fs.openSync(path.join(workDir, `${label}.log`), 'w');
   const child =
     o.system === 'spansieve'
-      ? spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] })
+      ? spawnPinned(SERVER_CPU, process.execPath, [...SPANSIEVE_NODE_FLAGS, ...experimentFlags(label), path.join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile], { stdio: ['ignore', log, log] })
       : spawnPinned(SERVER_CPU, otelcolBinary(), ['--config', configFile], { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
@@ -143,6 +152,7 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
     await run(o.warmupS);
     resetPeakRss(child.pid!);
     const cpu0 = cpuSeconds(child.pid!);
+    const threads0 = threadCpuSeconds(child.pid!);
     const core0 = cpuBusySeconds(SERVER_CPU);
     const spans0 = sentSpans;
     const failures0 = failures;
@@ -151,6 +161,11 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
     const elapsedS = (performance.now() - t0) / 1000;
     const spans = sentSpans - spans0;
     const cpu = cpuSeconds(child.pid!) - cpu0;
+    const threadCpuUsPerSpan: Record<string, number> = {};
+    for (const [name, seconds] of threadCpuSeconds(child.pid!)) {
+      const used = seconds - (threads0.get(name) ?? 0);
+      if (used > 0) threadCpuUsPerSpan[name] = Math.round((used / spans) * 1e6 * 100) / 100;
+    }
     const otherLoad = Math.max(0, (cpuBusySeconds(SERVER_CPU) - core0 - cpu) / elapsedS);
     const rss = peakRssMb(child.pid!);
     // Forwarded counts are taken after the exporters drained (stopChild waits for shutdown), so
@@ -164,6 +179,7 @@ export async function measureFixedRate(o: FixedRateOptions): Promise<FixedRateRe
       forwardedRatio: Math.round((forwardedSpans / Math.max(1, sentSpans)) * 1000) / 1000,
       failedRequests: failures - failures0,
       otherLoadServerCore: Math.round(otherLoad * 100) / 100,
+      threadCpuUsPerSpan,
     };
   } finally {
     agent.destroy();

@@ -9,7 +9,6 @@ import { GrpcStatus, MESSAGE_PREFIX_LENGTH, encodeGrpcMessage } from '../../util
 import { DecompressError, loadZstd, zstdReady, type Compression } from '../../util/compression';
 import { cappedMessage, echoed } from './echo';
 import type { ExportHandler, ExportOutcome } from './export-handler';
-import { inTurn } from './turns';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
 
 // OTLP/gRPC call handling and connection keepalive rules, shared by the two HTTP/2 layers the
@@ -307,14 +306,13 @@ export class GrpcCalls {
         this.refuseRead(call, reservation, err);
         return;
       }
-      // An uncompressed message is exported in this same turn unless another request was
-      // (turns.ts: then in a later one); only decompression waits.
+      // An uncompressed message is exported in this same turn; only decompression waits.
       if (!framed.compressed) {
-        inTurn(() => this.export(call, handler, framed.message, reservation));
+        this.export(call, handler, framed.message, reservation);
         return;
       }
       this.decompressMessage(framed.message, encoding, reservation).then(
-        (message) => inTurn(() => this.export(call, handler, message, reservation)),
+        (message) => this.export(call, handler, message, reservation),
         (err: unknown) => {
           if (!(err instanceof InflightExceeded)) return this.refuseRead(call, reservation, err);
           reservation.release();

@@ -11,7 +11,6 @@ import { serverOptions, watchServerTls, type ServerTlsConfig } from '../../confi
 import { cappedMessage, echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, decompressReserved, type ServerCounters } from './inflight';
-import { exportTurn } from './turns';
 
 export interface HttpProtocolConfig {
   readonly endpoint: string;
@@ -214,8 +213,6 @@ export class OtlpHttpServer {
         return;
       }
       const body = await this.readBody(req, reservation);
-      // One request per event-loop turn into the pipeline (turns.ts).
-      await exportTurn();
       const outcome = await handler.export(body, encoding);
       this.answer(req, res, handler, outcome, encoding);
     } catch (err) {

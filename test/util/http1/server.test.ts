@@ -205,6 +205,15 @@ test('a client that goes away mid-body: readBody rejects, nothing is written', a
   await waitFor('the connection to go', () => server.connections.size === 0, 5000, 10);
 });
 
+test('a client that half-closes after its request still gets the answer, then the connection closes', async () => {
+  const { port } = await listen();
+  const c = new Client(port);
+  c.socket.end(post('/half', 'closed'));
+  const [a] = await c.waitResponses(1);
+  assert.equal(a!.body, 'POST /half closed');
+  await c.waitClosed();
+});
+
 test('HTTP/1.0: closed after the answer unless it asks for keep-alive; HEAD gets no body', async () => {
   const { port } = await listen();
   const c = new Client(port);

@@ -310,7 +310,12 @@ export class Http1Connection {
       if (end === -1) {
         if (buf.length - skip > MAX_HEAD_BYTES) return this.fatal(new HttpParseError(431, 'request header fields too large'));
         this.scanned = buf.length;
-        if (skip === buf.length) this.buffered = undefined;
+        if (skip === buf.length) {
+          // Only empty lines so far: no request has started.
+          this.buffered = undefined;
+          this.scanned = 0;
+          this.requestStart = 0;
+        }
         return;
       }
       this.scanned = 0;

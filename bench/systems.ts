@@ -98,12 +98,18 @@ export interface RunningServer {
  * The otlp receiver of both systems: the same keys in spansieve and the Collector, `tls` per
  * protocol (configtls' cert_file / key_file) when serving TLS.
  */
-function otlpReceiver(grpcPort: number, httpPort: number, tls: ServerTls | undefined, grpcExtra: Record<string, unknown> = {}): Record<string, unknown> {
+function otlpReceiver(
+  grpcPort: number,
+  httpPort: number,
+  tls: ServerTls | undefined,
+  grpcExtra: Record<string, unknown> = {},
+  httpExtra: Record<string, unknown> = {},
+): Record<string, unknown> {
   const serverTls = tls ? { tls: { cert_file: tls.certFile, key_file: tls.keyFile } } : {};
   return {
     protocols: {
       grpc: { endpoint: `127.0.0.1:${grpcPort}`, ...serverTls, ...grpcExtra },
-      http: { endpoint: `127.0.0.1:${httpPort}`, ...serverTls },
+      http: { endpoint: `127.0.0.1:${httpPort}`, ...serverTls, ...httpExtra },
     },
   };
 }
@@ -135,8 +141,10 @@ export function spansieveConfig(
   // SPANSIEVE_BENCH_HTTP2=node|spansieve: the otlp exporter's HTTP/2 client, for A/B runs (default: the exporter's default).
   const http2 = process.env.SPANSIEVE_BENCH_HTTP2;
   if (http2) exporter.http2 = http2;
+  // SPANSIEVE_BENCH_HTTP1=node|spansieve: the OTLP/HTTP port's HTTP/1.1 server, for A/B runs (default: the receiver's default).
+  const http1 = process.env.SPANSIEVE_BENCH_HTTP1;
   return {
-    receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls, grpcHttp2 ? { http2: grpcHttp2 } : {}) },
+    receivers: { otlp: otlpReceiver(grpcPort, httpPort, tls, grpcHttp2 ? { http2: grpcHttp2 } : {}, http1 ? { http1 } : {}) },
     processors: {
       'filter/keep': { keep: keepIds.map((id) => ({ 'service.instance.id': id })) },
     },

@@ -40,14 +40,20 @@ export interface HttpProtocolConfig {
   readonly auth?: string | undefined;
   /** `auth.request_params`: query parameters handed to the authenticator as headers (the query wins). */
   readonly requestParams?: readonly string[];
+  /** The HTTP/1.1 layer: spansieve's own (src/util/http1) or node:http; undefined: DEFAULT_HTTP1. */
+  readonly http1?: Http1Layer;
 }
 
+/** `protocols::http::http1`: the HTTP/1.1 server under the OTLP/HTTP port. */
+export type Http1Layer = 'spansieve' | 'node';
+export const DEFAULT_HTTP1: Http1Layer = 'spansieve';
+
 /** How long the rest of a refused request is discarded after the answer, before the socket is destroyed. */
-const UNREAD_LINGER_MS = 2_000;
+export const UNREAD_LINGER_MS = 2_000;
 /** How long shutdown lets a request in flight finish before its connection is destroyed. */
 export const SHUTDOWN_GRACE_MS = 1000;
 
-const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+export const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
 export class HttpError extends Error {
   constructor(
@@ -61,7 +67,7 @@ export class HttpError extends Error {
 }
 
 /** Content-Encoding values known, as the Collector's confighttp accepts them (lz4 aside); `identity` counts as "". */
-const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
+export const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = new Map<string, Compression | undefined>([
   ['', undefined],
   ['gzip', 'gzip'],
   ['deflate', 'deflate'],
@@ -365,18 +371,25 @@ export async function decompressBody(raw: Buffer, contentEncoding: string, limit
   }
 }
 
-function bodyEncoding(contentType: string | undefined): BodyEncoding | undefined {
+export function bodyEncoding(contentType: string | undefined): BodyEncoding | undefined {
   const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   if (mediaType === 'application/x-protobuf' || mediaType === 'application/protobuf') return 'protobuf';
   if (mediaType === 'application/json') return 'json';
   return undefined;
 }
 
-function contentTypeOf(encoding: BodyEncoding): string {
+export function contentTypeOf(encoding: BodyEncoding): string {
   return encoding === 'json' ? 'application/json' : 'application/x-protobuf';
 }
 
 /** An error body is a google.rpc.Status in the request's encoding; plain text when that is unknown. */
+export function statusBody(grpcCode: number, message: string, encoding: BodyEncoding | undefined): { contentType: string; body: Uint8Array } {
+  message = cappedMessage(message);
+  if (encoding === undefined) return { contentType: 'text/plain; charset=utf-8', body: Buffer.from(`${message}\n`) };
+  if (encoding === 'json') return { contentType: 'application/json', body: Buffer.from(JSON.stringify({ code: grpcCode, message })) };
+  return { contentType: 'application/x-protobuf', body: types.Status.encode(types.Status.fromObject({ code: grpcCode, message })).finish() };
+}
+
 function sendStatus(
   res: http.ServerResponse,
   status: number,
@@ -386,15 +399,9 @@ function sendStatus(
   headers: Record<string, string> = {},
 ): void {
   if (res.headersSent) return;
-  message = cappedMessage(message);
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  if (encoding === undefined) {
-    reply(res, status, 'text/plain; charset=utf-8', Buffer.from(`${message}\n`));
-  } else if (encoding === 'json') {
-    reply(res, status, 'application/json', Buffer.from(JSON.stringify({ code: grpcCode, message })));
-  } else {
-    reply(res, status, 'application/x-protobuf', types.Status.encode(types.Status.fromObject({ code: grpcCode, message })).finish());
-  }
+  const { contentType, body } = statusBody(grpcCode, message, encoding);
+  reply(res, status, contentType, body);
 }
 
 function reply(res: http.ServerResponse, status: number, contentType: string, body: Uint8Array): void {

@@ -6,7 +6,8 @@ import { ExportHandler } from './export-handler';
 import { OtlpGrpcServer } from './grpc-server';
 import { OtlpGrpcH2Server } from './grpc-server-h2';
 import type { GrpcHttp2Layer, GrpcProtocolConfig, GrpcServer } from './grpc-call';
-import { HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type HttpProtocolConfig } from './http-server';
+import { DEFAULT_HTTP1, HTTP_CONTENT_ENCODINGS, OtlpHttpServer, type Http1Layer, type HttpProtocolConfig } from './http-server';
+import { OtlpHttp1Server } from './http-server-h1';
 import { parseServerTls } from '../../config/tls';
 import { InflightBytes, type ServerCounters } from './inflight';
 
@@ -66,6 +67,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     'compression_algorithms',
     'tls',
     'auth',
+    'http1',
   ]);
   const path = (key: string, fallback: string) => {
     const n = at(key);
@@ -87,6 +89,7 @@ function parseHttp(node: Node): HttpProtocolConfig {
     tls: parseServerTls(at('tls')),
     auth: parseAuth(at('auth'), ['request_params']),
     requestParams: at('auth').child('request_params').list().map((n) => n.string('')).filter((name) => name !== ''),
+    http1: at('http1').oneOf<Http1Layer>(DEFAULT_HTTP1, ['spansieve', 'node']),
   };
 }
 
@@ -121,7 +124,7 @@ export function parseOtlpReceiverConfig(node: Node): OtlpReceiverConfig {
 
 export class OtlpReceiver implements Component {
   readonly grpcServer: GrpcServer | undefined;
-  readonly httpServer: OtlpHttpServer | undefined;
+  readonly httpServer: OtlpHttpServer | OtlpHttp1Server | undefined;
 
   constructor(
     settings: CreateSettings,
@@ -153,7 +156,10 @@ export class OtlpReceiver implements Component {
     this.grpcServer = grpc
       ? new (grpc.http2 === 'node' ? OtlpGrpcServer : OtlpGrpcH2Server)(grpc, handlersFor('grpc'), settings.logger, inflight, countersFor('grpc'))
       : undefined;
-    this.httpServer = config.http ? new OtlpHttpServer(config.http, handlersFor('http'), settings.logger, inflight, countersFor('http')) : undefined;
+    const http = config.http;
+    this.httpServer = http
+      ? new ((http.http1 ?? DEFAULT_HTTP1) === 'node' ? OtlpHttpServer : OtlpHttp1Server)(http, handlersFor('http'), settings.logger, inflight, countersFor('http'))
+      : undefined;
   }
 
   async start(host?: Host): Promise<void> {

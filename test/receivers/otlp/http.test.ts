@@ -115,7 +115,8 @@ function metricValue(text: string, name: string, labels: Record<string, string>)
   return undefined;
 }
 
-void describe('OTLP/HTTP receiver', () => {
+// Every case on both HTTP/1.1 layers (protocols::http::http1): spansieve's own and node:http.
+for (const layer of ['spansieve', 'node'] as const) void describe(`OTLP/HTTP receiver (http1: ${layer})`, () => {
   const sink = new GrpcSink();
   let service: Service | undefined;
   let httpPort = 0;
@@ -132,7 +133,7 @@ void describe('OTLP/HTTP receiver', () => {
         otlp: {
           protocols: {
             grpc: { endpoint: `127.0.0.1:${grpcPort}` },
-            http: { endpoint: `127.0.0.1:${httpPort}`, max_request_body_size: LIMIT },
+            http: { endpoint: `127.0.0.1:${httpPort}`, max_request_body_size: LIMIT, http1: layer },
           },
         },
       },

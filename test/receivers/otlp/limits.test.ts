@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as zlib from 'node:zlib';
-import { after, afterEach, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { parseOtlpReceiverConfig } from '../../../src/receivers/otlp/otlp-receiver';
 import { parseGrpcTimeout } from '../../../src/receivers/otlp/grpc-server';
 import type { Service } from '../../../src/service/service';
@@ -18,6 +18,9 @@ import { GrpcSink } from '../../helpers/sink';
 
 const BODY = encodeTraces([obiResourceSpans(hostInstance('limits', 7), [obiSpan()])]);
 
+/** The HTTP/1.1 layer the HTTP cases run on (protocols::http::http1), set per suite. */
+let httpLayer: 'spansieve' | 'node' = 'spansieve';
+
 async function start(receiver: Record<string, unknown>): Promise<{ service: Service; grpc: number; http: number }> {
   const [grpc, http] = await freePorts(2);
   const protocols = receiver.protocols as { grpc?: Record<string, unknown>; http?: Record<string, unknown> } | undefined;
@@ -27,7 +30,7 @@ async function start(receiver: Record<string, unknown>): Promise<{ service: Serv
         ...receiver,
         protocols: {
           grpc: { endpoint: `127.0.0.1:${grpc}`, ...protocols?.grpc },
-          http: { endpoint: `127.0.0.1:${http}`, ...protocols?.http },
+          http: { endpoint: `127.0.0.1:${http}`, http1: httpLayer, ...protocols?.http },
         },
       },
     },
@@ -129,6 +132,11 @@ describe('config', () => {
     assert.deepEqual(configErrors(parseOtlpReceiverConfig, { protocols: { grpc: { http2: 'nghttp2' } } }, 'receivers::otlp'), [
       'receivers::otlp::protocols::grpc::http2: must be one of spansieve, node, got "nghttp2"',
     ]);
+    assert.equal(config.http!.http1, 'spansieve');
+    assert.equal(parseWith(parseOtlpReceiverConfig, { protocols: { http: { http1: 'node' } } }, 'receivers::otlp').http!.http1, 'node');
+    assert.deepEqual(configErrors(parseOtlpReceiverConfig, { protocols: { http: { http1: 'llhttp' } } }, 'receivers::otlp'), [
+      'receivers::otlp::protocols::http::http1: must be one of spansieve, node, got "llhttp"',
+    ]);
     assert.deepEqual(
       configErrors(parseOtlpReceiverConfig, {
         protocols: {
@@ -156,8 +164,11 @@ describe('config', () => {
   });
 });
 
-describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
+for (const layer of ['spansieve', 'node'] as const) describe(`OTLP/HTTP receiver (http1: ${layer}): timeouts, refusals, connection limit`, () => {
   const services: Service[] = [];
+  before(() => {
+    httpLayer = layer;
+  });
   after(async () => {
     for (const s of services) await s.shutdown();
   });
@@ -213,8 +224,8 @@ describe('OTLP/HTTP receiver: timeouts, refusals, connection limit', () => {
     const [grpcPort, httpPort, slowPort] = await freePorts(3);
     const service = await startService({
       receivers: {
-        otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}`, write_timeout: '600ms' } } },
-        'otlp/slow': { protocols: { http: { endpoint: `127.0.0.1:${slowPort}`, write_timeout: '600ms' } } },
+        otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${grpcPort}` }, http: { endpoint: `127.0.0.1:${httpPort}`, write_timeout: '600ms', http1: layer } } },
+        'otlp/slow': { protocols: { http: { endpoint: `127.0.0.1:${slowPort}`, write_timeout: '600ms', http1: layer } } },
       },
       exporters: {
         debug: {},

@@ -562,14 +562,25 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
       // Already counted and logged: a queued batch has no caller to return the error to. A
       // persistent one is acknowledged before its worker takes the next, so that after a crash
       // at most num_consumers batches are sent twice.
-      const sending = this.sendWithRetry(batch, true).catch(() => true);
-      void (this.store ? sending.then((done) => this.settle(batch, done)) : sending).finally(() => {
-        this.activeWorkers--;
-        this.pump();
-        this.notifyIdle();
-      });
+      const sending = this.sendWithRetry(batch, true);
+      if (this.store) {
+        void sending
+          .catch(() => true)
+          .then((done) => this.settle(batch, done))
+          .finally(this.workerDone);
+      } else {
+        // In memory: nothing to settle; one callback for either outcome, no promise chain per batch.
+        void sending.then(this.workerDone, this.workerDone);
+      }
     }
   }
+
+  /** A worker's batch is done with (sent, given up on or set aside): its slot takes the next. */
+  private readonly workerDone = (): void => {
+    this.activeWorkers--;
+    this.pump();
+    this.notifyIdle();
+  };
 
   private notifyIdle(): void {
     if (this.activeWorkers !== 0) return;

@@ -3,10 +3,13 @@
 // (with its inventory decisions), the otlp exporter's helper (queue, attempt, timeout) and a push
 // that uses its signal as the gRPC client does. Two builds side by side (e.g. a copy of the old
 // dist/ against this one), alternating in rounds so a busy machine skews them alike.
-//   node dist/bench/pipeline-cpu.js [--shape default] [--rounds 8] [--seconds 1.5] [--builds OLD_DIST,NEW_DIST]
+// --part inventory: only Inventory.observe and the decisions a filter records, on requests parsed
+// beforehand; --part helper: only the exporter helper and the push (parsed beforehand, no filter).
+//   node dist/bench/pipeline-cpu.js [--shape default] [--part all|inventory|helper] [--rounds 8] [--seconds 1.5] [--builds OLD_DIST,NEW_DIST]
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Attributes } from '../src/pdata/attributes';
+import type { Batch } from '../src/pdata/batch';
 import { buildPool, keptInstanceIds } from './obi';
 import { shapeNamed } from './shapes';
 
@@ -42,7 +45,9 @@ interface Pipeline {
   consume(body: Buffer): Promise<void>;
 }
 
-function pipeline(b: Build, keep: readonly string[]): Pipeline {
+type Part = 'all' | 'inventory' | 'helper';
+
+function pipeline(b: Build, keep: readonly string[], part: Part): Pipeline {
   const issues = new b.reader.ConfigIssues();
   const filterConfig = b.parseFilterConfig(new b.reader.Node({ keep: keep.map((id) => ({ 'service.instance.id': id })) }, 'processors::filter/keep', issues));
   if (issues.errors.length > 0) throw new Error(issues.errors.join('\n'));
@@ -70,6 +75,23 @@ function pipeline(b: Build, keep: readonly string[]): Pipeline {
   );
   const filter = new b.FilterProcessor({ id: 'filter/keep', logger: silent, telemetry, inventory } as never, filterConfig, 'traces', helper);
   const mayKeep = (a: Attributes) => filter.mayKeep(a);
+  const parsed = new Map<Buffer, Batch>();
+  const parsedOnce = (body: Buffer): Batch => {
+    let batch = parsed.get(body);
+    if (!batch) parsed.set(body, (batch = b.parseRequest('traces', body, mayKeep).batch));
+    return batch;
+  };
+  if (part === 'inventory') {
+    return {
+      consume(body: Buffer) {
+        const batch = parsedOnce(body);
+        for (const block of batch.resources) inventory.observe(block, 'traces');
+        for (const block of batch.resources) inventory.decide(block.attributes, block.itemCount % 2 === 0, null, 'filter/keep', block.itemCount);
+        return Promise.resolve();
+      },
+    };
+  }
+  if (part === 'helper') return { consume: (body: Buffer) => helper.consume(parsedOnce(body)) };
   return {
     async consume(body: Buffer) {
       const { batch } = b.parseRequest('traces', body, mayKeep);
@@ -85,6 +107,8 @@ async function main(): Promise<void> {
   const rounds = Number(arg('--rounds', '8'));
   const seconds = Number(arg('--seconds', '1.5'));
   const shape = shapeNamed(arg('--shape', 'default'));
+  const part = arg('--part', 'all') as Part;
+  if (!['all', 'inventory', 'helper'].includes(part)) throw new Error('--part: all, inventory or helper');
   const builds = arg('--builds', path.join(__dirname, '..')).split(',').map(load);
   const pool = buildPool(shape.pool);
   const keep = keptInstanceIds(shape.pool);
@@ -92,7 +116,7 @@ async function main(): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? builds.map((_, i) => i) : builds.map((_, i) => builds.length - 1 - i);
     for (const i of order) {
-      const p = pipeline(builds[i]!, keep);
+      const p = pipeline(builds[i]!, keep, part);
       let requests = 0;
       let spans = 0;
       const t0 = performance.now();
@@ -115,7 +139,7 @@ async function main(): Promise<void> {
     }
   }
   for (const [i, t] of totals.entries()) {
-    console.log(`${shape.name} ${builds[i]!.root}: ${(t.ns / t.requests / 1000).toFixed(1)} CPU µs/request, ${(t.ns / t.spans).toFixed(0)} ns/span (${t.requests} requests, rounds 2-${rounds})`);
+    console.log(`${shape.name} ${part} ${builds[i]!.root}: ${(t.ns / t.requests / 1000).toFixed(1)} CPU µs/request, ${(t.ns / t.spans).toFixed(0)} ns/span (${t.requests} requests, rounds 2-${rounds})`);
   }
 }
 

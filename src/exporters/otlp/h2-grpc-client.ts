@@ -38,13 +38,22 @@ export class SpansieveGrpcClient implements UnaryClient {
     this.port = parsed?.port ?? 0;
   }
 
-  async call(path: string, message: Buffer, signal: CallSignal, timeoutMs: number): Promise<UnaryResult> {
+  /** Not async: uncompressed, the call's promise is returned as is (no wrapper promise per call). */
+  call(path: string, message: Buffer, signal: CallSignal, timeoutMs: number): Promise<UnaryResult> {
     const encoding = this.options.compression;
-    const payload = encoding ? await compress(REQUEST_COMPRESSION[encoding], message) : message;
+    if (encoding) return compress(REQUEST_COMPRESSION[encoding], message).then((payload) => this.send(path, payload, true, signal, timeoutMs));
+    try {
+      return this.send(path, message, false, signal, timeoutMs);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private send(path: string, payload: Buffer, compressed: boolean, signal: CallSignal, timeoutMs: number): Promise<UnaryResult> {
     const block = this.headerBlock(path, timeoutMs);
-    if (typeof block === 'string') return failed(GrpcStatus.INVALID_ARGUMENT, `cannot send the configured headers to ${this.origin}: ${block}`);
-    if (signal.aborted) return failed(GrpcStatus.DEADLINE_EXCEEDED, `call to ${this.origin} cancelled before it started`);
-    const call = new UnaryCall(this, block, [messagePrefix(encoding !== undefined, payload.length), payload], signal);
+    if (typeof block === 'string') return Promise.resolve(failed(GrpcStatus.INVALID_ARGUMENT, `cannot send the configured headers to ${this.origin}: ${block}`));
+    if (signal.aborted) return Promise.resolve(failed(GrpcStatus.DEADLINE_EXCEEDED, `call to ${this.origin} cancelled before it started`));
+    const call = new UnaryCall(this, block, [messagePrefix(compressed, payload.length), payload], signal);
     return new Promise<UnaryResult>((resolve) => call.begin(resolve));
   }
 

@@ -27,6 +27,10 @@ export class SpansieveGrpcClient implements UnaryClient {
   /** Header blocks by path and timeout; a string is why the configured headers cannot be sent. */
   private readonly blocks = new Map<string, Buffer | string>();
   private cachedAuth: Readonly<Record<string, string>> | undefined;
+  /** The last call's path, timeout and block: an exporter calls one path with one timeout, so most calls build no key. */
+  private lastPath = '';
+  private lastTimeoutMs = -1;
+  private lastBlock: Buffer | string | undefined;
 
   constructor(
     private readonly endpoint: string,
@@ -85,8 +89,10 @@ export class SpansieveGrpcClient implements UnaryClient {
     const auth = this.options.authHeaders?.();
     if (auth !== this.cachedAuth) {
       this.blocks.clear();
+      this.lastBlock = undefined;
       this.cachedAuth = auth;
     }
+    if (this.lastBlock !== undefined && path === this.lastPath && timeoutMs === this.lastTimeoutMs) return this.lastBlock;
     const key = `${path} ${timeoutMs}`;
     let block = this.blocks.get(key);
     if (block === undefined) {
@@ -113,6 +119,9 @@ export class SpansieveGrpcClient implements UnaryClient {
       block = problem ?? encodeHeaders([...fields]);
       this.blocks.set(key, block);
     }
+    this.lastPath = path;
+    this.lastTimeoutMs = timeoutMs;
+    this.lastBlock = block;
     return block;
   }
 

@@ -82,15 +82,30 @@ interface InstanceRecord {
   selector: string | null;
   /** The filter processor whose decision `kept` is. */
   decidedBy: string | null;
+  /** Neighbours in the recency list (older, newer); undefined at its ends. */
+  older: InstanceRecord | undefined;
+  newer: InstanceRecord | undefined;
+  /** False once evicted: a cached reference to it (byAttributes) is then stale. */
+  held: boolean;
 }
 
 /**
  * Bounded in instances (maxInstances) and in estimated bytes (maxBytes): the least recently seen
- * instance goes first. The Map's insertion order is the recency order (an instance seen again is
- * moved to the end), so eviction and every update cost O(1) whatever the number of instances.
+ * instance goes first. Records are linked in recency order (an instance seen again moves to the
+ * newest end), so eviction and every update cost O(1) whatever the number of instances, with no
+ * Map re-insertion per resource.
  */
 export class Inventory implements InstanceRecorder {
   private readonly records = new Map<string, InstanceRecord>();
+  /** The least and the most recently seen record. */
+  private oldest: InstanceRecord | undefined;
+  private newest: InstanceRecord | undefined;
+  /**
+   * The record of a resource's attributes object. The receiver's resource cache hands out the
+   * same object for the same resource bytes in every request, so a resource seen before costs one
+   * lookup here instead of reading and cutting its id and looking that up.
+   */
+  private readonly byAttributes = new WeakMap<Attributes, InstanceRecord>();
   private bytes = 0;
   /** Spans seen, kept by filters and samplers, per service (the admin API's /api/v1/sampling). */
   readonly sampling: SamplingStats;
@@ -180,16 +195,24 @@ export class Inventory implements InstanceRecorder {
   }
 
   private recordFor(attributes: Attributes, seen: boolean, block?: Uint8Array): InstanceRecord {
+    let record = this.byAttributes.get(attributes);
+    if (record === undefined || !record.held) {
+      record = this.findOrAdd(attributes, seen, block);
+      this.byAttributes.set(attributes, record);
+    } else if (seen) {
+      this.touch(record);
+    }
+    return record;
+  }
+
+  /** The record of the resource's instance (moved to the newest end when `seen`), or a new one (evicting the oldest while over a bound). */
+  private findOrAdd(attributes: Attributes, seen: boolean, block: Uint8Array | undefined): InstanceRecord {
     const idValue = attributes.get(INSTANCE_ID);
     // The id is a map key and shown as is: cut like any value (instances sharing a long prefix merge).
     const id = typeof idValue === 'string' ? cut(idValue) : '';
     let record = this.records.get(id);
     if (record) {
-      if (seen) {
-        // Most recently seen last: the first entry is the one to evict.
-        this.records.delete(id);
-        this.records.set(id, record);
-      }
+      if (seen) this.touch(record);
       return record;
     }
     const now = this.clock();
@@ -209,16 +232,42 @@ export class Inventory implements InstanceRecorder {
       kept: null,
       selector: null,
       decidedBy: null,
+      older: this.newest,
+      newer: undefined,
+      held: true,
     };
     this.records.set(id, record);
+    if (this.newest) this.newest.newer = record;
+    else this.oldest = record;
+    this.newest = record;
     this.bytes += record.bytes;
     while (this.records.size > this.maxInstances || (this.bytes > this.maxBytes && this.records.size > 1)) this.evictOldest();
     return record;
   }
 
+  /** Moves a record to the newest end of the recency list. */
+  private touch(record: InstanceRecord): void {
+    if (record === this.newest) return;
+    // Not the newest, so it has a newer neighbour.
+    const newer = record.newer!;
+    const older = record.older;
+    newer.older = older;
+    if (older) older.newer = newer;
+    else this.oldest = newer;
+    record.older = this.newest;
+    record.newer = undefined;
+    this.newest!.newer = record;
+    this.newest = record;
+  }
+
   private evictOldest(): void {
-    const oldest = this.records.values().next().value;
+    const oldest = this.oldest;
     if (!oldest) return;
+    this.oldest = oldest.newer;
+    if (this.oldest) this.oldest.older = undefined;
+    else this.newest = undefined;
+    oldest.newer = undefined;
+    oldest.held = false;
     this.records.delete(oldest.id);
     this.bytes -= oldest.bytes;
   }

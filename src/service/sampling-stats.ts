@@ -18,6 +18,8 @@ interface ServiceCounts {
   filterDecided: boolean;
   keptByFilter: number;
   samplers: Map<string, { seen: number; kept: number }>;
+  /** False once evicted (MAX_SAMPLING_SERVICES): a cached reference to it is then stale. */
+  held: boolean;
 }
 
 interface PolicyCounts {
@@ -35,6 +37,8 @@ export class SamplingStats implements SamplingRecorder {
   /** The resource attributes of the last countsFor call and their counts (a sampler reports the parts of a block one after another). */
   private lastAttributes: Attributes | undefined;
   private lastCounts: ServiceCounts | undefined;
+  /** Counts by attributes object: the receiver hands out one object per distinct resource, so a resource seen before costs one lookup. */
+  private readonly byAttributes = new WeakMap<Attributes, ServiceCounts>();
   /** A ring of the recent sampled-out traces, as parallel arrays (no object per trace: this is on the data path); `next` is where the next one goes. */
   private readonly recentTrace: DroppedTrace[] = [];
   private readonly recentAt: number[] = [];
@@ -116,19 +120,32 @@ export class SamplingStats implements SamplingRecorder {
 
   private countsFor(attributes: Attributes): ServiceCounts {
     if (attributes === this.lastAttributes) return this.lastCounts!;
+    let counts = this.byAttributes.get(attributes);
+    if (counts === undefined || !counts.held) {
+      counts = this.countsByName(attributes);
+      this.byAttributes.set(attributes, counts);
+    }
+    // An evicted entry is never the cached one: the entry just added is.
+    this.lastAttributes = attributes;
+    this.lastCounts = counts;
+    return counts;
+  }
+
+  private countsByName(attributes: Attributes): ServiceCounts {
     const name = attributes.get('service.name');
     const service = typeof name === 'string' ? cut(name) : null;
     // A service without a name gets a key no name can take.
     const key = service ?? '\u0000';
     let counts = this.services.get(key);
     if (!counts) {
-      counts = { service, seen: 0, filterDecided: false, keptByFilter: 0, samplers: new Map() };
+      counts = { service, seen: 0, filterDecided: false, keptByFilter: 0, samplers: new Map(), held: true };
       this.services.set(key, counts);
-      if (this.services.size > MAX_SAMPLING_SERVICES) this.services.delete(this.services.keys().next().value!);
+      if (this.services.size > MAX_SAMPLING_SERVICES) {
+        const [oldestKey, oldest] = this.services.entries().next().value!;
+        oldest.held = false;
+        this.services.delete(oldestKey);
+      }
     }
-    // An evicted entry is never the cached one: the entry just added is.
-    this.lastAttributes = attributes;
-    this.lastCounts = counts;
     return counts;
   }
 }

@@ -8,6 +8,7 @@ import { after, describe, test } from 'node:test';
 import pino from 'pino';
 import { RetryableError } from '../../src/component/errors';
 import { ConfigValidationError } from '../../src/config/reader';
+import type { PushSignal } from '../../src/exporters/exporterhelper/attempt-signal';
 import { ExporterHelper, compactedBatchRequests, type HelperConfig } from '../../src/exporters/exporterhelper/exporterhelper';
 import { FileStorage, LOCK_FILE, LOCK_REFRESH_MS, LOCK_STALE_MS, type FileStorageConfig } from '../../src/extensions/filestorage/file-storage';
 import { RECORD_HEADER, SEGMENT_HEADER, SegmentQueue, encodeRecordHeader, parseSegment, realIo, sealRecordHeader, type QueueIo } from '../../src/extensions/filestorage/segment-queue';
@@ -680,10 +681,10 @@ describe('exporter helper with a persistent queue', () => {
     const storage = new FileStorage(testSettings('file_storage', telemetry), storageConfig(dir));
     await storage.start();
     let started = 0;
-    const push = (_b: Batch, signal?: AbortSignal) =>
+    const push = (_b: Batch, signal?: PushSignal) =>
       new Promise<void>((_resolve, reject) => {
         started++;
-        signal!.addEventListener('abort', () => reject(signal!.reason as Error));
+        signal!.addEventListener('abort', () => reject(signal!.reason instanceof Error ? signal!.reason : new Error(String(signal!.reason))));
       });
     const logs = captureLogs('warn');
     const noRetry: HelperConfig = { ...config(), retry: { ...config().retry, enabled: false }, timeout: { timeoutMs: 0 } };

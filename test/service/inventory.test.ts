@@ -25,6 +25,32 @@ void describe('Inventory bounds', () => {
     assert.deepEqual(inventory.list().map((i) => i.id), ['a', 'd', 'e']);
   });
 
+  void test('the same attributes object in every request (the receiver caches it): recency and eviction as for new objects', () => {
+    const inventory = new Inventory(Date.now, 2);
+    const attrs = (id: string) => new Map<string, AttrValue>([['service.instance.id', id]]);
+    const [a, b, c] = [attrs('a'), attrs('b'), attrs('c')];
+    const seen = (m: Map<string, AttrValue>, n = 1) => inventory.observe({ bytes: new Uint8Array(0), attributes: m, itemCount: n }, 'traces');
+    seen(a);
+    seen(b);
+    seen(a); // a most recent: b goes first
+    seen(c);
+    assert.deepEqual(inventory.list().map((i) => i.id), ['a', 'c']);
+    // b was evicted: its object, seen again, makes a new record (and a, now the oldest, goes).
+    seen(b, 5);
+    assert.deepEqual(inventory.list().map((i) => i.id), ['b', 'c']);
+    inventory.decide(b, true, 'sel', 'filter');
+    assert.equal(inventory.list()[0]!.kept, true);
+    // A decision through a cached object does not count as seen: c stays the oldest.
+    inventory.decide(c, false, null, 'filter');
+    seen(a);
+    assert.deepEqual(inventory.list().map((i) => i.id), ['a', 'b']);
+    // Another object with the same id finds the same record and makes it the most recent.
+    seen(attrs('b'));
+    seen(c);
+    assert.deepEqual(inventory.list().map((i) => i.id), ['b', 'c']);
+    assert.equal(inventory.size.instances, 2);
+  });
+
   void test('at most maxBytes: large instances push out old ones; the estimate stays under the bound', () => {
     const inventory = new Inventory(Date.now, 10_000, 200_000);
     const wide = (i: number) => block(Object.fromEntries([['service.instance.id', `w:${i}`], ...Array.from({ length: 100 }, (_, k) => [`key-${k}`, 'x'.repeat(1000)] as const)]));

@@ -7,6 +7,7 @@ import { Batch, type Signal } from '../../pdata/batch';
 import { LogThrottle } from '../../util/log-throttle';
 import { batchRecords, isQueueStorage, type PersistentQueue, type RecordCodec, type RecordRef } from '../../component/storage';
 import { BEHAVIOUR, nextState, type QueueEvent, type QueueState, type StateBehaviour } from './queue-state';
+import { AttemptSignal, type PushSignal } from './attempt-signal';
 
 // What every network exporter shares, as in the Collector's exporterhelper: the exporter only
 // implements `push`; timeout, retry with backoff and a bounded sending queue wrap it.
@@ -88,13 +89,8 @@ function parseStorage(queue: (key: string) => Node): { storage?: string } {
 /** How late a timeout may fire, at most: the sweep interval is a fiftieth of the timeout, capped here. */
 const MAX_SWEEP_MS = 100;
 
-interface TimedAttempt {
-  readonly controller: AbortController;
-  /** performance.now() after which the attempt is aborted (monotonic: a clock step must not move it). */
-  readonly deadline: number;
-}
-
-export type PushFn<R extends QueueRequest = Batch> = (request: R, signal: AbortSignal) => Promise<void>;
+/** One attempt: `signal` aborts when its deadline (performance.now(), monotonic) passes or the shutdown deadline does. */
+export type PushFn<R extends QueueRequest = Batch> = (request: R, signal: PushSignal) => Promise<void>;
 
 /**
  * What the helper needs to know of the requests it queues, beyond their signal and item count:
@@ -177,7 +173,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
   /** A hand-over or abandon waiting for the workers' attempts in flight to end. */
   private readonly workerWaiters: (() => void)[] = [];
   /** Attempts with a deadline, for sweepDeadlines(). */
-  private readonly inFlight = new Set<TimedAttempt>();
+  private readonly inFlight = new Set<AttemptSignal>();
   private sweeper: NodeJS.Timeout | undefined;
   /** The persistent queue (sending_queue.storage); undefined: in memory only. */
   private store: PersistentQueue<R> | undefined;
@@ -545,7 +541,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
   }
 
   private abortAttempts(): void {
-    for (const attempt of this.inFlight) attempt.controller.abort(new RetryableError('the shutdown deadline passed'));
+    for (const attempt of this.inFlight) attempt.abort(new RetryableError('the shutdown deadline passed'));
   }
 
   /** A drain ends when nothing is queued and no worker sends. */
@@ -566,14 +562,25 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
       // Already counted and logged: a queued batch has no caller to return the error to. A
       // persistent one is acknowledged before its worker takes the next, so that after a crash
       // at most num_consumers batches are sent twice.
-      const sending = this.sendWithRetry(batch, true).catch(() => true);
-      void (this.store ? sending.then((done) => this.settle(batch, done)) : sending).finally(() => {
-        this.activeWorkers--;
-        this.pump();
-        this.notifyIdle();
-      });
+      const sending = this.sendWithRetry(batch, true);
+      if (this.store) {
+        void sending
+          .catch(() => true)
+          .then((done) => this.settle(batch, done))
+          .finally(this.workerDone);
+      } else {
+        // In memory: nothing to settle; one callback for either outcome, no promise chain per batch.
+        void sending.then(this.workerDone, this.workerDone);
+      }
     }
   }
+
+  /** A worker's batch is done with (sent, given up on or set aside): its slot takes the next. */
+  private readonly workerDone = (): void => {
+    this.activeWorkers--;
+    this.pump();
+    this.notifyIdle();
+  };
 
   private notifyIdle(): void {
     if (this.activeWorkers !== 0) return;
@@ -627,15 +634,14 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
 
   private async pushWithTimeout(batch: R): Promise<void> {
     const timeoutMs = this.config.timeout.timeoutMs;
-    const controller = new AbortController();
     // Attempts without a deadline are tracked too, so that abandonQueue() can abort them.
-    const attempt: TimedAttempt = { controller, deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity };
+    const attempt = new AttemptSignal(timeoutMs > 0 ? performance.now() + timeoutMs : Infinity);
     this.inFlight.add(attempt);
     if (timeoutMs > 0) this.sweepDeadlines();
     try {
-      return await this.push(batch, controller.signal);
+      return await this.push(batch, attempt);
     } catch (err) {
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (attempt.aborted) throw attempt.reason;
       throw err;
     } finally {
       this.inFlight.delete(attempt);
@@ -661,7 +667,7 @@ export class ExporterHelper<R extends QueueRequest = Batch> implements Component
       for (const attempt of this.inFlight) {
         if (attempt.deadline > now) continue;
         this.inFlight.delete(attempt);
-        attempt.controller.abort(new RetryableError(`export timed out after ${this.config.timeout.timeoutMs}ms`));
+        attempt.abort(new RetryableError(`export timed out after ${this.config.timeout.timeoutMs}ms`));
       }
     }, tickMs);
   }

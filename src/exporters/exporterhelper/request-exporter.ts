@@ -1,5 +1,6 @@
 import type { Component, Consumer, CreateSettings, Host, QueueAbandon, QueueHandover, QueueRequest } from '../../component/component';
 import type { Batch } from '../../pdata/batch';
+import type { PushSignal } from './attempt-signal';
 import { ExporterHelper, compactedBatchRequests, type HelperConfig, type RequestType } from './exporterhelper';
 
 /**
@@ -17,7 +18,7 @@ export abstract class QueueingExporter<R extends QueueRequest> implements Compon
   abstract start(host?: Host): Promise<void>;
   abstract shutdown(): Promise<void>;
   abstract consume(batch: Batch): Promise<void>;
-  protected abstract push(request: R, signal: AbortSignal): Promise<void>;
+  protected abstract push(request: R, signal: PushSignal): Promise<void>;
 
   wouldRefuse(): string | undefined {
     return this.helper.wouldRefuse();

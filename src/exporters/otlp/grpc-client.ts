@@ -2,6 +2,7 @@ import * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
 import { DecompressError, compress, decompress, zstdReady, type Compression } from '../../util/compression';
 import { GrpcStatus, MESSAGE_PREFIX_LENGTH, decodeGrpcMessage, messagePrefix } from '../../util/grpc';
+import type { CallSignal } from '../exporterhelper/attempt-signal';
 
 // A unary gRPC client on node:http2, for the otlp exporter. OTLP export is one request, one
 // response: the framing is five bytes and the status comes in trailers, so this costs a third of
@@ -82,7 +83,7 @@ export function codeForHttpStatus(status: number): number {
 /** What the otlp exporter needs of a gRPC client; two implementations (`http2: spansieve | node`). */
 export interface UnaryClient {
   /** Calls `path` with one message; resolves with the status (never rejects for a gRPC error). */
-  call(path: string, message: Buffer, signal: AbortSignal, timeoutMs: number): Promise<UnaryResult>;
+  call(path: string, message: Buffer, signal: CallSignal, timeoutMs: number): Promise<UnaryResult>;
   /** Closes gracefully: calls in flight finish. */
   close(): void;
 }
@@ -149,7 +150,7 @@ export class GrpcUnaryClient implements UnaryClient {
   }
 
   /** Calls `path` with one message; resolves with the status (never rejects for a gRPC error). */
-  async call(path: string, message: Buffer, signal: AbortSignal, timeoutMs: number): Promise<UnaryResult> {
+  async call(path: string, message: Buffer, signal: CallSignal, timeoutMs: number): Promise<UnaryResult> {
     const encoding = this.options.compression;
     const payload = encoding ? await compress(REQUEST_COMPRESSION[encoding], message) : message;
     const frameHeader = messagePrefix(encoding !== undefined, payload.length);

@@ -6,6 +6,7 @@ import { parseHostPort } from '../../util/net';
 import type { Batch } from '../../pdata/batch';
 import { types } from '../../pdata/codec';
 import { EXPORT_METHOD } from '../../pdata/otlp';
+import type { PushSignal } from '../exporterhelper/attempt-signal';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { GRPC_STATUS_NAMES, GrpcStatus } from '../../util/grpc';
 import { GrpcUnaryClient, type GrpcClientOptions, type UnaryClient, type UnaryResult } from './grpc-client';
@@ -95,7 +96,7 @@ export class OtlpGrpcExporter extends RequestExporter {
     this.client?.close();
   }
 
-  protected async push(batch: Batch, signal: AbortSignal): Promise<void> {
+  protected async push(batch: Batch, signal: PushSignal): Promise<void> {
     const client = this.client;
     if (!client) throw new RetryableError('exporter not started');
     const result = await client.call(EXPORT_METHOD[batch.signal], batch.toRequestBytes(), signal, this.config.helper.timeout.timeoutMs);

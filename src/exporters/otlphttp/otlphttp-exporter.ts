@@ -4,6 +4,7 @@ import { PermanentError, RetryableError } from '../../component/errors';
 import type { Node } from '../../config/reader';
 import type { Batch, Signal } from '../../pdata/batch';
 import { TooDeepError, toOtlpJson, types } from '../../pdata/codec';
+import type { PushSignal } from '../exporterhelper/attempt-signal';
 import { RequestExporter } from '../exporterhelper/request-exporter';
 import { HttpPoster } from '../http-post';
 import { compress, loadZstd, type Compression } from '../../util/compression';
@@ -87,7 +88,7 @@ export class OtlpHttpExporter extends RequestExporter {
     this.poster.destroy();
   }
 
-  protected async push(batch: Batch, signal: AbortSignal): Promise<void> {
+  protected async push(batch: Batch, signal: PushSignal): Promise<void> {
     const url = this.config.urls[batch.signal];
     if (!url) throw new PermanentError(`no ${batch.signal} URL is configured for ${this.settings.id}`);
     const json = this.config.encoding === 'json';
@@ -105,7 +106,7 @@ export class OtlpHttpExporter extends RequestExporter {
       body = await compress(BODY_COMPRESSION[compression], body, this.config.compressionLevel);
       headers['content-encoding'] = compression;
     }
-    const response = await this.poster.post(url, headers, body, signal);
+    const response = await this.poster.post(url, headers, body, signal.toAbortSignal());
     if (response.status >= 200 && response.status < 300) {
       this.logPartialSuccess(batch.signal, response.body, json);
       return;

@@ -8,6 +8,7 @@ import type { RecordCodec } from '../../component/storage';
 import { encodeRepeatedField } from '../../pdata/wire';
 import { protobufjs } from '../../util/lazy-modules';
 import { HELPER_KEYS, parseHelperConfig, type HelperConfig, type RequestType } from '../exporterhelper/exporterhelper';
+import type { PushSignal } from '../exporterhelper/attempt-signal';
 import { QueueingExporter } from '../exporterhelper/request-exporter';
 import { Accumulator, samplesOf, type Series } from '../internal/prometheus/accumulator';
 import { normalizeNamespace, parseLabelMap, type LabelPairs } from '../internal/prometheus/translation';
@@ -266,7 +267,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
     return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   }
 
-  protected async push(request: RemoteWriteRequest, signal: AbortSignal): Promise<void> {
+  protected async push(request: RemoteWriteRequest, signal: PushSignal): Promise<void> {
     const url = this.config.endpoint;
     if (!url) throw new PermanentError('no endpoint is configured');
     for (const body of request.bodies) {
@@ -278,7 +279,7 @@ export class RemoteWriteExporter extends QueueingExporter<RemoteWriteRequest> {
         'x-prometheus-remote-write-version': '0.1.0',
         'user-agent': 'spansieve',
       };
-      const response = await this.poster.post(url, headers, body, signal);
+      const response = await this.poster.post(url, headers, body, signal.toAbortSignal());
       if (response.status >= 200 && response.status < 300) continue;
       const message = `HTTP ${response.status} from ${url.toString()}: ${response.body.toString('utf8').slice(0, 500).trim() || '(empty body)'}`;
       if (RETRYABLE_STATUS(response.status)) throw new RetryableError(message, parseRetryAfter(response.retryAfter));

@@ -38,16 +38,28 @@ export function keeps(config: FilterConfig, attributes: Attributes): boolean {
   return config.drop.isEmpty || config.drop.match(attributes) === undefined;
 }
 
+// Decisions are immutable and few (two per selector at most): shared, not built per resource.
+const NOT_KEPT: FilterDecision = Object.freeze({ kept: false, selector: undefined });
+const KEPT_BY_DEFAULT: FilterDecision = Object.freeze({ kept: true, selector: undefined });
+const keptDecisions = new WeakMap<Selector, FilterDecision>();
+const droppedDecisions = new WeakMap<Selector, FilterDecision>();
+
+function sharedDecision(cache: WeakMap<Selector, FilterDecision>, kept: boolean, selector: Selector): FilterDecision {
+  let decision = cache.get(selector);
+  if (decision === undefined) cache.set(selector, (decision = Object.freeze({ kept, selector })));
+  return decision;
+}
+
 /** Keep if any `keep` selector matches (or there is no `keep`), then drop if any `drop` selector matches. */
 export function decide(config: FilterConfig, attributes: Attributes): FilterDecision {
   let keptBy: Selector | undefined;
   if (config.keep) {
     keptBy = config.keep.match(attributes);
-    if (!keptBy) return { kept: false, selector: undefined };
+    if (!keptBy) return NOT_KEPT;
   }
   const droppedBy = config.drop.isEmpty ? undefined : config.drop.match(attributes);
-  if (droppedBy) return { kept: false, selector: droppedBy };
-  return { kept: true, selector: keptBy };
+  if (droppedBy) return sharedDecision(droppedDecisions, false, droppedBy);
+  return keptBy === undefined ? KEPT_BY_DEFAULT : sharedDecision(keptDecisions, true, keptBy);
 }
 
 export function parseSelectorList(node: Node, processes?: ProcessContext): SelectorList | undefined {

@@ -23,6 +23,9 @@ export type ExportOutcome =
   | { kind: 'unavailable'; message: string; retryAfterMs: number }
   | { kind: 'unimplemented'; message: string };
 
+/** The outcome of a request taken whole: one shared object, not one per request. */
+const OK: ExportOutcome = Object.freeze({ kind: 'ok', rejected: 0, message: '' });
+
 /** Per-signal, per-transport handling of one export request: parse, hand on, count, classify. */
 export class ExportHandler {
   private readonly accepted: { inc(n: number): void };
@@ -85,7 +88,7 @@ export class ExportHandler {
       }
     }
     this.accepted.inc(batch.itemCount);
-    return { kind: 'ok', rejected: parsed.rejected, message: parsed.rejectMessage };
+    return parsed.rejected === 0 && parsed.rejectMessage === '' ? OK : { kind: 'ok', rejected: parsed.rejected, message: parsed.rejectMessage };
   }
 
   /**

@@ -262,24 +262,50 @@ export class H2ClientConnection extends H2Endpoint<H2ClientStream> {
       this.socket.write(out);
       return;
     }
+    if (now === total && total <= COPY_BELOW) {
+      // Headers and the whole body in one buffer, one write; the DATA frame headers are written in
+      // place (no buffer or slice per frame: this runs once per call).
+      const out = Buffer.allocUnsafe(headerBytes + total + FRAME_HEADER_BYTES * Math.ceil(total / frameSize));
+      let o = writeHeaderFrames(out, 0, id, stream.headerBlock, false, frameSize);
+      const parts = stream.parts;
+      let partIndex = 0;
+      let partOffset = 0;
+      let left = total;
+      while (left > 0) {
+        const length = Math.min(frameSize, left);
+        left -= length;
+        writeFrameHeader(out, o, length, FrameType.DATA, left === 0 ? Flag.END_STREAM : 0, id);
+        o += FRAME_HEADER_BYTES;
+        let need = length;
+        while (need > 0) {
+          const part = parts[partIndex]!;
+          const take = Math.min(part.length - partOffset, need);
+          o += part.copy(out, o, partOffset, partOffset + take);
+          partOffset += take;
+          need -= take;
+          if (partOffset === part.length) {
+            partIndex++;
+            partOffset = 0;
+          }
+        }
+      }
+      stream.partIndex = partIndex;
+      stream.partOffset = partOffset;
+      stream.pendingBytes = 0;
+      stream.localEnded = true;
+      stream.sendWindow -= total;
+      this.sendWindow -= total;
+      this.socket.write(out);
+      return;
+    }
     const pieces: Buffer[] = [];
     this.takeData(stream, now, pieces);
-    if (now === total && total <= COPY_BELOW) {
-      // Headers and the whole body in one buffer, one write.
-      let size = headerBytes;
-      for (const piece of pieces) size += piece.length;
-      const out = Buffer.allocUnsafe(size);
-      let o = writeHeaderFrames(out, 0, id, stream.headerBlock, false, frameSize);
-      for (const piece of pieces) o += piece.copy(out, o);
-      this.socket.write(out);
-    } else {
-      const out = Buffer.allocUnsafe(headerBytes);
-      writeHeaderFrames(out, 0, id, stream.headerBlock, false, frameSize);
-      this.socket.cork();
-      this.socket.write(out);
-      for (const piece of pieces) this.socket.write(piece);
-      this.socket.uncork();
-    }
+    const out = Buffer.allocUnsafe(headerBytes);
+    writeHeaderFrames(out, 0, id, stream.headerBlock, false, frameSize);
+    this.socket.cork();
+    this.socket.write(out);
+    for (const piece of pieces) this.socket.write(piece);
+    this.socket.uncork();
     if (stream.pendingBytes > 0) this.blocked.add(stream);
   }
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pino from 'pino';
 import { RetryableError } from '../../../src/component/errors';
+import type { PushSignal } from '../../../src/exporters/exporterhelper/attempt-signal';
 import { ExporterHelper, type HelperConfig, type PushFn } from '../../../src/exporters/exporterhelper/exporterhelper';
 import type { Batch } from '../../../src/pdata/batch';
 import { parseRequest } from '../../../src/pdata/scan';
@@ -35,7 +36,7 @@ describe('exporter helper timeout', () => {
   });
 
   test('only the attempts past their deadline are aborted', async () => {
-    const signals: AbortSignal[] = [];
+    const signals: PushSignal[] = [];
     const h = helper(200, (b, signal) => {
       signals.push(signal);
       // The first attempt answers in 50 ms, the second never does.

@@ -133,6 +133,15 @@ export interface GrpcCall {
   /** One listener each: body chunks as they arrive, the client's end (not after a reset). */
   onData: ((chunk: Buffer) => void) | undefined;
   onEnd: (() => void) | undefined;
+  /**
+   * Optional: the layer keeps the body itself (src/util/h2 moves its DATA payloads together within
+   * a read, so it is usually one view and never joined). True when it does; chunks given to
+   * onData are then only lent for that call, and keptBody() has the body at onEnd.
+   */
+  keepBody?(): boolean;
+  keptBody?(): Buffer;
+  /** Stops keeping the body and lets go of it. */
+  dropBody?(): void;
   /** Runs once when the stream closes, whatever the reason. */
   whenClosed(fn: () => void): void;
   /** A response message (undefined: the empty one), then status OK in trailers. */
@@ -226,7 +235,11 @@ export class GrpcCalls {
       return;
     }
 
+    const kept = call.keepBody?.() === true;
+    /** The chunks, unless the layer keeps the body (`kept`). */
     const chunks: Buffer[] = [];
+    /** Kept: the octets of a prefix split over chunks, copied (a lent chunk may move). */
+    let partialHead: Buffer | undefined;
     let received = 0;
     /** Bytes the call may send: one prefix and the message it declares (known once the prefix is in). */
     let expected = -1;
@@ -236,10 +249,15 @@ export class GrpcCalls {
       clearTimeout(deadline);
       reservation.release();
     });
+    const dropBody = () => {
+      chunks.length = 0;
+      partialHead = undefined;
+      if (kept) call.dropBody?.();
+    };
     /** `unsent`: what the client still has to send of its message, when the call is refused for it. */
     const refuse = (code: number, message: string, details?: Uint8Array, unsent?: number) => {
       refused = true;
-      chunks.length = 0;
+      dropBody();
       clearTimeout(deadline);
       reservation.release();
       call.onData = undefined;
@@ -260,10 +278,11 @@ export class GrpcCalls {
       : undefined;
     call.onData = (chunk: Buffer) => {
       if (refused) return;
-      chunks.push(chunk);
+      if (!kept) chunks.push(chunk);
       received += chunk.length;
       if (expected < 0 && received >= MESSAGE_PREFIX_LENGTH) {
-        const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+        const head = kept ? (partialHead ? Buffer.concat([partialHead, chunk]) : chunk) : chunks.length === 1 ? chunk : Buffer.concat(chunks);
+        partialHead = undefined;
         const declared = head.readUInt32BE(1);
         // Refuse an oversized message from its prefix, before reading it.
         if (declared > this.maxMessageBytes) {
@@ -277,6 +296,8 @@ export class GrpcCalls {
           refuse(inflight.code, inflight.message, inflight.details, expected - received);
           return;
         }
+      } else if (kept && expected < 0) {
+        partialHead = partialHead ? Buffer.concat([partialHead, chunk]) : Buffer.from(chunk);
       }
       // Whatever comes after the one message is not buffered: a unary call has no second one.
       if (expected >= 0 && received > expected) refuse(GrpcStatus.INTERNAL, 'more than one request message: a unary call sends exactly one');
@@ -286,19 +307,19 @@ export class GrpcCalls {
       clearTimeout(deadline);
       // Ended by a reset or a destroyed connection (shutdown): nobody to answer, nothing to join.
       if (call.aborted) {
-        chunks.length = 0;
+        dropBody();
         reservation.release();
         return;
       }
       if (expected >= 0 && received < expected) {
         // Truncated: answered without joining the chunks (a copy of up to the whole message).
-        chunks.length = 0;
+        dropBody();
         reservation.release();
         call.respondStatus(GrpcStatus.INTERNAL, `truncated request message: prefix says ${expected - MESSAGE_PREFIX_LENGTH} bytes, ${received - MESSAGE_PREFIX_LENGTH} arrived`);
         return;
       }
-      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
-      chunks.length = 0;
+      const body = kept ? call.keptBody!() : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
+      dropBody();
       let framed: { message: Buffer; compressed: boolean };
       try {
         framed = unframe(body, encoding);

@@ -140,6 +140,20 @@ class H2Call implements GrpcCall {
     stream.onEnd = () => this.onEnd?.();
   }
 
+  /** The layer keeps the body, in the socket's read where it can (H2Stream.keepBody). */
+  keepBody(): boolean {
+    this.stream.keepBody = true;
+    return true;
+  }
+
+  keptBody(): Buffer {
+    return this.stream.body();
+  }
+
+  dropBody(): void {
+    this.stream.dropBody();
+  }
+
   header(name: string): string | undefined {
     return this.stream.header(name);
   }

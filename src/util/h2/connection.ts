@@ -78,8 +78,17 @@ export class H2Stream {
   discarding = false;
   /** Called once when the stream ends before its response went out in full (client reset, connection lost). */
   onAbort: (() => void) | undefined = undefined;
-  /** Set (in onHeaders): body chunks go here as they arrive, not buffered, and onEnd replaces onRequest. */
+  /**
+   * Set (in onHeaders): body chunks go here as they arrive, not buffered (unless keepBody), and
+   * onEnd replaces onRequest. A chunk is lent for the call only: with keepBody the layer may move
+   * its bytes afterwards.
+   */
   onData: ((chunk: Buffer) => void) | undefined = undefined;
+  /**
+   * With onData: the body is kept as well, for body() at onEnd (no maxBodyBytes check: the handler
+   * bounds it). Cleared by dropBody().
+   */
+  keepBody = false;
   onEnd: (() => void) | undefined = undefined;
   /** Called once when the stream is closed, for whatever reason. */
   onClose: (() => void) | undefined = undefined;
@@ -104,10 +113,26 @@ export class H2Stream {
     return undefined;
   }
 
-  /** The whole body. */
+  /**
+   * The whole body: one view into the socket read it came in when its DATA frames shared one read
+   * (their payloads are moved together there as they arrive), else joined once.
+   */
   body(): Buffer {
-    return this.chunks.length === 1 ? this.chunks[0]! : this.chunks.length === 0 ? EMPTY : Buffer.concat(this.chunks, this.bodyBytes);
+    const chunks = this.chunks;
+    if (chunks.length === 0) return EMPTY;
+    if (chunks.length > 1) chunks.splice(0, chunks.length, Buffer.concat(chunks, this.keptBytes));
+    return chunks[0]!;
   }
+
+  /** Stops keeping the body and lets go of what was kept (a refused call). */
+  dropBody(): void {
+    this.keepBody = false;
+    this.chunks.length = 0;
+    this.keptBytes = 0;
+  }
+
+  /** Octets in `chunks`. */
+  keptBytes = 0;
 
   /** Response headers (with :status), an optional body, optional trailers: all queued at once. */
   respond(headers: readonly Header[], data?: Buffer, trailers?: readonly Header[]): void {
@@ -163,6 +188,8 @@ export class H2Connection extends H2Endpoint<H2Stream> {
   /** A drain-end PING is out; another is wanted after it. */
   private wakePending = false;
   private wakeAgain = false;
+  /** The stream whose body took the last DATA payload handed out in the current read, if any. */
+  private lastKept: H2Stream | undefined = undefined;
 
   constructor(readonly socket: net.Socket, private readonly handler: H2Handler, options: H2ConnectionOptions = {}) {
     super({
@@ -189,6 +216,8 @@ export class H2Connection extends H2Endpoint<H2Stream> {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.lastActivity = performance.now();
+      // Bodies are moved together only within one read (see keep).
+      this.lastKept = undefined;
       this.onData(chunk);
     });
     socket.on('error', () => this.destroy());
@@ -311,15 +340,20 @@ export class H2Connection extends H2Endpoint<H2Stream> {
       if (stream.onData) {
         stream.onData(data);
         if (stream.closed) return;
+        if (stream.keepBody) this.keep(stream, data);
+        else this.lastKept = undefined;
       } else if (stream.bodyBytes > this.maxBodyBytes) {
         stream.discarding = true;
-        stream.chunks.length = 0;
+        stream.dropBody();
+        this.lastKept = undefined;
         if (this.handler.onBodyTooLarge) this.handler.onBodyTooLarge(stream);
         else stream.reset(H2Error.CANCEL);
         if (stream.closed) return;
       } else {
-        stream.chunks.push(data);
+        this.keep(stream, data);
       }
+    } else if (data.length > 0) {
+      this.lastKept = undefined;
     }
     if (endStream) {
       stream.remoteEnded = true;
@@ -327,6 +361,26 @@ export class H2Connection extends H2Endpoint<H2Stream> {
       return;
     }
     this.giveBackStream(stream, length);
+  }
+
+  /**
+   * Appends a DATA payload to its stream's body. When the stream's previous payload was the last
+   * one handed out on this connection and in the same read, the bytes between them are frame
+   * headers, padding and frames nobody keeps, so this payload is moved back to follow it and the
+   * body stays one view, joined by no copy (the read is ours: nothing else keeps socket reads).
+   */
+  private keep(stream: H2Stream, data: Buffer): void {
+    const chunks = stream.chunks;
+    const last = chunks.length > 0 && this.lastKept === stream ? chunks[chunks.length - 1]! : undefined;
+    this.lastKept = stream;
+    stream.keptBytes += data.length;
+    if (last && last.buffer === data.buffer && data.byteOffset >= last.byteOffset + last.length) {
+      const end = last.byteOffset + last.length;
+      if (data.byteOffset > end) new Uint8Array(data.buffer).copyWithin(end, data.byteOffset, data.byteOffset + data.length);
+      chunks[chunks.length - 1] = Buffer.from(data.buffer, last.byteOffset, last.length + data.length);
+      return;
+    }
+    chunks.push(data);
   }
 
   protected onHeaderBlock(streamId: number, flags: number, fragment: Buffer): void {
@@ -548,7 +602,7 @@ export class H2Connection extends H2Endpoint<H2Stream> {
         // The rest of the body is read and dropped for a while, so the client can finish sending
         // and read the response rather than lose it to a reset (curl, node:http2 clients).
         stream.discarding = true;
-        stream.chunks.length = 0;
+        stream.dropBody();
         stream.drainTimer = setTimeout(() => {
           if (stream.closed || this.dead) return;
           this.socket.write(rstStreamFrame(stream.id, H2Error.NO_ERROR));

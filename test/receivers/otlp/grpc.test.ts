@@ -419,6 +419,44 @@ for (const layer of HTTP2_LAYERS) void describe(`OTLP/gRPC receiver at the proto
     for (const r of sink.requests.slice(before)) assert.deepEqual(spansOf(r.body).map((s) => s.name), ['raw']);
   });
 
+  void test('a prefix split over 1- and 2-byte DATA frames and 30 calls interleaved on one connection are forwarded intact', async () => {
+    const before = sink.requests.length;
+    const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+    try {
+      const calls = Array.from({ length: 30 }, (_, i) => {
+        const body = framed(encodeTraces([obiResourceSpans(KEPT, Array.from({ length: 1 + (i % 7) }, (_, j) => obiSpan({ name: `call-${i}-${j}` }))), obiResourceSpans(DROPPED, [obiSpan()])]));
+        return new Promise<string>((resolve, reject) => {
+          const stream = session.request({ ':method': 'POST', ':path': EXPORT_METHOD.traces, 'content-type': 'application/grpc', te: 'trailers' });
+          let status = '';
+          stream.on('response', (h) => (status = String(h['grpc-status'] ?? '')));
+          stream.on('trailers', (t: http2.IncomingHttpHeaders) => (status = String(t['grpc-status'])));
+          stream.resume();
+          stream.on('error', reject);
+          stream.on('close', () => resolve(status));
+          // Every write is its own DATA frame; the writes of all calls interleave on the connection.
+          const cuts = i % 3 === 0 ? [1, 2, 4, 5, 40] : [2, 5, 60];
+          let from = 0;
+          const next = (k: number) => {
+            if (k === cuts.length) {
+              stream.end(body.subarray(from));
+              return;
+            }
+            stream.write(body.subarray(from, cuts[k]), () => setImmediate(() => next(k + 1)));
+            from = cuts[k]!;
+          };
+          next(0);
+        });
+      });
+      assert.deepEqual(await Promise.all(calls), Array.from({ length: 30 }, () => '0'));
+    } finally {
+      session.close();
+    }
+    await waitFor('30 forwarded requests', () => sink.requests.length >= before + 30);
+    const names = sink.requests.slice(before).flatMap((r) => spansOf(r.body).map((span) => span.name)).sort();
+    const expected = Array.from({ length: 30 }, (_, i) => Array.from({ length: 1 + (i % 7) }, (_, j) => `call-${i}-${j}`)).flat().sort();
+    assert.deepEqual(names, expected);
+  });
+
   void test('framing errors get a status naming the problem, and nothing is forwarded', async () => {
     const before = sink.requests.length;
     const message = keptRequest();

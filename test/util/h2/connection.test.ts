@@ -584,12 +584,121 @@ test('reads frames however the bytes are split across socket reads (1 octet at a
     });
     const got: [number, string][] = [];
     new H2Connection(socket as unknown as net.Socket, { onRequest: (s) => got.push([s.id, s.body().toString('hex')]) });
-    for (let p = 0; p < wire.length; p += split) socket.emit('data', wire.subarray(p, p + split));
+    // Each read a buffer of its own, as a socket's are: the layer moves body bytes inside them.
+    for (let p = 0; p < wire.length; p += split) socket.emit('data', Buffer.from(wire.subarray(p, p + split)));
     assert.deepEqual(got, [[1, body.toString('hex')], [3, Buffer.from('tail').toString('hex')]], `split ${split}`);
     const out = Buffer.concat(written);
     assert.ok(out.includes(Buffer.from('abcdefgh')), `PING answered, split ${split}`);
     assert.ok(!out.includes(goawayFrame(0, 0).subarray(0, 4)), `no GOAWAY, split ${split}`);
   }
+});
+
+/** A connection on a fake socket: `feed` emits one read; returns what the handler got. */
+async function fakeConnection(handler: H2Handler): Promise<{ feed: (read: Buffer) => void }> {
+  const { EventEmitter } = await import('node:events');
+  const { H2Connection } = await import('../../../src/util/h2/connection');
+  const socket = Object.assign(new EventEmitter(), {
+    destroyed: false, writableLength: 0,
+    setNoDelay: () => undefined, cork: () => undefined, uncork: () => undefined,
+    write: () => true, end: () => undefined, destroy: () => undefined,
+  });
+  new H2Connection(socket as unknown as net.Socket, handler);
+  return { feed: (read) => socket.emit('data', read) };
+}
+
+const pattern = (length: number, seed: number) => Buffer.from(Array.from({ length }, (_, i) => (i * 7 + seed) & 0xff));
+const padded = (streamId: number, payload: Buffer, pad: number, endStream = false) =>
+  frame(FrameType.DATA, Flag.PADDED | (endStream ? Flag.END_STREAM : 0), streamId, Buffer.concat([Buffer.from([pad]), payload, Buffer.alloc(pad, 0xee)]));
+
+test('keepBody: a body whose DATA frames share a read is one view into it, not a copy; interleaved streams and padding stay intact', async () => {
+  const bodies = new Map<number, Buffer>();
+  const lent: number[] = [];
+  const { feed } = await fakeConnection({
+    onHeaders(stream) {
+      stream.keepBody = true;
+      stream.onData = (chunk) => lent.push(chunk.length);
+      stream.onEnd = () => bodies.set(stream.id, stream.body());
+    },
+    onRequest: () => assert.fail('onEnd replaces onRequest'),
+  });
+  const a = pattern(3000, 1);
+  const b = pattern(2000, 2);
+  const c = pattern(1500, 3);
+  const read = Buffer.concat([
+    PREFACE, settingsFrame([]),
+    // stream 1 alone: three frames (one padded) with a PING between them
+    headers(1, false), data(1, a.subarray(0, 1000), false), frame(FrameType.PING, 0, 0, Buffer.from('abcdefgh')),
+    padded(1, a.subarray(1000, 2000), 17), data(1, a.subarray(2000)),
+    // streams 3 and 5 interleaved
+    headers(3, false), headers(5, false), data(3, b.subarray(0, 700), false), data(5, c.subarray(0, 500), false),
+    data(3, b.subarray(700, 1400), false), data(5, c.subarray(500)), data(3, b.subarray(1400)),
+  ]);
+  feed(read);
+  assert.deepEqual(lent, [1000, 1000, 1000, 700, 500, 700, 1000, 600]);
+  assert.ok(bodies.get(1)!.equals(a));
+  assert.ok(bodies.get(3)!.equals(b));
+  assert.ok(bodies.get(5)!.equals(c));
+  // Stream 1's frames were moved together inside the read: its body is a view of it, not a join.
+  assert.equal(bodies.get(1)!.buffer, read.buffer);
+});
+
+test('keepBody: a body handed on stays intact while later reads on the connection are taken in', async () => {
+  const bodies: Buffer[] = [];
+  const { feed } = await fakeConnection({
+    onHeaders(stream) {
+      stream.keepBody = true;
+      stream.onData = () => undefined;
+      stream.onEnd = () => bodies.push(stream.body());
+    },
+    onRequest: () => assert.fail('onEnd replaces onRequest'),
+  });
+  const sent: Buffer[] = [];
+  feed(Buffer.concat([PREFACE, settingsFrame([])]));
+  for (let i = 0; i < 40; i++) {
+    const id = 2 * i + 1;
+    const body = pattern(900 + i * 37, i);
+    sent.push(body);
+    // Each call in two reads split inside a frame: moved parts, straddling frames and joins all occur.
+    const wire = Buffer.concat([headers(id, false), data(id, body.subarray(0, 300), false), padded(id, body.subarray(300, 600), i), data(id, body.subarray(600))]);
+    const cut = 20 + ((i * 53) % (wire.length - 20));
+    feed(wire.subarray(0, cut));
+    feed(Buffer.from(wire.subarray(cut)));
+  }
+  assert.equal(bodies.length, 40);
+  for (let i = 0; i < 40; i++) assert.ok(bodies[i]!.equals(sent[i]!), `call ${i}`);
+});
+
+test('keepBody: dropBody lets go of a refused body; a chunk lent to onData without keepBody is not moved over', async () => {
+  const kept: Buffer[] = [];
+  const held: Buffer[] = [];
+  const { feed } = await fakeConnection({
+    onHeaders(stream) {
+      if (stream.id === 1) {
+        // keeps lent chunks itself (not keepBody): they must not be overwritten by stream 3's moves
+        stream.onData = (chunk) => held.push(chunk);
+        stream.onEnd = () => undefined;
+      } else if (stream.id === 3) {
+        stream.keepBody = true;
+        stream.onData = () => undefined;
+        stream.onEnd = () => kept.push(stream.body());
+      } else {
+        stream.keepBody = true;
+        stream.onData = () => stream.dropBody();
+        stream.onEnd = () => kept.push(stream.body());
+      }
+    },
+    onRequest: () => assert.fail('onEnd replaces onRequest'),
+  });
+  const x = pattern(400, 9);
+  const y = pattern(400, 10);
+  feed(Buffer.concat([
+    PREFACE, settingsFrame([]), headers(1, false), headers(3, false), headers(5, false),
+    data(3, y.subarray(0, 200), false), data(1, x.subarray(0, 200), false), data(3, y.subarray(200)), data(1, x.subarray(200)),
+    data(5, pattern(100, 1)),
+  ]));
+  assert.ok(Buffer.concat(held).equals(x));
+  assert.ok(kept[0]!.equals(y));
+  assert.equal(kept[1]!.length, 0);
 });
 
 test('settingsAckTimeoutMs: a client that never acknowledges our SETTINGS gets GOAWAY SETTINGS_TIMEOUT; one that does is kept', async () => {

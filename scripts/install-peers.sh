@@ -169,10 +169,12 @@ install_podman() {
   local here missing=()
   here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
   export CONTAINERS_CONF="$here/podman/containers.conf"
-  for tool in podman runc mmdebstrap slirp4netns podman-compose; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  # iptables: netavark (a container network, compose) runs it, and podman only suggests it; without
+  # it a container is created but never starts ("netavark: No such file or directory").
+  for tool in podman runc mmdebstrap slirp4netns podman-compose iptables; do
+    command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
   done
-  if ((${#missing[@]} > 0)); then apt_install podman runc slirp4netns netavark aardvark-dns mmdebstrap podman-compose; fi
+  if ((${#missing[@]} > 0)); then apt_install podman runc slirp4netns netavark aardvark-dns iptables mmdebstrap podman-compose; fi
   command -v docker-compose >/dev/null 2>&1 || apt_install --no-install-recommends docker-compose
   local dir="$PEERS_DIR/image" node_version
   mkdir -p "$dir"

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jaegerBinary, tagValue, type JaegerTrace } from '../helpers/jaeger';
 import { freePorts, waitFor } from '../helpers/ports';
-import { buildSpansieveImage, MINBASE_IMAGE, must, podmanEnv, requirePodman, ROOT, run, SPANSIEVE_IMAGE } from '../helpers/podman';
+import { buildSpansieveImage, MINBASE_IMAGE, must, podman, podmanEnv, requirePodman, ROOT, run, SPANSIEVE_IMAGE } from '../helpers/podman';
 import { prometheusBinary } from '../helpers/prometheus';
 import { CHAIN, NOISE } from './fake-obi';
 
@@ -46,7 +46,8 @@ describe('the compose scenario under podman-compose, OBI replaced by OTLP it wou
   const compose = (...args: string[]) => must('podman-compose', ['-p', project, ...files, ...args], { env, cwd: COMPOSE_DIR });
 
   before(async () => {
-    await requirePodman(['podman-compose']);
+    // iptables: netavark runs it for the compose network.
+    await requirePodman(['podman-compose', 'iptables']);
     await buildSpansieveImage();
     const override = path.join(dir, 'compose.podman.yaml');
     fs.writeFileSync(
@@ -82,6 +83,13 @@ services:
     env = { ...podmanEnv(), PUBLISH_ADDRESS: '127.0.0.1', JAEGER_UI_PORT: String(jaegerPort), PROMETHEUS_PORT: String(prometheusPort), ENVOY_PORT: String(envoyPort) };
     composeStarted = true;
     await compose('up', '-d', '--no-build', 'jaeger', 'prometheus', 'spansieve', 'fake-obi');
+    // podman-compose exits 0 even when a container cannot start: say why here, not as a timeout later.
+    const created = await podman('ps', '-a', '--format', '{{.Names}}', '--filter', `label=io.podman.compose.project=${project}`, '--filter', 'status=created');
+    const notStarted = created.trim().split('\n').filter(Boolean);
+    if (notStarted.length > 0) {
+      const why = await run('podman', ['start', notStarted[0]!]);
+      throw new Error(`containers not started: ${notStarted.join(', ')}; podman start ${notStarted[0]}: ${(why.stderr || why.stdout).trim()}`);
+    }
   });
 
   after(async () => {

@@ -46,7 +46,9 @@ export async function must(cmd: string, args: readonly string[], options: { env?
 export const podman = (...args: string[]): Promise<string> => must('podman', args);
 
 function onPath(name: string): boolean {
-  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir !== '' && fs.existsSync(path.join(dir, name)));
+  // /usr/sbin too: iptables lives there and is not on every user's PATH.
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin'];
+  return dirs.some((dir) => dir !== '' && fs.existsSync(path.join(dir, name)));
 }
 
 /**

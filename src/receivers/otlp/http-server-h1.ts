@@ -12,7 +12,7 @@ import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 import {
-  CONTENT_ENCODINGS, GRPC_CODE, HTTP_CONTENT_ENCODINGS, HttpError, SHUTDOWN_GRACE_MS, UNREAD_LINGER_MS, bodyEncoding, contentTypeOf, decompressBody, statusBody,
+  CONTENT_ENCODINGS, GRPC_CODE, HttpError, SHUTDOWN_GRACE_MS, UNREAD_LINGER_MS, acceptedEncodingsText, bodyEncoding, contentTypeOf, decompressBody, headerTimeoutMs, statusBody,
   type HttpProtocolConfig,
 } from './http-server';
 
@@ -35,8 +35,7 @@ export class OtlpHttp1Server {
     counters: ServerCounters = NO_COUNTERS,
   ) {
     this.refusals = new ServerRefusals(counters, logger, 'OTLP/HTTP', 'request');
-    const accepted = HTTP_CONTENT_ENCODINGS.filter((e) => !config.compressionAlgorithms || config.compressionAlgorithms.has(e));
-    this.acceptedEncodings = accepted.map((e) => (e === '' ? 'none' : e)).join(', ') || 'nothing (compression_algorithms is empty)';
+    this.acceptedEncodings = acceptedEncodingsText(config);
   }
 
   get port(): number {
@@ -46,8 +45,7 @@ export class OtlpHttp1Server {
   async start(auth?: ServerAuthenticator): Promise<void> {
     this.auth = auth;
     const { readHeaderTimeoutMs, readTimeoutMs, idleTimeoutMs } = this.config;
-    // Go's rules, as on node:http: no header timeout means read_timeout's, and it cannot outlast read_timeout.
-    const headersTimeout = readHeaderTimeoutMs === 0 ? readTimeoutMs : readTimeoutMs === 0 ? readHeaderTimeoutMs : Math.min(readHeaderTimeoutMs, readTimeoutMs);
+    const headersTimeout = headerTimeoutMs(readHeaderTimeoutMs, readTimeoutMs);
     const tlsConfig = this.config.tls;
     const http = new Http1Server(
       (exchange) => this.onRequest(exchange),

@@ -55,6 +55,17 @@ export const SHUTDOWN_GRACE_MS = 1000;
 
 export const GRPC_CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
+/** For the 415 message: the encodings compression_algorithms allows. */
+export function acceptedEncodingsText(config: HttpProtocolConfig): string {
+  const accepted = HTTP_CONTENT_ENCODINGS.filter((e) => !config.compressionAlgorithms || config.compressionAlgorithms.has(e));
+  return accepted.map((e) => (e === '' ? 'none' : e)).join(', ') || 'nothing (compression_algorithms is empty)';
+}
+
+/** Go's rules: no header timeout means read_timeout's, and it cannot outlast read_timeout. */
+export function headerTimeoutMs(readHeaderTimeoutMs: number, readTimeoutMs: number): number {
+  return readHeaderTimeoutMs === 0 ? readTimeoutMs : readTimeoutMs === 0 ? readHeaderTimeoutMs : Math.min(readHeaderTimeoutMs, readTimeoutMs);
+}
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -103,8 +114,7 @@ export class OtlpHttpServer {
     counters: ServerCounters = NO_COUNTERS,
   ) {
     this.refusals = new ServerRefusals(counters, logger, 'OTLP/HTTP', 'request');
-    const accepted = HTTP_CONTENT_ENCODINGS.filter((e) => !config.compressionAlgorithms || config.compressionAlgorithms.has(e));
-    this.acceptedEncodings = accepted.map((e) => (e === '' ? 'none' : e)).join(', ') || 'nothing (compression_algorithms is empty)';
+    this.acceptedEncodings = acceptedEncodingsText(config);
   }
 
   get port(): number {
@@ -130,9 +140,7 @@ export class OtlpHttpServer {
   async start(auth?: ServerAuthenticator): Promise<void> {
     this.auth = auth;
     const { readHeaderTimeoutMs, readTimeoutMs, idleTimeoutMs } = this.config;
-    // Go's rules, which the Collector's keys follow: no header timeout means read_timeout's, and
-    // the header timeout cannot outlast the whole request's.
-    const headersTimeout = readHeaderTimeoutMs === 0 ? readTimeoutMs : readTimeoutMs === 0 ? readHeaderTimeoutMs : Math.min(readHeaderTimeoutMs, readTimeoutMs);
+    const headersTimeout = headerTimeoutMs(readHeaderTimeoutMs, readTimeoutMs);
     const shortest = Math.min(...[headersTimeout, readTimeoutMs].filter((t) => t > 0), 4000);
     const tlsConfig = this.config.tls;
     const options: http.ServerOptions = {

@@ -12,7 +12,7 @@ import { echoed } from './echo';
 import type { BodyEncoding, ExportHandler, ExportOutcome } from './export-handler';
 import { INFLIGHT_RETRY_AFTER_MS, InflightBytes, InflightExceeded, NO_COUNTERS, Reservation, ServerRefusals, type ServerCounters } from './inflight';
 import {
-  CONTENT_ENCODINGS, GRPC_CODE, HttpError, SHUTDOWN_GRACE_MS, UNREAD_LINGER_MS, acceptedEncodingsText, bodyEncoding, contentTypeOf, decompressBody, headerTimeoutMs, statusBody,
+  GRPC_CODE, HttpError, SHUTDOWN_GRACE_MS, UNREAD_LINGER_MS, acceptedEncodingsText, bodyEncoding, contentTypeOf, decompressBody, failureStatus, headerTimeoutMs, requestContentEncoding, routeRequest, statusBody,
   type HttpProtocolConfig,
 } from './http-server';
 
@@ -99,7 +99,7 @@ export class OtlpHttp1Server {
     try {
       // First, as the Collector's auth interceptor: an unauthenticated client learns nothing else.
       if (this.auth) this.authenticate(exchange, this.auth);
-      const handler = this.route(exchange);
+      const handler = routeRequest(this.config, this.handlers, exchange.target, exchange.method);
       if (encoding === undefined) {
         throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(echoed(exchange.header('content-type') ?? ''))}; use application/x-protobuf or application/json`);
       }
@@ -139,30 +139,9 @@ export class OtlpHttp1Server {
     return new HttpError(503, GRPC_CODE.UNAVAILABLE, this.refusals.inflight(this.inflight), { 'retry-after': String(INFLIGHT_RETRY_AFTER_MS / 1000) });
   }
 
-  private route(exchange: Http1Exchange): ExportHandler {
-    const target = exchange.target;
-    const q = target.indexOf('?');
-    const path = q === -1 ? target : target.slice(0, q);
-    const signal: Signal | undefined =
-      path === this.config.tracesUrlPath ? 'traces' : path === this.config.metricsUrlPath ? 'metrics' : undefined;
-    if (!signal) {
-      throw new HttpError(404, GRPC_CODE.NOT_FOUND, `unknown path ${echoed(path)}; OTLP/HTTP accepts POST ${this.config.tracesUrlPath} and ${this.config.metricsUrlPath}`);
-    }
-    if (exchange.method !== 'POST') {
-      throw new HttpError(405, GRPC_CODE.INVALID_ARGUMENT, `method ${echoed(exchange.method)} is not allowed on ${path}; use POST`, { allow: 'POST' });
-    }
-    const handler = this.handlers.get(signal);
-    if (!handler) throw new HttpError(404, GRPC_CODE.UNIMPLEMENTED, `no ${signal} pipeline uses this receiver`);
-    return handler;
-  }
-
   private async readBody(exchange: Http1Exchange, reservation: Reservation): Promise<Uint8Array> {
     const limit = this.config.maxRequestBodySize;
-    const written = (exchange.header('content-encoding') ?? '').trim().toLowerCase();
-    const contentEncoding = written === 'identity' ? '' : written;
-    if (!CONTENT_ENCODINGS.has(contentEncoding) || (this.config.compressionAlgorithms && !this.config.compressionAlgorithms.has(contentEncoding))) {
-      throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(written))}; use ${this.acceptedEncodings}`);
-    }
+    const contentEncoding = requestContentEncoding(this.config, exchange.header('content-encoding') ?? '', this.acceptedEncodings);
     const declared = exchange.head.contentLength;
     if (declared > limit) {
       throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
@@ -200,22 +179,12 @@ function headerLines(headers: Record<string, string>): string {
 }
 
 function answer(exchange: Http1Exchange, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
-  switch (outcome.kind) {
-    case 'ok':
-      exchange.respond(200, contentTypeOf(encoding), handler.responseBytes(outcome, encoding));
-      return;
-    case 'invalid':
-      sendStatus(exchange, 400, GRPC_CODE.INVALID_ARGUMENT, outcome.message, encoding);
-      return;
-    case 'unavailable':
-      sendStatus(exchange, 503, GRPC_CODE.UNAVAILABLE, outcome.message, encoding, {
-        'retry-after': String(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000))),
-      });
-      return;
-    case 'unimplemented':
-      sendStatus(exchange, 404, GRPC_CODE.UNIMPLEMENTED, outcome.message, encoding);
-      return;
+  if (outcome.kind === 'ok') {
+    exchange.respond(200, contentTypeOf(encoding), handler.responseBytes(outcome, encoding));
+    return;
   }
+  const { status, grpcCode, headers } = failureStatus(outcome);
+  sendStatus(exchange, status, grpcCode, outcome.message, encoding, headers);
 }
 
 function sendStatus(exchange: Http1Exchange, status: number, grpcCode: number, message: string, encoding: BodyEncoding | undefined, headers: Record<string, string> = {}): void {

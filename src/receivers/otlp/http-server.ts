@@ -92,6 +92,44 @@ export const CONTENT_ENCODINGS: ReadonlyMap<string, Compression | undefined> = n
 export const HTTP_CONTENT_ENCODINGS: readonly string[] = ['', 'gzip', 'zstd', 'zlib', 'snappy', 'deflate', 'x-snappy-framed'];
 
 /** OTLP/HTTP: POST protobuf or JSON bodies, plain or compressed, answered per the OTLP spec. */
+/** The handler for a request's path and method; a 404 or 405 HttpError when there is none. */
+export function routeRequest(config: HttpProtocolConfig, handlers: ReadonlyMap<Signal, ExportHandler>, target: string, method: string): ExportHandler {
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const signal: Signal | undefined = path === config.tracesUrlPath ? 'traces' : path === config.metricsUrlPath ? 'metrics' : undefined;
+  if (!signal) {
+    throw new HttpError(404, GRPC_CODE.NOT_FOUND, `unknown path ${echoed(path)}; OTLP/HTTP accepts POST ${config.tracesUrlPath} and ${config.metricsUrlPath}`);
+  }
+  if (method !== 'POST') {
+    throw new HttpError(405, GRPC_CODE.INVALID_ARGUMENT, `method ${echoed(method)} is not allowed on ${path}; use POST`, { allow: 'POST' });
+  }
+  const handler = handlers.get(signal);
+  if (!handler) throw new HttpError(404, GRPC_CODE.UNIMPLEMENTED, `no ${signal} pipeline uses this receiver`);
+  return handler;
+}
+
+/** The Content-Encoding to undo ('' for none); a 415 HttpError naming the accepted ones otherwise. */
+export function requestContentEncoding(config: HttpProtocolConfig, header: string, acceptedEncodings: string): string {
+  const written = header.trim().toLowerCase();
+  const contentEncoding = written === 'identity' ? '' : written;
+  if (!CONTENT_ENCODINGS.has(contentEncoding) || (config.compressionAlgorithms && !config.compressionAlgorithms.has(contentEncoding))) {
+    throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(written))}; use ${acceptedEncodings}`);
+  }
+  return contentEncoding;
+}
+
+/** How an export that did not succeed is answered: HTTP status, gRPC code and extra headers. */
+export function failureStatus(outcome: Exclude<ExportOutcome, { kind: 'ok' }>): { status: number; grpcCode: number; headers: Record<string, string> } {
+  switch (outcome.kind) {
+    case 'invalid':
+      return { status: 400, grpcCode: GRPC_CODE.INVALID_ARGUMENT, headers: {} };
+    case 'unavailable':
+      return { status: 503, grpcCode: GRPC_CODE.UNAVAILABLE, headers: { 'retry-after': String(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000))) } };
+    case 'unimplemented':
+      return { status: 404, grpcCode: GRPC_CODE.UNIMPLEMENTED, headers: {} };
+  }
+}
+
 export class OtlpHttpServer {
   private server: http.Server | undefined;
   private sockets = new Set<net.Socket>();
@@ -217,7 +255,7 @@ export class OtlpHttpServer {
       // First, as the Collector's auth interceptor: an unauthenticated client learns nothing else
       // (not even which paths exist), and its body is never read.
       if (this.auth) this.authenticate(req, this.auth);
-      const handler = this.route(req);
+      const handler = routeRequest(this.config, this.handlers, req.url ?? '/', String(req.method));
       if (encoding === undefined) {
         throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(echoed(req.headers['content-type'] ?? ''))}; use application/x-protobuf or application/json`);
       }
@@ -262,28 +300,9 @@ export class OtlpHttpServer {
     return new HttpError(503, GRPC_CODE.UNAVAILABLE, this.refusals.inflight(this.inflight), { 'retry-after': String(INFLIGHT_RETRY_AFTER_MS / 1000) });
   }
 
-  private route(req: http.IncomingMessage): ExportHandler {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const signal: Signal | undefined =
-      path === this.config.tracesUrlPath ? 'traces' : path === this.config.metricsUrlPath ? 'metrics' : undefined;
-    if (!signal) {
-      throw new HttpError(404, GRPC_CODE.NOT_FOUND, `unknown path ${echoed(path)}; OTLP/HTTP accepts POST ${this.config.tracesUrlPath} and ${this.config.metricsUrlPath}`);
-    }
-    if (req.method !== 'POST') {
-      throw new HttpError(405, GRPC_CODE.INVALID_ARGUMENT, `method ${echoed(String(req.method))} is not allowed on ${path}; use POST`, { allow: 'POST' });
-    }
-    const handler = this.handlers.get(signal);
-    if (!handler) throw new HttpError(404, GRPC_CODE.UNIMPLEMENTED, `no ${signal} pipeline uses this receiver`);
-    return handler;
-  }
-
   private async readBody(req: http.IncomingMessage, reservation: Reservation): Promise<Uint8Array> {
     const limit = this.config.maxRequestBodySize;
-    const written = String(req.headers['content-encoding'] ?? '').trim().toLowerCase();
-    const contentEncoding = written === 'identity' ? '' : written;
-    if (!CONTENT_ENCODINGS.has(contentEncoding) || (this.config.compressionAlgorithms && !this.config.compressionAlgorithms.has(contentEncoding))) {
-      throw new HttpError(415, GRPC_CODE.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(echoed(written))}; use ${this.acceptedEncodings}`);
-    }
+    const contentEncoding = requestContentEncoding(this.config, String(req.headers['content-encoding'] ?? ''), this.acceptedEncodings);
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       throw new HttpError(413, GRPC_CODE.RESOURCE_EXHAUSTED, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
@@ -322,22 +341,12 @@ export class OtlpHttpServer {
   private answer(req: http.IncomingMessage, res: http.ServerResponse, handler: ExportHandler, outcome: ExportOutcome, encoding: BodyEncoding): void {
     closeIfUnread(req, res);
     if (this.closing && !res.headersSent) res.setHeader('connection', 'close');
-    switch (outcome.kind) {
-      case 'ok':
-        reply(res, 200, contentTypeOf(encoding), handler.responseBytes(outcome, encoding));
-        return;
-      case 'invalid':
-        sendStatus(res, 400, GRPC_CODE.INVALID_ARGUMENT, outcome.message, encoding);
-        return;
-      case 'unavailable':
-        sendStatus(res, 503, GRPC_CODE.UNAVAILABLE, outcome.message, encoding, {
-          'retry-after': String(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000))),
-        });
-        return;
-      case 'unimplemented':
-        sendStatus(res, 404, GRPC_CODE.UNIMPLEMENTED, outcome.message, encoding);
-        return;
+    if (outcome.kind === 'ok') {
+      reply(res, 200, contentTypeOf(encoding), handler.responseBytes(outcome, encoding));
+      return;
     }
+    const { status, grpcCode, headers } = failureStatus(outcome);
+    sendStatus(res, status, grpcCode, outcome.message, encoding, headers);
   }
 }
 

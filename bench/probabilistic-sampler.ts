@@ -12,20 +12,22 @@ import { collectorConfig, spansieveConfig } from './systems';
 
 export interface Options {
   rate: number;
+  burstS: number;
   warmupS: number;
   windowS: number;
   mode: string;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { rate: 20_000, warmupS: 8, windowS: 20, mode: 'hash_seed' };
+  const options: Options = { rate: 20_000, burstS: 4, warmupS: 8, windowS: 20, mode: 'hash_seed' };
   for (let i = 0; i < argv.length; i += 2) {
     const value = argv[i + 1] ?? '';
     if (argv[i] === '--rate') options.rate = Number(value);
     else if (argv[i] === '--window') options.windowS = Number(value);
     else if (argv[i] === '--warmup') options.warmupS = Number(value);
+    else if (argv[i] === '--burst') options.burstS = Number(value);
     else if (argv[i] === '--mode') options.mode = value;
-    else throw new Error(`usage: node dist/bench/probabilistic-sampler.js [--rate SPANS_PER_S] [--window S] [--warmup S] [--mode hash_seed|proportional|equalizing]`);
+    else throw new Error(`usage: node dist/bench/probabilistic-sampler.js [--rate SPANS_PER_S] [--window S] [--burst S] [--warmup S] [--mode hash_seed|proportional|equalizing]`);
   }
   return options;
 }
@@ -60,6 +62,7 @@ async function measure(system: 'spansieve' | 'collector-ref', sampler: Record<st
       withSampler(system === 'spansieve' ? spansieveConfig(grpcPort, httpPort, sinkPort, keep) : collectorConfig(grpcPort, httpPort, sinkPort, keep), sampler),
     pool,
     rate: options.rate,
+    burstS: options.burstS,
     warmupS: options.warmupS,
     windowS: options.windowS,
     workDir,

@@ -113,10 +113,16 @@ export function ticksPerSecond(): number {
 
 /** utime + stime of the whole process (every thread, live or exited), in seconds. */
 export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuSplitSeconds(pid);
+  return user + system;
+}
+
+/** utime and stime of a process: in user space and in the kernel on its behalf (syscalls, loopback TCP). */
+export function cpuSplitSeconds(pid: number): { user: number; system: number } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the command name: field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+  return { user: Number(fields[11]) / ticksPerSecond(), system: Number(fields[12]) / ticksPerSecond() };
 }
 
 /** utime + stime of one thread of a process, in seconds; NaN once it is gone. */

@@ -34,6 +34,8 @@ export interface ScenarioRow {
   readonly variant: string;
   readonly spans_per_second: number;
   readonly cpu_us_per_span: number;
+  /** The kernel's part of cpu_us_per_span (stime: syscalls, loopback TCP), where measured. */
+  readonly system_cpu_us_per_span?: number;
   readonly peak_rss_mb: number;
   /** Spans that reached the sink ÷ spans sent, and what the rule should give; null where not checked. */
   readonly forwarded_ratio: number | null;
@@ -124,14 +126,16 @@ export function forwardedFlags(forwarded: number, expected: number): string[] {
 
 export interface ScenarioTiming {
   readonly rate: number;
+  /** Closed-loop seconds before the fixed rate (the JIT's warm-up; see measureFixedRate). */
+  readonly burstS: number;
   readonly warmupS: number;
   readonly windowS: number;
   /** Seconds of load in tail-sampling (then 5 s of lag and 12 s of decisions). */
   readonly tailSeconds: number;
 }
 
-export const SCENARIO_FULL: ScenarioTiming = { rate: 20_000, warmupS: 8, windowS: 20, tailSeconds: 60 };
-export const SCENARIO_QUICK: ScenarioTiming = { rate: 20_000, warmupS: 3, windowS: 8, tailSeconds: 20 };
+export const SCENARIO_FULL: ScenarioTiming = { rate: 20_000, burstS: 4, warmupS: 8, windowS: 20, tailSeconds: 60 };
+export const SCENARIO_QUICK: ScenarioTiming = { rate: 20_000, burstS: 2, warmupS: 3, windowS: 8, tailSeconds: 20 };
 
 const HEALTH_RULE = 'attributes["url.path"] == "/health"';
 
@@ -185,7 +189,7 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
     for (const run of runs) {
       const label = `${scenario}-${run.system}-${run.variant}`;
       log(`${label}: starting`);
-      const r = await measureFixedRate({ label, system: run.system, config: run.config, pool, rate: t.rate, warmupS: t.warmupS, windowS: t.windowS, workDir });
+      const r = await measureFixedRate({ label, system: run.system, config: run.config, pool, rate: t.rate, burstS: t.burstS, warmupS: t.warmupS, windowS: t.windowS, workDir });
       const flags = [...forwardedFlags(r.forwardedRatio, run.expected ?? expected), ...(r.failedRequests > 0 ? [`failed-requests(${r.failedRequests})`] : [])];
       if (r.spansPerS < 0.95 * t.rate) flags.push(`behind(${Math.round((100 * r.spansPerS) / t.rate)}%)`);
       if (r.otherLoadServerCore > 0.2) flags.push(`shared-core(${r.otherLoadServerCore})`);
@@ -195,6 +199,7 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
         variant: run.variant,
         spans_per_second: r.spansPerS,
         cpu_us_per_span: r.cpuUsPerSpan,
+        system_cpu_us_per_span: r.systemCpuUsPerSpan,
         peak_rss_mb: r.peakRssMb,
         forwarded_ratio: r.forwardedRatio,
         expected_forwarded_ratio: run.expected ?? expected,
@@ -239,7 +244,7 @@ export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log
     }
     case 'probabilistic-sampler': {
       log('probabilistic-sampler: both systems, sampler off then on');
-      const rows = await measureProbabilisticSampler({ rate: t.rate, warmupS: t.warmupS, windowS: t.windowS, mode: 'hash_seed' });
+      const rows = await measureProbabilisticSampler({ rate: t.rate, burstS: t.burstS, warmupS: t.warmupS, windowS: t.windowS, mode: 'hash_seed' });
       return rows.map((row) => ({
         scenario,
         system: row.system === 'spansieve' ? 'spansieve' : 'collector-ref',

@@ -20,6 +20,11 @@ export interface OttlField<C> {
   readonly indexable?: boolean;
   /** Sub-fields after a `.` (`status.code`, `trace_id.string`). */
   readonly fields?: Readonly<Record<string, OttlField<C>>>;
+  /**
+   * For an indexable map: whether its value at a key is exactly a string, both given as UTF-8, read
+   * on the encoded item without building the map; undefined when it cannot tell (see RawStringEquals).
+   */
+  readonly rawStringEquals?: (ctx: C, key: Uint8Array, utf8: Uint8Array) => boolean | undefined;
 }
 
 export type OttlFieldTable<C> = Readonly<Record<string, OttlField<C>>>;
@@ -100,7 +105,7 @@ interface Getter<C> {
   /** Set for literals: the value, computed once. */
   readonly literal?: { readonly value: OttlValue };
   /** Set for `path["key"]`: the map the key is looked up in, and the key (for RawStringEquals). */
-  readonly keyed?: { readonly map: (ctx: C) => OttlValue; readonly key: string };
+  readonly keyed?: { readonly map: (ctx: C) => OttlValue; readonly key: string; readonly raw?: OttlField<C>['rawStringEquals'] };
 }
 
 function literal<C>(value: OttlValue): Getter<C> {
@@ -270,7 +275,7 @@ class Compiler<C> {
     if (!field.indexable) throw keysUnused(last.name);
     const keys = last.keys.map((k) => this.key(k));
     const only = keys.length === 1 ? keys[0]!.s : undefined;
-    return { get: (c) => indexPathValue(get(c), keys, c), ...(only === undefined ? {} : { keyed: { map: get, key: only } }) };
+    return { get: (c) => indexPathValue(get(c), keys, c), ...(only === undefined ? {} : { keyed: { map: get, key: only, raw: field.rawStringEquals } }) };
   }
 
   private resolveContext(p: PathNode): { context: string; fields: PathNode['fields'] } {
@@ -442,7 +447,11 @@ function rawStringEquals<C>(path: Getter<C>, other: Getter<C>): ((c: C) => boole
   const utf8 = Buffer.from(lit, 'utf8');
   // A lone surrogate would encode as U+FFFD's bytes, which then would wrongly match U+FFFD.
   if (utf8.toString('utf8') !== lit) return undefined;
-  const { map, key } = keyed;
+  const { map, key, raw } = keyed;
+  if (raw) {
+    const keyUtf8 = Buffer.from(key, 'utf8');
+    if (keyUtf8.toString('utf8') === key) return (c) => raw(c, keyUtf8, utf8);
+  }
   return (c) => {
     const m = map(c);
     return hasRawStringEquals(m) ? m.stringEquals(key, utf8) : undefined;

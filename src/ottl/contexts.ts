@@ -3,7 +3,7 @@
 // field names; these are also the reference the tests and the conformance test use.
 
 import type { OttlContext, OttlField, OttlFieldTable, OttlFunction } from './compile';
-import { OttlId, OttlRuntimeError, OttlTime, type OttlValue } from './values';
+import { OttlId, OttlRuntimeError, OttlTime, rawAttributeEquals, type OttlValue } from './values';
 
 export type Attributes = ReadonlyMap<string, OttlValue>;
 
@@ -144,7 +144,7 @@ export const SPAN_FIELDS: OttlFieldTable<TelemetryItem> = {
   end_time_unix_nano: f((i) => span(i).endTimeUnixNano ?? 0n),
   start_time: f((i) => new OttlTime(span(i).startTimeUnixNano ?? 0n)),
   end_time: f((i) => new OttlTime(span(i).endTimeUnixNano ?? 0n)),
-  attributes: f((i) => span(i).attributes ?? EMPTY, { indexable: true }),
+  attributes: f((i) => span(i).attributes ?? EMPTY, { indexable: true, rawStringEquals: (i, key, utf8) => rawAttributeEquals(span(i), key, utf8) }),
   dropped_attributes_count: f((i) => int(span(i).droppedAttributesCount)),
   dropped_events_count: f((i) => int(span(i).droppedEventsCount)),
   dropped_links_count: f((i) => int(span(i).droppedLinksCount)),
@@ -161,7 +161,7 @@ export const SPAN_EVENT_FIELDS: OttlFieldTable<TelemetryItem> = {
   time_unix_nano: f((i) => event(i).timeUnixNano ?? 0n),
   time: f((i) => new OttlTime(event(i).timeUnixNano ?? 0n)),
   name: f((i) => event(i).name ?? ''),
-  attributes: f((i) => event(i).attributes ?? EMPTY, { indexable: true }),
+  attributes: f((i) => event(i).attributes ?? EMPTY, { indexable: true, rawStringEquals: (i, key, utf8) => rawAttributeEquals(event(i), key, utf8) }),
   dropped_attributes_count: f((i) => int(event(i).droppedAttributesCount)),
 };
 

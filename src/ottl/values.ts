@@ -47,6 +47,19 @@ export function hasRawStringEquals(v: unknown): v is RawStringEquals {
   return typeof (v as Partial<RawStringEquals> | null)?.stringEquals === 'function';
 }
 
+/**
+ * The same for an item still in bytes (the filter's wire span or span event): its attribute `key`
+ * compared with `utf8`, key and value both UTF-8, without building its attributes map.
+ */
+export interface RawAttributeEquals {
+  attributeStringEquals(key: Uint8Array, utf8: Uint8Array): boolean | undefined;
+}
+
+export function rawAttributeEquals(item: object, key: Uint8Array, utf8: Uint8Array): boolean | undefined {
+  const raw = item as Partial<RawAttributeEquals>;
+  return typeof raw.attributeStringEquals === 'function' ? raw.attributeStringEquals(key, utf8) : undefined;
+}
+
 /** Raised while evaluating a condition (the Collector's eval error); error_mode decides what happens. */
 export class OttlRuntimeError extends Error {
   override readonly name = 'OttlRuntimeError';

@@ -6,7 +6,7 @@
 
 import { readString } from '../../pdata/attributes';
 import { ANY_VALUE, INSTRUMENTATION_SCOPE, KEY_VALUE, RESOURCE, RESOURCE_ITEMS, SCOPE_ITEMS, SPAN, SPAN_EVENT, STATUS } from '../../pdata/fields';
-import { WireReader, readVarintBigInt } from '../../pdata/wire';
+import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireReader, readVarintBigInt } from '../../pdata/wire';
 import { MAX_TYPED_DEPTH, decodeTypedKeyValues, decodeTypedValue } from '../../pdata/keyvalues';
 import type { Attributes, ResourceData, ScopeData, SpanData, SpanEventData } from '../../ottl';
 import type { OttlValue } from '../../ottl';
@@ -44,6 +44,76 @@ function encodedKey(key: string): Buffer {
 function sameBytes(buf: Uint8Array, at: number, want: Uint8Array, n: number): boolean {
   for (let i = 0; i < n; i++) if (buf[at + i] !== want[i]) return false;
   return true;
+}
+
+/**
+ * RawStringEquals on the bytes of a message [start, end): whether its first KeyValue (field
+ * `fieldTag`) with this key holds exactly the string `utf8`; false when no KeyValue has the key
+ * (nil is no string). Read without a reader or an object; undefined, for the caller to decode, as
+ * soon as a KeyValue up to it is off the usual layout (key first, one-byte lengths, an AnyValue
+ * holding only a string_value) or the bytes end early.
+ */
+export function attributeStringEquals(buf: Uint8Array, start: number, end: number, fieldTag: number, key: Uint8Array, utf8: Uint8Array): boolean | undefined {
+  const kl = key.length;
+  let pos = start;
+  while (pos < end) {
+    let tag = buf[pos++]!;
+    if (tag >= 0x80) {
+      tag &= 0x7f;
+      for (let mul = 128; ; mul *= 128) {
+        if (pos >= end || mul > 2 ** 28) return undefined;
+        const b = buf[pos++]!;
+        tag += (b & 0x7f) * mul;
+        if (b < 0x80) break;
+      }
+    }
+    switch (tag & 7) {
+      case WIRE_VARINT:
+        while (pos < end && buf[pos]! >= 0x80) pos++;
+        pos++;
+        continue;
+      case WIRE_I64:
+        pos += 8;
+        continue;
+      case WIRE_I32:
+        pos += 4;
+        continue;
+      case WIRE_LEN:
+        break;
+      default:
+        return undefined;
+    }
+    let len = buf[pos++]!;
+    if (len >= 0x80) {
+      len &= 0x7f;
+      for (let mul = 128; ; mul *= 128) {
+        if (pos >= end || mul > 2 ** 28) return undefined;
+        const b = buf[pos++]!;
+        len += (b & 0x7f) * mul;
+        if (b < 0x80) break;
+      }
+    }
+    const s = pos;
+    const e = pos + len;
+    pos = e;
+    if (e > end) return undefined;
+    if (tag !== fieldTag) continue;
+    if (buf[s] !== KEY_VALUE.key || buf[s + 1]! >= 0x80) return undefined;
+    const ks = s + 2;
+    const ke = ks + buf[s + 1]!;
+    if (ke > e) return undefined;
+    if (ke - ks !== kl || !sameBytes(buf, ks, key, kl)) {
+      // A second key field would replace this one: decode instead.
+      if (ke < e && buf[ke] === KEY_VALUE.key) return undefined;
+      continue;
+    }
+    if (buf[ke] !== KEY_VALUE.value || ke + 2 > e || buf[ke + 1]! >= 0x80 || ke + 2 + buf[ke + 1]! !== e) return undefined;
+    const vs = ke + 2;
+    if (buf[vs] !== ANY_VALUE.string_value || vs + 2 > e || buf[vs + 1]! >= 0x80 || vs + 2 + buf[vs + 1]! !== e) return undefined;
+    const n = e - vs - 2;
+    return n === utf8.length && sameBytes(buf, vs + 2, utf8, n);
+  }
+  return pos === end ? false : undefined;
 }
 
 /**
@@ -131,36 +201,7 @@ export class WireAttributes extends Map<string, OttlValue> {
    */
   stringEquals(key: string, utf8: Uint8Array): boolean | undefined {
     if (this.decoded || key === this.lastKey) return undefined;
-    const want = encodedKey(key);
-    const wl = want.length;
-    const buf = this.buf;
-    const fieldTag = this.tag;
-    const reader = findReader.reset(buf, this.start, this.end);
-    while (!reader.done) {
-      const tag = reader.tag();
-      if (tag !== fieldTag) {
-        reader.skip(tag & 7);
-        continue;
-      }
-      const s = reader.lengthDelimited();
-      const e = reader.pos;
-      if (buf[s] !== KEY_VALUE.key || buf[s + 1]! >= 0x80) return undefined;
-      const ks = s + 2;
-      const ke = ks + buf[s + 1]!;
-      if (ke > e) return undefined;
-      const same = ke - ks === wl && sameBytes(buf, ks, want, wl);
-      if (!same) {
-        // A second key field would replace this one: decode instead.
-        if (ke < e && buf[ke] === KEY_VALUE.key) return undefined;
-        continue;
-      }
-      if (buf[ke] !== KEY_VALUE.value || ke + 2 > e || buf[ke + 1]! >= 0x80 || ke + 2 + buf[ke + 1]! !== e) return undefined;
-      const vs = ke + 2;
-      if (buf[vs] !== ANY_VALUE.string_value || vs + 2 > e || buf[vs + 1]! >= 0x80 || vs + 2 + buf[vs + 1]! !== e) return undefined;
-      const n = e - vs - 2;
-      return n === utf8.length && sameBytes(buf, vs + 2, utf8, n);
-    }
-    return undefined;
+    return attributeStringEquals(this.buf, this.start, this.end, this.tag, encodedKey(key), utf8);
   }
 
   override get(key: string): OttlValue | undefined {
@@ -432,6 +473,11 @@ export class WireSpan implements SpanData {
     return this.attrs;
   }
 
+  /** RawAttributeEquals: `attributes["k"] == "literal"` without building the attributes map. */
+  attributeStringEquals(key: Uint8Array, utf8: Uint8Array): boolean | undefined {
+    return this.attrs === undefined ? attributeStringEquals(this.buf, this.start, this.end, SPAN.attributes, key, utf8) : undefined;
+  }
+
   get status(): { readonly code?: number; readonly message?: string } {
     this.scan();
     if (this.statusAt < 0) return NO_STATUS;
@@ -467,6 +513,10 @@ export class WireSpanEvent implements SpanEventData {
   get attributes(): Attributes {
     this.attrs ??= new WireAttributes(this.buf, this.start, this.end, SPAN_EVENT.attributes);
     return this.attrs;
+  }
+
+  attributeStringEquals(key: Uint8Array, utf8: Uint8Array): boolean | undefined {
+    return this.attrs === undefined ? attributeStringEquals(this.buf, this.start, this.end, SPAN_EVENT.attributes, key, utf8) : undefined;
   }
 
   get droppedAttributesCount(): number {

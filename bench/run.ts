@@ -95,6 +95,8 @@ interface Options {
   shapesGiven: boolean;
   /** Component scenarios (bench/scenarios.ts), spansieve vs the reference Collector, after the shapes. */
   scenarios: ScenarioName[];
+  /** Times every scenario runs; its ratio is then the median of the rounds' ratios. */
+  scenarioRounds: number;
   /**
    * --cores: each system is measured pinned to each of these many cores (default [1]), with as many
    * senders (gRPC connections) and `concurrency` requests in flight per core.
@@ -150,7 +152,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--rate SPANS_PER_S] [--systems
                       [--transports ${TRANSPORTS.join(',')}] [--no-scaling]
                       [--concurrency N] [--max-with-queue] [--burst S] [--warmup S] [--no-wire] [--storage] [--profile] [--out FILE]
                       [--shapes all|${SHAPE_NAMES.join(',')}] (default: default)
-                      [--scenarios all|${SCENARIO_NAMES.join(',')}] (default: none; alone, only the scenarios run)
+                      [--scenarios all|${SCENARIO_NAMES.join(',')}] (default: none; alone, only the scenarios run) [--scenario-rounds N]
                       [--cores N,...] (default: 1; each system pinned to N cores, N senders)
 --storage is --systems ${STORAGE_SYSTEMS.join(',')} (the persistent sending queue's comparison)
 default --transports ${DEFAULT_TRANSPORTS.join(',')}; the -tls ones serve TLS on the systems' receivers`;
@@ -172,6 +174,7 @@ export function parseOptions(argv: readonly string[]): Options {
     shapes: [shapeNamed('default')],
     shapesGiven: false,
     scenarios: [],
+    scenarioRounds: 1,
     cores: [1],
   };
   const args = [...argv];
@@ -237,6 +240,10 @@ export function parseOptions(argv: readonly string[]): Options {
       }
       case '--scenarios':
         options.scenarios = parseScenarios(value());
+        break;
+      case '--scenario-rounds':
+        options.scenarioRounds = Number(value());
+        if (!Number.isInteger(options.scenarioRounds) || options.scenarioRounds < 1) throw new Error('--scenario-rounds must be a whole number of at least 1');
         break;
       case '--cores':
         options.cores = parseCores(value());
@@ -862,10 +869,12 @@ async function main(argv: readonly string[]): Promise<void> {
   // ---- scenarios: their own load and sink (bench/scenarios.ts), after the load generator is gone
   const scenarioRows: ScenarioRow[] = [];
   const scenarioTiming = { ...(options.quick ? SCENARIO_QUICK : SCENARIO_FULL), rate: options.rate };
-  for (const scenario of options.scenarios) {
-    for (const row of await runScenario(scenario, scenarioTiming, log)) {
-      scenarioRows.push(row);
-      process.stdout.write(`${JSON.stringify({ type: 'scenario', ...row })}\n`);
+  for (let round = 0; round < options.scenarioRounds; round++) {
+    for (const scenario of options.scenarios) {
+      for (const row of await runScenario(scenario, scenarioTiming, log, round)) {
+        scenarioRows.push(row);
+        process.stdout.write(`${JSON.stringify({ type: 'scenario', ...row })}\n`);
+      }
     }
   }
   const scenarioRs = scenarioRatios(scenarioRows);

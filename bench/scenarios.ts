@@ -43,6 +43,8 @@ export interface ScenarioRow {
   /** Cores' worth of other processes on the server's core while measured (flagged shared-core above 0.2). */
   readonly other_load_server_core: number;
   readonly flags: string[];
+  /** Which of --scenario-rounds this row ran in (0 when omitted). */
+  readonly round?: number;
 }
 
 /** The issues' targets: spansieve ÷ Collector at most this (null: none stated). */
@@ -64,8 +66,11 @@ const COMPARED: Record<ScenarioName, string> = {
 export interface ScenarioRatio {
   readonly scenario: ScenarioName;
   readonly variant: string;
+  /** The median over rounds of spansieve ÷ Collector, each round's pair measured in the same round. */
   readonly cpu_ratio: number | null;
   readonly rss_ratio: number | null;
+  /** Each round's ratio, in round order (one entry without --scenario-rounds). */
+  readonly cpu_ratios: number[];
   readonly cpu_target: number | null;
   readonly rss_target: number | null;
   /** null when the scenario has no target or a side is missing. */
@@ -80,23 +85,42 @@ export function scenarioRatios(rows: readonly ScenarioRow[]): ScenarioRatio[] {
   const scenarios = [...new Set(rows.map((r) => r.scenario))];
   return scenarios.map((scenario) => {
     const variant = COMPARED[scenario];
-    const s = rows.find((r) => r.scenario === scenario && r.system === 'spansieve' && r.variant === variant);
-    const c = rows.find((r) => r.scenario === scenario && r.system === 'collector-ref' && r.variant === variant);
-    const cpu = s && c && c.cpu_us_per_span > 0 ? round2(s.cpu_us_per_span / c.cpu_us_per_span) : null;
-    const rss = s && c && c.peak_rss_mb > 0 ? round2(s.peak_rss_mb / c.peak_rss_mb) : null;
+    const cpus: number[] = [];
+    const rsses: number[] = [];
+    const flags: string[] = [];
+    const rounds = [...new Set(rows.filter((r) => r.scenario === scenario).map((r) => r.round ?? 0))].sort((a, b) => a - b);
+    for (const round of rounds) {
+      const pick = (system: ScenarioRow['system']) => rows.find((r) => r.scenario === scenario && r.system === system && r.variant === variant && (r.round ?? 0) === round);
+      const s = pick('spansieve');
+      const c = pick('collector-ref');
+      if (s && c && c.cpu_us_per_span > 0) cpus.push(round2(s.cpu_us_per_span / c.cpu_us_per_span));
+      if (s && c && c.peak_rss_mb > 0) rsses.push(round2(s.peak_rss_mb / c.peak_rss_mb));
+      flags.push(...(s?.flags ?? []).map((f) => `spansieve:${f}`), ...(c?.flags ?? []).map((f) => `collector:${f}`));
+    }
+    const cpu = median(cpus);
+    const rss = median(rsses);
     const target = TARGETS[scenario];
     return {
       scenario,
       variant,
       cpu_ratio: cpu,
       rss_ratio: rss,
+      cpu_ratios: cpus,
       cpu_target: target.cpu,
       rss_target: target.rss,
       cpu_met: target.cpu === null || cpu === null ? null : cpu <= target.cpu,
       rss_met: target.rss === null || rss === null ? null : rss <= target.rss,
-      flags: [...(s?.flags ?? []).map((f) => `spansieve:${f}`), ...(c?.flags ?? []).map((f) => `collector:${f}`)],
+      flags: [...new Set(flags)],
     };
   });
+}
+
+/** The middle value (the mean of the two middle ones for an even count); null for none. */
+function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : round2((sorted[mid - 1]! + sorted[mid]!) / 2);
 }
 
 const cell = (ratio: number | null, target: number | null, met: boolean | null) =>
@@ -104,15 +128,15 @@ const cell = (ratio: number | null, target: number | null, met: boolean | null) 
 
 export function scenariosTable(rows: readonly ScenarioRow[], ratios: readonly ScenarioRatio[]): string {
   const lines = [
-    '| scenario | system | variant | spans/s | CPU µs/span | peak RSS MiB | forwarded (expected) | flags |',
-    '|---|---|---|---|---|---|---|---|',
+    '| scenario | round | system | variant | spans/s | CPU µs/span | peak RSS MiB | forwarded (expected) | flags |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) =>
-      `| ${r.scenario} | ${r.system} | ${r.variant} | ${r.spans_per_second} | ${r.cpu_us_per_span} | ${r.peak_rss_mb} | ` +
+      `| ${r.scenario} | ${r.round ?? 0} | ${r.system} | ${r.variant} | ${r.spans_per_second} | ${r.cpu_us_per_span} | ${r.peak_rss_mb} | ` +
       `${r.forwarded_ratio ?? '—'}${r.expected_forwarded_ratio === null ? '' : ` (${r.expected_forwarded_ratio})`} | ${r.flags.join(' ') || '—'} |`),
     '',
     '| scenario | compared | spansieve ÷ Collector CPU/span | spansieve ÷ Collector peak RSS |',
     '|---|---|---|---|',
-    ...ratios.map((r) => `| ${r.scenario} | ${r.variant} | ${cell(r.cpu_ratio, r.cpu_target, r.cpu_met)} | ${cell(r.rss_ratio, r.rss_target, r.rss_met)} |`),
+    ...ratios.map((r) => `| ${r.scenario} | ${r.variant} | ${cell(r.cpu_ratio, r.cpu_target, r.cpu_met)}${r.cpu_ratios.length > 1 ? ` (median of ${r.cpu_ratios.join(', ')})` : ''} | ${cell(r.rss_ratio, r.rss_target, r.rss_met)} |`),
   ];
   return lines.join('\n');
 }
@@ -167,7 +191,7 @@ function filterConfig(grpcPort: number, httpPort: number, sinkPort: number, trac
 
 type Log = (text: string) => void;
 
-async function filterScenario(scenario: 'filter-health' | 'filter-not-contains', t: ScenarioTiming, log: Log): Promise<ScenarioRow[]> {
+async function filterScenario(scenario: 'filter-health' | 'filter-not-contains', t: ScenarioTiming, log: Log, round: number): Promise<ScenarioRow[]> {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `spansieve-bench-${scenario}-`));
   try {
     // Health: all resources kept, so the rule alone decides; the default pool otherwise.
@@ -186,8 +210,9 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
     // What the span rule itself costs: the same load through a filter that keeps everything.
     if (scenario === 'filter-health') runs.push({ system: 'spansieve', variant: 'no-rule', config: (g, h, s) => filterConfig(g, h, s, undefined), expected: 1 });
     const rows: ScenarioRow[] = [];
-    for (const run of runs) {
-      const label = `${scenario}-${run.system}-${run.variant}`;
+    // Odd rounds in the reverse order, so that neither system always runs first.
+    for (const run of round % 2 === 1 ? [...runs].reverse() : runs) {
+      const label = `${scenario}-${run.system}-${run.variant}-${round}`;
       log(`${label}: starting`);
       const r = await measureFixedRate({ label, system: run.system, config: run.config, pool, rate: t.rate, burstS: t.burstS, warmupS: t.warmupS, windowS: t.windowS, workDir });
       const flags = [...forwardedFlags(r.forwardedRatio, run.expected ?? expected), ...(r.failedRequests > 0 ? [`failed-requests(${r.failedRequests})`] : [])];
@@ -205,6 +230,7 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
         expected_forwarded_ratio: run.expected ?? expected,
         other_load_server_core: r.otherLoadServerCore,
         flags,
+        round,
       });
     }
     return rows;
@@ -213,11 +239,16 @@ async function filterScenario(scenario: 'filter-health' | 'filter-not-contains',
   }
 }
 
-export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log: Log): Promise<ScenarioRow[]> {
+export async function runScenario(scenario: ScenarioName, t: ScenarioTiming, log: Log, round = 0): Promise<ScenarioRow[]> {
+  const rows = await runScenarioOnce(scenario, t, log, round);
+  return rows.map((row) => ({ ...row, round }));
+}
+
+async function runScenarioOnce(scenario: ScenarioName, t: ScenarioTiming, log: Log, round: number): Promise<ScenarioRow[]> {
   switch (scenario) {
     case 'filter-health':
     case 'filter-not-contains':
-      return filterScenario(scenario, t, log);
+      return filterScenario(scenario, t, log, round);
     case 'tail-sampling': {
       log(`tail-sampling: ${t.tailSeconds} s of load per system (+17 s lag and decisions)`);
       const result = await measureTailSampling(t.tailSeconds);

@@ -56,6 +56,17 @@ void describe('bench: scenarios', () => {
     assert.deepEqual(rs[1]!.flags, ['spansieve:refused(500)']);
     const table = scenariosTable(rows, rs);
     assert.match(table, /\| tail-sampling \| tail_sampling \| 0\.75x \(≤ 0\.5x: NOT met\) \| 0\.5x \(≤ 1x: met\) \|/);
+    // Rounds: each round's pair is compared, the median decides.
+    const rounds = [1, 2, 3].flatMap((round, i) => [
+      row({ round, cpu_us_per_span: [5, 7, 6][i]! }),
+      row({ round, system: 'collector-ref', cpu_us_per_span: 10 }),
+    ]);
+    const median = scenarioRatios(rounds)[0]!;
+    assert.deepEqual([median.cpu_ratio, median.cpu_ratios, median.cpu_met], [0.6, [0.5, 0.7, 0.6], false]);
+    assert.match(scenariosTable(rounds, [median]), /0\.6x \(≤ 0\.5x: NOT met\) \(median of 0\.5, 0\.7, 0\.6\)/);
+    assert.equal(scenarioRatios(rounds.slice(0, 4))[0]!.cpu_ratio, 0.6);
+    assert.deepEqual(parseOptions(['--scenarios', 'filter-health', '--scenario-rounds', '3']).scenarioRounds, 3);
+    assert.throws(() => parseOptions(['--scenario-rounds', '0']), /at least 1/);
     // A side missing: no ratio, no verdict.
     assert.deepEqual(scenarioRatios([row({})]).map((r) => [r.cpu_ratio, r.cpu_met]), [[null, null]]);
   });

@@ -3,7 +3,7 @@ import { before, describe, test } from 'node:test';
 import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import { forceGc } from '../../src/processors/memorylimiter/memory';
-import { decompressBody } from '../../src/receivers/otlp/http-server';
+import { decompressBody } from '../../src/receivers/otlp/http-flow';
 import { corpusInputs } from './corpus';
 import { TARGETS, type FuzzTarget } from './targets';
 

@@ -5,7 +5,7 @@ import type { Signal } from '../../src/pdata/batch';
 import { JsonShapeError, PROTO_FILES, encodeFromOtlpJson, types } from '../../src/pdata/codec';
 import { parseRequest } from '../../src/pdata/scan';
 import { WireFormatError } from '../../src/pdata/wire';
-import { HttpError, decompressBody } from '../../src/receivers/otlp/http-server';
+import { HttpError, decompressBody } from '../../src/receivers/otlp/http-flow';
 import { compressSync, loadZstd } from '../../src/util/compression';
 import { deepAnyValue, deepTraceRequest } from '../helpers/deep';
 import { hostInstance, obiResourceSpans, obiSpan, encodeTraces } from '../helpers/obi';

@@ -47,6 +47,47 @@ function sameBytes(buf: Uint8Array, at: number, want: Uint8Array, n: number): bo
 }
 
 /**
+ * Whether a KeyValue's fields in [pos, end) hold another key field (which would replace the key
+ * read before it, the last one winning as in pcommon); undefined when they are malformed.
+ */
+function keyFieldAfter(buf: Uint8Array, pos: number, end: number): boolean | undefined {
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    if (tag === KEY_VALUE.key) return true;
+    if (tag >= 0x80) return undefined;
+    switch (tag & 7) {
+      case WIRE_VARINT:
+        while (pos < end && buf[pos]! >= 0x80) pos++;
+        pos++;
+        break;
+      case WIRE_I64:
+        pos += 8;
+        break;
+      case WIRE_I32:
+        pos += 4;
+        break;
+      case WIRE_LEN: {
+        let len = buf[pos++]!;
+        if (len >= 0x80) {
+          len &= 0x7f;
+          for (let mul = 128; ; mul *= 128) {
+            if (pos >= end || mul > 2 ** 28) return undefined;
+            const b = buf[pos++]!;
+            len += (b & 0x7f) * mul;
+            if (b < 0x80) break;
+          }
+        }
+        pos += len;
+        break;
+      }
+      default:
+        return undefined;
+    }
+  }
+  return pos === end ? false : undefined;
+}
+
+/**
  * RawStringEquals on the bytes of a message [start, end): whether its first KeyValue (field
  * `fieldTag`) with this key holds exactly the string `utf8`; false when no KeyValue has the key
  * (nil is no string). Read without a reader or an object; undefined, for the caller to decode, as
@@ -103,8 +144,8 @@ export function attributeStringEquals(buf: Uint8Array, start: number, end: numbe
     const ke = ks + buf[s + 1]!;
     if (ke > e) return undefined;
     if (ke - ks !== kl || !sameBytes(buf, ks, key, kl)) {
-      // A second key field would replace this one: decode instead.
-      if (ke < e && buf[ke] === KEY_VALUE.key) return undefined;
+      // A later key field (after the value or anything else) would replace this one: decode instead.
+      if (keyFieldAfter(buf, ke, e) !== false) return undefined;
       continue;
     }
     if (buf[ke] !== KEY_VALUE.value || ke + 2 > e || buf[ke + 1]! >= 0x80 || ke + 2 + buf[ke + 1]! !== e) return undefined;
@@ -159,7 +200,7 @@ export class WireAttributes extends Map<string, OttlValue> {
         const ks = s + 2;
         const ke = ks + buf[s + 1]!;
         const same = ke - ks === wl && ke <= e && sameBytes(buf, ks, want, wl);
-        if (!same && (ke >= e || buf[ke] !== KEY_VALUE.key)) continue;
+        if (!same && keyFieldAfter(buf, ke, e) === false) continue;
         // The same key, then the value as the last field (one-byte length): decoded in place.
         if (same && buf[ke] === KEY_VALUE.value && buf[ke + 1]! < 0x80 && ke + 2 + buf[ke + 1]! === e) {
           found = decodeOttlAnyValue(buf, ke + 2, e);

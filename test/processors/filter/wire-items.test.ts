@@ -34,14 +34,17 @@ const anyValue = fc.oneof(
   fc.constant(Buffer.concat([str(1, '/health'), intField(9, 1)])),
   fc.constant(Buffer.alloc(0)),
 );
-/** One KeyValue: key then value, value then key, key without value, two key fields. */
-const keyValue = fc.tuple(fc.constantFrom('url.path', 'url', 'é', '', LONG), anyValue, fc.constantFrom('kv', 'vk', 'k', 'kk')).map(([key, value, layout]) => {
+/** One KeyValue: key then value, value then key, key without value, two key fields (before or after the value). */
+const keyValue = fc.tuple(fc.constantFrom('url.path', 'url', 'é', '', LONG), anyValue, fc.constantFrom('kv', 'vk', 'k', 'kk', 'kvk', 'kuk')).map(([key, value, layout]) => {
   const k = str(1, key);
   const v = len(2, value);
   switch (layout) {
     case 'kv': return len(9, k, v);
     case 'vk': return len(9, v, k);
     case 'k': return len(9, k);
+    case 'kvk': return len(9, str(1, 'other'), v, k);
+    // an unknown field between the value and the key that replaces the first
+    case 'kuk': return len(9, str(1, 'other'), v, intField(7, 1), k);
     default: return len(9, str(1, 'other'), k, v);
   }
 });
@@ -100,6 +103,10 @@ test('a wire span answers attributes["k"] == "literal" on its bytes: other field
   // The first KeyValue with the key wins, as pcommon's Get.
   const twice = Buffer.concat([kv('url.path', '/a'), kv('url.path', '/health')]);
   assert.equal(wire(twice).attributeStringEquals(key, Buffer.from('/health')), false);
+  // A later key field replaces the first, also after the value: the bytes leave it to the decode.
+  const replaced = len(9, str(1, 'other'), len(2, str(1, '/health')), str(1, 'url.path'));
+  assert.equal(wire(replaced).attributeStringEquals(key, Buffer.from('/health')), undefined);
+  assert.equal(wire(replaced).attributes.get('url.path'), '/health');
   // Value before key: the bytes cannot tell cheaply.
   const valueFirst = Buffer.concat([len(9, len(2, str(1, '/health')), str(1, 'url.path'))]);
   assert.equal(wire(valueFirst).attributeStringEquals(key, Buffer.from('/health')), undefined);

@@ -46,45 +46,72 @@ function sameBytes(buf: Uint8Array, at: number, want: Uint8Array, n: number): bo
   return true;
 }
 
+/** The tag of the field nextField read last and, when length-delimited, where its payload starts. */
+let fieldTagRead = 0;
+let payloadStart = 0;
+
+/**
+ * Reads the field at `pos` (its tag, then skips its value) without a reader: returns the position
+ * after it, or -1 when [pos, end) does not hold a whole field. The tag and payload start are left
+ * in fieldTagRead / payloadStart for the caller to read before its next call.
+ */
+function nextField(buf: Uint8Array, pos: number, end: number): number {
+  let tag = buf[pos++]!;
+  if (tag >= 0x80) {
+    tag &= 0x7f;
+    for (let mul = 128; ; mul *= 128) {
+      if (pos >= end || mul > 2 ** 28) return -1;
+      const b = buf[pos++]!;
+      tag += (b & 0x7f) * mul;
+      if (b < 0x80) break;
+    }
+  }
+  fieldTagRead = tag;
+  switch (tag & 7) {
+    case WIRE_VARINT:
+      while (pos < end && buf[pos]! >= 0x80) pos++;
+      pos++;
+      break;
+    case WIRE_I64:
+      pos += 8;
+      break;
+    case WIRE_I32:
+      pos += 4;
+      break;
+    case WIRE_LEN: {
+      let len = buf[pos++]!;
+      if (len >= 0x80) {
+        len &= 0x7f;
+        for (let mul = 128; ; mul *= 128) {
+          if (pos >= end || mul > 2 ** 28) return -1;
+          const b = buf[pos++]!;
+          len += (b & 0x7f) * mul;
+          if (b < 0x80) break;
+        }
+      }
+      payloadStart = pos;
+      pos += len;
+      break;
+    }
+    default:
+      return -1;
+  }
+  return pos <= end ? pos : -1;
+}
+
 /**
  * Whether a KeyValue's fields in [pos, end) hold another key field (which would replace the key
- * read before it, the last one winning as in pcommon); undefined when they are malformed.
+ * read before it, the last one winning as in pcommon); undefined when they are malformed or carry
+ * a multi-byte tag.
  */
 function keyFieldAfter(buf: Uint8Array, pos: number, end: number): boolean | undefined {
   while (pos < end) {
-    const tag = buf[pos++]!;
-    if (tag === KEY_VALUE.key) return true;
-    if (tag >= 0x80) return undefined;
-    switch (tag & 7) {
-      case WIRE_VARINT:
-        while (pos < end && buf[pos]! >= 0x80) pos++;
-        pos++;
-        break;
-      case WIRE_I64:
-        pos += 8;
-        break;
-      case WIRE_I32:
-        pos += 4;
-        break;
-      case WIRE_LEN: {
-        let len = buf[pos++]!;
-        if (len >= 0x80) {
-          len &= 0x7f;
-          for (let mul = 128; ; mul *= 128) {
-            if (pos >= end || mul > 2 ** 28) return undefined;
-            const b = buf[pos++]!;
-            len += (b & 0x7f) * mul;
-            if (b < 0x80) break;
-          }
-        }
-        pos += len;
-        break;
-      }
-      default:
-        return undefined;
-    }
+    if (buf[pos] === KEY_VALUE.key) return true;
+    if (buf[pos]! >= 0x80) return undefined;
+    pos = nextField(buf, pos, end);
+    if (pos < 0) return undefined;
   }
-  return pos === end ? false : undefined;
+  return false;
 }
 
 /**
@@ -98,47 +125,11 @@ export function attributeStringEquals(buf: Uint8Array, start: number, end: numbe
   const kl = key.length;
   let pos = start;
   while (pos < end) {
-    let tag = buf[pos++]!;
-    if (tag >= 0x80) {
-      tag &= 0x7f;
-      for (let mul = 128; ; mul *= 128) {
-        if (pos >= end || mul > 2 ** 28) return undefined;
-        const b = buf[pos++]!;
-        tag += (b & 0x7f) * mul;
-        if (b < 0x80) break;
-      }
-    }
-    switch (tag & 7) {
-      case WIRE_VARINT:
-        while (pos < end && buf[pos]! >= 0x80) pos++;
-        pos++;
-        continue;
-      case WIRE_I64:
-        pos += 8;
-        continue;
-      case WIRE_I32:
-        pos += 4;
-        continue;
-      case WIRE_LEN:
-        break;
-      default:
-        return undefined;
-    }
-    let len = buf[pos++]!;
-    if (len >= 0x80) {
-      len &= 0x7f;
-      for (let mul = 128; ; mul *= 128) {
-        if (pos >= end || mul > 2 ** 28) return undefined;
-        const b = buf[pos++]!;
-        len += (b & 0x7f) * mul;
-        if (b < 0x80) break;
-      }
-    }
-    const s = pos;
-    const e = pos + len;
-    pos = e;
-    if (e > end) return undefined;
-    if (tag !== fieldTag) continue;
+    pos = nextField(buf, pos, end);
+    if (pos < 0) return undefined;
+    if (fieldTagRead !== fieldTag) continue;
+    const s = payloadStart;
+    const e = pos;
     if (buf[s] !== KEY_VALUE.key || buf[s + 1]! >= 0x80) return undefined;
     const ks = s + 2;
     const ke = ks + buf[s + 1]!;
@@ -154,7 +145,7 @@ export function attributeStringEquals(buf: Uint8Array, start: number, end: numbe
     const n = e - vs - 2;
     return n === utf8.length && sameBytes(buf, vs + 2, utf8, n);
   }
-  return pos === end ? false : undefined;
+  return false;
 }
 
 /**

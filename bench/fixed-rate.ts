@@ -190,7 +190,7 @@ async function measurePinned(o: FixedRateOptions): Promise<FixedRateResult> {
     const spans = sentSpans - spans0;
     const cpu1 = cpuSplitSeconds(child.pid!);
     const systemCpu = cpu1.system - cpu0.system;
-    const cpu = cpu1.user + systemCpu - cpu0.user;
+    const cpu = cpu1.user - cpu0.user + systemCpu;
     const threadCpuUsPerSpan: Record<string, number> = {};
     for (const [name, seconds] of threadCpuSeconds(child.pid!)) {
       const used = seconds - (threads0.get(name) ?? 0);

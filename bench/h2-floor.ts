@@ -3,6 +3,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { freePorts, installCleanup, killAll, spawnPinned, stopChild, ticksPerSecond, waitForPort } from './proc';
+import { median } from './report';
 import { SERVER_CPU } from './systems';
 
 // The two gRPC floors side by side (issue 19): bench/floor.ts on node:http2 (`floor`) and on
@@ -167,10 +168,6 @@ async function main(): Promise<void> {
   }
   for (const server of servers.values()) await server.stop();
 
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  };
   process.stdout.write(`\nCPU per request, µs (median of ${rounds} rounds; ${bytes}-byte bodies; fixed = ${rate} requests/s, closed = 16 in flight)\n`);
   process.stdout.write('| load | system | user | system | total | ÷ floor |\n|---|---|---:|---:|---:|---:|\n');
   for (const mode of ['fixed', 'closed'] as const) {

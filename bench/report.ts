@@ -177,6 +177,14 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[rank]!;
 }
 
+/** The middle sample, or the mean of the two middle ones for an even count; NaN for none. */
+export function median(samples: readonly number[]): number {
+  if (samples.length === 0) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 export function round(n: number, digits = 2): number {
   if (!Number.isFinite(n)) return n;
   const f = 10 ** digits;

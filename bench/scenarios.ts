@@ -12,6 +12,7 @@ import { types } from '../src/pdata/codec';
 import { measureFixedRate } from './fixed-rate';
 import { DEFAULT_POOL, buildPool, keptInstanceIds, type Pool } from './obi';
 import { measureProbabilisticSampler } from './probabilistic-sampler';
+import { median } from './report';
 import { ottlKeepOnly, spansieveConfig } from './systems';
 import { measureTailSampling } from './tail-sampling';
 
@@ -97,8 +98,8 @@ export function scenarioRatios(rows: readonly ScenarioRow[]): ScenarioRatio[] {
       if (s && c && c.peak_rss_mb > 0) rsses.push(round2(s.peak_rss_mb / c.peak_rss_mb));
       flags.push(...(s?.flags ?? []).map((f) => `spansieve:${f}`), ...(c?.flags ?? []).map((f) => `collector:${f}`));
     }
-    const cpu = median(cpus);
-    const rss = median(rsses);
+    const cpu = cpus.length > 0 ? round2(median(cpus)) : null;
+    const rss = rsses.length > 0 ? round2(median(rsses)) : null;
     const target = TARGETS[scenario];
     return {
       scenario,
@@ -113,14 +114,6 @@ export function scenarioRatios(rows: readonly ScenarioRow[]): ScenarioRatio[] {
       flags: [...new Set(flags)],
     };
   });
-}
-
-/** The middle value (the mean of the two middle ones for an even count); null for none. */
-function median(values: readonly number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : round2((sorted[mid - 1]! + sorted[mid]!) / 2);
 }
 
 const cell = (ratio: number | null, target: number | null, met: boolean | null) =>

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_POOL, keptInstanceIds, type PoolSpec } from './obi';
 import { readElu } from './elu-probe';
-import { SHAPES, SHAPE_NAMES, shapeNamed, type Shape } from './shapes';
+import { SHAPES, SHAPE_NAMES, closedLoopConcurrency, shapeNamed, type Shape } from './shapes';
 import { SCENARIO_FULL, SCENARIO_NAMES, SCENARIO_QUICK, parseScenarios, runScenario, scenarioRatios, scenariosTable, type ScenarioName, type ScenarioRow } from './scenarios';
 import {
   allowedCpus,
@@ -81,7 +81,8 @@ interface Options {
   scaling: boolean;
   profile: boolean;
   out: string;
-  concurrency: number;
+  /** Closed-loop requests in flight per core; undefined: per shape (closedLoopConcurrency). */
+  concurrency: number | undefined;
   /** Closed loop against the default config (sending queue on): overload behaviour, not capacity. */
   maxWithQueue: boolean;
   /** Overrides the fixed-rate warm-up (seconds). */
@@ -166,7 +167,7 @@ export function parseOptions(argv: readonly string[]): Options {
     scaling: true,
     profile: false,
     out: path.join(RESULTS_DIR, 'latest.json'),
-    concurrency: 16,
+    concurrency: undefined,
     maxWithQueue: false,
     warmupS: undefined,
     burstS: undefined,
@@ -209,9 +210,12 @@ export function parseOptions(argv: readonly string[]): Options {
       case '--no-scaling':
         options.scaling = false;
         break;
-      case '--concurrency':
-        options.concurrency = Number(value());
+      case '--concurrency': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1) throw new Error(`--concurrency: a positive integer, not ${JSON.stringify(n)}`);
+        options.concurrency = n;
         break;
+      }
       case '--max-with-queue':
         options.maxWithQueue = true;
         break;
@@ -793,7 +797,7 @@ async function main(argv: readonly string[]): Promise<void> {
         const label = options.cores.length > 1 || where.cores !== 1 ? `${base}-${where.cores}cores` : base;
         // N cores: N senders, each with the shape's connections and `concurrency` requests in flight.
         const connections = shape.connections * where.cores;
-        const concurrency = options.concurrency * where.cores;
+        const concurrency = closedLoopConcurrency(poolInfo.spansPerRequest, options.concurrency) * where.cores;
         log(`${label}: starting`);
         const m = await measure(ctx, {
           system,
@@ -894,7 +898,8 @@ async function main(argv: readonly string[]): Promise<void> {
     settings: {
       quick: options.quick,
       fixed_rate_spans_per_second: options.rate,
-      closed_loop_concurrency: options.concurrency,
+      // null: per shape, closedLoopConcurrency(); each result has its own as max_concurrency.
+      closed_loop_concurrency: options.concurrency ?? null,
       // Per core: a measurement on N cores has N x the shape's connections and N x concurrency in flight.
       cores: options.cores,
       closed_loop_sending_queue: options.maxWithQueue,
@@ -923,7 +928,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const out: string[] = [
     '',
     `spansieve benchmark (${report.command}); ${String(machine.cpu_model)}, ${String(machine.cores)} cores; server pinned to core ${SERVER_CPU}, load generator + sink to core ${LOADGEN_CPU}`,
-    `fixed rate ${options.rate} spans/s for CPU, latency and RSS; closed loop with ${options.concurrency} requests in flight for max throughput`,
+    `fixed rate ${options.rate} spans/s for CPU, latency and RSS; closed loop with ${options.concurrency ?? 'about 24,576 spans\' worth of (16-256)'} requests in flight for max throughput`,
   ];
   if (results.length > 0) out.push('', resultsTable(results), '', 'Ratios (same run):', ratiosTable(rs), '', 'Targets:', targetsTable(checks));
   if (options.cores.some((n) => n !== 1)) out.push('', 'Cores and senders, closed loop (same run):', coresTable(cores));

@@ -42,6 +42,17 @@ export const SHAPES: readonly Shape[] = [
   shape('four-connections', '200 spans over 40 resources, 20 kept (50 %), over 4 gRPC connections', {}, 4),
 ];
 
+/**
+ * Requests the closed loop keeps in flight when `--concurrency` is not given: about 24,576 spans
+ * (256 obi-sidecar requests), at least 16, at most 256. With 16 in flight a server taking ~100-span
+ * requests waited on the loop's round trips (spansieve's core 0.82-0.94 busy at its maximum); with
+ * this much work in flight its core is 0.97-1.00 busy (docs/performance.md, "Requests in flight").
+ */
+export function closedLoopConcurrency(spansPerRequest: number, given: number | undefined): number {
+  if (given !== undefined) return given;
+  return Math.min(256, Math.max(16, Math.ceil(24_576 / spansPerRequest)));
+}
+
 export const SHAPE_NAMES: readonly string[] = SHAPES.map((s) => s.name);
 
 export function shapeNamed(name: string): Shape {

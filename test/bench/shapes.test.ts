@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildPool } from '../../bench/obi';
 import { ratios, targetChecks, type Result } from '../../bench/report';
-import { SHAPES, shapeNamed } from '../../bench/shapes';
+import { SHAPES, closedLoopConcurrency, shapeNamed } from '../../bench/shapes';
+import { parseOptions } from '../../bench/run';
 
 void describe('bench: load shapes', () => {
   void test('every shape builds the request it describes', () => {
@@ -19,6 +20,21 @@ void describe('bench: load shapes', () => {
     }
     assert.equal(shapeNamed('obi-batch-4096').pool.resourcesPerRequest * shapeNamed('obi-batch-4096').pool.spansPerResource, 4096);
     assert.throws(() => shapeNamed('nope'), /unknown shape "nope"; one of default, obi-sidecar/);
+  });
+
+  void test('the closed loop keeps about 24,576 spans in flight per shape, 16 to 256 requests, unless --concurrency says', () => {
+    const inFlight = (name: string) => {
+      const pool = shapeNamed(name).pool;
+      return closedLoopConcurrency(pool.resourcesPerRequest * pool.spansPerResource, parseOptions([]).concurrency);
+    };
+    assert.deepEqual(SHAPES.map((s) => [s.name, inFlight(s.name)]), [
+      ['default', 123], ['obi-sidecar', 256], ['kept-2pct', 123], ['kept-25pct', 123], ['kept-100pct', 123],
+      ['one-span-resources', 123], ['obi-batch-4096', 16], ['four-connections', 123],
+    ]);
+    assert.equal(closedLoopConcurrency(1, undefined), 256);
+    assert.equal(closedLoopConcurrency(96, parseOptions(['--concurrency', '16']).concurrency), 16);
+    assert.throws(() => parseOptions(['--concurrency', '0']), /--concurrency: a positive integer/);
+    assert.throws(() => parseOptions(['--concurrency', '2.5']), /--concurrency: a positive integer/);
   });
 
   void test('ratios and targets are per shape, never across shapes', () => {

@@ -161,6 +161,19 @@ export function processTree(pid: number): number[] {
 }
 
 /** CPU seconds of a process and its live descendants (a multi-process server's workers). */
+/** Kernel time (stime) summed over processes, in seconds; a process that exited counts 0. */
+export function treeSystemCpuSeconds(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      total += cpuSplitSeconds(pid).system;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
 export function treeCpuSeconds(pids: readonly number[]): number {
   let total = 0;
   for (const pid of pids) {

@@ -20,6 +20,8 @@ export interface Result {
   readonly offered_spans_per_second: number;
   readonly achieved_spans_per_second: number;
   readonly cpu_seconds_per_million_spans: number;
+  /** Of it, the kernel's part (stime): loopback TCP and wake-ups, which move with the machine. */
+  readonly system_cpu_seconds_per_million_spans?: number;
   readonly max_spans_per_second_one_core: number | null;
   readonly p50_ms: number;
   readonly p99_ms: number;

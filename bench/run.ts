@@ -17,6 +17,7 @@ import {
   treeCpuSeconds,
   taskCpuSeconds,
   threadCpuSeconds,
+  treeSystemCpuSeconds,
   installCleanup,
   loadAverage,
   peakRssMb,
@@ -309,6 +310,8 @@ const log = (text: string) => process.stderr.write(`bench: ${text}\n`);
 interface Window {
   readonly seconds: number;
   readonly serverCpu: number;
+  /** Of serverCpu, the kernel's part (stime: syscalls, loopback TCP). */
+  readonly serverSystemCpu: number;
   readonly loadgenCpu: number;
   /** Of loadgenCpu: the generator's main thread and the sink's thread (the rest: V8 and libuv helpers). */
   readonly loadgenMainCpu: number;
@@ -340,6 +343,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const pids = processTree(pid);
   const threadsA = threadCpuSeconds(pid);
   const cpuA = treeCpuSeconds(pids);
+  const systemA = treeSystemCpuSeconds(pids);
   const perProcessA = pids.map((p) => treeCpuSeconds([p]));
   const lgA = cpuSeconds(loadgen.pid);
   const sinkTid = loadgen.hello?.sinkTid ?? NaN;
@@ -353,6 +357,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
   const cpuB = treeCpuSeconds(pids);
+  const systemB = treeSystemCpuSeconds(pids);
   const perProcessB = pids.map((p) => treeCpuSeconds([p]));
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
@@ -376,6 +381,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
     serverElu: eluTotal > 0 ? round(eluActive / eluTotal, 3) : null,
     seconds: wall,
     serverCpu: cpuB - cpuA,
+    serverSystemCpu: systemB - systemA,
     loadgenCpu: lgB - lgA,
     loadgenMainCpu: lgMainB - lgMainA,
     sinkCpu: sinkB - sinkA,
@@ -971,6 +977,7 @@ function toResult(shape: string, system: SystemName, transport: Transport, rate:
     offered_spans_per_second: round((w.b.sentSpans - w.a.sentSpans) / w.seconds, 0),
     achieved_spans_per_second: round(spans / w.seconds, 0),
     cpu_seconds_per_million_spans: round(w.serverCpu / (spans / 1e6), 3),
+    system_cpu_seconds_per_million_spans: round(w.serverSystemCpu / (spans / 1e6), 3),
     max_spans_per_second_one_core: max ? round(maxSpans / max.seconds, 0) : null,
     p50_ms: round(percentile(latency, 50), 3),
     p99_ms: round(percentile(latency, 99), 3),

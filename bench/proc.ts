@@ -160,30 +160,26 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** CPU seconds of a process and its live descendants (a multi-process server's workers). */
-/** Kernel time (stime) summed over processes, in seconds; a process that exited counts 0. */
-export function treeSystemCpuSeconds(pids: readonly number[]): number {
-  let total = 0;
+/** utime and stime summed over processes (a multi-process server and its workers); one that exited counts 0. */
+export function treeCpuSplitSeconds(pids: readonly number[]): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
   for (const pid of pids) {
     try {
-      total += cpuSplitSeconds(pid).system;
+      const split = cpuSplitSeconds(pid);
+      user += split.user;
+      system += split.system;
     } catch {
       // exited meanwhile
     }
   }
-  return total;
+  return { user, system };
 }
 
+/** CPU seconds of processes (a multi-process server and its workers). */
 export function treeCpuSeconds(pids: readonly number[]): number {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      total += cpuSeconds(pid);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return total;
+  const { user, system } = treeCpuSplitSeconds(pids);
+  return user + system;
 }
 
 /** CPU seconds per thread name (comm) of a process's live threads, e.g. main thread vs GC helpers. */

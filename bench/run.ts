@@ -17,7 +17,7 @@ import {
   treeCpuSeconds,
   taskCpuSeconds,
   threadCpuSeconds,
-  treeSystemCpuSeconds,
+  treeCpuSplitSeconds,
   installCleanup,
   loadAverage,
   peakRssMb,
@@ -342,8 +342,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   // A multi-process server (spansieve-workers: a primary and its cluster workers) is measured whole.
   const pids = processTree(pid);
   const threadsA = threadCpuSeconds(pid);
-  const cpuA = treeCpuSeconds(pids);
-  const systemA = treeSystemCpuSeconds(pids);
+  const splitA = treeCpuSplitSeconds(pids);
   const perProcessA = pids.map((p) => treeCpuSeconds([p]));
   const lgA = cpuSeconds(loadgen.pid);
   const sinkTid = loadgen.hello?.sinkTid ?? NaN;
@@ -356,8 +355,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const eluA = sumElu(eluPids);
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
-  const cpuB = treeCpuSeconds(pids);
-  const systemB = treeSystemCpuSeconds(pids);
+  const splitB = treeCpuSplitSeconds(pids);
   const perProcessB = pids.map((p) => treeCpuSeconds([p]));
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
@@ -368,6 +366,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const eluB = sumElu(eluPids);
   const b = await loadgen.call<Snapshot>({ type: 'snapshot' });
   const wall = (b.at - a.at) / 1000;
+  const serverCpu = splitB.user + splitB.system - (splitA.user + splitA.system);
   const serverThreads: Record<string, number> = {};
   for (const [name, seconds] of threadsB) {
     const used = (seconds - (threadsA.get(name) ?? 0)) / wall;
@@ -380,15 +379,15 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
     serverProcesses: pids.map((_, i) => round((perProcessB[i]! - perProcessA[i]!) / wall, 3)),
     serverElu: eluTotal > 0 ? round(eluActive / eluTotal, 3) : null,
     seconds: wall,
-    serverCpu: cpuB - cpuA,
-    serverSystemCpu: systemB - systemA,
+    serverCpu,
+    serverSystemCpu: splitB.system - splitA.system,
     loadgenCpu: lgB - lgA,
     loadgenMainCpu: lgMainB - lgMainA,
     sinkCpu: sinkB - sinkA,
     loadgenCoresBusy: core1B - core1A,
     // Sharing cores, the load generator's CPU is on the server's cores too: not "other" load.
-    otherLoadServerCore: Math.max(0, (core0B - core0A - (cpuB - cpuA) - (where.shared ? lgB - lgA : 0)) / wall),
-    otherLoadLoadgenCore: Math.max(0, (core1B - core1A - (lgB - lgA) - (where.shared ? cpuB - cpuA : 0)) / wall),
+    otherLoadServerCore: Math.max(0, (core0B - core0A - serverCpu - (where.shared ? lgB - lgA : 0)) / wall),
+    otherLoadLoadgenCore: Math.max(0, (core1B - core1A - (lgB - lgA) - (where.shared ? serverCpu : 0)) / wall),
     a,
     b,
     latency: b.sinkLatencyMs,

@@ -50,6 +50,25 @@ function sameBytes(buf: Uint8Array, at: number, want: Uint8Array, n: number): bo
 let fieldTagRead = 0;
 let payloadStart = 0;
 
+/** Where the varint varintRest read last ends. */
+let varintEnd = 0;
+
+/**
+ * A varint of more than one byte whose first byte `first` (>= 0x80) came just before `pos`:
+ * its value, or -1 when [pos, end) cuts it off or it exceeds 35 bits; its end in varintEnd.
+ */
+function varintRest(buf: Uint8Array, first: number, pos: number, end: number): number {
+  let value = first & 0x7f;
+  for (let mul = 128; ; mul *= 128) {
+    if (pos >= end || mul > 2 ** 28) return -1;
+    const b = buf[pos++]!;
+    value += (b & 0x7f) * mul;
+    if (b < 0x80) break;
+  }
+  varintEnd = pos;
+  return value;
+}
+
 /**
  * Reads the field at `pos` (its tag, then skips its value) without a reader: returns the position
  * after it, or -1 when [pos, end) does not hold a whole field. The tag and payload start are left
@@ -58,13 +77,9 @@ let payloadStart = 0;
 function nextField(buf: Uint8Array, pos: number, end: number): number {
   let tag = buf[pos++]!;
   if (tag >= 0x80) {
-    tag &= 0x7f;
-    for (let mul = 128; ; mul *= 128) {
-      if (pos >= end || mul > 2 ** 28) return -1;
-      const b = buf[pos++]!;
-      tag += (b & 0x7f) * mul;
-      if (b < 0x80) break;
-    }
+    tag = varintRest(buf, tag, pos, end);
+    if (tag < 0) return -1;
+    pos = varintEnd;
   }
   fieldTagRead = tag;
   switch (tag & 7) {
@@ -81,13 +96,9 @@ function nextField(buf: Uint8Array, pos: number, end: number): number {
     case WIRE_LEN: {
       let len = buf[pos++]!;
       if (len >= 0x80) {
-        len &= 0x7f;
-        for (let mul = 128; ; mul *= 128) {
-          if (pos >= end || mul > 2 ** 28) return -1;
-          const b = buf[pos++]!;
-          len += (b & 0x7f) * mul;
-          if (b < 0x80) break;
-        }
+        len = varintRest(buf, len, pos, end);
+        if (len < 0) return -1;
+        pos = varintEnd;
       }
       payloadStart = pos;
       pos += len;

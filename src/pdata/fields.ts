@@ -58,7 +58,7 @@ export const SPAN_EVENT = {
 
 export const STATUS = { message: tag(2, WIRE_LEN), code: tag(3, WIRE_VARINT) } as const;
 
-export const KEY_VALUE = { key: tag(1, WIRE_LEN), value: tag(2, WIRE_LEN) } as const;
+export const KEY_VALUE = { key: tag(1, WIRE_LEN), value: tag(2, WIRE_LEN), key_strindex: tag(3, WIRE_VARINT) } as const;
 
 export const ANY_VALUE = {
   string_value: tag(1, WIRE_LEN),
@@ -69,6 +69,9 @@ export const ANY_VALUE = {
   kvlist_value: tag(6, WIRE_LEN),
   bytes_value: tag(7, WIRE_LEN),
 } as const;
+
+/** AnyValue's dictionary reference (profiles); apart from ANY_VALUE, whose entries are the values spansieve decodes. */
+export const ANY_VALUE_STRINDEX = { string_value_strindex: tag(8, WIRE_VARINT) } as const;
 
 /** ArrayValue.values and KeyValueList.values. */
 export const VALUES = { values: tag(1, WIRE_LEN) } as const;
@@ -145,6 +148,7 @@ export const OTLP_FIELD_TABLES = {
   STATUS,
   KEY_VALUE,
   ANY_VALUE,
+  ANY_VALUE_STRINDEX,
   VALUES,
   METRIC,
   POINTS_HOLDER,

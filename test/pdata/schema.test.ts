@@ -20,8 +20,11 @@ import {
   KIND_STRING,
   KIND_VARINT,
   NumberDataPointSpec,
+  KeyValueSpec,
   SpanSpec,
   SummaryDataPointSpec,
+  checkMessage,
+  isPlainKeyValue,
   type MessageSpec,
 } from '../../src/pdata/schema';
 import {
@@ -33,7 +36,8 @@ import {
   STATUS_CODE_ERROR,
   STATUS_CODE_NAMES,
 } from '../../src/pdata/spans';
-import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT } from '../../src/pdata/wire';
+import { WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, WireFormatError } from '../../src/pdata/wire';
+import { seededRandom } from '../helpers/random';
 
 // The wire scanner's tables (src/pdata/schema.ts, scan.ts) against the published .proto files in
 // proto/, through protobufjs reflection: every field the scanner checks has that number, name and
@@ -237,6 +241,7 @@ const FIELD_TABLE_UPSTREAM: Record<keyof typeof OTLP_FIELD_TABLES, readonly Tabl
   STATUS: [{ message: `${TRACE}.Status` }],
   KEY_VALUE: [{ message: `${COMMON}.KeyValue` }],
   ANY_VALUE: [{ message: `${COMMON}.AnyValue` }],
+  ANY_VALUE_STRINDEX: [{ message: `${COMMON}.AnyValue` }],
   VALUES: [{ message: `${COMMON}.ArrayValue` }, { message: `${COMMON}.KeyValueList` }],
   METRIC: [{ message: `${METRICS}.Metric` }],
   POINTS_HOLDER: [
@@ -337,5 +342,97 @@ void describe('OTLP schema: no field tag written as a number outside src/pdata/f
       });
     }
     assert.deepEqual(lines, [], 'name these tags in src/pdata/fields.ts (the schema test checks them against proto/)');
+  });
+});
+
+// isPlainKeyValue is checkValue's shortcut for the commonest message; on false the general checker
+// takes over. So the one property that matters: it never accepts what the general checker refuses.
+void describe('OTLP schema: the plain KeyValue shortcut', () => {
+  const varint = (n: number): number[] => {
+    const out: number[] = [];
+    while (n >= 0x80) {
+      out.push((n % 0x80) | 0x80);
+      n = Math.floor(n / 0x80);
+    }
+    out.push(n);
+    return out;
+  };
+  const field = (number: number, wireType: number, payload: number[]): number[] =>
+    wireType === WIRE_LEN ? [...varint(number * 8 + wireType), ...varint(payload.length), ...payload] : [...varint(number * 8 + wireType), ...payload];
+  const ascii = (text: string): number[] => [...Buffer.from(text, 'latin1')];
+  const STRINGS: number[][] = [ascii('http.request.method'), ascii(''), ascii('x'.repeat(200)), [...Buffer.from('größe')], [0xc3], [0xff, 0x41], [0xed, 0xa0, 0x80]];
+
+  /** A KeyValue built from valid and invalid pieces, then possibly damaged. */
+  function sample(random: () => number): Buffer {
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const anyValue = (): number[] => {
+      switch (Math.floor(random() * 12)) {
+        case 0: return field(1, WIRE_LEN, pick(STRINGS));
+        case 1: return field(2, WIRE_VARINT, varint(Math.floor(random() * 2)));
+        case 2: return field(3, WIRE_VARINT, varint(Math.floor(random() * 2 ** 40)));
+        case 3: return field(4, WIRE_I64, [1, 2, 3, 4, 5, 6, 7, 8]);
+        case 4: return field(5, WIRE_LEN, field(1, WIRE_LEN, field(3, WIRE_VARINT, [7])));
+        case 5: return field(7, WIRE_LEN, [0xff, 0x00]);
+        case 6: return field(8, WIRE_VARINT, varint(3));
+        case 7: return field(4, WIRE_VARINT, [1]); // wrong wire type for double_value
+        case 8: return field(4, WIRE_I64, [1, 2, 3, 4, 5, 6, 7]); // a double one byte short
+        case 9: return field(3, WIRE_VARINT, [...new Array<number>(9).fill(0x80), 1]); // ten bytes: the longest varint
+        case 10: return field(3, WIRE_VARINT, [...new Array<number>(10).fill(0x80), 1]); // eleven: too long
+        default: return field(1, WIRE_I64, [1, 2, 3, 4, 5, 6, 7, 8]); // wrong wire type for string_value
+      }
+    };
+    const parts: number[][] = [];
+    for (let n = Math.floor(random() * 4); n > 0; n--) {
+      const r = random();
+      if (r < 0.4) parts.push(field(1, WIRE_LEN, pick(STRINGS)));
+      else if (r < 0.8) parts.push(field(2, WIRE_LEN, random() < 0.9 ? anyValue() : [...anyValue(), ...anyValue()]));
+      else if (r < 0.9) parts.push(field(3, WIRE_VARINT, varint(5)));
+      else parts.push(field(9, WIRE_VARINT, [1])); // unknown field: the general checker skips it
+    }
+    const bytes = parts.flat();
+    const damage = random();
+    if (bytes.length === 0) return Buffer.alloc(0);
+    if (damage < 0.1) bytes.length = Math.floor(random() * bytes.length);
+    else if (damage < 0.2) bytes.length -= 1; // the last length now runs one byte past the end
+    else if (damage < 0.45) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+    return Buffer.from(bytes);
+  }
+
+  void test('it accepts only KeyValues the general checker accepts, over a seeded corpus', () => {
+    const random = seededRandom(0x5eed);
+    let shortcut = 0;
+    let general = 0;
+    let refused = 0;
+    const wrong: string[] = [];
+    for (let i = 0; i < 50_000; i++) {
+      const bytes = sample(random);
+      let error: WireFormatError | undefined;
+      try {
+        checkMessage(bytes, 0, bytes.length, KeyValueSpec);
+      } catch (err) {
+        if (!(err instanceof WireFormatError)) throw err;
+        error = err;
+      }
+      if (isPlainKeyValue(bytes, 0, bytes.length)) {
+        shortcut++;
+        if (error !== undefined && wrong.length < 5) wrong.push(`${bytes.toString('hex')}: ${error.message}`);
+      } else if (error === undefined) {
+        general++;
+      } else {
+        refused++;
+      }
+    }
+    assert.deepEqual(wrong, []);
+    // Each of the three outcomes occurs often, so the property above was put to the test.
+    for (const [name, count] of Object.entries({ shortcut, general, refused })) assert.ok(count > 5000, `${name}: ${count}`);
+  });
+
+  void test('a span attribute the shortcut passes over is still checked, and worded, by the general checker', () => {
+    const span = (key: number[], value: number[]) => Buffer.from(field(9, WIRE_LEN, [...field(1, WIRE_LEN, key), ...field(2, WIRE_LEN, value)]));
+    const utf8Key = span([...Buffer.from('größe')], field(3, WIRE_VARINT, [7]));
+    assert.equal(isPlainKeyValue(utf8Key, 2, utf8Key.length), false);
+    checkMessage(utf8Key, 0, utf8Key.length, SpanSpec);
+    const badValue = span(ascii('k'), field(1, WIRE_LEN, [0xc3, 0x28]));
+    assert.throws(() => checkMessage(badValue, 0, badValue.length, SpanSpec), /attributes\.value\.string_value.*not valid UTF-8/);
   });
 });

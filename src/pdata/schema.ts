@@ -483,7 +483,8 @@ let payloadStart = 0;
 
 /**
  * Reads a length (one or two bytes) at `pos` and returns where its payload ends, with the payload's
- * start left in `payloadStart`; -1 for a longer, truncated or overlong length.
+ * start left in `payloadStart`; -1 for a length of three or more bytes, a truncated one, or one
+ * that runs past `end`.
  */
 function payloadEnd(buf: Uint8Array, pos: number, end: number): number {
   if (pos >= end) return -1;
@@ -504,7 +505,7 @@ function payloadEnd(buf: Uint8Array, pos: number, end: number): number {
  * (or none) of the expected wire types. Span and resource attributes are nearly all such, and this
  * checks one in a single pass instead of two checkShallow and three checkValue calls. It accepts a
  * subset of what checkShallow does; on false the caller checks the KeyValue the general way, which
- * also words any error.
+ * also words any error (a KeyValue with a non-ASCII string is read twice: rare in OBI's output).
  */
 export function isPlainKeyValue(buf: Uint8Array, start: number, end: number): boolean {
   let pos = start;

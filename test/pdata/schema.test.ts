@@ -435,4 +435,27 @@ void describe('OTLP schema: the plain KeyValue shortcut', () => {
     const badValue = span(ascii('k'), field(1, WIRE_LEN, [0xc3, 0x28]));
     assert.throws(() => checkMessage(badValue, 0, badValue.length, SpanSpec), /attributes\.value\.string_value.*not valid UTF-8/);
   });
+
+  void test('it refuses, and the general checker refuses, what the corpus does not reach', () => {
+    const longKey = [0x0a, 0x80, 0x80, 0x01, ...new Array<number>(16_383).fill(0x61)]; // a 3-byte length, one byte short
+    const cases: Record<string, number[]> = {
+      'a three-byte length running one byte past the end': longKey,
+      'key_strindex sent as LEN': field(3, WIRE_LEN, [0x41]),
+      'string_value_strindex sent as LEN': field(2, WIRE_LEN, field(8, WIRE_LEN, [0x41])),
+      'a kvlist value with an invalid key inside': field(2, WIRE_LEN, field(6, WIRE_LEN, field(1, WIRE_LEN, field(1, WIRE_LEN, [0xc3, 0x28])))),
+      'an array value with an invalid string inside': field(2, WIRE_LEN, field(5, WIRE_LEN, field(1, WIRE_LEN, field(1, WIRE_LEN, [0xff])))),
+    };
+    for (const [name, bytes] of Object.entries(cases)) {
+      const buf = Buffer.from(bytes);
+      assert.equal(isPlainKeyValue(buf, 0, buf.length), false, name);
+      assert.throws(() => checkMessage(buf, 0, buf.length, KeyValueSpec), WireFormatError, name);
+    }
+    // Well formed but not plain: left to the general checker, which accepts them.
+    const notPlain = [field(2, WIRE_LEN, field(6, WIRE_LEN, [])), [0x0a, 0x80, 0x80, 0x01, ...new Array<number>(16_384).fill(0x61)]];
+    for (const bytes of notPlain) {
+      const buf = Buffer.from(bytes);
+      assert.equal(isPlainKeyValue(buf, 0, buf.length), false);
+      checkMessage(buf, 0, buf.length, KeyValueSpec);
+    }
+  });
 });

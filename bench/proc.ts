@@ -160,26 +160,15 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** utime and stime summed over processes (a multi-process server and its workers); one that exited counts 0. */
-export function treeCpuSplitSeconds(pids: readonly number[]): { user: number; system: number } {
-  let user = 0;
-  let system = 0;
-  for (const pid of pids) {
+/** utime and stime of each process (a multi-process server and its workers); one that exited counts 0. */
+export function processCpuSplitSeconds(pids: readonly number[]): { user: number; system: number }[] {
+  return pids.map((pid) => {
     try {
-      const split = cpuSplitSeconds(pid);
-      user += split.user;
-      system += split.system;
+      return cpuSplitSeconds(pid);
     } catch {
-      // exited meanwhile
+      return { user: 0, system: 0 }; // exited meanwhile
     }
-  }
-  return { user, system };
-}
-
-/** CPU seconds of processes (a multi-process server and its workers). */
-export function treeCpuSeconds(pids: readonly number[]): number {
-  const { user, system } = treeCpuSplitSeconds(pids);
-  return user + system;
+  });
 }
 
 /** CPU seconds per thread name (comm) of a process's live threads, e.g. main thread vs GC helpers. */

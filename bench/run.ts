@@ -14,10 +14,9 @@ import {
   cpuSeconds,
   processTree,
   repin,
-  treeCpuSeconds,
   taskCpuSeconds,
   threadCpuSeconds,
-  treeCpuSplitSeconds,
+  processCpuSplitSeconds,
   installCleanup,
   loadAverage,
   peakRssMb,
@@ -342,8 +341,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   // A multi-process server (spansieve-workers: a primary and its cluster workers) is measured whole.
   const pids = processTree(pid);
   const threadsA = threadCpuSeconds(pid);
-  const splitA = treeCpuSplitSeconds(pids);
-  const perProcessA = pids.map((p) => treeCpuSeconds([p]));
+  const splitsA = processCpuSplitSeconds(pids);
   const lgA = cpuSeconds(loadgen.pid);
   const sinkTid = loadgen.hello?.sinkTid ?? NaN;
   const lgMainA = taskCpuSeconds(loadgen.pid, loadgen.pid);
@@ -355,8 +353,7 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const eluA = sumElu(eluPids);
   const a = await loadgen.call<Snapshot>({ type: 'snapshot' });
   await sleep(seconds * 1000);
-  const splitB = treeCpuSplitSeconds(pids);
-  const perProcessB = pids.map((p) => treeCpuSeconds([p]));
+  const splitsB = processCpuSplitSeconds(pids);
   const threadsB = threadCpuSeconds(pid);
   const lgB = cpuSeconds(loadgen.pid);
   const lgMainB = taskCpuSeconds(loadgen.pid, loadgen.pid);
@@ -366,7 +363,10 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const eluB = sumElu(eluPids);
   const b = await loadgen.call<Snapshot>({ type: 'snapshot' });
   const wall = (b.at - a.at) / 1000;
-  const serverCpu = splitB.user + splitB.system - (splitA.user + splitA.system);
+  // Each process read once per end: its own CPU, and the sums of all of them.
+  const perProcess = pids.map((_, i) => splitsB[i]!.user + splitsB[i]!.system - (splitsA[i]!.user + splitsA[i]!.system));
+  const serverCpu = perProcess.reduce((sum, cpu) => sum + cpu, 0);
+  const serverSystemCpu = pids.reduce((sum, _, i) => sum + splitsB[i]!.system - splitsA[i]!.system, 0);
   const serverThreads: Record<string, number> = {};
   for (const [name, seconds] of threadsB) {
     const used = (seconds - (threadsA.get(name) ?? 0)) / wall;
@@ -376,11 +376,11 @@ async function measureWindow(loadgen: LoadGen, pid: number, seconds: number, whe
   const eluTotal = eluA && eluB ? eluActive + (eluB.idle - eluA.idle) : NaN;
   return {
     serverThreads,
-    serverProcesses: pids.map((_, i) => round((perProcessB[i]! - perProcessA[i]!) / wall, 3)),
+    serverProcesses: perProcess.map((cpu) => round(cpu / wall, 3)),
     serverElu: eluTotal > 0 ? round(eluActive / eluTotal, 3) : null,
     seconds: wall,
     serverCpu,
-    serverSystemCpu: splitB.system - splitA.system,
+    serverSystemCpu,
     loadgenCpu: lgB - lgA,
     loadgenMainCpu: lgMainB - lgMainA,
     sinkCpu: sinkB - sinkA,
